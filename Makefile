@@ -1,0 +1,31 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both set up what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test bench venv system-packages check-compose clean
+
+run: $(INSTALLED)
+	scripts/ensure-system-packages.sh run
+	$(PY) -m localenv.run
+
+test: $(INSTALLED)
+	scripts/ensure-system-packages.sh test
+	$(PY) -m pytest
+
+bench: $(INSTALLED)
+	scripts/ensure-system-packages.sh test
+	$(PY) -m bench
+
+venv: $(INSTALLED)
+
+# Rebuilt whenever a requirements file changes.
+$(INSTALLED): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+clean:
+	rm -rf .run .pytest_cache

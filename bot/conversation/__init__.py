@@ -1,0 +1,1 @@
+"""Interpreting updates in workers: who is talking, what they asked, what to answer."""

@@ -1,0 +1,139 @@
+"""Handling one Telegram update in a worker, exactly once in effect.
+
+One transaction per update: take the chat's advisory lock (updates of one chat are handled one
+at a time, in any number of workers), record the update id (a redelivered update finds it and
+only finishes sending what it had recorded), run the handler, and record its replies in the
+outbox. The replies are sent after the commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+from telegram import Update
+
+from bot.conversation import menus, router
+from bot.conversation.context import Context
+from bot.conversation.replies import Reply
+from core.i18n import Translator, pick_language
+from core.settings import get_settings
+from domain import notifications
+from models import ConversationState, ProcessedUpdate, User
+
+
+class MalformedUpdate(ValueError):
+    """The payload is not a Telegram update we can read; there is nobody to answer."""
+
+
+@dataclass
+class Handled:
+    update_id: int
+    chat_id: int | None
+    notification_ids: list[int] = field(default_factory=list)
+    callback_query_id: str | None = None
+    callback_text: str | None = None
+    callback_alert: bool = False
+    duplicate: bool = False
+
+
+def parse(raw: dict[str, Any]) -> Update:
+    if not isinstance(raw, dict) or not isinstance(raw.get("update_id"), int):
+        raise MalformedUpdate("no integer update_id")
+    try:
+        return Update.de_json(raw, None)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise MalformedUpdate(str(error)) from error
+
+
+def outbox_key(update_id: int) -> str:
+    return f"update:{update_id}:"
+
+
+def handle(session: Session, raw: dict[str, Any]) -> Handled:
+    """Interpret one update inside the caller's transaction."""
+    update = parse(raw)
+    chat = update.effective_chat
+    sender = update.effective_user
+    query = update.callback_query
+    handled = Handled(
+        update_id=update.update_id,
+        chat_id=chat.id if chat else None,
+        callback_query_id=query.id if query else None,
+    )
+    if chat is not None:
+        session.execute(select(func.pg_advisory_xact_lock(chat.id)))
+    first_time = session.execute(
+        insert(ProcessedUpdate).values(update_id=update.update_id).on_conflict_do_nothing().returning(
+            ProcessedUpdate.update_id
+        )
+    ).first()
+    if first_time is None:
+        handled.duplicate = True
+        handled.notification_ids = notifications.pending_ids(session, outbox_key(update.update_id))
+        return handled
+    if chat is None or sender is None or sender.is_bot or chat.type != "private":
+        return handled  # channel posts, groups, service updates: nothing to say
+    user = _upsert_user(session, sender)
+    state = session.get(ConversationState, chat.id, with_for_update=True) or ConversationState(
+        chat_id=chat.id, data={}
+    )
+    session.add(state)
+    ctx = Context(
+        session=session, update=update, user=user, chat_id=chat.id, state=state,
+        settings=get_settings(), _=Translator(user.language),
+    )
+    router.route(ctx)
+    state.updated_at = datetime.now(UTC)
+    handled.callback_text = ctx.outcome.callback_text
+    handled.callback_alert = ctx.outcome.callback_alert
+    handled.notification_ids = _record_replies(session, update.update_id, chat.id, ctx.outcome.replies)
+    return handled
+
+
+def handle_failure(session: Session, raw: dict[str, Any], error_text: str) -> Handled:
+    """After a handler failed for good: mark the update done and tell the user, in their language."""
+    update = parse(raw)
+    chat = update.effective_chat
+    query = update.callback_query
+    handled = Handled(update_id=update.update_id, chat_id=chat.id if chat else None,
+                      callback_query_id=query.id if query else None)
+    session.execute(insert(ProcessedUpdate).values(update_id=update.update_id).on_conflict_do_nothing())
+    if chat is None or chat.type != "private":
+        return handled
+    user = session.get(User, chat.id)
+    _ = Translator(user.language if user else pick_language(getattr(update.effective_user, "language_code", None)))
+    text = _("😕 Sorry, something went wrong on our side and your last action was not completed. "
+             "Please try again in a moment.")
+    handled.callback_text = _("Something went wrong.")
+    reply = Reply(text=text, keyboard=[menus.home_row(_)], kind="error")
+    handled.notification_ids = _record_replies(session, update.update_id, chat.id, [reply], suffix="error")
+    return handled
+
+
+def _record_replies(session: Session, update_id: int, chat_id: int, replies: list[Reply], suffix: str = "") -> list[int]:
+    ids = []
+    for index, reply in enumerate(replies):
+        note_id = notifications.record(session, f"{outbox_key(update_id)}{suffix}{index}", chat_id, reply)
+        if note_id is not None:
+            ids.append(note_id)
+    return ids
+
+
+def _upsert_user(session: Session, sender) -> User:
+    values = {"id": sender.id, "first_name": (sender.first_name or "")[:128], "username": sender.username,
+              "language": pick_language(sender.language_code)}
+    statement = insert(User).values(**values)
+    # The language is chosen from Telegram's language_code at first contact only; later the
+    # user's own choice (/language) wins. Writing to us again undoes a block or an erasure.
+    statement = statement.on_conflict_do_update(
+        index_elements=[User.id],
+        set_={"first_name": statement.excluded.first_name, "username": statement.excluded.username,
+              "last_seen_at": func.now(), "deleted_at": None, "reachable": True},
+    )
+    session.execute(statement)
+    return session.get(User, sender.id, populate_existing=True)

@@ -1,0 +1,38 @@
+"""What a handler answers, as plain data: stored in the outbox before anything is sent."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+Keyboard = list[list[dict[str, str]]]
+
+
+def button(text: str, data: str) -> dict[str, str]:
+    return {"text": text, "callback_data": data}
+
+
+@dataclass
+class Reply:
+    text: str
+    keyboard: Keyboard | None = None
+    # Set when answering a button press: the menu message is edited in place.
+    edit_message_id: int | None = None
+    photo: str | None = None  # a Telegram file_id
+    kind: str = "reply"
+
+    def to_payload(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None and k != "kind"}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], kind: str = "reply") -> "Reply":
+        return cls(kind=kind, **payload)
+
+
+@dataclass
+class Outcome:
+    """Result of handling one update: what to send, and how to answer a button press."""
+
+    replies: list[Reply] = field(default_factory=list)
+    callback_text: str | None = None
+    callback_alert: bool = False

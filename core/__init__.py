@@ -1,0 +1,1 @@
+"""Shared plumbing: settings, logging, database sessions, Telegram and Stripe I/O."""

@@ -1,0 +1,51 @@
+"""Database engine and sessions, one engine per process (re-created after a fork)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.settings import get_settings
+
+_engine: Engine | None = None
+_engine_pid: int | None = None
+_sessionmaker: sessionmaker[Session] | None = None
+
+
+def engine() -> Engine:
+    global _engine, _engine_pid, _sessionmaker
+    if _engine is None or _engine_pid != os.getpid():
+        # A connection pool must not cross a fork (Celery prefork): the child builds its own.
+        if _engine is not None:
+            _engine.dispose(close=False)
+        _engine = create_engine(
+            get_settings().database_url,
+            pool_size=5,
+            max_overflow=10,
+            pool_pre_ping=True,  # a restarted Postgres leaves dead connections in the pool
+            pool_recycle=1800,
+        )
+        _engine_pid = os.getpid()
+        _sessionmaker = sessionmaker(_engine, expire_on_commit=False)
+    return _engine
+
+
+def reset_engine() -> None:
+    """Forget the engine (tests that point DATABASE_URL elsewhere)."""
+    global _engine, _engine_pid, _sessionmaker
+    if _engine is not None:
+        _engine.dispose()
+    _engine = _engine_pid = _sessionmaker = None
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """One transaction: commit on success, roll back on any exception."""
+    engine()
+    assert _sessionmaker is not None
+    with _sessionmaker() as session, session.begin():
+        yield session

@@ -1,0 +1,57 @@
+"""Structured logs (structlog): one JSON object per line, with the correlation id of the
+update or Stripe event being handled bound through contextvars."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+import structlog
+
+_SECRET_KEYS = re.compile(r"token|secret|password|authorization|api_key|card", re.IGNORECASE)
+# A Telegram bot token inside any string (e.g. a URL in an httpx log line).
+_BOT_TOKEN = re.compile(r"\d{5,}:[A-Za-z0-9_-]{20,}")
+
+
+def _redact(_, __, event_dict: dict) -> dict:
+    for key in list(event_dict):
+        if _SECRET_KEYS.search(key):
+            event_dict[key] = "[redacted]"
+        elif isinstance(event_dict[key], str):
+            event_dict[key] = _BOT_TOKEN.sub("[bot-token]", event_dict[key])
+    return event_dict
+
+
+def configure_logging(level: str = "INFO", json: bool = True) -> None:
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        _redact,
+    ]
+    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer,
+        ])
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # httpx logs every request URL at INFO, and Bot API URLs contain the token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def get_logger(name: str):
+    return structlog.stdlib.get_logger(name)

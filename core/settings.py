@@ -1,0 +1,122 @@
+"""Settings from the environment, validated once, with errors that name the bad variable."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The sandbox bot's token; the Telegram fake accepts it. Not a secret: it opens nothing real.
+SANDBOX_BOT_TOKEN = "123456:SANDBOX-TOKEN"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    bot_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_webhook_secret: SecretStr | None = None
+    public_url: str | None = None
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8080, ge=1, le=65535)
+
+    database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:15432/surplus"
+    redis_url: str = "redis://127.0.0.1:16379/0"
+
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_url: str | None = None
+
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    flower_basic_auth: SecretStr | None = None
+    sentry_dsn: SecretStr | None = None
+
+    # How long the gateway remembers an update_id to drop Telegram's redeliveries.
+    update_dedup_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _parse_admin_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.replace(";", ",").split(",") if p.strip()]
+            return frozenset(int(p) for p in parts)
+        return value
+
+    @field_validator("telegram_api_url", "stripe_api_url", "public_url", mode="before")
+    @classmethod
+    def _http_url(cls, value: str | None, info) -> str | None:
+        if not value:  # an empty variable means "unset"
+            return "https://api.telegram.org" if info.field_name == "telegram_api_url" else None
+        if not str(value).startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return str(value).rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str) -> str:
+        if value.startswith("postgres://"):
+            value = "postgresql://" + value[len("postgres://") :]
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg2://" + value[len("postgresql://") :]
+        if not value.startswith("postgresql+psycopg2://"):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_only(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// URL")
+        return value
+
+    @field_validator("flower_basic_auth")
+    @classmethod
+    def _user_colon_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and ":" not in value.get_secret_value():
+            raise ValueError("must look like user:password")
+        return value
+
+    @property
+    def sandbox(self) -> bool:
+        """No real bot token: everything talks to the local fakes."""
+        return self.bot_token is None
+
+    @property
+    def telegram_token(self) -> str:
+        return self.bot_token.get_secret_value() if self.bot_token else SANDBOX_BOT_TOKEN
+
+    @property
+    def webhook_mode(self) -> bool:
+        return self.public_url is not None
+
+
+def _explain(error: ValidationError) -> str:
+    lines = ["Invalid configuration in the environment:"]
+    for item in error.errors():
+        name = str(item["loc"][0]).upper() if item["loc"] else "?"
+        lines.append(f"  {name}: {item['msg']}")
+    lines.append("See .env.example for what each variable means.")
+    return "\n".join(lines)
+
+
+def load_settings() -> Settings:
+    """Read and validate the environment; raise SystemExit with a readable message if wrong."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SystemExit(_explain(error)) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return load_settings()
+
+
+if __name__ == "__main__":  # `python -m core.settings` checks the environment.
+    s = load_settings()
+    print(f"configuration OK (sandbox={s.sandbox}, webhook_mode={s.webhook_mode})", file=sys.stderr)

@@ -1,0 +1,150 @@
+"""All Bot API calls go through here (python-telegram-bot's `Bot`).
+
+Each process keeps one event loop in a background thread and one `Bot` with a pooled HTTP
+client, so a Celery task (synchronous code) makes a Bot API call without building a loop or a
+connection per call. After a fork (Celery prefork) the child makes its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.request import HTTPXRequest
+
+from core.settings import get_settings
+
+T = TypeVar("T")
+
+__all__ = [
+    "BadRequest",
+    "Forbidden",
+    "NetworkError",
+    "RetryAfter",
+    "ALLOWED_UPDATES",
+    "BOT_COMMANDS",
+    "TelegramApi",
+    "TelegramError",
+    "TimedOut",
+    "inline_keyboard",
+    "make_bot",
+    "retry_after_seconds",
+    "telegram_api",
+]
+
+
+def inline_keyboard(rows: list[list[dict[str, str]]] | None) -> InlineKeyboardMarkup | None:
+    """Rows of {"text", "callback_data" | "url"} (JSON-friendly, as stored in the outbox)."""
+    if not rows:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton(**button) for button in row] for row in rows])
+
+
+def retry_after_seconds(error: RetryAfter) -> float:
+    value = error.retry_after
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+
+
+ALLOWED_UPDATES = ["message", "callback_query"]
+
+BOT_COMMANDS = [
+    ("start", "Main menu"),
+    ("help", "How it works"),
+    ("language", "Change the language"),
+    ("cancel", "Leave the current step"),
+]
+
+
+def make_bot(token: str, api_url: str) -> Bot:
+    """A Bot pointed at `api_url` (Telegram, a local Bot API server, or the sandbox fake)."""
+    request = HTTPXRequest(
+        connection_pool_size=16, connect_timeout=5.0, read_timeout=15.0, write_timeout=30.0, pool_timeout=5.0
+    )
+    # getUpdates long-polls, so it gets its own client with a longer read timeout.
+    polling = HTTPXRequest(connection_pool_size=2, connect_timeout=5.0, read_timeout=65.0)
+    return Bot(
+        token, base_url=f"{api_url}/bot", base_file_url=f"{api_url}/file/bot",
+        request=request, get_updates_request=polling,
+    )
+
+
+class TelegramApi:
+    def __init__(self, token: str, api_url: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="telegram-io", daemon=True)
+        self._thread.start()
+        self.bot = make_bot(token, api_url)
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def close(self) -> None:
+        try:
+            self.run(self.bot.shutdown(), timeout=5)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    # The calls the project makes. Keyboards come as JSON-friendly rows (see inline_keyboard).
+
+    def send_message(self, chat_id: int, text: str, keyboard: list | None = None, parse_mode: str | None = "HTML") -> Message:
+        return self.run(
+            self.bot.send_message(chat_id, text, reply_markup=inline_keyboard(keyboard), parse_mode=parse_mode)
+        )
+
+    def edit_message_text(
+        self, chat_id: int, message_id: int, text: str, keyboard: list | None = None, parse_mode: str | None = "HTML"
+    ) -> Message | bool:
+        return self.run(
+            self.bot.edit_message_text(
+                text, chat_id=chat_id, message_id=message_id, reply_markup=inline_keyboard(keyboard),
+                parse_mode=parse_mode,
+            )
+        )
+
+    def send_photo(self, chat_id: int, photo: str | bytes, caption: str | None = None,
+                   keyboard: list | None = None, parse_mode: str | None = "HTML") -> Message:
+        return self.run(
+            self.bot.send_photo(chat_id, photo, caption=caption, reply_markup=inline_keyboard(keyboard),
+                                parse_mode=parse_mode)
+        )
+
+    def answer_callback_query(self, callback_query_id: str, text: str | None = None, show_alert: bool = False) -> bool:
+        return self.run(self.bot.answer_callback_query(callback_query_id, text=text, show_alert=show_alert))
+
+    def delete_message(self, chat_id: int, message_id: int) -> bool:
+        return self.run(self.bot.delete_message(chat_id, message_id))
+
+    def send_chat_action(self, chat_id: int, action: str) -> bool:
+        return self.run(self.bot.send_chat_action(chat_id, action))
+
+    def download_file(self, file_id: str) -> bytes:
+        async def _download() -> bytes:
+            file = await self.bot.get_file(file_id)
+            return bytes(await file.download_as_bytearray())
+
+        return self.run(_download())
+
+    def get_me(self):
+        return self.run(self.bot.get_me())
+
+
+_api: TelegramApi | None = None
+_api_pid: int | None = None
+_lock = threading.Lock()
+
+
+def telegram_api() -> TelegramApi:
+    """This process's client (created on first use, again after a fork)."""
+    global _api, _api_pid
+    with _lock:
+        if _api is None or _api_pid != os.getpid():
+            settings = get_settings()
+            _api = TelegramApi(settings.telegram_token, settings.telegram_api_url)
+            _api_pid = os.getpid()
+        return _api

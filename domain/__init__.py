@@ -1,0 +1,1 @@
+"""Business rules as plain functions: tests call them directly; tasks wrap them."""

@@ -1,0 +1,121 @@
+"""The outbox: every outbound message is a row (with an idempotency key) before it is sent.
+
+A message is recorded in the same transaction as the change that caused it, and sent after that
+transaction committed. Sending takes the row with FOR UPDATE SKIP LOCKED, so two workers never
+send the same message at once, and a sent row is never sent again.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from bot.conversation.replies import Reply
+from core import telegram as tg
+from core.db import session_scope
+from core.logging import get_logger
+from models import Notification, NotificationStatus, User
+
+log = get_logger(__name__)
+
+
+class Delivery(enum.Enum):
+    SENT = "sent"
+    ALREADY_DONE = "already_done"  # sent or dropped earlier, or being sent by another worker
+    DROPPED = "dropped"
+
+
+class RetryLater(Exception):
+    """Telegram asked us to wait (429) or could not be reached; try again after `delay` seconds."""
+
+    def __init__(self, delay: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+def record(session: Session, key: str, chat_id: int, reply: Reply) -> int | None:
+    """Add a message to the outbox; returns its id, or None if that key was recorded before."""
+    row = session.execute(
+        insert(Notification)
+        .values(idempotency_key=key, chat_id=chat_id, kind=reply.kind, payload=reply.to_payload())
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(Notification.id)
+    ).first()
+    return row[0] if row else None
+
+
+def pending_ids(session: Session, key_prefix: str) -> list[int]:
+    return list(
+        session.scalars(
+            select(Notification.id)
+            .where(Notification.idempotency_key.startswith(key_prefix, autoescape=True))
+            .where(Notification.status == NotificationStatus.PENDING)
+            .order_by(Notification.id)
+        )
+    )
+
+
+def deliver(notification_id: int) -> Delivery:
+    """Send one outbox message through the Bot API, at most once unless a crash hits mid-send."""
+    with session_scope() as session:
+        note = session.execute(
+            select(Notification)
+            .where(Notification.id == notification_id, Notification.status == NotificationStatus.PENDING)
+            .with_for_update(skip_locked=True)
+        ).scalar_one_or_none()
+        if note is None:
+            return Delivery.ALREADY_DONE
+        note.attempts += 1
+        reply = Reply.from_payload(note.payload, kind=note.kind)
+        try:
+            message_id = _send(note.chat_id, reply)
+        except tg.RetryAfter as error:
+            note.last_error = "429 retry after"
+            raise RetryLater(tg.retry_after_seconds(error), "telegram flood control") from error
+        except tg.Forbidden as error:
+            # The user blocked the bot: stop writing to them until they come back.
+            _drop(session, note, f"403 {error.message}")
+            session.execute(update(User).where(User.id == note.chat_id).values(reachable=False))
+            return Delivery.DROPPED
+        except tg.BadRequest as error:
+            if "message is not modified" in error.message.lower():
+                note.status = NotificationStatus.SENT
+                note.sent_at = datetime.now(UTC)
+                return Delivery.SENT
+            _drop(session, note, f"400 {error.message}")
+            return Delivery.DROPPED
+        except (tg.TimedOut, tg.NetworkError) as error:
+            raise RetryLater(2.0, f"network: {error}") from error
+        note.status = NotificationStatus.SENT
+        note.sent_at = datetime.now(UTC)
+        note.telegram_message_id = message_id
+        return Delivery.SENT
+
+
+def _drop(session: Session, note: Notification, reason: str) -> None:
+    note.status = NotificationStatus.DROPPED
+    note.last_error = reason[:500]
+    log.warning("notification_dropped", notification_id=note.id, chat_id=note.chat_id, reason=reason)
+
+
+def _send(chat_id: int, reply: Reply) -> int | None:
+    api = tg.telegram_api()
+    if reply.edit_message_id is not None and reply.photo is None:
+        try:
+            result = api.edit_message_text(chat_id, reply.edit_message_id, reply.text, reply.keyboard)
+            return result.message_id if hasattr(result, "message_id") else reply.edit_message_id
+        except tg.BadRequest as error:
+            text = error.message.lower()
+            # A photo card can't become text, and very old messages can't be edited: send anew.
+            if "message is not modified" in text:
+                raise
+            if "there is no text in the message" not in text and "message can't be edited" not in text \
+                    and "message to edit not found" not in text:
+                raise
+    if reply.photo is not None:
+        return api.send_photo(chat_id, reply.photo, caption=reply.text, keyboard=reply.keyboard).message_id
+    return api.send_message(chat_id, reply.text, reply.keyboard).message_id

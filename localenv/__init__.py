@@ -1,0 +1,1 @@
+"""Running the system on one machine: private Redis/Postgres, migrations, the process supervisor."""

@@ -1,0 +1,162 @@
+"""`make run`: the whole system on this machine, under one supervisor (honcho).
+
+Starts private Redis and Postgres unless REDIS_URL / DATABASE_URL point elsewhere, migrates the
+schema, and runs the gateway (or the poller), a worker per queue, beat and Flower, each with
+prefixed logs. Without BOT_TOKEN everything talks to the local Telegram fake. Ctrl-C stops all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+import threading
+import time
+from pathlib import Path
+
+from honcho.manager import Manager
+from honcho.printer import Printer
+
+from localenv.services import PostgresServer, RedisServer, port_open
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_DIR = ROOT / ".run"
+PYTHON = sys.executable
+SANDBOX_TELEGRAM_PORT = 8081
+FLOWER_PORT = 5555
+
+# Workers per queue: (concurrency, prefetch). Updates are short, so that worker prefetches more.
+WORKERS = {
+    "updates": (2, 4),
+    "reservations": (2, 1),
+    "payments": (1, 1),
+    "images": (1, 1),
+    "notifications": (1, 1),
+    "maintenance": (1, 1),
+}
+
+
+def _persistent_secret(name: str, make) -> str:
+    """A generated secret kept in .run/, so it stays the same from one run to the next."""
+    path = RUN_DIR / name
+    if not path.exists():
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def prepare_environment() -> tuple[dict[str, str], list[object]]:
+    """Start what is missing and return the environment every process gets, plus what to stop."""
+    RUN_DIR.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    started: list[object] = []
+    if not env.get("REDIS_URL"):
+        redis = RedisServer(RUN_DIR / "redis", 16379).start()
+        started.append(redis)
+        env["REDIS_URL"] = redis.url
+    if not env.get("DATABASE_URL"):
+        postgres = PostgresServer(RUN_DIR / "postgres", 15432).start()
+        started.append(postgres)
+        env["DATABASE_URL"] = postgres.url
+    sandbox = not env.get("BOT_TOKEN")
+    if sandbox:
+        env["TELEGRAM_API_URL"] = f"http://127.0.0.1:{SANDBOX_TELEGRAM_PORT}"
+        env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{env.get('GATEWAY_PORT', '8080')}")
+    if not env.get("TELEGRAM_WEBHOOK_SECRET"):
+        env["TELEGRAM_WEBHOOK_SECRET"] = _persistent_secret("webhook-secret", lambda: secrets.token_urlsafe(32))
+    if not env.get("FLOWER_BASIC_AUTH"):
+        if not sandbox:
+            raise SystemExit("FLOWER_BASIC_AUTH is unset: Flower would be open to anyone (set user:password).")
+        env["FLOWER_BASIC_AUTH"] = "admin:" + _persistent_secret("flower-password", lambda: secrets.token_urlsafe(12))
+    env.setdefault("LOG_JSON", "false")  # readable lines in a terminal; JSON in production
+    env["PYTHONUNBUFFERED"] = "1"
+    return env, started
+
+
+def migrate(env: dict[str, str]) -> None:
+    import subprocess
+
+    subprocess.run([PYTHON, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True)
+
+
+def processes(env: dict[str, str]) -> dict[str, str]:
+    celery = f"{PYTHON} -m celery -A tasks"
+    procs: dict[str, str] = {}
+    if not env.get("BOT_TOKEN"):
+        procs["telegram"] = f"{PYTHON} -m sandbox.telegram_fake --host 127.0.0.1 --port {SANDBOX_TELEGRAM_PORT}"
+    if env.get("PUBLIC_URL"):
+        procs["gateway"] = f"{PYTHON} -m bot.gateway"
+    else:
+        procs["poller"] = f"{PYTHON} -m bot.poller"
+    for queue, (concurrency, prefetch) in WORKERS.items():
+        procs[f"worker-{queue}"] = (
+            f"{celery} worker -Q {queue} -n {queue}@%h -c {concurrency} --prefetch-multiplier {prefetch} "
+            "--loglevel INFO"
+        )
+    procs["beat"] = f"{celery} beat --loglevel INFO"
+    procs["flower"] = f"{celery} flower --address=127.0.0.1 --port={FLOWER_PORT} --max_tasks=10000"
+    return procs
+
+
+def tell_telegram_where_we_are(env: dict[str, str]) -> None:
+    """Set the webhook (or remove it for polling) once the Bot API answers."""
+    api_url = env.get("TELEGRAM_API_URL", "https://api.telegram.org")
+    if api_url.startswith("http://127.0.0.1"):
+        port = int(api_url.rsplit(":", 1)[1])
+        deadline = time.monotonic() + 60
+        while not port_open(port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    os.environ.update(env)
+    from bot import setup
+
+    try:
+        asyncio.run(setup._main("webhook" if env.get("PUBLIC_URL") else "polling"))
+    except Exception as error:  # noqa: BLE001 - shown to the person running make run
+        print(f"!! could not configure the bot with Telegram: {error}", file=sys.stderr)
+
+
+def banner(env: dict[str, str]) -> str:
+    host, port = env.get("GATEWAY_HOST", "127.0.0.1"), env.get("GATEWAY_PORT", "8080")
+    user, password = env["FLOWER_BASIC_AUTH"].split(":", 1)
+    lines = ["", "Surplus marketplace is starting:"]
+    if not env.get("BOT_TOKEN"):
+        lines += [
+            f"  Telegram sandbox : http://127.0.0.1:{SANDBOX_TELEGRAM_PORT}  (no BOT_TOKEN: local fake)",
+            "    say /start as a user: curl -s -XPOST http://127.0.0.1:8081/_sandbox/messages "
+            "-H 'content-type: application/json' -d '{\"user_id\": 1001, \"text\": \"/start\"}'",
+            "    read the chat:        curl -s http://127.0.0.1:8081/_sandbox/chats/1001/messages",
+        ]
+    lines += [
+        f"  Gateway          : http://{host}:{port}/healthz  /readyz  /metrics",
+        f"  Flower           : http://127.0.0.1:{FLOWER_PORT}  (user {user}, password {password})",
+        "  Stop everything  : Ctrl-C",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    os.chdir(ROOT)
+    env, started = prepare_environment()
+    os.environ.update(env)
+    from core.settings import load_settings
+
+    load_settings()  # exits with a message naming the bad variable
+    try:
+        migrate(env)
+        manager = Manager(Printer(sys.stdout))
+        for name, command in processes(env).items():
+            manager.add_process(name, command, env=env, cwd=str(ROOT))
+        threading.Thread(target=tell_telegram_where_we_are, args=(env,), daemon=True).start()
+        print(banner(env), flush=True)
+        manager.loop()
+        code = manager.returncode
+    finally:
+        for service in reversed(started):
+            service.stop()
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

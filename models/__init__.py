@@ -1,0 +1,45 @@
+"""The data model. The schema changes only through Alembic migrations in migrations/."""
+
+from models.base import Base
+from models.entities import (
+    AuditEntry,
+    Business,
+    BusinessStatus,
+    ConversationState,
+    DeadLetter,
+    Follow,
+    LedgerEntry,
+    LedgerKind,
+    Notification,
+    NotificationStatus,
+    Offer,
+    OfferStatus,
+    Order,
+    OrderStatus,
+    PhotoStatus,
+    ProcessedUpdate,
+    StripeEvent,
+    User,
+)
+
+__all__ = [
+    "AuditEntry",
+    "Base",
+    "Business",
+    "BusinessStatus",
+    "ConversationState",
+    "DeadLetter",
+    "Follow",
+    "LedgerEntry",
+    "LedgerKind",
+    "Notification",
+    "NotificationStatus",
+    "Offer",
+    "OfferStatus",
+    "Order",
+    "OrderStatus",
+    "PhotoStatus",
+    "ProcessedUpdate",
+    "StripeEvent",
+    "User",
+]

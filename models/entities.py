@@ -1,0 +1,325 @@
+"""Tables. Money is integer minor units plus an ISO currency; times are UTC (timestamptz);
+Telegram ids are 64-bit. State columns are strings checked against their enum."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, utc_now_column
+
+
+def _state(enum_cls: type[enum.Enum], name: str):
+    # VARCHAR + CHECK instead of a Postgres ENUM type: adding a state is a one-line migration.
+    return Enum(
+        enum_cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=24,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class BusinessStatus(str, enum.Enum):
+    PENDING = "pending"
+    VERIFIED = "verified"
+    REJECTED = "rejected"
+    SUSPENDED = "suspended"
+
+
+class OfferStatus(str, enum.Enum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    SOLD_OUT = "sold_out"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+class PhotoStatus(str, enum.Enum):
+    NONE = "none"
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class OrderStatus(str, enum.Enum):
+    HELD = "held"  # stock held, waiting for payment until hold_expires_at
+    PAID = "paid"  # confirmed; pickup code issued
+    COLLECTED = "collected"
+    CANCELLED = "cancelled"  # by the customer or because the offer was cancelled
+    EXPIRED = "expired"  # the hold lapsed unpaid
+    REFUNDED = "refunded"
+
+
+class LedgerKind(str, enum.Enum):
+    HOLD = "hold"  # stock: units moved to held
+    RELEASE = "release"  # stock: held units back to available
+    SALE = "sale"  # stock: held (or available, for a late payment) units to sold
+    RESTOCK = "restock"  # stock: sold units back to available (refund of a paid order)
+    PAYMENT = "payment"  # money in
+    REFUND = "refund"  # money out
+
+
+class NotificationStatus(str, enum.Enum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # retries exhausted; maintenance.retry_failed_notifications picks these up
+    DROPPED = "dropped"  # the recipient blocked the bot or Telegram refused the content
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # Telegram user id
+    first_name: Mapped[str | None] = mapped_column(String(128))
+    username: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8), nullable=False, server_default="en")
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    location_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reachable: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = utc_now_column()
+    last_seen_at: Mapped[datetime] = utc_now_column()
+
+
+class Business(Base):
+    __tablename__ = "businesses"
+    __table_args__ = (
+        CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude_range"),
+        CheckConstraint("longitude BETWEEN -180 AND 180", name="longitude_range"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(String(120), nullable=False)
+    address: Mapped[str] = mapped_column(String(300), nullable=False)
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    phone: Mapped[str] = mapped_column(String(32), nullable=False)
+    timezone: Mapped[str] = mapped_column(String(64), nullable=False, server_default="Europe/Berlin")
+    currency: Mapped[str] = mapped_column(String(3), nullable=False, server_default="EUR")
+    status: Mapped[BusinessStatus] = mapped_column(
+        _state(BusinessStatus, "business_status"), nullable=False, server_default=BusinessStatus.PENDING.value
+    )
+    status_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = utc_now_column()
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    offers: Mapped[list[Offer]] = relationship(back_populates="business")
+
+
+class Offer(Base):
+    __tablename__ = "offers"
+    __table_args__ = (
+        # Invariant 1 held by the database itself: never oversell, whatever the code does.
+        CheckConstraint("units_sold >= 0 AND units_held >= 0", name="units_non_negative"),
+        CheckConstraint("units_sold + units_held <= quantity", name="never_oversell"),
+        CheckConstraint("quantity >= 0 AND quantity <= 10000", name="quantity_range"),
+        CheckConstraint("price_minor > 0 AND price_minor <= original_price_minor", name="price_is_a_discount"),
+        CheckConstraint("pickup_end > pickup_start", name="pickup_window_order"),
+        Index("ix_offers_status_published", "status", "published_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    business_id: Mapped[int] = mapped_column(ForeignKey("businesses.id"), nullable=False, index=True)
+    title: Mapped[str] = mapped_column(String(120), nullable=False)
+    description: Mapped[str] = mapped_column(String(1000), nullable=False, server_default="")
+    price_minor: Mapped[int] = mapped_column(Integer, nullable=False)
+    original_price_minor: Mapped[int] = mapped_column(Integer, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    units_sold: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    units_held: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    pickup_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    pickup_end: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    status: Mapped[OfferStatus] = mapped_column(
+        _state(OfferStatus, "offer_status"), nullable=False, server_default=OfferStatus.DRAFT.value
+    )
+    photo_status: Mapped[PhotoStatus] = mapped_column(
+        _state(PhotoStatus, "photo_status"), nullable=False, server_default=PhotoStatus.NONE.value
+    )
+    photo_source_file_id: Mapped[str | None] = mapped_column(String(256))
+    photo_card_file_id: Mapped[str | None] = mapped_column(String(256))  # uploaded once, reused
+    photo_error: Mapped[str | None] = mapped_column(String(64))
+    # Bumped on every change a customer can see, so a stale button can tell it is stale.
+    version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    created_at: Mapped[datetime] = utc_now_column()
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    business: Mapped[Business] = relationship(back_populates="offers")
+
+    @property
+    def units_left(self) -> int:
+        return self.quantity - self.units_sold - self.units_held
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("amount_minor >= 0", name="amount_non_negative"),
+        # A customer's repeated taps make one order: at most one open hold per customer and offer.
+        Index(
+            "uq_orders_one_open_hold",
+            "offer_id",
+            "customer_id",
+            unique=True,
+            postgresql_where=text("status = 'held'"),
+        ),
+        Index("ix_orders_hold_expiry", "hold_expires_at", postgresql_where=text("status = 'held'")),
+        UniqueConstraint("offer_id", "pickup_code", name="uq_orders_offer_pickup_code"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"), nullable=False, index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)  # null once erased
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    unit_price_minor: Mapped[int] = mapped_column(Integer, nullable=False)
+    amount_minor: Mapped[int] = mapped_column(Integer, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    status: Mapped[OrderStatus] = mapped_column(
+        _state(OrderStatus, "order_status"), nullable=False, server_default=OrderStatus.HELD.value
+    )
+    hold_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    pickup_code: Mapped[str | None] = mapped_column(String(12))
+    checkout_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    checkout_url: Mapped[str | None] = mapped_column(Text)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    reminder_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = utc_now_column()
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    offer: Mapped[Offer] = relationship()
+
+
+class LedgerEntry(Base):
+    """Every stock or money movement, once: (order, kind) is unique, so a replay cannot apply it twice."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (UniqueConstraint("order_id", "kind", name="uq_ledger_order_kind"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), nullable=False)
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id"), nullable=False, index=True)
+    kind: Mapped[LedgerKind] = mapped_column(_state(LedgerKind, "ledger_kind"), nullable=False)
+    units: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    amount_minor: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    currency: Mapped[str | None] = mapped_column(String(3))
+    reference: Mapped[str | None] = mapped_column(String(255))  # Stripe object id, when money moved
+    created_at: Mapped[datetime] = utc_now_column()
+
+
+class StripeEvent(Base):
+    """Stripe events already handled, by event id (they arrive at least once and in any order)."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100), nullable=False)
+    object_id: Mapped[str | None] = mapped_column(String(255))
+    received_at: Mapped[datetime] = utc_now_column()
+
+
+class ProcessedUpdate(Base):
+    """Telegram update ids whose effects are committed; a redelivered update is skipped."""
+
+    __tablename__ = "processed_updates"
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    processed_at: Mapped[datetime] = utc_now_column(index=True)
+
+
+class ConversationState(Base):
+    """Where a chat is in a multi-step flow (e.g. step 3 of creating an offer)."""
+
+    __tablename__ = "conversation_states"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    flow: Mapped[str | None] = mapped_column(String(32))
+    step: Mapped[str | None] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    updated_at: Mapped[datetime] = utc_now_column()
+
+
+class Notification(Base):
+    """An outbound message. The idempotency key is recorded before sending, so a redelivered
+    task does not send the same message twice."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_status_created", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    kind: Mapped[str] = mapped_column(String(40), nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    status: Mapped[NotificationStatus] = mapped_column(
+        _state(NotificationStatus, "notification_status"),
+        nullable=False,
+        server_default=NotificationStatus.PENDING.value,
+    )
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = utc_now_column()
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Follow(Base):
+    __tablename__ = "follows"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    business_id: Mapped[int] = mapped_column(ForeignKey("businesses.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = utc_now_column()
+
+
+class AuditEntry(Base):
+    """Who did what, when, with what result (admin actions and maintenance tasks)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(64), nullable=False)  # "user:<id>", "beat", "flower", "cli"
+    action: Mapped[str] = mapped_column(String(100), nullable=False)
+    target: Mapped[str | None] = mapped_column(String(100))
+    result: Mapped[str] = mapped_column(String(20), nullable=False)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = utc_now_column(index=True)
+
+
+class DeadLetter(Base):
+    """A task that kept failing after its retries, kept for an operator to inspect or replay."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    task_name: Mapped[str] = mapped_column(String(100), nullable=False)
+    task_id: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    reference: Mapped[str | None] = mapped_column(String(100))  # e.g. "update:123"
+    error: Mapped[str] = mapped_column(Text, nullable=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = utc_now_column()

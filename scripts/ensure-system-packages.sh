@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the project runs on, when they are missing:
+#   redis-server  (unless REDIS_URL points at a Redis already; tests always need the binary)
+#   PostgreSQL    (initdb/pg_ctl, unless DATABASE_URL is set; tests always need them)
+#   docker-compose (tests only: it validates docker-compose.yml without an engine)
+# Usage: scripts/ensure-system-packages.sh run|test
+set -euo pipefail
+mode=${1:-run}
+need=()
+
+have_pg() { command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$mode" = test ] || [ -z "${REDIS_URL:-}" ]; then need+=(redis-server); fi
+fi
+if ! have_pg; then
+  if [ "$mode" = test ] || [ -z "${DATABASE_URL:-}" ]; then need+=(postgresql); fi
+fi
+if [ "$mode" = test ] && ! command -v docker-compose >/dev/null 2>&1; then need+=(docker-compose); fi
+
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "Missing system packages: ${need[*]}. Install them (sudo apt-get install -y ${need[*]}) and retry." >&2
+  exit 1
+fi
+echo "Installing system packages: ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# Don't let the packages start their own system-wide services: we start private instances.
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,17 @@
+"""The `notifications` queue: sending outbox messages that could not go out at once."""
+
+from __future__ import annotations
+
+from domain import notifications
+from tasks.app import app
+from tasks.base import BaseTask
+
+
+@app.task(name="notifications.deliver_in_order", base=BaseTask, bind=True, max_retries=20)
+def deliver_in_order(self: BaseTask, notification_ids: list[int]) -> None:
+    """Send these outbox messages one after another; each is sent at most once."""
+    for position, notification_id in enumerate(notification_ids):
+        try:
+            notifications.deliver(notification_id)
+        except notifications.RetryLater as wait:
+            raise self.retry(args=(notification_ids[position:],), countdown=wait.delay) from wait

@@ -1,0 +1,59 @@
+"""The `updates` queue: one task per Telegram update, as enqueued by the gateway or the poller."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.conversation import engine
+from core import telegram as tg
+from core.db import session_scope
+from core.logging import get_logger
+from domain import notifications
+from tasks.app import app
+from tasks.base import TRANSIENT_ERRORS, BaseTask
+
+log = get_logger(__name__)
+
+
+@app.task(name="updates.handle_update", base=BaseTask, bind=True)
+def handle_update(self: BaseTask, update: dict[str, Any]) -> None:
+    try:
+        with session_scope() as session:
+            handled = engine.handle(session, update)
+    except engine.MalformedUpdate as error:
+        log.warning("malformed_update_dropped", reason=str(error))
+        return
+    except TRANSIENT_ERRORS:
+        raise  # retried with backoff by the base task
+    except Exception as error:  # a bug or bad data: tell the user, keep the update for an operator
+        log.exception("update_failed", update_id=update.get("update_id"))
+        self.record_dead_letter(self.request.id, error, reference=f"update:{update.get('update_id')}")
+        with session_scope() as session:
+            handled = engine.handle_failure(session, update, repr(error))
+    _answer_callback(handled)
+    _send_replies(handled.notification_ids)
+
+
+def _answer_callback(handled: engine.Handled) -> None:
+    if handled.callback_query_id is None or handled.duplicate:
+        return
+    try:
+        tg.telegram_api().answer_callback_query(
+            handled.callback_query_id, text=handled.callback_text, show_alert=handled.callback_alert
+        )
+    except tg.TelegramError as error:
+        # Too old, or answered already: the user's spinner is gone either way.
+        log.info("callback_answer_failed", error=str(error))
+
+
+def _send_replies(notification_ids: list[int]) -> None:
+    for position, notification_id in enumerate(notification_ids):
+        try:
+            notifications.deliver(notification_id)
+        except notifications.RetryLater as wait:
+            # Flood control or a network hiccup: the rest go through the notifications queue,
+            # in order, after the wait, so this worker moves on to the next update.
+            from tasks.notifications import deliver_in_order
+
+            deliver_in_order.apply_async((notification_ids[position:],), countdown=wait.delay)
+            return

@@ -1,0 +1,65 @@
+"""Test infrastructure: real Redis, real Postgres, real Celery workers, local Telegram fake.
+
+Private Redis and Postgres instances are started for the session (on free ports, in .run/) unless
+TEST_REDIS_URL / TEST_DATABASE_URL name existing ones. The environment is set before any project
+module reads its settings, so every process the tests start (workers, gateway) uses them too.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+import pytest
+
+from localenv.services import PostgresServer, RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+_RUN_DIR = ROOT / ".run" / f"test-{os.getpid()}"
+_started: list[object] = []
+
+WEBHOOK_SECRET = "test-webhook-secret-" + secrets.token_hex(8)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if not redis_url:
+        redis = RedisServer(_RUN_DIR / "redis", free_port()).start()
+        _started.append(redis)
+        redis_url = redis.url
+    database_url = os.environ.get("TEST_DATABASE_URL")
+    if not database_url:
+        postgres = PostgresServer(_RUN_DIR / "postgres", free_port(), database="surplus_test").start()
+        _started.append(postgres)
+        database_url = postgres.url
+    os.environ.update(
+        {
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": database_url,
+            "TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "LOG_JSON": "true",
+            "LOG_LEVEL": "INFO",
+        }
+    )
+    for variable in ("BOT_TOKEN", "PUBLIC_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "SENTRY_DSN"):
+        os.environ.pop(variable, None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for service in reversed(_started):
+        service.stop(**({"mode": "immediate"} if isinstance(service, PostgresServer) else {}))
+    shutil.rmtree(_RUN_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    return os.environ["DATABASE_URL"]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return os.environ["REDIS_URL"]
