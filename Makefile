@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test bench venv system-packages check-compose clean
+.PHONY: run test bench venv clean messages
 
 run: $(INSTALLED)
 	scripts/ensure-system-packages.sh run
@@ -29,3 +29,8 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 
 clean:
 	rm -rf .run .pytest_cache
+
+# After changing user-facing text: refresh the catalogs, then translate the new entries.
+messages: $(INSTALLED)
+	$(VENV)/bin/pybabel extract -F babel.cfg -k _ -k N_ -o locales/messages.pot --no-location --omit-header .
+	$(VENV)/bin/pybabel update -i locales/messages.pot -d locales -D messages --no-wrap

@@ -20,6 +20,11 @@ LANGUAGE_NAMES = {"en": "English", "de": "Deutsch"}
 SUPPORTED_LANGUAGES = tuple(LANGUAGE_NAMES)
 
 
+def N_(message: str) -> str:
+    """Marks a message for extraction where it is translated later (e.g. in a table)."""
+    return message
+
+
 def pick_language(telegram_language_code: str | None) -> str:
     """Our language for a Telegram `language_code` such as "de-AT" (first contact)."""
     if telegram_language_code:

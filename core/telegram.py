@@ -18,6 +18,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.request import HTTPXRequest
 
+from core.i18n import N_
 from core.settings import get_settings
 
 T = TypeVar("T")
@@ -54,10 +55,10 @@ def retry_after_seconds(error: RetryAfter) -> float:
 ALLOWED_UPDATES = ["message", "callback_query"]
 
 BOT_COMMANDS = [
-    ("start", "Main menu"),
-    ("help", "How it works"),
-    ("language", "Change the language"),
-    ("cancel", "Leave the current step"),
+    ("start", N_("Main menu")),
+    ("help", N_("How it works")),
+    ("language", N_("Change the language")),
+    ("cancel", N_("Leave the current step")),
 ]
 
 

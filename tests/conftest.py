@@ -63,3 +63,30 @@ def database_url() -> str:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     return os.environ["REDIS_URL"]
+
+
+@pytest.fixture(scope="session")
+def migrated(database_url) -> str:
+    """The test database at the migrations' head (built once per session)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["configure_logging"] = False
+    config.attributes["url"] = database_url
+    command.upgrade(config, "head")
+    return database_url
+
+
+@pytest.fixture
+def db(migrated):
+    """A clean database for one test: every table emptied before it runs."""
+    import sqlalchemy as sa
+
+    from core import db as core_db
+    from models import Base
+
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with core_db.engine().begin() as connection:
+        connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    return core_db
