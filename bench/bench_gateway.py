@@ -1,0 +1,142 @@
+"""Webhook intake: updates acknowledged per second and latency, for each server variant in
+bench/gateway_variants.py, driven by the same load generator (wrk, loopback, one thread so the
+server keeps a core to itself). Run: python -m bench.bench_gateway [--duration 10]."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from bot.publisher import UPDATES_QUEUE
+from localenv.services import RedisServer, free_port, port_open
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-secret"
+
+# Each wrk thread numbers its updates in its own range, so every request is a new update.
+WRK_SCRIPT = """
+local counter = 0
+function init(args)
+  -- Every wrk run passes its own first update_id, so a run never repeats an earlier run's ids.
+  counter = tonumber(args[1])
+end
+function request()
+  counter = counter + 1
+  local body = string.format('{"update_id":%d,"message":{"message_id":%d,"date":1700000000,'
+    .. '"chat":{"id":%d,"type":"private","first_name":"Bench"},'
+    .. '"from":{"id":%d,"is_bot":false,"first_name":"Bench"},"text":"/start"}}',
+    counter, counter % 1000000, 100000 + counter % 5000, 100000 + counter % 5000)
+  return wrk.format("POST", "/telegram/webhook",
+    {["Content-Type"] = "application/json", ["X-Telegram-Bot-Api-Secret-Token"] = "SECRET"}, body)
+end
+""".replace("SECRET", SECRET)
+
+
+def _wait_http(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not port_open(port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server on {port} did not start")
+        time.sleep(0.1)
+
+
+def parse_wrk(output: str) -> dict:
+    def seconds(value: str, unit: str) -> float:
+        return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+    latency = {p: seconds(v, u) for p, v, u in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M)}
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = re.search(r"Socket errors: (.*)", output)
+    return {
+        "requests_per_second": rps,
+        "requests": requests,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(1) if errors else "",
+        "p50_ms": latency.get("50", 0) * 1000,
+        "p99_ms": latency.get("99", 0) * 1000,
+    }
+
+
+def run_variant(variant: str, duration: float, connections: int, telegram_url: str | None) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-gw-", dir=ROOT / ".run"))
+    redis_server = RedisServer(workdir / "redis", free_port()).start()
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_server.url, "TELEGRAM_WEBHOOK_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
+    if telegram_url:
+        env["TELEGRAM_API_URL"] = telegram_url
+    server = subprocess.Popen([sys.executable, "-m", "bench.gateway_variants", variant, "--port", str(port),
+                               "--api-url", telegram_url or ""], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_http(port)
+        script = workdir / "updates.lua"
+        script.write_text(WRK_SCRIPT)
+        # Warm up, then measure.
+        subprocess.run(["wrk", "-t1", "-c", str(connections), "-d", "2s", "-s", str(script),
+                        f"http://127.0.0.1:{port}", "--", "1"], capture_output=True, check=True)
+        client = redis.Redis.from_url(redis_server.url)
+        queued_before = client.llen(UPDATES_QUEUE)
+        result = subprocess.run(
+            ["wrk", "-t1", "-c", str(connections), "-d", f"{int(duration)}s", "--latency", "-s", str(script),
+             f"http://127.0.0.1:{port}", "--", str(10**9)], capture_output=True, text=True, check=True,
+        )
+        figures = parse_wrk(result.stdout)
+        figures["queued"] = client.llen(UPDATES_QUEUE) - queued_before if variant != "ptb" else None
+        figures["variant"] = variant
+        return figures
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        redis_server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(duration: float = 10.0, connections: int = 50, repeat: int = 3,
+        variants: tuple[str, ...] = ("batched", "unbatched", "send_task", "ptb")) -> dict:
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (make bench installs it)")
+    (ROOT / ".run").mkdir(exist_ok=True)
+    telegram = None
+    if "ptb" in variants:
+        from sandbox.telegram_fake import TelegramFake
+
+        telegram = TelegramFake()
+        telegram.start()
+    try:
+        runs: dict[str, list[dict]] = {v: [] for v in variants}
+        for _ in range(repeat):  # interleaved, so drift in the machine affects every variant alike
+            for variant in variants:
+                runs[variant].append(run_variant(variant, duration, connections, telegram.url if telegram else None))
+    finally:
+        if telegram:
+            telegram.stop()
+    return {"duration_s": duration, "connections": connections, "repeat": repeat, "runs": runs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--variants", default="batched,unbatched,send_task,ptb")
+    args = parser.parse_args()
+    print(json.dumps(run(args.duration, args.connections, args.repeat, tuple(args.variants.split(","))), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""docker-compose.yml is valid (checked by Debian's docker-compose, which needs no engine) and
+declares every process of the system, with Redis and Postgres kept inside its network."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+QUEUES = ["updates", "reservations", "payments", "images", "notifications", "maintenance"]
+
+
+@pytest.fixture
+def compose_dir(tmp_path: Path) -> Path:
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path)
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    return tmp_path
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="make test installs docker-compose")
+def test_compose_file_is_accepted(compose_dir: Path):
+    env = {"PATH": "/usr/bin:/bin", "POSTGRES_PASSWORD": "p", "REDIS_PASSWORD": "r"}
+    result = subprocess.run(["docker-compose", "config", "-q"], cwd=compose_dir, env=env, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_process_is_declared_and_internals_are_private():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    expected = {"postgres", "redis", "migrate", "gateway", "poller", "beat", "flower"} | {f"worker-{q}" for q in QUEUES}
+    assert expected <= set(services)
+    assert "ports" not in services["redis"] and "ports" not in services["postgres"]
+    assert "--requirepass" in services["redis"]["command"]
+    assert "--appendonly" in services["redis"]["command"]
+    assert "FLOWER_BASIC_AUTH" in " ".join(services["flower"]["command"])
+    for queue in QUEUES:
+        command = services[f"worker-{queue}"]["command"]
+        assert command[command.index("-Q") + 1] == queue
