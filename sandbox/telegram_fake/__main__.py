@@ -1,0 +1,80 @@
+"""Local fake of the Telegram Bot API (bot side under /bot<token>/, user side under /_sandbox/).
+
+Example: python -m sandbox.telegram_fake --host 127.0.0.1 --port 8081 --token 123456:SANDBOX-TOKEN
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+
+from .server import serve_forever
+from .state import DEFAULT_TOKEN
+
+
+def _parse_args() -> argparse.Namespace:
+    env = os.environ
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox.telegram_fake",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default=env.get("TELEGRAM_FAKE_HOST", "127.0.0.1"), help="env TELEGRAM_FAKE_HOST")
+    parser.add_argument(
+        "--port", type=int, default=int(env.get("TELEGRAM_FAKE_PORT", "8081")), help="env TELEGRAM_FAKE_PORT"
+    )
+    parser.add_argument(
+        "--token",
+        action="append",
+        dest="tokens",
+        help=f"bot token '<bot id>:<secret>'; repeat for several bots "
+        f"(env TELEGRAM_FAKE_TOKENS, comma separated; default {DEFAULT_TOKEN})",
+    )
+    parser.add_argument(
+        "--webhook-retry-initial",
+        type=float,
+        default=float(env.get("TELEGRAM_FAKE_WEBHOOK_RETRY_INITIAL", "0.2")),
+        help="first webhook retry delay in seconds, doubling up to --webhook-retry-max "
+        "(env TELEGRAM_FAKE_WEBHOOK_RETRY_INITIAL)",
+    )
+    parser.add_argument(
+        "--webhook-retry-max",
+        type=float,
+        default=float(env.get("TELEGRAM_FAKE_WEBHOOK_RETRY_MAX", "5")),
+        help="env TELEGRAM_FAKE_WEBHOOK_RETRY_MAX",
+    )
+    parser.add_argument(
+        "--webhook-timeout",
+        type=float,
+        default=float(env.get("TELEGRAM_FAKE_WEBHOOK_TIMEOUT", "10")),
+        help="seconds to wait for the webhook's answer (env TELEGRAM_FAKE_WEBHOOK_TIMEOUT)",
+    )
+    parser.add_argument(
+        "--log-level", default=env.get("TELEGRAM_FAKE_LOG_LEVEL", "INFO"), help="env TELEGRAM_FAKE_LOG_LEVEL"
+    )
+    args = parser.parse_args()
+    if not args.tokens:
+        env_tokens = [token.strip() for token in env.get("TELEGRAM_FAKE_TOKENS", "").split(",") if token.strip()]
+        args.tokens = env_tokens or [DEFAULT_TOKEN]
+    return args
+
+
+def main() -> None:
+    args = _parse_args()
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # uvicorn re-raises the Ctrl-C it handled gracefully; that is a normal exit here.
+    with contextlib.suppress(KeyboardInterrupt):
+        serve_forever(
+            args.tokens,
+            host=args.host,
+            port=args.port,
+            webhook_retry_initial=args.webhook_retry_initial,
+            webhook_retry_max=args.webhook_retry_max,
+            webhook_timeout=args.webhook_timeout,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Fault injection and optional enforcement of Telegram's flood limits."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .errors import ApiError, too_many_requests
+
+_DEFAULT_DESCRIPTIONS = {
+    400: "Bad Request: sandbox fault",
+    403: "Forbidden: sandbox fault",
+    409: "Conflict: sandbox fault",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+@dataclass
+class Fault:
+    """Fail the next ``remaining`` calls of ``method`` (any method when None)."""
+
+    method: str | None
+    status: int
+    remaining: int
+    description: str
+    retry_after: int | None = None
+
+    def matches(self, method: str) -> bool:
+        return self.remaining > 0 and (self.method is None or self.method.lower() == method.lower())
+
+    def error(self) -> ApiError:
+        if self.retry_after is not None:
+            return too_many_requests(self.retry_after)
+        return ApiError(self.status, self.description)
+
+
+@dataclass
+class RateLimitSettings:
+    global_per_second: float = 30.0
+    global_burst: int = 30
+    per_chat_per_second: float = 1.0
+    per_chat_burst: int = 3
+
+
+class TokenBucket:
+    def __init__(self, rate: float, capacity: int, now: float):
+        self.rate = rate
+        self.capacity = capacity
+        self.tokens = float(capacity)
+        self.updated = now
+
+    def refill(self, now: float) -> None:
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+
+    def seconds_until_token(self) -> float:
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+
+class FaultInjector:
+    """Not thread-safe on its own: callers hold the sandbox state lock."""
+
+    def __init__(self) -> None:
+        self.faults: list[Fault] = []
+        self.rate_limit: RateLimitSettings | None = None
+        self._global_bucket: TokenBucket | None = None
+        self._chat_buckets: dict[tuple[int, int], TokenBucket] = {}
+
+    def add(
+        self,
+        method: str | None,
+        *,
+        status: int | None = None,
+        count: int = 1,
+        description: str | None = None,
+        retry_after: int | None = None,
+    ) -> Fault:
+        if retry_after is not None:
+            status = 429
+        if status is None:
+            raise ValueError("a fault needs a status or retry_after")
+        fault = Fault(
+            method=method or None,
+            status=status,
+            remaining=count,
+            description=description or _DEFAULT_DESCRIPTIONS.get(status, f"Error {status}"),
+            retry_after=retry_after,
+        )
+        self.faults.append(fault)
+        return fault
+
+    def take(self, method: str) -> ApiError | None:
+        """Consume the first fault armed for this method, if any."""
+        for fault in self.faults:
+            if fault.matches(method):
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self.faults.remove(fault)
+                return fault.error()
+        return None
+
+    def set_rate_limit(self, settings: RateLimitSettings | None) -> None:
+        self.rate_limit = settings
+        self._global_bucket = None
+        self._chat_buckets.clear()
+
+    def check_flood(self, bot_id: int, chat_id: int) -> ApiError | None:
+        """Spend one message from the global and the per-chat budget, or say how long to wait."""
+        settings = self.rate_limit
+        if settings is None:
+            return None
+        now = time.monotonic()
+        if self._global_bucket is None:
+            self._global_bucket = TokenBucket(settings.global_per_second, settings.global_burst, now)
+        chat_bucket = self._chat_buckets.setdefault(
+            (bot_id, chat_id), TokenBucket(settings.per_chat_per_second, settings.per_chat_burst, now)
+        )
+        buckets = (self._global_bucket, chat_bucket)
+        for bucket in buckets:
+            bucket.refill(now)
+        wait = max(bucket.seconds_until_token() for bucket in buckets)
+        if wait > 0:
+            # Telegram reports whole seconds, at least one.
+            return too_many_requests(max(1, math.ceil(wait)))
+        for bucket in buckets:
+            bucket.tokens -= 1
+        return None
+
+    def clear(self) -> None:
+        self.faults.clear()
+        self.set_rate_limit(None)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "faults": [asdict(fault) for fault in self.faults],
+            "rate_limit": asdict(self.rate_limit) if self.rate_limit else None,
+        }

@@ -1,0 +1,98 @@
+"""Starting the project's real processes for tests: Celery workers and the gateway."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from localenv.services import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+ALL_QUEUES = "updates,reservations,payments,images,notifications,maintenance"
+
+
+class ManagedProcess:
+    """A child process whose output is kept (shown when a test fails) and who is stopped cleanly."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log_path = ROOT / ".run" / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_output(self, needle: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.output():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not print {needle!r}:\n{self.output()[-4000:]}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group (a Celery worker and its pool children)."""
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.process.poll() is None:
+            self.kill(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill(signal.SIGKILL)
+                self.process.wait(5)
+        self._log.close()
+
+
+def start_worker(name: str = "worker", queues: str = ALL_QUEUES, concurrency: int = 2,
+                 env: dict[str, str] | None = None) -> ManagedProcess:
+    worker = ManagedProcess(
+        name,
+        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queues, "-c", str(concurrency),
+         "-n", f"{name}-{time.monotonic_ns()}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
+        env,
+    )
+    worker.wait_for_output("ready.", timeout=60)
+    return worker
+
+
+def start_gateway(env: dict[str, str] | None = None) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    gateway = ManagedProcess("gateway", [sys.executable, "-m", "bot.gateway"],
+                             {"GATEWAY_PORT": str(port), **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return gateway, url
+        except httpx.TransportError:
+            pass
+        if gateway.process.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise RuntimeError(f"gateway did not start:\n{gateway.output()[-4000:]}")
+
+
+def in_background(function, *args) -> threading.Thread:
+    thread = threading.Thread(target=function, args=args, daemon=True)
+    thread.start()
+    return thread

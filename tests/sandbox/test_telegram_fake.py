@@ -1,0 +1,795 @@
+"""The Telegram fake, driven through the real python-telegram-bot ``Bot`` and the control API."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dtm
+import html
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import telegram
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+    Update,
+)
+from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter
+from telegram.helpers import escape_markdown
+
+from sandbox.telegram_fake import (
+    DEFAULT_BOT_ID,
+    DEFAULT_BOT_USERNAME,
+    DEFAULT_TOKEN,
+    SandboxError,
+    TelegramFake,
+    TelegramFakeClient,
+)
+from sandbox.telegram_fake.feed import ChangeFeed
+from sandbox.telegram_fake.formatting import format_text
+
+pytestmark = [
+    pytest.mark.timeout(30),
+    # PTB itself reads RetryAfter.retry_after while building the exception.
+    pytest.mark.filterwarnings("ignore:Deprecated since version v22.2:telegram.warnings.PTBDeprecationWarning"),
+]
+
+USER = 1001
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[TelegramFake]:
+    with TelegramFake(webhook_retry_initial=0.05, webhook_retry_max=0.2) as running:
+        yield running
+
+
+@pytest.fixture
+def client(fake: TelegramFake) -> Iterator[TelegramFakeClient]:
+    fake.reset()
+    with fake.client() as sandbox_client:
+        yield sandbox_client
+
+
+def run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+def png_bytes(width: int, height: int, color: str = "green") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+async def fetch_updates(fake: TelegramFake, **kwargs: Any) -> tuple[Update, ...]:
+    async with fake.make_bot() as bot:
+        return await bot.get_updates(**kwargs)
+
+
+def retry_after_seconds(error: RetryAfter) -> float:
+    value = error.retry_after
+    return value.total_seconds() if isinstance(value, dtm.timedelta) else value
+
+
+KEYBOARD = InlineKeyboardMarkup(
+    [[InlineKeyboardButton("Reserve", callback_data="reserve:7"), InlineKeyboardButton("Map", url="https://example.org")]]
+)
+
+
+# --------------------------------------------------------------------------- identity, envelope
+
+
+def test_get_me_returns_the_sandbox_bot(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    async def scenario() -> telegram.User:
+        async with fake.make_bot() as bot:
+            return await bot.get_me()
+
+    me = run(scenario())
+    assert (me.id, me.username, me.first_name, me.is_bot) == (DEFAULT_BOT_ID, DEFAULT_BOT_USERNAME, "Surplus Sandbox", True)
+
+
+def test_unknown_token_and_method_use_telegram_envelope(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    with httpx.Client(base_url=fake.url) as http:
+        unauthorized = http.post("/bot999:WRONG/getMe")
+        missing = http.post(f"/bot{DEFAULT_TOKEN}/doesNotExist")
+        case_insensitive = http.get(f"/bot{DEFAULT_TOKEN}/GETME")
+        json_body = http.post(f"/bot{DEFAULT_TOKEN}/sendMessage", json={"chat_id": USER, "text": "hi"})
+    assert unauthorized.status_code == 401
+    assert unauthorized.json() == {"ok": False, "error_code": 401, "description": "Unauthorized"}
+    assert missing.status_code == 404
+    assert missing.json() == {"ok": False, "error_code": 404, "description": "Not Found"}
+    assert case_insensitive.json()["result"]["id"] == DEFAULT_BOT_ID
+    assert json_body.status_code == 400
+    assert json_body.json() == {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
+
+    async def scenario() -> None:
+        async with telegram.Bot("999:WRONG", base_url=fake.base_url) as bot:
+            await bot.get_me()
+
+    with pytest.raises(InvalidToken):
+        run(scenario())
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def test_send_edit_delete_with_inline_keyboard(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    client.send_text(USER, "/start")
+
+    async def scenario() -> None:
+        async with fake.make_bot() as bot:
+            sent = await bot.send_message(USER, "Offer: <b>3 croissants</b>", parse_mode="HTML", reply_markup=KEYBOARD)
+            assert sent.text == "Offer: 3 croissants"
+            assert [(e.type, e.offset, e.length) for e in sent.entities] == [("bold", 7, 12)]
+            assert sent.reply_markup == KEYBOARD
+            assert sent.from_user.id == DEFAULT_BOT_ID and sent.chat.id == USER and sent.chat.type == "private"
+
+            edited = await bot.edit_message_text("Reserved!", chat_id=USER, message_id=sent.message_id)
+            assert edited.text == "Reserved!" and edited.edit_date is not None
+            assert edited.reply_markup is None  # an edit without reply_markup drops the keyboard
+
+            with pytest.raises(BadRequest, match="Message is not modified"):
+                await bot.edit_message_text("Reserved!", chat_id=USER, message_id=sent.message_id)
+
+            restored = await bot.edit_message_reply_markup(USER, sent.message_id, reply_markup=KEYBOARD)
+            assert restored.reply_markup == KEYBOARD
+            assert await bot.delete_message(USER, sent.message_id) is True
+            with pytest.raises(BadRequest, match="Message to edit not found"):
+                await bot.edit_message_text("again", chat_id=USER, message_id=sent.message_id)
+            with pytest.raises(BadRequest, match="Message to delete not found"):
+                await bot.delete_message(USER, sent.message_id)
+
+    run(scenario())
+    user_message, bot_message = client.messages(USER)
+    assert (user_message["sender"], user_message["text"], user_message["deleted"]) == ("user", "/start", False)
+    assert (bot_message["sender"], bot_message["text"], bot_message["deleted"]) == ("bot", "Reserved!", True)
+    assert bot_message["reply_markup"] == KEYBOARD.to_dict()
+    assert bot_message["source_text"] == "Reserved!"
+
+
+def test_reply_keyboard_and_reply_parameters(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    question = client.send_text(USER, "where?")
+
+    async def scenario() -> None:
+        async with fake.make_bot() as bot:
+            keyboard = ReplyKeyboardMarkup([[KeyboardButton("Share location", request_location=True), "Cancel"]])
+            reply = await bot.send_message(
+                USER, "Pick one", reply_markup=keyboard, reply_to_message_id=question["message_id"]
+            )
+            assert reply.reply_to_message.text == "where?"
+            assert reply.reply_markup is None  # reply keyboards are not part of Message objects
+            assert client.chat(USER)["reply_keyboard"]["keyboard"][0][1] == {"text": "Cancel"}
+            await bot.send_message(USER, "ok", reply_markup=ReplyKeyboardRemove())
+            with pytest.raises(BadRequest, match="Message to be replied not found"):
+                await bot.send_message(USER, "x", reply_to_message_id=999)
+
+    run(scenario())
+    assert client.chat(USER)["reply_keyboard"] is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "description"),
+    [
+        ({"text": ""}, "Message text is empty"),
+        ({"text": "x" * 4097}, "Message is too long"),
+        ({"chat_id": 424242}, "Chat not found"),
+        ({"text": "Fish & Chips < 5", "parse_mode": "HTML"}, 'Can\'t parse entities: unsupported start tag "" at byte offset 13'),
+        ({"text": "Price 5.00", "parse_mode": "MarkdownV2"}, "Can't parse entities: character '.' is reserved"),
+        (
+            {"reply_markup": InlineKeyboardMarkup([[InlineKeyboardButton("x", callback_data="d" * 65)]])},
+            "Button_data_invalid",
+        ),
+    ],
+)
+def test_bad_requests_raise_bad_request(
+    fake: TelegramFake, client: TelegramFakeClient, kwargs: dict[str, Any], description: str
+) -> None:
+    client.send_text(USER, "/start")
+
+    async def scenario() -> None:
+        async with fake.make_bot() as bot:
+            await bot.send_message(**{"chat_id": USER, "text": "hello", **kwargs})
+
+    with pytest.raises(BadRequest) as caught:
+        run(scenario())
+    assert caught.value.message.startswith(description)
+    assert client.calls("sendMessage")[-1]["status"] == 400
+
+
+def test_bot_cannot_initiate_conversation(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    client.create_user(77, "Never", started=False)
+
+    async def scenario() -> None:
+        async with fake.make_bot() as bot:
+            await bot.send_message(77, "hi")
+
+    with pytest.raises(Forbidden, match="can't initiate conversation"):
+        run(scenario())
+
+
+def test_calls_are_recorded_with_decoded_params(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    client.send_text(USER, "hi")
+
+    async def scenario() -> None:
+        async with fake.make_bot() as bot:
+            await bot.send_message(USER, "hello", reply_markup=KEYBOARD)
+
+    run(scenario())
+    (get_me,) = client.calls("getMe")
+    assert get_me["params"] == {} and get_me["result"]["id"] == DEFAULT_BOT_ID
+    (call,) = client.calls("sendmessage", since=get_me["id"])
+    assert call["method"] == "sendMessage" and call["status"] == 200 and call["ok"] is True
+    assert call["params"]["chat_id"] == USER
+    assert call["params"]["reply_markup"] == KEYBOARD.to_dict()
+    assert call["result"]["text"] == "hello"
+    assert client.calls(since=call["id"]) == []
+
+
+def test_set_and_get_my_commands(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    async def scenario() -> None:
+        async with fake.make_bot() as bot:
+            await bot.set_my_commands([("start", "Start"), ("offers", "Nearby offers")])
+            await bot.set_my_commands([("start", "Début")], language_code="fr")
+            assert [c.command for c in await bot.get_my_commands()] == ["start", "offers"]
+            assert [c.description for c in await bot.get_my_commands(language_code="fr")] == ["Début"]
+            with pytest.raises(BadRequest, match="Bot_command_invalid"):
+                await bot.set_my_commands([("Bad-Command", "x")])
+
+    run(scenario())
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+def test_callback_query_answer_once(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    client.send_text(USER, "/start")
+
+    async def scenario() -> None:
+        async with fake.make_bot() as bot:
+            offer = await bot.send_message(USER, "Offer", reply_markup=KEYBOARD)
+            with pytest.raises(SandboxError, match="no button"):
+                client.press_button(USER, offer.message_id, "reserve:8")
+            with pytest.raises(SandboxError, match="has no callback_data"):
+                client.press_button(USER, offer.message_id, text="Map")
+            pressed = client.press_button(USER, offer.message_id, "reserve:7")
+            updates = await bot.get_updates()
+            query = updates[-1].callback_query
+            assert query.id == pressed["callback_query_id"]
+            assert (query.data, query.from_user.id, query.message.message_id) == ("reserve:7", USER, offer.message_id)
+            assert await query.answer("Reserved", show_alert=True) is True
+            with pytest.raises(BadRequest, match="Query is too old"):
+                await query.answer("again")
+            with pytest.raises(BadRequest, match="Query is too old"):
+                await bot.answer_callback_query("12345")
+            forged = client.press_button(USER, offer.message_id, "admin:drop", forge=True)
+            assert forged["callback_query"]["data"] == "admin:drop"
+
+    run(scenario())
+    answered = [a for a in client.callback_answers() if a["answered"]]
+    assert [(a["data"], a["answer"]["text"], a["answer"]["show_alert"]) for a in answered] == [
+        ("reserve:7", "Reserved", True)
+    ]
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_send_photo_upload_then_by_file_id(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    client.send_text(USER, "/start")
+    original = png_bytes(1200, 600)
+
+    async def scenario() -> None:
+        async with fake.make_bot() as bot:
+            first = await bot.send_photo(USER, original, caption="<i>Fresh</i> bread", parse_mode="HTML")
+            assert [(p.width, p.height) for p in first.photo] == [(90, 45), (320, 160), (800, 400), (1200, 600)]
+            assert first.photo[-1].file_size == len(original)
+            assert first.caption == "Fresh bread" and first.caption_entities[0].type == "italic"
+            again = await bot.send_photo(USER, first.photo[-1].file_id)
+            assert [p.file_unique_id for p in again.photo] == [p.file_unique_id for p in first.photo]
+            downloaded = await (await bot.get_file(again.photo[-1].file_id)).download_as_bytearray()
+            assert bytes(downloaded) == original
+            with pytest.raises(BadRequest, match="Wrong file identifier"):
+                await bot.send_photo(USER, "no-such-file-id")
+            with pytest.raises(BadRequest, match="Image_process_failed"):
+                await bot.send_photo(USER, b"not an image", filename="x.jpg")
+            with pytest.raises(BadRequest, match="Message caption is too long"):
+                await bot.send_photo(USER, first.photo[-1].file_id, caption="c" * 1025)
+
+    run(scenario())
+
+
+def test_user_photo_and_document_download(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    original = png_bytes(640, 480, "blue")
+    client.send_photo(USER, original, caption="my leftovers")
+    client.send_document(USER, b"%PDF-1.4 menu", file_name="menu.pdf", caption="menu")
+
+    async def scenario() -> None:
+        async with fake.make_bot() as bot:
+            photo_update, document_update = await bot.get_updates()
+            largest = photo_update.message.photo[-1]
+            assert (largest.width, largest.height) == (640, 480)
+            assert photo_update.message.caption == "my leftovers"
+            buffer = io.BytesIO()
+            await (await bot.get_file(largest.file_id)).download_to_memory(buffer)
+            assert buffer.getvalue() == original
+
+            document = document_update.message.document
+            assert (document.file_name, document.mime_type, document.file_size) == ("menu.pdf", "application/pdf", 13)
+            assert bytes(await (await bot.get_file(document.file_id)).download_as_bytearray()) == b"%PDF-1.4 menu"
+            sent = await bot.send_document(USER, document.file_id, caption="got it")
+            assert sent.document.file_id == document.file_id
+            with pytest.raises(BadRequest, match="Invalid file_id"):
+                await bot.get_file("unknown")
+
+    run(scenario())
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_fault_switches_map_to_ptb_errors(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    client.send_text(USER, "/start")
+    client.set_fault("sendMessage", retry_after=3)
+    client.set_fault("sendMessage", status=502, count=2)
+    client.set_fault("sendChatAction", status=400, description="Bad Request: custom failure")
+
+    async def scenario() -> None:
+        async with fake.make_bot() as bot:
+            with pytest.raises(RetryAfter) as caught:
+                await bot.send_message(USER, "one")
+            assert retry_after_seconds(caught.value) == 3
+            for _ in range(2):
+                with pytest.raises(NetworkError, match="Bad Gateway"):
+                    await bot.send_message(USER, "two")
+            with pytest.raises(BadRequest, match="Custom failure"):
+                await bot.send_chat_action(USER, "typing")
+            assert (await bot.send_message(USER, "three")).text == "three"
+
+    run(scenario())
+    assert [c["status"] for c in client.calls("sendMessage")] == [429, 502, 502, 200]
+    assert client.calls("sendMessage")[0]["parameters"] == {"retry_after": 3}
+    assert client.stats()["too_many_requests"] == 1
+    assert [m["text"] for m in client.messages(USER) if m["sender"] == "bot"] == ["three"]
+
+
+def test_global_fault_applies_to_every_method(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    async def scenario() -> None:
+        async with fake.make_bot() as bot:
+            client.set_fault(status=500)
+            with pytest.raises(NetworkError, match="Internal Server Error"):
+                await bot.get_webhook_info()
+            assert (await bot.get_webhook_info()).url == ""
+
+    run(scenario())
+
+
+def test_blocked_user_raises_forbidden_and_notifies_bot(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    client.send_text(USER, "/start")
+    blocked = client.block(USER)
+
+    async def scenario() -> None:
+        async with fake.make_bot() as bot:
+            with pytest.raises(Forbidden, match="bot was blocked by the user"):
+                await bot.send_message(USER, "are you there?")
+            with pytest.raises(Forbidden):
+                await bot.send_chat_action(USER, "typing")
+            updates = await bot.get_updates()
+            member_update = updates[-1]
+            assert member_update.update_id == blocked["update_id"]
+            assert member_update.my_chat_member.new_chat_member.status == "kicked"
+            client.block(USER, blocked=False)
+            assert (await bot.send_message(USER, "welcome back")).text == "welcome back"
+
+    with pytest.raises(SandboxError, match="blocked the bot"):
+        client.send_text(USER, "hello")
+    run(scenario())
+
+
+def test_rate_limit_enforcement(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    client.send_text(USER, "/start")
+    client.send_text(USER + 1, "/start")
+    client.set_rate_limit(per_chat_per_second=0.5, per_chat_burst=3, global_per_second=0.1, global_burst=4)
+
+    async def scenario() -> list[str]:
+        outcomes = []
+        async with fake.make_bot() as bot:
+            for chat_id in [USER] * 4 + [USER + 1] * 2:
+                try:
+                    await bot.send_message(chat_id, "spam")
+                    outcomes.append("ok")
+                except RetryAfter as error:
+                    outcomes.append(f"retry {retry_after_seconds(error):g}")
+        return outcomes
+
+    # Per chat: a burst of 3, then 2 s until the next token; globally a burst of 4, then 10 s.
+    assert run(scenario()) == ["ok", "ok", "ok", "retry 2", "ok", "retry 10"]
+    assert client.stats()["too_many_requests"] == 2
+    client.set_rate_limit(False)
+
+
+# --------------------------------------------------------------------------- getUpdates
+
+
+def test_get_updates_offset_semantics(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    ids = [client.send_text(USER, f"m{n}")["update_id"] for n in range(3)]
+
+    async def scenario() -> None:
+        async with fake.make_bot() as bot:
+            assert [u.update_id for u in await bot.get_updates()] == ids
+            assert [u.update_id for u in await bot.get_updates()] == ids  # nothing confirmed yet
+            assert [u.update_id for u in await bot.get_updates(offset=ids[1], limit=1)] == [ids[1]]
+            assert [u.update_id for u in await bot.get_updates(offset=ids[-1] + 1)] == []
+            assert await bot.get_updates() == ()  # confirmed updates are gone for good
+            later = [client.send_text(USER, f"n{n}")["update_id"] for n in range(3)]
+            assert [u.update_id for u in await bot.get_updates(offset=-1)] == [later[-1]]
+            assert [u.update_id for u in await bot.get_updates()] == [later[-1]]
+
+    run(scenario())
+
+
+def test_get_updates_long_poll_wakes_on_new_update(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    account = fake.state.default_bot
+
+    async def scenario() -> None:
+        async with fake.make_bot() as bot:
+            generation = account.poll_generation
+            poll = asyncio.create_task(bot.get_updates(timeout=10))
+            # Event-driven: wait until the fake holds the long poll, then act as the user.
+            await asyncio.to_thread(fake.state.feed.wait_for_sync, lambda: account.poll_generation > generation, 5)
+            started = time.monotonic()
+            await asyncio.to_thread(client.send_text, USER, "/start promo42")
+            (update,) = await asyncio.wait_for(poll, 5)
+            assert time.monotonic() - started < 2
+            assert update.message.text == "/start promo42"
+            assert update.message.entities[0].type == "bot_command"
+            assert update.message.parse_entities(["bot_command"]).popitem()[1] == "/start"
+
+    run(scenario())
+
+
+def test_second_poller_and_webhook_terminate_get_updates(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    account = fake.state.default_bot
+
+    async def wait_for_poll(generation: int) -> None:
+        await asyncio.to_thread(fake.state.feed.wait_for_sync, lambda: account.poll_generation > generation, 5)
+
+    async def scenario() -> None:
+        async with fake.make_bot() as first, fake.make_bot() as second:
+            generation = account.poll_generation
+            first_poll = asyncio.create_task(first.get_updates(timeout=10))
+            await wait_for_poll(generation)
+            second_poll = asyncio.create_task(second.get_updates(timeout=10))
+            with pytest.raises(Conflict, match="terminated by other getUpdates request"):
+                await asyncio.wait_for(first_poll, 5)
+            await first.set_webhook("http://127.0.0.1:9/hook")
+            with pytest.raises(Conflict, match="terminated by setWebhook request"):
+                await asyncio.wait_for(second_poll, 5)
+            with pytest.raises(Conflict, match="can't use getUpdates method while webhook is active"):
+                await first.get_updates()
+            await first.delete_webhook()
+
+    run(scenario())
+
+
+def test_allowed_updates_filter(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    client.send_text(USER, "/start")
+
+    async def scenario() -> None:
+        async with fake.make_bot() as bot:
+            offer = await bot.send_message(USER, "Offer", reply_markup=KEYBOARD)
+            client.press_button(USER, offer.message_id, "reserve:7")
+            text_update = client.send_text(USER, "text")["update_id"]
+            updates = await bot.get_updates(allowed_updates=["message"])
+            assert [u.update_id for u in updates][-1] == text_update
+            assert all(u.message is not None for u in updates)
+
+    run(scenario())
+
+
+# --------------------------------------------------------------------------- webhook
+
+
+class WebhookReceiver:
+    """A tiny HTTP server standing in for the application's webhook endpoint."""
+
+    def __init__(self, fail_first: int = 0, reply: dict[str, Any] | None = None):
+        self.attempts: list[dict[str, Any]] = []
+        self.delivered: list[dict[str, Any]] = []
+        self._condition = threading.Condition()
+        self._failures_left = fail_first
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with receiver._condition:
+                    attempt = {"secret": self.headers.get("X-Telegram-Bot-Api-Secret-Token"), "update": body}
+                    receiver.attempts.append(attempt)
+                    failing = receiver._failures_left > 0
+                    receiver._failures_left -= 1
+                    if not failing:
+                        receiver.delivered.append(attempt)
+                    receiver._condition.notify_all()
+                payload = json.dumps(reply if reply and not failing else {}).encode()
+                self.send_response(500 if failing else 200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/telegram/webhook"
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def wait_for_deliveries(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        with self._condition:
+            assert self._condition.wait_for(lambda: len(self.delivered) >= count, timeout), self.attempts
+            return list(self.delivered)
+
+
+def test_webhook_delivery_with_secret_and_retry(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    with WebhookReceiver(fail_first=2) as receiver:
+
+        async def configure() -> None:
+            async with fake.make_bot() as bot:
+                assert await bot.set_webhook(receiver.url, secret_token="s3cr3t_-", max_connections=1)
+
+        run(configure())
+        sent = client.send_text(USER, "/start")
+        (delivery,) = receiver.wait_for_deliveries(1)
+        assert delivery["secret"] == "s3cr3t_-"
+        update = Update.de_json(delivery["update"], None)
+        assert update.update_id == sent["update_id"] and update.message.text == "/start"
+        assert [a["update"]["update_id"] for a in receiver.attempts] == [sent["update_id"]] * 3
+
+        account = fake.state.default_bot
+        assert fake.state.feed.wait_for_sync(lambda: not account.pending_updates, 5) is True
+
+        async def inspect() -> telegram.WebhookInfo:
+            async with fake.make_bot() as bot:
+                return await bot.get_webhook_info()
+
+        info = run(inspect())
+        assert info.url == receiver.url and info.pending_update_count == 0 and info.max_connections == 1
+        assert info.last_error_message == "Wrong response from the webhook: 500 Internal Server Error"
+        assert info.last_error_date is not None
+
+
+def test_webhook_keeps_chat_order_and_never_drops(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    with WebhookReceiver(fail_first=3) as receiver:
+
+        async def configure() -> None:
+            async with fake.make_bot() as bot:
+                await bot.set_webhook(receiver.url, max_connections=4, allowed_updates=["message"])
+
+        run(configure())
+        sent = [client.send_text(USER + n % 2, f"msg {n}")["update_id"] for n in range(6)]
+        client.send_update({"callback_query": {"id": "1", "from": {"id": 1, "is_bot": False, "first_name": "x"}}})
+        delivered = receiver.wait_for_deliveries(6)
+        assert sorted(d["update"]["update_id"] for d in delivered) == sent
+        for chat_id in (USER, USER + 1):
+            in_chat = [d["update"]["update_id"] for d in delivered if d["update"]["message"]["chat"]["id"] == chat_id]
+            assert in_chat == sorted(in_chat)
+        account = fake.state.default_bot
+        assert fake.state.feed.wait_for_sync(lambda: not account.pending_updates, 5) is True
+
+
+def test_webhook_response_can_carry_a_method_call(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    reply = {"method": "sendMessage", "chat_id": USER, "text": "answered inline"}
+    with WebhookReceiver(reply=reply) as receiver:
+
+        async def configure() -> None:
+            async with fake.make_bot() as bot:
+                await bot.set_webhook(receiver.url)
+
+        run(configure())
+        sent = client.send_text(USER, "hi")
+        (answer,) = client.wait_for_reply(USER, sent["message_id"], timeout=5)
+        assert answer["text"] == "answered inline"
+
+
+# --------------------------------------------------------------------------- user side
+
+
+def test_each_injected_update_kind_parses(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    client.create_user(USER, "Ada", last_name="Lovelace", username="ada_l", language_code="en")
+    text = client.send_text(USER, "Hello @surplus_sandbox_bot see https://example.org")
+    client.edit_text(USER, text["message_id"], "Hello again")
+    client.send_location(USER, 52.52, 13.405)
+    client.send_photo(USER, png_bytes(50, 40))
+    client.send_document(USER, b"a,b\n1,2\n", file_name="stock.csv")
+    raw = client.send_update({"message": {"message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"}}})
+    client.block(USER)
+
+    updates = run(fetch_updates(fake))
+    kinds = [next(k for k in u.to_dict() if k != "update_id") for u in updates]
+    assert kinds == ["message", "edited_message", "message", "message", "message", "message", "my_chat_member"]
+    first = updates[0].message
+    assert first.from_user.full_name == "Ada Lovelace" and first.from_user.language_code == "en"
+    assert first.chat.username == "ada_l"
+    assert [e.type for e in first.entities] == ["mention", "url"]
+    assert updates[1].edited_message.text == "Hello again"
+    assert updates[2].message.location.latitude == pytest.approx(52.52)
+    assert updates[3].message.photo[-1].width == 50
+    assert updates[4].message.document.mime_type == "text/csv"
+    assert updates[5].update_id == raw["update_id"] and updates[5].message.chat.id == 5
+    assert updates[6].my_chat_member.old_chat_member.status == "member"
+
+
+def test_raw_update_keeps_given_id(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    given = client.send_update({"update_id": 500, "unknown_kind": {"weird": True}})
+    follow_up = client.send_text(USER, "after")
+    assert (given["update_id"], follow_up["update_id"]) == (500, 501)
+    updates = run(fetch_updates(fake))
+    assert [u.update_id for u in updates] == [500, 501]
+
+
+def test_wait_for_reply_sees_new_messages_and_edits(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    sent = client.send_text(USER, "/offers")
+
+    def bot_replies(action: Any) -> threading.Thread:
+        async def act() -> None:
+            async with fake.make_bot() as bot:
+                await action(bot)
+
+        thread = threading.Thread(target=run, args=(act(),))
+        thread.start()
+        return thread
+
+    async def reply(bot: telegram.Bot) -> None:
+        await bot.send_message(USER, "2 offers nearby", reply_markup=KEYBOARD)
+
+    thread = bot_replies(reply)
+    (offer,) = client.wait_for_reply(USER, sent["message_id"], timeout=5)
+    thread.join()
+    assert offer["text"] == "2 offers nearby"
+    assert fake.wait_for_reply(USER, sent["message_id"], timeout=1)[0]["message_id"] == offer["message_id"]
+
+    pressed = client.press_button(USER, offer["message_id"], "reserve:7")
+
+    async def edit(bot: telegram.Bot) -> None:
+        await bot.edit_message_text("Reserved", chat_id=USER, message_id=offer["message_id"])
+
+    thread = bot_replies(edit)
+    (edited,) = client.wait_for_reply(USER, after_seq=pressed["seq"], timeout=5)
+    thread.join()
+    assert (edited["message_id"], edited["text"], edited["reply_markup"]) == (offer["message_id"], "Reserved", None)
+
+    with pytest.raises(TimeoutError):
+        client.wait_for_reply(USER, after_seq=edited["seq"], timeout=0.2)
+    with pytest.raises(TimeoutError):
+        fake.wait_for_reply(USER, after_seq=edited["seq"], timeout=0.2)
+
+
+def test_server_sent_events_stream(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    with httpx.Client(base_url=fake.url, timeout=5) as http, http.stream("GET", "/_sandbox/events") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.iter_lines()
+        assert next(lines) == ": connected"
+        client.send_text(USER, "hello")
+        event_lines: list[str] = []
+        for line in lines:
+            if line:
+                event_lines.append(line)
+            elif event_lines:
+                break
+    fields = dict(line.split(": ", 1) for line in event_lines)
+    assert fields["event"] == "message_new"
+    data = json.loads(fields["data"])
+    assert (data["chat_id"], data["message"]["text"], data["message"]["sender"]) == (USER, "hello", "user")
+
+
+def test_reset_clears_everything(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    client.send_text(USER, "/start")
+    client.set_fault(status=500, count=5)
+    client.reset()
+    assert client.messages(USER) == []
+    assert client.calls() == []
+    assert run(fetch_updates(fake)) == ()
+
+
+# --------------------------------------------------------------------------- change feed
+
+
+def test_change_feed_wakes_threads_and_tasks_promptly() -> None:
+    feed = ChangeFeed()
+    changed: list[bool] = []
+    results: list[bool] = []
+    waiter = threading.Thread(target=lambda: results.append(feed.wait_for_sync(lambda: bool(changed), 10)))
+    waiter.start()
+
+    async def scenario() -> bool:
+        task = asyncio.create_task(feed.wait_for(lambda: bool(changed), 10))
+        await asyncio.sleep(0)  # let the task register as a waiter
+        threading.Thread(target=lambda: (changed.append(True), feed.bump())).start()
+        return await asyncio.wait_for(task, 2)
+
+    started = time.monotonic()
+    assert run(scenario()) is True
+    waiter.join(2)
+    assert results == [True] and time.monotonic() - started < 2
+    assert feed.wait_for_sync(lambda: False, 0.01) is False
+
+
+# --------------------------------------------------------------------------- formatting properties
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=60))
+def test_escaped_markdown_v2_round_trips(text: str) -> None:
+    assert format_text(escape_markdown(text, version=2), "MarkdownV2", None)[0] == text
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=60))
+def test_escaped_html_round_trips(text: str) -> None:
+    assert format_text(html.escape(text, quote=False), "HTML", None)[0] == text
+
+
+def test_entity_offsets_count_utf16_units() -> None:
+    text, entities = format_text("🍞 <b>bread</b>", "HTML", None)
+    assert text == "🍞 bread"
+    assert entities == [{"type": "bold", "offset": 3, "length": 5}]
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_command_line_serves_and_logs_each_request() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "TELEGRAM_FAKE_PORT": str(port), "PYTHONPATH": str(root)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.telegram_fake", "--token", "42:CLI-TOKEN"],
+        cwd=root,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        startup = []
+        for line in process.stderr:
+            startup.append(line)
+            if "Application startup complete" in line:
+                break
+        assert any(f"listening on http://127.0.0.1:{port}" in line for line in startup), startup
+        me = httpx.get(f"http://127.0.0.1:{port}/bot42:CLI-TOKEN/getMe").json()["result"]
+        assert (me["id"], me["username"]) == (42, "sandbox_42_bot")
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, rest = process.communicate(timeout=10)
+    assert process.returncode == 0, rest
+    assert "GET /bot<token>/getMe 200" in rest
+    assert "42:CLI-TOKEN/getMe" not in rest
