@@ -1,0 +1,731 @@
+"""Offer photo pipeline: validate an uploaded photo and derive the images we publish.
+
+Everything here is a pure function of its arguments: bytes in, bytes out, no file
+or network I/O, no global Pillow settings changed.
+
+``process_offer_photo`` turns the bytes a business uploads (JPEG, PNG or WebP, at
+most 20 MB) into three metadata-free sRGB JPEGs:
+
+* ``large``     - the upright photo, longest side at most 1280 px, progressive;
+* ``thumbnail`` - longest side at most 320 px;
+* ``card``      - a 960x960 cover-cropped "deal card" with the price, the
+  struck-through original price and the discount drawn on it (960 because a
+  4:3 or 3:4 phone photo's large is 1280x960: the card is then a plain crop).
+
+Card text uses Pillow's embedded font (``ImageFont.load_default(size=...)``), which
+is ASCII-only: prices are drawn as "4.50 EUR" rather than "€4.50", and titles are
+reduced to what it can draw ("Café" -> "Cafe", or no title for non-Latin scripts).
+
+Bad input raises ``PhotoRejected`` whose ``reason`` is one of the stable codes in
+``REJECTION_REASONS`` (the chat turns them into a message for the user).
+
+Speed: the pixel dimensions are read from the file header by our own small
+parsers *before* Pillow is asked to decode anything (so a decompression bomb never
+allocates); JPEGs are decoded straight at 1/2, 1/4 or 1/8 scale with
+``Image.draft``; the photo is resized once, and the thumbnail and the card are
+derived from that ``large`` image, not from the original.
+"""
+
+from __future__ import annotations
+
+import io
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+from PIL import Image, ImageDraw, ImageFont, features
+
+try:  # LittleCMS is optional in Pillow builds; without it ICC profiles are just dropped.
+    from PIL import ImageCms
+except ImportError:  # pragma: no cover - depends on the Pillow build
+    ImageCms = None  # type: ignore[assignment]
+
+__all__ = [
+    "CARD_SIZE",
+    "LARGE_MAX_SIDE",
+    "MAX_ASPECT_RATIO",
+    "MAX_FILE_BYTES",
+    "MAX_PIXELS",
+    "MIN_SHORT_SIDE",
+    "REJECTION_REASONS",
+    "SUPPORTED_FORMATS",
+    "THUMBNAIL_MAX_SIDE",
+    "PhotoRejected",
+    "ProcessedPhoto",
+    "discount_percent",
+    "format_money",
+    "process_offer_photo",
+    "render_card",
+]
+
+# --------------------------------------------------------------------------- limits
+
+MAX_FILE_BYTES = 20 * 1024 * 1024  # Telegram bots cannot getFile anything bigger.
+MAX_PIXELS = 40_000_000  # decoded RGB at this size is ~120 MB: refuse anything bigger.
+MIN_SHORT_SIDE = 200
+MAX_ASPECT_RATIO = 4.0  # wider than 4:1 cannot be cover-cropped into a usable card.
+
+LARGE_MAX_SIDE = 1280
+THUMBNAIL_MAX_SIDE = 320
+CARD_SIZE = (960, 960)  # see the module docstring
+
+JPEG_QUALITY = 85
+LARGE_PROGRESSIVE = True  # ~7 % smaller, but ~20 ms more per photo than baseline JPEG
+THUMBNAIL_QUALITY = 80
+_MAX_ICC_BYTES = 1 << 20  # bigger embedded profiles are dropped, not parsed
+
+SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
+
+REJECTION_REASONS = frozenset(
+    {
+        "empty_file",  # zero bytes
+        "too_large_file",  # more than MAX_FILE_BYTES
+        "not_an_image",  # not a recognisable image at all (text, random bytes...)
+        "unsupported_format",  # an image, but not JPEG/PNG/WebP (GIF, HEIC, TIFF...)
+        "truncated",  # the file ends before the image data does
+        "corrupt",  # recognised format but undecodable data
+        "too_many_pixels",  # more than MAX_PIXELS (decompression-bomb guard)
+        "too_small",  # short side below MIN_SHORT_SIDE
+        "bad_aspect_ratio",  # long side more than MAX_ASPECT_RATIO x the short side
+    }
+)
+
+
+class PhotoRejected(Exception):
+    """The uploaded bytes cannot be used as an offer photo.
+
+    ``reason`` is a stable machine-readable code from ``REJECTION_REASONS``;
+    ``detail`` is free text for logs only (never shown to users).
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        if reason not in REJECTION_REASONS:
+            raise ValueError(f"unknown rejection reason {reason!r}")
+        # Both values go to Exception.args so the exception pickles (Celery).
+        super().__init__(reason, detail)
+        self.reason = reason
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}" if self.detail else self.reason
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessedPhoto:
+    large: bytes
+    thumbnail: bytes
+    card: bytes
+    width: int  # of the original, after EXIF orientation
+    height: int
+    format: str  # "JPEG", "PNG" or "WEBP" (the detected input format)
+
+    def __repr__(self) -> str:  # never dump megabytes of bytes into a log line
+        return (
+            f"ProcessedPhoto(format={self.format!r}, width={self.width}, "
+            f"height={self.height}, large={len(self.large)} B, "
+            f"thumbnail={len(self.thumbnail)} B, card={len(self.card)} B)"
+        )
+
+
+# --------------------------------------------------------------------------- money
+
+_CURRENCY_SYMBOLS = {"EUR": "€", "GBP": "£", "USD": "$"}
+# ISO 4217 currencies whose minor unit is not 1/100.
+_ZERO_DECIMAL = frozenset(
+    "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF".split()
+)
+_THREE_DECIMAL = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
+
+
+def _money_parts(minor: int, currency: str) -> tuple[str, str, str]:
+    """(sign, amount digits, upper-case ISO code) for an integer amount in minor units."""
+    if isinstance(minor, bool) or not isinstance(minor, int):
+        raise TypeError(f"minor must be an int, got {type(minor).__name__}")
+    if not isinstance(currency, str):
+        raise TypeError(f"currency must be a str, got {type(currency).__name__}")
+    code = currency.upper()
+    if len(code) != 3 or not code.isascii() or not code.isalpha():
+        raise ValueError(f"currency must be a 3-letter ISO 4217 code, got {currency!r}")
+    digits = 0 if code in _ZERO_DECIMAL else 3 if code in _THREE_DECIMAL else 2
+    sign = "-" if minor < 0 else ""
+    units, cents = divmod(abs(minor), 10**digits)
+    amount = f"{units}.{cents:0{digits}d}" if digits else str(units)
+    return sign, amount, code
+
+
+def format_money(minor: int, currency: str) -> str:
+    """Format an amount in minor units: ``format_money(450, "EUR") == "€4.50"``.
+
+    EUR, GBP and USD get their symbol in front ("€4.50", "£4.50", "$4.50"); any
+    other ISO code goes after the amount ("4.50 CHF", "500 JPY", "1.500 KWD").
+    The code is case-insensitive (Stripe uses "eur"); negative amounts get a
+    leading "-". No thousands separators.
+    """
+    sign, amount, code = _money_parts(minor, currency)
+    symbol = _CURRENCY_SYMBOLS.get(code)
+    return f"{sign}{symbol}{amount}" if symbol else f"{sign}{amount} {code}"
+
+
+def discount_percent(price_minor: int, original_price_minor: int) -> int:
+    """Whole-percent discount, rounded down so we never overstate it (0 if none)."""
+    if original_price_minor <= 0 or price_minor >= original_price_minor:
+        return 0
+    return (original_price_minor - max(price_minor, 0)) * 100 // original_price_minor
+
+
+# --------------------------------------------------------------------------- sniffing
+
+
+def _riff_webp(data: bytes) -> bool:
+    return data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+
+
+_BMFF_IMAGE_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm",
+                      b"hevs", b"mif1", b"msf1", b"avif", b"avis"}  # fmt: skip
+
+
+def _looks_like_other_image(data: bytes) -> bool:
+    """Magic numbers of image formats we recognise but do not accept."""
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return True
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"8BPS", b"qoif", b"\xff\x4f\xff\x51"):
+        return True  # TIFF (also most camera RAWs), PSD, QOI, JPEG 2000 codestream
+    if data[:12] in (b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\x00\x00\x00\x0cJXL \r\n\x87\n"):
+        return True  # JPEG 2000 / JPEG XL containers
+    if data[:2] == b"\xff\x0a":
+        return True  # JPEG XL codestream
+    if data[4:8] == b"ftyp" and data[8:12] in _BMFF_IMAGE_BRANDS:
+        return True  # HEIC / HEIF / AVIF
+    if data[:2] == b"BM" and len(data) >= 18:  # BMP: also check the DIB header size
+        return int.from_bytes(data[14:18], "little") in {12, 40, 52, 56, 64, 108, 124}
+    if data[:4] == b"\x00\x00\x01\x00" and len(data) >= 6:  # ICO
+        return 0 < int.from_bytes(data[4:6], "little") <= 256
+    return False
+
+
+def _sniff(data: bytes) -> str:
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if _riff_webp(data):
+        return "WEBP"
+    if _looks_like_other_image(data):
+        raise PhotoRejected("unsupported_format", f"magic {data[:12]!r}")
+    raise PhotoRejected("not_an_image", f"magic {data[:12]!r}")
+
+
+# ------------------------------------------------------------- header dimensions
+# Each parser reads only the few header bytes that hold the pixel size, so limits
+# are enforced before Pillow allocates anything (libwebp, for one, allocates the
+# whole canvas while merely opening a file).
+
+# SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC), which share the range.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_MAX_SEGMENTS = 4096  # real files have a dozen or so before the frame header
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    pos, n = 2, len(data)
+    for _ in range(_JPEG_MAX_SEGMENTS):
+        pos = data.find(b"\xff", pos)  # tolerate junk between segments like libjpeg
+        if pos < 0:
+            raise PhotoRejected("truncated", "JPEG ends before its frame header")
+        while pos < n and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= n:
+            raise PhotoRejected("truncated", "JPEG ends before its frame header")
+        marker = data[pos]
+        pos += 1
+        if marker in (0x00, 0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+            continue  # stuffed byte, TEM, SOI, RSTn: no payload
+        if marker in (0xD9, 0xDA):
+            raise PhotoRejected("corrupt", "JPEG without a frame header")
+        if pos + 2 > n:
+            raise PhotoRejected("truncated", "JPEG ends inside a segment header")
+        length = int.from_bytes(data[pos : pos + 2], "big")
+        if length < 2:
+            raise PhotoRejected("corrupt", "bad JPEG segment length")
+        if marker in _JPEG_SOF:
+            if pos + 7 > n:
+                raise PhotoRejected("truncated", "JPEG ends inside its frame header")
+            height = int.from_bytes(data[pos + 3 : pos + 5], "big")
+            width = int.from_bytes(data[pos + 5 : pos + 7], "big")
+            return width, height
+        pos += length
+    raise PhotoRejected("corrupt", "too many JPEG segments before the frame header")
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    if len(data) < 24:
+        raise PhotoRejected("truncated", "PNG ends before its IHDR chunk")
+    if data[12:16] != b"IHDR":
+        raise PhotoRejected("corrupt", "PNG does not start with IHDR")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _webp_size(data: bytes) -> tuple[int, int]:
+    riff_size = int.from_bytes(data[4:8], "little")
+    if len(data) < 8 + riff_size:
+        raise PhotoRejected("truncated", "WebP shorter than its RIFF header says")
+    chunk = data[12:16]
+    if chunk == b"VP8X":  # extended: 24-bit canvas size minus one
+        if len(data) < 30:
+            raise PhotoRejected("truncated", "WebP ends inside VP8X")
+        return (int.from_bytes(data[24:27], "little") + 1,
+                int.from_bytes(data[27:30], "little") + 1)  # fmt: skip
+    if chunk == b"VP8 ":  # lossy: key frame start code then two 14-bit sizes
+        if len(data) < 30:
+            raise PhotoRejected("truncated", "WebP ends inside VP8 frame header")
+        if data[23:26] != b"\x9d\x01\x2a":
+            raise PhotoRejected("corrupt", "bad VP8 start code")
+        return (int.from_bytes(data[26:28], "little") & 0x3FFF,
+                int.from_bytes(data[28:30], "little") & 0x3FFF)  # fmt: skip
+    if chunk == b"VP8L":  # lossless: signature byte then 14+14 bits, minus one
+        if len(data) < 25:
+            raise PhotoRejected("truncated", "WebP ends inside VP8L header")
+        if data[20] != 0x2F:
+            raise PhotoRejected("corrupt", "bad VP8L signature")
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    raise PhotoRejected("corrupt", f"unknown WebP chunk {chunk!r}")
+
+
+_HEADER_SIZE = {"JPEG": _jpeg_size, "PNG": _png_size, "WEBP": _webp_size}
+
+
+def _pixel_limit() -> int:
+    # Honour Image.MAX_IMAGE_PIXELS if some other code lowered it below ours, so
+    # Pillow's own DecompressionBombWarning/Error never fires for what we accept.
+    limit = Image.MAX_IMAGE_PIXELS
+    return MAX_PIXELS if limit is None else min(MAX_PIXELS, int(limit))
+
+
+def _check_dimensions(width: int, height: int) -> None:
+    if width <= 0 or height <= 0:
+        raise PhotoRejected("corrupt", f"zero dimension {width}x{height}")
+    if width * height > _pixel_limit():
+        raise PhotoRejected("too_many_pixels", f"{width}x{height}")
+    short, long = sorted((width, height))
+    if short < MIN_SHORT_SIDE:
+        raise PhotoRejected("too_small", f"{width}x{height}")
+    if long > MAX_ASPECT_RATIO * short:
+        raise PhotoRejected("bad_aspect_ratio", f"{width}x{height}")
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _looks_truncated(fmt: str, data: bytes) -> bool:
+    """After a decode failure: does the file lack its end marker?"""
+    if fmt == "JPEG":
+        return not data.rstrip(b"\x00").endswith(b"\xff\xd9")
+    if fmt == "PNG":
+        return b"IEND" not in data[-16:]
+    return len(data) < 8 + int.from_bytes(data[4:8], "little")
+
+
+def _decode_failure(fmt: str, data: bytes, exc: Exception) -> PhotoRejected:
+    text = str(exc)
+    reason = "truncated" if "runcated" in text or _looks_truncated(fmt, data) else "corrupt"
+    return PhotoRejected(reason, f"{type(exc).__name__}: {text}"[:300])
+
+
+def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """Scale (w, h) down so the longest side is at most max_side (never up)."""
+    w, h = size
+    if max(w, h) <= max_side:
+        return w, h
+    scale = max_side / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+# EXIF Orientation value -> the transpose that makes the image upright.
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        value = im.getexif().get(0x0112, 1)
+    except Exception:  # malformed EXIF is common and harmless: ignore it
+        return 1
+    return value if isinstance(value, int) and value in _ORIENTATION else 1
+
+
+@lru_cache(maxsize=1)
+def _srgb_profile():
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+@lru_cache(maxsize=16)
+def _icc_transform(icc: bytes, mode: str):
+    # NOCACHE: the transform is shared between threads, lcms' 1-pixel cache is not.
+    return ImageCms.buildTransform(
+        ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+        _srgb_profile(),
+        mode,
+        "RGB",
+        renderingIntent=ImageCms.Intent.PERCEPTUAL,
+        flags=ImageCms.Flags.NOCACHE,
+    )
+
+
+def _to_srgb(im: Image.Image, icc: object) -> Image.Image:
+    """Convert to sRGB through the embedded ICC profile if we can, else plainly to RGB."""
+    if ImageCms is not None and isinstance(icc, bytes) and 0 < len(icc) <= _MAX_ICC_BYTES:
+        try:
+            out = ImageCms.applyTransform(im, _icc_transform(icc, im.mode))
+            if out is not None and out.mode == "RGB":
+                return out
+        except Exception:  # bad/mismatched profile: fall through and just drop it
+            pass
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def _decode_large(data: bytes) -> tuple[Image.Image, str, tuple[int, int]]:
+    """Validate ``data`` and return (upright sRGB image fitting LARGE_MAX_SIDE,
+    detected format, upright original size)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"photo data must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if not data:
+        raise PhotoRejected("empty_file")
+    if len(data) > MAX_FILE_BYTES:
+        raise PhotoRejected("too_large_file", f"{len(data)} bytes")
+    fmt = _sniff(data)
+    _check_dimensions(*_HEADER_SIZE[fmt](data))  # before Pillow touches the data
+
+    try:
+        im = Image.open(io.BytesIO(data), formats=(fmt,))
+        _check_dimensions(*im.size)  # Pillow's own reading must agree with ours
+        original_size = im.size
+        target = _fit(original_size, LARGE_MAX_SIDE)
+        if fmt == "JPEG":
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale, never below `target`.
+            im.draft("RGB", target)
+        im.load()
+        orientation = _orientation(im)  # PNG may keep eXIf after IDAT: read after load
+        icc = im.info.get("icc_profile")
+    except PhotoRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PhotoRejected("too_many_pixels", str(exc)) from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # Pillow raises many types on hostile input
+        raise _decode_failure(fmt, data, exc) from exc
+
+    # Normalise the mode: keep alpha until after the resize (Pillow resizes RGBA
+    # premultiplied), keep CMYK for the ICC transform, everything else to RGB.
+    if im.has_transparency_data:
+        im = im.convert("RGBA")
+    elif im.mode.startswith("I") or im.mode == "F":  # 16-bit greyscale PNG
+        im = im.convert("I").point(lambda v: v * (1 / 256)).convert("RGB")
+        icc = None  # a grey profile no longer matches the converted image
+    elif im.mode not in ("RGB", "CMYK", "L"):
+        im = im.convert("RGB")  # palette, 1-bit...
+
+    if im.size != target:
+        # The one resize from the (possibly draft-reduced) decode. HAMMING is as
+        # cheap as BILINEAR but sharper; `reducing_gap` box-averages big PNG/WebP
+        # inputs first (fast, and invisible at these ratios).
+        im = im.resize(target, Image.Resampling.HAMMING, reducing_gap=2.0)
+
+    if orientation in _ORIENTATION:
+        im = im.transpose(_ORIENTATION[orientation])
+        if orientation >= 5:
+            original_size = original_size[::-1]
+
+    if im.mode == "RGBA":  # flatten transparency onto white
+        flat = Image.new("RGB", im.size, (255, 255, 255))
+        flat.paste(im, (0, 0), im)
+        im = flat
+    im = _to_srgb(im, icc)
+    im.info = {}  # no EXIF, ICC, XMP, comments or DPI may reach an output
+    return im, fmt, original_size
+
+
+def _jpeg(im: Image.Image, quality: int, *, progressive: bool) -> bytes:
+    """Encode without any metadata. Progressive files come out ~7 % smaller but
+    take several times longer to encode (libjpeg always optimises their Huffman
+    tables), so only the stored ``large`` is progressive: the card is re-encoded
+    by Telegram anyway, and the thumbnail is tiny (cheap to optimise)."""
+    out = io.BytesIO()
+    im.info = {}
+    im.save(out, "JPEG", quality=quality, progressive=progressive,
+            optimize=not progressive and im.width * im.height <= 400_000)  # fmt: skip
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------- card
+# Layout sizes are in thousandths of the card width, so CARD_SIZE can change.
+
+_HAS_FREETYPE = features.check("freetype2")
+_WHITE = (255, 255, 255)
+_TITLE_GREY = (238, 238, 238)
+_OLD_PRICE_GREY = (205, 205, 205)
+_BADGE_RED = (213, 32, 39)
+_BAND_ALPHA = 205  # darkness of the bottom band (0-255)
+
+
+@lru_cache(maxsize=64)
+def _font(size: int):
+    return ImageFont.load_default(size=size)
+
+
+@lru_cache(maxsize=1)
+def _bitmap_font():
+    return ImageFont.load_default_imagefont()
+
+
+@lru_cache(maxsize=1)
+def _notdef_mask() -> tuple[tuple[int, int], bytes]:
+    mask = _font(64).getmask("\ue000")  # private-use code point: in no font
+    return mask.size, bytes(mask)
+
+
+@lru_cache(maxsize=4096)
+def _has_glyph(ch: str) -> bool:
+    if ch.isspace():
+        return ch == " "
+    if not _HAS_FREETYPE:
+        return " " <= ch <= "~"
+    mask = _font(64).getmask(ch)
+    return (mask.size, bytes(mask)) != _notdef_mask()
+
+
+def _drawable(text: str) -> bool:
+    return all(_has_glyph(ch) for ch in text)
+
+
+def _card_money(minor: int, currency: str) -> str:
+    """format_money, or "4.50 EUR" when the font cannot draw the symbol (Pillow's
+    embedded font is ASCII-only: it has no "€" or "£")."""
+    text = format_money(minor, currency)
+    if _drawable(text):
+        return text
+    sign, amount, code = _money_parts(minor, currency)
+    return f"{sign}{amount} {code}"
+
+
+_TITLE_REPLACEMENTS = {"–": "-", "—": "-", "‐": "-", "−": "-", "«": '"', "»": '"',
+                       "„": '"', "ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE",
+                       "ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D"}  # fmt: skip
+
+
+def _card_title(title: str) -> str:
+    """The title reduced to what the font can draw ("Café" -> "Cafe"), or "" if
+    too little of it survives (e.g. a Cyrillic title with the embedded font)."""
+    kept: list[str] = []
+    for ch in " ".join(title.split()):
+        if not _has_glyph(ch):
+            ch = _TITLE_REPLACEMENTS.get(ch) or "".join(
+                c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)
+            )
+        kept.append(ch if ch and _drawable(ch) else "")
+    out = " ".join("".join(kept).split())
+    letters = sum(ch.isalnum() for ch in title)
+    return out if letters and 2 * sum(ch.isalnum() for ch in out) >= letters else ""
+
+
+def _stroke(size: int) -> int:
+    return max(1, size // 40)  # fake bold: the embedded font only has Regular
+
+
+def _text_width(text: str, size: int, bold: bool = False) -> int:
+    if not _HAS_FREETYPE:
+        left, _, right, _ = _bitmap_font().getbbox(text)
+        return round((right - left) * size / 11)
+    left, _, right, _ = _font(size).getbbox(text, stroke_width=_stroke(size) if bold else 0)
+    return round(right - left)
+
+
+def _draw_text(card: Image.Image, x: int, baseline: int, text: str, size: int, fill,
+               *, bold: bool = False, shadow: bool = True) -> tuple[int, int, int, int]:  # fmt: skip
+    """Draw ``text`` starting at x on ``baseline``; return its bounding box."""
+    if not _HAS_FREETYPE:
+        return _draw_text_bitmap(card, x, baseline, text, size, fill)
+    font = _font(size)
+    stroke = _stroke(size) if bold else 0
+    draw = ImageDraw.Draw(card)
+    if shadow:  # hard drop shadow: keeps white text legible on bright spots
+        off = max(2, size // 30)
+        draw.text((x + off, baseline + off), text, font=font, anchor="ls", fill=(0, 0, 0),
+                  stroke_width=stroke, stroke_fill=(0, 0, 0))  # fmt: skip
+    draw.text((x, baseline), text, font=font, anchor="ls", fill=fill,
+              stroke_width=stroke, stroke_fill=fill)  # fmt: skip
+    box = draw.textbbox((x, baseline), text, font=font, anchor="ls", stroke_width=stroke)
+    return tuple(round(v) for v in box)  # type: ignore[return-value]
+
+
+def _draw_text_bitmap(card, x, baseline, text, size, fill):
+    # Pillow built without FreeType: upscale the 11 px bitmap font. Crude, legible.
+    font = _bitmap_font()
+    left, top, right, bottom = font.getbbox(text)
+    mask = Image.new("L", (max(1, right - left), max(1, bottom - top)), 0)
+    ImageDraw.Draw(mask).text((-left, -top), text, font=font, fill=255)
+    scale = size / 11
+    mask = mask.resize((max(1, round(mask.width * scale)), max(1, round(mask.height * scale))),
+                       Image.Resampling.BICUBIC)  # fmt: skip
+    top_y = baseline - mask.height
+    card.paste(fill, (x, top_y), mask)
+    return x, top_y, x + mask.width, baseline
+
+
+@lru_cache(maxsize=4)
+def _band_mask(width: int, height: int, ramp: int) -> Image.Image:
+    """Vertical alpha ramp: transparent at the top, _BAND_ALPHA from `ramp` down."""
+    column = Image.new("L", (1, height))
+    column.putdata([round(_BAND_ALPHA * min(1.0, y / ramp) ** 1.5) for y in range(height)])
+    return column.resize((width, height), Image.Resampling.NEAREST)
+
+
+def _ellipsize(text: str, size: int, max_width: int) -> str:
+    """``text`` cut with an ellipsis so it fits in ``max_width`` px (binary search)."""
+    if _text_width(text, size) <= max_width:
+        return text
+    dots = "…" if _has_glyph("…") else "..."
+    lo, hi = 0, min(len(text), 300)  # longest prefix that fits is text[:lo]
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _text_width(text[:mid].rstrip() + dots, size) <= max_width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo].rstrip() + dots if lo else ""
+
+
+def _cover(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Scale and centre-crop ``im`` to exactly ``size`` (CSS "object-fit: cover")."""
+    w, h = im.size
+    tw, th = size
+    if (w >= tw and h == th) or (w == tw and h >= th):
+        # The usual case: a 4:3 or 3:4 large (1280x960) and a 960 px card: crop only.
+        left, top = (w - tw) // 2, (h - th) // 2
+        return im.crop((left, top, left + tw, top + th))
+    scale = max(tw / w, th / h)
+    cw, ch = tw / scale, th / scale
+    left, top = (w - cw) / 2, (h - ch) / 2
+    return im.resize(size, Image.Resampling.BILINEAR, box=(left, top, left + cw, top + ch))
+
+
+def _draw_deal(card: Image.Image, *, price_minor: int, original_price_minor: int,
+               currency: str, title: str) -> None:  # fmt: skip
+    """Draw the band, prices, title and discount badge onto ``card`` in place."""
+    width, height = card.size
+
+    def u(thousandths: float) -> int:
+        return max(1, round(width * thousandths / 1000))
+
+    margin = u(45)
+    inner = width - 2 * margin
+
+    # Bottom band: a dark gradient so white text reads on any photo.
+    band_h = min(u(310), height // 2)
+    card.paste((0, 0, 0), (0, height - band_h, width, height), _band_mask(width, band_h, u(100)))
+
+    price = _card_money(price_minor, currency)
+    old = _card_money(original_price_minor, currency) if price_minor < original_price_minor else ""
+    gap = u(34)
+    price_size, old_size = u(140), u(78)
+    while price_size > u(45):  # as large as fits on one line
+        needed = _text_width(price, price_size, bold=True)
+        if old:
+            needed += gap + _text_width(old, old_size)
+        if needed <= inner:
+            break
+        price_size, old_size = price_size * 9 // 10, old_size * 9 // 10
+    baseline = height - margin - u(8)
+    box = _draw_text(card, margin, baseline, price, price_size, _WHITE, bold=True)
+    if old:
+        obox = _draw_text(card, box[2] + gap, baseline, old, old_size, _OLD_PRICE_GREY)
+        mid = (obox[1] + obox[3]) // 2
+        ImageDraw.Draw(card).line((obox[0] - u(4), mid, obox[2] + u(4), mid),
+                                  fill=_OLD_PRICE_GREY, width=max(3, old_size // 12))  # fmt: skip
+
+    title = _card_title(title)
+    if title:
+        size = u(46)
+        _draw_text(card, margin, box[1] - u(32), _ellipsize(title, size, inner), size, _TITLE_GREY)
+
+    pct = discount_percent(price_minor, original_price_minor)
+    if pct >= 1:  # red badge with a white rim and a drop shadow, top-right corner
+        label = f"-{pct}%"  # the embedded font has no U+2212 minus sign
+        size = u(96)
+        pad_x, pad_y, radius = u(28), u(24), u(26)
+        x1, y0 = width - margin, margin
+        x0 = x1 - _text_width(label, size, bold=True) - 2 * pad_x
+        y1 = y0 + round(size * 0.72) + 2 * pad_y  # digits' height is ~0.72 em
+        draw = ImageDraw.Draw(card)
+        shift = u(7)
+        draw.rounded_rectangle((x0 + shift, y0 + shift, x1 + shift, y1 + shift), radius, (0, 0, 0))
+        draw.rounded_rectangle((x0, y0, x1, y1), radius, _BADGE_RED, _WHITE, width=u(5))
+        _draw_text(card, x0 + pad_x, y1 - pad_y, label, size, _WHITE, bold=True, shadow=False)
+
+
+def _compose_card(photo: Image.Image, **deal) -> Image.Image:
+    card = _cover(photo, CARD_SIZE)
+    if card.mode != "RGB":
+        card = card.convert("RGB")
+    _draw_deal(card, **deal)
+    return card
+
+
+def _check_deal(price_minor: int, original_price_minor: int, currency: str, title: str) -> None:
+    for name, value in (("price_minor", price_minor), ("original_price_minor", original_price_minor)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int")
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    if not isinstance(title, str):
+        raise TypeError("title must be a str")
+    _money_parts(0, currency)  # validates the currency code
+
+
+# --------------------------------------------------------------------------- public
+
+
+def process_offer_photo(
+    data: bytes, *, price_minor: int, original_price_minor: int, currency: str, title: str
+) -> ProcessedPhoto:
+    """Validate an uploaded offer photo and derive the large image, the thumbnail
+    and the deal card, all as metadata-free sRGB JPEGs.
+
+    Raises ``PhotoRejected`` for unusable photos; ``TypeError``/``ValueError`` for
+    bad prices, currency or title (programming errors, not user errors).
+    """
+    _check_deal(price_minor, original_price_minor, currency, title)
+    large, fmt, (width, height) = _decode_large(data)
+
+    thumb = large.resize(_fit(large.size, THUMBNAIL_MAX_SIDE), Image.Resampling.HAMMING,
+                         reducing_gap=2.0)  # fmt: skip
+    card = _compose_card(large, price_minor=price_minor, original_price_minor=original_price_minor,
+                         currency=currency, title=title)  # fmt: skip
+    return ProcessedPhoto(
+        large=_jpeg(large, JPEG_QUALITY, progressive=LARGE_PROGRESSIVE),
+        thumbnail=_jpeg(thumb, THUMBNAIL_QUALITY, progressive=False),
+        card=_jpeg(card, JPEG_QUALITY, progressive=False),
+        width=width,
+        height=height,
+        format=fmt,
+    )
+
+
+def render_card(
+    photo: bytes, *, price_minor: int, original_price_minor: int, currency: str, title: str
+) -> bytes:
+    """Re-render only the deal card, e.g. after a price edit, from a stored
+    ``ProcessedPhoto.large`` (any acceptable photo works; it is validated again)."""
+    _check_deal(price_minor, original_price_minor, currency, title)
+    large, _, _ = _decode_large(photo)
+    card = _compose_card(large, price_minor=price_minor, original_price_minor=original_price_minor,
+                         currency=currency, title=title)  # fmt: skip
+    return _jpeg(card, JPEG_QUALITY, progressive=False)
