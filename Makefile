@@ -16,7 +16,7 @@ test: $(INSTALLED)
 	$(PY) -m pytest
 
 bench: $(INSTALLED)
-	scripts/ensure-system-packages.sh test
+	scripts/ensure-system-packages.sh bench
 	$(PY) -m bench
 
 venv: $(INSTALLED)

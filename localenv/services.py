@@ -64,7 +64,9 @@ class RedisServer:
             raise ServiceError("redis-server is not installed (apt-get install -y redis-server)")
         self.directory.mkdir(parents=True, exist_ok=True)
         if port_open(self.port):
-            return self
+            if self.pidfile.exists():
+                return self  # ours, still running from an earlier start
+            raise ServiceError(f"port {self.port} is taken by another server; stop it or set REDIS_URL")
         subprocess.run(
             [
                 binary,
@@ -158,6 +160,8 @@ class PostgresServer:
             )
             if result.returncode != 0:
                 raise ServiceError(f"initdb failed:\n{result.stderr}")
+        if port_open(self.port) and not (self.data_dir / "postmaster.pid").exists():
+            raise ServiceError(f"port {self.port} is taken by another server; stop it or set DATABASE_URL")
         if not port_open(self.port):
             socket_dir = self.directory / "socket"
             socket_dir.mkdir(exist_ok=True)

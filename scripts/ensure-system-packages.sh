@@ -2,8 +2,9 @@
 # Installs the Debian packages the project runs on, when they are missing:
 #   redis-server  (unless REDIS_URL points at a Redis already; tests always need the binary)
 #   PostgreSQL    (initdb/pg_ctl, unless DATABASE_URL is set; tests always need them)
-#   docker-compose (tests only: it validates docker-compose.yml without an engine)
-# Usage: scripts/ensure-system-packages.sh run|test
+#   docker-compose (tests: it validates docker-compose.yml without an engine)
+#   wrk            (tests and benchmarks: the HTTP load generator)
+# Usage: scripts/ensure-system-packages.sh run|test|bench
 set -euo pipefail
 mode=${1:-run}
 need=()
@@ -11,12 +12,17 @@ need=()
 have_pg() { command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
 
 if ! command -v redis-server >/dev/null 2>&1; then
-  if [ "$mode" = test ] || [ -z "${REDIS_URL:-}" ]; then need+=(redis-server); fi
+  if [ "$mode" != run ] || [ -z "${REDIS_URL:-}" ]; then need+=(redis-server); fi
 fi
 if ! have_pg; then
-  if [ "$mode" = test ] || [ -z "${DATABASE_URL:-}" ]; then need+=(postgresql); fi
+  if [ "$mode" != run ] || [ -z "${DATABASE_URL:-}" ]; then need+=(postgresql); fi
 fi
-if [ "$mode" = test ] && ! command -v docker-compose >/dev/null 2>&1; then need+=(docker-compose); fi
+if [ "$mode" != run ]; then
+  command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+  command -v wrk >/dev/null 2>&1 || need+=(wrk)
+  # pgbench (the Postgres ceiling in the benchmarks) comes with postgresql-contrib.
+  command -v pgbench >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || need+=(postgresql-contrib)
+fi
 
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
