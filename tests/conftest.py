@@ -65,17 +65,34 @@ def redis_url() -> str:
     return os.environ["REDIS_URL"]
 
 
-@pytest.fixture(scope="session")
-def migrated(database_url) -> str:
-    """The test database at the migrations' head (built once per session)."""
+def migrate(url: str) -> str:
     from alembic import command
     from alembic.config import Config
 
     config = Config(str(ROOT / "alembic.ini"))
     config.attributes["configure_logging"] = False
-    config.attributes["url"] = database_url
+    config.attributes["url"] = url
     command.upgrade(config, "head")
-    return database_url
+    return url
+
+
+def separate_database(database_url: str, name: str) -> str:
+    """A second, migrated database on the test server, for a stack that must not share state
+    (e.g. a second Telegram fake whose update ids start at 1 again)."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return migrate(database_url.rsplit("/", 1)[0] + "/" + name)
+
+
+@pytest.fixture(scope="session")
+def migrated(database_url) -> str:
+    """The test database at the migrations' head (built once per session)."""
+    return migrate(database_url)
 
 
 @pytest.fixture

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from bot.conversation.context import Context
+from bot.conversation.registry import StaleButton, command
+from bot.conversation.registry import button as on_button
 from bot.conversation.replies import Keyboard, button
 from core.i18n import LANGUAGE_NAMES, Translator
 
@@ -31,6 +35,60 @@ def main_menu_text(ctx: Context) -> str:
 
 def show_main_menu(ctx: Context) -> None:
     ctx.show(main_menu_text(ctx), main_menu_keyboard(ctx._))
+
+
+@command("start")
+def cmd_start(ctx: Context, _argument: str) -> None:
+    show_main_menu(ctx)
+
+
+@command("cancel")
+def cmd_cancel(ctx: Context, _argument: str) -> None:
+    _ = ctx._
+    ctx.reply(_("Cancelled. Nothing was saved.") if ctx.leave_flow() else _("There is nothing to cancel."))
+    show_main_menu(ctx)
+
+
+@on_button(HOME)
+def btn_home(ctx: Context, _args: list[str]) -> None:
+    show_main_menu(ctx)
+
+
+@command("help")
+def cmd_help(ctx: Context, _argument: str) -> None:
+    show_help(ctx)
+
+
+@on_button("help")
+def btn_help(ctx: Context, _args: list[str]) -> None:
+    show_help(ctx)
+
+
+@command("language")
+def cmd_language(ctx: Context, _argument: str) -> None:
+    show_language_picker(ctx)
+
+
+@on_button("lang")
+def btn_language(ctx: Context, args: list[str]) -> None:
+    if not args:
+        show_language_picker(ctx)
+        return
+    code = args[0]
+    if code not in LANGUAGE_NAMES:
+        raise StaleButton
+    ctx.user.language = code
+    ctx._ = Translator(code)
+    ctx.toast(LANGUAGE_NAMES[code])
+    show_main_menu(ctx)
+
+
+def save_location(ctx: Context, latitude: float, longitude: float) -> None:
+    ctx.user.latitude = latitude
+    ctx.user.longitude = longitude
+    ctx.user.location_updated_at = datetime.now(UTC)
+    ctx.reply(ctx._("📍 Location saved."))
+    show_main_menu(ctx)
 
 
 def show_help(ctx: Context) -> None:

@@ -1,101 +1,104 @@
-"""Routes one update to its handler: commands, button presses, shared locations, free text."""
+"""Routes one update to its handler: commands, button presses, flow answers, locations, photos.
+
+Feature modules register their handlers in bot.conversation.registry; importing FEATURES here
+is what makes them known.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
+import importlib
 
 from bot.conversation import menus
 from bot.conversation.context import Context
-from core.i18n import LANGUAGE_NAMES, Translator
+from bot.conversation.registry import BUTTONS, COMMANDS, FLOWS, NotAllowed, StaleButton
 
-Handler = Callable[[Context], None]
-
-
-def cmd_start(ctx: Context) -> None:
-    ctx.leave_flow()
-    menus.show_main_menu(ctx)
-
-
-def cmd_cancel(ctx: Context) -> None:
-    _ = ctx._
-    if ctx.leave_flow():
-        ctx.reply(_("Cancelled. Nothing was saved."))
-    else:
-        ctx.reply(_("There is nothing to cancel."))
-    menus.show_main_menu(ctx)
-
-
-COMMANDS: dict[str, Handler] = {
-    "start": cmd_start,
-    "help": menus.show_help,
-    "cancel": cmd_cancel,
-    "language": menus.show_language_picker,
-}
-
-
-def cb_set_language(ctx: Context, code: str) -> None:
-    if code not in LANGUAGE_NAMES:
-        raise StaleButton
-    ctx.user.language = code
-    ctx._ = Translator(code)
-    ctx.toast(LANGUAGE_NAMES[code])
-    menus.show_main_menu(ctx)
-
-
-# callback_data is "<name>" or "<name>:<argument>".
-CALLBACKS: dict[str, Handler] = {
-    menus.HOME: menus.show_main_menu,
-    "help": menus.show_help,
-    "lang": menus.show_language_picker,
-}
-CALLBACKS_WITH_ARGUMENT: dict[str, Callable[[Context, str], None]] = {
-    "lang": cb_set_language,
-}
-
-
-class StaleButton(Exception):
-    """A button whose data no longer means anything (old menu, forged data)."""
+FEATURES = ("bot.conversation.menus",)
+for _module in FEATURES:
+    importlib.import_module(_module)
 
 
 def route(ctx: Context) -> None:
     update = ctx.update
-    if update.callback_query is not None:
-        _route_callback(ctx, update.callback_query.data or "")
-        return
-    message = update.effective_message
-    if message is None:
-        return  # an update kind we don't subscribe to: nothing to answer
-    if message.text and message.text.startswith("/"):
-        command, _sep, _payload = message.text[1:].partition(" ")
+    try:
+        if update.callback_query is not None:
+            _route_button(ctx, update.callback_query.data or "")
+        elif update.effective_message is not None:
+            _route_message(ctx)
+    except (StaleButton, NotAllowed):
+        ctx.outcome.replies.clear()
+        ctx.leave_flow()
+        ctx.toast(ctx._("This button is out of date; here is a fresh menu."))
+        menus.show_main_menu(ctx)
+
+
+def _route_message(ctx: Context) -> None:
+    message = ctx.update.effective_message
+    text = message.text or ""
+    if text.startswith("/"):
+        command, _sep, argument = text[1:].partition(" ")
         handler = COMMANDS.get(command.split("@")[0].lower())
         if handler is None:
             ctx.reply(ctx._("Sorry, I don't know that command."))
             menus.show_main_menu(ctx)
-        else:
-            handler(ctx)
+            return
+        if command != "cancel":
+            ctx.leave_flow()  # a command starts afresh; /cancel itself reports what it left
+        handler(ctx, argument.strip())
+        return
+    flow = FLOWS.get(ctx.state.flow) if ctx.state.flow else None
+    if flow is not None:
+        if message.photo and flow.answer_photo(ctx, message.photo[-1].file_id, message.photo[-1].file_size or 0):
+            return
+        if message.document and (message.document.mime_type or "").startswith("image/") and flow.answer_photo(
+            ctx, message.document.file_id, message.document.file_size or 0
+        ):
+            return
+        if message.location and flow.answer_location(ctx, message.location.latitude, message.location.longitude):
+            return
+        if message.text and flow.answer_text(ctx, message.text):
+            return
+        ctx.reply(ctx._("That's not what I asked for. Please answer the question above, or tap Cancel."))
+        flow.current(ctx).prompt(ctx)
         return
     if message.location is not None:
-        ctx.user.latitude = message.location.latitude
-        ctx.user.longitude = message.location.longitude
-        ctx.user.location_updated_at = datetime.now(UTC)
-        ctx.reply(ctx._("📍 Location saved."))
-        menus.show_main_menu(ctx)
+        menus.save_location(ctx, message.location.latitude, message.location.longitude)
         return
     ctx.reply(ctx._("I didn't understand that. Please use the menu."))
     menus.show_main_menu(ctx)
 
 
-def _route_callback(ctx: Context, data: str) -> None:
-    name, _sep, argument = data.partition(":")
-    try:
-        if argument and name in CALLBACKS_WITH_ARGUMENT:
-            CALLBACKS_WITH_ARGUMENT[name](ctx, argument)
-        elif not argument and name in CALLBACKS:
-            CALLBACKS[name](ctx)
-        else:
+def _route_button(ctx: Context, data: str) -> None:
+    name, *args = data.split(":")
+    if name == "flow":
+        _route_flow_button(ctx, args)
+        return
+    handler = BUTTONS.get(name)
+    if handler is None:
+        raise StaleButton
+    ctx.leave_flow()  # a menu button elsewhere abandons a half-finished flow
+    handler(ctx, args)
+
+
+def _route_flow_button(ctx: Context, args: list[str]) -> None:
+    flow = FLOWS.get(ctx.state.flow) if ctx.state.flow else None
+    if flow is None:
+        raise StaleButton
+    if args == ["back"]:
+        if not flow.back(ctx):
+            _cancel_flow(ctx, flow)
+    elif args == ["cancel"]:
+        _cancel_flow(ctx, flow)
+    elif len(args) >= 3 and args[0] == "pick" and args[1] == ctx.state.step:
+        if not flow.answer_choice(ctx, ":".join(args[2:])):
             raise StaleButton
-    except StaleButton:
-        ctx.outcome.replies.clear()
-        ctx.toast(ctx._("This button is out of date; here is a fresh menu."))
+    else:
+        raise StaleButton
+
+
+def _cancel_flow(ctx: Context, flow) -> None:
+    ctx.leave_flow()
+    ctx.toast(ctx._("Cancelled. Nothing was saved."))
+    if flow.on_cancel is not None:
+        flow.on_cancel(ctx)
+    else:
         menus.show_main_menu(ctx)

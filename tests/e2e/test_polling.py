@@ -13,15 +13,18 @@ import pytest
 
 from localenv.services import RedisServer, free_port
 from sandbox.telegram_fake import TelegramFake, TelegramFakeClient
+from tests.conftest import separate_database
 from tests.e2e.conftest import new_user_id
 from tests.processes import ROOT, ManagedProcess, start_worker
 
 
 @pytest.fixture(scope="module")
-def polling_stack(migrated):
+def polling_stack(database_url):
     fake = TelegramFake().start()
     redis = RedisServer(Path(".run") / f"polling-redis-{free_port()}", free_port()).start()
-    env = {"TELEGRAM_API_URL": fake.url, "REDIS_URL": redis.url}
+    # Its own database: this fake numbers its updates from 1 again.
+    env = {"TELEGRAM_API_URL": fake.url, "REDIS_URL": redis.url,
+           "DATABASE_URL": separate_database(database_url, "surplus_polling")}
     subprocess.run([sys.executable, "-m", "bot.setup", "polling"], cwd=ROOT, env={**os.environ, **env},
                    check=True, capture_output=True)
     worker = start_worker("polling-worker", queues="updates,notifications", env=env)

@@ -1,0 +1,136 @@
+"""Multi-step conversations (register a business, create an offer, ...).
+
+A flow is a set of named steps. The chat's position (flow, step) and the answers so far live in
+`conversation_states`, so any worker can take the next message. Every question carries a Back
+and a Cancel button; Back returns to the previous question, Cancel leaves without saving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bot.conversation.context import Context
+from bot.conversation.registry import data
+from bot.conversation.replies import Keyboard, button
+
+_HISTORY = "_history"
+
+Prompt = Callable[[Context], None]
+TextAnswer = Callable[[Context, str], str | None]  # returns the next step, or None to stay
+ChoiceAnswer = Callable[[Context, str], str | None]
+LocationAnswer = Callable[[Context, float, float], str | None]
+PhotoAnswer = Callable[[Context, str, int], str | None]  # (ctx, file_id, file_size)
+
+DONE = "__done__"  # returned by a step when the flow is complete
+
+
+@dataclass
+class Step:
+    name: str
+    prompt: Prompt
+    on_text: TextAnswer | None = None
+    on_choice: ChoiceAnswer | None = None  # a tap on one of this step's own buttons
+    on_location: LocationAnswer | None = None
+    on_photo: PhotoAnswer | None = None
+
+
+@dataclass
+class Flow:
+    name: str
+    steps: list[Step]
+    on_cancel: Callable[[Context], None] | None = None
+    _by_name: dict[str, Step] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_name = {step.name: step for step in self.steps}
+
+    # -- entering and moving
+
+    def start(self, ctx: Context, initial: dict | None = None, at: str | None = None) -> None:
+        ctx.state.flow = self.name
+        ctx.state.data = dict(initial or {})
+        ctx.state.step = None
+        self.go(ctx, at or self.steps[0].name)
+
+    def go(self, ctx: Context, step_name: str) -> None:
+        values = dict(ctx.state.data)
+        history = list(values.get(_HISTORY, []))
+        if ctx.state.step and ctx.state.step != step_name:
+            history.append(ctx.state.step)
+        values[_HISTORY] = history
+        ctx.state.data = values  # a new dict, so SQLAlchemy sees the JSONB change
+        ctx.state.step = step_name
+        self._by_name[step_name].prompt(ctx)
+
+    def back(self, ctx: Context) -> bool:
+        """Return to the previous question; False if this was the first one."""
+        values = dict(ctx.state.data)
+        history = list(values.get(_HISTORY, []))
+        if not history:
+            return False
+        previous = history.pop()
+        values[_HISTORY] = history
+        ctx.state.data = values
+        ctx.state.step = previous
+        self._by_name[previous].prompt(ctx)
+        return True
+
+    def remember(self, ctx: Context, **answers: object) -> None:
+        ctx.state.data = {**ctx.state.data, **answers}
+
+    # -- answers
+
+    def current(self, ctx: Context) -> Step:
+        return self._by_name[ctx.state.step]
+
+    def _advance(self, ctx: Context, next_step: str | None) -> None:
+        if next_step == DONE:
+            ctx.leave_flow()
+        elif next_step is not None:
+            self.go(ctx, next_step)
+
+    def answer_text(self, ctx: Context, text: str) -> bool:
+        step = self.current(ctx)
+        if step.on_text is None:
+            return False
+        self._advance(ctx, step.on_text(ctx, text))
+        return True
+
+    def answer_choice(self, ctx: Context, value: str) -> bool:
+        step = self.current(ctx)
+        if step.on_choice is None:
+            return False
+        self._advance(ctx, step.on_choice(ctx, value))
+        return True
+
+    def answer_location(self, ctx: Context, latitude: float, longitude: float) -> bool:
+        step = self.current(ctx)
+        if step.on_location is None:
+            return False
+        self._advance(ctx, step.on_location(ctx, latitude, longitude))
+        return True
+
+    def answer_photo(self, ctx: Context, file_id: str, file_size: int) -> bool:
+        step = self.current(ctx)
+        if step.on_photo is None:
+            return False
+        self._advance(ctx, step.on_photo(ctx, file_id, file_size))
+        return True
+
+
+def choice(ctx: Context, text: str, value: str) -> dict[str, str]:
+    """A button answering the current step of the current flow."""
+    return button(text, data("flow", "pick", ctx.state.step or "", value))
+
+
+def nav_row(ctx: Context, back: bool = True) -> list[dict[str, str]]:
+    _ = ctx._
+    row = [button(_("⬅️ Back"), data("flow", "back"))] if back else []
+    row.append(button(_("✖️ Cancel"), data("flow", "cancel")))
+    return row
+
+
+def ask(ctx: Context, text: str, rows: Keyboard | None = None, back: bool = True) -> None:
+    """Ask a question of a flow, with the Back/Cancel row under any choices."""
+    ctx.show(text, [*(rows or []), nav_row(ctx, back=back)])
