@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Engine, create_engine
@@ -44,8 +44,19 @@ def reset_engine() -> None:
 
 @contextmanager
 def session_scope() -> Iterator[Session]:
-    """One transaction: commit on success, roll back on any exception."""
+    """One transaction: commit on success, roll back on any exception. Callbacks registered with
+    `after_commit` run once the commit succeeded (never for a rolled-back transaction)."""
     engine()
     assert _sessionmaker is not None
-    with _sessionmaker() as session, session.begin():
-        yield session
+    with _sessionmaker() as session:
+        with session.begin():
+            yield session
+        callbacks = session.info.pop("after_commit", [])
+    for callback in callbacks:
+        callback()
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run `callback` after this transaction commits: enqueue follow-up tasks here, so a task
+    never runs for rows that don't exist yet (or never will)."""
+    session.info.setdefault("after_commit", []).append(callback)

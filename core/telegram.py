@@ -14,7 +14,15 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+)
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.request import HTTPXRequest
 
@@ -45,6 +53,16 @@ def inline_keyboard(rows: list[list[dict[str, str]]] | None) -> InlineKeyboardMa
     if not rows:
         return None
     return InlineKeyboardMarkup([[InlineKeyboardButton(**button) for button in row] for row in rows])
+
+
+def reply_markup(keyboard: list | None = None, location_request: str | None = None, remove_keyboard: bool = False):
+    """The markup of a message: inline buttons, or a location-sharing keyboard, or its removal."""
+    if location_request:
+        return ReplyKeyboardMarkup([[KeyboardButton(location_request, request_location=True)]],
+                                   resize_keyboard=True, one_time_keyboard=True)
+    if remove_keyboard:
+        return ReplyKeyboardRemove()
+    return inline_keyboard(keyboard)
 
 
 def retry_after_seconds(error: RetryAfter) -> float:
@@ -93,10 +111,10 @@ class TelegramApi:
 
     # The calls the project makes. Keyboards come as JSON-friendly rows (see inline_keyboard).
 
-    def send_message(self, chat_id: int, text: str, keyboard: list | None = None, parse_mode: str | None = "HTML") -> Message:
-        return self.run(
-            self.bot.send_message(chat_id, text, reply_markup=inline_keyboard(keyboard), parse_mode=parse_mode)
-        )
+    def send_message(self, chat_id: int, text: str, keyboard: list | None = None, parse_mode: str | None = "HTML",
+                     location_request: str | None = None, remove_keyboard: bool = False) -> Message:
+        markup = reply_markup(keyboard, location_request, remove_keyboard)
+        return self.run(self.bot.send_message(chat_id, text, reply_markup=markup, parse_mode=parse_mode))
 
     def edit_message_text(
         self, chat_id: int, message_id: int, text: str, keyboard: list | None = None, parse_mode: str | None = "HTML"

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from bot.conversation.replies import Reply
 from core import telegram as tg
-from core.db import session_scope
+from core.db import after_commit, session_scope
 from core.logging import get_logger
 from models import Notification, NotificationStatus, User
 
@@ -46,6 +46,20 @@ def record(session: Session, key: str, chat_id: int, reply: Reply) -> int | None
         .returning(Notification.id)
     ).first()
     return row[0] if row else None
+
+
+def notify(session: Session, key: str, chat_id: int, reply: Reply) -> int | None:
+    """Record a message for `chat_id` and send it through the notifications queue once this
+    transaction commits. The key makes it once-only: the same key never sends twice."""
+    note_id = record(session, key, chat_id, reply)
+    if note_id is not None:
+        def send() -> None:
+            from tasks.notifications import deliver_in_order
+
+            deliver_in_order.delay([note_id])
+
+        after_commit(session, send)
+    return note_id
 
 
 def pending_ids(session: Session, key_prefix: str) -> list[int]:
@@ -118,4 +132,5 @@ def _send(chat_id: int, reply: Reply) -> int | None:
                 raise
     if reply.photo is not None:
         return api.send_photo(chat_id, reply.photo, caption=reply.text, keyboard=reply.keyboard).message_id
-    return api.send_message(chat_id, reply.text, reply.keyboard).message_id
+    return api.send_message(chat_id, reply.text, reply.keyboard, location_request=reply.location_request,
+                            remove_keyboard=reply.remove_keyboard).message_id

@@ -19,10 +19,14 @@ class Reply:
     # Set when answering a button press: the menu message is edited in place.
     edit_message_id: int | None = None
     photo: str | None = None  # a Telegram file_id
+    # A keyboard under the input field with one button that shares the user's location
+    # (inline keyboards cannot ask for it); `remove_keyboard` takes such a keyboard away again.
+    location_request: str | None = None
+    remove_keyboard: bool = False
     kind: str = "reply"
 
     def to_payload(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None and k != "kind"}
+        return {k: v for k, v in asdict(self).items() if v not in (None, False) and k != "kind"}
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any], kind: str = "reply") -> "Reply":
