@@ -194,6 +194,11 @@ _limiter: TelegramRateLimiter | None = None
 _limiter_pid: int | None = None
 
 
+# A little under Telegram's limits (30/s, burst ~30; 1/s per chat, burst ~3): our grant and
+# Telegram's receipt are a network hop apart, and that jitter alone drew 429s at equal limits.
+SAFE_LIMITS = {"global_rate": 28.0, "global_burst": 25, "chat_rate": 0.95, "chat_burst": 2}
+
+
 def rate_limiter() -> TelegramRateLimiter:
     """This process's limiter on the configured Redis (a new one after a fork)."""
     global _limiter, _limiter_pid
@@ -206,6 +211,6 @@ def rate_limiter() -> TelegramRateLimiter:
             from core.settings import get_settings
 
             client = redis.Redis.from_url(get_settings().redis_url, socket_timeout=5, socket_connect_timeout=5)
-            _limiter = TelegramRateLimiter(client)
+            _limiter = TelegramRateLimiter(client, **SAFE_LIMITS)
             _limiter_pid = pid
         return _limiter

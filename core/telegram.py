@@ -18,6 +18,7 @@ from telegram import (
     Bot,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     KeyboardButton,
     Message,
     ReplyKeyboardMarkup,
@@ -75,7 +76,11 @@ ALLOWED_UPDATES = ["message", "callback_query"]
 BOT_COMMANDS = [
     ("start", N_("Main menu")),
     ("help", N_("How it works")),
+    ("register", N_("Register your business")),
+    ("newoffer", N_("Post a new offer (businesses)")),
+    ("myoffers", N_("Manage your offers (businesses)")),
     ("language", N_("Change the language")),
+    ("privacy", N_("Export or delete your data")),
     ("cancel", N_("Leave the current step")),
 ]
 
@@ -131,6 +136,13 @@ class TelegramApi:
         return self.run(
             self.bot.send_photo(chat_id, photo, caption=caption, reply_markup=inline_keyboard(keyboard),
                                 parse_mode=parse_mode)
+        )
+
+    def send_document(self, chat_id: int, filename: str, content: bytes, caption: str | None = None,
+                      keyboard: list | None = None, parse_mode: str | None = "HTML") -> Message:
+        return self.run(
+            self.bot.send_document(chat_id, InputFile(content, filename=filename), caption=caption,
+                                   reply_markup=inline_keyboard(keyboard), parse_mode=parse_mode)
         )
 
     def answer_callback_query(self, callback_query_id: str, text: str | None = None, show_alert: bool = False) -> bool:

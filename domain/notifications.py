@@ -7,7 +7,9 @@ send the same message at once, and a sent row is never sent again.
 
 from __future__ import annotations
 
+import base64
 import enum
+import time
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
@@ -18,9 +20,15 @@ from bot.conversation.replies import Reply
 from core import telegram as tg
 from core.db import after_commit, session_scope
 from core.logging import get_logger
+from core.ratelimit import rate_limiter
 from models import Notification, NotificationStatus, User
 
 log = get_logger(__name__)
+
+
+# A send that must wait longer than this goes back to the queue (with a countdown) instead of
+# holding a worker that other users' updates are waiting for.
+MAX_INLINE_WAIT_SECONDS = 0.25
 
 
 class Delivery(enum.Enum):
@@ -83,12 +91,21 @@ def deliver(notification_id: int) -> Delivery:
         ).scalar_one_or_none()
         if note is None:
             return Delivery.ALREADY_DONE
+        # Telegram's limits are shared by every worker: wait our turn, briefly here, else later.
+        wait = rate_limiter().try_acquire(note.chat_id)
+        if wait > MAX_INLINE_WAIT_SECONDS:
+            raise RetryLater(wait, "rate limit")
+        if wait > 0:
+            time.sleep(wait)
+            if rate_limiter().try_acquire(note.chat_id) > 0:
+                raise RetryLater(wait, "rate limit")
         note.attempts += 1
         reply = Reply.from_payload(note.payload, kind=note.kind)
         try:
             message_id = _send(note.chat_id, reply)
         except tg.RetryAfter as error:
             note.last_error = "429 retry after"
+            rate_limiter().penalize(tg.retry_after_seconds(error))  # every worker holds off
             raise RetryLater(tg.retry_after_seconds(error), "telegram flood control") from error
         except tg.Forbidden as error:
             # The user blocked the bot: stop writing to them until they come back.
@@ -118,6 +135,10 @@ def _drop(session: Session, note: Notification, reason: str) -> None:
 
 def _send(chat_id: int, reply: Reply) -> int | None:
     api = tg.telegram_api()
+    if reply.document is not None:
+        content = base64.b64decode(reply.document["content_b64"])
+        return api.send_document(chat_id, reply.document["filename"], content, caption=reply.text,
+                                 keyboard=reply.keyboard).message_id
     if reply.edit_message_id is not None and reply.photo is None:
         try:
             result = api.edit_message_text(chat_id, reply.edit_message_id, reply.text, reply.keyboard)

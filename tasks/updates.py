@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.conversation import engine
+from bot.conversation import engine, flood
 from core import telegram as tg
 from core.db import session_scope
 from core.logging import get_logger
@@ -17,6 +17,8 @@ log = get_logger(__name__)
 
 @app.task(name="updates.handle_update", base=BaseTask, bind=True)
 def handle_update(self: BaseTask, update: dict[str, Any]) -> None:
+    if _flooding(update):
+        return
     try:
         with session_scope() as session:
             handled = engine.handle(session, update)
@@ -32,6 +34,28 @@ def handle_update(self: BaseTask, update: dict[str, Any]) -> None:
             handled = engine.handle_failure(session, update, repr(error))
     _answer_callback(handled)
     _send_replies(handled.notification_ids)
+
+
+def _flooding(update: dict[str, Any]) -> bool:
+    """Drop the update of a user who sends far too many (answering a button press, and telling
+    them once a minute to slow down)."""
+    try:
+        parsed = engine.parse(update)
+    except engine.MalformedUpdate:
+        return False  # handled (and logged) below
+    sender = parsed.effective_user
+    if sender is None:
+        return False
+    handle, tell = flood.allowed(sender.id)
+    if handle:
+        return False
+    log.warning("update_dropped_flood", user_id=sender.id)
+    if tell or parsed.callback_query is not None:
+        with session_scope() as session:
+            handled = engine.slow_down(session, parsed, tell)
+        _answer_callback(handled)
+        _send_replies(handled.notification_ids)
+    return True
 
 
 def _answer_callback(handled: engine.Handled) -> None:

@@ -115,6 +115,23 @@ def handle_failure(session: Session, raw: dict[str, Any], error_text: str) -> Ha
     return handled
 
 
+def slow_down(session: Session, update: Update, tell: bool) -> Handled:
+    """The answer to a flooding user's update: a note on the button, and (once a minute) a message."""
+    chat = update.effective_chat
+    query = update.callback_query
+    user = session.get(User, update.effective_user.id)
+    _ = Translator(user.language if user else pick_language(update.effective_user.language_code))
+    handled = Handled(update_id=update.update_id, chat_id=chat.id if chat else None,
+                      callback_query_id=query.id if query else None,
+                      callback_text=_("Too fast — please wait a moment."))
+    session.execute(insert(ProcessedUpdate).values(update_id=update.update_id).on_conflict_do_nothing())
+    if tell and chat is not None and chat.type == "private":
+        reply = Reply(text=_("🐢 You're sending messages very fast, so I'm skipping some. "
+                             "Please wait a few seconds, then carry on."), kind="flood")
+        handled.notification_ids = _record_replies(session, update.update_id, chat.id, [reply], suffix="flood")
+    return handled
+
+
 def _record_replies(session: Session, update_id: int, chat_id: int, replies: list[Reply], suffix: str = "") -> list[int]:
     ids = []
     for index, reply in enumerate(replies):

@@ -19,6 +19,9 @@ class Reply:
     # Set when answering a button press: the menu message is edited in place.
     edit_message_id: int | None = None
     photo: str | None = None  # a Telegram file_id
+    # A file to send with `text` as its caption: {"filename": ..., "content_b64": ...} (small files
+    # only, e.g. a CSV export: the outbox keeps it until it is sent).
+    document: dict[str, str] | None = None
     # A keyboard under the input field with one button that shares the user's location
     # (inline keyboards cannot ask for it); `remove_keyboard` takes such a keyboard away again.
     location_request: str | None = None

@@ -109,3 +109,26 @@ def _wait_until(predicate, timeout: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not reached in time")
+
+
+def test_a_flooding_user_is_slowed_down_and_others_are_still_served(stack, user):
+    from bot.conversation.flood import MAX_UPDATES_PER_WINDOW
+    from models import Notification
+    from tests.e2e.conftest import new_user_id
+
+    for _ in range(MAX_UPDATES_PER_WINDOW + 15):
+        stack.telegram.send_text(user, "/help")
+    other = new_user_id()
+    sent = stack.telegram.send_text(other, "/start")
+    # The other user is answered while the flood is still being worked through.
+    stack.telegram.wait_for_reply(other, sent["message_id"], timeout=10)
+
+    def recorded(kind: str | None = None) -> int:
+        with db.session_scope() as session:
+            query = sa.select(sa.func.count()).select_from(Notification).where(Notification.chat_id == user)
+            return session.scalar(query.where(Notification.kind == kind) if kind else query)
+
+    _wait_until(lambda: recorded("flood") == 1, timeout=20)
+    time.sleep(1.0)
+    assert recorded("flood") == 1  # told once, not once per dropped update
+    assert recorded() <= MAX_UPDATES_PER_WINDOW + 1  # the rest was dropped, not handled
