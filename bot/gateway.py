@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from bot import metrics
 from bot.publisher import BrokerUnavailable, UpdatePublisher
+from bot.stripe_webhook import StripeWebhook
 from core.logging import configure_logging, get_logger
 from core.settings import Settings, get_settings
 
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, publisher: UpdatePublisher | No
     secret = settings.telegram_webhook_secret.get_secret_value().encode() if settings.telegram_webhook_secret else None
     if secret is None:
         log.warning("no_webhook_secret", detail="TELEGRAM_WEBHOOK_SECRET is unset: every webhook is refused")
+    stripe_webhook = StripeWebhook(settings)
 
     def state_publisher(request: Request) -> UpdatePublisher:
         return request.app.state.publisher
@@ -104,14 +106,17 @@ def create_app(settings: Settings | None = None, publisher: UpdatePublisher | No
         app.state.publisher = publisher or UpdatePublisher(
             settings.redis_url, celery_app, settings.update_dedup_ttl_seconds
         )
+        stripe_webhook.open(celery_app)
         try:
             yield
         finally:
             await app.state.publisher.close()
+            await stripe_webhook.close()
 
     return Starlette(
         routes=[
             Route("/telegram/webhook", telegram_webhook, methods=["POST"]),
+            Route("/stripe/webhook", stripe_webhook.endpoint, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),

@@ -51,38 +51,39 @@ class Enqueued:
     new: bool  # False: this update_id was queued before, nothing was pushed
 
 
-def celery_message(app: Celery, update_id: int, raw_update: bytes) -> bytes:
-    """The kombu Redis-transport envelope of an `updates.handle_update(update)` task.
+def task_envelope(app: Celery, task_name: str, queue: str, body: bytes, argsrepr: str, cid: str) -> bytes:
+    """The kombu Redis-transport envelope of a Celery task whose JSON body is already encoded.
 
-    `raw_update` must already be known to be a JSON object: it is spliced into the body as the
-    task's only argument, saving a decode and re-encode of every update.
+    Headers come from Celery's own `as_task_v2`; `argsrepr` is what Flower shows (so never
+    personal data); `cid` is the correlation id followed through every task this one causes.
     """
     task_id = str(uuid.uuid4())
-    message = app.amqp.as_task_v2(
-        task_id,
-        HANDLE_UPDATE_TASK,
-        # Flower shows argsrepr; an update holds personal data, so it shows only the id.
-        argsrepr=f"(update {update_id})",
-        kwargsrepr="{}",
-    )
-    headers = dict(message.headers)
-    headers["cid"] = f"tg:{update_id}"  # correlation id, followed through every task it causes
-    body = b"[[" + raw_update + _BODY_TAIL
+    message = app.amqp.as_task_v2(task_id, task_name, argsrepr=argsrepr, kwargsrepr="{}")
     envelope = {
         "body": base64.b64encode(body).decode(),
         "content-encoding": "utf-8",
         "content-type": "application/json",
-        "headers": headers,
+        "headers": {**message.headers, "cid": cid},
         "properties": {
             **message.properties,
             "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": UPDATES_QUEUE},
+            "delivery_info": {"exchange": "", "routing_key": queue},
             "priority": 0,
             "body_encoding": "base64",
             "delivery_tag": str(uuid.uuid4()),
         },
     }
     return orjson.dumps(envelope)
+
+
+def celery_message(app: Celery, update_id: int, raw_update: bytes) -> bytes:
+    """An `updates.handle_update(update)` task message.
+
+    `raw_update` must already be known to be a JSON object: it is spliced into the body as the
+    task's only argument, saving a decode and re-encode of every update.
+    """
+    body = b"[[" + raw_update + _BODY_TAIL
+    return task_envelope(app, HANDLE_UPDATE_TASK, UPDATES_QUEUE, body, f"(update {update_id})", f"tg:{update_id}")
 
 
 class UpdatePublisher:

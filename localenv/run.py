@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = ROOT / ".run"
 PYTHON = sys.executable
 SANDBOX_TELEGRAM_PORT = 8081
+SANDBOX_STRIPE_PORT = 12111
 FLOWER_PORT = 5555
 
 # Workers per queue: (concurrency, prefetch). Updates are short, so that worker prefetches more.
@@ -63,6 +64,13 @@ def prepare_environment() -> tuple[dict[str, str], list[object]]:
     if sandbox:
         env["TELEGRAM_API_URL"] = f"http://127.0.0.1:{SANDBOX_TELEGRAM_PORT}"
         env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{env.get('GATEWAY_PORT', '8080')}")
+    if sandbox and not env.get("STRIPE_SECRET_KEY"):
+        # Card payments against the local Stripe fake; its webhooks go to the gateway.
+        env["STRIPE_API_URL"] = f"http://127.0.0.1:{SANDBOX_STRIPE_PORT}"
+        env["STRIPE_SECRET_KEY"] = "sk_test_sandbox"
+        env["STRIPE_WEBHOOK_SECRET"] = _persistent_secret("stripe-webhook-secret",
+                                                          lambda: "whsec_" + secrets.token_hex(16))
+        env["SANDBOX_STRIPE"] = "1"
     if not env.get("TELEGRAM_WEBHOOK_SECRET"):
         env["TELEGRAM_WEBHOOK_SECRET"] = _persistent_secret("webhook-secret", lambda: secrets.token_urlsafe(32))
     if not env.get("FLOWER_BASIC_AUTH"):
@@ -85,6 +93,12 @@ def processes(env: dict[str, str]) -> dict[str, str]:
     procs: dict[str, str] = {}
     if not env.get("BOT_TOKEN"):
         procs["telegram"] = f"{PYTHON} -m sandbox.telegram_fake --host 127.0.0.1 --port {SANDBOX_TELEGRAM_PORT}"
+    if env.get("SANDBOX_STRIPE"):
+        procs["stripe"] = (
+            f"{PYTHON} -m sandbox.stripe_fake --host 127.0.0.1 --port {SANDBOX_STRIPE_PORT} "
+            f"--webhook-url {env['PUBLIC_URL']}/stripe/webhook --webhook-secret {env['STRIPE_WEBHOOK_SECRET']} "
+            "--log-level warning"
+        )
     if env.get("PUBLIC_URL"):
         procs["gateway"] = f"{PYTHON} -m bot.gateway"
     else:
@@ -126,6 +140,11 @@ def banner(env: dict[str, str]) -> str:
             "    say /start as a user: curl -s -XPOST http://127.0.0.1:8081/_sandbox/messages "
             "-H 'content-type: application/json' -d '{\"user_id\": 1001, \"text\": \"/start\"}'",
             "    read the chat:        curl -s http://127.0.0.1:8081/_sandbox/chats/1001/messages",
+        ]
+    if env.get("SANDBOX_STRIPE"):
+        lines += [
+            f"  Stripe sandbox   : http://127.0.0.1:{SANDBOX_STRIPE_PORT}  (no STRIPE_SECRET_KEY: local fake; "
+            "open the Pay button's link and pay with any card)",
         ]
     lines += [
         f"  Gateway          : http://{host}:{port}/healthz  /readyz  /metrics",

@@ -1,15 +1,18 @@
-"""The running system for end-to-end tests: Telegram fake, gateway and a real Celery worker,
-all talking over HTTP and Redis exactly as in production."""
+"""The running system for end-to-end tests: Telegram and Stripe fakes, gateway and a real Celery
+worker, all talking over HTTP and Redis exactly as in production. Started once for this package
+and stopped after it, so no worker of it is left consuming while other tests run."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import os
+import secrets
 from dataclasses import dataclass
 
 import pytest
 
+from sandbox.stripe_fake import StripeFake
 from sandbox.telegram_fake import TelegramFake, TelegramFakeClient
 from tests.processes import ManagedProcess, start_gateway, start_worker
 
@@ -23,6 +26,7 @@ class Stack:
     gateway_url: str
     worker: ManagedProcess
     gateway: ManagedProcess
+    stripe: StripeFake | None = None  # the Stripe fake; its webhooks go to the gateway
 
 
 def new_user_id() -> int:
@@ -30,7 +34,7 @@ def new_user_id() -> int:
     return next(_user_ids)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def telegram_fake(migrated):
     fake = TelegramFake()
     fake.start()
@@ -40,10 +44,33 @@ def telegram_fake(migrated):
     get_settings.cache_clear()
     yield fake
     fake.stop()
+    os.environ.pop("TELEGRAM_API_URL", None)
+    get_settings.cache_clear()
 
 
-@pytest.fixture(scope="session")
-def stack(telegram_fake, migrated):
+STRIPE_WEBHOOK_SECRET = "whsec_e2e_" + secrets.token_hex(8)
+
+
+@pytest.fixture(scope="package")
+def stripe_fake(migrated):
+    """The Stripe fake for the session; workers and gateway get its URL, a key and the secret."""
+    fake = StripeFake()
+    fake.start()
+    os.environ.update({"STRIPE_API_URL": fake.url, "STRIPE_SECRET_KEY": "sk_test_e2e",
+                       "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET})
+    from core.settings import get_settings
+
+    get_settings.cache_clear()
+    yield fake
+    fake.stop()
+    for variable in ("STRIPE_API_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"):
+        os.environ.pop(variable, None)
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="package")
+def stack(telegram_fake, stripe_fake, migrated):
+    os.environ["ADMIN_IDS"] = "4242"  # the e2e admin (tests/e2e/test_admin*.py)
     worker = start_worker("e2e-worker")
     gateway, gateway_url = start_gateway()
     os.environ["PUBLIC_URL"] = gateway_url
@@ -52,12 +79,16 @@ def stack(telegram_fake, migrated):
 
     get_settings.cache_clear()
     asyncio.run(setup._main("webhook"))  # our own command registers the webhook with its secret
+    # Quick retries: a delivery the gateway refused comes back within a second or two.
+    stripe_fake.configure_webhook(url=f"{gateway_url}/stripe/webhook", secret=STRIPE_WEBHOOK_SECRET,
+                                  retry_base_delay=0.2, timeout=5.0)
     client = TelegramFakeClient(telegram_fake.url)
-    yield Stack(client, telegram_fake.url, gateway_url, worker, gateway)
+    yield Stack(client, telegram_fake.url, gateway_url, worker, gateway, stripe_fake)
     client.close()
     gateway.stop()
     worker.stop()
-    os.environ.pop("PUBLIC_URL", None)
+    for variable in ("PUBLIC_URL", "ADMIN_IDS"):
+        os.environ.pop(variable, None)
     get_settings.cache_clear()
 
 

@@ -1,0 +1,53 @@
+"""The `payments` queue: Checkout Sessions, Stripe's events and refunds (rules in domain.payments).
+
+Every task is idempotent (Stripe idempotency keys, event ids recorded with their effects, one
+ledger row per movement), so a retry or a redelivery after a killed worker has one effect.
+Stripe being unreachable raises `StripeUnavailable` (a ConnectionError): retried with backoff.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.db import session_scope
+from core.logging import get_logger
+from domain import payments
+from tasks.app import app
+from tasks.base import BaseTask
+
+log = get_logger(__name__)
+
+
+@app.task(name="payments.create_checkout", base=BaseTask, bind=True)
+def create_checkout(self: BaseTask, order_id: int) -> str:
+    """A held order gets its Checkout Session; the customer gets the Pay button."""
+    return payments.create_checkout(int(order_id), request=self.request.id).value
+
+
+@app.task(name="payments.expire_checkout", base=BaseTask)
+def expire_checkout(order_id: int) -> str:
+    """Close the session of an order nobody may pay any more (or record the payment Stripe took)."""
+    return payments.expire_checkout(int(order_id)).value
+
+
+@app.task(name="payments.handle_event", base=BaseTask, bind=True, max_retries=12)
+def handle_event(self: BaseTask, event: dict[str, Any]) -> str:
+    """One Stripe event, as the gateway verified and queued it (trimmed: no personal data)."""
+    try:
+        with session_scope() as session:
+            outcome = payments.handle_event(session, event)
+    except payments.EventNotReady as waiting:
+        log.info("stripe_event_not_ready", event_id=event.get("id"), reason=str(waiting))
+        raise self.retry(countdown=min(2 ** self.request.retries, 120)) from waiting
+    log.info("stripe_event_handled", event_id=event.get("id"), type=event.get("type"), outcome=outcome.value)
+    return outcome.value
+
+
+@app.task(name="payments.refund_order", base=BaseTask)
+def refund_order(order_id: int) -> str:
+    return payments.refund_order(int(order_id)).value
+
+
+@app.task(name="payments.refund_payment", base=BaseTask)
+def refund_payment(payment_intent: str, order_id: int | None, reason: str) -> str:
+    return payments.refund_payment(str(payment_intent), order_id, str(reason))
