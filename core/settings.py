@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = None
     sentry_dsn: SecretStr | None = None
 
+    # A reservation waits this long for its payment before the units go back on sale.
+    hold_minutes: int = Field(default=10, ge=1, le=60)
+    # Customers may cancel a paid order (and get a refund) until this long before pickup starts.
+    cancellation_cutoff_minutes: int = Field(default=60, ge=0, le=24 * 60)
+
     # How long the gateway remembers an update_id to drop Telegram's redeliveries.
     update_dedup_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     log_level: str = "INFO"

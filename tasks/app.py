@@ -9,7 +9,15 @@ from beat_schedule import SCHEDULE
 from core.logging import configure_logging
 from core.settings import get_settings
 
-app = Celery("surplus", include=["tasks.updates", "tasks.notifications", "tasks.maintenance"])
+TASK_MODULES = [
+    "tasks.updates",
+    "tasks.reservations",
+    "tasks.payments",
+    "tasks.images",
+    "tasks.notifications",
+    "tasks.maintenance",
+]
+app = Celery("surplus", include=TASK_MODULES)
 app.config_from_object("celeryconfig")
 app.conf.beat_schedule = SCHEDULE
 

@@ -1,22 +1,208 @@
 """The `maintenance` queue: jobs for beat, admins, Flower's API and `celery call`.
 
-Each returns what it did (kept as its result, visible in Flower) and writes an audit entry.
-The caller is named by the `actor` keyword (default "beat")."""
+Each job opens one transaction, calls one domain function, writes an audit entry (who: the
+`actor` keyword, default "beat"; what; when; result) and returns what it did as a JSON dict
+(kept as its result, visible in Flower). With `report_to` (a chat id, set by the admin menu) the
+report is also sent to that chat. Every job is idempotent and safe to run concurrently.
+
+    celery -A tasks call maintenance.cleanup --kwargs '{"actor": "cli"}'
+    celery -A tasks call maintenance.export_user_data --args '[12345]' --kwargs '{"actor": "cli"}'
+"""
 
 from __future__ import annotations
 
+import base64
+import json
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from bot.conversation.cards import escape
+from bot.conversation.replies import Reply
 from core.db import session_scope
-from domain import audit
+from core.i18n import Translator
+from core.logging import get_logger
+from domain import audit, maintenance, privacy
 from domain.cleanup import cleanup as cleanup_tables
+from domain.notifications import notify
+from models import User
 from tasks.app import app
-from tasks.base import BaseTask
+from tasks.base import TRANSIENT_ERRORS, BaseTask
+
+log = get_logger(__name__)
+
+# The jobs an admin can start from the chat menu, by their Celery names.
+ADMIN_JOBS = (
+    "maintenance.expire_offers",
+    "maintenance.release_expired_holds",
+    "maintenance.reconcile_payments",
+    "maintenance.send_pickup_reminders",
+    "maintenance.send_daily_summaries",
+    "maintenance.retry_failed_notifications",
+    "maintenance.cleanup",
+)
 
 
-@app.task(name="maintenance.cleanup", base=BaseTask, ignore_result=False)
-def cleanup(actor: str = "beat") -> dict[str, Any]:
-    with session_scope() as session:
-        report = cleanup_tables(session)
-        audit.record(session, actor, "maintenance.cleanup", "ok", details=report)
+def _jsonable(report: Any) -> dict[str, Any]:
+    value = json.loads(json.dumps(report, default=str))
+    return value if isinstance(value, dict) else {"result": value}
+
+
+def _task_key(task: BaseTask) -> str:
+    return task.request.id or f"local-{uuid.uuid4()}"
+
+
+def _send_report(session: Session, task: BaseTask, action: str, chat_id: int, result: str,
+                 report: dict[str, Any]) -> None:
+    user = session.get(User, chat_id)
+    _ = Translator(user.language if user else "en")
+    head = (_("✅ {name} finished.", name=f"<code>{escape(action)}</code>") if result == "ok"
+            else _("❌ {name} failed.", name=f"<code>{escape(action)}</code>"))
+    body = escape(json.dumps(report, ensure_ascii=False, indent=1, sort_keys=True)[:3000])
+    notify(session, f"task:{_task_key(task)}:report", chat_id,
+           Reply(text=f"{head}\n<pre>{body}</pre>", keyboard=[[{"text": _("🛠 Admin"), "callback_data": "admin"}]],
+                 kind="task_report"))
+
+
+def run_job(task: BaseTask, action: str, actor: str, report_to: int | None,
+            work: Callable[[Session, datetime], dict[str, Any]], target: str | None = None) -> dict[str, Any]:
+    """One job run: the work, its audit entry and its report in one transaction."""
+    now = datetime.now(UTC)
+    try:
+        with session_scope() as session:
+            report = _jsonable(work(session, now))
+            audit.record(session, actor, action, "ok", target=target, details=report)
+            if report_to:
+                _send_report(session, task, action, int(report_to), "ok", report)
+    except TRANSIENT_ERRORS:
+        raise  # retried by the base task; the retry writes the entry
+    except Exception as error:
+        details = {"error": repr(error)[:500]}
+        try:
+            with session_scope() as session:
+                audit.record(session, actor, action, "error", target=target, details=details)
+                if report_to:
+                    _send_report(session, task, action, int(report_to), "error", details)
+        except Exception as audit_error:  # noqa: BLE001 - never hide the original failure
+            log.error("audit_not_recorded", error=repr(audit_error))
+        raise
+    log.info("maintenance_job_done", action=action, actor=actor, report=report)
     return report
+
+
+# --------------------------------------------------------------------------- periodic jobs
+
+
+@app.task(name="maintenance.expire_offers", base=BaseTask, bind=True, ignore_result=False)
+def expire_offers(self: BaseTask, actor: str = "beat", report_to: int | None = None) -> dict[str, Any]:
+    return run_job(self, "maintenance.expire_offers", actor, report_to, maintenance.expire_offers)
+
+
+@app.task(name="maintenance.release_expired_holds", base=BaseTask, bind=True, ignore_result=False)
+def release_expired_holds(self: BaseTask, actor: str = "beat", report_to: int | None = None) -> dict[str, Any]:
+    return run_job(self, "maintenance.release_expired_holds", actor, report_to, maintenance.release_expired_holds)
+
+
+def _reconcile(session: Session, now: datetime) -> dict[str, Any]:
+    try:
+        from domain.payments import reconcile_payments
+    except ImportError:
+        return {"skipped": "payments are not set up (domain.payments.reconcile_payments missing)"}
+    return reconcile_payments(session, now)
+
+
+@app.task(name="maintenance.reconcile_payments", base=BaseTask, bind=True, ignore_result=False)
+def reconcile_payments(self: BaseTask, actor: str = "beat", report_to: int | None = None) -> dict[str, Any]:
+    return run_job(self, "maintenance.reconcile_payments", actor, report_to, _reconcile)
+
+
+@app.task(name="maintenance.send_pickup_reminders", base=BaseTask, bind=True, ignore_result=False)
+def send_pickup_reminders(self: BaseTask, actor: str = "beat", report_to: int | None = None) -> dict[str, Any]:
+    return run_job(self, "maintenance.send_pickup_reminders", actor, report_to, maintenance.send_pickup_reminders)
+
+
+@app.task(name="maintenance.send_daily_summaries", base=BaseTask, bind=True, ignore_result=False)
+def send_daily_summaries(self: BaseTask, actor: str = "beat", report_to: int | None = None) -> dict[str, Any]:
+    return run_job(self, "maintenance.send_daily_summaries", actor, report_to, maintenance.send_daily_summaries)
+
+
+@app.task(name="maintenance.retry_failed_notifications", base=BaseTask, bind=True, ignore_result=False)
+def retry_failed_notifications(self: BaseTask, actor: str = "beat", report_to: int | None = None) -> dict[str, Any]:
+    return run_job(self, "maintenance.retry_failed_notifications", actor, report_to,
+                   maintenance.retry_failed_notifications)
+
+
+def _cleanup(session: Session, now: datetime) -> dict[str, Any]:
+    report = cleanup_tables(session, now)
+    report["beat_audit_entries_deleted"] = maintenance.prune_beat_audit(session, now)
+    return report
+
+
+@app.task(name="maintenance.cleanup", base=BaseTask, bind=True, ignore_result=False)
+def cleanup(self: BaseTask, actor: str = "beat", report_to: int | None = None) -> dict[str, Any]:
+    return run_job(self, "maintenance.cleanup", actor, report_to, _cleanup)
+
+
+# --------------------------------------------------------------------------- a person's data
+
+
+@app.task(name="maintenance.export_user_data", base=BaseTask, bind=True, ignore_result=False)
+def export_user_data(self: BaseTask, user_id: int, actor: str = "beat", report_to: int | None = None,
+                     request: str | None = None) -> dict[str, Any]:
+    """Send the person their data as a JSON document (in their chat). The result holds only
+    counts, never the data. `request` names the request (once per request)."""
+    user_id = int(user_id)
+    request = request or _task_key(self)
+
+    def work(session: Session, now: datetime) -> dict[str, Any]:
+        data = privacy.export_user_data(session, user_id, now)
+        if data is None:
+            return {"user_id": user_id, "exported": False, "reason": "unknown user"}
+        content = privacy.export_document(data)
+        sent = False
+        if data["user"]["deleted_at"] is None:
+            _ = Translator(data["user"]["language"])
+            document = {"filename": f"surplus-data-{user_id}.json",
+                        "content_b64": base64.b64encode(content).decode()}
+            sent = notify(session, f"privacy:{user_id}:export:{request}", user_id, Reply(
+                text=_("📦 Here is everything we keep about you, as a JSON file."),
+                document=document, kind="data_export",
+            )) is not None
+        return {"user_id": user_id, "exported": True, "sent": sent, "bytes": len(content),
+                "orders": len(data["orders"]), "follows": len(data["follows"])}
+
+    return run_job(self, "maintenance.export_user_data", actor, report_to, work, target=f"user:{user_id}")
+
+
+@app.task(name="maintenance.delete_user_data", base=BaseTask, bind=True, ignore_result=False)
+def delete_user_data(self: BaseTask, user_id: int, actor: str = "beat", report_to: int | None = None,
+                     request: str | None = None, force: bool = False) -> dict[str, Any]:
+    """Erase a person's data (domain.privacy.delete_user_data) and tell them."""
+    user_id = int(user_id)
+    request = request or _task_key(self)
+
+    def work(session: Session, now: datetime) -> dict[str, Any]:
+        user = session.get(User, user_id)
+        _ = Translator(user.language if user else "en")
+        result = privacy.delete_user_data(session, user_id, now, force=bool(force))
+        messages = {
+            privacy.DeleteOutcome.DELETED: _(
+                "🗑 Your personal data was deleted: your name, username, location, follows and our chat "
+                "history with you. Orders are kept for accounting without your name. If you write to us "
+                "again, we start afresh."),
+            privacy.DeleteOutcome.OPEN_ORDERS: _(
+                "Your data was not deleted yet: you have paid orders still to be collected. "
+                "Please collect or cancel them first, then ask again."),
+            privacy.DeleteOutcome.BUSINESS_OWNER: _(
+                "Your data was not deleted: your account runs a business on Surplus. "
+                "Please ask us to close the business first."),
+        }
+        if result.outcome in messages:
+            notify(session, f"privacy:{user_id}:delete:{request}", user_id,
+                   Reply(text=messages[result.outcome], kind="data_deletion"))
+        return {"user_id": user_id, **result.report()}
+
+    return run_job(self, "maintenance.delete_user_data", actor, report_to, work, target=f"user:{user_id}")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from bot.conversation.context import Context
-from bot.conversation.registry import StaleButton, command
+from bot.conversation.registry import DEEP_LINKS, StaleButton, command
 from bot.conversation.registry import button as on_button
 from bot.conversation.replies import Keyboard, button
 from core.i18n import LANGUAGE_NAMES, Translator
@@ -17,10 +15,15 @@ def home_row(_: Translator) -> list[dict[str, str]]:
     return [button(_("⬅️ Main menu"), HOME)]
 
 
-def main_menu_keyboard(_: Translator) -> Keyboard:
-    return [
-        [button(_("ℹ️ Help"), "help"), button(_("🌐 Language"), "lang")],
+def main_menu_keyboard(_: Translator, is_admin: bool = False) -> Keyboard:
+    rows = [
+        [button(_("🔎 Browse deals"), "deals"), button(_("📍 Deals near me"), "near")],
+        [button(_("🧾 My orders"), "orders"), button(_("🏪 For businesses"), "biz")],
+        [button(_("🌐 Language"), "lang"), button(_("ℹ️ Help"), "help"), button(_("🔒 Privacy"), "privacy")],
     ]
+    if is_admin:
+        rows.append([button(_("🛠 Admin"), "admin")])
+    return rows
 
 
 def main_menu_text(ctx: Context) -> str:
@@ -34,11 +37,15 @@ def main_menu_text(ctx: Context) -> str:
 
 
 def show_main_menu(ctx: Context) -> None:
-    ctx.show(main_menu_text(ctx), main_menu_keyboard(ctx._))
+    ctx.show(main_menu_text(ctx), main_menu_keyboard(ctx._, ctx.is_admin))
 
 
 @command("start")
-def cmd_start(ctx: Context, _argument: str) -> None:
+def cmd_start(ctx: Context, argument: str) -> None:
+    for prefix, handler in DEEP_LINKS.items():
+        if argument.startswith(prefix):
+            handler(ctx, argument[len(prefix):])
+            return
     show_main_menu(ctx)
 
 
@@ -80,14 +87,6 @@ def btn_language(ctx: Context, args: list[str]) -> None:
     ctx.user.language = code
     ctx._ = Translator(code)
     ctx.toast(LANGUAGE_NAMES[code])
-    show_main_menu(ctx)
-
-
-def save_location(ctx: Context, latitude: float, longitude: float) -> None:
-    ctx.user.latitude = latitude
-    ctx.user.longitude = longitude
-    ctx.user.location_updated_at = datetime.now(UTC)
-    ctx.reply(ctx._("📍 Location saved."))
     show_main_menu(ctx)
 
 

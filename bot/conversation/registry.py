@@ -17,6 +17,7 @@ CommandHandler = Callable[["Context", str], None]  # (ctx, text after the comman
 ButtonHandler = Callable[["Context", list[str]], None]  # (ctx, arguments)
 
 COMMANDS: dict[str, CommandHandler] = {}
+DEEP_LINKS: dict[str, CommandHandler] = {}  # "/start <prefix><rest>" → handler(ctx, rest)
 BUTTONS: dict[str, ButtonHandler] = {}
 FLOWS: dict[str, Flow] = {}
 
@@ -37,6 +38,14 @@ def command(*names: str):
             if name in COMMANDS:
                 raise ValueError(f"command /{name} registered twice")
             COMMANDS[name] = handler
+        return handler
+
+    return register
+
+
+def deep_link(prefix: str):
+    def register(handler: CommandHandler) -> CommandHandler:
+        DEEP_LINKS[prefix] = handler
         return handler
 
     return register

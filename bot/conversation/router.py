@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import importlib
 
-from bot.conversation import menus
+from bot.conversation import customer, menus
 from bot.conversation.context import Context
 from bot.conversation.registry import BUTTONS, COMMANDS, FLOWS, NotAllowed, StaleButton
 
-FEATURES = ("bot.conversation.menus",)
+FEATURES = (
+    "bot.conversation.menus",
+    "bot.conversation.customer",
+    "bot.conversation.business",
+    "bot.conversation.admin",
+    "bot.conversation.privacy",
+)
 for _module in FEATURES:
     importlib.import_module(_module)
 
@@ -61,7 +67,7 @@ def _route_message(ctx: Context) -> None:
         flow.current(ctx).prompt(ctx)
         return
     if message.location is not None:
-        menus.save_location(ctx, message.location.latitude, message.location.longitude)
+        customer.location_shared(ctx, message.location.latitude, message.location.longitude)
         return
     ctx.reply(ctx._("I didn't understand that. Please use the menu."))
     menus.show_main_menu(ctx)

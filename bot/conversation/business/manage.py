@@ -1,0 +1,504 @@
+"""/myoffers: a business manages its own offers — publish a draft, pause / resume, edit price or
+quantity, cancel (buyers released or refunded, and told), see orders, confirm a pickup by code,
+export orders as CSV.
+
+Every handler loads the offer through domain.offers with the user's id as owner: an offer of
+another business (whatever ids a forged button carries) raises NotAllowed and changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from functools import wraps
+
+from sqlalchemy import select
+
+from bot.conversation.business.newoffer import change_photo, enqueue_photo, verified_business
+from bot.conversation.business.registration import status_text
+from bot.conversation.business.texts import input_error, now, reask
+from bot.conversation.cards import escape, offer_caption, status_label
+from bot.conversation.context import Context
+from bot.conversation.flows import DONE, Flow, Step, ask
+from bot.conversation.registry import NotAllowed, StaleButton, command, data, flow
+from bot.conversation.registry import button as on_button
+from bot.conversation.replies import Keyboard, Reply, button
+from core.db import after_commit
+from core.i18n import Translator
+from domain import businesses, notifications, offers, payments
+from domain.images import format_money
+from domain.offers import InvalidInput, NotOwner, WrongState
+from models import Business, BusinessStatus, Follow, Offer, OfferStatus, Order, OrderStatus, PhotoStatus, User
+
+LIVE = (OfferStatus.ACTIVE, OfferStatus.SOLD_OUT)
+EDITABLE = (OfferStatus.ACTIVE, OfferStatus.PAUSED, OfferStatus.SOLD_OUT)
+
+
+def owner_only(handler: Callable[..., None]) -> Callable[..., None]:
+    """Turn NotOwner from the domain into NotAllowed (a fresh menu, nothing revealed)."""
+
+    @wraps(handler)
+    def wrapper(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except NotOwner:
+            raise NotAllowed from None
+
+    return wrapper
+
+
+def _offer_id(args: list[str]) -> int:
+    try:
+        return int(args[1])
+    except (IndexError, ValueError):
+        raise StaleButton from None
+
+
+def _my_business(ctx: Context) -> Business | None:
+    """The user's business if it is verified or suspended (a suspended one still serves its
+    buyers); otherwise says why and returns None."""
+    _ = ctx._
+    business = businesses.business_of(ctx.session, ctx.user.id)
+    if business is None or business.status in (BusinessStatus.PENDING, BusinessStatus.REJECTED):
+        return verified_business(ctx)
+    return business
+
+
+# --------------------------------------------------------------------------- the list
+
+
+@command("myoffers")
+def cmd_my_offers(ctx: Context, _argument: str) -> None:
+    show_my_offers(ctx)
+
+
+@on_button("bizoffers")
+def btn_my_offers(ctx: Context, _args: list[str]) -> None:
+    show_my_offers(ctx)
+
+
+def _left_label(_: Translator, offer: Offer) -> str:
+    return _("{left} of {quantity} left", left=offer.units_left, quantity=offer.quantity)
+
+
+def show_my_offers(ctx: Context) -> None:
+    _ = ctx._
+    business = _my_business(ctx)
+    if business is None:
+        return
+    items = offers.offers_of(ctx.session, business)
+    rows: Keyboard = []
+    lines = [_("📋 <b>Your offers</b>")]
+    if business.status == BusinessStatus.SUSPENDED:
+        lines += ["", status_text(_, business)]
+    if not items:
+        lines += ["", _("No offers yet. Post your first one with ➕ New offer.")]
+    for offer in items:
+        state = status_label(_, offer.status)
+        lines.append(f"\n<b>{escape(offer.title)}</b> — {state}, {_left_label(_, offer)}")
+        rows.append([button(f"{offer.title[:30]} · {state}", data("bizoffer", "show", offer.id))])
+    if business.status == BusinessStatus.VERIFIED:
+        rows.append([button(_("➕ New offer"), data("biznew")), button(_("📄 Export orders (CSV)"), data("bizcsv"))])
+    rows.append([button(_("🏪 Business menu"), data("biz"))])
+    ctx.show("\n".join(lines), rows)
+
+
+# --------------------------------------------------------------------------- one offer
+
+
+def offer_details(ctx: Context, offer: Offer) -> tuple[str, Keyboard]:
+    _ = ctx._
+    business = offer.business
+    text = offer_caption(_, offer, business, now())
+    text += "\n\n" + _("Sold: {sold} · Reserved: {held} · Left: {left} · Status: {status}",
+                       sold=offer.units_sold, held=offer.units_held, left=offer.units_left,
+                       status=status_label(_, offer.status))
+    if offer.status == OfferStatus.DRAFT:
+        if offer.photo_status == PhotoStatus.PROCESSING:
+            text += "\n" + _("⏳ The photo is being processed.")
+        elif offer.photo_status == PhotoStatus.FAILED:
+            text += "\n" + _("❗ The photo could not be used: please send another one.")
+    rows: Keyboard = []
+    oid = offer.id
+    if offer.status == OfferStatus.DRAFT:
+        first = [button(_("🖼 Change photo"), data("bizoffer", "photo", oid))]
+        if offer.photo_status == PhotoStatus.READY:
+            first.insert(0, button(_("✅ Publish"), data("bizoffer", "publish", oid)))
+        rows.append(first)
+        rows.append([button(_("🗑 Discard draft"), data("bizoffer", "discard", oid))])
+    if offer.status in LIVE:
+        rows.append([button(_("⏸ Pause"), data("bizoffer", "pause", oid))])
+    if offer.status == OfferStatus.PAUSED:
+        rows.append([button(_("▶️ Resume"), data("bizoffer", "resume", oid))])
+    if offer.status in EDITABLE:
+        rows.append([button(_("💶 Edit price"), data("bizoffer", "price", oid)),
+                     button(_("🔢 Edit quantity"), data("bizoffer", "qty", oid))])
+    if offer.status != OfferStatus.DRAFT:
+        rows.append([button(_("🧾 Orders"), data("bizoffer", "orders", oid)),
+                     button(_("✅ Confirm pickup"), data("bizoffer", "pickup", oid))])
+    if offer.status in EDITABLE:
+        rows.append([button(_("🗑 Cancel offer"), data("bizoffer", "cancelask", oid))])
+    rows.append([button(_("⬅️ My offers"), data("bizoffers"))])
+    return text, rows
+
+
+def show_offer(ctx: Context, offer: Offer, note: str | None = None) -> None:
+    text, rows = offer_details(ctx, offer)
+    ctx.show(f"{note}\n\n{text}" if note else text, rows)
+
+
+@on_button("bizoffer")
+@owner_only
+def btn_offer(ctx: Context, args: list[str]) -> None:
+    action = args[0] if args else ""
+    offer_id = _offer_id(args)
+    # Ownership first, for every action: another business's offer is NotAllowed, whatever the action.
+    offer = offers.owned_offer(ctx.session, offer_id, ctx.user.id)
+    handler = _ACTIONS.get(action)
+    if handler is None:
+        raise StaleButton
+    handler(ctx, offer)
+
+
+def _show(ctx: Context, offer: Offer) -> None:
+    show_offer(ctx, offer)
+
+
+def _publish(ctx: Context, offer: Offer) -> None:
+    _ = ctx._
+    moment = now()
+    try:
+        offer = offers.publish(ctx.session, offer.id, ctx.user.id, moment)
+    except offers.PublishRefused as refused:
+        message = {
+            "not_verified": _("Your business is not verified, so it can't publish offers."),
+            "not_draft": _("This offer is published already."),
+            "photo_not_ready": _("The photo isn't ready yet: wait for the preview (or send another photo)."),
+            "window_passed": _("The pickup window of this offer is over. Please create a new offer."),
+        }[refused.reason]
+        ctx.toast(message, alert=True)
+        ctx.reply(message, [[button(_("📋 My offers"), data("bizoffers"))]])
+        return
+    followers = _notify_followers(ctx, offer)
+    ctx.toast(_("Published!"))
+    text, rows = offer_details(ctx, offer)
+    note = _("🎉 <b>Published!</b> Customers can order it now.")
+    if followers:
+        note += " " + _("{count} followers have been told.", count=followers)
+    ctx.reply(f"{note}\n\n{text}", rows)  # a new message: the preview above is a photo
+
+
+def _notify_followers(ctx: Context, offer: Offer) -> int:
+    followers = ctx.session.execute(
+        select(Follow.user_id, User.language).join(User, User.id == Follow.user_id)
+        .where(Follow.business_id == offer.business_id, User.deleted_at.is_(None), User.id != ctx.user.id)
+        .order_by(Follow.user_id)
+    ).all()
+    for user_id, language in followers:
+        _ = Translator(language)
+        caption = offer_caption(_, offer, offer.business, now())
+        notifications.notify(
+            ctx.session, f"offer:{offer.id}:published:follower:{user_id}", user_id,
+            Reply(text=caption, photo=offer.photo_card_file_id,
+                  keyboard=[[button(_("View"), data("offer", offer.id))]], kind="follower"),
+        )
+    return len(followers)
+
+
+def _photo(ctx: Context, offer: Offer) -> None:
+    if offer.status != OfferStatus.DRAFT:
+        ctx.toast(ctx._("This offer is published already."), alert=True)
+        show_offer(ctx, offer)
+        return
+    change_photo(ctx, offer)
+
+
+def _discard(ctx: Context, offer: Offer) -> None:
+    _ = ctx._
+    if offers.discard_draft(ctx.session, offer.id, ctx.user.id):
+        ctx.toast(_("Draft deleted."))
+        ctx.reply(_("🗑 The draft was deleted."), [[button(_("🏪 Business menu"), data("biz"))]])
+    else:
+        ctx.toast(_("This offer is published already."), alert=True)
+        ctx.reply(*offer_details(ctx, offer))
+
+
+def _pause(ctx: Context, offer: Offer) -> None:
+    _ = ctx._
+    try:
+        offer = offers.pause(ctx.session, offer.id, ctx.user.id)
+    except WrongState:
+        ctx.toast(_("This offer can't be paused now."), alert=True)
+    else:
+        ctx.toast(_("Paused: customers can't order until you resume."))
+    show_offer(ctx, offer)
+
+
+def _resume(ctx: Context, offer: Offer) -> None:
+    _ = ctx._
+    try:
+        offer = offers.resume(ctx.session, offer.id, ctx.user.id)
+    except WrongState as state:
+        if state.status.startswith("business_"):
+            ctx.toast(_("Your business is not verified, so it can't put offers on sale."), alert=True)
+        else:
+            ctx.toast(_("This offer can't be resumed now."), alert=True)
+    else:
+        if offer.status == OfferStatus.EXPIRED:
+            ctx.toast(_("The pickup window is over: the offer has expired."), alert=True)
+        else:
+            ctx.toast(_("On sale again."))
+    show_offer(ctx, offer)
+
+
+def _orders(ctx: Context, offer: Offer) -> None:
+    _ = ctx._
+    items = offers.orders_of_offer(ctx.session, offer.id, ctx.user.id)
+    lines = [_("🧾 <b>Orders of {title}</b>", title=escape(offer.title)), ""]
+    names = {u.id: u.first_name for u in ctx.session.query(User).filter(
+        User.id.in_([o.customer_id for o in items if o.customer_id]))}
+    labels = {
+        OrderStatus.HELD: _("reserved, not paid yet"),
+        OrderStatus.PAID: _("paid, to collect"),
+        OrderStatus.COLLECTED: _("collected"),
+    }
+    for order in items:
+        who = escape(names.get(order.customer_id) or _("a customer"))
+        lines.append(f"#{order.id} · {order.quantity}× · {format_money(order.amount_minor, order.currency)} · "
+                     f"{who} · {labels.get(order.status, order.status.value)}")
+    if not items:
+        lines.append(_("No orders yet."))
+    ctx.show("\n".join(lines), [
+        [button(_("✅ Confirm pickup"), data("bizoffer", "pickup", offer.id))],
+        [button(_("⬅️ Back to the offer"), data("bizoffer", "show", offer.id))],
+    ])
+
+
+def _cancel_ask(ctx: Context, offer: Offer) -> None:
+    _ = ctx._
+    if offer.status not in EDITABLE:
+        ctx.toast(_("This offer can't be cancelled now."), alert=True)
+        show_offer(ctx, offer)
+        return
+    ctx.show(
+        _("🗑 Cancel <b>{title}</b>?\n\nNobody can order it any more; reservations are released and every paid "
+          "order is refunded. Customers are told.", title=escape(offer.title)),
+        [[button(_("Yes, cancel the offer"), data("bizoffer", "cancel", offer.id))],
+         [button(_("No, keep it"), data("bizoffer", "show", offer.id))]],
+    )
+
+
+def _cancel(ctx: Context, offer: Offer) -> None:
+    _ = ctx._
+    try:
+        result = offers.cancel(ctx.session, offer.id, ctx.user.id)
+    except WrongState:
+        ctx.toast(_("This offer can't be cancelled now."), alert=True)
+        show_offer(ctx, offer)
+        return
+    offer = result.offer
+    for order_id in result.released_order_ids:
+        _tell_buyer(ctx, offer, order_id, refunded=False)
+    for order_id in result.paid_order_ids:
+        _tell_buyer(ctx, offer, order_id, refunded=True)
+    payments.close_checkouts_after_commit(ctx.session, result.released_order_ids)
+    paid = list(result.paid_order_ids)
+    if paid:
+        after_commit(ctx.session, lambda: _refund_all(paid))
+    ctx.toast(_("Offer cancelled."))
+    note = _("🗑 Offer cancelled. {released} reservations released, {refunded} paid orders are being refunded.",
+             released=len(result.released_order_ids), refunded=len(paid))
+    show_offer(ctx, offer, note)
+
+
+def _refund_all(order_ids: list[int]) -> None:
+    """After commit: each cancelled paid order gets its money back through the payments queue
+    (idempotent there: one refund per order; maintenance.reconcile_payments catches any missed)."""
+    from tasks.payments import refund_order
+
+    for order_id in order_ids:
+        refund_order.delay(order_id)
+
+
+def _tell_buyer(ctx: Context, offer: Offer, order_id: int, refunded: bool) -> None:
+    order = ctx.session.get(Order, order_id)
+    if order is None or order.customer_id is None:
+        return
+    customer = ctx.session.get(User, order.customer_id)
+    _ = Translator(customer.language if customer else "en")
+    title, name = escape(offer.title), escape(offer.business.name)
+    if refunded:
+        text = _("😔 <b>{business}</b> had to cancel <b>{title}</b>. Your payment of {amount} will be refunded "
+                 "to your card automatically.", business=name, title=title,
+                 amount=format_money(order.amount_minor, order.currency))
+    else:
+        text = _("😔 <b>{business}</b> had to cancel <b>{title}</b>. Your reservation was released; you were not "
+                 "charged.", business=name, title=title)
+    notifications.notify(ctx.session, f"offer:{offer.id}:cancelled:order:{order_id}", order.customer_id,
+                         Reply(text=text, keyboard=[[button(_("🔎 More deals"), data("deals"))]]))
+
+
+def _price(ctx: Context, offer: Offer) -> None:
+    if offer.status not in EDITABLE:
+        ctx.toast(ctx._("This offer can't be changed now."), alert=True)
+        show_offer(ctx, offer)
+        return
+    EDIT_PRICE.start(ctx, {"offer_id": offer.id})
+
+
+def _quantity(ctx: Context, offer: Offer) -> None:
+    if offer.status not in EDITABLE:
+        ctx.toast(ctx._("This offer can't be changed now."), alert=True)
+        show_offer(ctx, offer)
+        return
+    EDIT_QUANTITY.start(ctx, {"offer_id": offer.id})
+
+
+def _pickup(ctx: Context, offer: Offer) -> None:
+    PICKUP.start(ctx, {"offer_id": offer.id})
+
+
+_ACTIONS: dict[str, Callable[[Context, Offer], None]] = {
+    "show": _show, "publish": _publish, "photo": _photo, "discard": _discard, "pause": _pause,
+    "resume": _resume, "orders": _orders, "cancelask": _cancel_ask, "cancel": _cancel, "price": _price,
+    "qty": _quantity, "pickup": _pickup,
+}
+
+
+# --------------------------------------------------------------------------- small flows
+
+
+def _flow_offer(ctx: Context) -> Offer:
+    try:
+        return offers.owned_offer(ctx.session, int(ctx.state.data["offer_id"]), ctx.user.id)
+    except NotOwner:
+        raise NotAllowed from None
+
+
+def _back_to_offers(ctx: Context) -> None:
+    show_my_offers(ctx)  # the flow's answers (the offer id) are gone once it is cancelled
+
+
+def _ask_price(ctx: Context) -> None:
+    _ = ctx._
+    offer = _flow_offer(ctx)
+    ask(ctx, _("💶 New price for <b>{title}</b>? Now {price}; it must stay below the original {original}. "
+               "Orders already made keep their price.", title=escape(offer.title),
+               price=format_money(offer.price_minor, offer.currency),
+               original=format_money(offer.original_price_minor, offer.currency)))
+
+
+def _on_price(ctx: Context, text: str) -> str | None:
+    offer = _flow_offer(ctx)
+    _ = ctx._
+    try:
+        price = offers.parse_money(text, offer.currency)
+        offer = offers.edit_price(ctx.session, offer.id, ctx.user.id, price)
+    except InvalidInput as error:
+        reask(ctx, EDIT_PRICE, input_error(_, error))
+        return None
+    except WrongState:
+        ctx.reply(_("This offer can't be changed now."))
+        show_offer(ctx, offer)
+        return DONE
+    note = _("✅ The price is now {price}.", price=format_money(offer.price_minor, offer.currency))
+    if offers.request_card_rerender(ctx.session, offer):
+        enqueue_photo(ctx, offer.id, offer.photo_source_file_id)
+        note += " " + _("The deal card is being updated.")
+    show_offer(ctx, offer, note)
+    return DONE
+
+
+def _ask_quantity(ctx: Context) -> None:
+    _ = ctx._
+    offer = _flow_offer(ctx)
+    taken = offer.units_sold + offer.units_held
+    ask(ctx, _("🔢 New total quantity for <b>{title}</b>? Now {quantity}; {taken} are sold or reserved, so at "
+               "least {minimum}.", title=escape(offer.title), quantity=offer.quantity, taken=taken,
+               minimum=max(taken, offers.MIN_QUANTITY)))
+
+
+def _on_quantity(ctx: Context, text: str) -> str | None:
+    offer = _flow_offer(ctx)
+    _ = ctx._
+    try:
+        quantity = offers.parse_quantity(text)
+        offer = offers.edit_quantity(ctx.session, offer.id, ctx.user.id, quantity)
+    except InvalidInput as error:
+        reask(ctx, EDIT_QUANTITY, input_error(_, error))
+        return None
+    except WrongState:
+        ctx.reply(_("This offer can't be changed now."))
+        show_offer(ctx, offer)
+        return DONE
+    show_offer(ctx, offer, _("✅ The quantity is now {quantity}.", quantity=offer.quantity))
+    return DONE
+
+
+def _ask_code(ctx: Context) -> None:
+    _ = ctx._
+    offer = _flow_offer(ctx)
+    ask(ctx, _("✅ <b>Confirm a pickup</b> of {title}\n\nType the customer's pickup code (6 characters, shown in "
+               "their chat).", title=escape(offer.title)))
+
+
+def _on_code(ctx: Context, text: str) -> str | None:
+    offer = _flow_offer(ctx)
+    _ = ctx._
+    result = offers.confirm_pickup(ctx.session, offer.id, ctx.user.id, text, now())
+    code = escape(offers.normalize_pickup_code(text))
+    if result.outcome == "collected":
+        order = result.order
+        _tell_collected(ctx, offer, order)
+        show_offer(ctx, offer, _("✅ Code {code} is valid: hand over {quantity}× {title}. The order is marked "
+                                 "collected.", code=code, quantity=order.quantity, title=escape(offer.title)))
+        return DONE
+    if result.outcome == "already_collected":
+        problem = _("⚠️ The order with code {code} was already collected. Don't hand it over twice.", code=code)
+    elif result.outcome == "not_paid":
+        problem = _("⚠️ The order with code {code} is not paid (or was cancelled). Don't hand it over.", code=code)
+    else:
+        problem = _("❗ No order of this offer has the code {code}. Check the code and type it again.", code=code)
+    reask(ctx, PICKUP, problem)
+    return None
+
+
+def _tell_collected(ctx: Context, offer: Offer, order: Order) -> None:
+    if order.customer_id is None:
+        return
+    customer = ctx.session.get(User, order.customer_id)
+    _ = Translator(customer.language if customer else "en")
+    notifications.notify(
+        ctx.session, f"order:{order.id}:collected", order.customer_id,
+        Reply(text=_("🎉 Enjoy your {title}! Thanks for saving food from the bin with <b>{business}</b>.",
+                     title=escape(offer.title), business=escape(offer.business.name))),
+    )
+
+
+EDIT_PRICE = flow(Flow("offerprice", [Step("price", _ask_price, on_text=_on_price)], on_cancel=_back_to_offers))
+EDIT_QUANTITY = flow(Flow("offerqty", [Step("quantity", _ask_quantity, on_text=_on_quantity)],
+                          on_cancel=_back_to_offers))
+PICKUP = flow(Flow("pickup", [Step("code", _ask_code, on_text=_on_code)], on_cancel=_back_to_offers))
+
+
+# --------------------------------------------------------------------------- CSV export
+
+
+@on_button("bizcsv")
+def btn_export(ctx: Context, _args: list[str]) -> None:
+    _ = ctx._
+    business = _my_business(ctx)
+    if business is None:
+        return
+    content, count = offers.export_orders_csv(ctx.session, ctx.user.id)
+    if count == 0:
+        ctx.toast(_("No orders yet."))
+        ctx.reply(_("There are no orders to export yet."), [[button(_("🏪 Business menu"), data("biz"))]])
+        return
+    stamp = now().strftime("%Y%m%d-%H%M")
+    ctx.outcome.replies.append(Reply(
+        text=_("📄 Your orders ({count}) as CSV.", count=count),
+        document={"filename": f"orders-{business.id}-{stamp}.csv", "content_b64": base64.b64encode(content).decode()},
+        keyboard=[[button(_("🏪 Business menu"), data("biz"))]],
+    ))
+

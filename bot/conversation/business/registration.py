@@ -1,0 +1,253 @@
+"""The business hub ("🏪 For businesses") and /register: name, address and location, phone; then
+pending verification, with every admin told (and given the buttons to decide)."""
+
+from __future__ import annotations
+
+from bot.conversation import menus
+from bot.conversation.business.texts import input_error, reask
+from bot.conversation.cards import escape
+from bot.conversation.context import Context
+from bot.conversation.flows import DONE, Flow, Step, ask, choice
+from bot.conversation.registry import button as on_button
+from bot.conversation.registry import command, data, flow
+from bot.conversation.replies import Keyboard, Reply, button
+from core.i18n import Translator
+from domain import businesses, notifications
+from domain.offers import InvalidInput
+from models import Business, BusinessStatus, User
+
+# --------------------------------------------------------------------------- the hub
+
+
+@on_button("biz")
+def btn_business_hub(ctx: Context, _args: list[str]) -> None:
+    show_hub(ctx)
+
+
+def show_hub(ctx: Context) -> None:
+    _ = ctx._
+    business = businesses.business_of(ctx.session, ctx.user.id)
+    home = menus.home_row(_)
+    if business is None:
+        ctx.show(
+            _("🏪 <b>Sell your surplus food on Surplus</b>\n\nBakeries, cafés and shops post what would otherwise "
+              "be thrown away, with a pickup window; customers nearby reserve and pay in the chat.\n\n"
+              "Register your business to start: it takes a minute, then we verify it."),
+            [[button(_("📝 Register my business"), data("bizreg"))], home],
+        )
+    elif business.status == BusinessStatus.PENDING:
+        ctx.show(status_text(_, business), [home])
+    elif business.status == BusinessStatus.REJECTED:
+        ctx.show(status_text(_, business), [[button(_("📝 Apply again"), data("bizreg"))], home])
+    elif business.status == BusinessStatus.SUSPENDED:
+        ctx.show(status_text(_, business), [[button(_("📋 My offers"), data("bizoffers"))], home])
+    else:
+        ctx.show(
+            _("🏪 <b>{name}</b>\n{address}\n\nWhat would you like to do?", name=escape(business.name),
+              address=escape(business.address)),
+            [[button(_("➕ New offer"), data("biznew")), button(_("📋 My offers"), data("bizoffers"))],
+             [button(_("📄 Export orders (CSV)"), data("bizcsv"))], home],
+        )
+
+
+def status_text(_: Translator, business: Business) -> str:
+    """Where the business stands, for anything it may not do yet (or any more)."""
+    name = escape(business.name)
+    reason = escape(business.status_reason or _("no reason given"))
+    if business.status == BusinessStatus.PENDING:
+        return _("⏳ <b>{name}</b> is waiting for verification. We'll message you as soon as an admin has "
+                 "looked at it; then you can post offers.", name=name)
+    if business.status == BusinessStatus.REJECTED:
+        return _("❌ The registration of <b>{name}</b> was rejected.\nReason: {reason}\n\nYou can correct it and "
+                 "apply again.", name=name, reason=reason)
+    if business.status == BusinessStatus.SUSPENDED:
+        return _("⛔ <b>{name}</b> is suspended and can't post offers.\nReason: {reason}", name=name,
+                 reason=reason)
+    return _("✅ <b>{name}</b> is verified.", name=name)
+
+
+# --------------------------------------------------------------------------- /register
+
+
+@command("register")
+def cmd_register(ctx: Context, _argument: str) -> None:
+    start_registration(ctx)
+
+
+@on_button("bizreg")
+def btn_register(ctx: Context, _args: list[str]) -> None:
+    start_registration(ctx)
+
+
+def start_registration(ctx: Context) -> None:
+    _ = ctx._
+    business = businesses.business_of(ctx.session, ctx.user.id)
+    if business is not None and business.status != BusinessStatus.REJECTED:
+        rows: Keyboard = [menus.home_row(_)]
+        if business.status == BusinessStatus.VERIFIED:
+            rows.insert(0, [button(_("🏪 Business menu"), data("biz"))])
+        ctx.show(status_text(_, business), rows)
+        return
+    REGISTER.start(ctx)
+
+
+def _ask_name(ctx: Context) -> None:
+    _ = ctx._
+    ask(ctx, _("📝 <b>Register your business</b> (step 1 of 3)\n\nWhat is the name of your business, as "
+               "customers know it?"))
+
+
+def _on_name(ctx: Context, text: str) -> str | None:
+    try:
+        REGISTER.remember(ctx, name=businesses.parse_name(text))
+    except InvalidInput as error:
+        return _reask(ctx, error)
+    return "address"
+
+
+def _ask_address(ctx: Context) -> None:
+    _ = ctx._
+    ctx.outcome.replies.append(Reply(
+        text=_("📍 You can share the shop's location with the button below (on your phone)."),
+        location_request=_("📍 Share the shop's location"),
+    ))
+    ask(ctx, _("📍 <b>Step 2 of 3</b>: where do customers pick up?\n\nType the address (street, number, "
+               "town), or share the location."))
+
+
+def _on_address(ctx: Context, text: str) -> str | None:
+    try:
+        REGISTER.remember(ctx, address=businesses.parse_address(text))
+    except InvalidInput as error:
+        return _reask(ctx, error)
+    return "location"
+
+
+def _on_address_location(ctx: Context, latitude: float, longitude: float) -> str | None:
+    try:
+        latitude, longitude = businesses.check_location(latitude, longitude)
+    except InvalidInput as error:
+        return _reask(ctx, error)
+    REGISTER.remember(ctx, latitude=latitude, longitude=longitude)
+    ctx.outcome.replies.append(Reply(text=ctx._("📍 Location received."), remove_keyboard=True))
+    return "address_text"
+
+
+def _ask_location(ctx: Context) -> None:
+    _ = ctx._
+    ctx.outcome.replies.append(Reply(
+        text=_("📍 Customers nearby find you more easily with the shop's location."),
+        location_request=_("📍 Share the shop's location"),
+    ))
+    ask(ctx, _("Would you also share the shop's exact location? Tap the button below, or skip."),
+        [[choice(ctx, _("Skip"), "skip")]])
+
+
+def _on_location(ctx: Context, latitude: float, longitude: float) -> str | None:
+    try:
+        latitude, longitude = businesses.check_location(latitude, longitude)
+    except InvalidInput as error:
+        return _reask(ctx, error)
+    REGISTER.remember(ctx, latitude=latitude, longitude=longitude)
+    ctx.outcome.replies.append(Reply(text=ctx._("📍 Location received."), remove_keyboard=True))
+    return "phone"
+
+
+def _on_location_skip(ctx: Context, value: str) -> str | None:
+    if value != "skip":
+        return None
+    REGISTER.remember(ctx, latitude=None, longitude=None)
+    ctx.outcome.replies.append(Reply(text=ctx._("OK, no location."), remove_keyboard=True))
+    return "phone"
+
+
+def _ask_address_text(ctx: Context) -> None:
+    _ = ctx._
+    ask(ctx, _("Thanks! Now type the street address customers should see (street, number, town)."))
+
+
+def _on_address_text(ctx: Context, text: str) -> str | None:
+    try:
+        REGISTER.remember(ctx, address=businesses.parse_address(text))
+    except InvalidInput as error:
+        return _reask(ctx, error)
+    return "phone"  # the location came first
+
+
+def _ask_phone(ctx: Context) -> None:
+    _ = ctx._
+    ask(ctx, _("📞 <b>Step 3 of 3</b>: a phone number where we (and customers, for their pickup) can reach "
+               "you?"))
+
+
+def _on_phone(ctx: Context, text: str) -> str | None:
+    try:
+        phone = businesses.parse_phone(text)
+    except InvalidInput as error:
+        return _reask(ctx, error)
+    values = ctx.state.data
+    registration = businesses.Registration(
+        name=values["name"], address=values["address"], phone=phone,
+        latitude=values.get("latitude"), longitude=values.get("longitude"),
+    )
+    try:
+        business = businesses.register(ctx.session, ctx.user.id, registration)
+    except businesses.CannotRegister:
+        show_hub(ctx)
+        return DONE
+    _notify_admins(ctx, business)
+    _ = ctx._
+    ctx.reply(
+        _("✅ Thank you! <b>{name}</b> is registered and <b>pending verification</b>. We'll message you as soon "
+          "as it's verified; then you can post offers with /newoffer.", name=escape(business.name)),
+        [menus.home_row(_)],
+    )
+    return DONE
+
+
+def _reask(ctx: Context, error: InvalidInput) -> None:
+    reask(ctx, REGISTER, input_error(ctx._, error))
+
+
+REGISTER = flow(Flow("register", [
+    Step("name", _ask_name, on_text=_on_name),
+    Step("address", _ask_address, on_text=_on_address, on_location=_on_address_location),
+    Step("location", _ask_location, on_location=_on_location, on_choice=_on_location_skip),
+    Step("address_text", _ask_address_text, on_text=_on_address_text),
+    Step("phone", _ask_phone, on_text=_on_phone),
+], on_cancel=lambda ctx: _cancelled(ctx)))
+
+
+def _cancelled(ctx: Context) -> None:
+    ctx.outcome.replies.append(Reply(text=ctx._("Registration cancelled. Nothing was saved."), remove_keyboard=True))
+    menus.show_main_menu(ctx)
+
+
+# --------------------------------------------------------------------------- telling the admins
+
+
+def review_keyboard(_: Translator, business_id: int) -> Keyboard:
+    return [[
+        button(_("✅ Verify"), data("bizrev", "verify", business_id)),
+        button(_("❌ Reject"), data("bizrev", "reject", business_id)),
+        button(_("⛔ Suspend"), data("bizrev", "suspend", business_id)),
+    ]]
+
+
+def business_card(_: Translator, business: Business) -> str:
+    location = (f"{business.latitude:.5f}, {business.longitude:.5f}" if business.latitude is not None
+                else _("not shared"))
+    return _("🏪 <b>{name}</b> (#{id})\n📍 {address}\n🧭 {location}\n📞 {phone}\n👤 Telegram user {owner}",
+             name=escape(business.name), id=business.id, address=escape(business.address), location=location,
+             phone=escape(business.phone), owner=business.owner_id)
+
+
+def _notify_admins(ctx: Context, business: Business) -> None:
+    for admin_id in sorted(ctx.settings.admin_ids):
+        admin = ctx.session.get(User, admin_id)
+        _ = Translator(admin.language if admin else "en")
+        text = _("🆕 <b>A business asks for verification</b>\n\n") + business_card(_, business)
+        notifications.notify(
+            ctx.session, f"business:{business.id}:submitted:{ctx.update.update_id}:admin:{admin_id}", admin_id,
+            Reply(text=text, keyboard=review_keyboard(_, business.id), kind="admin"),
+        )

@@ -1,0 +1,353 @@
+"""The customer's side of the chat: browse deals, look at one, reserve, see and cancel orders."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from bot.conversation import menus
+from bot.conversation.cards import escape, format_distance, format_window, local_time, offer_caption
+from bot.conversation.context import Context
+from bot.conversation.registry import StaleButton, button, command, data, deep_link
+from bot.conversation.replies import Reply
+from bot.conversation.replies import button as key
+from core.db import after_commit
+from core.i18n import N_, Translator
+from domain import catalog, ordering
+from domain.catalog import Sort
+from domain.images import discount_percent, format_money
+from models import Business, Offer, OfferStatus, Order, OrderStatus
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise StaleButton from None
+    if not 0 <= number < 2**63:
+        raise StaleButton
+    return number
+
+
+# -- browsing ---------------------------------------------------------------------------------
+
+SORT_TITLES = {
+    Sort.NEAREST: N_("📍 Deals near you"),
+    Sort.NEWEST: N_("🆕 Newest deals"),
+    Sort.POPULAR: N_("🔥 Most ordered deals"),
+}
+
+
+@command("deals")
+def cmd_deals(ctx: Context, _argument: str) -> None:
+    show_deals(ctx, Sort.NEWEST, 0)
+
+
+@button("deals")
+def btn_deals(ctx: Context, args: list[str]) -> None:
+    try:
+        sort = Sort(args[0]) if args else Sort.NEWEST
+    except ValueError:
+        raise StaleButton from None
+    page = _int(args[1]) if len(args) > 1 else 0
+    if sort is Sort.NEAREST and ctx.user.latitude is None:
+        ask_for_location(ctx)
+        return
+    show_deals(ctx, sort, page)
+
+
+@button("near")
+def btn_near(ctx: Context, _args: list[str]) -> None:
+    if ctx.user.latitude is None:
+        ask_for_location(ctx)
+    else:
+        show_deals(ctx, Sort.NEAREST, 0)
+
+
+def ask_for_location(ctx: Context) -> None:
+    _ = ctx._
+    ctx.outcome.replies.append(Reply(
+        text=_("To show deals near you, tap <b>📍 Share my location</b> below (on your phone). "
+               "Or browse all deals with /deals."),
+        location_request=_("📍 Share my location"),
+    ))
+
+
+def location_shared(ctx: Context, latitude: float, longitude: float) -> None:
+    """A location shared outside any flow sets "near me" and shows what is close."""
+    ctx.user.latitude = latitude
+    ctx.user.longitude = longitude
+    ctx.user.location_updated_at = _now()
+    ctx.outcome.replies.append(Reply(text=ctx._("📍 Location saved."), remove_keyboard=True))
+    show_deals(ctx, Sort.NEAREST, 0)
+
+
+def show_deals(ctx: Context, sort: Sort, page: int) -> None:
+    _ = ctx._
+    latitude, longitude = ctx.user.latitude, ctx.user.longitude
+    result = catalog.browse(ctx.session, _now(), sort, page, latitude=latitude, longitude=longitude)
+    lines = [f"<b>{_(SORT_TITLES[sort])}</b>", ""]
+    rows = []
+    first = page * catalog.PAGE_SIZE
+    for number, item in enumerate(result.items, start=first + 1):
+        offer = item.offer
+        price = format_money(offer.price_minor, offer.currency)
+        details = [
+            f"{price} (−{discount_percent(offer.price_minor, offer.original_price_minor)} %)",
+            _("{count} left", count=offer.units_left),
+            format_window(_, offer.pickup_start, offer.pickup_end, item.business.timezone, _now()),
+            escape(item.business.name),
+        ]
+        if item.distance_km is not None:
+            details.append(format_distance(item.distance_km))
+        lines.append(f"{number}. <b>{escape(offer.title)}</b> — " + " · ".join(details))
+        rows.append([key(f"{number}. {offer.title[:40]} · {price}", data("offer", offer.id))])
+    if not result.items:
+        lines.append(_("No deals within {km} km of you right now.", km=int(catalog.NEARBY_RADIUS_KM))
+                     if sort is Sort.NEAREST else _("No deals right now. Please look again later."))
+    paging = []
+    if page > 0:
+        paging.append(key(_("◀️ Previous"), data("deals", sort.value, page - 1)))
+    if result.has_next:
+        paging.append(key(_("Next ▶️"), data("deals", sort.value, page + 1)))
+    if paging:
+        rows.append(paging)
+    sorts = [(Sort.NEWEST, _("🆕 Newest")), (Sort.POPULAR, _("🔥 Popular")), (Sort.NEAREST, _("📍 Near me"))]
+    rows.append([key(("✓ " if s is sort else "") + label, data("deals", s.value, 0)) for s, label in sorts])
+    rows.append(menus.home_row(_))
+    ctx.show("\n".join(lines), rows)
+
+
+# -- one offer -----------------------------------------------------------------------------------
+
+
+@deep_link("offer_")
+def open_shared_offer(ctx: Context, rest: str) -> None:
+    """t.me/<bot>?start=offer_<id>: a business shared its offer."""
+    if not rest.isdigit():
+        menus.show_main_menu(ctx)
+        return
+    show_offer(ctx, int(rest))
+
+
+@button("offer")
+def btn_offer(ctx: Context, args: list[str]) -> None:
+    if not args:
+        raise StaleButton
+    show_offer(ctx, _int(args[0]))
+
+
+def show_offer(ctx: Context, offer_id: int) -> None:
+    _ = ctx._
+    listing = catalog.offer_listing(ctx.session, offer_id, latitude=ctx.user.latitude,
+                                    longitude=ctx.user.longitude)
+    if listing is None or listing.offer.status == OfferStatus.DRAFT:
+        ctx.toast(_("This offer doesn't exist (any more)."))
+        show_deals(ctx, Sort.NEWEST, 0)
+        return
+    offer, business = listing.offer, listing.business
+    rows = []
+    if offer.status == OfferStatus.ACTIVE and offer.pickup_end > _now():
+        most = min(offer.units_left, ordering.MAX_PER_ORDER)
+        rows.append([key(_("Order {count}", count=n) if n == 1 else str(n), data("qty", offer.id, n))
+                     for n in range(1, most + 1)])
+    following = catalog.is_following(ctx.session, ctx.user.id, business.id)
+    rows.append([key(_("💔 Unfollow {name}", name=business.name[:30]) if following
+                     else _("❤️ Follow {name}", name=business.name[:30]),
+                     data("follow", business.id, offer.id, 0 if following else 1))])
+    rows.append([key(_("⬅️ Deals"), data("deals")), *menus.home_row(_)])
+    caption = offer_caption(_, offer, business, _now(), listing.distance_km)
+    if offer.photo_card_file_id:
+        ctx.outcome.replies.append(Reply(text=caption, photo=offer.photo_card_file_id, keyboard=rows))
+    else:
+        ctx.show(caption, rows)
+
+
+@button("follow")
+def btn_follow(ctx: Context, args: list[str]) -> None:
+    if len(args) != 3 or args[2] not in ("0", "1"):
+        raise StaleButton
+    business_id, offer_id, follow = _int(args[0]), _int(args[1]), args[2] == "1"
+    business = ctx.session.get(Business, business_id)
+    if business is None:
+        raise StaleButton
+    catalog.set_following(ctx.session, ctx.user.id, business_id, follow)
+    _ = ctx._
+    ctx.toast(_("You'll hear about new deals from {name}.", name=business.name) if follow
+              else _("You won't hear about {name} any more.", name=business.name))
+    show_offer(ctx, offer_id)
+
+
+# -- ordering ------------------------------------------------------------------------------------
+
+
+def _orderable(ctx: Context, offer_id: int) -> tuple[Offer, Business] | None:
+    listing = catalog.offer_listing(ctx.session, offer_id)
+    if listing is None or listing.offer.status != OfferStatus.ACTIVE or listing.offer.pickup_end <= _now():
+        ctx.toast(ctx._("This offer can't be ordered any more."), alert=True)
+        if listing is not None and listing.offer.status != OfferStatus.DRAFT:
+            show_offer(ctx, offer_id)
+        else:
+            show_deals(ctx, Sort.NEWEST, 0)
+        return None
+    return listing.offer, listing.business
+
+
+@button("qty")
+def btn_quantity(ctx: Context, args: list[str]) -> None:
+    if len(args) != 2:
+        raise StaleButton
+    offer_id, quantity = _int(args[0]), _int(args[1])
+    if not 1 <= quantity <= ordering.MAX_PER_ORDER:
+        raise StaleButton
+    found = _orderable(ctx, offer_id)
+    if found is None:
+        return
+    offer, business = found
+    _ = ctx._
+    total = format_money(offer.price_minor * quantity, offer.currency)
+    text = _(
+        "Reserve <b>{count} × {title}</b> for <b>{total}</b>?\n"
+        "Pickup {window} at {place}.\n\n"
+        "You then have {minutes} minutes to pay by card.",
+        count=quantity, title=escape(offer.title), total=total,
+        window=format_window(_, offer.pickup_start, offer.pickup_end, business.timezone, _now()),
+        place=escape(f"{business.name}, {business.address}"), minutes=ctx.settings.hold_minutes,
+    )
+    ctx.show(text, [
+        [key(_("✅ Reserve and pay"), data("buy", offer.id, quantity, offer.price_minor))],
+        [key(_("⬅️ Back"), data("offer", offer.id)), *menus.home_row(_)],
+    ])
+
+
+@button("buy")
+def btn_buy(ctx: Context, args: list[str]) -> None:
+    if len(args) != 3:
+        raise StaleButton
+    offer_id, quantity, price_seen = _int(args[0]), _int(args[1]), _int(args[2])
+    if not 1 <= quantity <= ordering.MAX_PER_ORDER:
+        raise StaleButton
+    found = _orderable(ctx, offer_id)
+    if found is None:
+        return
+    offer, _business = found
+    _ = ctx._
+    if offer.price_minor != price_seen:
+        ctx.toast(_("The price has changed. Please check the offer again."), alert=True)
+        show_offer(ctx, offer_id)
+        return
+    request_key = f"tap:{ctx.update.update_id}"
+    customer_id = ctx.user.id
+
+    def hand_over() -> None:
+        from tasks.app import app
+
+        app.send_task("reservations.place_order", args=[offer_id, customer_id, quantity, request_key])
+
+    after_commit(ctx.session, hand_over)
+    ctx.toast(_("Reserving…"))
+    ctx.show(_("⏳ Reserving {count} × {title}…", count=quantity, title=escape(offer.title)))
+
+
+# -- my orders -----------------------------------------------------------------------------------
+
+ORDER_STATES = {
+    OrderStatus.HELD: N_("⏳ waiting for payment"),
+    OrderStatus.PAID: N_("✅ paid"),
+    OrderStatus.COLLECTED: N_("🛍 collected"),
+    OrderStatus.CANCELLED: N_("✖️ cancelled"),
+    OrderStatus.EXPIRED: N_("⌛ expired unpaid"),
+    OrderStatus.REFUNDED: N_("↩️ refunded"),
+}
+
+
+@command("orders")
+def cmd_orders(ctx: Context, _argument: str) -> None:
+    show_orders(ctx)
+
+
+@button("orders")
+def btn_orders(ctx: Context, _args: list[str]) -> None:
+    show_orders(ctx)
+
+
+def _order_line(_: Translator, order: Order, offer: Offer, business: Business) -> str:
+    amount = format_money(order.amount_minor, order.currency)
+    line = (f"<b>{order.quantity} × {escape(offer.title)}</b> — {amount} · {_(ORDER_STATES[order.status])}\n"
+            f"   🏪 {escape(business.name)} · "
+            + format_window(_, offer.pickup_start, offer.pickup_end, business.timezone, _now()))
+    if order.status == OrderStatus.PAID and order.pickup_code:
+        line += "\n   " + _("Pickup code: <b>{code}</b>", code=order.pickup_code)
+    if order.status == OrderStatus.HELD and order.hold_expires_at:
+        deadline = local_time(order.hold_expires_at, business.timezone)
+        line += "\n   " + _("Pay by {time}", time=f"{deadline:%H:%M}")
+    return line
+
+
+def show_orders(ctx: Context) -> None:
+    _ = ctx._
+    current, past = catalog.customer_orders(ctx.session, ctx.user.id)
+    lines = [f"<b>{_('🧾 My orders')}</b>", ""]
+    rows = []
+    if current:
+        lines += [_order_line(_, *row) for row in current]
+        for order, offer, _business in current:
+            label = f"{order.quantity} × {offer.title[:28]}"
+            if order.status == OrderStatus.HELD and order.checkout_url:
+                rows.append([{"text": _("💳 Pay: {label}", label=label), "url": order.checkout_url}])
+            rows.append([key(_("✖️ Cancel: {label}", label=label), data("ocancel", order.id))])
+    else:
+        lines.append(_("No open orders. Find something good with /deals."))
+    if past:
+        lines += ["", f"<b>{_('Earlier')}</b>", *[_order_line(_, *row) for row in past]]
+    rows.append([key(_("🔎 Browse deals"), data("deals")), *menus.home_row(_)])
+    ctx.show("\n".join(lines), rows)
+
+
+def _own_open_order(ctx: Context, order_id: int) -> tuple[Order, Offer]:
+    order = ctx.session.get(Order, order_id)
+    if order is None or order.customer_id != ctx.user.id:
+        raise StaleButton  # someone else's order looks exactly like a missing one
+    return order, ctx.session.get(Offer, order.offer_id)
+
+
+@button("ocancel")
+def btn_cancel_order(ctx: Context, args: list[str]) -> None:
+    if len(args) != 1:
+        raise StaleButton
+    order, offer = _own_open_order(ctx, _int(args[0]))
+    _ = ctx._
+    if order.status == OrderStatus.HELD:
+        text = _("Let go of your reservation of {count} × {title}?", count=order.quantity, title=escape(offer.title))
+    elif order.status == OrderStatus.PAID:
+        text = _("Cancel your order of {count} × {title}? You get {amount} back on your card.",
+                 count=order.quantity, title=escape(offer.title),
+                 amount=format_money(order.amount_minor, order.currency))
+    else:
+        ctx.toast(_("This order can't be cancelled any more."))
+        show_orders(ctx)
+        return
+    ctx.show(text, [[key(_("✖️ Yes, cancel"), data("ocancelok", order.id)), key(_("⬅️ Back"), data("orders"))]])
+
+
+@button("ocancelok")
+def btn_cancel_order_confirmed(ctx: Context, args: list[str]) -> None:
+    if len(args) != 1:
+        raise StaleButton
+    order, _offer = _own_open_order(ctx, _int(args[0]))
+    _ = ctx._
+    if order.status == OrderStatus.HELD:
+        done = ordering.cancel_hold(ctx.session, order.id, ctx.user.id)
+        ctx.toast(_("Reservation released.") if done else _("This order can't be cancelled any more."))
+    elif order.status == OrderStatus.PAID:
+        from domain import payments
+
+        outcome = payments.cancel_by_customer(ctx.session, order.id, ctx.user.id, _now())
+        ctx.toast(payments.describe_cancellation(_, outcome), alert=True)
+    else:
+        ctx.toast(_("This order can't be cancelled any more."))
+    ctx.session.expire_all()  # the engine changed rows with plain SQL; read them afresh
+    show_orders(ctx)

@@ -1,0 +1,162 @@
+"""A customer finds a deal, looks at it, reserves, sees and cancels the order — as a user would,
+through the Telegram fake and a real worker."""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+
+from core import db
+from models import Follow, Offer, Order, OrderStatus
+from tests.factories import make_business, make_offer
+
+
+def buttons(message: dict) -> dict[str, str]:
+    """Button text → callback data (or url) of a message."""
+    markup = message.get("reply_markup") or {}
+    return {b["text"]: b.get("callback_data") or b.get("url") for row in markup.get("inline_keyboard", [])
+            for b in row}
+
+
+def data_starting(message: dict, prefix: str) -> list[str]:
+    return [d for d in buttons(message).values() if d and d.startswith(prefix)]
+
+
+def tap(stack, user: int, message: dict, callback_data: str, **kwargs) -> list[dict]:
+    pressed = stack.telegram.press_button(user, message["message_id"], callback_data, **kwargs)
+    return stack.telegram.wait_for_reply(user, after_seq=pressed["seq"], timeout=15)
+
+
+def say(stack, user: int, text: str) -> list[dict]:
+    sent = stack.telegram.send_text(user, text)
+    return stack.telegram.wait_for_reply(user, sent["message_id"], timeout=15)
+
+
+def wait_for(predicate, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def _answered(stack, pressed: dict) -> bool:
+    return any(q["callback_query_id"] == pressed["callback_query_id"] and q["answered"]
+               for q in stack.telegram.callback_answers())
+
+
+def order_of(user: int) -> Order | None:
+    with db.session_scope() as session:
+        return session.scalars(sa.select(Order).where(Order.customer_id == user)).first()
+
+
+def test_browse_open_reserve_and_cancel(stack, user):
+    business = make_business(name="Bäckerei <Sonne>")
+    offer_id = make_offer(business, "Croissant bag", quantity=3)
+    (listing,) = say(stack, user, "/deals")
+    assert "Croissant bag" in listing["text"] and "Bäckerei <Sonne>" in listing["text"]
+    (card,) = tap(stack, user, listing, f"offer:{offer_id}")
+    assert "3 left" in card["text"] and "€3.50" in card["text"] and "−50 %" in card["text"]
+    assert data_starting(card, f"qty:{offer_id}:") == [f"qty:{offer_id}:{n}" for n in (1, 2, 3)]
+    (confirm,) = tap(stack, user, card, f"qty:{offer_id}:2")
+    assert "2 × Croissant bag" in confirm["text"] and "€7.00" in confirm["text"]
+    stack.telegram.press_button(user, confirm["message_id"], f"buy:{offer_id}:2:350")
+    # The payments worker follows up with the Pay link, possibly before the "Reserving" edit lands.
+    wait_for(lambda: any("Reserving" in m.get("text", "") for m in stack.telegram.messages(user)))
+    order = wait_for(lambda: order_of(user))
+    assert order.status == OrderStatus.HELD and order.quantity == 2 and order.amount_minor == 700
+    with db.session_scope() as session:
+        assert session.get(Offer, offer_id).units_held == 2
+
+    wait_for(lambda: any("Pay" in str(m.get("reply_markup")) for m in stack.telegram.messages(user)[-3:]))
+    (orders,) = say(stack, user, "/orders")
+    assert "2 × Croissant bag" in orders["text"] and "waiting for payment" in orders["text"]
+    (sure,) = tap(stack, user, orders, f"ocancel:{order.id}")
+    replies = tap(stack, user, sure, f"ocancelok:{order.id}")
+    assert "cancelled" in replies[-1]["text"]
+    with db.session_scope() as session:
+        assert session.get(Order, order.id).status == OrderStatus.CANCELLED
+        assert session.get(Offer, offer_id).units_held == 0
+
+
+def test_last_unit_goes_to_one_customer_and_the_other_hears_it_sold_out(stack, user):
+    from tests.e2e.conftest import new_user_id
+
+    offer_id = make_offer(make_business(), "Last loaf", quantity=1)
+    rival = new_user_id()
+    # Both open the confirm screen, then both tap "Reserve" at once.
+    screens = {}
+    for customer in (user, rival):
+        (card,) = say(stack, customer, f"/start offer_{offer_id}")
+        (screens[customer],) = tap(stack, customer, card, f"qty:{offer_id}:1")
+    for customer in (user, rival):
+        stack.telegram.press_button(customer, screens[customer]["message_id"], f"buy:{offer_id}:1:350")
+    winners = wait_for(lambda: [c for c in (user, rival) if order_of(c)])
+    assert len(winners) == 1
+    loser = rival if winners == [user] else user
+    # Told either by the reservation engine ("just sold out") or, if the offer was already sold
+    # out when the tap was handled, by a fresh card ("Status: sold out").
+    wait_for(lambda: any("sold out" in m.get("text", "") for m in stack.telegram.messages(loser)))
+    with db.session_scope() as session:
+        offer = session.get(Offer, offer_id)
+        assert (offer.units_held, offer.status.value) == (1, "sold_out")
+
+
+def test_a_price_change_is_noticed_before_reserving(stack, user):
+    offer_id = make_offer(make_business(), "Soup", price_minor=400, original_price_minor=800)
+    (card,) = say(stack, user, f"/start offer_{offer_id}")
+    (confirm,) = tap(stack, user, card, f"qty:{offer_id}:1")
+    with db.session_scope() as session:
+        session.get(Offer, offer_id).price_minor = 450
+    replies = tap(stack, user, confirm, f"buy:{offer_id}:1:400")
+    assert "€4.50" in replies[-1]["text"]
+    assert order_of(user) is None
+
+
+def test_near_me_asks_for_a_location_then_sorts_by_distance(stack, user):
+    near = make_offer(make_business(name="Corner Café", latitude=48.1375, longitude=11.5755), "Bagels")
+    far = make_offer(make_business(name="Far Bakery", latitude=53.55, longitude=9.99), "Pretzels")
+    say(stack, user, "/start")
+    menu = [m for m in stack.telegram.messages(user) if m.get("reply_markup")][-1]
+    (ask,) = tap(stack, user, menu, "near")
+    assert "Share my location" in str(ask["reply_markup"])
+    stack.telegram.send_location(user, 48.1372, 11.5756)
+    listing = wait_for(lambda: next((m for m in stack.telegram.messages(user) if "Deals near you" in m.get("text", "")),
+                                    None))
+    assert "Bagels" in listing["text"] and "Pretzels" not in listing["text"]
+    assert " m" in listing["text"]  # the distance, in metres this close
+    assert f"offer:{near}" in buttons(listing).values() and f"offer:{far}" not in buttons(listing).values()
+
+
+def test_follow_and_unfollow_a_business(stack, user):
+    business = make_business(name="Green Grocer")
+    offer_id = make_offer(business, "Veg box")
+    (card,) = say(stack, user, f"/start offer_{offer_id}")
+    (follow_data,) = data_starting(card, "follow:")
+    assert follow_data == f"follow:{business}:{offer_id}:1"
+    tap(stack, user, card, follow_data)
+    with db.session_scope() as session:
+        assert session.get(Follow, (user, business)) is not None
+
+
+def test_forged_buttons_change_nothing(stack, user):
+    from tests.e2e.conftest import new_user_id
+
+    offer_id = make_offer(make_business(), "Cake", quantity=2)
+    owner = new_user_id()
+    (card,) = say(stack, owner, f"/start offer_{offer_id}")
+    (confirm,) = tap(stack, owner, card, f"qty:{offer_id}:1")
+    tap(stack, owner, confirm, f"buy:{offer_id}:1:350")
+    order = wait_for(lambda: order_of(owner))
+    (menu,) = say(stack, user, "/help")
+    presses = [stack.telegram.press_button(user, menu["message_id"], forged, forge=True) for forged in (
+        f"ocancelok:{order.id}", f"ocancel:{order.id}", f"qty:{offer_id}:99", "buy:1:1", "offer:abc",
+        f"qty:{offer_id}:-1", "deals:zzz:0", "offer:99999999999999999999")]
+    # Every press is answered ("out of date"), none changes anything.
+    wait_for(lambda: all(_answered(stack, p) for p in presses))
+    with db.session_scope() as session:
+        assert session.get(Order, order.id).status == OrderStatus.HELD
+        assert session.get(Offer, offer_id).units_held == 1
