@@ -235,7 +235,9 @@ class BotAccount:
     def reset(self) -> None:
         self.chats: dict[int, Chat] = {}
         self.pending_updates: list[dict[str, Any]] = []
-        self.next_update_id = 1
+        # Like Telegram, never hand out an update_id twice, even across restarts of the fake: the
+        # bot remembers ids it has seen (Redis, Postgres) and would drop a repeated one.
+        self.next_update_id = time.time_ns() // 1_000_000
         self.allowed_updates: list[str] | None = None
         self.webhook: WebhookConfig | None = None
         self.last_error_date: int | None = None

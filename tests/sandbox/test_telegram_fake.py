@@ -645,12 +645,21 @@ def test_each_injected_update_kind_parses(fake: TelegramFake, client: TelegramFa
     assert updates[6].my_chat_member.old_chat_member.status == "member"
 
 
+def test_update_ids_continue_across_restarts() -> None:
+    """The bot remembers update ids it has handled; a restarted fake must not hand them out again."""
+    with TelegramFake() as first:
+        earlier = first.client().send_text(USER, "before the restart")["update_id"]
+    with TelegramFake() as second:
+        assert second.client().send_text(USER, "after the restart")["update_id"] > earlier
+
+
 def test_raw_update_keeps_given_id(fake: TelegramFake, client: TelegramFakeClient) -> None:
-    given = client.send_update({"update_id": 500, "unknown_kind": {"weird": True}})
+    first = 10**15  # above the fake's own counter, which starts at the clock in milliseconds
+    given = client.send_update({"update_id": first, "unknown_kind": {"weird": True}})
     follow_up = client.send_text(USER, "after")
-    assert (given["update_id"], follow_up["update_id"]) == (500, 501)
+    assert (given["update_id"], follow_up["update_id"]) == (first, first + 1)
     updates = run(fetch_updates(fake))
-    assert [u.update_id for u in updates] == [500, 501]
+    assert [u.update_id for u in updates] == [first, first + 1]
 
 
 def test_wait_for_reply_sees_new_messages_and_edits(fake: TelegramFake, client: TelegramFakeClient) -> None:
