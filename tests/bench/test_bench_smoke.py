@@ -21,5 +21,7 @@ def test_bench_smoke_writes_a_report(tmp_path):
     assert gateway_run["requests"] > 0 and gateway_run["non_2xx"] == 0
     # Everything acknowledged was queued (wrk may stop before reading the last replies).
     assert gateway_run["queued"] >= gateway_run["requests"]
+    (reservations,) = report["reservations"]
+    assert reservations["oversold_units"] == 0 and reservations["ledger_rows_match"]
     assert report["images"]["pipeline"]["output_bytes"]["card"] > 0
     assert "# Benchmarks" in (tmp_path / "report.md").read_text()
