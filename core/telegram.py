@@ -148,12 +148,6 @@ class TelegramApi:
     def answer_callback_query(self, callback_query_id: str, text: str | None = None, show_alert: bool = False) -> bool:
         return self.run(self.bot.answer_callback_query(callback_query_id, text=text, show_alert=show_alert))
 
-    def delete_message(self, chat_id: int, message_id: int) -> bool:
-        return self.run(self.bot.delete_message(chat_id, message_id))
-
-    def send_chat_action(self, chat_id: int, action: str) -> bool:
-        return self.run(self.bot.send_chat_action(chat_id, action))
-
     def download_file(self, file_id: str) -> bytes:
         async def _download() -> bytes:
             file = await self.bot.get_file(file_id)

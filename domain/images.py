@@ -132,9 +132,9 @@ class ProcessedPhoto:
 _CURRENCY_SYMBOLS = {"EUR": "€", "GBP": "£", "USD": "$"}
 # ISO 4217 currencies whose minor unit is not 1/100.
 _ZERO_DECIMAL = frozenset(
-    "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF".split()
+    ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"]
 )
-_THREE_DECIMAL = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
+_THREE_DECIMAL = frozenset(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"])
 
 
 def _money_parts(minor: int, currency: str) -> tuple[str, str, str]:

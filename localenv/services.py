@@ -57,7 +57,7 @@ class RedisServer:
     def pidfile(self) -> Path:
         return self.directory / "redis.pid"
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         self.directory = self.directory.resolve()
         binary = shutil.which("redis-server")
         if not binary:
@@ -143,7 +143,7 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(path, "postgres", "postgres")
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         self.directory = self.directory.resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
         self._chown(self.directory)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import structlog
 from celery import Celery
-from celery.signals import setup_logging, worker_process_init
+from celery.signals import before_task_publish, setup_logging, worker_process_init
 
 from beat_schedule import SCHEDULE
 from core.logging import configure_logging
@@ -26,6 +27,15 @@ app.conf.beat_schedule = SCHEDULE
 def _configure_logging(**_kwargs) -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
+
+
+@before_task_publish.connect
+def _pass_on_correlation_id(headers: dict | None = None, **_kwargs) -> None:
+    """A task sent while another runs carries that one's correlation id (from the update or Stripe
+    event that started it all), so one id follows a request through every task it causes."""
+    cid = structlog.contextvars.get_contextvars().get("cid")
+    if cid and headers is not None and not headers.get("cid"):
+        headers["cid"] = cid
 
 
 @worker_process_init.connect

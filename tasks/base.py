@@ -61,8 +61,3 @@ class BaseTask(Task):
                 )
         except Exception as error:  # noqa: BLE001 - a dead letter must never mask the failure itself
             log.error("dead_letter_not_recorded", error=repr(error))
-
-
-def correlation_headers(cid: str) -> dict[str, str]:
-    """Headers that carry a correlation id to the tasks a task sends."""
-    return {"cid": cid}

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -90,9 +89,3 @@ def start_gateway(env: dict[str, str] | None = None) -> tuple[ManagedProcess, st
             break
         time.sleep(0.1)
     raise RuntimeError(f"gateway did not start:\n{gateway.output()[-4000:]}")
-
-
-def in_background(function, *args) -> threading.Thread:
-    thread = threading.Thread(target=function, args=args, daemon=True)
-    thread.start()
-    return thread

@@ -32,7 +32,7 @@ class Reply:
         return {k: v for k, v in asdict(self).items() if v not in (None, False) and k != "kind"}
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any], kind: str = "reply") -> "Reply":
+    def from_payload(cls, payload: dict[str, Any], kind: str = "reply") -> Reply:
         return cls(kind=kind, **payload)
 
 

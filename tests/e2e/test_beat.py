@@ -53,7 +53,7 @@ def test_two_beats_fire_each_job_once_and_the_second_takes_over(stack):
         wait_for_runs(actor, 1)
         second = start_beat("beat-b", schedule)
         second.wait_for_output("is starting", timeout=30)
-        time.sleep(1.0)  # let it get to the lock  # noqa: this is a start-up, not an event
+        time.sleep(1.0)  # let it reach the lock: a start-up step, with no event to wait for
         start, counted_from = time.monotonic(), len(runs(actor))
         wait_for_runs(actor, counted_from + 6)
         both_running = time.monotonic() - start

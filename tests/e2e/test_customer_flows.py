@@ -63,11 +63,15 @@ def test_browse_open_reserve_and_cancel(stack, user):
     assert data_starting(card, f"qty:{offer_id}:") == [f"qty:{offer_id}:{n}" for n in (1, 2, 3)]
     (confirm,) = tap(stack, user, card, f"qty:{offer_id}:2")
     assert "2 × Croissant bag" in confirm["text"] and "€7.00" in confirm["text"]
-    stack.telegram.press_button(user, confirm["message_id"], f"buy:{offer_id}:2:350")
+    tapped = stack.telegram.press_button(user, confirm["message_id"], f"buy:{offer_id}:2:350")
     # The payments worker follows up with the Pay link, possibly before the "Reserving" edit lands.
     wait_for(lambda: any("Reserving" in m.get("text", "") for m in stack.telegram.messages(user)))
     order = wait_for(lambda: order_of(user))
     assert order.status == OrderStatus.HELD and order.quantity == 2 and order.amount_minor == 700
+    # One correlation id follows the tap through the tasks it caused (reservation, checkout).
+    cid = f'"cid": "tg:{tapped["update_id"]}"'
+    wait_for(lambda: all(any(cid in line and task in line for line in stack.worker.output().splitlines())
+                         for task in ("reservations.place_order", "payments.create_checkout")))
     with db.session_scope() as session:
         assert session.get(Offer, offer_id).units_held == 2
 

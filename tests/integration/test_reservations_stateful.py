@@ -278,7 +278,7 @@ class ReservationMachine(RuleBasedStateMachine):
             for offer in self.offers:
                 row = s.execute(sa.text("SELECT units_held, units_sold, status, quantity FROM offers WHERE id = :id"),
                                 {"id": offer.id}).one()
-                assert 0 <= row.units_held and 0 <= row.units_sold
+                assert row.units_held >= 0 and row.units_sold >= 0
                 assert row.units_held + row.units_sold <= row.quantity
                 assert (row.units_held, row.units_sold, row.status) == (offer.held, offer.sold, offer.status)
                 assert rsv.stock_from_ledger(s, offer.id) == (offer.held, offer.sold)

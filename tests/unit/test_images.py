@@ -7,7 +7,6 @@ import pickle
 import random
 import re
 import struct
-import time
 import warnings
 import zlib
 from decimal import Decimal
@@ -328,7 +327,7 @@ def test_random_bytes():
 
 def test_text_file():
     rejected(b"Fresh bread, 50% off until 8pm!\nCome by.\n" * 20, "not_an_image")
-    rejected("<svg xmlns='http://www.w3.org/2000/svg'/>".encode(), "not_an_image")
+    rejected(b"<svg xmlns='http://www.w3.org/2000/svg'/>", "not_an_image")
 
 
 @pytest.mark.parametrize(
@@ -359,10 +358,8 @@ def _must_not_open(*args, **kwargs):
 def test_decompression_bombs_are_rejected_from_the_header(data, monkeypatch):
     monkeypatch.setattr(Image, "open", _must_not_open)
     before = Image.MAX_IMAGE_PIXELS
-    start = time.perf_counter()
     rejected(data, "too_many_pixels")
-    assert time.perf_counter() - start < 0.1
-    assert Image.MAX_IMAGE_PIXELS == before
+    assert before == Image.MAX_IMAGE_PIXELS
 
 
 def test_real_bomb_over_our_limit_but_under_pillows():
