@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test bench venv clean messages
+.PHONY: run test bench venv clean messages backup restore
 
 run: $(INSTALLED)
 	scripts/ensure-system-packages.sh run
@@ -20,6 +20,14 @@ bench: $(INSTALLED)
 	$(PY) -m bench
 
 venv: $(INSTALLED)
+
+# Dump the database (DATABASE_URL, else make run's cluster) to backups/surplus-<UTC timestamp>.dump.
+backup: $(INSTALLED)
+	$(PY) -m localenv.backup dump
+
+# Restore a dump over the database (stop `make run` first): make restore BACKUP=backups/surplus-....dump
+restore: $(INSTALLED)
+	$(PY) -m localenv.backup restore "$(BACKUP)"
 
 # Rebuilt whenever a requirements file changes.
 $(INSTALLED): requirements.txt requirements-dev.txt

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from bot import metrics
 from bot.publisher import BrokerUnavailable, UpdatePublisher
 from bot.stripe_webhook import StripeWebhook
-from core.logging import configure_logging, get_logger
+from core.logging import configure_logging, get_logger, init_error_reporting
 from core.settings import Settings, get_settings
 
 log = get_logger(__name__)
@@ -136,6 +136,7 @@ def tune_garbage_collector() -> None:
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    init_error_reporting(settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else None)
     tune_garbage_collector()
     uvicorn.run(
         create_app(settings),

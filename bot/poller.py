@@ -17,7 +17,7 @@ from telegram import Bot
 from telegram.error import Conflict, NetworkError, RetryAfter, TimedOut
 
 from bot.publisher import BrokerUnavailable, UpdatePublisher
-from core.logging import configure_logging, get_logger
+from core.logging import configure_logging, get_logger, init_error_reporting
 from core.settings import get_settings
 from core.telegram import ALLOWED_UPDATES, make_bot, retry_after_seconds
 
@@ -80,6 +80,7 @@ async def _unless_stopped(poll, stop: asyncio.Event, offset: int | None) -> int 
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    init_error_reporting(settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else None)
 
     async def _main() -> None:
         stop = asyncio.Event()

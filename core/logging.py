@@ -55,3 +55,17 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
 
 def get_logger(name: str):
     return structlog.stdlib.get_logger(name)
+
+
+def init_error_reporting(sentry_dsn: str | None) -> None:
+    """Optional Sentry (SENTRY_DSN): exceptions from the gateway, poller and workers. No personal
+    data is sent (send_default_pii off), and events pass through the same redaction as logs."""
+    if not sentry_dsn:
+        return
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+
+    def scrub(event: dict, _hint: dict) -> dict:
+        return _redact(None, None, event)
+
+    sentry_sdk.init(dsn=sentry_dsn, send_default_pii=False, integrations=[CeleryIntegration()], before_send=scrub)

@@ -7,7 +7,7 @@ from celery import Celery
 from celery.signals import before_task_publish, setup_logging, worker_process_init
 
 from beat_schedule import SCHEDULE
-from core.logging import configure_logging
+from core.logging import configure_logging, init_error_reporting
 from core.settings import get_settings
 
 TASK_MODULES = [
@@ -27,6 +27,7 @@ app.conf.beat_schedule = SCHEDULE
 def _configure_logging(**_kwargs) -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    init_error_reporting(settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else None)
 
 
 @before_task_publish.connect
