@@ -41,7 +41,9 @@ result_expires = 24 * 3600
 
 # Redis redelivers an unacknowledged message after this long; it must exceed every
 # countdown/eta we use (the longest retry backoff is 10 minutes) or tasks would run twice.
-broker_transport_options = {"visibility_timeout": 3600, "health_check_interval": 10}
+# (BROKER_VISIBILITY_TIMEOUT, default 3600, lets a test see a killed worker's messages come back
+# quickly: a worker starting up restores every unacknowledged message older than this.)
+broker_transport_options = {"visibility_timeout": _settings.broker_visibility_timeout, "health_check_interval": 10}
 result_backend_transport_options = {"health_check_interval": 10}
 redis_backend_health_check_interval = 10
 # Keep retrying the broker at start-up and after a loss instead of exiting.

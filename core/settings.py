@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     # Customers may cancel a paid order (and get a refund) until this long before pickup starts.
     cancellation_cutoff_minutes: int = Field(default=60, ge=0, le=24 * 60)
 
+    # Redis redelivers a message no worker acknowledged (its worker died) after this many seconds
+    # (kombu's visibility_timeout). Keep the default in production; tests lower it.
+    broker_visibility_timeout: int = Field(default=3600, ge=1)
+
     # How long the gateway remembers an update_id to drop Telegram's redeliveries.
     update_dedup_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     log_level: str = "INFO"

@@ -24,4 +24,7 @@ def test_bench_smoke_writes_a_report(tmp_path):
     (reservations,) = report["reservations"]
     assert reservations["oversold_units"] == 0 and reservations["ledger_rows_match"]
     assert report["images"]["pipeline"]["output_bytes"]["card"] > 0
+    notifications = report["notifications"]
+    assert notifications["received"] == notifications["count"] > 0
+    assert notifications["duplicates"] == 0 and notifications["lost"] == 0
     assert "# Benchmarks" in (tmp_path / "report.md").read_text()

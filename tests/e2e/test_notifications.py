@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import time
 
+import redis as redis_lib
 import sqlalchemy as sa
 
 from bot.conversation.replies import Reply
 from core import db
 from domain import notifications
 from models import Notification, NotificationStatus, User
+from tasks.app import app
+from tasks.notifications import deliver_in_order
+from localenv.services import RedisServer, free_port
 from tests.e2e.conftest import new_user_id
 from tests.factories import make_user
+from tests.processes import start_worker
 
 
 def _bot_texts(stack, chat_id: int) -> list[str]:
@@ -70,3 +75,99 @@ def test_a_blocked_user_stops_receiving(stack):
 def _status(note_id: int) -> NotificationStatus:
     with db.session_scope() as session:
         return session.get(Notification, note_id).status
+
+
+def test_a_worker_killed_mid_fan_out_sends_nothing_twice(stack, tmp_path):
+    """SIGKILL a worker while it holds a fan-out's messages; a new worker takes them over and
+    every message arrives exactly once.
+
+    The fan-out runs against a Redis of its own (the session worker consumes every queue of the
+    shared one, and must not take these tasks) with the stack's Telegram fake and the test database.
+
+    How the killed worker's messages come back (kombu's Redis transport, documented under its
+    transport options `visibility_timeout` / `unacked_restore_*`): a message delivered to a worker
+    is moved to the `unacked` hash with its delivery time, and removed when the worker acks it
+    (acks_late: after the task ran). Nothing tells Redis that a worker died, so its messages stay
+    there until some consumer restores the ones older than the visibility timeout to their queue:
+    every worker does that sweep once when it starts polling (`on_poll_init`), then periodically.
+    Production keeps 3600 s (longer than any retry countdown); worker B is started with
+    BROKER_VISIBILITY_TIMEOUT=1, so its start-up sweep restores worker A's messages at once.
+    """
+    private = RedisServer(tmp_path / "redis", free_port()).start()
+    broker = redis_lib.Redis.from_url(private.url)
+    env = {"REDIS_URL": private.url}  # DATABASE_URL and TELEGRAM_API_URL: the test's and the stack's
+    chats = [new_user_id() for _ in range(10)]
+    expected = {chat: [f"kill test {chat} #{n}" for n in range(4)] for chat in chats}
+    worker_a = worker_b = None
+    stack.telegram.set_rate_limit(True)
+    before = stack.telegram.stats()["too_many_requests"]
+    try:
+        for chat in chats:
+            stack.telegram.create_user(chat)
+            make_user(chat)
+        worker_a = start_worker("notify-kill-a", queues="notifications", env=env)
+        note_ids = []
+        with db.session_scope() as session:  # recorded like notify() does, but queued on our Redis
+            for n in range(4):
+                for chat in chats:
+                    note_ids.append(notifications.record(session, f"kill:{chat}:{n}", chat,
+                                                         Reply(text=expected[chat][n])))
+        with app.connection_for_write(private.url) as connection:
+            for note_id in note_ids:
+                deliver_in_order.apply_async(([note_id],), connection=connection)
+
+        # 4 messages per chat at 1/s per chat (burst 2): the first 20 go at once, the rest wait
+        # their turn as retries with a countdown, held (unacknowledged) by worker A. Kill it in that
+        # state: the queue drained, every other message in A's hands, every message Telegram
+        # received also committed as sent. (Two windows a SIGKILL can hit are not what this tests:
+        # between Telegram's answer and the commit, the Bot API having no idempotency key, that one
+        # message would go again; between kombu's BRPOP and its write to `unacked`, a message
+        # would be lost to Redis, and maintenance.retry_failed_notifications re-sends its row.)
+        def holding_the_rest() -> bool:
+            sent = _sent_count(stack, chats)
+            return (sent >= 20 and sent == _sent_rows(note_ids) and broker.llen("notifications") == 0
+                    and broker.hlen("unacked") >= len(note_ids) - sent)
+
+        _wait(holding_the_rest, timeout=20)
+        worker_a.kill()
+        worker_a.process.wait(10)
+        killed_at = time.monotonic()
+        sent_before_kill = _sent_count(stack, chats)
+        assert sent_before_kill < 40, "the fan-out finished before the kill: nothing was tested"
+        assert broker.hlen("unacked") > 0, "worker A held no unacknowledged messages when killed"
+
+        time.sleep(max(0.0, killed_at + 1.5 - time.monotonic()))  # older than the 1 s visibility timeout
+        worker_b = start_worker("notify-kill-b", queues="notifications",
+                                env={**env, "BROKER_VISIBILITY_TIMEOUT": "1"})
+        try:
+            _wait(lambda: all(len(_bot_texts(stack, chat)) >= 4 for chat in chats)
+                  and all(_status(i) != NotificationStatus.PENDING for i in note_ids), timeout=30)
+        except AssertionError:
+            missing = {chat: sorted(set(expected[chat]) - set(_bot_texts(stack, chat))) for chat in chats}
+            statuses = {i: _status(i).value for i in note_ids}
+            raise AssertionError(f"sent before kill {sent_before_kill}; missing {missing}; statuses {statuses}; "
+                                 f"unacked {broker.hlen('unacked')}; queued {broker.llen('notifications')}") from None
+        time.sleep(0.5)  # a duplicate would arrive right behind the original
+
+        for chat in chats:  # each message exactly once (retries may reorder a chat's messages)
+            assert sorted(_bot_texts(stack, chat)) == sorted(expected[chat])
+        assert all(_status(i) == NotificationStatus.SENT for i in note_ids)
+        assert broker.hlen("unacked") == 0
+        assert stack.telegram.stats()["too_many_requests"] == before
+    finally:
+        stack.telegram.set_rate_limit(False)
+        for worker in (worker_a, worker_b):
+            if worker is not None:
+                worker.stop()
+        broker.close()
+        private.stop()
+
+
+def _sent_count(stack, chats: list[int]) -> int:
+    return sum(len(_bot_texts(stack, chat)) for chat in chats)
+
+
+def _sent_rows(note_ids: list[int]) -> int:
+    with db.session_scope() as session:
+        return session.scalar(sa.select(sa.func.count()).select_from(Notification).where(
+            Notification.id.in_(note_ids), Notification.status == NotificationStatus.SENT))
