@@ -32,7 +32,8 @@ def wait_for_message(stack, user: int, predicate, after_id: int, timeout: float 
 
 def open_privacy(stack, user: int) -> dict:
     sent = stack.telegram.send_text(user, "/privacy")
-    (screen,) = stack.telegram.wait_for_reply(user, sent["message_id"], timeout=15)
+    # A new message: a late edit of an earlier screen may also arrive after this command.
+    screen = wait_for_message(stack, user, lambda m: "privacy:export" in buttons(m), sent["message_id"])
     assert "Your data" in screen["text"]
     assert buttons(screen)[:2] == ["privacy:export", "privacy:delete"]
     return screen
