@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from domain import audit
-from domain.offers import InvalidInput, clean_text
+from domain.offers import InvalidInput, bounded_text, clean_text
 from models import Business, BusinessStatus, Offer, OfferStatus
 
 NAME_MIN, NAME_MAX = 2, 80
@@ -21,12 +21,7 @@ PHONE_DIGITS_MIN, PHONE_DIGITS_MAX = 6, 15  # E.164 has at most 15 digits
 
 
 def parse_name(value: str) -> str:
-    name = clean_text(value)
-    if len(name) < NAME_MIN:
-        raise InvalidInput("name_short", min=NAME_MIN)
-    if len(name) > NAME_MAX:
-        raise InvalidInput("name_long", max=NAME_MAX)
-    return name
+    return bounded_text(value, NAME_MIN, NAME_MAX, "name")
 
 
 def parse_address(value: str) -> str:

@@ -76,13 +76,19 @@ def clean_text(value: str, *, multiline: bool = False) -> str:
     return " ".join(value.split())
 
 
+def bounded_text(value: str, minimum: int, maximum: int, kind: str) -> str:
+    """One line of user text, cleaned, between `minimum` and `maximum` characters; the error codes
+    are "<kind>_short" and "<kind>_long"."""
+    text = clean_text(value)
+    if len(text) < minimum:
+        raise InvalidInput(f"{kind}_short", min=minimum)
+    if len(text) > maximum:
+        raise InvalidInput(f"{kind}_long", max=maximum)
+    return text
+
+
 def parse_title(value: str) -> str:
-    title = clean_text(value)
-    if len(title) < TITLE_MIN:
-        raise InvalidInput("title_short", min=TITLE_MIN)
-    if len(title) > TITLE_MAX:
-        raise InvalidInput("title_long", max=TITLE_MAX)
-    return title
+    return bounded_text(value, TITLE_MIN, TITLE_MAX, "title")
 
 
 def parse_description(value: str) -> str:

@@ -338,20 +338,20 @@ def _tell_buyer(ctx: Context, offer: Offer, order_id: int, refunded: bool) -> No
                          Reply(text=text, keyboard=[[button(_("🔎 More deals"), data("deals"))]]))
 
 
-def _price(ctx: Context, offer: Offer) -> None:
+def _start_edit(ctx: Context, offer: Offer, edit: Flow) -> None:
     if offer.status not in EDITABLE:
         ctx.toast(ctx._("This offer can't be changed now."), alert=True)
         show_offer(ctx, offer)
         return
-    EDIT_PRICE.start(ctx, {"offer_id": offer.id})
+    edit.start(ctx, {"offer_id": offer.id})
+
+
+def _price(ctx: Context, offer: Offer) -> None:
+    _start_edit(ctx, offer, EDIT_PRICE)
 
 
 def _quantity(ctx: Context, offer: Offer) -> None:
-    if offer.status not in EDITABLE:
-        ctx.toast(ctx._("This offer can't be changed now."), alert=True)
-        show_offer(ctx, offer)
-        return
-    EDIT_QUANTITY.start(ctx, {"offer_id": offer.id})
+    _start_edit(ctx, offer, EDIT_QUANTITY)
 
 
 def _pickup(ctx: Context, offer: Offer) -> None:
