@@ -5,11 +5,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test bench venv clean messages backup restore
+.PHONY: run test bench venv clean messages backup restore demo
 
 run: $(INSTALLED)
 	scripts/ensure-system-packages.sh run
 	$(PY) -m localenv.run
+
+# With `make run` going in another terminal: a verified bakery with offers, played through the chat.
+demo: $(INSTALLED)
+	$(PY) -m sandbox.demo
 
 test: $(INSTALLED)
 	scripts/ensure-system-packages.sh test

@@ -26,6 +26,7 @@ PYTHON = sys.executable
 SANDBOX_TELEGRAM_PORT = 8081
 SANDBOX_STRIPE_PORT = 12111
 FLOWER_PORT = 5555
+SANDBOX_ADMIN_ID = 4242  # the web chat's admin persona
 
 # Workers per queue: (concurrency, prefetch). Updates are short, so that worker prefetches more.
 WORKERS = {
@@ -77,6 +78,15 @@ def prepare_environment() -> tuple[dict[str, str], list[object]]:
         if not sandbox:
             raise SystemExit("FLOWER_BASIC_AUTH is unset: Flower would be open to anyone (set user:password).")
         env["FLOWER_BASIC_AUTH"] = "admin:" + _persistent_secret("flower-password", lambda: secrets.token_urlsafe(12))
+    if sandbox:
+        # The web chat's admin persona (Ada) is an admin unless ADMIN_IDS names others.
+        if not env.get("ADMIN_IDS"):
+            env["ADMIN_IDS"] = str(SANDBOX_ADMIN_ID)
+        first_admin = env["ADMIN_IDS"].replace(";", ",").split(",")[0].strip()
+        env["TELEGRAM_FAKE_WEB_ADMIN_ID"] = first_admin if first_admin.isdigit() else str(SANDBOX_ADMIN_ID)
+        # The web chat links to Flower and shows the chat's tasks (fetched by the fake, credentials stay there).
+        env["TELEGRAM_FAKE_FLOWER_URL"] = f"http://127.0.0.1:{FLOWER_PORT}"
+        env["TELEGRAM_FAKE_FLOWER_AUTH"] = env["FLOWER_BASIC_AUTH"]
     env.setdefault("LOG_JSON", "false")  # readable lines in a terminal; JSON in production
     env["PYTHONUNBUFFERED"] = "1"
     return env, started
@@ -136,6 +146,10 @@ def banner(env: dict[str, str]) -> str:
     lines = ["", "Surplus marketplace is starting:"]
     if not env.get("BOT_TOKEN"):
         lines += [
+            "",
+            f"  >>> Open the web chat: http://127.0.0.1:{SANDBOX_TELEGRAM_PORT}/  <<<",
+            "      (a Telegram-like chat with the bot: customers, a business owner, an admin; ▶ Play the demo)",
+            "",
             f"  Telegram sandbox : http://127.0.0.1:{SANDBOX_TELEGRAM_PORT}  (no BOT_TOKEN: local fake)",
             "    say /start as a user: curl -s -XPOST http://127.0.0.1:8081/_sandbox/messages "
             "-H 'content-type: application/json' -d '{\"user_id\": 1001, \"text\": \"/start\"}'",

@@ -4,6 +4,7 @@
 #   PostgreSQL    (initdb/pg_ctl, unless DATABASE_URL is set; tests always need them)
 #   docker-compose (tests: it validates docker-compose.yml without an engine)
 #   wrk            (tests and benchmarks: the HTTP load generator)
+#   chromium, fonts-noto-color-emoji (tests: the web chat's browser tests, with the bot's emoji)
 # Usage: scripts/ensure-system-packages.sh run|test|bench
 set -euo pipefail
 mode=${1:-run}
@@ -20,6 +21,8 @@ fi
 if [ "$mode" != run ]; then
   command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
   command -v wrk >/dev/null 2>&1 || need+=(wrk)
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || need+=(fonts-noto-color-emoji)
   # pgbench (the Postgres ceiling in the benchmarks) comes with postgresql-contrib.
   command -v pgbench >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || need+=(postgresql-contrib)
 fi

@@ -12,6 +12,7 @@ import os
 
 from .server import serve_forever
 from .state import DEFAULT_TOKEN
+from .web import DEFAULT_ADMIN_ID, WebConfig
 
 
 def _parse_args() -> argparse.Namespace:
@@ -52,6 +53,18 @@ def _parse_args() -> argparse.Namespace:
         help="seconds to wait for the webhook's answer (env TELEGRAM_FAKE_WEBHOOK_TIMEOUT)",
     )
     parser.add_argument(
+        "--web-admin-id",
+        type=int,
+        default=int(env.get("TELEGRAM_FAKE_WEB_ADMIN_ID", str(DEFAULT_ADMIN_ID))),
+        help="the web chat's admin persona: one of the bot's ADMIN_IDS (env TELEGRAM_FAKE_WEB_ADMIN_ID)",
+    )
+    parser.add_argument(
+        "--flower-url",
+        default=env.get("TELEGRAM_FAKE_FLOWER_URL") or None,
+        help="Flower, linked from the web chat; with env TELEGRAM_FAKE_FLOWER_AUTH=user:password the "
+        "chat's tasks are shown too (env TELEGRAM_FAKE_FLOWER_URL)",
+    )
+    parser.add_argument(
         "--log-level", default=env.get("TELEGRAM_FAKE_LOG_LEVEL", "INFO"), help="env TELEGRAM_FAKE_LOG_LEVEL"
     )
     args = parser.parse_args()
@@ -73,6 +86,11 @@ def main() -> None:
             webhook_retry_initial=args.webhook_retry_initial,
             webhook_retry_max=args.webhook_retry_max,
             webhook_timeout=args.webhook_timeout,
+            web=WebConfig(
+                admin_id=args.web_admin_id,
+                flower_url=args.flower_url,
+                flower_auth=os.environ.get("TELEGRAM_FAKE_FLOWER_AUTH") or None,
+            ),
         )
 
 

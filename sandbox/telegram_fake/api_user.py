@@ -24,7 +24,7 @@ from .files import guess_mime_type, prepare_photo
 from .formatting import detect_entities, utf16_len
 from .http_params import read_request_values
 from .markup import inline_buttons
-from .state import BotAccount, CallbackQueryRecord, Chat, SandboxState, now_timestamp
+from .state import BotAccount, CallbackQueryRecord, Chat, SandboxState, now_timestamp, update_kind
 
 DEFAULT_WAIT_SECONDS = 10.0
 MAX_WAIT_SECONDS = 120.0
@@ -418,7 +418,78 @@ async def list_calls(request: Request) -> Response:
     bot_id = _int(query, "bot_id")
     if bot_id is not None:
         calls = [call for call in calls if call["bot_id"] == bot_id]
+    chat_id = _int(query, "chat_id")
+    if chat_id is not None:
+        with state.lock:
+            calls = [call for call in calls if _call_chat(state, call) == chat_id]
+    limit = _int(query, "limit")
+    if limit is not None and limit > 0:
+        calls = calls[-limit:]
     return _ok(calls=calls)
+
+
+def _call_chat(state: SandboxState, call: dict[str, Any]) -> int | None:
+    """The chat a Bot API call was about: its ``chat_id``, or the chat of the answered callback query."""
+    params = call.get("params") or {}
+    chat_id = params.get("chat_id")
+    if chat_id is None and params.get("callback_query_id") is not None:
+        for bot in state.bots.values():
+            record = bot.callback_queries.get(str(params["callback_query_id"]))
+            if record is not None:
+                return record.user_id
+        return None
+    try:
+        return int(chat_id) if chat_id is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+@_endpoint
+async def list_updates(request: Request) -> Response:
+    """The updates the fake handed to the bot (newest last), with whether the bot has taken them."""
+    state = _state(request)
+    query = dict(request.query_params)
+    bot = _bot(state, query)
+    chat_id = _int(query, "chat_id")
+    limit = _int(query, "limit", 50) or 50
+    with state.lock:
+        pending = {update["update_id"] for update in bot.pending_updates}
+        entries = [
+            {
+                "update_id": entry["update"]["update_id"],
+                "chat_id": entry["chat_id"],
+                "time": entry["time"],
+                "kind": update_kind(entry["update"]),
+                "delivered": entry["update"]["update_id"] not in pending,
+                "update": entry["update"],
+            }
+            for entry in state.update_log
+            if entry["bot_id"] == bot.id and (chat_id is None or entry["chat_id"] == chat_id)
+        ]
+    return _ok(updates=entries[-limit:])
+
+
+@_endpoint
+async def list_commands(request: Request) -> Response:
+    """The "/" menu a client shows in a chat: setMyCommands' list for the narrowest scope and the
+    user's language that has one (chat, all private chats, default; language, then none)."""
+    state = _state(request)
+    query = dict(request.query_params)
+    bot = _bot(state, query)
+    chat_id = _int(query, "chat_id")
+    language = (query.get("language_code") or "").strip()
+    scopes: list[dict[str, Any]] = []
+    if chat_id is not None:
+        scopes.append({"type": "chat", "chat_id": chat_id})
+    scopes += [{"type": "all_private_chats"}, {"type": "default"}]
+    with state.lock:
+        for scope in scopes:
+            key = orjson.dumps(scope, option=orjson.OPT_SORT_KEYS).decode()
+            for code in dict.fromkeys((language, "")):
+                commands = bot.commands.get((key, code))
+                if commands:
+                    return _ok(commands=commands, scope=scope, language_code=code)
+    return _ok(commands=[], scope=None, language_code=None)
 
 
 @_endpoint
@@ -588,6 +659,8 @@ def routes() -> list[Route]:
         Route(f"{prefix}/documents", send_document, methods=["POST"]),
         Route(f"{prefix}/callbacks", press_button, methods=["POST"]),
         Route(f"{prefix}/updates", inject_update, methods=["POST"]),
+        Route(f"{prefix}/updates", list_updates, methods=["GET"]),
+        Route(f"{prefix}/commands", list_commands, methods=["GET"]),
         Route(f"{prefix}/block", block_user, methods=["POST"]),
         Route(f"{prefix}/chats", list_chats, methods=["GET"]),
         Route(f"{prefix}/chats/{{chat_id:int}}/messages", chat_messages, methods=["GET"]),

@@ -21,6 +21,8 @@ from . import api_bot, api_user
 from .delivery import RetryPolicy, WebhookDispatcher
 from .errors import not_found
 from .state import SandboxState
+from .web import WebConfig
+from .web import routes as web_routes
 
 logger = logging.getLogger("sandbox.telegram_fake")
 
@@ -64,6 +66,7 @@ def create_app(
     retry: RetryPolicy | None = None,
     webhook_timeout: float = 10.0,
     on_ready: Callable[[], Any] | None = None,
+    web: WebConfig | None = None,
 ) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -85,6 +88,7 @@ def create_app(
         routes=[
             *api_bot.routes(),
             *api_user.routes(),
+            *web_routes(state, web or WebConfig()),
             Route("/{path:path}", _not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
         ],
         lifespan=lifespan,

@@ -15,6 +15,7 @@ from .app import create_app
 from .client import TelegramFakeClient
 from .delivery import RetryPolicy
 from .state import DEFAULT_TOKEN, SandboxState
+from .web import WebConfig
 
 if TYPE_CHECKING:
     import telegram
@@ -66,8 +67,10 @@ class TelegramFake:
         webhook_retry_initial: float = 0.2,
         webhook_retry_max: float = 5.0,
         webhook_timeout: float = 10.0,
+        web: WebConfig | None = None,
     ):
         self.tokens = list(tokens)
+        self._web = web
         self.state = SandboxState(self.tokens)
         self._host = host
         self._requested_port = port
@@ -86,7 +89,9 @@ class TelegramFake:
         self._port = sock.getsockname()[1]
         self.state.closing = False
         ready = threading.Event()
-        app = create_app(self.state, retry=self._retry, webhook_timeout=self._webhook_timeout, on_ready=ready.set)
+        app = create_app(
+            self.state, retry=self._retry, webhook_timeout=self._webhook_timeout, on_ready=ready.set, web=self._web
+        )
         self._server = _Server(_server_config(app), self.state)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="telegram-fake", daemon=True
@@ -192,6 +197,7 @@ def serve_forever(
     webhook_retry_initial: float = 0.2,
     webhook_retry_max: float = 5.0,
     webhook_timeout: float = 10.0,
+    web: WebConfig | None = None,
 ) -> None:
     """Run in the foreground until interrupted (used by ``python -m sandbox.telegram_fake``)."""
     state = SandboxState(tokens)
@@ -199,7 +205,7 @@ def serve_forever(
     url = f"http://{host}:{sock.getsockname()[1]}"
 
     def announce() -> None:
-        logger.info("Telegram fake listening on %s (control API: %s/_sandbox/)", url, url)
+        logger.info("Telegram fake listening on %s (control API: %s/_sandbox/, web chat: %s/)", url, url, url)
         for bot in state.bots.values():
             tokens_text = ", ".join(sorted(bot.tokens))
             logger.info("bot @%s (id %d), tokens: %s", bot.identity.username, bot.id, tokens_text)
@@ -209,5 +215,6 @@ def serve_forever(
         retry=RetryPolicy(webhook_retry_initial, webhook_retry_max),
         webhook_timeout=webhook_timeout,
         on_ready=announce,
+        web=web,
     )
     _Server(_server_config(app), state).run(sockets=[sock])

@@ -30,6 +30,7 @@ OPT_IN_UPDATE_KINDS = frozenset({"chat_member", "message_reaction", "message_rea
 
 MAX_RECORDED_CALLS = 20_000
 MAX_RECORDED_EVENTS = 10_000
+MAX_RECORDED_UPDATES = 5_000
 
 
 def _without_none(values: dict[str, Any]) -> dict[str, Any]:
@@ -275,6 +276,8 @@ class SandboxState:
         self._call_ids = itertools.count(1)
         self.status_counts: Counter[int] = Counter()
         self.events: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDED_EVENTS)
+        # Every update handed to a bot (for the web UI's "last updates" panel), newest last.
+        self.update_log: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDED_UPDATES)
         self.closing = False
 
     # ----------------------------------------------------------------- lookups
@@ -449,6 +452,9 @@ class SandboxState:
                 update = {"update_id": bot.next_update_id, **update}
             bot.next_update_id = max(bot.next_update_id, update["update_id"] + 1)
             bot.pending_updates.append(update)
+            self.update_log.append(
+                {"bot_id": bot.id, "chat_id": update_chat_key(update), "time": time.time(), "update": update}
+            )
             self.feed.bump()
             return update
 
@@ -557,6 +563,7 @@ class SandboxState:
             self.files.clear()
             self.faults.clear()
             self.calls.clear()
+            self.update_log.clear()
             self.status_counts.clear()
             self.emit("reset")
 

@@ -1,0 +1,231 @@
+"""The web chat: a page that looks and behaves like a Telegram client, served by the fake itself.
+
+The page (``static/``: plain HTML, CSS and JavaScript, no build step, nothing fetched from the
+internet) talks only to the public user-side API under ``/_sandbox/`` and its event stream, so
+what it shows is what a real client would see. This module adds what the page needs around that:
+
+* ``GET /`` (and ``/chat``): the page; ``/web/...``: its static files.
+* ``GET /_sandbox/web/config``: the personas (stable ids), the Flower URL, preset places.
+* ``GET /_sandbox/web/tasks?chat_id=``: Flower's tasks for one chat, fetched server-side with the
+  sandbox's Flower credentials (never sent to the browser). The update tasks are matched by the
+  update ids this fake handed to the bot for the chat (Flower shows them as ``(update <id>)``),
+  the tasks they started by Celery's ``root_id``.
+* ``POST``/``GET /_sandbox/demo``: runs (or reports) the demo scenario of :mod:`sandbox.demo` in a
+  background thread; the scenario itself drives the fake over HTTP like any user would.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..api_bot import json_response
+from ..state import SandboxState
+
+logger = logging.getLogger("sandbox.telegram_fake.web")
+
+STATIC = Path(__file__).resolve().parent / "static"
+DEFAULT_ADMIN_ID = 4242
+FLOWER_TIMEOUT_SECONDS = 3.0
+FLOWER_TASK_LIMIT = 1000
+_UPDATE_ARG = re.compile(r"\(update (\d+)\)")
+
+# Real places, so "near me" means something: the demo bakery sits at Berlin Mitte.
+PLACES = [
+    {"name": "Berlin Mitte (Rotes Rathaus)", "latitude": 52.5186, "longitude": 13.4081},
+    {"name": "Berlin Alexanderplatz", "latitude": 52.5219, "longitude": 13.4132},
+    {"name": "Berlin Kreuzberg (Oranienstraße)", "latitude": 52.5010, "longitude": 13.4190},
+    {"name": "Munich Marienplatz", "latitude": 48.1372, "longitude": 11.5756},
+    {"name": "Hamburg Rathausmarkt", "latitude": 53.5503, "longitude": 9.9920},
+    {"name": "Leipzig Markt", "latitude": 51.3403, "longitude": 12.3750},
+]
+
+
+@dataclass(frozen=True)
+class Persona:
+    id: int
+    first_name: str
+    role: str  # "customer", "business" or "admin"
+    description: str
+    language_code: str = "en"
+    last_name: str | None = None
+
+    def api(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_personas(admin_id: int = DEFAULT_ADMIN_ID) -> list[Persona]:
+    return [
+        Persona(1001, "Alice", "customer", "Customer in Berlin Mitte"),
+        Persona(1002, "Bob", "customer", "Customer, second phone"),
+        Persona(2001, "Greta", "business", "Owner of Bäckerei Sonne", last_name="Sonne"),
+        Persona(admin_id, "Ada", "admin", f"Admin (ADMIN_IDS={admin_id})", last_name="Admin"),
+    ]
+
+
+@dataclass
+class WebConfig:
+    """What the page is told: whom it can play, where Flower is (and how the fake reaches it)."""
+
+    admin_id: int = DEFAULT_ADMIN_ID
+    flower_url: str | None = None
+    flower_auth: str | None = None  # "user:password", used server-side only
+    personas: list[Persona] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.personas:
+            self.personas = default_personas(self.admin_id)
+
+    def api(self) -> dict[str, Any]:
+        return {
+            "personas": [persona.api() for persona in self.personas],
+            "admin_id": self.admin_id,
+            "flower_url": self.flower_url,
+            "flower_tasks": bool(self.flower_url and self.flower_auth),
+            "places": PLACES,
+        }
+
+
+class DemoRunner:
+    """One demo scenario at a time, in a background thread, with its progress for the page."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.status: dict[str, Any] = {"running": False, "steps": [], "error": None, "finished": None}
+
+    def start(self, base_url: str, config: WebConfig) -> bool:
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return False
+            self.status = {"running": True, "steps": [], "error": None, "started": time.time(), "finished": None}
+            self._thread = threading.Thread(
+                target=self._run, args=(base_url, config), name="sandbox-demo", daemon=True
+            )
+            self._thread.start()
+            return True
+
+    def _step(self, text: str) -> None:
+        with self._lock:
+            self.status["steps"].append({"time": time.time(), "text": text})
+
+    def _run(self, base_url: str, config: WebConfig) -> None:
+        from sandbox import demo  # imported lazily: it needs Pillow, the fake itself does not
+
+        personas = {persona.role: persona for persona in reversed(config.personas)}
+        try:
+            demo.run(
+                base_url,
+                admin_id=config.admin_id,
+                owner=personas["business"].api(),
+                customer=personas["customer"].api(),
+                progress=self._step,
+            )
+        except Exception as error:  # noqa: BLE001 - shown on the page
+            logger.exception("demo failed")
+            with self._lock:
+                self.status["error"] = str(error) or type(error).__name__
+        finally:
+            with self._lock:
+                self.status["running"] = False
+                self.status["finished"] = time.time()
+
+    def describe(self) -> dict[str, Any]:
+        with self._lock:
+            return {**self.status, "steps": list(self.status["steps"])}
+
+
+def routes(state: SandboxState, config: WebConfig) -> list[BaseRoute]:
+    runner = DemoRunner()
+
+    async def page(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def web_config(request: Request) -> Response:
+        with state.lock:
+            bot = state.default_bot.identity.api()
+        return json_response({"ok": True, "bot": bot, **config.api()})
+
+    async def tasks(request: Request) -> Response:
+        if not (config.flower_url and config.flower_auth):
+            return json_response({"ok": False, "error": "Flower is not configured for the sandbox"}, 404)
+        try:
+            chat_id = int(request.query_params["chat_id"])
+        except (KeyError, ValueError):
+            return json_response({"ok": False, "error": "chat_id must be an integer"}, 400)
+        with state.lock:
+            update_ids = {
+                entry["update"]["update_id"] for entry in state.update_log if entry["chat_id"] == chat_id
+            }
+        user, _, password = config.flower_auth.partition(":")
+        try:
+            async with httpx.AsyncClient(timeout=FLOWER_TIMEOUT_SECONDS, auth=(user, password)) as http:
+                response = await http.get(
+                    f"{config.flower_url.rstrip('/')}/api/tasks",
+                    params={"limit": FLOWER_TASK_LIMIT, "sort_by": "-received"},
+                )
+            response.raise_for_status()
+            all_tasks = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            return json_response({"ok": False, "error": f"Flower did not answer: {error}"}, 502)
+        return json_response({"ok": True, "tasks": tasks_for_chat(all_tasks, update_ids)})
+
+    async def demo_status(request: Request) -> Response:
+        return json_response({"ok": True, **runner.describe()})
+
+    async def demo_start(request: Request) -> Response:
+        base_url = str(request.base_url).rstrip("/")
+        if not runner.start(base_url, config):
+            return json_response({"ok": False, "error": "the demo is already running", **runner.describe()}, 409)
+        return json_response({"ok": True, **runner.describe()}, 202)
+
+    return [
+        Route("/", page, methods=["GET"]),
+        Route("/chat", page, methods=["GET"]),
+        Mount("/web", app=StaticFiles(directory=STATIC), name="web"),
+        Route("/_sandbox/web/config", web_config, methods=["GET"]),
+        Route("/_sandbox/web/tasks", tasks, methods=["GET"]),
+        Route("/_sandbox/demo", demo_status, methods=["GET"]),
+        Route("/_sandbox/demo", demo_start, methods=["POST"]),
+    ]
+
+
+def tasks_for_chat(flower_tasks: dict[str, dict[str, Any]], update_ids: set[int]) -> list[dict[str, Any]]:
+    """The tasks of Flower's ``/api/tasks`` answer that belong to these updates: each
+    ``updates.handle_update`` whose argument is one of them, and every task it started
+    (same ``root_id``). Newest first."""
+    roots: set[str] = set()
+    for task_id, task in flower_tasks.items():
+        match = _UPDATE_ARG.search(str(task.get("args") or ""))
+        if match and int(match.group(1)) in update_ids:
+            roots.add(task_id)
+    chosen = [
+        {
+            "uuid": task_id,
+            "name": task.get("name"),
+            "state": task.get("state"),
+            "args": task.get("args"),
+            "received": task.get("received"),
+            "started": task.get("started"),
+            "runtime": task.get("runtime"),
+            "retries": task.get("retries"),
+            "worker": task.get("worker"),
+            "root_id": task.get("root_id"),
+            "exception": task.get("exception"),
+        }
+        for task_id, task in flower_tasks.items()
+        if task_id in roots or task.get("root_id") in roots
+    ]
+    chosen.sort(key=lambda task: task.get("received") or 0, reverse=True)
+    return chosen
