@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import sys
 import threading
 import time
@@ -77,6 +78,11 @@ def prepare_environment() -> tuple[dict[str, str], list[object]]:
         if not sandbox:
             raise SystemExit("FLOWER_BASIC_AUTH is unset: Flower would be open to anyone (set user:password).")
         env["FLOWER_BASIC_AUTH"] = "admin:" + _persistent_secret("flower-password", lambda: secrets.token_urlsafe(12))
+    # Every worker process writes its metrics here; tasks.metrics_exporter serves their sum.
+    metrics_dir = RUN_DIR / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir()
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     env.setdefault("LOG_JSON", "false")  # readable lines in a terminal; JSON in production
     env["PYTHONUNBUFFERED"] = "1"
     return env, started
@@ -108,6 +114,7 @@ def processes(env: dict[str, str]) -> dict[str, str]:
             f"{celery} worker -Q {queue} -n {queue}@%h -c {concurrency} --prefetch-multiplier {prefetch} "
             "--loglevel INFO"
         )
+    procs["metrics"] = f"{PYTHON} -m tasks.metrics_exporter"
     procs["beat"] = f"{celery} beat --loglevel INFO"
     procs["flower"] = f"{celery} flower --address=127.0.0.1 --port={FLOWER_PORT} --max_tasks=10000"
     return procs
@@ -148,6 +155,8 @@ def banner(env: dict[str, str]) -> str:
         ]
     lines += [
         f"  Gateway          : http://{host}:{port}/healthz  /readyz  /metrics",
+        f"  Worker metrics   : http://{env.get('WORKER_METRICS_HOST', '127.0.0.1')}:"
+        f"{env.get('WORKER_METRICS_PORT', '9808')}/metrics  (every worker process, summed)",
         f"  Flower           : http://127.0.0.1:{FLOWER_PORT}  (user {user}, password {password})",
         "  Stop everything  : Ctrl-C",
         "",
