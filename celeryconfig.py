@@ -2,6 +2,7 @@
 
 from kombu import Queue
 
+from core import broker
 from core.settings import get_settings
 
 _settings = get_settings()
@@ -9,6 +10,8 @@ _settings = get_settings()
 QUEUES = ("updates", "reservations", "payments", "images", "notifications", "maintenance")
 
 broker_url = _settings.redis_url
+# kombu's Redis transport, fixed so a worker outlives a Redis restart (core/broker.py says how).
+broker.install()
 result_backend = _settings.redis_url
 
 # JSON only: pickle would let anyone who can write to Redis run code in the workers.
@@ -49,8 +52,10 @@ redis_backend_health_check_interval = 10
 # Keep retrying the broker at start-up and after a loss instead of exiting.
 broker_connection_retry_on_startup = True
 broker_connection_max_retries = None
-# Late-acked tasks whose broker connection dropped will be redelivered; don't run them twice.
-worker_cancel_long_running_tasks_on_connection_loss = True
+# A task running when the broker connection drops finishes its work (the database, not the broker,
+# decides what happened; a redelivered copy finds it done). Terminating it could land between a
+# Telegram send and the commit that records it, and the redelivery would send that message twice.
+worker_cancel_long_running_tasks_on_connection_loss = False
 
 # Events let Flower show tasks live.
 worker_send_task_events = True

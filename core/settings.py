@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     public_url: str | None = None
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8080, ge=1, le=65535)
+    # Where `python -m tasks.metrics_exporter` serves the workers' metrics.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9808, ge=1, le=65535)
 
     database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:15432/surplus"
     redis_url: str = "redis://127.0.0.1:16379/0"

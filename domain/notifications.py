@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from bot.conversation.replies import Reply
+from core import metrics
 from core import telegram as tg
 from core.db import after_commit, session_scope
 from core.logging import get_logger
@@ -83,6 +84,17 @@ def pending_ids(session: Session, key_prefix: str) -> list[int]:
 
 def deliver(notification_id: int) -> Delivery:
     """Send one outbox message through the Bot API, at most once unless a crash hits mid-send."""
+    try:
+        delivery = _deliver(notification_id)
+    except RetryLater:
+        metrics.NOTIFICATIONS.labels("retry_later").inc()
+        raise
+    if delivery is not Delivery.ALREADY_DONE:
+        metrics.NOTIFICATIONS.labels(delivery.value).inc()
+    return delivery
+
+
+def _deliver(notification_id: int) -> Delivery:
     with session_scope() as session:
         note = session.execute(
             select(Notification)
@@ -104,6 +116,7 @@ def deliver(notification_id: int) -> Delivery:
         try:
             message_id = _send(note.chat_id, reply)
         except tg.RetryAfter as error:
+            metrics.TELEGRAM_FLOOD.inc()
             note.last_error = "429 retry after"
             rate_limiter().penalize(tg.retry_after_seconds(error))  # every worker holds off
             raise RetryLater(tg.retry_after_seconds(error), "telegram flood control") from error

@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session
 from bot.conversation.cards import escape, format_window, local_time
 from bot.conversation.registry import data
 from bot.conversation.replies import Reply, button
-from core import stripe_api
+from core import metrics, stripe_api
 from core.db import after_commit, session_scope
 from core.i18n import Translator
 from core.logging import get_logger
@@ -430,6 +430,8 @@ def _payment_arrived(session: Session, order: Order, checkout: dict[str, Any]) -
             return EventOutcome.HANDLED
         return EventOutcome.IGNORED
     result = reservations.confirm_sale(session, order.id, amount, currency, intent)
+    if result.outcome is not SaleOutcome.ALREADY_DONE:
+        after_commit(session, lambda: metrics.PAYMENTS.labels(result.outcome.value).inc())
     order = _reload(session, order.id)
     order.payment_intent_id = intent
     order.checkout_url = None
@@ -538,6 +540,7 @@ def _record_refund(session: Session, order_id: int, refund: dict[str, Any]) -> b
         return False
     if result.outcome is not reservations.RefundOutcome.RECORDED:
         return False
+    after_commit(session, metrics.REFUNDS.inc)
     order = _reload(session, order_id)
     view = _view(session, order)
     _ = view._

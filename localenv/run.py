@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import sys
 import threading
 import time
@@ -22,6 +23,7 @@ from localenv.services import PostgresServer, RedisServer, port_open
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = ROOT / ".run"
+METRICS_DIR = RUN_DIR / "metrics"
 PYTHON = sys.executable
 SANDBOX_TELEGRAM_PORT = 8081
 SANDBOX_STRIPE_PORT = 12111
@@ -98,6 +100,14 @@ def migrate(env: dict[str, str]) -> None:
     subprocess.run([PYTHON, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True)
 
 
+def _process_env(name: str, env: dict[str, str]) -> dict[str, str]:
+    """Workers write their metrics to files that tasks.metrics_exporter sums; only they (and the
+    exporter) get that directory, so the gateway's and Flower's own metrics stay their own."""
+    if name.startswith("worker-") or name == "metrics":
+        return {**env, "PROMETHEUS_MULTIPROC_DIR": str(METRICS_DIR)}
+    return env
+
+
 def processes(env: dict[str, str]) -> dict[str, str]:
     celery = f"{PYTHON} -m celery -A tasks"
     procs: dict[str, str] = {}
@@ -118,6 +128,7 @@ def processes(env: dict[str, str]) -> dict[str, str]:
             f"{celery} worker -Q {queue} -n {queue}@%h -c {concurrency} --prefetch-multiplier {prefetch} "
             "--loglevel INFO"
         )
+    procs["metrics"] = f"{PYTHON} -m tasks.metrics_exporter"
     procs["beat"] = f"{celery} beat --loglevel INFO"
     procs["flower"] = f"{celery} flower --address=127.0.0.1 --port={FLOWER_PORT} --max_tasks=10000"
     return procs
@@ -162,6 +173,8 @@ def banner(env: dict[str, str]) -> str:
         ]
     lines += [
         f"  Gateway          : http://{host}:{port}/healthz  /readyz  /metrics",
+        f"  Worker metrics   : http://{env.get('WORKER_METRICS_HOST', '127.0.0.1')}:"
+        f"{env.get('WORKER_METRICS_PORT', '9808')}/metrics  (every worker process, summed)",
         f"  Flower           : http://127.0.0.1:{FLOWER_PORT}  (user {user}, password {password})",
         "  Stop everything  : Ctrl-C",
         "",
@@ -178,9 +191,11 @@ def main() -> None:
     load_settings()  # exits with a message naming the bad variable
     try:
         migrate(env)
+        shutil.rmtree(METRICS_DIR, ignore_errors=True)  # last run's counts must not linger
+        METRICS_DIR.mkdir()
         manager = Manager(Printer(sys.stdout))
         for name, command in processes(env).items():
-            manager.add_process(name, command, env=env, cwd=str(ROOT))
+            manager.add_process(name, command, env=_process_env(name, env), cwd=str(ROOT))
         threading.Thread(target=tell_telegram_where_we_are, args=(env,), daemon=True).start()
         print(banner(env), flush=True)
         manager.loop()

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 import structlog
 from celery import Celery
-from celery.signals import before_task_publish, setup_logging, worker_process_init
+from celery.signals import (
+    before_task_publish,
+    setup_logging,
+    task_failure,
+    task_postrun,
+    task_prerun,
+    task_retry,
+    worker_process_init,
+)
 
 from beat_schedule import SCHEDULE
+from core import metrics
 from core.logging import configure_logging, init_error_reporting
 from core.settings import get_settings
 
@@ -45,3 +56,35 @@ def _fresh_process(**_kwargs) -> None:
     from core import db
 
     db.reset_engine()
+
+
+# --------------------------------------------------------------------------- metrics
+# Timing and outcomes for every task in one place, so no task has to remember to report them.
+_started: dict[str, float] = {}
+
+
+@task_prerun.connect
+def _task_started(task_id: str | None = None, **_kwargs) -> None:
+    if task_id:
+        _started[task_id] = time.perf_counter()
+
+
+@task_postrun.connect
+def _task_finished(task_id: str | None = None, task=None, retval=None, state: str | None = None,
+                   **_kwargs) -> None:
+    started = _started.pop(task_id, None) if task_id else None
+    name = getattr(task, "name", "unknown")
+    if started is not None:
+        metrics.TASK_SECONDS.labels(name, state or "UNKNOWN").observe(time.perf_counter() - started)
+    if state == "SUCCESS" and isinstance(retval, str) and len(retval) <= 40:
+        metrics.TASK_OUTCOMES.labels(name, retval).inc()
+
+
+@task_retry.connect
+def _task_retried(sender=None, **_kwargs) -> None:
+    metrics.TASK_RETRIES.labels(getattr(sender, "name", "unknown")).inc()
+
+
+@task_failure.connect
+def _task_failed(sender=None, **_kwargs) -> None:
+    metrics.TASK_FAILURES.labels(getattr(sender, "name", "unknown")).inc()

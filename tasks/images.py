@@ -24,6 +24,7 @@ from bot.conversation.business.texts import photo_rejection
 from bot.conversation.cards import offer_caption
 from bot.conversation.registry import data
 from bot.conversation.replies import Reply, button
+from core import metrics
 from core import telegram as tg
 from core.db import session_scope
 from core.i18n import Translator
@@ -88,6 +89,7 @@ def process_offer_photo(self: BaseTask, offer_id: int, file_id: str) -> str:
         except RateLimitTimeout as error:
             raise self.retry(countdown=5, exc=error) from error
         except tg.RetryAfter as error:
+            metrics.TELEGRAM_FLOOD.inc()
             rate_limiter().penalize(tg.retry_after_seconds(error))
             raise self.retry(countdown=tg.retry_after_seconds(error) + 1, exc=error) from error
         except tg.Forbidden as error:  # the owner blocked the bot: nobody to show a preview to

@@ -132,6 +132,15 @@ async def bot_endpoint(request: Request) -> Response:
     except ApiError as error:
         state.record_call(bot, method, {}, error.status, error.payload(), 0.0)
         return json_response(error.payload(), error.status)
+    if state.faults.holds(method):
+        state.faults.held_calls += 1
+        try:
+            while state.faults.holds(method):
+                await asyncio.sleep(0.05)
+        finally:
+            state.faults.held_calls -= 1
+    if await request.is_disconnected():
+        return Response(status_code=499)  # nobody is listening, and Telegram never saw the call
     status, body = await execute(state, bot, method, Params(values, files), request.app.state.http)
     return json_response(body, status)
 

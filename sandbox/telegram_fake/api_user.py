@@ -619,6 +619,8 @@ async def set_faults(request: Request) -> Response:
     with state.lock:
         if _flag(values, "clear"):
             state.faults.clear()
+        if "unreachable" in values:
+            state.faults.set_unreachable(_flag(values, "unreachable"), values.get("unreachable_methods"))
         if "rate_limit" in values:
             settings = values["rate_limit"]
             if settings in (False, None):

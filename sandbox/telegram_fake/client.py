@@ -229,6 +229,11 @@ class TelegramFakeClient:
             }
         return self._request("POST", "/faults", json={"rate_limit": settings})
 
+    def set_unreachable(self, unreachable: bool = True, methods: list[str] | None = None) -> dict[str, Any]:
+        """Hold Bot API calls (of `methods`, else all) while set; a call whose client went away
+        meanwhile is never carried out."""
+        return self._request("POST", "/faults", json={"unreachable": unreachable, "unreachable_methods": methods})
+
     def clear_faults(self) -> dict[str, Any]:
         return self._request("POST", "/faults", json={"clear": True})
 

@@ -67,6 +67,11 @@ class FaultInjector:
 
     def __init__(self) -> None:
         self.faults: list[Fault] = []
+        # While set, Bot API requests wait, and those whose caller gave up meanwhile are never
+        # carried out: Telegram out of reach, so a crashed client's last call had no effect.
+        self.unreachable = False
+        self.unreachable_methods: set[str] | None = None  # None: every method
+        self.held_calls = 0  # waiting right now because of `unreachable`
         self.rate_limit: RateLimitSettings | None = None
         self._global_bucket: TokenBucket | None = None
         self._chat_buckets: dict[tuple[int, int], TokenBucket] = {}
@@ -131,12 +136,23 @@ class FaultInjector:
             bucket.tokens -= 1
         return None
 
+    def holds(self, method: str) -> bool:
+        return self.unreachable and (self.unreachable_methods is None or method.lower() in self.unreachable_methods)
+
+    def set_unreachable(self, unreachable: bool, methods: list[str] | None = None) -> None:
+        self.unreachable = unreachable
+        self.unreachable_methods = {name.lower() for name in methods} if methods else None
+
     def clear(self) -> None:
         self.faults.clear()
+        self.set_unreachable(False)
         self.set_rate_limit(None)
 
     def describe(self) -> dict[str, Any]:
         return {
             "faults": [asdict(fault) for fault in self.faults],
             "rate_limit": asdict(self.rate_limit) if self.rate_limit else None,
+            "unreachable": self.unreachable,
+            "unreachable_methods": sorted(self.unreachable_methods) if self.unreachable_methods else None,
+            "held_calls": self.held_calls,
         }

@@ -381,6 +381,28 @@ def test_global_fault_applies_to_every_method(fake: TelegramFake, client: Telegr
     run(scenario())
 
 
+def test_an_unreachable_telegram_never_carries_out_calls_whose_client_gave_up(
+    fake: TelegramFake, client: TelegramFakeClient
+) -> None:
+    client.create_user(USER)
+    url = f"{fake.url}/bot{fake.tokens[0]}/sendMessage"
+    client.set_unreachable(True)
+    with pytest.raises(httpx.ReadTimeout):  # the caller gives up (or crashes) while it waits
+        httpx.post(url, json={"chat_id": USER, "text": "lost"}, timeout=0.5)
+
+    pending: dict[str, Any] = {}
+    waiting = threading.Thread(target=lambda: pending.update(
+        httpx.post(url, json={"chat_id": USER, "text": "delivered"}, timeout=10).json()))
+    waiting.start()
+    time.sleep(0.3)
+    assert waiting.is_alive()  # held while Telegram is out of reach
+    client.set_unreachable(False)
+    waiting.join(5)
+
+    assert pending["ok"] is True
+    assert [m["text"] for m in client.messages(USER)] == ["delivered"]
+
+
 def test_blocked_user_raises_forbidden_and_notifies_bot(fake: TelegramFake, client: TelegramFakeClient) -> None:
     client.send_text(USER, "/start")
     blocked = client.block(USER)

@@ -1,0 +1,64 @@
+"""The worker's Redis transport (core/broker.py): a Redis restart while a task is in flight neither
+kills the worker nor parks the task's message for the whole visibility timeout."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from localenv.services import RedisServer, free_port
+from tests.processes import ManagedProcess
+from tests.support.slow_task_app import app as slow_app
+
+pytestmark = pytest.mark.slow
+
+
+def _worker(redis_url: str) -> ManagedProcess:
+    worker = ManagedProcess(
+        "slow-task-worker",
+        [".venv/bin/celery", "-A", "tests.support.slow_task_app", "worker", "-Q", "updates", "-c", "2",
+         "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
+        {"REDIS_URL": redis_url},
+    )
+    worker.wait_for_output("ready.", timeout=60)
+    return worker
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_task_in_flight_during_a_redis_restart_is_put_back_when_redis_returns(tmp_path):
+    server = RedisServer(tmp_path / "redis", free_port()).start()
+    worker = _worker(server.url)
+    marker = tmp_path / "runs"
+    try:
+        slow_app.conf.broker_url = server.url
+        slow_app.send_task("updates.slow_marker", args=[2.0, str(marker)])
+        worker.wait_for_output("received", timeout=10)
+        server.stop()
+        time.sleep(1.5)
+        server.start()
+
+        # The run that was in flight finishes; its message (unacknowledged, Redis was gone) is put
+        # back as soon as the worker reconnects, runs again, and this time is acknowledged.
+        assert _wait_for(lambda: marker.exists() and len(marker.read_text().split()) == 2, 20), worker.output()
+        client = redis.Redis.from_url(server.url)
+        assert _wait_for(lambda: client.hlen("unacked") == 0 and client.llen("updates") == 0, 10)
+        assert "broker_restore_done" in worker.output()
+
+        # The same worker process keeps consuming.
+        slow_app.send_task("updates.slow_marker", args=[0.0, str(marker)])
+        assert _wait_for(lambda: len(marker.read_text().split()) == 3, 10), worker.output()
+        assert worker.process.poll() is None
+        assert "Unrecoverable error" not in worker.output()
+    finally:
+        worker.stop()
+        server.stop()
