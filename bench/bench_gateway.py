@@ -1,10 +1,12 @@
 """Webhook intake: updates acknowledged per second and latency, for each server variant in
-bench/gateway_variants.py, driven by the same load generator (wrk, loopback, one thread so the
-server keeps a core to itself). Run: python -m bench.bench_gateway [--duration 10]."""
+bench/gateway_variants.py, driven by the same load generators on loopback: wrk (one thread, so the
+server keeps a core to itself) at its maximum rate, and bench/loadgen.py (open loop) at fixed
+offered rates. Run: python -m bench.bench_gateway [--duration 10] [--fixed-rates 1000,2500,5000]."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -69,7 +71,9 @@ def parse_wrk(output: str) -> dict:
     }
 
 
-def run_variant(variant: str, duration: float, connections: int, telegram_url: str | None) -> dict:
+@contextlib.contextmanager
+def serving(variant: str, telegram_url: str | None):
+    """One server variant on a free port with its own Redis; yields (port, Redis client)."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-gw-", dir=ROOT / ".run"))
     redis_server = RedisServer(workdir / "redis", free_port()).start()
     port = free_port()
@@ -81,21 +85,7 @@ def run_variant(variant: str, duration: float, connections: int, telegram_url: s
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_http(port)
-        script = workdir / "updates.lua"
-        script.write_text(WRK_SCRIPT)
-        # Warm up, then measure.
-        subprocess.run(["wrk", "-t1", "-c", str(connections), "-d", "2s", "-s", str(script),
-                        f"http://127.0.0.1:{port}", "--", "1"], capture_output=True, check=True)
-        client = redis.Redis.from_url(redis_server.url)
-        queued_before = client.llen(UPDATES_QUEUE)
-        result = subprocess.run(
-            ["wrk", "-t1", "-c", str(connections), "-d", f"{int(duration)}s", "--latency", "-s", str(script),
-             f"http://127.0.0.1:{port}", "--", str(10**9)], capture_output=True, text=True, check=True,
-        )
-        figures = parse_wrk(result.stdout)
-        figures["queued"] = client.llen(UPDATES_QUEUE) - queued_before if variant != "ptb" else None
-        figures["variant"] = variant
-        return figures
+        yield port, redis.Redis.from_url(redis_server.url)
     finally:
         server.terminate()
         try:
@@ -104,6 +94,69 @@ def run_variant(variant: str, duration: float, connections: int, telegram_url: s
             server.kill()
         redis_server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_variant(variant: str, duration: float, connections: int, telegram_url: str | None) -> dict:
+    with serving(variant, telegram_url) as (port, client):
+        script = Path(tempfile.mkdtemp(prefix="bench-wrk-", dir=ROOT / ".run")) / "updates.lua"
+        script.write_text(WRK_SCRIPT)
+        try:
+            # Warm up, then measure.
+            subprocess.run(["wrk", "-t1", "-c", str(connections), "-d", "2s", "-s", str(script),
+                            f"http://127.0.0.1:{port}", "--", "1"], capture_output=True, check=True)
+            queued_before = client.llen(UPDATES_QUEUE)
+            result = subprocess.run(
+                ["wrk", "-t1", "-c", str(connections), "-d", f"{int(duration)}s", "--latency", "-s", str(script),
+                 f"http://127.0.0.1:{port}", "--", str(10**9)], capture_output=True, text=True, check=True,
+            )
+        finally:
+            shutil.rmtree(script.parent, ignore_errors=True)
+        figures = parse_wrk(result.stdout)
+        figures["queued"] = client.llen(UPDATES_QUEUE) - queued_before if variant != "ptb" else None
+        figures["variant"] = variant
+        return figures
+
+
+def loadgen(port: int, rate: float, duration: float, connections: int, first_id: int,
+            warmup: float = 0.0) -> dict:
+    """bench/loadgen.py in its own process (so it has a core's worth of interpreter to itself)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen", "--port", str(port), "--rate", str(rate), "--duration",
+         str(duration), "--connections", str(connections), "--first-id", str(first_id), "--warmup", str(warmup),
+         "--secret", SECRET],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=duration + warmup + 120,
+    )
+    return json.loads(out.stdout)
+
+
+def run_fixed_rate(rates: tuple[float, ...] = (1000, 2500, 5000), duration: float = 5.0, connections: int = 50,
+                   repeat: int = 3, variants: tuple[str, ...] = ("batched", "ptb")) -> dict:
+    """The open-loop load generator at each fixed offered rate against each server: what is
+    acknowledged per second and how long each update waited, counted from when it was due."""
+    telegram = None
+    if "ptb" in variants:
+        from sandbox.telegram_fake import TelegramFake
+
+        telegram = TelegramFake()
+        telegram.start()
+    try:
+        runs: dict[str, dict[str, list[dict]]] = {v: {str(int(r)): [] for r in rates} for v in variants}
+        for _ in range(repeat):  # interleaved: a fresh server per variant and repeat, every rate on it
+            for variant in variants:
+                with serving(variant, telegram.url if telegram else None) as (port, client):
+                    first_id = 1
+                    for rate in rates:
+                        queued_before = client.llen(UPDATES_QUEUE)
+                        figures = loadgen(port, rate, duration, connections, first_id, warmup=1.0)
+                        first_id = figures["next_update_id"]
+                        figures["queued"] = (client.llen(UPDATES_QUEUE) - queued_before
+                                             if variant != "ptb" else None)
+                        runs[variant][str(int(rate))].append(figures)
+    finally:
+        if telegram:
+            telegram.stop()
+    return {"rates": [int(r) for r in rates], "duration_s": duration, "connections": connections,
+            "repeat": repeat, "runs": runs}
 
 
 def run(duration: float = 10.0, connections: int = 50, repeat: int = 3,
@@ -134,8 +187,15 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--variants", default="batched,unbatched,send_task,ptb")
+    parser.add_argument("--fixed-rates", default="", help="e.g. 1000,2500,5000: run the open-loop sweep instead")
     args = parser.parse_args()
-    print(json.dumps(run(args.duration, args.connections, args.repeat, tuple(args.variants.split(","))), indent=2))
+    if args.fixed_rates:
+        rates = tuple(float(r) for r in args.fixed_rates.split(","))
+        result = run_fixed_rate(rates, min(args.duration, 5.0), args.connections, args.repeat,
+                                tuple(v for v in args.variants.split(",") if v in ("batched", "ptb")))
+    else:
+        result = run(args.duration, args.connections, args.repeat, tuple(args.variants.split(",")))
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.conversation.cards import escape
@@ -12,7 +15,7 @@ from core.i18n import Translator
 from core.settings import get_settings
 from domain import notifications, reservations
 from domain.reservations import ReleaseReason, ReserveOutcome, ReserveResult
-from models import Offer, User
+from models import Notification, NotificationStatus, Offer, User
 
 MAX_PER_ORDER = 5
 
@@ -23,32 +26,55 @@ def _send_task(name: str, *args: object) -> None:
     app.send_task(name, args=list(args))
 
 
-def place_order(session: Session, offer_id: int, customer_id: int, quantity: int, request_key: str) -> ReserveResult:
-    """Reserve for a customer. On success the payments queue creates the checkout (after commit);
-    otherwise the customer is told why, once per request."""
+@dataclass
+class Placed:
+    """What `place_order` did: the engine's result, and the refusal message (an outbox row) the
+    caller sends itself right after the commit (None when there is nothing to say)."""
+
+    result: ReserveResult
+    refusal_id: int | None = None
+
+
+def refusal(_: Translator, outcome: ReserveOutcome, offer_id: int, title: str, units_left: int | None) -> Reply:
+    """Why a reservation was refused, in the customer's language (``title`` already escaped)."""
+    more = [[button(_("🔎 More deals"), data("deals")), button(_("⬅️ Main menu"), data("menu"))]]
+    if outcome is ReserveOutcome.SOLD_OUT:
+        text = _("😔 Sorry, <b>{title}</b> just sold out.", title=title)
+    elif outcome is ReserveOutcome.NOT_ENOUGH_LEFT:
+        text = _("Only {count} left of <b>{title}</b>. Please choose a smaller quantity.",
+                 count=units_left, title=title)
+        more.insert(0, [button(_("Choose again"), data("offer", offer_id))])
+    elif outcome is ReserveOutcome.OVER_LIMIT:
+        text = _("You can reserve at most {count} at once.", count=MAX_PER_ORDER)
+    else:
+        text = _("This offer can't be ordered any more.")
+    return Reply(text=text, keyboard=more)
+
+
+def refusal_key(request_key: str) -> str:
+    return f"reserve:{request_key}"
+
+
+def place_order(session: Session, offer_id: int, customer_id: int, quantity: int, request_key: str) -> Placed:
+    """Reserve for a customer. On success the payments queue creates the checkout (after commit).
+    Otherwise the reason is recorded in the outbox, once per request, for the caller to send
+    straight after the commit (`Placed.refusal_id`): no extra task for a refusal."""
     result = reservations.reserve(session, offer_id, customer_id, quantity,
                                   hold_minutes=get_settings().hold_minutes, per_order_cap=MAX_PER_ORDER)
     if result.outcome in (ReserveOutcome.RESERVED, ReserveOutcome.ALREADY_HELD):
         order_id = result.order_id
         after_commit(session, lambda: _send_task("payments.create_checkout", order_id))
-        return result
+        return Placed(result)
     user = session.get(User, customer_id)
     offer = session.get(Offer, offer_id)
     _ = Translator(user.language if user else "en")
-    title = escape(offer.title) if offer else ""
-    more = [[button(_("🔎 More deals"), data("deals")), button(_("⬅️ Main menu"), data("menu"))]]
-    if result.outcome is ReserveOutcome.SOLD_OUT:
-        text = _("😔 Sorry, <b>{title}</b> just sold out.", title=title)
-    elif result.outcome is ReserveOutcome.NOT_ENOUGH_LEFT:
-        text = _("Only {count} left of <b>{title}</b>. Please choose a smaller quantity.",
-                 count=result.units_left, title=title)
-        more.insert(0, [button(_("Choose again"), data("offer", offer_id))])
-    elif result.outcome is ReserveOutcome.OVER_LIMIT:
-        text = _("You can reserve at most {count} at once.", count=MAX_PER_ORDER)
-    else:
-        text = _("This offer can't be ordered any more.")
-    notifications.notify(session, f"reserve:{request_key}", customer_id, Reply(text=text, keyboard=more))
-    return result
+    reply = refusal(_, result.outcome, offer_id, escape(offer.title) if offer else "", result.units_left)
+    key = refusal_key(request_key)
+    note_id = notifications.record(session, key, customer_id, reply)
+    if note_id is None:  # a redelivered task: the message may still be waiting to be sent
+        note_id = session.scalar(select(Notification.id).where(
+            Notification.idempotency_key == key, Notification.status == NotificationStatus.PENDING))
+    return Placed(result, note_id)
 
 
 def cancel_hold(session: Session, order_id: int, customer_id: int) -> bool:

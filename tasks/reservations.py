@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.db import session_scope
-from domain import ordering
+from domain import notifications, ordering
 from tasks.app import app
 from tasks.base import BaseTask
 
@@ -11,6 +11,23 @@ from tasks.base import BaseTask
 @app.task(name="reservations.place_order", base=BaseTask)
 def place_order(offer_id: int, customer_id: int, quantity: int, request_key: str) -> str:
     """Idempotent: a redelivery finds the customer's open hold (ALREADY_HELD), and the refusal
-    message is keyed by the request, so it is sent once."""
+    message is keyed by the request, so it is sent once.
+
+    A refusal ("just sold out") is sent from here, right after the commit, like an update's own
+    replies: in a flash sale most taps end this way, and a task per refusal would double the work.
+    """
     with session_scope() as session:
-        return ordering.place_order(session, offer_id, customer_id, quantity, request_key).outcome.value
+        placed = ordering.place_order(session, offer_id, customer_id, quantity, request_key)
+    if placed.refusal_id is not None:
+        _send_now(placed.refusal_id)
+    return placed.result.outcome.value
+
+
+def _send_now(notification_id: int) -> None:
+    try:
+        notifications.deliver(notification_id)
+    except notifications.RetryLater as wait:
+        # Flood control or a network hiccup: the notifications queue sends it after the wait.
+        from tasks.notifications import deliver_in_order
+
+        deliver_in_order.apply_async(([notification_id],), countdown=wait.delay)

@@ -62,10 +62,11 @@ class ManagedProcess:
 
 
 def start_worker(name: str = "worker", queues: str = ALL_QUEUES, concurrency: int = 2,
-                 env: dict[str, str] | None = None) -> ManagedProcess:
+                 env: dict[str, str] | None = None, app: str = "tasks") -> ManagedProcess:
+    """A Celery worker of ``app`` (the benchmarks pass their own module, which adds a few tasks)."""
     worker = ManagedProcess(
         name,
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queues, "-c", str(concurrency),
+        [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queues, "-c", str(concurrency),
          "-n", f"{name}-{time.monotonic_ns()}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
         env,
     )

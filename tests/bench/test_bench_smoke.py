@@ -15,16 +15,31 @@ from tests.processes import ROOT
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="make test installs wrk")
 def test_bench_smoke_writes_a_report(tmp_path):
     subprocess.run([sys.executable, "-m", "bench", "--smoke", "--output", str(tmp_path)], cwd=ROOT, check=True,
-                   capture_output=True, timeout=240)
+                   capture_output=True, timeout=420)
     report = json.loads((tmp_path / "report.json").read_text())
     (gateway_run,) = report["gateway"]["runs"]["batched"]
     assert gateway_run["requests"] > 0 and gateway_run["non_2xx"] == 0
     # Everything acknowledged was queued (wrk may stop before reading the last replies).
     assert gateway_run["queued"] >= gateway_run["requests"]
+    (fixed,) = report["gateway_fixed_rate"]["runs"]["batched"]["200"]
+    assert fixed["acknowledged"] == fixed["offered"] > 0 and fixed["non_2xx"] == fixed["errors"] == 0
+    assert fixed["queued"] >= fixed["acknowledged"]
+    (sale,) = report["flash_sale"]["runs"]["1"]
+    # Every customer answered, exactly the units on offer reserved, one order each.
+    assert sale["without_answer"] == 0 and sale["answered"] == sale["customers"]
+    assert sale["units_reserved"] == sale["units"] == sale["orders"] == sale["buyers"] == sale["pay_links"]
+    assert sale["tasks_executed"]["updates.handle_update"] == sale["customers"]
+    assert sale["noop_tasks"] == sale["tasks_total"] and sale["noop_drain_s"] > 0
+    overhead = report["task_overhead"]["runs"]
+    assert set(overhead) == {"defaults", "project", "project_base"}
+    assert all(run["tasks_per_s"] > 0 and run["round_trip_p50_ms"] > 0 for runs in overhead.values() for run in runs)
     (reservations,) = report["reservations"]
     assert reservations["oversold_units"] == 0 and reservations["ledger_rows_match"]
     assert report["images"]["pipeline"]["output_bytes"]["card"] > 0
     notifications = report["notifications"]
     assert notifications["received"] == notifications["count"] > 0
     assert notifications["duplicates"] == 0 and notifications["lost"] == 0
-    assert "# Benchmarks" in (tmp_path / "report.md").read_text()
+    text = (tmp_path / "report.md").read_text()
+    assert "# Benchmarks" in text and "## 2. Flash sale" in text and "## 4. Task overhead" in text
+    for plot in ("gateway_fixed_rate.png", "flash_sale.png", "task_overhead.png", "reservations.png"):
+        assert (tmp_path / plot).stat().st_size > 0 and f"({plot})" in text
