@@ -39,11 +39,13 @@ class Delivery(enum.Enum):
 
 
 class RetryLater(Exception):
-    """Telegram asked us to wait (429) or could not be reached; try again after `delay` seconds."""
+    """Telegram asked us to wait (429) or could not be reached; try again after `delay` seconds.
+    `pacing`: only waiting for our turn under the rate limits, which is no failure at all."""
 
-    def __init__(self, delay: float, reason: str) -> None:
+    def __init__(self, delay: float, reason: str, *, pacing: bool = False) -> None:
         super().__init__(reason)
         self.delay = delay
+        self.pacing = pacing
 
 
 def record(session: Session, key: str, chat_id: int, reply: Reply) -> int | None:
@@ -106,11 +108,11 @@ def _deliver(notification_id: int) -> Delivery:
         # Telegram's limits are shared by every worker: wait our turn, briefly here, else later.
         wait = rate_limiter().try_acquire(note.chat_id)
         if wait > MAX_INLINE_WAIT_SECONDS:
-            raise RetryLater(wait, "rate limit")
+            raise RetryLater(wait, "rate limit", pacing=True)
         if wait > 0:
             time.sleep(wait)
             if rate_limiter().try_acquire(note.chat_id) > 0:
-                raise RetryLater(wait, "rate limit")
+                raise RetryLater(wait, "rate limit", pacing=True)
         note.attempts += 1
         reply = Reply.from_payload(note.payload, kind=note.kind)
         try:
@@ -119,7 +121,7 @@ def _deliver(notification_id: int) -> Delivery:
             metrics.TELEGRAM_FLOOD.inc()
             note.last_error = "429 retry after"
             rate_limiter().penalize(tg.retry_after_seconds(error))  # every worker holds off
-            raise RetryLater(tg.retry_after_seconds(error), "telegram flood control") from error
+            raise RetryLater(tg.retry_after_seconds(error), "telegram flood control", pacing=True) from error
         except tg.Forbidden as error:
             # The user blocked the bot: stop writing to them until they come back.
             _drop(session, note, f"403 {error.message}")

@@ -66,6 +66,7 @@ def export_user_data(session: Session, user_id: int, now: datetime | None = None
             "location": ({"latitude": user.latitude, "longitude": user.longitude,
                           "updated_at": _iso(user.location_updated_at)}
                          if user.latitude is not None else None),
+            "deal_alerts_km": user.deal_alerts_km,
             "reachable": user.reachable,
             "created_at": _iso(user.created_at),
             "last_seen_at": _iso(user.last_seen_at),
@@ -169,6 +170,7 @@ def delete_user_data(session: Session, user_id: int, now: datetime | None = None
     user.latitude = None
     user.longitude = None
     user.location_updated_at = None
+    user.deal_alerts_km = None
     if user.deleted_at is None:
         user.deleted_at = now
     return result

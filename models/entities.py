@@ -99,6 +99,8 @@ class User(Base):
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
     location_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Tell this customer about new deals within this many km of their location (None: don't).
+    deal_alerts_km: Mapped[float | None] = mapped_column(Float)
     reachable: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = utc_now_column()

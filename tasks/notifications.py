@@ -14,4 +14,9 @@ def deliver_in_order(self: BaseTask, notification_ids: list[int]) -> None:
         try:
             notifications.deliver(notification_id)
         except notifications.RetryLater as wait:
+            if wait.pacing:
+                # Our turn comes later: a fresh task then, so that waiting in a long fan-out never
+                # uses up the retries meant for real failures (it did, and left messages unsent).
+                deliver_in_order.apply_async((notification_ids[position:],), countdown=wait.delay)
+                return
             raise self.retry(args=(notification_ids[position:],), countdown=wait.delay) from wait

@@ -12,7 +12,7 @@ from bot.conversation.replies import Reply
 from bot.conversation.replies import button as key
 from core.db import after_commit
 from core.i18n import N_, Translator
-from domain import catalog, ordering
+from domain import announcements, catalog, ordering
 from domain.catalog import Sort
 from domain.images import discount_percent, format_money
 from models import Business, Offer, OfferStatus, Order, OrderStatus
@@ -117,8 +117,40 @@ def show_deals(ctx: Context, sort: Sort, page: int) -> None:
         rows.append(paging)
     sorts = [(Sort.NEWEST, _("🆕 Newest")), (Sort.POPULAR, _("🔥 Popular")), (Sort.NEAREST, _("📍 Near me"))]
     rows.append([key(("✓ " if s is sort else "") + label, data("deals", s.value, 0)) for s, label in sorts])
+    if sort is Sort.NEAREST and latitude is not None:
+        rows.append([_alerts_button(ctx)])
     rows.append(menus.home_row(_))
     ctx.show("\n".join(lines), rows)
+
+
+def _alerts_button(ctx: Context) -> dict:
+    _ = ctx._
+    if ctx.user.deal_alerts_km is None:
+        return key(_("🔔 Tell me about new deals near here"), data("alerts", "on"))
+    return key(_("🔕 Stop new-deal alerts"), data("alerts", "off"))
+
+
+@button("alerts")
+def btn_alerts(ctx: Context, args: list[str]) -> None:
+    """Deal alerts on (within a walk or a short ride of the saved location) or off."""
+    _ = ctx._
+    if args[:1] == ["on"]:
+        if ctx.user.latitude is None:
+            ask_for_location(ctx)
+            return
+        announcements.set_deal_alerts(ctx.session, ctx.user.id, announcements.ALERT_RADIUS_KM)
+        ctx.toast(_("🔔 Alerts on: we tell you when a deal is posted within {km} km of here.",
+                    km=int(announcements.ALERT_RADIUS_KM)), alert=True)
+        show_deals(ctx, Sort.NEAREST, 0)
+    elif args[:1] == ["off"]:
+        announcements.set_deal_alerts(ctx.session, ctx.user.id, None)
+        ctx.toast(_("🔕 Alerts off. Followed businesses still tell you about their new deals."), alert=True)
+        if ctx.update.callback_query and ctx.update.callback_query.message \
+                and ctx.update.callback_query.message.photo:
+            return  # pressed under an announcement: leave that message as it is
+        show_deals(ctx, Sort.NEAREST, 0)
+    else:
+        raise StaleButton()
 
 
 # -- one offer -----------------------------------------------------------------------------------

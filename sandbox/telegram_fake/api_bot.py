@@ -133,14 +133,19 @@ async def bot_endpoint(request: Request) -> Response:
         state.record_call(bot, method, {}, error.status, error.payload(), 0.0)
         return json_response(error.payload(), error.status)
     if state.faults.holds(method):
+        # Asking again and again matters: the server reads the socket (and so notices that the
+        # caller is gone) only while someone asks.
         state.faults.held_calls += 1
         try:
             while state.faults.holds(method):
+                if await request.is_disconnected():
+                    return Response(status_code=499)  # the caller died: Telegram never saw the call
                 await asyncio.sleep(0.05)
         finally:
             state.faults.held_calls -= 1
-    if await request.is_disconnected():
-        return Response(status_code=499)  # nobody is listening, and Telegram never saw the call
+        await asyncio.sleep(0.05)
+        if await request.is_disconnected():
+            return Response(status_code=499)
     status, body = await execute(state, bot, method, Params(values, files), request.app.state.http)
     return json_response(body, status)
 

@@ -5,6 +5,7 @@ Everything here has its own Postgres cluster, Redis and fakes, so no other test 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -35,10 +36,10 @@ STRIPE_SECRET = "whsec_pg_restart"
 
 
 @pytest.fixture(scope="module")
-def pg_fault_stack():
+def pg_fault_stack(tmp_path_factory):
     postgres = PostgresServer(Path(".run") / f"pg-fault-{free_port()}", free_port(), database="surplus_fault").start()
     migrate(postgres.url)
-    redis = RedisServer(Path(".run") / f"pg-fault-redis-{free_port()}", free_port()).start()
+    redis = RedisServer(tmp_path_factory.mktemp("pg-fault-redis"), free_port()).start()
     telegram = TelegramFake().start()
     stripe = StripeFake().start()
     env = {"DATABASE_URL": postgres.url, "REDIS_URL": redis.url, "TELEGRAM_API_URL": telegram.url,
@@ -72,6 +73,7 @@ def pg_fault_stack():
         telegram.stop()
         redis.stop()
         postgres.stop()
+        shutil.rmtree(postgres.directory, ignore_errors=True)
 
 
 def _restart_soon(postgres: PostgresServer, after: float, down_for: float = 2.0) -> threading.Thread:

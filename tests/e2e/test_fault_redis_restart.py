@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -27,9 +26,9 @@ MESSAGES_PER_USER = 6
 
 
 @pytest.fixture(scope="module")
-def redis_fault_stack(database_url):
+def redis_fault_stack(database_url, tmp_path_factory):
     fake = TelegramFake(webhook_retry_initial=0.2, webhook_retry_max=1.0).start()
-    redis = RedisServer(Path(".run") / f"fault-redis-{free_port()}", free_port()).start()
+    redis = RedisServer(tmp_path_factory.mktemp("fault-redis"), free_port()).start()
     env = {"TELEGRAM_API_URL": fake.url, "REDIS_URL": redis.url, "TELEGRAM_WEBHOOK_SECRET": "fault-secret",
            "DATABASE_URL": separate_database(database_url, "surplus_redis_fault")}
     worker = start_worker("redis-fault-worker", queues="updates,notifications", env=env)

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -63,10 +62,10 @@ def _lock_waiters(engine: sa.Engine) -> int:
 
 
 @pytest.fixture(scope="module")
-def kill_stack(migrated):
+def kill_stack(migrated, tmp_path_factory):
     telegram = TelegramFake().start()
     stripe = StripeFake().start()
-    redis = RedisServer(Path(".run") / f"kill-redis-{free_port()}", free_port()).start()
+    redis = RedisServer(tmp_path_factory.mktemp("kill-redis"), free_port()).start()
     env = {"TELEGRAM_API_URL": telegram.url, "REDIS_URL": redis.url, "TELEGRAM_WEBHOOK_SECRET": "kill-secret",
            "STRIPE_API_URL": stripe.url, "STRIPE_SECRET_KEY": "sk_test_kill", "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET}
     gateway, gateway_url = start_gateway(env)

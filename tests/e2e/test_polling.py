@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,9 +18,9 @@ from tests.processes import ROOT, ManagedProcess, start_worker
 
 
 @pytest.fixture(scope="module")
-def polling_stack(database_url):
+def polling_stack(database_url, tmp_path_factory):
     fake = TelegramFake().start()
-    redis = RedisServer(Path(".run") / f"polling-redis-{free_port()}", free_port()).start()
+    redis = RedisServer(tmp_path_factory.mktemp("polling-redis"), free_port()).start()
     # Its own database: this fake numbers its updates from 1 again.
     env = {"TELEGRAM_API_URL": fake.url, "REDIS_URL": redis.url,
            "DATABASE_URL": separate_database(database_url, "surplus_polling")}

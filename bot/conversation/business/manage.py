@@ -12,7 +12,6 @@ import base64
 from collections.abc import Callable
 from functools import wraps
 
-from sqlalchemy import select
 
 from bot.conversation.business.newoffer import change_photo, enqueue_photo, verified_business
 from bot.conversation.business.registration import status_text
@@ -25,10 +24,10 @@ from bot.conversation.registry import button as on_button
 from bot.conversation.replies import Keyboard, Reply, button
 from core.db import after_commit
 from core.i18n import Translator
-from domain import businesses, notifications, offers, payments
+from domain import announcements, businesses, notifications, offers, payments
 from domain.images import format_money
 from domain.offers import InvalidInput, NotOwner, WrongState
-from models import Business, BusinessStatus, Follow, Offer, OfferStatus, Order, OrderStatus, PhotoStatus, User
+from models import Business, BusinessStatus, Offer, OfferStatus, Order, OrderStatus, PhotoStatus, User
 
 LIVE = (OfferStatus.ACTIVE, OfferStatus.SOLD_OUT)
 EDITABLE = (OfferStatus.ACTIVE, OfferStatus.PAUSED, OfferStatus.SOLD_OUT)
@@ -179,30 +178,14 @@ def _publish(ctx: Context, offer: Offer) -> None:
         ctx.toast(message, alert=True)
         ctx.reply(message, [[button(_("📋 My offers"), data("bizoffers"))]])
         return
-    followers = _notify_followers(ctx, offer)
+    told = announcements.announce(ctx.session, offer.id, moment)
     ctx.toast(_("Published!"))
     text, rows = offer_details(ctx, offer)
     note = _("🎉 <b>Published!</b> Customers can order it now.")
-    if followers:
-        note += " " + _("{count} followers have been told.", count=followers)
+    if told["followers"] or told["nearby"]:
+        note += "\n" + _("Being told now: {followers} follower(s), {nearby} customer(s) nearby who asked "
+                         "for alerts.", followers=told["followers"], nearby=told["nearby"])
     ctx.reply(f"{note}\n\n{text}", rows)  # a new message: the preview above is a photo
-
-
-def _notify_followers(ctx: Context, offer: Offer) -> int:
-    followers = ctx.session.execute(
-        select(Follow.user_id, User.language).join(User, User.id == Follow.user_id)
-        .where(Follow.business_id == offer.business_id, User.deleted_at.is_(None), User.id != ctx.user.id)
-        .order_by(Follow.user_id)
-    ).all()
-    for user_id, language in followers:
-        _ = Translator(language)
-        caption = offer_caption(_, offer, offer.business, now())
-        notifications.notify(
-            ctx.session, f"offer:{offer.id}:published:follower:{user_id}", user_id,
-            Reply(text=caption, photo=offer.photo_card_file_id,
-                  keyboard=[[button(_("View"), data("offer", offer.id))]], kind="follower"),
-        )
-    return len(followers)
 
 
 def _photo(ctx: Context, offer: Offer) -> None:

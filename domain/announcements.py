@@ -1,0 +1,103 @@
+"""Telling customers about a newly published offer: the business's followers, and customers who
+asked for alerts about new deals near them (within their radius of the business).
+
+Each customer hears about an offer once, whichever list they are on (one outbox key per offer and
+customer). The messages are recorded in the transaction that publishes the offer (published means
+announced), and go out after commit through the notifications queue in groups, each paced by the
+shared Telegram limiter, so a big audience takes its time instead of tripping flood control.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, literal, or_, select
+from sqlalchemy.orm import Session
+
+from bot.conversation.cards import format_distance, offer_caption
+from bot.conversation.registry import data
+from bot.conversation.replies import Reply, button
+from core.db import after_commit
+from core.i18n import Translator
+from domain import notifications
+from domain.catalog import distance_km
+from models import Business, Follow, Offer, OfferStatus, User
+
+ALERT_RADIUS_KM = 5.0  # what "near me" means for alerts: a walk or a short ride
+DELIVERY_GROUP = 25  # messages per notifications task: about a second at Telegram's pace
+DEGREE_KM = 111.0  # one degree of latitude; the bounding box below is a cheap first cut
+
+
+@dataclass(frozen=True)
+class Recipient:
+    user_id: int
+    language: str
+    follower: bool
+    distance_km: float | None
+
+
+def audience(session: Session, offer: Offer) -> list[Recipient]:
+    """Everyone to tell about this offer: followers, and alert subscribers close enough."""
+    business = offer.business
+    follower = select(Follow.user_id).where(Follow.business_id == business.id, Follow.user_id == User.id)
+    nearby = literal(False)
+    distance = literal(None)
+    if business.latitude is not None and business.longitude is not None:
+        distance = distance_km(User.latitude, User.longitude, literal(business.latitude), literal(business.longitude))
+        box = User.deal_alerts_km / DEGREE_KM
+        nearby = and_(
+            User.deal_alerts_km.is_not(None), User.latitude.is_not(None),
+            User.latitude.between(business.latitude - box, business.latitude + box),
+            distance <= User.deal_alerts_km,
+        )
+    rows = session.execute(
+        select(User.id, User.language, follower.exists(), distance)
+        .where(User.deleted_at.is_(None), User.reachable.is_(True), User.id != business.owner_id,
+               or_(follower.exists(), nearby))
+        .order_by(User.id)
+    ).all()
+    return [Recipient(user_id, language, bool(follows), None if far is None else float(far))
+            for user_id, language, follows, far in rows]
+
+
+def announce(session: Session, offer_id: int, now: datetime) -> dict[str, int]:
+    """Record the announcement of a published offer for its audience and send it after commit.
+    Idempotent: a second run finds every message recorded and sends nothing new."""
+    offer = session.get(Offer, offer_id)
+    if offer is None or offer.status not in (OfferStatus.ACTIVE, OfferStatus.SOLD_OUT):
+        return {"followers": 0, "nearby": 0, "recorded": 0}
+    business: Business = offer.business
+    recipients = audience(session, offer)
+    recorded: list[int] = []
+    for recipient in recipients:
+        _ = Translator(recipient.language)
+        caption = offer_caption(_, offer, business, now)
+        if recipient.distance_km is not None and not recipient.follower:
+            caption = _("🔔 New near you ({distance}):", distance=format_distance(recipient.distance_km)) \
+                + "\n" + caption
+        note = notifications.record(
+            session, f"offer:{offer.id}:announced:{recipient.user_id}", recipient.user_id,
+            Reply(text=caption, photo=offer.photo_card_file_id, kind="announcement",
+                  keyboard=[[button(_("View"), data("offer", offer.id)),
+                             button(_("🔕 Stop alerts"), data("alerts", "off"))]]
+                  if not recipient.follower else [[button(_("View"), data("offer", offer.id))]]),
+        )
+        if note is not None:
+            recorded.append(note)
+    if recorded:
+        def send() -> None:
+            from tasks.notifications import deliver_in_order
+
+            for start in range(0, len(recorded), DELIVERY_GROUP):
+                deliver_in_order.delay(recorded[start:start + DELIVERY_GROUP])
+
+        after_commit(session, send)
+    return {"followers": sum(r.follower for r in recipients),
+            "nearby": sum(not r.follower for r in recipients), "recorded": len(recorded)}
+
+
+def set_deal_alerts(session: Session, user_id: int, radius_km: float | None) -> None:
+    user = session.get(User, user_id)
+    if user is not None:
+        user.deal_alerts_km = radius_km
