@@ -287,7 +287,7 @@ def notifications_section(result: dict) -> list[str]:
         f"| {result['too_many_requests']} | {result['duplicates']} | {result['lost']} |",
         "",
         "Limit: Telegram's 30 messages/s per bot. The workers' limiter grants a little under it "
-        "(28/s, burst 25), a margin so that the jitter between a grant and the message's arrival never draws a 429.",
+        "(29/s, burst 25), a margin so that the jitter between a grant and the message's arrival never draws a 429.",
         "",
     ]
 

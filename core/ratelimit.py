@@ -196,7 +196,7 @@ _limiter_pid: int | None = None
 
 # A little under Telegram's limits (30/s, burst ~30; 1/s per chat, burst ~3): our grant and
 # Telegram's receipt are a network hop apart, and that jitter alone drew 429s at equal limits.
-SAFE_LIMITS = {"global_rate": 28.0, "global_burst": 25, "chat_rate": 0.95, "chat_burst": 2}
+SAFE_LIMITS = {"global_rate": 29.0, "global_burst": 25, "chat_rate": 0.95, "chat_burst": 2}
 
 
 def rate_limiter() -> TelegramRateLimiter:

@@ -12,6 +12,7 @@ import enum
 import time
 from datetime import UTC, datetime
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -97,6 +98,40 @@ def deliver(notification_id: int) -> Delivery:
 
 
 def _deliver(notification_id: int) -> Delivery:
+    sent: dict[str, int | None] = {}
+    try:
+        return _send_and_record(notification_id, sent)
+    except (sa_exc.OperationalError, sa_exc.InterfaceError):
+        if "message_id" not in sent:
+            raise
+        # Telegram has the message; only the commit that records it failed (Postgres went away
+        # right then). Record it on a fresh connection rather than let a retry send it again.
+        _record_sent(notification_id, sent["message_id"])
+        return Delivery.SENT
+
+
+def _record_sent(notification_id: int, message_id: int | None, patience_s: float = 60.0) -> None:
+    deadline = time.monotonic() + patience_s
+    pause = 0.2
+    while True:
+        try:
+            with session_scope() as session:
+                session.execute(
+                    update(Notification)
+                    .where(Notification.id == notification_id, Notification.status == NotificationStatus.PENDING)
+                    .values(status=NotificationStatus.SENT, sent_at=datetime.now(UTC),
+                            telegram_message_id=message_id, attempts=Notification.attempts + 1)
+                )
+            log.warning("notification_recorded_late", notification_id=notification_id)
+            return
+        except (sa_exc.OperationalError, sa_exc.InterfaceError):
+            if time.monotonic() + pause > deadline:
+                raise  # the message may go out twice: better than never
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+
+def _send_and_record(notification_id: int, sent: dict[str, int | None]) -> Delivery:
     with session_scope() as session:
         note = session.execute(
             select(Notification)
@@ -136,6 +171,7 @@ def _deliver(notification_id: int) -> Delivery:
             return Delivery.DROPPED
         except (tg.TimedOut, tg.NetworkError) as error:
             raise RetryLater(2.0, f"network: {error}") from error
+        sent["message_id"] = message_id
         note.status = NotificationStatus.SENT
         note.sent_at = datetime.now(UTC)
         note.telegram_message_id = message_id
