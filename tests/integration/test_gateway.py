@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 from pathlib import Path
 
 import orjson
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from bot.gateway import SECRET_HEADER, create_app
@@ -129,3 +132,29 @@ def test_health_and_metrics(client):
     post(client, an_update())
     metrics = client.get("/metrics").text
     assert 'gateway_updates_total{outcome="enqueued"}' in metrics
+
+
+def _encode(value) -> bytes:
+    return json.dumps(value).encode()  # the standard library also writes integers beyond 64 bits
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=12,
+)
+_BODIES = st.one_of(
+    st.binary(max_size=300),
+    _JSON.map(_encode),
+    st.fixed_dictionaries({"update_id": _JSON}, optional={"message": _JSON, "callback_query": _JSON}).map(_encode),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_BODIES)
+def test_fuzzed_bodies_never_get_a_5xx_and_refused_ones_queue_nothing(client, private_redis, body):
+    before = len(queued(private_redis))
+    response = post(client, body)
+    assert response.status_code in (200, 400, 413), response.text
+    if response.status_code != 200:
+        assert len(queued(private_redis)) == before
