@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-from pathlib import Path
 
 import orjson
 import pytest
@@ -37,8 +36,8 @@ def an_update(update_id: int | None = None, text: str = "/start") -> dict:
 
 @pytest.fixture
 def private_redis(tmp_path_factory) -> RedisServer:
-    directory = Path(".run") / f"gateway-redis-{free_port()}"
-    server = RedisServer(directory, free_port()).start()
+    # A fresh directory each time: an append-only file left by an earlier run would refill the queue.
+    server = RedisServer(tmp_path_factory.mktemp("gateway-redis"), free_port()).start()
     yield server
     server.stop()
 

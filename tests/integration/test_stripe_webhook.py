@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import itertools
 import time
-from pathlib import Path
 
 import orjson
 import pytest
@@ -40,8 +39,8 @@ def an_event(kind: str = "checkout.session.completed", event_id: str | None = No
 
 
 @pytest.fixture
-def private_redis() -> RedisServer:
-    server = RedisServer(Path(".run") / f"stripe-gateway-redis-{free_port()}", free_port()).start()
+def private_redis(tmp_path) -> RedisServer:
+    server = RedisServer(tmp_path / "redis", free_port()).start()  # fresh: no earlier run's AOF
     yield server
     server.stop()
 
