@@ -104,26 +104,30 @@ def _walk(user: int, answers: list) -> None:
         assert _flow_step(user) != before, f"{answer!r} did not move the flow on from {before}"
 
 
+def _type_at_step(start, answers: list, step: int, typed: str, stored, completes: bool,
+                  optional: bool = False) -> None:
+    """Bring a new user to `step` of a flow, type `typed` there, and check what happened."""
+    user = next(_users)
+    rows_before = _count(stored)
+    start(user)
+    _walk(user, answers[:step])
+    position = _flow_step(user)
+    assert position[0] is not None, "the flow did not start"
+    handled = _say(user, typed)
+    assert "something went wrong" not in _texts(handled).lower()
+    finished = completes and step == len(answers) - 1 and _flow_step(user)[0] is None
+    if not finished:
+        assert _count(stored) == rows_before  # nothing stored before the flow completes
+    if _flow_step(user) != position and not optional:
+        assert typed.strip(), f"an empty answer was accepted at step {step}"  # moved on: it passed the checks
+
+
 @pytest.mark.parametrize("step", range(len(REGISTRATION)))
 def test_any_text_at_a_registration_step(migrated, step):
     @FUZZ
     @given(typed=TYPED)
     def check(typed: str) -> None:
-        user = next(_users)
-        businesses = _count(Business)
-        _start_registration(user)
-        _walk(user, REGISTRATION[:step])
-        flow, before = _flow_step(user)
-        assert flow is not None, "the flow did not start"
-        handled = _say(user, typed)
-        assert "something went wrong" not in _texts(handled).lower()
-        flow_after, after = _flow_step(user)
-        if step < len(REGISTRATION) - 1 or flow_after is not None:
-            assert _count(Business) == businesses  # nothing stored before the flow completes
-        if after == before and flow_after == flow:
-            return  # refused and asked again: fine
-        # Accepted: it must have passed the same checks a valid answer passes.
-        assert typed.strip(), f"an empty answer was accepted at step {step}"
+        _type_at_step(_start_registration, REGISTRATION, step, typed, Business, completes=True)
 
     check()
 
@@ -133,17 +137,9 @@ def test_any_text_at_a_new_offer_step(migrated, step):
     @FUZZ
     @given(typed=TYPED)
     def check(typed: str) -> None:
-        user = next(_users)
-        offers = _count(Offer)
-        _start_new_offer(user)
-        _walk(user, NEW_OFFER[:step])
-        flow, before = _flow_step(user)
-        assert flow is not None, "the flow did not start"
-        handled = _say(user, typed)
-        assert "something went wrong" not in _texts(handled).lower()
-        assert _count(Offer) == offers  # an offer is stored only with its photo, after the last step
-        if _flow_step(user) != (flow, before) and step not in OPTIONAL_NEW_OFFER_STEPS:
-            assert typed.strip(), f"an empty answer was accepted at step {step}"
+        # An offer is stored only with its photo, after the last text step.
+        _type_at_step(_start_new_offer, NEW_OFFER, step, typed, Offer, completes=False,
+                      optional=step in OPTIONAL_NEW_OFFER_STEPS)
 
     check()
 
