@@ -40,9 +40,15 @@ class Flow:
     name: str
     steps: list[Step]
     on_cancel: Callable[[Context], None] | None = None
+    # An answer whose checks raise `refused_by` is refused: the flow stays at its step and
+    # `on_refused` asks the question again, saying what was wrong.
+    refused_by: type[Exception] | None = None
+    on_refused: Callable[[Context, Flow, Exception], None] | None = None
     _by_name: dict[str, Step] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.refused_by is not None and self.on_refused is None:
+            raise ValueError(f"flow {self.name}: refused_by needs on_refused")
         self._by_name = {step.name: step for step in self.steps}
 
     # -- entering and moving
@@ -90,33 +96,28 @@ class Flow:
         elif next_step is not None:
             self.go(ctx, next_step)
 
-    def answer_text(self, ctx: Context, text: str) -> bool:
-        step = self.current(ctx)
-        if step.on_text is None:
+    def _answer(self, ctx: Context, callback: Callable[..., str | None] | None, *answer: object) -> bool:
+        if callback is None:
             return False
-        self._advance(ctx, step.on_text(ctx, text))
+        try:
+            next_step = callback(ctx, *answer)
+        except (self.refused_by or ()) as error:
+            self.on_refused(ctx, self, error)
+            return True
+        self._advance(ctx, next_step)
         return True
+
+    def answer_text(self, ctx: Context, text: str) -> bool:
+        return self._answer(ctx, self.current(ctx).on_text, text)
 
     def answer_choice(self, ctx: Context, value: str) -> bool:
-        step = self.current(ctx)
-        if step.on_choice is None:
-            return False
-        self._advance(ctx, step.on_choice(ctx, value))
-        return True
+        return self._answer(ctx, self.current(ctx).on_choice, value)
 
     def answer_location(self, ctx: Context, latitude: float, longitude: float) -> bool:
-        step = self.current(ctx)
-        if step.on_location is None:
-            return False
-        self._advance(ctx, step.on_location(ctx, latitude, longitude))
-        return True
+        return self._answer(ctx, self.current(ctx).on_location, latitude, longitude)
 
     def answer_photo(self, ctx: Context, file_id: str, file_size: int) -> bool:
-        step = self.current(ctx)
-        if step.on_photo is None:
-            return False
-        self._advance(ctx, step.on_photo(ctx, file_id, file_size))
-        return True
+        return self._answer(ctx, self.current(ctx).on_photo, file_id, file_size)
 
 
 def choice(ctx: Context, text: str, value: str) -> dict[str, str]:

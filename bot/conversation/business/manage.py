@@ -15,7 +15,7 @@ from functools import wraps
 
 from bot.conversation.business.newoffer import change_photo, enqueue_photo, verified_business
 from bot.conversation.business.registration import status_text
-from bot.conversation.business.texts import input_error, now, reask
+from bot.conversation.business.texts import now, reask, reask_invalid
 from bot.conversation.cards import escape, offer_caption, status_label
 from bot.conversation.context import Context
 from bot.conversation.flows import DONE, Flow, Step, ask
@@ -377,9 +377,6 @@ def _on_price(ctx: Context, text: str) -> str | None:
     try:
         price = offers.parse_money(text, offer.currency)
         offer = offers.edit_price(ctx.session, offer.id, ctx.user.id, price)
-    except InvalidInput as error:
-        reask(ctx, EDIT_PRICE, input_error(_, error))
-        return None
     except WrongState:
         ctx.reply(_("This offer can't be changed now."))
         show_offer(ctx, offer)
@@ -407,9 +404,6 @@ def _on_quantity(ctx: Context, text: str) -> str | None:
     try:
         quantity = offers.parse_quantity(text)
         offer = offers.edit_quantity(ctx.session, offer.id, ctx.user.id, quantity)
-    except InvalidInput as error:
-        reask(ctx, EDIT_QUANTITY, input_error(_, error))
-        return None
     except WrongState:
         ctx.reply(_("This offer can't be changed now."))
         show_offer(ctx, offer)
@@ -458,9 +452,10 @@ def _tell_collected(ctx: Context, offer: Offer, order: Order) -> None:
     )
 
 
-EDIT_PRICE = flow(Flow("offerprice", [Step("price", _ask_price, on_text=_on_price)], on_cancel=_back_to_offers))
+EDIT_PRICE = flow(Flow("offerprice", [Step("price", _ask_price, on_text=_on_price)], on_cancel=_back_to_offers,
+                       refused_by=InvalidInput, on_refused=reask_invalid))
 EDIT_QUANTITY = flow(Flow("offerqty", [Step("quantity", _ask_quantity, on_text=_on_quantity)],
-                          on_cancel=_back_to_offers))
+                          on_cancel=_back_to_offers, refused_by=InvalidInput, on_refused=reask_invalid))
 PICKUP = flow(Flow("pickup", [Step("code", _ask_code, on_text=_on_code)], on_cancel=_back_to_offers))
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import delete
 
 from bot.conversation import menus
 from bot.conversation.business.registration import status_text
-from bot.conversation.business.texts import input_error, now, photo_rejection, reask
+from bot.conversation.business.texts import now, photo_rejection, reask, reask_invalid
 from bot.conversation.context import Context
 from bot.conversation.flows import Flow, Step, ask, choice
 from bot.conversation.registry import NotAllowed, command, data, flow
@@ -63,9 +63,6 @@ def _business(ctx: Context) -> Business:
     return business
 
 
-def _reask(ctx: Context, error: InvalidInput) -> None:
-    reask(ctx, NEW_OFFER, input_error(ctx._, error))
-
 
 def _money(ctx: Context, minor: int) -> str:
     return format_money(minor, ctx.state.data.get("currency", "EUR"))
@@ -81,10 +78,7 @@ def _ask_title(ctx: Context) -> None:
 
 
 def _on_title(ctx: Context, text: str) -> str | None:
-    try:
-        NEW_OFFER.remember(ctx, title=offers.parse_title(text), currency=_business(ctx).currency)
-    except InvalidInput as error:
-        return _reask(ctx, error)
+    NEW_OFFER.remember(ctx, title=offers.parse_title(text), currency=_business(ctx).currency)
     return "description"
 
 
@@ -95,10 +89,7 @@ def _ask_description(ctx: Context) -> None:
 
 
 def _on_description(ctx: Context, text: str) -> str | None:
-    try:
-        NEW_OFFER.remember(ctx, description=offers.parse_description(text))
-    except InvalidInput as error:
-        return _reask(ctx, error)
+    NEW_OFFER.remember(ctx, description=offers.parse_description(text))
     return "price"
 
 
@@ -115,10 +106,7 @@ def _ask_price(ctx: Context) -> None:
 
 
 def _on_price(ctx: Context, text: str) -> str | None:
-    try:
-        price = offers.parse_money(text, ctx.state.data.get("currency", "EUR"))
-    except InvalidInput as error:
-        return _reask(ctx, error)
+    price = offers.parse_money(text, ctx.state.data.get("currency", "EUR"))
     NEW_OFFER.remember(ctx, price_minor=price)
     return "original"
 
@@ -130,11 +118,8 @@ def _ask_original(ctx: Context) -> None:
 
 
 def _on_original(ctx: Context, text: str) -> str | None:
-    try:
-        original = offers.parse_money(text, ctx.state.data.get("currency", "EUR"))
-        offers.check_discount(ctx.state.data["price_minor"], original)
-    except InvalidInput as error:
-        return _reask(ctx, error)
+    original = offers.parse_money(text, ctx.state.data.get("currency", "EUR"))
+    offers.check_discount(ctx.state.data["price_minor"], original)
     NEW_OFFER.remember(ctx, original_price_minor=original)
     return "quantity"
 
@@ -146,10 +131,7 @@ def _ask_quantity(ctx: Context) -> None:
 
 
 def _on_quantity(ctx: Context, text: str) -> str | None:
-    try:
-        NEW_OFFER.remember(ctx, quantity=offers.parse_quantity(text))
-    except InvalidInput as error:
-        return _reask(ctx, error)
+    NEW_OFFER.remember(ctx, quantity=offers.parse_quantity(text))
     return "day"
 
 
@@ -177,11 +159,8 @@ def _ask_window(ctx: Context) -> None:
 def _on_window(ctx: Context, text: str) -> str | None:
     business = _business(ctx)
     moment = now()
-    try:
-        day = offers.pickup_day(ctx.state.data.get("day", "today"), business.timezone, moment)
-        start, end = offers.parse_time_window(text, day, business.timezone, moment)
-    except InvalidInput as error:
-        return _reask(ctx, error)
+    day = offers.pickup_day(ctx.state.data.get("day", "today"), business.timezone, moment)
+    start, end = offers.parse_time_window(text, day, business.timezone, moment)
     NEW_OFFER.remember(ctx, pickup_start=start.isoformat(), pickup_end=end.isoformat())
     return "photo"
 
@@ -249,7 +228,7 @@ NEW_OFFER = flow(Flow("newoffer", [
     Step("day", _ask_day, on_choice=_on_day),
     Step("window", _ask_window, on_text=_on_window),
     Step("photo", _ask_photo, on_photo=_on_photo),
-], on_cancel=_cancelled))
+], on_cancel=_cancelled, refused_by=InvalidInput, on_refused=reask_invalid))
 
 
 def change_photo(ctx: Context, offer: Offer) -> None:

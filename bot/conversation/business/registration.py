@@ -4,7 +4,7 @@ pending verification, with every admin told (and given the buttons to decide).""
 from __future__ import annotations
 
 from bot.conversation import menus
-from bot.conversation.business.texts import input_error, reask
+from bot.conversation.business.texts import reask_invalid
 from bot.conversation.cards import escape
 from bot.conversation.context import Context
 from bot.conversation.flows import DONE, Flow, Step, ask, choice
@@ -98,10 +98,7 @@ def _ask_name(ctx: Context) -> None:
 
 
 def _on_name(ctx: Context, text: str) -> str | None:
-    try:
-        REGISTER.remember(ctx, name=businesses.parse_name(text))
-    except InvalidInput as error:
-        return _reask(ctx, error)
+    REGISTER.remember(ctx, name=businesses.parse_name(text))
     return "address"
 
 
@@ -116,21 +113,23 @@ def _ask_address(ctx: Context) -> None:
 
 
 def _on_address(ctx: Context, text: str) -> str | None:
-    try:
-        REGISTER.remember(ctx, address=businesses.parse_address(text))
-    except InvalidInput as error:
-        return _reask(ctx, error)
+    _take_address(ctx, text)
     return "location"
 
 
 def _on_address_location(ctx: Context, latitude: float, longitude: float) -> str | None:
-    try:
-        latitude, longitude = businesses.check_location(latitude, longitude)
-    except InvalidInput as error:
-        return _reask(ctx, error)
+    _take_location(ctx, latitude, longitude)
+    return "address_text"
+
+
+def _take_address(ctx: Context, text: str) -> None:
+    REGISTER.remember(ctx, address=businesses.parse_address(text))
+
+
+def _take_location(ctx: Context, latitude: float, longitude: float) -> None:
+    latitude, longitude = businesses.check_location(latitude, longitude)
     REGISTER.remember(ctx, latitude=latitude, longitude=longitude)
     ctx.outcome.replies.append(Reply(text=ctx._("📍 Location received."), remove_keyboard=True))
-    return "address_text"
 
 
 def _ask_location(ctx: Context) -> None:
@@ -144,12 +143,7 @@ def _ask_location(ctx: Context) -> None:
 
 
 def _on_location(ctx: Context, latitude: float, longitude: float) -> str | None:
-    try:
-        latitude, longitude = businesses.check_location(latitude, longitude)
-    except InvalidInput as error:
-        return _reask(ctx, error)
-    REGISTER.remember(ctx, latitude=latitude, longitude=longitude)
-    ctx.outcome.replies.append(Reply(text=ctx._("📍 Location received."), remove_keyboard=True))
+    _take_location(ctx, latitude, longitude)
     return "phone"
 
 
@@ -167,10 +161,7 @@ def _ask_address_text(ctx: Context) -> None:
 
 
 def _on_address_text(ctx: Context, text: str) -> str | None:
-    try:
-        REGISTER.remember(ctx, address=businesses.parse_address(text))
-    except InvalidInput as error:
-        return _reask(ctx, error)
+    _take_address(ctx, text)
     return "phone"  # the location came first
 
 
@@ -181,10 +172,7 @@ def _ask_phone(ctx: Context) -> None:
 
 
 def _on_phone(ctx: Context, text: str) -> str | None:
-    try:
-        phone = businesses.parse_phone(text)
-    except InvalidInput as error:
-        return _reask(ctx, error)
+    phone = businesses.parse_phone(text)
     values = ctx.state.data
     registration = businesses.Registration(
         name=values["name"], address=values["address"], phone=phone,
@@ -205,9 +193,6 @@ def _on_phone(ctx: Context, text: str) -> str | None:
     return DONE
 
 
-def _reask(ctx: Context, error: InvalidInput) -> None:
-    reask(ctx, REGISTER, input_error(ctx._, error))
-
 
 REGISTER = flow(Flow("register", [
     Step("name", _ask_name, on_text=_on_name),
@@ -215,7 +200,7 @@ REGISTER = flow(Flow("register", [
     Step("location", _ask_location, on_location=_on_location, on_choice=_on_location_skip),
     Step("address_text", _ask_address_text, on_text=_on_address_text),
     Step("phone", _ask_phone, on_text=_on_phone),
-], on_cancel=lambda ctx: _cancelled(ctx)))
+], on_cancel=lambda ctx: _cancelled(ctx), refused_by=InvalidInput, on_refused=reask_invalid))
 
 
 def _cancelled(ctx: Context) -> None:

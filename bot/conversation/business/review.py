@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bot.conversation import menus
 from bot.conversation.business.registration import business_card, review_keyboard, status_text
-from bot.conversation.business.texts import input_error, now, reask
+from bot.conversation.business.texts import now, reask_invalid
 from bot.conversation.cards import escape
 from bot.conversation.context import Context
 from bot.conversation.flows import DONE, Flow, Step, ask
@@ -123,18 +123,15 @@ def _ask_reason(ctx: Context) -> None:
 
 def _on_reason(ctx: Context, text: str) -> str | None:
     _require_admin(ctx)
-    try:
-        reason = businesses.parse_reason(text)
-    except InvalidInput as error:
-        reask(ctx, REASON, input_error(ctx._, error))
-        return None
+    reason = businesses.parse_reason(text)
     values = ctx.state.data
     _decide(ctx, int(values["business_id"]), values["action"], reason)
     return DONE
 
 
 REASON = flow(Flow("bizreason", [Step("reason", _ask_reason, on_text=_on_reason)],
-                   on_cancel=lambda ctx: show_pending_businesses(ctx)))
+                   on_cancel=lambda ctx: show_pending_businesses(ctx), refused_by=InvalidInput,
+                   on_refused=reask_invalid))
 
 
 def _decide(ctx: Context, business_id: int, action: str, reason: str | None) -> None:

@@ -67,6 +67,11 @@ def photo_rejection(_: Translator, reason: str) -> str:
     return build() if build else _("This photo can't be used. Please send another one.")
 
 
+def reask_invalid(ctx, flow, error: InvalidInput) -> None:
+    """How the business flows refuse an answer (their `on_refused`)."""
+    reask(ctx, flow, input_error(ctx._, error))
+
+
 def reask(ctx, flow, message: str) -> None:
     """Ask the current question again with what was wrong on top, as one message (two would
     also wait on Telegram's one-message-per-second pace in a chat)."""
