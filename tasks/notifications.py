@@ -7,6 +7,17 @@ from tasks.app import app
 from tasks.base import BaseTask
 
 
+def send_now(notification_ids: list[int]) -> None:
+    """Send a task's own replies straight away, in order. On flood control or a network hiccup
+    the rest go through this queue after the wait, so the worker moves on to its next task."""
+    for position, notification_id in enumerate(notification_ids):
+        try:
+            notifications.deliver(notification_id)
+        except notifications.RetryLater as wait:
+            deliver_in_order.apply_async((notification_ids[position:],), countdown=wait.delay)
+            return
+
+
 @app.task(name="notifications.deliver_in_order", base=BaseTask, bind=True, max_retries=20)
 def deliver_in_order(self: BaseTask, notification_ids: list[int]) -> None:
     """Send these outbox messages one after another; each is sent at most once."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from core.db import session_scope
-from domain import notifications, ordering
+from domain import ordering
 from tasks.app import app
 from tasks.base import BaseTask
+from tasks.notifications import send_now
 
 
 @app.task(name="reservations.place_order", base=BaseTask)
@@ -19,15 +20,5 @@ def place_order(offer_id: int, customer_id: int, quantity: int, request_key: str
     with session_scope() as session:
         placed = ordering.place_order(session, offer_id, customer_id, quantity, request_key)
     if placed.refusal_id is not None:
-        _send_now(placed.refusal_id)
+        send_now([placed.refusal_id])
     return placed.result.outcome.value
-
-
-def _send_now(notification_id: int) -> None:
-    try:
-        notifications.deliver(notification_id)
-    except notifications.RetryLater as wait:
-        # Flood control or a network hiccup: the notifications queue sends it after the wait.
-        from tasks.notifications import deliver_in_order
-
-        deliver_in_order.apply_async(([notification_id],), countdown=wait.delay)

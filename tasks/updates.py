@@ -8,9 +8,9 @@ from bot.conversation import engine, flood
 from core import telegram as tg
 from core.db import session_scope
 from core.logging import get_logger
-from domain import notifications
 from tasks.app import app
 from tasks.base import TRANSIENT_ERRORS, BaseTask
+from tasks.notifications import send_now
 
 log = get_logger(__name__)
 
@@ -33,7 +33,7 @@ def handle_update(self: BaseTask, update: dict[str, Any]) -> None:
         with session_scope() as session:
             handled = engine.handle_failure(session, update, repr(error))
     _answer_callback(handled)
-    _send_replies(handled.notification_ids)
+    send_now(handled.notification_ids)
 
 
 def _flooding(update: dict[str, Any]) -> bool:
@@ -54,7 +54,7 @@ def _flooding(update: dict[str, Any]) -> bool:
         with session_scope() as session:
             handled = engine.slow_down(session, parsed, tell)
         _answer_callback(handled)
-        _send_replies(handled.notification_ids)
+        send_now(handled.notification_ids)
     return True
 
 
@@ -68,16 +68,3 @@ def _answer_callback(handled: engine.Handled) -> None:
     except tg.TelegramError as error:
         # Too old, or answered already: the user's spinner is gone either way.
         log.info("callback_answer_failed", error=str(error))
-
-
-def _send_replies(notification_ids: list[int]) -> None:
-    for position, notification_id in enumerate(notification_ids):
-        try:
-            notifications.deliver(notification_id)
-        except notifications.RetryLater as wait:
-            # Flood control or a network hiccup: the rest go through the notifications queue,
-            # in order, after the wait, so this worker moves on to the next update.
-            from tasks.notifications import deliver_in_order
-
-            deliver_in_order.apply_async((notification_ids[position:],), countdown=wait.delay)
-            return
