@@ -34,6 +34,16 @@ def new_user_id() -> int:
     return next(_user_ids)
 
 
+@pytest.fixture(scope="package", autouse=True)
+def celery_app_configured_for_the_session():
+    """Load the test process's Celery configuration now, from the session's Redis. Celery reads it
+    on first use: were that first use inside a fault test's stack (which points REDIS_URL at its
+    own Redis for a while), every later test would subscribe to results on a Redis that is gone."""
+    from tasks.app import app
+
+    assert app.conf.result_backend == os.environ["REDIS_URL"]
+
+
 @pytest.fixture(scope="package")
 def telegram_fake(migrated):
     fake = TelegramFake()
