@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import get_settings
@@ -60,3 +60,11 @@ def after_commit(session: Session, callback: Callable[[], None]) -> None:
     """Run `callback` after this transaction commits: enqueue follow-up tasks here, so a task
     never runs for rows that don't exist yet (or never will)."""
     session.info.setdefault("after_commit", []).append(callback)
+
+
+@contextmanager
+def autocommit_connection(session: Session) -> Iterator[Connection]:
+    """Another pooled connection to the session's database, in autocommit mode (each statement its
+    own transaction, independent of the session's): for work that must commit on its own, at once."""
+    with session.get_bind().engine.connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")

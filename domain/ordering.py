@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from bot.conversation.cards import escape
 from bot.conversation.registry import data
 from bot.conversation.replies import Reply, button
-from core.db import after_commit
+from core.db import after_commit, autocommit_connection
 from core.i18n import Translator
 from core.settings import get_settings
 from domain import notifications, reservations
@@ -58,9 +58,14 @@ def refusal_key(request_key: str) -> str:
 def place_order(session: Session, offer_id: int, customer_id: int, quantity: int, request_key: str) -> Placed:
     """Reserve for a customer. On success the payments queue creates the checkout (after commit).
     Otherwise the reason is recorded in the outbox, once per request, for the caller to send
-    straight after the commit (`Placed.refusal_id`): no extra task for a refusal."""
-    result = reservations.reserve(session, offer_id, customer_id, quantity,
-                                  hold_minutes=get_settings().hold_minutes, per_order_cap=MAX_PER_ORDER)
+    straight after the commit (`Placed.refusal_id`): no extra task for a refusal.
+
+    The hold commits on its own connection, before and whatever the session does: the shortest
+    path through the offer's row lock (see `reservations.reserve`). A redelivered task finds it
+    (ALREADY_HELD), so nothing depends on the session's commit for it."""
+    with autocommit_connection(session) as conn:
+        result = reservations.reserve(conn, offer_id, customer_id, quantity,
+                                      hold_minutes=get_settings().hold_minutes, per_order_cap=MAX_PER_ORDER)
     if result.outcome in (ReserveOutcome.RESERVED, ReserveOutcome.ALREADY_HELD):
         order_id = result.order_id
         after_commit(session, lambda: _send_task("payments.create_checkout", order_id))
