@@ -286,6 +286,21 @@ def test_a_second_tap_waiting_on_the_first_gets_the_same_order_and_leaks_nothing
     consistent(db)
 
 
+@pytest.mark.parametrize("mode", [_in_tx, _autocommit])
+def test_reserve_works_without_prepared_statements(db, mode, monkeypatch):
+    """The switch for a pooler that drops prepared statements (PgBouncer in transaction mode)."""
+    monkeypatch.setattr(rsv, "PREPARE_STATEMENTS", False)
+    with db.session_scope() as s:
+        offer_id = make_offer(s, 2)
+        add_customers(s, [1, 2, 3])
+    first = mode(db, rsv.reserve, offer_id, 1)
+    assert (first.outcome, first.units_left) == (ReserveOutcome.RESERVED, 1)
+    assert mode(db, rsv.reserve, offer_id, 1).order_id == first.order_id  # ALREADY_HELD
+    assert mode(db, rsv.reserve, offer_id, 2).outcome is ReserveOutcome.RESERVED
+    assert mode(db, rsv.reserve, offer_id, 3).outcome is ReserveOutcome.SOLD_OUT
+    consistent(db)
+
+
 def test_losing_the_race_to_ones_own_tap_leaves_the_callers_transaction_usable(db):
     with db.session_scope() as s:
         offer_id = make_offer(s, 10)
