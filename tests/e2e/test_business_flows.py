@@ -321,7 +321,8 @@ def test_the_photo_task_run_twice_uploads_once(stack):
     (offer,) = wait_for(lambda: offers_of(business_id))
     preview = message_with(stack, owner, "Preview", f"bizoffer:publish:{offer.id}")
     assert preview
-    offer = get(Offer, offer.id)
+    # The preview is on screen a moment before the task commits the card it sent.
+    offer = wait_for(lambda: (o := get(Offer, offer.id)).photo_card_file_id and o)
     before = len(stack.telegram.calls("sendPhoto"))
     from tasks.images import process_offer_photo
 
