@@ -14,10 +14,9 @@ nothing. Only a crash between the upload and the commit can upload a second prev
 from __future__ import annotations
 
 import hashlib
-import time
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.conversation.business.newoffer import preview_caption, preview_keyboard
 from bot.conversation.business.texts import photo_rejection
@@ -32,9 +31,10 @@ from core.logging import get_logger
 from core.ratelimit import RateLimitTimeout, rate_limiter
 from domain import images, notifications
 from domain.images import PhotoRejected
-from models import Notification, NotificationStatus, Offer, OfferStatus, PhotoStatus, User
+from models import Offer, OfferStatus, PhotoStatus, User
 from tasks.app import app
 from tasks.base import BaseTask
+from tasks.notifications import after_earlier_messages
 
 log = get_logger(__name__)
 
@@ -82,7 +82,7 @@ def process_offer_photo(self: BaseTask, offer_id: int, file_id: str) -> str:
             caption = _("🖼 Your deal card shows the new price now.") + "\n\n" + offer_caption(
                 _, offer, business, _now())
             keyboard = [[button(_("⚙️ Manage this offer"), data("bizoffer", "show", offer.id))]]
-        _after_earlier_messages(business.owner_id, started)
+        after_earlier_messages(business.owner_id, started)
         try:
             rate_limiter().acquire(business.owner_id, max_wait=20)
             message = api.send_photo(business.owner_id, processed.card, caption=caption, keyboard=keyboard)
@@ -120,7 +120,7 @@ def _rejected(session, offer: Offer, _: Translator, started: datetime, rejection
     offer.photo_error = rejection.reason
     text = "❗ " + photo_rejection(_, rejection.reason) + "\n\n" + _(
         "Your offer is saved as a draft: just send another photo.")
-    _after_earlier_messages(offer.business.owner_id, started)
+    after_earlier_messages(offer.business.owner_id, started)
     notifications.notify(
         session, f"offer:{offer.id}:photo:{_file_key(offer.photo_source_file_id or '')}:rejected",
         offer.business.owner_id,
@@ -132,20 +132,3 @@ def _rejected(session, offer: Offer, _: Translator, started: datetime, rejection
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _after_earlier_messages(chat_id: int, before: datetime, timeout: float = 3.0) -> None:
-    """Let the chat's messages recorded before this task (the "⏳ Processing your photo…" answer)
-    go out first, so the preview never arrives above it. Bounded: a stuck outbox delays the
-    preview by `timeout` at most."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with session_scope() as session:
-            waiting = session.scalar(
-                select(func.count()).select_from(Notification)
-                .where(Notification.chat_id == chat_id, Notification.status == NotificationStatus.PENDING,
-                       Notification.created_at <= before)
-            )
-        if not waiting:
-            return
-        time.sleep(0.1)

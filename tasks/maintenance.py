@@ -31,6 +31,7 @@ from domain.notifications import notify
 from models import User
 from tasks.app import app
 from tasks.base import TRANSIENT_ERRORS, BaseTask
+from tasks.notifications import after_earlier_messages
 
 log = get_logger(__name__)
 
@@ -156,6 +157,8 @@ def export_user_data(self: BaseTask, user_id: int, actor: str = "beat", report_t
     counts, never the data. `request` names the request (once per request)."""
     user_id = int(user_id)
     request = request or _task_key(self)
+    # "Your data export is being prepared" goes out before the file, never after it.
+    after_earlier_messages(user_id, datetime.now(UTC))
 
     def work(session: Session, now: datetime) -> dict[str, Any]:
         data = privacy.export_user_data(session, user_id, now)

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from core.db import session_scope
 from domain import notifications
+from models import Notification, NotificationStatus
 from tasks.app import app
 from tasks.base import BaseTask
 
@@ -31,3 +38,21 @@ def deliver_in_order(self: BaseTask, notification_ids: list[int]) -> None:
                 deliver_in_order.apply_async((notification_ids[position:],), countdown=wait.delay)
                 return
             raise self.retry(args=(notification_ids[position:],), countdown=wait.delay) from wait
+
+
+def after_earlier_messages(chat_id: int, before: datetime, timeout: float = 3.0) -> None:
+    """For a task whose message answers an earlier one (a photo's preview after "⏳ Processing your
+    photo…", a data export after "being prepared"): let the chat's messages recorded before
+    `before` go out first, so the answer never arrives above them. Bounded: a stuck outbox delays
+    the answer by `timeout` at most."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope() as session:
+            waiting = session.scalar(
+                select(func.count()).select_from(Notification)
+                .where(Notification.chat_id == chat_id, Notification.status == NotificationStatus.PENDING,
+                       Notification.created_at <= before)
+            )
+        if not waiting:
+            return
+        time.sleep(0.1)
