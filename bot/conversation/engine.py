@@ -152,5 +152,5 @@ def _upsert_user(session: Session, sender) -> User:
         set_={"first_name": statement.excluded.first_name, "username": statement.excluded.username,
               "last_seen_at": func.now(), "deleted_at": None, "reachable": True},
     )
-    session.execute(statement)
-    return session.get(User, sender.id, populate_existing=True)
+    # RETURNING the row saves a read per update; populate_existing refreshes a User already loaded.
+    return session.scalars(statement.returning(User), execution_options={"populate_existing": True}).one()
