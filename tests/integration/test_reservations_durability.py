@@ -21,6 +21,7 @@ from sqlalchemy.pool import NullPool
 from domain import reservations as rsv
 from localenv.services import PostgresServer, free_port
 from tests.conftest import migrate
+from tests.integration.test_reservations import add_customers, make_offer
 
 pytestmark = pytest.mark.slow
 
@@ -39,18 +40,6 @@ def crashable_postgres():
     finally:
         server.stop(mode="immediate")
         shutil.rmtree(server.directory, ignore_errors=True)
-
-
-def _make_offer(engine: sa.Engine) -> int:
-    with engine.begin() as c:
-        c.execute(sa.text("INSERT INTO users (id) VALUES (1)"))
-        business = c.execute(sa.text(
-            "INSERT INTO businesses (owner_id, name, address, phone, status)"
-            " VALUES (1, 'Bakery', 'Main St 1', '+49 30 123', 'verified') RETURNING id")).scalar()
-        return c.execute(sa.text(
-            "INSERT INTO offers (business_id, title, price_minor, original_price_minor, currency, quantity,"
-            " pickup_start, pickup_end, status, published_at) VALUES (:b, 'Bag', 300, 600, 'EUR', :q,"
-            " now(), now() + interval '3 hours', 'active', now()) RETURNING id"), {"b": business, "q": UNITS}).scalar()
 
 
 def _reserve_until_crash(url: str, offer_id: int, first_customer: int, handed_out: list[int],
@@ -73,10 +62,9 @@ def _reserve_until_crash(url: str, offer_id: int, first_customer: int, handed_ou
 def test_every_hold_handed_out_survives_a_crash(crashable_postgres):
     url = crashable_postgres.url
     engine = sa.create_engine(url, poolclass=NullPool)
-    offer_id = _make_offer(engine)
     with engine.begin() as c:
-        c.execute(sa.text("INSERT INTO users (id) SELECT g FROM generate_series(:a, :b) g"),
-                  {"a": PER_CLIENT, "b": PER_CLIENT * (CLIENTS + 1)})
+        offer_id = make_offer(c, UNITS)
+        add_customers(c, range(PER_CLIENT, PER_CLIENT * (CLIENTS + 1)))
     handed_out: list[int] = []
     errors: list[BaseException] = []
     clients = [threading.Thread(target=_reserve_until_crash,
