@@ -46,8 +46,9 @@ def pg_fault_stack(tmp_path_factory):
            "TELEGRAM_WEBHOOK_SECRET": "pg-secret", "STRIPE_API_URL": stripe.url,
            "STRIPE_SECRET_KEY": "sk_test_pg", "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET}
     # This test process reads and seeds the private cluster too.
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
+    environment = pytest.MonkeyPatch()
+    for name, value in env.items():
+        environment.setenv(name, value)
     get_settings.cache_clear()
     db.reset_engine()
     gateway, gateway_url = start_gateway()
@@ -62,11 +63,7 @@ def pg_fault_stack(tmp_path_factory):
         client.close()
         worker.stop()
         gateway.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        environment.undo()
         get_settings.cache_clear()
         db.reset_engine()
         stripe.stop()

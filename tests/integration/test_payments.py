@@ -81,20 +81,16 @@ class Harness:
 @pytest.fixture
 def harness(db, fake, monkeypatch):
     fake.reset()
-    saved = {k: os.environ.get(k) for k in ("STRIPE_API_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET")}
-    os.environ.update({"STRIPE_API_URL": fake.url, "STRIPE_SECRET_KEY": "sk_test_integration",
-                       "STRIPE_WEBHOOK_SECRET": "whsec_integration"})
-    get_settings.cache_clear()
-    h = Harness(fake, db)
-    monkeypatch.setattr(payments, "send_task",
-                        lambda name, args, countdown=None: h.queued.append((name, args, countdown)))
-    monkeypatch.setattr(payments, "return_url", lambda: RETURN_URL)
-    yield h
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with pytest.MonkeyPatch.context() as env:  # undone before the settings are read again below
+        for name, value in {"STRIPE_API_URL": fake.url, "STRIPE_SECRET_KEY": "sk_test_integration",
+                            "STRIPE_WEBHOOK_SECRET": "whsec_integration"}.items():
+            env.setenv(name, value)
+        get_settings.cache_clear()
+        h = Harness(fake, db)
+        monkeypatch.setattr(payments, "send_task",
+                            lambda name, args, countdown=None: h.queued.append((name, args, countdown)))
+        monkeypatch.setattr(payments, "return_url", lambda: RETURN_URL)
+        yield h
     get_settings.cache_clear()
 
 
