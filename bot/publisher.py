@@ -58,7 +58,9 @@ def task_envelope(app: Celery, task_name: str, queue: str, body: bytes, argsrepr
     personal data); `cid` is the correlation id followed through every task this one causes.
     """
     task_id = str(uuid.uuid4())
-    message = app.amqp.as_task_v2(task_id, task_name, argsrepr=argsrepr, kwargsrepr="{}")
+    # ignore_result=None: the task's own setting decides. as_task_v2's default (False) would make
+    # every worker store a STARTED and a SUCCESS result in Redis for each update, kept for a day.
+    message = app.amqp.as_task_v2(task_id, task_name, argsrepr=argsrepr, kwargsrepr="{}", ignore_result=None)
     envelope = {
         "body": base64.b64encode(body).decode(),
         "content-encoding": "utf-8",

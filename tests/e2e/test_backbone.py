@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import time
 
+import redis
 import sqlalchemy as sa
 
 from core import db
@@ -23,6 +25,18 @@ def test_start_gets_the_main_menu_from_a_worker(stack, user):
     with db.session_scope() as session:
         assert session.get(User, user) is not None
         assert session.get(ProcessedUpdate, sent["update_id"]) is not None
+
+
+def test_an_update_handled_by_a_worker_leaves_no_task_result_in_redis(stack, user):
+    # Results are ignored by configuration; a message that asked for one anyway would cost two
+    # Redis writes per update and a key kept for a day.
+    results = redis.Redis.from_url(os.environ["REDIS_URL"])
+    before = set(results.scan_iter("celery-task-meta-*"))
+    sent = stack.telegram.send_text(user, "/start")
+    stack.telegram.wait_for_reply(user, sent["message_id"], timeout=15)
+    time.sleep(0.3)  # the task returns just after the reply goes out
+    assert set(results.scan_iter("celery-task-meta-*")) - before == set()
+    results.close()
 
 
 def test_button_press_is_answered_and_edits_the_menu(stack, user):
