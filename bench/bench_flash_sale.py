@@ -85,7 +85,8 @@ def _thread_client(local: threading.local):
     return local.client
 
 class CpuMeter:
-    """CPU seconds used by a few process trees (psutil), between start() and stop()."""
+    """CPU seconds used by a few process trees (psutil), between start() and stop(). The worker
+    and the gateway are the benchmark's children: a process counts under its nearest root only."""
 
     def __init__(self, roots: dict[str, int]) -> None:
         self.roots = roots
@@ -94,20 +95,27 @@ class CpuMeter:
     def _sample(self) -> dict[str, dict[int, float]]:
         import psutil
 
-        sample: dict[str, dict[int, float]] = {}
+        trees: dict[str, list] = {}
         for name, pid in self.roots.items():
-            per_pid: dict[int, float] = {}
             try:
                 root = psutil.Process(pid)
-                for process in [root, *root.children(recursive=True)]:
-                    try:
-                        times = process.cpu_times()
-                        per_pid[process.pid] = times.user + times.system
-                    except psutil.Error:
-                        pass
+                trees[name] = [root, *root.children(recursive=True)]
             except psutil.Error:
-                pass
-            sample[name] = per_pid
+                trees[name] = []
+        # Trees nest, so the smallest tree holding a process is its nearest root's: it owns it.
+        owner: dict[int, str] = {}
+        for name, processes in sorted(trees.items(), key=lambda item: len(item[1]), reverse=True):
+            owner.update((process.pid, name) for process in processes)
+        sample: dict[str, dict[int, float]] = {name: {} for name in self.roots}
+        for name, processes in trees.items():
+            for process in processes:
+                if owner[process.pid] != name:
+                    continue
+                try:
+                    times = process.cpu_times()
+                    sample[name][process.pid] = times.user + times.system
+                except psutil.Error:
+                    pass
         return sample
 
     def start(self) -> None:
@@ -388,7 +396,7 @@ class Harness:
             "noop_tasks": drain["count"],
             "noop_drain_s": drain["seconds"],
             "ratio_to_noop": round(sale_s / drain["seconds"], 2) if drain["seconds"] else None,
-            "cpu_s": cpu_s,
+            "cpu_s": {**cpu_s, "load generator": sent.get("cpu_s", 0.0)},
             # Tap-to-answer seconds at each percentile 0..100 (for the plot).
             "answer_percentiles_s": [round(_percentile(latencies, q), 4) for q in range(101)],
         }
