@@ -103,7 +103,8 @@ def gateway_section(result: dict, fixed: dict | None = None, plot: str | None = 
 
 def reservations_section(runs: list[dict]) -> list[str]:
     labels = {
-        "one_statement": "`reserve` (shipped): one statement, row freed at commit, then flushed outside the lock",
+        "one_statement": "`reserve` (shipped): one call, one statement; row freed at commit, then flushed outside the lock",
+        "two_round_trips": "the same, the flush sent as a second statement (two round trips)",
         "one_statement_sync": "the same statement, the row locked until its commit is flushed",
         "one_statement_tx": "`reserve` inside a longer transaction",
         "locking": "`reserve_locking`: SELECT … FOR UPDATE, then updates",
@@ -140,8 +141,9 @@ def reservations_section(runs: list[dict]) -> list[str]:
         "Limit: the hot offer's row lock and the two cores. Reservations on one offer go through its row one "
         "at a time. Synchronously committed, each holds the row until its commit is on disk, so the offer "
         "takes one log flush per reservation. `reserve` commits without waiting (the row is free at "
-        "once) and then waits for the flush with a second, lock-free commit, which Postgres serves for "
-        "all waiting clients at once; nobody is told of a hold before it is on disk "
+        "once) and then waits for the flush with a second, lock-free commit in the same call (the procedure "
+        "`reserve_hold`), which Postgres serves for all waiting clients at once; nobody is told of a hold "
+        "before it is on disk "
         "(`tests/integration/test_reservations_durability.py` crashes Postgres under load to check). "
         "What remains is CPU: eight client processes and eight backends share two cores, and each "
         "reservation writes an order (six indexes, two foreign keys) and a ledger row, where pgbench's "

@@ -7,8 +7,11 @@ Each client is its own OS process with its own connection, reserving one unit fo
 per call, as fast as it can, one transaction per reservation:
 
 * ``one_statement``: ``domain.reservations.reserve`` in autocommit mode, as the reservation task
-  runs it: the statement commits without waiting for the disk (the hot row is free at once), then
-  a second, lock-free commit flushes the log before the hold is returned (group commit);
+  runs it: one call of the procedure ``reserve_hold``, whose statement commits without waiting for
+  the disk (the hot row is free at once), then a second, lock-free commit in the same call flushes
+  the log before the hold is returned (group commit);
+* ``two_round_trips``: the same two commits, the flush sent as a second statement from the client
+  (how ``reserve`` worked before the procedure);
 * ``one_statement_sync``: the same statement committed synchronously: the hot row stays locked
   until its commit is on disk, so one offer takes one flush per reservation;
 * ``one_statement_tx``: the statement inside BEGIN ... COMMIT, as code holding a session runs it
@@ -53,7 +56,7 @@ from sqlalchemy.pool import NullPool
 from domain import reservations as rsv
 
 ROOT = Path(__file__).resolve().parent.parent
-STRATEGIES = ("one_statement", "one_statement_sync", "one_statement_tx", "locking")
+STRATEGIES = ("one_statement", "two_round_trips", "one_statement_sync", "one_statement_tx", "locking")
 HISTORY_OFFERS, LIVE_OFFERS, HISTORY_ORDERS = 3_000, 400, 20_000
 HISTORY_TITLE = "Bench history"
 UNITS_PER_OFFER = 10_000  # the schema's upper bound for one offer
@@ -164,16 +167,31 @@ def _drop_offers(engine: sa.Engine, offers: list[int]) -> None:
 # --------------------------------------------------------------------------- clients
 
 
+def _reserve_two_round_trips(conn: sa.Connection, offer_id: int, customer_id: int) -> rsv.ReserveResult:
+    """The statement committed without waiting (SET LOCAL in the same implicit transaction), then
+    the durability barrier as a second statement: the shipped call's work in two round trips.
+    Enough of reserve() for this benchmark, where every customer is new to the offer."""
+    row = conn.exec_driver_sql("SET LOCAL synchronous_commit = off; " + rsv._RESERVE_CALL, {
+        "offer_id": offer_id, "customer_id": customer_id, "n": 1, "hold_minutes": rsv.DEFAULT_HOLD_MINUTES,
+        "commit_early": False}).one()
+    if row.order_id is None:
+        refused = rsv._refusal(row.status, row.units_left, row.window_open, row.existing_id,
+                               row.existing_expires_at, 1)
+        return refused or rsv.ReserveResult(rsv.ReserveOutcome.NOT_ENOUGH_LEFT)
+    rsv.make_durable(conn)
+    return rsv.ReserveResult(rsv.ReserveOutcome.RESERVED, row.order_id, row.units_left_after, row.hold_expires_at)
+
+
 def _client(url, strategy, offers, current, block, barrier, duration_s, results, index) -> None:
     """One client: reserve one unit per call on the current hot offer until the time is up."""
     try:
         engine = sa.create_engine(url, poolclass=NullPool)
         conn = engine.connect()
-        autocommit = strategy in ("one_statement", "one_statement_sync")
+        autocommit = strategy in ("one_statement", "two_round_trips", "one_statement_sync")
         if autocommit:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         rsv.COMMIT_HOLDS_WITHOUT_WAITING = strategy != "one_statement_sync"  # this process only
-        reserve = rsv.reserve_locking if strategy == "locking" else rsv.reserve
+        reserve = {"locking": rsv.reserve_locking, "two_round_trips": _reserve_two_round_trips}.get(strategy, rsv.reserve)
         first_customer = CUSTOMER_BASE + 1 + index * block
         outcomes: collections.Counter = collections.Counter()
         latencies: list[float] = []

@@ -34,10 +34,11 @@ would wait for each other. Callers follow the same rule: to lock an order before
 use :func:`lock_order` (offer, then order), never a bare ``SELECT ... FOR UPDATE`` on orders; a
 transaction touching several offers goes in ascending offer id.
 
-The hot path is :func:`reserve`: one SQL statement in autocommit mode, committed without waiting
-for the disk so the hot row is free at once, then made durable by a second, lock-free commit
-before it returns (``bench/bench_reservations.py`` measures it against :func:`reserve_locking`
-and against committing the statement synchronously).
+The hot path is :func:`reserve`: in autocommit mode one call of the database procedure
+``reserve_hold``, whose statement commits without waiting for the disk so the hot row is free at
+once, and which then makes it durable by a second, lock-free commit before it returns
+(``bench/bench_reservations.py`` measures it against :func:`reserve_locking` and against
+committing the statement synchronously).
 """
 
 from __future__ import annotations
@@ -61,15 +62,16 @@ PICKUP_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 PICKUP_CODE_LENGTH = 6
 _CODE_CANDIDATES = 4  # tried in order; the first one not used on the offer wins
 
-# The hot statements are prepared on the server once per connection (PREPARE, then EXECUTE):
-# planning a statement of several CTEs costs more than running it (measured here: 1.2 ms per
-# reservation unprepared, 0.5 ms prepared). A pooler that resets sessions between transactions
-# (PgBouncer in transaction mode, DISCARD ALL) would lose them: switch this off there.
+# The statements below are prepared on the server once per connection (PREPARE, then EXECUTE):
+# planning a statement of several CTEs costs more than running it (measured here on the
+# reservation statement: 1.2 ms per reservation unprepared, 0.5 ms prepared). A pooler that
+# resets sessions between transactions (PgBouncer in transaction mode, DISCARD ALL) would lose
+# them: switch this off there. (The reservation itself is a procedure: PL/pgSQL keeps its plan.)
 PREPARE_STATEMENTS = True
 
 # In autocommit mode, reserve() commits its statement without waiting for the disk and then waits
-# for the flush outside the offer's row lock (see make_durable). False: the statement's own commit
-# waits, holding the row lock through the flush (the benchmark's comparison).
+# for the flush outside the offer's row lock (see make_durable), in the same call. False: the
+# statement's own commit waits, holding the row lock through the flush (the benchmark's comparison).
 COMMIT_HOLDS_WITHOUT_WAITING = True
 
 Executor = Session | Connection
@@ -98,19 +100,14 @@ class _Statement:
         self.execute_sql = f"EXECUTE {self.name} ({', '.join(f'%({p})s' for p in params)})"
         self.inline_sql = re.sub(r"(?<![:\w]):([a-z_]+)\b", r"%(\1)s", sql)  # unprepared, same parameters
 
-    def __call__(self, conn: Connection, values: dict, *, commit_without_waiting: bool = False):
-        """Run it. ``commit_without_waiting`` (autocommit connections only): the statement is its
-        own transaction, committed with ``synchronous_commit = off``; see :func:`make_durable`."""
-        # Several statements in one query string run as one implicit transaction, so SET LOCAL
-        # covers exactly this statement, still in one round trip.
-        prefix = "SET LOCAL synchronous_commit = off; " if commit_without_waiting else ""
+    def __call__(self, conn: Connection, values: dict):
         if not PREPARE_STATEMENTS:
-            return conn.exec_driver_sql(prefix + self.inline_sql, values)
+            return conn.exec_driver_sql(self.inline_sql, values)
         prepared = conn.info.setdefault("domain.reservations.prepared", set())
         if self.name not in prepared:
             conn.exec_driver_sql(self.prepare_sql)
             prepared.add(self.name)
-        return conn.exec_driver_sql(prefix + self.execute_sql, values)
+        return conn.exec_driver_sql(self.execute_sql, values)
 
 
 def new_pickup_code() -> str:
@@ -154,59 +151,14 @@ class ReserveResult:
         return self.outcome in (ReserveOutcome.RESERVED, ReserveOutcome.ALREADY_HELD)
 
 
-# One statement, one round trip. The guarded UPDATE takes the offer row: if a concurrent
-# reservation holds it, it waits for that one to commit and re-checks its conditions against the
-# row as it was left, so stock is never counted twice. The order and its ledger row follow, from
-# the updated row. The statement's snapshot cannot see a hold that this customer's other tap
-# committed while we waited for the row; the unique index of open holds can, and fails the insert,
-# which undoes the whole statement (reserve() then answers ALREADY_HELD). Since every change to a
-# hold is made under its offer's lock, which we hold by then, the insert never waits on one.
-# Alternatives measured on one hot offer (8 clients, 2 cores): locking the row in a first CTE and
-# inserting before updating avoids that error but does a fifth fewer reservations per second;
-# inserting first and updating last needs an error (or an undo) for every race lost at sell-out.
-_RESERVE_SQL = _Statement(
-    "reserve",
-    """
-    WITH snap AS (
-        SELECT status, quantity - units_sold - units_held AS units_left, pickup_end > now() AS window_open
-        FROM offers WHERE id = :offer_id
-    ),
-    existing AS (
-        SELECT id, hold_expires_at FROM orders
-        WHERE offer_id = :offer_id AND customer_id = :customer_id AND status = 'held'
-    ),
-    moved AS (
-        UPDATE offers
-        SET units_held = units_held + :n,
-            status = CASE WHEN quantity - units_sold - units_held = :n THEN 'sold_out' ELSE status END,
-            version = version + 1
-        WHERE id = :offer_id AND status = 'active' AND pickup_end > now()
-          AND quantity - units_sold - units_held >= :n
-          AND NOT EXISTS (SELECT 1 FROM existing)
-        RETURNING id, price_minor, currency, quantity - units_sold - units_held AS units_left
-    ),
-    new_order AS (
-        INSERT INTO orders (offer_id, customer_id, quantity, unit_price_minor, amount_minor, currency,
-                            status, hold_expires_at)
-        SELECT id, :customer_id, :n, price_minor, price_minor * :n, currency,
-               'held', now() + make_interval(mins => :hold_minutes)
-        FROM moved
-        RETURNING id, offer_id, hold_expires_at
-    ),
-    hold_row AS (
-        INSERT INTO ledger_entries (order_id, offer_id, kind, units, amount_minor)
-        SELECT id, offer_id, 'hold', :n, 0 FROM new_order
-    )
-    SELECT (SELECT id FROM new_order) AS order_id,
-           (SELECT hold_expires_at FROM new_order) AS hold_expires_at,
-           (SELECT units_left FROM moved) AS units_left_after,
-           (SELECT id FROM existing) AS existing_id,
-           (SELECT hold_expires_at FROM existing) AS existing_expires_at,
-           snap.status, snap.units_left, snap.window_open
-    FROM (VALUES (1)) AS one (x) LEFT JOIN snap ON true
-    """,
-    {"offer_id": "bigint", "customer_id": "bigint", "n": "int", "hold_minutes": "int"},
-)
+# The reservation statement is the database procedure reserve_hold (migration 0003 has it and why
+# it is one): guarded update of the offer, the order, its ledger row. With commit_early (autocommit
+# connections only) the call commits the statement without waiting for the disk, which frees the
+# offer's row for the next reservation at once, then writes the durability barrier of
+# make_durable() and returns after its own synchronous commit flushed it: one round trip. Plain
+# CALL, so nothing to prepare: PL/pgSQL keeps the statement's plan for the connection.
+_RESERVE_CALL = ("CALL reserve_hold(%(offer_id)s, %(customer_id)s, %(n)s, %(hold_minutes)s, %(commit_early)s,"
+                 " NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)")
 OPEN_HOLD_INDEX = "uq_orders_one_open_hold"
 
 # The current state, read by a fresh statement (so, at READ COMMITTED, a fresh snapshot).
@@ -251,7 +203,7 @@ def reserve(db: Executor, offer_id: int, customer_id: int, quantity: int = 1, *,
             hold_minutes: int = DEFAULT_HOLD_MINUTES, per_order_cap: int = MAX_UNITS_PER_ORDER) -> ReserveResult:
     """Hold ``quantity`` units of an offer for a customer for ``hold_minutes``.
 
-    One statement: add the units to ``units_held`` if they are there (turning the offer
+    One call of the procedure ``reserve_hold``, one statement: add the units to ``units_held`` if they are there (turning the offer
     ``sold_out`` when it takes the last one), insert the order (at most one open hold per customer
     and offer) and write the ``hold`` ledger row. A refusal changes nothing. Only when the
     statement's snapshot and the row it then found disagree (a concurrent reservation or tap won)
@@ -259,8 +211,8 @@ def reserve(db: Executor, offer_id: int, customer_id: int, quantity: int = 1, *,
 
     On a connection in autocommit mode (the fast path, as tasks use it) the statement is its own
     transaction and commits without waiting for the disk, which frees the offer's row for the next
-    reservation at once; a returned hold has then been made durable by :func:`make_durable`, so
-    nobody is ever told about a hold a crash could forget. Inside the caller's transaction it runs
+    reservation at once; a returned hold has then been made durable, in the same call, by the
+    barrier of :func:`make_durable`, so nobody is ever told about a hold a crash could forget. Inside the caller's transaction it runs
     under a savepoint (two more round trips), so that losing the race against the same customer's
     other tap leaves that transaction usable, and it is as durable as the caller's commit.
     """
@@ -268,15 +220,18 @@ def reserve(db: Executor, offer_id: int, customer_id: int, quantity: int = 1, *,
         return refused
     conn = _conn(db)
     autocommit = _in_autocommit(conn)
-    params = {"offer_id": offer_id, "customer_id": customer_id, "n": quantity, "hold_minutes": hold_minutes}
+    commit_early = autocommit and COMMIT_HOLDS_WITHOUT_WAITING
+    params = {"offer_id": offer_id, "customer_id": customer_id, "n": quantity, "hold_minutes": hold_minutes,
+              "commit_early": commit_early}
     result = None
+    flushed = False  # by the call itself, which does so whenever it reports a hold
     for _ in range(3):
         try:
             if autocommit:
-                row = _RESERVE_SQL(conn, params, commit_without_waiting=COMMIT_HOLDS_WITHOUT_WAITING).one()
+                row = conn.exec_driver_sql(_RESERVE_CALL, params).one()
             else:
                 with conn.begin_nested():
-                    row = _RESERVE_SQL(conn, params).one()
+                    row = conn.exec_driver_sql(_RESERVE_CALL, params).one()
         except IntegrityError as exc:
             if getattr(getattr(exc.orig, "diag", None), "constraint_name", None) != OPEN_HOLD_INDEX:
                 raise
@@ -285,10 +240,12 @@ def reserve(db: Executor, offer_id: int, customer_id: int, quantity: int = 1, *,
             if row.order_id is not None:
                 result = ReserveResult(ReserveOutcome.RESERVED, row.order_id, row.units_left_after,
                                        row.hold_expires_at)
+                flushed = commit_early
                 break
             result = _refusal(row.status, row.units_left, row.window_open, row.existing_id,
                               row.existing_expires_at, quantity)
             if result is not None:
+                flushed = commit_early
                 break
         now = _OFFER_AND_HOLD_SQL(conn, params).one()
         result = _refusal(now.status, now.units_left, now.window_open, now.existing_id,
@@ -297,7 +254,7 @@ def reserve(db: Executor, offer_id: int, customer_id: int, quantity: int = 1, *,
             break
     if result is None:  # stock kept coming and going under us; the customer may simply try again
         return ReserveResult(ReserveOutcome.NOT_ENOUGH_LEFT, units_left=None)
-    if autocommit and result.ok and COMMIT_HOLDS_WITHOUT_WAITING:
+    if commit_early and result.ok and not flushed:
         # ALREADY_HELD too: the hold may be the other tap's, whose own flush may not have happened yet.
         make_durable(conn)
     return result

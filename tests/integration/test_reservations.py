@@ -871,7 +871,8 @@ def test_the_benchmark_runs_and_keeps_the_books_straight(db, database_url):
 
     db.engine().dispose()  # the benchmark forks its clients
     result = bench_reservations.run(duration_s=0.3, clients=(2,), database_url=database_url, pgbench=False)
-    assert set(result["strategies"]) == {"one_statement", "one_statement_sync", "one_statement_tx", "locking"}
+    assert set(result["strategies"]) == {"one_statement", "two_round_trips", "one_statement_sync", "one_statement_tx",
+                                         "locking"}
     for runs in result["strategies"].values():
         assert runs[2]["reservations"] > 0 and runs[2]["oversold_units"] == 0
     assert result["ledger_rows_match"] and result["oversold_units"] == 0
