@@ -8,6 +8,7 @@ connection per call. After a fork (Celery prefork) the child makes its own.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime as dt
 import os
 import threading
@@ -106,7 +107,11 @@ class TelegramApi:
         self.bot = make_bot(token, api_url)
 
     def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+        return self.start(coroutine).result(timeout)
+
+    def start(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start a call and return at once: its future's ``result()`` waits for it."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
     def close(self) -> None:
         try:
@@ -146,7 +151,11 @@ class TelegramApi:
         )
 
     def answer_callback_query(self, callback_query_id: str, text: str | None = None, show_alert: bool = False) -> bool:
-        return self.run(self.bot.answer_callback_query(callback_query_id, text=text, show_alert=show_alert))
+        return self.start_answer_callback_query(callback_query_id, text, show_alert).result(60.0)
+
+    def start_answer_callback_query(self, callback_query_id: str, text: str | None = None,
+                                    show_alert: bool = False) -> concurrent.futures.Future[bool]:
+        return self.start(self.bot.answer_callback_query(callback_query_id, text=text, show_alert=show_alert))
 
     def download_file(self, file_id: str) -> bytes:
         async def _download() -> bytes:

@@ -32,8 +32,7 @@ def handle_update(self: BaseTask, update: dict[str, Any]) -> None:
         self.record_dead_letter(self.request.id, error, reference=f"update:{update.get('update_id')}")
         with session_scope() as session:
             handled = engine.handle_failure(session, update, repr(error))
-    _answer_callback(handled)
-    send_now(handled.notification_ids)
+    _answer_and_send(handled)
 
 
 def _flooding(update: dict[str, Any]) -> bool:
@@ -53,18 +52,23 @@ def _flooding(update: dict[str, Any]) -> bool:
     if tell or parsed.callback_query is not None:
         with session_scope() as session:
             handled = engine.slow_down(session, parsed, tell)
-        _answer_callback(handled)
-        send_now(handled.notification_ids)
+        _answer_and_send(handled)
     return True
 
 
-def _answer_callback(handled: engine.Handled) -> None:
-    if handled.callback_query_id is None or handled.duplicate:
-        return
-    try:
-        tg.telegram_api().answer_callback_query(
+def _answer_and_send(handled: engine.Handled) -> None:
+    """Answer the button press while the replies go out: two Bot API calls in flight at once."""
+    answering = None
+    if handled.callback_query_id is not None and not handled.duplicate:
+        answering = tg.telegram_api().start_answer_callback_query(
             handled.callback_query_id, text=handled.callback_text, show_alert=handled.callback_alert
         )
-    except tg.TelegramError as error:
-        # Too old, or answered already: the user's spinner is gone either way.
-        log.info("callback_answer_failed", error=str(error))
+    try:
+        send_now(handled.notification_ids)
+    finally:
+        if answering is not None:
+            try:
+                answering.result(timeout=60)
+            except tg.TelegramError as error:
+                # Too old, or answered already: the user's spinner is gone either way.
+                log.info("callback_answer_failed", error=str(error))
