@@ -150,9 +150,6 @@ class TelegramApi:
                                    reply_markup=inline_keyboard(keyboard), parse_mode=parse_mode)
         )
 
-    def answer_callback_query(self, callback_query_id: str, text: str | None = None, show_alert: bool = False) -> bool:
-        return self.start_answer_callback_query(callback_query_id, text, show_alert).result(60.0)
-
     def start_answer_callback_query(self, callback_query_id: str, text: str | None = None,
                                     show_alert: bool = False) -> concurrent.futures.Future[bool]:
         return self.start(self.bot.answer_callback_query(callback_query_id, text=text, show_alert=show_alert))
