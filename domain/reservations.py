@@ -203,18 +203,20 @@ def reserve(db: Executor, offer_id: int, customer_id: int, quantity: int = 1, *,
             hold_minutes: int = DEFAULT_HOLD_MINUTES, per_order_cap: int = MAX_UNITS_PER_ORDER) -> ReserveResult:
     """Hold ``quantity`` units of an offer for a customer for ``hold_minutes``.
 
-    One call of the procedure ``reserve_hold``, one statement: add the units to ``units_held`` if they are there (turning the offer
-    ``sold_out`` when it takes the last one), insert the order (at most one open hold per customer
-    and offer) and write the ``hold`` ledger row. A refusal changes nothing. Only when the
-    statement's snapshot and the row it then found disagree (a concurrent reservation or tap won)
-    does a second read follow, to say why from the state as it is now.
+    One call of the procedure ``reserve_hold``, one statement: add the units to ``units_held`` if
+    they are there (turning the offer ``sold_out`` when it takes the last one), insert the order
+    (at most one open hold per customer and offer) and write the ``hold`` ledger row. A refusal
+    changes nothing. Only when the statement's snapshot and the row it then found disagree (a
+    concurrent reservation or tap won) does a second read follow, to say why from the state as it
+    is now.
 
     On a connection in autocommit mode (the fast path, as tasks use it) the statement is its own
     transaction and commits without waiting for the disk, which frees the offer's row for the next
     reservation at once; a returned hold has then been made durable, in the same call, by the
-    barrier of :func:`make_durable`, so nobody is ever told about a hold a crash could forget. Inside the caller's transaction it runs
-    under a savepoint (two more round trips), so that losing the race against the same customer's
-    other tap leaves that transaction usable, and it is as durable as the caller's commit.
+    barrier of :func:`make_durable`, so nobody is ever told about a hold a crash could forget.
+    Inside the caller's transaction it runs under a savepoint (two more round trips), so that
+    losing the race against the same customer's other tap leaves that transaction usable, and it
+    is as durable as the caller's commit.
     """
     if (refused := _check_request(quantity, per_order_cap)) is not None:
         return refused

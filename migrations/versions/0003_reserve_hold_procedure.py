@@ -6,16 +6,16 @@ is free at once) and the durability barrier after it (a synchronous commit that 
 outside the row lock) take one round trip instead of two: about a sixth more reservations per
 second on one hot offer (bench/bench_reservations.py).
 
-The statement itself is unchanged. The guarded UPDATE takes the offer row: if a concurrent
-reservation holds it, it waits for that one to commit and re-checks its conditions against the row
-as it was left, so stock is never counted twice. The order and its ledger row follow, from the
-updated row. The statement's snapshot cannot see a hold that this customer's other tap committed
-while we waited for the row; the unique index of open holds can, and fails the insert, which
-undoes the whole call (reserve() then answers ALREADY_HELD). Since every change to a hold is made
-under its offer's lock, which we hold by then, the insert never waits on one. Alternatives
-measured on one hot offer (8 clients, 2 cores): locking the row in a first CTE and inserting before
-updating avoids that error but does a fifth fewer reservations per second; inserting first and
-updating last needs an error (or an undo) for every race lost at sell-out.
+The statement is the one domain/reservations.py sent itself until now. The guarded UPDATE takes the
+offer row: if a concurrent reservation holds it, it waits for that one to commit and re-checks its
+conditions against the row as it was left, so stock is never counted twice. The order and its
+ledger row follow, from the updated row. The statement's snapshot cannot see a hold that this
+customer's other tap committed while we waited for the row; the unique index of open holds can, and
+fails the insert, which undoes the whole call (reserve() then answers ALREADY_HELD). Since every
+change to a hold is made under its offer's lock, which we hold by then, the insert never waits on
+one. Alternatives measured on one hot offer (8 clients, 2 cores): locking the row in a first CTE
+and inserting before updating avoids that error but does a fifth fewer reservations per second;
+inserting first and updating last needs an error (or an undo) for every race lost at sell-out.
 
 With ``p_commit_early`` false the procedure does no transaction control, so it also runs inside
 a caller's transaction (under a savepoint: see reserve()).
