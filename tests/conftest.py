@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,16 @@ _started: list[object] = []
 WEBHOOK_SECRET = "test-webhook-secret-" + secrets.token_hex(8)
 
 
+def _interrupt(signum: int, _frame) -> None:
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return
+    # A terminated run (a timeout, a cancelled CI job) unwinds like Ctrl-C, so fixtures stop their
+    # workers and gateways, and pytest_unconfigure stops Redis and Postgres: none outlive it.
+    signal.signal(signal.SIGTERM, _interrupt)
     redis_url = os.environ.get("TEST_REDIS_URL")
     if not redis_url:
         redis = RedisServer(_RUN_DIR / "redis", free_port()).start()
