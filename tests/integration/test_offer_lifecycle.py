@@ -4,15 +4,18 @@ reservations, cancellation with held and paid orders, pickups and the CSV export
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import select
 
 from core.db import session_scope
 from domain import offers, reservations
 from domain.offers import InvalidInput, NotOwner, WrongState
-from models import Business, Offer, OfferStatus, Order, OrderStatus
+from models import Business, Offer, OfferStatus, Order, OrderStatus, PhotoStatus
 from tests.factories import make_business, make_offer, make_user
+from tests.integration.test_reservations import wait_until_blocked
 
 
 def owner_of(business_id: int) -> int:
@@ -52,6 +55,27 @@ def test_pause_resume_and_states_that_refuse(db):
         with pytest.raises(InvalidInput):
             offers.edit_price(session, offer_id, owner, 700)  # not below the original price
         assert offers.edit_price(session, offer_id, owner, 300).price_minor == 300
+
+
+def test_publish_tapped_while_the_photo_task_commits_the_card_waits_for_it(db):
+    # The photo task sends the preview (with its Publish button) before it commits the card, and
+    # holds the offer's row until then: a quick tap on Publish must wait, not be told "not ready".
+    business = make_business()
+    owner = owner_of(business)
+    offer_id = make_offer(business, status=OfferStatus.DRAFT, photo_status=PhotoStatus.PROCESSING,
+                          photo_source_file_id="photo-1")
+
+    def tap_publish() -> OfferStatus:
+        with session_scope() as session:
+            return offers.publish(session, offer_id, owner, datetime.now(UTC)).status
+
+    with ThreadPoolExecutor(1) as pool:
+        with session_scope() as photo_task:
+            offer = photo_task.scalars(select(Offer).where(Offer.id == offer_id).with_for_update()).one()
+            tapped = pool.submit(tap_publish)
+            wait_until_blocked(db.engine())
+            offer.photo_card_file_id, offer.photo_status = "card-1", PhotoStatus.READY
+        assert tapped.result(timeout=10) == OfferStatus.ACTIVE
 
 
 def test_quantity_edits_never_go_below_what_is_taken_even_racing_reservations(db):
