@@ -206,13 +206,9 @@ class Harness:
         return client
 
     def pids(self, worker) -> dict[str, int]:
-        pids = {"gateway": self.gateway.process.pid, "worker": worker.process.pid, "bench (fakes)": os.getpid()}
-        redis_pid = self.redis.pidfile
-        if redis_pid.exists():
-            pids["redis"] = int(redis_pid.read_text().strip())
-        for postmaster in self.directory.glob("postgres/**/postmaster.pid"):
-            pids["postgres"] = int(postmaster.read_text().splitlines()[0])
-        return pids
+        pids = {"gateway": self.gateway.process.pid, "worker": worker.process.pid, "bench (fakes)": os.getpid(),
+                "redis": self.redis.pid(), "postgres": self.postgres.pid()}
+        return {name: pid for name, pid in pids.items() if pid is not None}
 
     # -------------------------------------------------------------------- one sale
 

@@ -57,6 +57,12 @@ class RedisServer:
     def pidfile(self) -> Path:
         return self.directory / "redis.pid"
 
+    def pid(self) -> int | None:
+        """The running server's process id, None when it is not running."""
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            return int(self.pidfile.read_text().strip())
+        return None
+
     def start(self) -> RedisServer:
         self.directory = self.directory.resolve()
         binary = shutil.which("redis-server")
@@ -86,13 +92,14 @@ class RedisServer:
         return self
 
     def stop(self) -> None:
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
-            pid = int(self.pidfile.read_text().strip())
+        if (pid := self.pid()) is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 15)
-            _wait_for(lambda: not _alive(pid), 10, "redis shutdown")
+            _wait_for(lambda: not pid_alive(pid), 10, "redis shutdown")
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -132,6 +139,12 @@ class PostgresServer:
     @property
     def data_dir(self) -> Path:
         return self.directory / "data"
+
+    def pid(self) -> int | None:
+        """The postmaster's process id, None when the cluster is not running."""
+        with contextlib.suppress(FileNotFoundError, ValueError, IndexError):
+            return int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
+        return None
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         command = list(args)

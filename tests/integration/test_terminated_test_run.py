@@ -13,17 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from localenv.services import pid_alive
 from tests.processes import ROOT
 
 pytestmark = pytest.mark.slow
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
 
 
 def test_a_terminated_test_run_stops_its_workers_and_services(tmp_path):
@@ -46,7 +39,7 @@ def test_a_terminated_test_run_stops_its_workers_and_services(tmp_path):
             run.kill()
     assert run.returncode != 0, output[-3000:]
     deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in started["pids"]) and time.monotonic() < deadline:
+    while any(pid_alive(pid) for pid in started["pids"]) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert [pid for pid in started["pids"] if _alive(pid)] == [], output[-3000:]
+    assert [pid for pid in started["pids"] if pid_alive(pid)] == [], output[-3000:]
     assert not Path(started["run_dir"]).exists()

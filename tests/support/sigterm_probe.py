@@ -8,23 +8,15 @@ import os
 import time
 from pathlib import Path
 
-from localenv.services import PostgresServer, RedisServer
 from tests import conftest
 from tests.processes import start_worker
-
-
-def _service_pid(service: object) -> int:
-    if isinstance(service, RedisServer):
-        return int(service.pidfile.read_text().strip())
-    assert isinstance(service, PostgresServer)
-    return int((service.data_dir / "postmaster.pid").read_text().splitlines()[0])
 
 
 def test_waits_to_be_terminated() -> None:
     worker = start_worker("sigterm-probe", queues="maintenance", concurrency=1)
     try:
         worker.wait_for_output("ready", timeout=60)
-        started = {"pids": [worker.process.pid, *(_service_pid(s) for s in conftest._started)],
+        started = {"pids": [worker.process.pid, *(s.pid() for s in conftest._started)],
                    "run_dir": str(conftest._RUN_DIR)}
         Path(os.environ["SIGTERM_PROBE_REPORT"]).write_text(json.dumps(started))
         time.sleep(120)
