@@ -10,15 +10,44 @@ previous run's counts don't linger. Listens on WORKER_METRICS_HOST:WORKER_METRIC
 
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import sys
 import threading
 
-from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from core.logging import configure_logging, get_logger
 from core.settings import get_settings
+
+
+# A worker's file starts with its 8-byte header (bytes used, padding).
+_HEADER_BYTES = 8
+
+
+class WorkerFilesCollector(MultiProcessCollector):
+    """prometheus-client's multiprocess collector, minus files that hold no header yet.
+
+    A process creates its file empty and sizes it a moment later; a scrape in between made the
+    stock collector raise and fail the whole scrape (prometheus/client_python#1199), and a
+    worker killed in that moment leaves the empty file for good. Such a file has no samples.
+    """
+
+    def __init__(self, registry: CollectorRegistry, path: str) -> None:
+        super().__init__(registry, path)
+        self._directory = path
+
+    def collect(self):
+        files = []
+        for name in glob.glob(os.path.join(self._directory, "*.db")):
+            try:
+                if os.path.getsize(name) >= _HEADER_BYTES:
+                    files.append(name)
+            except FileNotFoundError:  # a live gauge's file, removed as its process ended
+                continue
+        return self.merge(files, accumulate=True)
 
 
 def main() -> None:
@@ -29,7 +58,7 @@ def main() -> None:
     if not directory or not os.path.isdir(directory):
         sys.exit("PROMETHEUS_MULTIPROC_DIR must name the directory the workers write their metrics to")
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    WorkerFilesCollector(registry, directory)
     server, thread = start_http_server(settings.worker_metrics_port, settings.worker_metrics_host, registry)
     log.info("metrics_exporter_started", host=settings.worker_metrics_host, port=settings.worker_metrics_port,
              directory=directory)
