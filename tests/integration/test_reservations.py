@@ -404,6 +404,34 @@ def test_reserve_runs_in_autocommit_mode_as_one_statement(db):
     consistent(db)
 
 
+def test_a_reservation_for_an_unknown_customer_fails_as_sqlalchemy_reports_it(db):
+    """reserve() sends its CALL on the DBAPI cursor; errors still come out as sqlalchemy.exc."""
+    with db.session_scope() as s:
+        offer_id = make_offer(s, 2)
+    with pytest.raises(sa.exc.IntegrityError) as failure:
+        _autocommit(db, rsv.reserve, offer_id, 424242)  # no such user: the order's foreign key
+    assert failure.value.orig.diag.constraint_name == "fk_orders_customer_id_users"
+    with db.session_scope() as s:
+        assert offer_row(s, offer_id).units_held == 0
+    consistent(db)
+
+
+def test_a_reservation_on_a_dead_connection_invalidates_it_and_the_pool_recovers(db):
+    with db.session_scope() as s:
+        offer_id = make_offer(s, 2)
+        add_customers(s, [1])
+    engine = db.engine()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        backend = c.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+        with engine.connect() as killer:
+            killer.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        with pytest.raises(sa.exc.OperationalError) as failure:
+            rsv.reserve(c, offer_id, 1)
+        assert failure.value.connection_invalidated and c.invalidated
+    assert _autocommit(db, rsv.reserve, offer_id, 1).outcome is ReserveOutcome.RESERVED
+    consistent(db)
+
+
 # --------------------------------------------------------------------------- release and the sweeper
 
 
