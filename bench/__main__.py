@@ -145,9 +145,10 @@ def reservations_section(runs: list[dict]) -> list[str]:
         "`reserve_hold`), which Postgres serves for all waiting clients at once; nobody is told of a hold "
         "before it is on disk "
         "(`tests/integration/test_reservations_durability.py` crashes Postgres under load to check). "
-        "What remains is CPU: eight client processes and eight backends share two cores, and each "
-        "reservation writes an order (six indexes, two foreign keys) and a ledger row, where pgbench's "
-        "bare statement writes one narrow row from a C client.",
+        "What remains is CPU and that flush: eight client processes and eight backends share two cores "
+        "while a few of them wait for the log, and each reservation writes an order (five index "
+        "insertions, two foreign-key checks) and a ledger row (three and two), where pgbench's bare "
+        "statement writes one narrow row from a C client.",
         "",
     ]
     return lines
