@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from telegram import Update
+
 from bot.conversation import engine, flood
 from core import telegram as tg
 from core.db import session_scope
@@ -17,41 +19,39 @@ log = get_logger(__name__)
 
 @app.task(name="updates.handle_update", base=BaseTask, bind=True)
 def handle_update(self: BaseTask, update: dict[str, Any]) -> None:
-    if _flooding(update):
-        return
     try:
-        with session_scope() as session:
-            handled = engine.handle(session, update)
+        parsed = engine.parse(update)
     except engine.MalformedUpdate as error:
         log.warning("malformed_update_dropped", reason=str(error))
         return
+    if _flooding(parsed):
+        return
+    try:
+        with session_scope() as session:
+            handled = engine.handle(session, parsed)
     except TRANSIENT_ERRORS:
         raise  # retried with backoff by the base task
     except Exception as error:  # a bug or bad data: tell the user, keep the update for an operator
-        log.exception("update_failed", update_id=update.get("update_id"))
-        self.record_dead_letter(self.request.id, error, reference=f"update:{update.get('update_id')}")
+        log.exception("update_failed", update_id=parsed.update_id)
+        self.record_dead_letter(self.request.id, error, reference=f"update:{parsed.update_id}")
         with session_scope() as session:
-            handled = engine.handle_failure(session, update, repr(error))
+            handled = engine.handle_failure(session, parsed)
     _answer_and_send(handled)
 
 
-def _flooding(update: dict[str, Any]) -> bool:
+def _flooding(update: Update) -> bool:
     """Drop the update of a user who sends far too many (answering a button press, and telling
     them once a minute to slow down)."""
-    try:
-        parsed = engine.parse(update)
-    except engine.MalformedUpdate:
-        return False  # handled (and logged) below
-    sender = parsed.effective_user
+    sender = update.effective_user
     if sender is None:
         return False
     handle, tell = flood.allowed(sender.id)
     if handle:
         return False
     log.warning("update_dropped_flood", user_id=sender.id)
-    if tell or parsed.callback_query is not None:
+    if tell or update.callback_query is not None:
         with session_scope() as session:
-            handled = engine.slow_down(session, parsed, tell)
+            handled = engine.slow_down(session, update, tell)
         _answer_and_send(handled)
     return True
 

@@ -54,9 +54,8 @@ def outbox_key(update_id: int) -> str:
     return f"update:{update_id}:"
 
 
-def handle(session: Session, raw: dict[str, Any]) -> Handled:
-    """Interpret one update inside the caller's transaction."""
-    update = parse(raw)
+def handle(session: Session, update: Update) -> Handled:
+    """Interpret one update (as :func:`parse` made it) inside the caller's transaction."""
     chat = update.effective_chat
     sender = update.effective_user
     query = update.callback_query
@@ -95,9 +94,8 @@ def handle(session: Session, raw: dict[str, Any]) -> Handled:
     return handled
 
 
-def handle_failure(session: Session, raw: dict[str, Any], error_text: str) -> Handled:
+def handle_failure(session: Session, update: Update) -> Handled:
     """After a handler failed for good: mark the update done and tell the user, in their language."""
-    update = parse(raw)
     chat = update.effective_chat
     query = update.callback_query
     handled = Handled(update_id=update.update_id, chat_id=chat.id if chat else None,

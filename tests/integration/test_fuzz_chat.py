@@ -50,7 +50,7 @@ def _press(user: int, data: str) -> dict:
 
 def _handle(update: dict) -> engine.Handled:
     with session_scope() as session:
-        return engine.handle(session, update)
+        return engine.handle(session, engine.parse(update))
 
 
 def _say(user: int, text: str) -> engine.Handled:
