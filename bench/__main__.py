@@ -306,6 +306,9 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=HERE)
     args = parser.parse_args()
     (HERE.parent / ".run").mkdir(exist_ok=True)
+    from tests.processes import prune_finished_logs
+
+    prune_finished_logs()  # earlier runs' worker and gateway logs
 
     from bench import (bench_flash_sale, bench_gateway, bench_images, bench_notifications, bench_reservations,
                        bench_task_overhead, plots)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from localenv.services import PostgresServer, RedisServer, free_port
+from tests.processes import prune_finished_logs
 
 ROOT = Path(__file__).resolve().parent.parent
 _RUN_DIR = ROOT / ".run" / f"test-{os.getpid()}"
@@ -34,6 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # A terminated run (a timeout, a cancelled CI job) unwinds like Ctrl-C, so fixtures stop their
     # workers and gateways, and pytest_unconfigure stops Redis and Postgres: none outlive it.
     signal.signal(signal.SIGTERM, _interrupt)
+    prune_finished_logs()  # earlier runs' worker and gateway logs
     redis_url = os.environ.get("TEST_REDIS_URL")
     if not redis_url:
         redis = RedisServer(_RUN_DIR / "redis", free_port()).start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,31 @@ from localenv.services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_QUEUES = "updates,reservations,payments,images,notifications,maintenance"
+LOG_DIR = ROOT / ".run"
+_LOG_NAME = re.compile(r".+-(?P<pid>\d+)-\d+\.log")  # as ManagedProcess names them
+
+
+def prune_finished_logs(directory: Path = LOG_DIR) -> int:
+    """Delete the process logs of earlier runs (tests or benchmarks) whose run has ended; returns
+    how many. A run's logs stay until the next run starts, to be read after a failure, and no
+    longer pile up over hundreds of runs."""
+    removed = 0
+    for path in directory.glob("*.log"):
+        match = _LOG_NAME.fullmatch(path.name)
+        if match and not _running(int(match["pid"])):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's
+    return True
 
 
 class ManagedProcess:
@@ -22,7 +48,7 @@ class ManagedProcess:
 
     def __init__(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
         self.name = name
-        self.log_path = ROOT / ".run" / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
+        self.log_path = LOG_DIR / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
