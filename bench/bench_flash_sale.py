@@ -43,6 +43,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-flash-secret"
@@ -133,7 +134,7 @@ class Harness:
     def __init__(self) -> None:
         self.directory = ROOT / ".run" / f"bench-flash-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.redis = self.postgres = self.telegram = self.stripe = self.gateway = None
-        self.saved_env: dict[str, str | None] = {}
+        self.environ = None  # this run's services in os.environ, for the code it calls in-process
         self.next_customer = CUSTOMER_BASE
         self.env: dict[str, str] = {}
 
@@ -160,8 +161,8 @@ class Harness:
             "STRIPE_SECRET_KEY": "sk_test_bench", "STRIPE_WEBHOOK_SECRET": "whsec_bench",
             "BENCH_TELEGRAM_RATE": str(TELEGRAM_RATE),
         }
-        self.saved_env = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)
+        self.environ = mock.patch.dict(os.environ, self.env)
+        self.environ.start()
         self._reset_settings()
         from tests.processes import start_gateway
 
@@ -173,11 +174,8 @@ class Harness:
         for process in (self.gateway,):
             if process is not None:
                 process.stop()
-        for variable, value in self.saved_env.items():
-            if value is None:
-                os.environ.pop(variable, None)
-            else:
-                os.environ[variable] = value
+        if self.environ is not None:
+            self.environ.stop()
         self._reset_settings()
         for fake in (self.telegram, self.stripe):
             if fake is not None:

@@ -27,6 +27,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 TELEGRAM_CEILING_PER_S = 30.0
@@ -114,7 +115,6 @@ def run(count: int = 3000, chats: int = 300, workers: int = 2, concurrency: int 
     chat_ids = [USER_BASE + n for n in range(chats)]
     redis = postgres = fake = client = None
     started_workers = []
-    saved_env = {k: os.environ.get(k) for k in ("REDIS_URL", "DATABASE_URL", "TELEGRAM_API_URL")}
     try:
         redis = RedisServer(directory / "redis", free_port()).start()
         postgres = PostgresServer(directory / "postgres", free_port(), database="bench").start()
@@ -131,11 +131,11 @@ def run(count: int = 3000, chats: int = 300, workers: int = 2, concurrency: int 
                                                 concurrency=concurrency, env=env))
         too_many_before = client.stats()["too_many_requests"]
 
-        os.environ.update(env)  # inherited by the spawned recorder
         ctx = multiprocessing.get_context("spawn")
         results = ctx.Queue()
         recorder = ctx.Process(target=_record, args=(count, chat_ids, run_id, results), daemon=True)
-        recorder.start()
+        with mock.patch.dict(os.environ, env):  # inherited by the spawned recorder
+            recorder.start()
         status, started, recorded, rows = results.get(timeout=120 + count / 50)
         recorder.join(30)
         if status != "ok":
@@ -183,11 +183,6 @@ def run(count: int = 3000, chats: int = 300, workers: int = 2, concurrency: int 
             "statuses": _outcomes(postgres.url, run_id),
         }
     finally:
-        for variable, value in saved_env.items():
-            if value is None:
-                os.environ.pop(variable, None)
-            else:
-                os.environ[variable] = value
         for worker in started_workers:
             try:
                 worker.stop()
