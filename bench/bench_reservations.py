@@ -29,8 +29,9 @@ oversold, one ``hold`` ledger row and one order per successful reservation, coun
 the ledger. When ``pgbench`` is installed, the same client counts run a bare guarded single-row
 update plus an insert in one statement, the ceiling for this kind of work on this machine.
 
-The database comes from ``--url``, else ``DATABASE_URL``, else a private Postgres is started in
-``.run/``. The schema is brought to the migrations' head; the rows made here are deleted again.
+The database comes from ``--url``, else ``DATABASE_URL``, else a fresh private Postgres is started
+in ``.run/`` (and removed afterwards). The schema is brought to the migrations' head; the rows
+made here are deleted again.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import subprocess
 import tempfile
 import time
 import traceback
+import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -354,7 +356,10 @@ def run(duration_s: float = 3.0, clients: tuple[int, ...] = (1, 8, 32), database
     if not url:
         from localenv.services import PostgresServer, free_port
 
-        server = PostgresServer(ROOT / ".run" / "bench-reservations-pg", free_port(), database="bench").start()
+        # A fresh cluster per run, as every run must start alike: one reused across runs kept the
+        # dead space of earlier runs' rows, and measured about 2 % lower than a fresh one.
+        directory = ROOT / ".run" / f"bench-reservations-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        server = PostgresServer(directory, free_port(), database="bench").start()
         url = server.url
     try:
         _migrate(url)
@@ -383,6 +388,7 @@ def run(duration_s: float = 3.0, clients: tuple[int, ...] = (1, 8, 32), database
     finally:
         if server is not None:
             server.stop(mode="immediate")
+            shutil.rmtree(server.directory, ignore_errors=True)
 
 
 def _print(result: dict) -> None:
