@@ -104,6 +104,8 @@ def pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    except PermissionError:
+        return True  # another user's process: it exists
     # A zombie child still answers kill(0); treat it as gone.
     with contextlib.suppress(FileNotFoundError):
         if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from localenv.services import free_port
+from localenv.services import free_port, pid_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_QUEUES = "updates,reservations,payments,images,notifications,maintenance"
@@ -27,20 +27,10 @@ def prune_finished_logs(directory: Path = LOG_DIR) -> int:
     removed = 0
     for path in directory.glob("*.log"):
         match = _LOG_NAME.fullmatch(path.name)
-        if match and not _running(int(match["pid"])):
+        if match and not pid_alive(int(match["pid"])):
             path.unlink(missing_ok=True)
             removed += 1
     return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's
-    return True
 
 
 class ManagedProcess:
