@@ -7,7 +7,7 @@ Everything is private to the run: a Redis and a Postgres (migrated to head) on f
 ``.run/``, the Telegram fake with its rate limits on (30 messages/s overall, 1/s per chat, with
 bursts; beyond them it answers 429), and ``--workers`` Celery worker processes consuming the
 ``notifications`` queue with 2 pool processes each. ``count`` messages, each with a unique text,
-are recorded with ``domain.notifications.notify`` for ``chats`` users in a few transactions (each
+are recorded with ``domain.outbox.notify`` for ``chats`` users in a few transactions (each
 enqueues its sends after commit, as the product does). Measured from the first transaction to
 the last message the fake accepted:
 
@@ -52,9 +52,9 @@ def _record(count: int, chat_ids: list[int], run_id: str, results) -> None:
         import sqlalchemy as sa
         from sqlalchemy.dialects.postgresql import insert
 
-        from bot.conversation.replies import Reply
+        from chat.replies import Reply
         from core import db
-        from domain import notifications
+        from core import outbox
         from models import User
 
         with db.session_scope() as session:
@@ -66,7 +66,7 @@ def _record(count: int, chat_ids: list[int], run_id: str, results) -> None:
             with db.session_scope() as session:
                 for i in range(first, min(count, first + per_transaction)):
                     chat = chat_ids[i % len(chat_ids)]
-                    notifications.notify(session, f"bench:{run_id}:{i}", chat, Reply(text=_text(run_id, i)))
+                    outbox.notify(session, f"bench:{run_id}:{i}", chat, Reply(text=_text(run_id, i)))
         recorded = time.time()
         with db.session_scope() as session:
             rows = session.scalar(sa.text("SELECT count(*) FROM notifications WHERE idempotency_key LIKE :p"),

@@ -1,2 +1,2 @@
-"""The bot: the gateway and poller (acknowledge and enqueue), and the conversation that
-workers run for each update (bot.conversation)."""
+"""The bot process: it acknowledges Telegram's and Stripe's webhooks (or polls Telegram) and
+enqueues each update or event by task name. It imports only `core`; workers do everything else."""

@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None, publisher: UpdatePublisher | No
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        from tasks.app import app as celery_app
+        from core.celery_app import app as celery_app
 
         app.state.publisher = publisher or UpdatePublisher(
             settings.redis_url, celery_app, settings.update_dedup_ttl_seconds

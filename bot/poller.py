@@ -38,7 +38,7 @@ async def poll_once(bot: Bot, publisher: UpdatePublisher, offset: int | None) ->
 
 async def run(stop: asyncio.Event) -> None:
     settings = get_settings()
-    from tasks.app import app as celery_app
+    from core.celery_app import app as celery_app
 
     publisher = UpdatePublisher(settings.redis_url, celery_app, settings.update_dedup_ttl_seconds, batch=False)
     offset: int | None = None

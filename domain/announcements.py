@@ -15,12 +15,12 @@ from datetime import datetime
 from sqlalchemy import and_, literal, or_, select
 from sqlalchemy.orm import Session
 
-from bot.conversation.cards import format_distance, offer_caption
-from bot.conversation.registry import data
-from bot.conversation.replies import Reply, button
+from chat.cards import format_distance, offer_caption
+from chat.registry import data
+from core.outbox import Reply, button
 from core.db import after_commit
 from core.i18n import Translator
-from domain import notifications
+from core import outbox
 from domain.catalog import distance_km
 from models import Business, Follow, Offer, OfferStatus, User
 
@@ -76,7 +76,7 @@ def announce(session: Session, offer_id: int, now: datetime) -> dict[str, int]:
         if recipient.distance_km is not None and not recipient.follower:
             caption = _("🔔 New near you ({distance}):", distance=format_distance(recipient.distance_km)) \
                 + "\n" + caption
-        note = notifications.record(
+        note = outbox.record(
             session, f"offer:{offer.id}:announced:{recipient.user_id}", recipient.user_id,
             Reply(text=caption, photo=offer.photo_card_file_id, kind="announcement",
                   keyboard=[[button(_("View"), data("offer", offer.id)),

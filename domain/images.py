@@ -35,6 +35,8 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont, features
 
+from domain.money import discount_percent, format_money, money_parts
+
 try:  # LittleCMS is optional in Pillow builds; without it ICC profiles are just dropped.
     from PIL import ImageCms
 except ImportError:  # pragma: no cover - depends on the Pillow build
@@ -52,8 +54,6 @@ __all__ = [
     "THUMBNAIL_MAX_SIDE",
     "PhotoRejected",
     "ProcessedPhoto",
-    "discount_percent",
-    "format_money",
     "process_offer_photo",
     "render_card",
 ]
@@ -125,52 +125,6 @@ class ProcessedPhoto:
             f"height={self.height}, large={len(self.large)} B, "
             f"thumbnail={len(self.thumbnail)} B, card={len(self.card)} B)"
         )
-
-
-# --------------------------------------------------------------------------- money
-
-_CURRENCY_SYMBOLS = {"EUR": "€", "GBP": "£", "USD": "$"}
-# ISO 4217 currencies whose minor unit is not 1/100.
-_ZERO_DECIMAL = frozenset(
-    ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"]
-)
-_THREE_DECIMAL = frozenset(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"])
-
-
-def _money_parts(minor: int, currency: str) -> tuple[str, str, str]:
-    """(sign, amount digits, upper-case ISO code) for an integer amount in minor units."""
-    if isinstance(minor, bool) or not isinstance(minor, int):
-        raise TypeError(f"minor must be an int, got {type(minor).__name__}")
-    if not isinstance(currency, str):
-        raise TypeError(f"currency must be a str, got {type(currency).__name__}")
-    code = currency.upper()
-    if len(code) != 3 or not code.isascii() or not code.isalpha():
-        raise ValueError(f"currency must be a 3-letter ISO 4217 code, got {currency!r}")
-    digits = 0 if code in _ZERO_DECIMAL else 3 if code in _THREE_DECIMAL else 2
-    sign = "-" if minor < 0 else ""
-    units, cents = divmod(abs(minor), 10**digits)
-    amount = f"{units}.{cents:0{digits}d}" if digits else str(units)
-    return sign, amount, code
-
-
-def format_money(minor: int, currency: str) -> str:
-    """Format an amount in minor units: ``format_money(450, "EUR") == "€4.50"``.
-
-    EUR, GBP and USD get their symbol in front ("€4.50", "£4.50", "$4.50"); any
-    other ISO code goes after the amount ("4.50 CHF", "500 JPY", "1.500 KWD").
-    The code is case-insensitive (Stripe uses "eur"); negative amounts get a
-    leading "-". No thousands separators.
-    """
-    sign, amount, code = _money_parts(minor, currency)
-    symbol = _CURRENCY_SYMBOLS.get(code)
-    return f"{sign}{symbol}{amount}" if symbol else f"{sign}{amount} {code}"
-
-
-def discount_percent(price_minor: int, original_price_minor: int) -> int:
-    """Whole-percent discount, rounded down so we never overstate it (0 if none)."""
-    if original_price_minor <= 0 or price_minor >= original_price_minor:
-        return 0
-    return (original_price_minor - max(price_minor, 0)) * 100 // original_price_minor
 
 
 # --------------------------------------------------------------------------- sniffing
@@ -512,7 +466,7 @@ def _card_money(minor: int, currency: str) -> str:
     text = format_money(minor, currency)
     if _drawable(text):
         return text
-    sign, amount, code = _money_parts(minor, currency)
+    sign, amount, code = money_parts(minor, currency)
     return f"{sign}{amount} {code}"
 
 
@@ -687,7 +641,7 @@ def _check_deal(price_minor: int, original_price_minor: int, currency: str, titl
             raise ValueError(f"{name} must be >= 0, got {value}")
     if not isinstance(title, str):
         raise TypeError("title must be a str")
-    _money_parts(0, currency)  # validates the currency code
+    money_parts(0, currency)  # validates the currency code
 
 
 # --------------------------------------------------------------------------- public

@@ -17,14 +17,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.conversation.cards import escape, format_window
-from bot.conversation.menus import home_row
-from bot.conversation.replies import Reply
+from chat.cards import escape, format_window
+from chat.menus import home_row
+from core.outbox import Reply
 from core.db import after_commit
 from core.i18n import Translator
 from domain import reservations
-from domain.images import format_money
-from domain.notifications import notify
+from domain.money import format_money
+from core.outbox import notify
 from domain.payments import close_checkouts_after_commit
 from models import (
     AuditEntry,

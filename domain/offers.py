@@ -25,7 +25,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from domain import reservations
-from domain.images import _money_parts
+from domain.money import money_parts
 from models import Business, BusinessStatus, Offer, OfferStatus, Order, OrderStatus, PhotoStatus, User
 
 # ----------------------------------------------------------------------------- limits
@@ -100,7 +100,7 @@ def parse_description(value: str) -> str:
 
 def minor_digits(currency: str) -> int:
     """Decimal places of the currency's minor unit (2 for EUR, 0 for JPY, 3 for KWD)."""
-    _sign, amount, _code = _money_parts(1, currency)
+    _sign, amount, _code = money_parts(1, currency)
     return len(amount.partition(".")[2])
 
 

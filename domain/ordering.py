@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.conversation.cards import escape
-from bot.conversation.registry import data
-from bot.conversation.replies import Reply, button
+from chat.cards import escape
+from chat.registry import data
+from core.outbox import Reply, button
 from core.db import after_commit, autocommit_connection
 from core.i18n import Translator
 from core.settings import get_settings
-from domain import notifications, reservations
+from core import outbox
+from domain import reservations
 from domain.reservations import ReleaseReason, ReserveOutcome, ReserveResult
 from models import Notification, NotificationStatus, Offer, User
 
@@ -75,7 +76,7 @@ def place_order(session: Session, offer_id: int, customer_id: int, quantity: int
     _ = Translator(user.language if user else "en")
     reply = refusal(_, result.outcome, offer_id, escape(offer.title) if offer else "", result.units_left)
     key = refusal_key(request_key)
-    note_id = notifications.record(session, key, customer_id, reply)
+    note_id = outbox.record(session, key, customer_id, reply)
     if note_id is None:  # a redelivered task: the message may still be waiting to be sent
         note_id = session.scalar(select(Notification.id).where(
             Notification.idempotency_key == key, Notification.status == NotificationStatus.PENDING))

@@ -44,17 +44,17 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from bot.conversation.cards import escape, format_window, local_time
-from bot.conversation.registry import data
-from bot.conversation.replies import Reply, button
+from chat.cards import escape, format_window, local_time
+from chat.registry import data
+from core.outbox import Reply, button
 from core import metrics, stripe_api
 from core.db import after_commit, session_scope
 from core.i18n import Translator
 from core.logging import get_logger
 from core.settings import get_settings
 from domain import audit, reservations
-from domain.images import format_money
-from domain.notifications import notify
+from domain.money import format_money
+from core.outbox import notify
 from domain.reservations import RefundReason, ReleaseReason, SaleOutcome
 from models import Business, Offer, Order, OrderStatus, StripeEvent, User
 

@@ -1,11 +1,11 @@
-"""The Celery application: configuration from celeryconfig.py, tasks from the modules below."""
+"""The Celery application as workers run it: the app from core.celery_app, plus logging, correlation
+ids and metrics for every task."""
 
 from __future__ import annotations
 
 import time
 
 import structlog
-from celery import Celery
 from celery.signals import (
     before_task_publish,
     setup_logging,
@@ -16,22 +16,13 @@ from celery.signals import (
     worker_process_init,
 )
 
-from beat_schedule import SCHEDULE
+import chat.messages  # noqa: F401 - registers how each domain notice reads, before any task runs
 from core import metrics
+from core.celery_app import app
 from core.logging import configure_logging, init_error_reporting
 from core.settings import get_settings
 
-TASK_MODULES = [
-    "tasks.updates",
-    "tasks.reservations",
-    "tasks.payments",
-    "tasks.images",
-    "tasks.notifications",
-    "tasks.maintenance",
-]
-app = Celery("surplus", include=TASK_MODULES)
-app.config_from_object("celeryconfig")
-app.conf.beat_schedule = SCHEDULE
+__all__ = ["app"]
 
 
 @setup_logging.connect

@@ -18,18 +18,19 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from bot.conversation.business.newoffer import preview_caption, preview_keyboard
-from bot.conversation.business.texts import photo_rejection
-from bot.conversation.cards import offer_caption
-from bot.conversation.registry import data
-from bot.conversation.replies import Reply, button
+from chat.business.newoffer import preview_caption, preview_keyboard
+from chat.business.texts import photo_rejection
+from chat.cards import offer_caption
+from chat.registry import data
+from core.outbox import Reply, button
 from core import metrics
 from core import telegram as tg
 from core.db import session_scope
 from core.i18n import Translator
 from core.logging import get_logger
 from core.ratelimit import RateLimitTimeout, rate_limiter
-from domain import images, notifications
+from core import outbox
+from domain import images
 from domain.images import PhotoRejected
 from models import Offer, OfferStatus, PhotoStatus, User
 from tasks.app import app
@@ -121,7 +122,7 @@ def _rejected(session, offer: Offer, _: Translator, started: datetime, rejection
     text = "❗ " + photo_rejection(_, rejection.reason) + "\n\n" + _(
         "Your offer is saved as a draft: just send another photo.")
     after_earlier_messages(offer.business.owner_id, started)
-    notifications.notify(
+    outbox.notify(
         session, f"offer:{offer.id}:photo:{_file_key(offer.photo_source_file_id or '')}:rejected",
         offer.business.owner_id,
         Reply(text=text, keyboard=[[button(_("🖼 Send another photo"), data("bizoffer", "photo", offer.id)),

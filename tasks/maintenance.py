@@ -20,14 +20,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.conversation.cards import escape
-from bot.conversation.replies import Reply
+from chat.cards import escape
+from core.outbox import Reply
 from core.db import session_scope
 from core.i18n import Translator
 from core.logging import get_logger
 from domain import audit, maintenance, privacy
 from domain.cleanup import cleanup as cleanup_tables
-from domain.notifications import notify
+from core.outbox import notify
 from models import User
 from tasks.app import app
 from tasks.base import TRANSIENT_ERRORS, BaseTask

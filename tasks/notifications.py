@@ -7,8 +7,9 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
+from core import handover
 from core.db import session_scope
-from domain import notifications
+from core import outbox
 from models import Notification, NotificationStatus
 from tasks.app import app
 from tasks.base import BaseTask
@@ -19,9 +20,9 @@ def send_now(notification_ids: list[int]) -> None:
     the rest go through this queue after the wait, so the worker moves on to its next task."""
     for position, notification_id in enumerate(notification_ids):
         try:
-            notifications.deliver(notification_id)
-        except notifications.RetryLater as wait:
-            deliver_in_order.apply_async((notification_ids[position:],), countdown=wait.delay)
+            outbox.deliver(notification_id)
+        except outbox.RetryLater as wait:
+            handover.send_task(outbox.DELIVER_TASK, [notification_ids[position:]], countdown=wait.delay)
             return
 
 
@@ -30,12 +31,12 @@ def deliver_in_order(self: BaseTask, notification_ids: list[int]) -> None:
     """Send these outbox messages one after another; each is sent at most once."""
     for position, notification_id in enumerate(notification_ids):
         try:
-            notifications.deliver(notification_id)
-        except notifications.RetryLater as wait:
+            outbox.deliver(notification_id)
+        except outbox.RetryLater as wait:
             if wait.pacing:
                 # Our turn comes later: a fresh task then, so that waiting in a long fan-out never
                 # uses up the retries meant for real failures (it did, and left messages unsent).
-                deliver_in_order.apply_async((notification_ids[position:],), countdown=wait.delay)
+                handover.send_task(outbox.DELIVER_TASK, [notification_ids[position:]], countdown=wait.delay)
                 return
             raise self.retry(args=(notification_ids[position:],), countdown=wait.delay) from wait
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from telegram import Update
 
-from bot.conversation import engine, flood
+from chat import engine, flood
 from core import telegram as tg
 from core.db import session_scope
 from core.logging import get_logger

@@ -117,3 +117,10 @@ def db(migrated):
     with core_db.engine().begin() as connection:
         connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     return core_db
+
+
+@pytest.fixture(scope="session", autouse=True)
+def notice_renderers():
+    """The chat's renderers for the domain's notices, as every worker registers them (tasks.app):
+    tests call domain functions directly, and what they record is read in the outbox."""
+    import chat.messages  # noqa: F401

@@ -126,7 +126,7 @@ def _wait_until(predicate, timeout: float = 10.0) -> None:
 
 
 def test_a_flooding_user_is_slowed_down_and_others_are_still_served(stack, user):
-    from bot.conversation.flood import MAX_UPDATES_PER_WINDOW
+    from chat.flood import MAX_UPDATES_PER_WINDOW
     from models import Notification
     from tests.e2e.conftest import new_user_id
 

@@ -19,9 +19,9 @@ import pytest
 import sqlalchemy as sa
 from kombu import Connection
 
-from bot.conversation.replies import Reply
+from core.outbox import Reply
 from core import db
-from domain import notifications
+from core import outbox
 from domain import reservations as rsv
 from localenv.services import RedisServer, free_port
 from models import AuditEntry, Offer, Order, PhotoStatus, User
@@ -95,7 +95,7 @@ def test_every_queue_survives_a_sigkill_with_each_effect_once(kill_stack):
     draft = _draft_with_photo(business, photo)
     with db.session_scope() as session:
         held = rsv.reserve(session, paid_offer, payer, 1)
-        note = notifications.record(session, f"kill-test:{reader}", reader, Reply(text="Your bag is waiting 🥐"))
+        note = outbox.record(session, f"kill-test:{reader}", reader, Reply(text="Your bag is waiting 🥐"))
     owner_messages_before = len(_bot_texts(client, owner))
     calls_before = max((call["id"] for call in client.calls()), default=0)
 

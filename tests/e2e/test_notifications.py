@@ -8,9 +8,9 @@ import time
 import redis as redis_lib
 import sqlalchemy as sa
 
-from bot.conversation.replies import Reply
+from core.outbox import Reply
 from core import db
-from domain import notifications
+from core import outbox
 from models import Notification, NotificationStatus, User
 from tasks.app import app
 from tasks.notifications import deliver_in_order
@@ -45,9 +45,9 @@ def test_a_flood_stays_within_the_limits_and_loses_nothing(stack):
         with db.session_scope() as session:
             for chat in chats:  # 60 messages over 30 chats ...
                 for n in range(2):
-                    notifications.notify(session, f"flood:{chat}:{n}", chat, Reply(text=f"deal {n}"))
+                    outbox.notify(session, f"flood:{chat}:{n}", chat, Reply(text=f"deal {n}"))
             for n in range(2, 6):  # ... and 4 more for one chat, well over its 1 per second
-                notifications.notify(session, f"flood:{hot_chat}:{n}", hot_chat, Reply(text=f"deal {n}"))
+                outbox.notify(session, f"flood:{hot_chat}:{n}", hot_chat, Reply(text=f"deal {n}"))
         _wait(lambda: all(len(_bot_texts(stack, c)) >= 2 for c in chats) and len(_bot_texts(stack, hot_chat)) == 6,
               timeout=40)
         assert stack.telegram.stats()["too_many_requests"] == before  # never over the limits
@@ -64,7 +64,7 @@ def test_a_blocked_user_stops_receiving(stack):
     make_user(chat)
     stack.telegram.block(chat, True, notify=False)
     with db.session_scope() as session:
-        note_id = notifications.notify(session, f"blocked:{chat}", chat, Reply(text="hello?"))
+        note_id = outbox.notify(session, f"blocked:{chat}", chat, Reply(text="hello?"))
     _wait(lambda: _status(note_id) != NotificationStatus.PENDING, timeout=15)
     assert _status(note_id) == NotificationStatus.DROPPED
     with db.session_scope() as session:
@@ -110,7 +110,7 @@ def test_a_worker_killed_mid_fan_out_sends_nothing_twice(stack, tmp_path):
         with db.session_scope() as session:  # recorded like notify() does, but queued on our Redis
             for n in range(4):
                 for chat in chats:
-                    note_ids.append(notifications.record(session, f"kill:{chat}:{n}", chat,
+                    note_ids.append(outbox.record(session, f"kill:{chat}:{n}", chat,
                                                          Reply(text=expected[chat][n])))
         with app.connection_for_write(private.url) as connection:
             for note_id in note_ids:

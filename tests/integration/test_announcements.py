@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
+from core import handover, outbox
 from core.db import session_scope
 from domain import announcements
 from models import Follow, Notification, Offer, User
@@ -44,7 +45,8 @@ def test_the_audience_of_a_new_offer(db, monkeypatch):
                          Follow(user_id=follower_near, business_id=business)])
 
     sent: list[list[int]] = []
-    monkeypatch.setattr("tasks.notifications.deliver_in_order.delay", sent.append)
+    monkeypatch.setattr(handover, "send_task", lambda name, args, countdown=None, kwargs=None:
+                        sent.append(args[0]) if name == outbox.DELIVER_TASK else None)
     with session_scope() as session:
         offer = session.get(Offer, offer_id)
         heard = {r.user_id: (r.follower, r.distance_km is not None and r.distance_km < 5)

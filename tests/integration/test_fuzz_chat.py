@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.conversation import engine
+from chat import engine
 from core.db import session_scope
 from models import Business, ConversationState, Notification, Offer
 from tests.factories import make_business

@@ -79,25 +79,36 @@ def conn(db):
         connection.rollback()
 
 
-@pytest.fixture(autouse=True)
-def outbox_sends(monkeypatch):
-    """Outbox deliveries the code enqueues (recorded: no worker sends them during these tests)."""
-    from tasks.notifications import deliver_in_order
+@pytest.fixture
+def handed_over(monkeypatch):
+    """Tasks the code hands over (core.handover), recorded instead of published, so no worker runs
+    them during these tests: (outbox deliveries, every other task)."""
+    from core import handover
+    from core.outbox import DELIVER_TASK
 
-    queued: list[list[int]] = []
-    monkeypatch.setattr(deliver_in_order, "delay", lambda ids: queued.append(list(ids)))
-    return queued
+    deliveries: list[list[int]] = []
+    others: list[tuple[str, list, dict]] = []
+
+    def record(name, args, countdown=None, kwargs=None):
+        if name == DELIVER_TASK:
+            deliveries.append(list(args[0]))
+        else:
+            others.append((name, list(args), dict(kwargs or {})))
+
+    monkeypatch.setattr(handover, "send_task", record)
+    return deliveries, others
+
+
+@pytest.fixture(autouse=True)
+def outbox_sends(handed_over):
+    """Outbox deliveries the code enqueues."""
+    return handed_over[0]
 
 
 @pytest.fixture
-def sent_tasks(monkeypatch):
-    """Celery messages the code sends with app.send_task (recorded instead of published)."""
-    from tasks.app import app
-
-    calls: list[tuple[str, list, dict]] = []
-    monkeypatch.setattr(app, "send_task", lambda name, args=None, kwargs=None, **_: calls.append(
-        (name, list(args or []), dict(kwargs or {}))))
-    return calls
+def sent_tasks(handed_over):
+    """Every other task the code sends."""
+    return handed_over[1]
 
 
 def run(db, function, *args, **kwargs):

@@ -23,11 +23,10 @@ from domain.images import (
     REJECTION_REASONS,
     PhotoRejected,
     ProcessedPhoto,
-    discount_percent,
-    format_money,
     process_offer_photo,
     render_card,
 )
+from domain.money import discount_percent, format_money
 
 DEAL = {"price_minor": 450, "original_price_minor": 750, "currency": "EUR", "title": "Croissants"}
 

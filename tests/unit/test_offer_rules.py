@@ -194,7 +194,7 @@ def test_csv_cells_cannot_become_formulas():
 
 
 def test_every_rule_has_a_message():
-    from bot.conversation.business.texts import input_error, photo_rejection
+    from chat.business.texts import input_error, photo_rejection
     from core.i18n import Translator
     from domain.images import REJECTION_REASONS
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bot.conversation.context import Context
-from bot.conversation.registry import DEEP_LINKS, StaleButton, command
-from bot.conversation.registry import button as on_button
-from bot.conversation.replies import Keyboard, button
+from chat.context import Context
+from chat.registry import DEEP_LINKS, StaleButton, command
+from chat.registry import button as on_button
+from core.outbox import Keyboard, button
 from core.i18n import LANGUAGE_NAMES, Translator
 
 HOME = "menu"

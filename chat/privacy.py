@@ -6,25 +6,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.conversation import menus
-from bot.conversation.context import Context
-from bot.conversation.registry import StaleButton, button, command, data
-from bot.conversation.replies import button as key
-from core.db import after_commit
+from chat import menus
+from chat.context import Context
+from chat.registry import StaleButton, button, command, data
+from core.outbox import button as key
+from core.handover import enqueue_after_commit
 from domain import audit, privacy
 from models import Business
 
 
 def _enqueue(ctx: Context, task_name: str) -> None:
-    user_id = ctx.user.id
-    kwargs = {"actor": f"user:{user_id}", "request": str(ctx.update.update_id)}
-
-    def send() -> None:
-        from tasks.app import app
-
-        app.send_task(task_name, args=[user_id], kwargs=kwargs)
-
-    after_commit(ctx.session, send)
+    enqueue_after_commit(ctx.session, task_name, ctx.user.id,
+                         kwargs={"actor": f"user:{ctx.user.id}", "request": str(ctx.update.update_id)})
 
 
 @command("privacy")

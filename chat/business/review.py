@@ -7,17 +7,18 @@ their own language.
 
 from __future__ import annotations
 
-from bot.conversation import menus
-from bot.conversation.business.registration import business_card, review_keyboard, status_text
-from bot.conversation.business.texts import now, reask_invalid
-from bot.conversation.cards import escape
-from bot.conversation.context import Context
-from bot.conversation.flows import DONE, Flow, Step, ask
-from bot.conversation.registry import BUTTONS, NotAllowed, StaleButton, data, flow
-from bot.conversation.registry import button as on_button
-from bot.conversation.replies import Keyboard, Reply, button
+from chat import menus
+from chat.business.registration import business_card, review_keyboard, status_text
+from chat.business.texts import now, reask_invalid
+from chat.cards import escape
+from chat.context import Context
+from chat.flows import DONE, Flow, Step, ask
+from chat.registry import BUTTONS, NotAllowed, StaleButton, data, flow
+from chat.registry import button as on_button
+from core.outbox import Keyboard, Reply, button
 from core.i18n import Translator
-from domain import businesses, notifications
+from core import outbox
+from domain import businesses
 from domain.offers import InvalidInput
 from models import Business, BusinessStatus, User
 
@@ -171,5 +172,5 @@ def _tell_owner(ctx: Context, business: Business, action: str) -> None:
                  "taking orders.\nReason: {reason}", name=name, reason=reason)
         keyboard = [[button(_("🏪 Business menu"), data("biz"))]]
     stamp = int(business.reviewed_at.timestamp() * 1000) if business.reviewed_at else 0
-    notifications.notify(ctx.session, f"business:{business.id}:{action}:{stamp}", business.owner_id,
+    outbox.notify(ctx.session, f"business:{business.id}:{action}:{stamp}", business.owner_id,
                          Reply(text=text, keyboard=keyboard))

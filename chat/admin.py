@@ -9,17 +9,17 @@ from datetime import UTC, datetime
 
 import redis
 
-from bot.conversation import menus
-from bot.conversation.cards import escape
-from bot.conversation.context import Context
-from bot.conversation.registry import NotAllowed, StaleButton, button, command, data
-from bot.conversation.replies import Keyboard
-from bot.conversation.replies import button as key
-from core.db import after_commit
+from chat import menus
+from chat.cards import escape
+from chat.context import Context
+from chat.registry import NotAllowed, StaleButton, button, command, data
+from core.outbox import Keyboard
+from core.outbox import button as key
+from core.handover import enqueue_after_commit
 from core.i18n import N_
 from core.settings import get_settings
 from domain import audit, stats
-from domain.images import format_money
+from domain.money import format_money
 
 # Button argument → Celery task name. Short names keep the button data well under 64 bytes.
 JOBS = {
@@ -80,14 +80,7 @@ def btn_run(ctx: Context, args: list[str]) -> None:
         raise StaleButton
     name = JOBS[args[0]]
     audit.record(ctx.session, actor(ctx), "admin.run_task", "started", target=name)
-    kwargs = {"actor": actor(ctx), "report_to": ctx.chat_id}
-
-    def start() -> None:
-        from tasks.app import app
-
-        app.send_task(name, kwargs=kwargs)
-
-    after_commit(ctx.session, start)
+    enqueue_after_commit(ctx.session, name, kwargs={"actor": actor(ctx), "report_to": ctx.chat_id})
     ctx.toast(ctx._("Started {name}", name=name))
     show_admin_menu(ctx, note=ctx._("▶️ Started {name}. Its report will follow here.",
                                     name=f"<code>{escape(name)}</code>"))

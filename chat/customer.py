@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.conversation import menus
-from bot.conversation.cards import escape, format_distance, format_window, local_time, offer_caption
-from bot.conversation.context import Context
-from bot.conversation.registry import StaleButton, button, command, data, deep_link
-from bot.conversation.replies import Reply
-from bot.conversation.replies import button as key
-from core.db import after_commit
+from chat import menus
+from chat.cards import escape, format_distance, format_window, local_time, offer_caption
+from chat.context import Context
+from chat.registry import StaleButton, button, command, data, deep_link
+from core.outbox import Reply
+from core.outbox import button as key
+from core.handover import enqueue_after_commit
 from core.i18n import N_, Translator
 from domain import announcements, catalog, ordering
 from domain.catalog import Sort
-from domain.images import discount_percent, format_money
+from domain.money import discount_percent, format_money
 from models import Business, Offer, OfferStatus, Order, OrderStatus
 
 
@@ -287,15 +287,8 @@ def btn_buy(ctx: Context, args: list[str]) -> None:
         ctx.toast(_("The price has changed. Please check the offer again."), alert=True)
         show_offer(ctx, offer_id)
         return
-    request_key = f"tap:{ctx.update.update_id}"
-    customer_id = ctx.user.id
-
-    def hand_over() -> None:
-        from tasks.app import app
-
-        app.send_task("reservations.place_order", args=[offer_id, customer_id, quantity, request_key])
-
-    after_commit(ctx.session, hand_over)
+    enqueue_after_commit(ctx.session, "reservations.place_order", offer_id, ctx.user.id, quantity,
+                         f"tap:{ctx.update.update_id}")
     ctx.toast(_("Reserving…"))
     ctx.show(_("⏳ Reserving {count} × {title}…", count=quantity, title=escape(offer.title)))
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bot.conversation.context import Context
-    from bot.conversation.flows import Flow
+    from chat.context import Context
+    from chat.flows import Flow
 
 CommandHandler = Callable[["Context", str], None]  # (ctx, text after the command)
 ButtonHandler = Callable[["Context", list[str]], None]  # (ctx, arguments)

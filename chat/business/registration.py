@@ -3,16 +3,17 @@ pending verification, with every admin told (and given the buttons to decide).""
 
 from __future__ import annotations
 
-from bot.conversation import menus
-from bot.conversation.business.texts import reask_invalid
-from bot.conversation.cards import escape
-from bot.conversation.context import Context
-from bot.conversation.flows import DONE, Flow, Step, ask, choice
-from bot.conversation.registry import button as on_button
-from bot.conversation.registry import command, data, flow
-from bot.conversation.replies import Keyboard, Reply, button
+from chat import menus
+from chat.business.texts import reask_invalid
+from chat.cards import escape
+from chat.context import Context
+from chat.flows import DONE, Flow, Step, ask, choice
+from chat.registry import button as on_button
+from chat.registry import command, data, flow
+from core.outbox import Keyboard, Reply, button
 from core.i18n import Translator
-from domain import businesses, notifications
+from core import outbox
+from domain import businesses
 from domain.offers import InvalidInput
 from models import Business, BusinessStatus, User
 
@@ -232,7 +233,7 @@ def _notify_admins(ctx: Context, business: Business) -> None:
         admin = ctx.session.get(User, admin_id)
         _ = Translator(admin.language if admin else "en")
         text = _("🆕 <b>A business asks for verification</b>\n\n") + business_card(_, business)
-        notifications.notify(
+        outbox.notify(
             ctx.session, f"business:{business.id}:submitted:{ctx.update.update_id}:admin:{admin_id}", admin_id,
             Reply(text=text, keyboard=review_keyboard(_, business.id), kind="admin"),
         )

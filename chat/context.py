@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 from telegram import Update
 
-from bot.conversation.replies import Keyboard, Outcome, Reply
+from core.outbox import Keyboard, Reply
+from chat.replies import Outcome
 from core.i18n import Translator
 from core.settings import Settings
 from models import ConversationState, User

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot.conversation.context import Context
-from bot.conversation.registry import data
-from bot.conversation.replies import Keyboard, button
+from chat.context import Context
+from chat.registry import data
+from core.outbox import Keyboard, button
 
 _HISTORY = "_history"
 

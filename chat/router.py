@@ -1,6 +1,6 @@
 """Routes one update to its handler: commands, button presses, flow answers, locations, photos.
 
-Feature modules register their handlers in bot.conversation.registry; importing FEATURES here
+Feature modules register their handlers in chat.registry; importing FEATURES here
 is what makes them known.
 """
 
@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import importlib
 
-from bot.conversation import customer, menus
-from bot.conversation.context import Context
-from bot.conversation.registry import BUTTONS, COMMANDS, FLOWS, NotAllowed, StaleButton
+from chat import customer, menus
+from chat.context import Context
+from chat.registry import BUTTONS, COMMANDS, FLOWS, NotAllowed, StaleButton
 
 FEATURES = (
-    "bot.conversation.menus",
-    "bot.conversation.customer",
-    "bot.conversation.business",
-    "bot.conversation.admin",
-    "bot.conversation.privacy",
+    "chat.menus",
+    "chat.customer",
+    "chat.business",
+    "chat.admin",
+    "chat.privacy",
 )
 for _module in FEATURES:
     importlib.import_module(_module)

@@ -12,17 +12,18 @@ from datetime import datetime
 
 from sqlalchemy import delete
 
-from bot.conversation import menus
-from bot.conversation.business.registration import status_text
-from bot.conversation.business.texts import now, photo_rejection, reask, reask_invalid
-from bot.conversation.context import Context
-from bot.conversation.flows import Flow, Step, ask, choice
-from bot.conversation.registry import NotAllowed, command, data, flow
-from bot.conversation.registry import button as on_button
-from bot.conversation.replies import button
-from core.db import after_commit
+from chat import menus
+from chat.business.registration import status_text
+from chat.business.texts import now, photo_rejection, reask, reask_invalid
+from chat.context import Context
+from chat.flows import Flow, Step, ask, choice
+from chat.registry import NotAllowed, command, data, flow
+from chat.registry import button as on_button
+from core.outbox import button
+from core.handover import enqueue_after_commit
 from domain import businesses, offers
-from domain.images import MAX_FILE_BYTES, format_money
+from domain.images import MAX_FILE_BYTES
+from domain.money import format_money
 from domain.offers import InvalidInput
 from models import Business, BusinessStatus, Offer, OfferStatus
 
@@ -200,12 +201,7 @@ def _on_photo(ctx: Context, file_id: str, file_size: int) -> str | None:
 
 
 def enqueue_photo(ctx: Context, offer_id: int, file_id: str) -> None:
-    def send() -> None:
-        from tasks.images import process_offer_photo
-
-        process_offer_photo.delay(offer_id, file_id)
-
-    after_commit(ctx.session, send)
+    enqueue_after_commit(ctx.session, "images.process_offer_photo", offer_id, file_id)
 
 
 def _cancelled(ctx: Context) -> None:
@@ -237,7 +233,7 @@ def change_photo(ctx: Context, offer: Offer) -> None:
 
 
 def preview_caption(_, offer: Offer, business: Business) -> str:
-    from bot.conversation.cards import offer_caption
+    from chat.cards import offer_caption
 
     return (_("👀 <b>Preview</b> — this is how customers will see your offer.") + "\n\n"
             + offer_caption(_, offer, business, now()))

@@ -13,19 +13,20 @@ from collections.abc import Callable
 from functools import wraps
 
 
-from bot.conversation.business.newoffer import change_photo, enqueue_photo, verified_business
-from bot.conversation.business.registration import status_text
-from bot.conversation.business.texts import now, reask, reask_invalid
-from bot.conversation.cards import escape, offer_caption, status_label
-from bot.conversation.context import Context
-from bot.conversation.flows import DONE, Flow, Step, ask
-from bot.conversation.registry import NotAllowed, StaleButton, command, data, flow
-from bot.conversation.registry import button as on_button
-from bot.conversation.replies import Keyboard, Reply, button
+from chat.business.newoffer import change_photo, enqueue_photo, verified_business
+from chat.business.registration import status_text
+from chat.business.texts import now, reask, reask_invalid
+from chat.cards import escape, offer_caption, status_label
+from chat.context import Context
+from chat.flows import DONE, Flow, Step, ask
+from chat.registry import NotAllowed, StaleButton, command, data, flow
+from chat.registry import button as on_button
+from core.outbox import Keyboard, Reply, button
 from core.db import after_commit
 from core.i18n import Translator
-from domain import announcements, businesses, notifications, offers, payments
-from domain.images import format_money
+from core import outbox
+from domain import announcements, businesses, offers, payments
+from domain.money import format_money
 from domain.offers import InvalidInput, NotOwner, WrongState
 from models import Business, BusinessStatus, Offer, OfferStatus, Order, OrderStatus, PhotoStatus, User
 
@@ -317,7 +318,7 @@ def _tell_buyer(ctx: Context, offer: Offer, order_id: int, refunded: bool) -> No
     else:
         text = _("😔 <b>{business}</b> had to cancel <b>{title}</b>. Your reservation was released; you were not "
                  "charged.", business=name, title=title)
-    notifications.notify(ctx.session, f"offer:{offer.id}:cancelled:order:{order_id}", order.customer_id,
+    outbox.notify(ctx.session, f"offer:{offer.id}:cancelled:order:{order_id}", order.customer_id,
                          Reply(text=text, keyboard=[[button(_("🔎 More deals"), data("deals"))]]))
 
 
@@ -445,7 +446,7 @@ def _tell_collected(ctx: Context, offer: Offer, order: Order) -> None:
         return
     customer = ctx.session.get(User, order.customer_id)
     _ = Translator(customer.language if customer else "en")
-    notifications.notify(
+    outbox.notify(
         ctx.session, f"order:{order.id}:collected", order.customer_id,
         Reply(text=_("🎉 Enjoy your {title}! Thanks for saving food from the bin with <b>{business}</b>.",
                      title=escape(offer.title), business=escape(offer.business.name))),

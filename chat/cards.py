@@ -7,7 +7,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from core.i18n import Translator
-from domain.images import discount_percent, format_money
+from domain.money import discount_percent, format_money
 from models import Business, Offer, OfferStatus
 
 

@@ -1,8 +1,15 @@
-"""The outbox: every outbound message is a row (with an idempotency key) before it is sent.
+"""The outbox: the one way anything is sent to a person.
 
-A message is recorded in the same transaction as the change that caused it, and sent after that
-transaction committed. Sending takes the row with FOR UPDATE SKIP LOCKED, so two workers never
-send the same message at once, and a sent row is never sent again.
+Every outbound message is a row (with an idempotency key) before it is sent. It is recorded in the
+same transaction as the change that caused it, and sent after that transaction committed. Sending
+takes the row with FOR UPDATE SKIP LOCKED, so two workers never send the same message at once,
+and a sent row is never sent again.
+
+What is recorded is a `Reply`: the message as data (text, buttons, photo, document). The chat
+builds replies itself; the domain instead says *what happened* with a notice (a plain dataclass
+of its own, e.g. "this order was paid"), and the chat's renderer for that notice type, registered
+with `renders`, turns it into the reply in the recipient's language as it is recorded. That keeps
+the domain free of wording and button names while the text still lands in the same transaction.
 """
 
 from __future__ import annotations
@@ -10,17 +17,20 @@ from __future__ import annotations
 import base64
 import enum
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from bot.conversation.replies import Reply
 from core import metrics
 from core import telegram as tg
-from core.db import after_commit, session_scope
+from core.db import session_scope
+from core.handover import enqueue_after_commit
 from core.logging import get_logger
 from core.ratelimit import rate_limiter
 from models import Notification, NotificationStatus, User
@@ -28,9 +38,71 @@ from models import Notification, NotificationStatus, User
 log = get_logger(__name__)
 
 
+# --------------------------------------------------------------------------- what is sent
+
+Keyboard = list[list[dict[str, str]]]
+
+
+def button(text: str, data: str) -> dict[str, str]:
+    return {"text": text, "callback_data": data}
+
+
+@dataclass
+class Reply:
+    text: str
+    keyboard: Keyboard | None = None
+    # Set when answering a button press: the menu message is edited in place.
+    edit_message_id: int | None = None
+    photo: str | None = None  # a Telegram file_id
+    # A file to send with `text` as its caption: {"filename": ..., "content_b64": ...} (small files
+    # only, e.g. a CSV export: the outbox keeps it until it is sent).
+    document: dict[str, str] | None = None
+    # A keyboard under the input field with one button that shares the user's location
+    # (inline keyboards cannot ask for it); `remove_keyboard` takes such a keyboard away again.
+    location_request: str | None = None
+    remove_keyboard: bool = False
+    kind: str = "reply"
+
+    def to_payload(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, False) and k != "kind"}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], kind: str = "reply") -> Reply:
+        return cls(kind=kind, **payload)
+
+
+# --------------------------------------------------------------------------- notices
+
+NoticeT = TypeVar("NoticeT")
+_RENDERERS: dict[type, Callable[[Any], Reply]] = {}
+
+
+def renders(notice_type: type[NoticeT]) -> Callable[[Callable[[NoticeT], Reply]], Callable[[NoticeT], Reply]]:
+    """Register how a domain notice reads (used by `chat.messages`, once per notice type)."""
+    def register(render: Callable[[NoticeT], Reply]) -> Callable[[NoticeT], Reply]:
+        if notice_type in _RENDERERS:
+            raise ValueError(f"{notice_type.__name__} has a renderer already")
+        _RENDERERS[notice_type] = render
+        return render
+
+    return register
+
+
+def render(message: Reply | object) -> Reply:
+    """The reply for a message: a `Reply` as it is, a notice through its registered renderer."""
+    if isinstance(message, Reply):
+        return message
+    try:
+        renderer = _RENDERERS[type(message)]
+    except KeyError:
+        raise LookupError(f"nothing renders {type(message).__name__}: is chat.messages imported?") from None
+    return renderer(message)
+
+
 # A send that must wait longer than this goes back to the queue (with a countdown) instead of
 # holding a worker that other users' updates are waiting for.
 MAX_INLINE_WAIT_SECONDS = 0.25
+DELIVER_TASK = "notifications.deliver_in_order"
 
 
 class Delivery(enum.Enum):
@@ -49,8 +121,10 @@ class RetryLater(Exception):
         self.pacing = pacing
 
 
-def record(session: Session, key: str, chat_id: int, reply: Reply) -> int | None:
-    """Add a message to the outbox; returns its id, or None if that key was recorded before."""
+def record(session: Session, key: str, chat_id: int, message: Reply | object) -> int | None:
+    """Add a message (a `Reply` or a domain notice) to the outbox; returns its id, or None if that
+    key was recorded before. Nothing is sent: the caller hands the id on (see `notify`)."""
+    reply = render(message)
     row = session.execute(
         insert(Notification)
         .values(idempotency_key=key, chat_id=chat_id, kind=reply.kind, payload=reply.to_payload())
@@ -60,18 +134,19 @@ def record(session: Session, key: str, chat_id: int, reply: Reply) -> int | None
     return row[0] if row else None
 
 
-def notify(session: Session, key: str, chat_id: int, reply: Reply) -> int | None:
+def notify(session: Session, key: str, chat_id: int, message: Reply | object) -> int | None:
     """Record a message for `chat_id` and send it through the notifications queue once this
     transaction commits. The key makes it once-only: the same key never sends twice."""
-    note_id = record(session, key, chat_id, reply)
+    note_id = record(session, key, chat_id, message)
     if note_id is not None:
-        def send() -> None:
-            from tasks.notifications import deliver_in_order
-
-            deliver_in_order.delay([note_id])
-
-        after_commit(session, send)
+        deliver_after_commit(session, [note_id])
     return note_id
+
+
+def deliver_after_commit(session: Session, notification_ids: list[int]) -> None:
+    """Send these recorded messages, in this order, through the notifications queue after commit."""
+    if notification_ids:
+        enqueue_after_commit(session, DELIVER_TASK, list(notification_ids))
 
 
 def pending_ids(session: Session, key_prefix: str) -> list[int]:

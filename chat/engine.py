@@ -17,12 +17,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from telegram import Update
 
-from bot.conversation import menus, router
-from bot.conversation.context import Context
-from bot.conversation.replies import Reply
+from chat import menus, router
+from chat.context import Context
+from core.outbox import Reply
 from core.i18n import Translator, pick_language
 from core.settings import get_settings
-from domain import notifications
+from core import outbox
 from models import ConversationState, ProcessedUpdate, User
 
 
@@ -73,7 +73,7 @@ def handle(session: Session, update: Update) -> Handled:
     ).first()
     if first_time is None:
         handled.duplicate = True
-        handled.notification_ids = notifications.pending_ids(session, outbox_key(update.update_id))
+        handled.notification_ids = outbox.pending_ids(session, outbox_key(update.update_id))
         return handled
     if chat is None or sender is None or sender.is_bot or chat.type != "private":
         return handled  # channel posts, groups, service updates: nothing to say
@@ -133,7 +133,7 @@ def slow_down(session: Session, update: Update, tell: bool) -> Handled:
 def _record_replies(session: Session, update_id: int, chat_id: int, replies: list[Reply], suffix: str = "") -> list[int]:
     ids = []
     for index, reply in enumerate(replies):
-        note_id = notifications.record(session, f"{outbox_key(update_id)}{suffix}{index}", chat_id, reply)
+        note_id = outbox.record(session, f"{outbox_key(update_id)}{suffix}{index}", chat_id, reply)
         if note_id is not None:
             ids.append(note_id)
     return ids

@@ -1,1 +1,0 @@
-"""Interpreting updates in workers: who is talking, what they asked, what to answer."""
