@@ -3,6 +3,7 @@ written to bench/report.md and bench/report.json.
 
     python -m bench            # full sizes (several minutes)
     python -m bench --smoke    # tiny sizes: checks the benchmarks still work (used by the tests)
+    python -m bench --only gateway,flash_sale --output /tmp/before   # some of them, elsewhere
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+BENCHMARKS = ("gateway", "gateway_fixed_rate", "flash_sale", "reservations", "task_overhead", "images",
+              "notifications")
 
 
 def machine() -> dict:
@@ -304,7 +307,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the benchmarks work")
     parser.add_argument("--output", type=Path, default=HERE)
+    parser.add_argument("--only", type=lambda value: set(value.split(",")), default=None,
+                        help=f"comma-separated benchmarks to run, of: {', '.join(BENCHMARKS)}")
     args = parser.parse_args()
+    unknown = (args.only or set()) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
     (HERE.parent / ".run").mkdir(exist_ok=True)
     from tests.processes import prune_finished_logs
 
@@ -318,6 +326,9 @@ def main() -> None:
                      "smoke": args.smoke}
     timings: dict[str, float] = {}
 
+    def wanted(name: str) -> bool:
+        return args.only is None or name in args.only
+
     def timed(name: str, function, *a, **kw):
         began = time.monotonic()
         try:
@@ -326,30 +337,44 @@ def main() -> None:
             timings[name] = round(time.monotonic() - began, 1)
 
     if args.smoke:
-        results["gateway"] = timed("gateway", bench_gateway.run, duration=1, connections=10, repeat=1,
-                                   variants=("batched",))
-        results["gateway_fixed_rate"] = timed("gateway_fixed_rate", bench_gateway.run_fixed_rate, rates=(200,),
-                                              duration=1, connections=10, repeat=1, variants=("batched",))
-        results["flash_sale"] = timed("flash_sale", bench_flash_sale.run, customers=40, units=5,
-                                      concurrencies=(1,), repeat=1, timeout_s=60)
-        results["reservations"] = [timed("reservations", bench_reservations.run, duration_s=0.5, clients=(2,),
-                                         pgbench=False)]
-        results["task_overhead"] = timed("task_overhead", bench_task_overhead.run, round_trips=10, batch=50,
-                                         repeat=1)
-        results["images"] = timed("images", bench_images.run, repeat=1)
-        results["notifications"] = timed("notifications", bench_notifications.run, count=60, chats=30)
+        if wanted("gateway"):
+            results["gateway"] = timed("gateway", bench_gateway.run, duration=1, connections=10, repeat=1,
+                                       variants=("batched",))
+        if wanted("gateway_fixed_rate"):
+            results["gateway_fixed_rate"] = timed("gateway_fixed_rate", bench_gateway.run_fixed_rate, rates=(200,),
+                                                  duration=1, connections=10, repeat=1, variants=("batched",))
+        if wanted("flash_sale"):
+            results["flash_sale"] = timed("flash_sale", bench_flash_sale.run, customers=40, units=5,
+                                          concurrencies=(1,), repeat=1, timeout_s=60)
+        if wanted("reservations"):
+            results["reservations"] = [timed("reservations", bench_reservations.run, duration_s=0.5, clients=(2,),
+                                             pgbench=False)]
+        if wanted("task_overhead"):
+            results["task_overhead"] = timed("task_overhead", bench_task_overhead.run, round_trips=10, batch=50,
+                                             repeat=1)
+        if wanted("images"):
+            results["images"] = timed("images", bench_images.run, repeat=1)
+        if wanted("notifications"):
+            results["notifications"] = timed("notifications", bench_notifications.run, count=60, chats=30)
     else:
-        results["gateway"] = timed("gateway", bench_gateway.run, duration=5, connections=50, repeat=3)
-        results["gateway_fixed_rate"] = timed("gateway_fixed_rate", bench_gateway.run_fixed_rate,
-                                              rates=(1000, 2500, 5000), duration=3, connections=50, repeat=2)
-        results["flash_sale"] = timed("flash_sale", bench_flash_sale.run, customers=2000, units=100,
-                                      concurrencies=(1, 2), repeat=2)
-        results["reservations"] = timed("reservations", lambda: [
-            bench_reservations.run(duration_s=3.0, clients=(1, 8, 32)) for _ in range(2)])
-        results["task_overhead"] = timed("task_overhead", bench_task_overhead.run, round_trips=200, batch=2000,
-                                         repeat=2)
-        results["images"] = timed("images", bench_images.run, repeat=5)
-        results["notifications"] = timed("notifications", bench_notifications.run, count=3000, chats=300)
+        if wanted("gateway"):
+            results["gateway"] = timed("gateway", bench_gateway.run, duration=5, connections=50, repeat=3)
+        if wanted("gateway_fixed_rate"):
+            results["gateway_fixed_rate"] = timed("gateway_fixed_rate", bench_gateway.run_fixed_rate,
+                                                  rates=(1000, 2500, 5000), duration=3, connections=50, repeat=2)
+        if wanted("flash_sale"):
+            results["flash_sale"] = timed("flash_sale", bench_flash_sale.run, customers=2000, units=100,
+                                          concurrencies=(1, 2), repeat=2)
+        if wanted("reservations"):
+            results["reservations"] = timed("reservations", lambda: [
+                bench_reservations.run(duration_s=3.0, clients=(1, 8, 32)) for _ in range(2)])
+        if wanted("task_overhead"):
+            results["task_overhead"] = timed("task_overhead", bench_task_overhead.run, round_trips=200, batch=2000,
+                                             repeat=2)
+        if wanted("images"):
+            results["images"] = timed("images", bench_images.run, repeat=5)
+        if wanted("notifications"):
+            results["notifications"] = timed("notifications", bench_notifications.run, count=3000, chats=300)
     results["timings_s"] = timings
     results["elapsed_s"] = round(time.monotonic() - started, 1)
 
@@ -369,14 +394,20 @@ def main() -> None:
         f"Reproduce with `make bench` ({results['elapsed_s'] / 60:.0f} minutes). Every figure is measured in this "
         "one run next to its alternative; each table gives the median of the repeated runs and (min–max).",
         "",
-        *gateway_section(results["gateway"], results.get("gateway_fixed_rate"), images["gateway"]),
-        *flash_sale_section(results["flash_sale"], images["flash_sale"]),
-        *reservations_section(results["reservations"]),
-        *([f"![Reservations]({images['reservations']})", ""] if images["reservations"] else []),
-        *task_overhead_section(results["task_overhead"], images["task_overhead"]),
-        *images_section(results["images"]),
-        *notifications_section(results["notifications"]),
     ]
+    if "gateway" in results:
+        lines += gateway_section(results["gateway"], results.get("gateway_fixed_rate"), images["gateway"])
+    if "flash_sale" in results:
+        lines += flash_sale_section(results["flash_sale"], images["flash_sale"])
+    if "reservations" in results:
+        lines += reservations_section(results["reservations"])
+        lines += [f"![Reservations]({images['reservations']})", ""] if images["reservations"] else []
+    if "task_overhead" in results:
+        lines += task_overhead_section(results["task_overhead"], images["task_overhead"])
+    if "images" in results:
+        lines += images_section(results["images"])
+    if "notifications" in results:
+        lines += notifications_section(results["notifications"])
     (args.output / "report.json").write_text(json.dumps(results, indent=2))
     (args.output / "report.md").write_text("\n".join(lines))
     print("\n".join(lines))
