@@ -310,8 +310,15 @@ def main() -> None:
 
     prune_finished_logs()  # earlier runs' worker and gateway logs
 
-    from bench import (bench_flash_sale, bench_gateway, bench_images, bench_notifications, bench_reservations,
-                       bench_task_overhead, plots)
+    from bench import (
+        bench_flash_sale,
+        bench_gateway,
+        bench_images,
+        bench_notifications,
+        bench_reservations,
+        bench_task_overhead,
+        plots,
+    )
 
     started = time.monotonic()
     results: dict = {"machine": machine(), "date": datetime.now(UTC).isoformat(timespec="seconds"),

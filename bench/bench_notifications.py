@@ -53,8 +53,7 @@ def _record(count: int, chat_ids: list[int], run_id: str, results) -> None:
         from sqlalchemy.dialects.postgresql import insert
 
         from chat.replies import Reply
-        from core import db
-        from core import outbox
+        from core import db, outbox
         from models import User
 
         with db.session_scope() as session:

@@ -34,12 +34,12 @@ from core.settings import get_settings
 T = TypeVar("T")
 
 __all__ = [
+    "ALLOWED_UPDATES",
+    "BOT_COMMANDS",
     "BadRequest",
     "Forbidden",
     "NetworkError",
     "RetryAfter",
-    "ALLOWED_UPDATES",
-    "BOT_COMMANDS",
     "TelegramApi",
     "TelegramError",
     "TimedOut",

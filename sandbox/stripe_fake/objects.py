@@ -78,7 +78,7 @@ def _template_part(resource: str, *path: str) -> Any:
 
 
 def _blank(mapping: dict[str, Any]) -> dict[str, Any]:
-    return {key: None for key in mapping}
+    return dict.fromkeys(mapping)
 
 
 def list_object(data: list[dict[str, Any]], url: str, has_more: bool = False) -> dict[str, Any]:

@@ -17,9 +17,9 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from collections.abc import Callable
 
 from . import errors, objects
 

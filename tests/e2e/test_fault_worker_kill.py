@@ -19,9 +19,8 @@ import pytest
 import sqlalchemy as sa
 from kombu import Connection
 
+from core import db, outbox
 from core.outbox import Reply
-from core import db
-from core import outbox
 from domain import reservations as rsv
 from localenv.services import RedisServer, free_port
 from models import AuditEntry, Offer, Order, PhotoStatus, User

@@ -8,13 +8,12 @@ import time
 import redis as redis_lib
 import sqlalchemy as sa
 
+from core import db, outbox
 from core.outbox import Reply
-from core import db
-from core import outbox
+from localenv.services import RedisServer, free_port
 from models import Notification, NotificationStatus, User
 from tasks.app import app
 from tasks.notifications import deliver_in_order
-from localenv.services import RedisServer, free_port
 from tests.e2e.conftest import new_user_id
 from tests.factories import make_user
 from tests.processes import start_worker

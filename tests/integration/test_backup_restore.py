@@ -123,7 +123,7 @@ def _schema(engine: sa.Engine) -> dict[str, object]:
             sorted(inspector.get_foreign_keys(name), key=repr),
             sorted(inspector.get_indexes(name), key=repr),
             sorted(inspector.get_unique_constraints(name), key=repr),
-            sorted(((c["name"], _without_casts(c["sqltext"])) for c in inspector.get_check_constraints(name))),
+            sorted((c["name"], _without_casts(c["sqltext"])) for c in inspector.get_check_constraints(name)),
         )
     return schema
 

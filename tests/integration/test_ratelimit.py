@@ -144,7 +144,7 @@ def test_constructor_rejects_nonsense(client, prefix):
 
 
 def test_factory_makes_one_per_process(monkeypatch):
-    import core.ratelimit as ratelimit
+    from core import ratelimit
 
     monkeypatch.setattr(ratelimit, "_limiter", None)
     first = ratelimit.rate_limiter()

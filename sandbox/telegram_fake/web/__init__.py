@@ -132,7 +132,7 @@ class DemoRunner:
                 customer=personas["customer"].api(),
                 progress=self._step,
             )
-        except Exception as error:  # noqa: BLE001 - shown on the page
+        except Exception as error:  # shown on the page
             logger.exception("demo failed")
             with self._lock:
                 self.status["error"] = str(error) or type(error).__name__
