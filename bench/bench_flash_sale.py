@@ -231,7 +231,8 @@ class Harness:
                                                   "language": "en"} for c in ids]).on_conflict_do_nothing())
         markup = {"inline_keyboard": [
             [{"text": "✅ Reserve and pay", "callback_data": f"buy:{offer_id}:1:{PRICE_MINOR}"}],
-            [{"text": "⬅️ Back", "callback_data": f"offer:{offer_id}"}, {"text": "⬅️ Main menu", "callback_data": "menu"}],
+            [{"text": "⬅️ Back", "callback_data": f"offer:{offer_id}"},
+             {"text": "⬅️ Main menu", "callback_data": "menu"}],
         ]}
         text = f"Reserve <b>1 × {TITLE}</b> for <b>€3.50</b>?\n\nYou then have 10 minutes to pay by card."
         base = self.telegram.url

@@ -193,7 +193,8 @@ def _client(url, strategy, offers, current, block, barrier, duration_s, results,
         if autocommit:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         rsv.COMMIT_HOLDS_WITHOUT_WAITING = strategy != "one_statement_sync"  # this process only
-        reserve = {"locking": rsv.reserve_locking, "two_round_trips": _reserve_two_round_trips}.get(strategy, rsv.reserve)
+        alternatives = {"locking": rsv.reserve_locking, "two_round_trips": _reserve_two_round_trips}
+        reserve = alternatives.get(strategy, rsv.reserve)
         first_customer = CUSTOMER_BASE + 1 + index * block
         outcomes: collections.Counter = collections.Counter()
         latencies: list[float] = []

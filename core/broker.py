@@ -8,8 +8,9 @@ detached connection and fails with `AttributeError: 'NoneType' object has no att
 Celery treats that as unrecoverable and the worker process exits.
 
 What this does instead: a closed connection raises a connection error, which kombu's close path
-(and the late ack of a task that was still running) already tolerates, and the messages that could not be put back (Redis is down) are remembered and
-put back as soon as this worker has a channel again. Without that they would wait in Redis's
+(and the late ack of a task that was still running) already tolerates, and the messages that could
+not be put back (Redis is down) are remembered and put back as soon as this worker has a channel
+again. Without that they would wait in Redis's
 unacked set for the whole visibility timeout. Putting a message back twice is harmless: the second
 time finds nothing under its tag.
 """
