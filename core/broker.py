@@ -21,6 +21,7 @@ import threading
 
 import redis
 import structlog
+from kombu import transport
 from kombu.transport import redis as kombu_redis
 
 logger = structlog.get_logger(__name__)
@@ -79,7 +80,5 @@ class Transport(kombu_redis.Transport):
 def install() -> None:
     """Make `redis://` broker URLs use this transport in every process that loads the Celery
     configuration (workers, beat, Flower), keeping the URLs themselves unchanged."""
-    from kombu import transport
-
     transport.TRANSPORT_ALIASES["redis"] = f"{__name__}:Transport"
     transport._transport_cache.pop("redis", None)

@@ -38,6 +38,8 @@ from typing import NamedTuple
 
 import redis
 
+from core.settings import get_settings
+
 __all__ = ["Attempt", "RateLimitTimeout", "TelegramRateLimiter", "rate_limiter"]
 
 # How long a key outlives its TAT (milliseconds): only a safety margin, as a key whose TAT has
@@ -208,8 +210,6 @@ def rate_limiter() -> TelegramRateLimiter:
         return limiter
     with _lock:
         if _limiter is None or _limiter_pid != pid:
-            from core.settings import get_settings
-
             client = redis.Redis.from_url(get_settings().redis_url, socket_timeout=5, socket_connect_timeout=5)
             _limiter = TelegramRateLimiter(client, **SAFE_LIMITS)
             _limiter_pid = pid
