@@ -99,6 +99,9 @@ class UpdatePublisher:
         self._ttl = dedup_ttl_seconds
         self._batch = batch
         self._pending: list[tuple[str, bytes, asyncio.Future]] = []
+        # The event loop keeps only a weak reference to a task: a flush in flight is held here until it
+        # is done, or it could be garbage-collected with its requests' futures never resolved.
+        self._flushing: set[asyncio.Future] = set()
 
     async def publish(self, update_id: int, raw_update: bytes) -> Enqueued:
         key = f"{DEDUP_KEY_PREFIX}{update_id}"
@@ -115,7 +118,9 @@ class UpdatePublisher:
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
-        asyncio.ensure_future(self._flush_batch(batch))
+        flush = asyncio.ensure_future(self._flush_batch(batch))
+        self._flushing.add(flush)
+        flush.add_done_callback(self._flushing.discard)
 
     async def _flush_batch(self, batch: list[tuple[str, bytes, asyncio.Future]]) -> None:
         try:
