@@ -51,7 +51,7 @@ class Enqueued:
     new: bool  # False: this update_id was queued before, nothing was pushed
 
 
-def task_envelope(app: Celery, task_name: str, queue: str, body: bytes, argsrepr: str, cid: str) -> bytes:
+def task_envelope(app: Celery, task_name: str, queue: str, body: bytes, *, argsrepr: str, cid: str) -> bytes:
     """The kombu Redis-transport envelope of a Celery task whose JSON body is already encoded.
 
     Headers come from Celery's own `as_task_v2`; `argsrepr` is what Flower shows (so never
@@ -85,7 +85,8 @@ def celery_message(app: Celery, update_id: int, raw_update: bytes) -> bytes:
     task's only argument, saving a decode and re-encode of every update.
     """
     body = b"[[" + raw_update + _BODY_TAIL
-    return task_envelope(app, HANDLE_UPDATE_TASK, UPDATES_QUEUE, body, f"(update {update_id})", f"tg:{update_id}")
+    return task_envelope(app, HANDLE_UPDATE_TASK, UPDATES_QUEUE, body, argsrepr=f"(update {update_id})",
+                         cid=f"tg:{update_id}")
 
 
 class UpdatePublisher:

@@ -117,6 +117,7 @@ class TelegramRateLimiter:
     def __init__(
         self,
         redis_client: redis.Redis,
+        *,
         global_rate: float = 30.0,
         global_burst: int = 30,
         chat_rate: float = 1.0,
