@@ -137,7 +137,7 @@ class UpdatePublisher:
 
     async def _run(self, items: list[tuple[str, bytes]]) -> list[int]:
         keys = [UPDATES_QUEUE, *(key for key, _ in items)]
-        args = [self._ttl, *(message for _, message in items)]
+        args: list[int | bytes] = [self._ttl, *(message for _, message in items)]
         try:
             return await self._script(keys=keys, args=args)
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as error:

@@ -34,7 +34,7 @@ import math
 import os
 import threading
 import time
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict
 
 import redis
 
@@ -199,7 +199,14 @@ _limiter_pid: int | None = None
 
 # A little under Telegram's limits (30/s, burst ~30; 1/s per chat, burst ~3): our grant and
 # Telegram's receipt are a network hop apart, and that jitter alone drew 429s at equal limits.
-SAFE_LIMITS = {"global_rate": 29.0, "global_burst": 25, "chat_rate": 0.95, "chat_burst": 2}
+class Limits(TypedDict):
+    global_rate: float
+    global_burst: int
+    chat_rate: float
+    chat_burst: int
+
+
+SAFE_LIMITS: Limits = {"global_rate": 29.0, "global_burst": 25, "chat_rate": 0.95, "chat_burst": 2}
 
 
 def rate_limiter() -> TelegramRateLimiter:

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 
-def inline_keyboard(rows: list[list[dict[str, str]]] | None) -> InlineKeyboardMarkup | None:
+def inline_keyboard(rows: list[list[dict[str, Any]]] | None) -> InlineKeyboardMarkup | None:
     """Rows of {"text", "callback_data" | "url"} (JSON-friendly, as stored in the outbox)."""
     if not rows:
         return None
