@@ -9,7 +9,7 @@ Every value arrives as a string; the typed getters convert them and fail like St
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import parse_qsl
 
 from . import errors
@@ -79,7 +79,12 @@ def reject_unknown(params: dict[str, Any], allowed: dict[str, Any], prefix: str 
                 reject_unknown(item, shape[0], f"{path}[{index}]")
 
 
+@overload
+def string(value: Any, param: str, *, required: Literal[True], choices: tuple[str, ...] = ()) -> str: ...
+@overload
+def string(value: Any, param: str, *, required: bool = False, choices: tuple[str, ...] = ()) -> str | None: ...
 def string(value: Any, param: str, *, required: bool = False, choices: tuple[str, ...] = ()) -> str | None:
+    """The string parameter; `required` raises Stripe's missing-parameter error, so it never returns None then."""
     if value is None or value == "":
         if required:
             raise errors.missing_param(param)
@@ -91,7 +96,12 @@ def string(value: Any, param: str, *, required: bool = False, choices: tuple[str
     return value
 
 
+@overload
+def integer(value: Any, param: str, *, required: Literal[True], minimum: int | None = None) -> int: ...
+@overload
+def integer(value: Any, param: str, *, required: bool = False, minimum: int | None = None) -> int | None: ...
 def integer(value: Any, param: str, *, required: bool = False, minimum: int | None = None) -> int | None:
+    """The integer parameter; `required` raises Stripe's missing-parameter error, so it never returns None then."""
     if value is None or value == "":
         if required:
             raise errors.missing_param(param)

@@ -125,6 +125,7 @@ def _parse_html_attributes(source: str, index: int, tag: str, tag_index: int) ->
         if source[index] == ">":
             return attributes, index
         name_match = _ATTRIBUTE_NAME_CHARS.match(source, index)
+        assert name_match is not None  # the pattern is `[...]*`: it matches, if only the empty string
         name = name_match.group().lower()
         if not name:
             raise ParseError(
@@ -215,6 +216,7 @@ def parse_html(source: str) -> tuple[str, list[dict[str, Any]]]:
             continue
 
         name_match = _TAG_NAME_CHARS.match(source, index + 1)
+        assert name_match is not None  # the pattern is `[...]*`: it matches, if only the empty string
         name = name_match.group().lower()
         if name not in _HTML_TAGS:
             raise ParseError(f'Unsupported start tag "{name}" at byte offset {offset}')

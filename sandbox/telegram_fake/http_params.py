@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 from urllib.parse import parse_qsl, unquote
 
 import orjson
@@ -62,14 +62,14 @@ def parse_multipart(body: bytes, boundary: str) -> tuple[dict[str, str], dict[st
             if colon:
                 headers[name.strip().lower()] = value.strip()
         disposition = _header_params(headers.get("content-disposition", ""))
-        name = disposition.get("name")
-        if not name:
+        field = disposition.get("name")
+        if not field:
             continue
         if "filename" in disposition:
             content_type = headers.get("content-type")
-            files[name] = UploadedFile(disposition["filename"] or name, content_type, content)
+            files[field] = UploadedFile(disposition["filename"] or field, content_type, content)
         else:
-            fields[name] = content.decode("utf-8", "replace")
+            fields[field] = content.decode("utf-8", "replace")
     return fields, files
 
 
@@ -129,7 +129,12 @@ class Params:
             return None
         return self._keep(name, value if isinstance(value, str) else orjson.dumps(value).decode())
 
+    @overload
+    def get_int(self, name: str, *, missing: str, invalid: str | None = None) -> int: ...
+    @overload
+    def get_int(self, name: str, *, missing: None = None, invalid: str | None = None) -> int | None: ...
     def get_int(self, name: str, *, missing: str | None = None, invalid: str | None = None) -> int | None:
+        """The integer parameter `name`; with `missing`, its absence is a Bad Request (never None)."""
         value = self._raw(name, missing)
         if value is None or value == "":
             if missing is not None:
