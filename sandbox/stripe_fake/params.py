@@ -43,9 +43,8 @@ def decode(encoded: bytes | str) -> dict[str, Any]:
     for key, value in parse_qsl(text, keep_blank_values=True):
         parts = _split_key(key)
         node = root
-        for depth, part in enumerate(parts):
-            if part == "":
-                part = str(len(node))  # `expand[]` appends.
+        for depth, raw_part in enumerate(parts):
+            part = raw_part or str(len(node))  # `expand[]` appends.
             last = depth == len(parts) - 1
             if last:
                 if isinstance(node.get(part), dict):

@@ -587,10 +587,10 @@ async def events(request: Request) -> Response:
         yield ": connected\n\n"
         while True:
 
-            def pending() -> Any:
+            def pending(after: int = last_seen) -> Any:  # bound now: the loop below moves last_seen
                 if state.closing:
                     return _CLOSED
-                return state.events_after(last_seen, bot_id=bot_id, chat_id=chat_id)
+                return state.events_after(after, bot_id=bot_id, chat_id=chat_id)
 
             batch = await state.feed.wait_for(pending, SSE_KEEPALIVE_SECONDS)
             if batch is _CLOSED:

@@ -34,9 +34,8 @@ _HEADER_PARAM = re.compile(r';\s*([\w*-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 def _header_params(value: str) -> dict[str, str]:
     params = {}
     for name, raw in _HEADER_PARAM.findall(value):
-        if raw.startswith('"'):
-            raw = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        params[name.lower()] = raw.strip()
+        unquoted = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\") if raw.startswith('"') else raw
+        params[name.lower()] = unquoted.strip()
     if "filename*" in params and "''" in params["filename*"]:
         # RFC 5987: charset''percent-encoded
         charset, _, encoded = params["filename*"].partition("''")

@@ -510,6 +510,7 @@ class SandboxState:
         bot: BotAccount | None,
         method: str,
         params: dict[str, Any],
+        *,
         status: int,
         body: dict[str, Any],
         duration: float,

@@ -121,7 +121,9 @@ class DemoRunner:
             self.status["steps"].append({"time": time.time(), "text": text})
 
     def _run(self, base_url: str, config: WebConfig) -> None:
-        from sandbox import demo  # imported lazily: it needs Pillow, the fake itself does not
+        # Imported here, not at the top: the demo uses the fake's client, so importing it while this
+        # package is still being imported would be a cycle.
+        from sandbox import demo  # noqa: PLC0415
 
         personas = {persona.role: persona for persona in reversed(config.personas)}
         try:
