@@ -43,6 +43,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Self
 from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,7 +139,7 @@ class Harness:
         self.next_customer = CUSTOMER_BASE
         self.env: dict[str, str] = {}
 
-    def __enter__(self) -> Harness:
+    def __enter__(self) -> Self:
         from localenv.services import PostgresServer, RedisServer, free_port
         from sandbox.stripe_fake import StripeFake
         from sandbox.telegram_fake import TelegramFake

@@ -118,7 +118,7 @@ def run_variant(variant: str, duration: float, connections: int, telegram_url: s
         return figures
 
 
-def loadgen(port: int, rate: float, duration: float, connections: int, first_id: int,
+def loadgen(port: int, rate: float, duration: float, *, connections: int, first_id: int,
             warmup: float = 0.0) -> dict:
     """bench/loadgen.py in its own process (so it has a core's worth of interpreter to itself)."""
     out = subprocess.run(
@@ -148,7 +148,8 @@ def run_fixed_rate(rates: tuple[float, ...] = (1000, 2500, 5000), duration: floa
                     first_id = 1
                     for rate in rates:
                         queued_before = client.llen(UPDATES_QUEUE)
-                        figures = loadgen(port, rate, duration, connections, first_id, warmup=1.0)
+                        figures = loadgen(port, rate, duration, connections=connections, first_id=first_id,
+                                          warmup=1.0)
                         first_id = figures["next_update_id"]
                         figures["queued"] = (client.llen(UPDATES_QUEUE) - queued_before
                                              if variant != "ptb" else None)
