@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test bench venv clean messages backup restore demo
+.PHONY: run test lint bench venv clean messages backup restore demo
 
 run: $(INSTALLED)
 	scripts/ensure-system-packages.sh run
@@ -15,9 +15,19 @@ run: $(INSTALLED)
 demo: $(INSTALLED)
 	$(PY) -m sandbox.demo
 
-test: $(INSTALLED)
+# The tests run only on code that passes the static checks.
+test: lint
 	scripts/ensure-system-packages.sh test
 	$(PY) -m pytest
+
+# Static checks, configured in pyproject.toml: import layers, ruff, mypy. All three run, so one
+# pass shows every finding; any finding fails the target.
+lint: $(INSTALLED)
+	@status=0; \
+	$(VENV)/bin/lint-imports --no-logo || status=1; \
+	$(VENV)/bin/ruff check . || status=1; \
+	$(VENV)/bin/mypy || status=1; \
+	exit $$status
 
 bench: $(INSTALLED)
 	scripts/ensure-system-packages.sh bench
@@ -40,7 +50,7 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 	touch $@
 
 clean:
-	rm -rf .run .pytest_cache
+	rm -rf .run .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
 # After changing user-facing text: refresh the catalogs, then translate the new entries.
 messages: $(INSTALLED)

@@ -49,8 +49,8 @@ def gateway_section(result: dict, fixed: dict | None = None, plot: str | None = 
     lines = [
         "## 1. Webhook intake",
         "",
-        f"**At the maximum rate** — wrk, 1 thread, {result['connections']} connections, {result['duration_s']:.0f} s "
-        f"per run, {result['repeat']} interleaved runs; median (min–max).",
+        (f"**At the maximum rate** — wrk, 1 thread, {result['connections']} connections, {result['duration_s']:.0f} s "
+         f"per run, {result['repeat']} interleaved runs; median (min–max)."),
         "",
         "| server | updates acknowledged / s | p50 ms | p99 ms | non-2xx |",
         "| --- | --- | --- | --- | --- |",
@@ -69,11 +69,11 @@ def gateway_section(result: dict, fixed: dict | None = None, plot: str | None = 
     if fixed:
         lines += [
             "",
-            f"**At fixed offered rates** — bench/loadgen.py, open loop: update *i* is due at start + *i* / rate "
-            f"and its latency counts from then (time waiting for one of the {fixed['connections']} keep-alive "
-            f"connections included, so queueing shows). 1 s warm-up, then {fixed['duration_s']:g} s per rate; "
-            f"{fixed['repeat']} interleaved runs, a fresh server each; median (min–max). The generator itself "
-            "adds up to about 1 ms (its timer ticks in milliseconds).",
+            (f"**At fixed offered rates** — bench/loadgen.py, open loop: update *i* is due at start + *i* / rate "
+             f"and its latency counts from then (time waiting for one of the {fixed['connections']} keep-alive "
+             f"connections included, so queueing shows). 1 s warm-up, then {fixed['duration_s']:g} s per rate; "
+             f"{fixed['repeat']} interleaved runs, a fresh server each; median (min–max). The generator itself "
+             "adds up to about 1 ms (its timer ticks in milliseconds)."),
             "",
             "| offered / s | server | acknowledged / s | p50 ms | p99 ms | max ms | non-2xx or errors |",
             "| --- | --- | --- | --- | --- | --- | --- |",
@@ -96,9 +96,9 @@ def gateway_section(result: dict, fixed: dict | None = None, plot: str | None = 
             lines += ["", f"![Fixed-rate intake]({plot})"]
     lines += [
         "",
-        "Limit: the gateway's single event loop (one core: HTTP parsing and the route) while the load "
-        "generator and redis-server share the other core; python-telegram-bot's server is bound by its own "
-        "event loop's per-request work; `send_task` by its synchronous publish.",
+        ("Limit: the gateway's single event loop (one core: HTTP parsing and the route) while the load "
+         "generator and redis-server share the other core; python-telegram-bot's server is bound by its own "
+         "event loop's per-request work; `send_task` by its synchronous publish."),
         "",
     ]
     return lines
@@ -106,7 +106,8 @@ def gateway_section(result: dict, fixed: dict | None = None, plot: str | None = 
 
 def reservations_section(runs: list[dict]) -> list[str]:
     labels = {
-        "one_statement": "`reserve` (shipped): one call, one statement; row freed at commit, then flushed outside the lock",
+        "one_statement": ("`reserve` (shipped): one call, one statement; row freed at commit, "
+                          "then flushed outside the lock"),
         "two_round_trips": "the same, the flush sent as a second statement (two round trips)",
         "one_statement_sync": "the same statement, the row locked until its commit is flushed",
         "one_statement_tx": "`reserve` inside a longer transaction",
@@ -116,8 +117,8 @@ def reservations_section(runs: list[dict]) -> list[str]:
     lines = [
         "## 3. Reservations on one hot offer",
         "",
-        f"Reservations per second (each with its order and ledger row), {runs[0]['duration_s']:g} s per run, "
-        f"{len(runs)} runs; median (min–max). Every run also checks the books.",
+        (f"Reservations per second (each with its order and ledger row), {runs[0]['duration_s']:g} s per run, "
+         f"{len(runs)} runs; median (min–max). Every run also checks the books."),
         "",
         "| strategy | " + " | ".join(f"{n} clients" for n in clients) + " |",
         "| --- | " + " | ".join("---" for _ in clients) + " |",
@@ -134,24 +135,24 @@ def reservations_section(runs: list[dict]) -> list[str]:
         ours = statistics.median(r["strategies"]["one_statement"][8]["reservations_per_s"] for r in runs)
         ceiling = statistics.median(r["pgbench"]["scripts"]["guarded_update_insert"][8].get("tps", 0) for r in runs)
         if ceiling:
-            lines += ["", f"`reserve` at 8 clients is **{100 * ours / ceiling:.0f} %** of pgbench's bare guarded "
-                          "update (target ≥ 80 %)."]
+            lines += ["", (f"`reserve` at 8 clients is **{100 * ours / ceiling:.0f} %** of pgbench's bare guarded "
+                           "update (target ≥ 80 %).")]
     lines += [
         "",
-        f"Oversold units: {sum(r['oversold_units'] for r in runs)}; ledger rows match the reservations: "
-        f"{all(r['ledger_rows_match'] for r in runs)}.",
+        (f"Oversold units: {sum(r['oversold_units'] for r in runs)}; ledger rows match the reservations: "
+         f"{all(r['ledger_rows_match'] for r in runs)}."),
         "",
-        "Limit: the hot offer's row lock and the two cores. Reservations on one offer go through its row one "
-        "at a time. Synchronously committed, each holds the row until its commit is on disk, so the offer "
-        "takes one log flush per reservation. `reserve` commits without waiting (the row is free at "
-        "once) and then waits for the flush with a second, lock-free commit in the same call (the procedure "
-        "`reserve_hold`), which Postgres serves for all waiting clients at once; nobody is told of a hold "
-        "before it is on disk "
-        "(`tests/integration/test_reservations_durability.py` crashes Postgres under load to check). "
-        "What remains is CPU and that flush: eight client processes and eight backends share two cores "
-        "while a few of them wait for the log, and each reservation writes an order (five index "
-        "insertions, two foreign-key checks) and a ledger row (three and two), where pgbench's bare "
-        "statement writes one narrow row from a C client.",
+        ("Limit: the hot offer's row lock and the two cores. Reservations on one offer go through its row one "
+         "at a time. Synchronously committed, each holds the row until its commit is on disk, so the offer "
+         "takes one log flush per reservation. `reserve` commits without waiting (the row is free at "
+         "once) and then waits for the flush with a second, lock-free commit in the same call (the procedure "
+         "`reserve_hold`), which Postgres serves for all waiting clients at once; nobody is told of a hold "
+         "before it is on disk "
+         "(`tests/integration/test_reservations_durability.py` crashes Postgres under load to check). "
+         "What remains is CPU and that flush: eight client processes and eight backends share two cores "
+         "while a few of them wait for the log, and each reservation writes an order (five index "
+         "insertions, two foreign-key checks) and a ledger row (three and two), where pgbench's bare "
+         "statement writes one narrow row from a C client."),
         "",
     ]
     return lines
@@ -166,17 +167,17 @@ def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
     lines = [
         "## 2. Flash sale through the real path",
         "",
-        f"{customers:,} customers tap “✅ Reserve and pay” (quantity 1: the confirmation screen a tap on "
-        f"“Order 1” leads to) on one offer with {units} units, all within one second: the updates go to the "
-        "gateway's webhook (bench/loadgen.py), one Celery worker consuming every queue handles them with "
-        "1 or 2 prefork processes, and the replies go to the Telegram fake; winners get a Stripe Checkout "
-        "Session from the Stripe fake and the Pay link. An answer is the Pay link or “sold out” in the "
-        f"customer's chat. {result['repeat']} runs each, interleaved; median (min–max). The workers' outbound "
-        f"limiter and the fake both allow {result['telegram_rate']:,} messages/s (Telegram's ceiling with paid "
-        "broadcasts), so this measures the workers.",
+        (f"{customers:,} customers tap “✅ Reserve and pay” (quantity 1: the confirmation screen a tap on "
+         f"“Order 1” leads to) on one offer with {units} units, all within one second: the updates go to the "
+         "gateway's webhook (bench/loadgen.py), one Celery worker consuming every queue handles them with "
+         "1 or 2 prefork processes, and the replies go to the Telegram fake; winners get a Stripe Checkout "
+         "Session from the Stripe fake and the Pay link. An answer is the Pay link or “sold out” in the "
+         f"customer's chat. {result['repeat']} runs each, interleaved; median (min–max). The workers' outbound "
+         f"limiter and the fake both allow {result['telegram_rate']:,} messages/s (Telegram's ceiling with paid "
+         "broadcasts), so this measures the workers."),
         "",
-        "| worker processes | all answered after s | tap → answer p50 s | p99 s | units reserved | "
-        "without an answer | Celery tasks per tap | same number of no-op tasks drained in s | ratio (target ≤ 1.3) |",
+        ("| worker processes | all answered after s | tap → answer p50 s | p99 s | units reserved | "
+         "without an answer | Celery tasks per tap | same number of no-op tasks drained in s | ratio (target ≤ 1.3) |"),
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for concurrency, runs in result["runs"].items():
@@ -188,15 +189,19 @@ def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
             f"| {spread([r['answer_p99_ms'] / 1000 for r in runs], 2)} "
             f"| {_mark(all(n == units for n in reserved))} {', '.join(str(n) for n in reserved)} "
             f"| {_mark(all(n == 0 for n in unanswered))} {', '.join(str(n) for n in unanswered)} "
-            f"| {_mark(statistics.median(r['tasks_per_tap'] for r in runs) <= 2)} {spread([r['tasks_per_tap'] for r in runs], 2)} "
+            f"| {_mark(statistics.median(r['tasks_per_tap'] for r in runs) <= 2)} "
+            f"{spread([r['tasks_per_tap'] for r in runs], 2)} "
             f"| {spread([r['noop_drain_s'] for r in runs], 2)} "
             f"| {spread([r['ratio_to_noop'] for r in runs if r['ratio_to_noop']], 2)} |"
         )
     sample = next(iter(result["runs"].values()))[0]
     names = sorted({name for runs in result["runs"].values() for r in runs for name in r["tasks_executed"]})
+
+    def executed(runs: list[dict]) -> str:
+        return ", ".join(f"`{n}` {runs[0]['tasks_executed'].get(n, 0):,}" for n in names)
+
     lines += ["", "Tasks executed per run, by name (first run of each): "
-              + "; ".join(f"{c} process(es): " + ", ".join(f"`{n}` {runs[0]['tasks_executed'].get(n, 0):,}" for n in names)
-                          for c, runs in result["runs"].items()) + "."]
+              + "; ".join(f"{c} process(es): " + executed(runs) for c, runs in result["runs"].items()) + "."]
     lines += [
         "",
         f"Of {customers:,} taps, {sample['pay_links']} got a Pay link and {sample['refused']:,} were told it sold out "
@@ -204,24 +209,26 @@ def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
         "a tap that gets through to the reservation costs two more when it wins (the checkout, the Pay message) "
         "and one when it loses (the refusal is sent by the reservation task itself). Each won order also "
         "schedules `payments.expire_checkout` for when its hold lapses (not counted: it runs 10 minutes later). "
-        "429s from the fake: " + ", ".join(str(r["too_many_requests"]) for runs in result["runs"].values() for r in runs) + ".",
+        "429s from the fake: "
+        + ", ".join(str(r["too_many_requests"]) for runs in result["runs"].values() for r in runs) + ".",
     ]
     cpu_lines = []
     for concurrency, runs in result["runs"].items():
         cpu = runs[0]["cpu_s"]
-        cpu_lines.append(f"{concurrency} process(es): " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
+        by_cpu = sorted(cpu.items(), key=lambda kv: -kv[1])
+        cpu_lines.append(f"{concurrency} process(es): " + ", ".join(f"{k} {v:.1f}" for k, v in by_cpu))
     cpu = sample.get("cpu_s", {})
     lines += [
         "",
         "CPU seconds during the sale (first run): " + "; ".join(cpu_lines) + ".",
         "",
-        f"Limit: the worker's CPU — {cpu.get('worker', 0):.1f} s in the first run, "
-        f"{1000 * cpu.get('worker', 0) / max(sample['tasks_total'], 1):.1f} ms per task, where the same worker drains "
-        f"a no-op in {1000 * sample['noop_drain_s'] / max(sample['noop_tasks'], 1):.1f} ms: per update a transaction "
-        "with the chat lock, the conversation and the outbox, then two Bot API calls through the shared rate limiter. "
-        f"The Telegram and Stripe fakes (the benchmark's own process) used {cpu.get('bench (fakes)', 0):.1f} s. "
-        "Then Telegram itself: at the free tier's 30 messages/s, "
-        f"{customers:,} answers alone take {customers / 28:.0f} s whatever the workers do.",
+        (f"Limit: the worker's CPU — {cpu.get('worker', 0):.1f} s in the first run, "
+         f"{1000 * cpu.get('worker', 0) / max(sample['tasks_total'], 1):.1f} ms per task, where the same worker drains "
+         f"a no-op in {1000 * sample['noop_drain_s'] / max(sample['noop_tasks'], 1):.1f} ms: per update a transaction "
+         "with the chat lock, the conversation and the outbox, then two Bot API calls through the shared rate limiter. "
+         f"The Telegram and Stripe fakes (the benchmark's own process) used {cpu.get('bench (fakes)', 0):.1f} s. "
+         "Then Telegram itself: at the free tier's 30 messages/s, "
+         f"{customers:,} answers alone take {customers / 28:.0f} s whatever the workers do."),
         "",
     ]
     if plot:
@@ -236,28 +243,30 @@ def task_overhead_section(result: dict, plot: str | None = None) -> list[str]:
     lines = [
         "## 4. Task overhead",
         "",
-        f"One worker process (`-c 1`) on a private Redis. Round trip: `send_task(...).get()` one after another "
-        f"({result['round_trips']} per run); throughput: {result['batch']:,} no-ops queued while the worker is "
-        f"not consuming, then let go. {result['repeat']} interleaved runs; median (min–max).",
+        (f"One worker process (`-c 1`) on a private Redis. Round trip: `send_task(...).get()` one after another "
+         f"({result['round_trips']} per run); throughput: {result['batch']:,} no-ops queued while the worker is "
+         f"not consuming, then let go. {result['repeat']} interleaved runs; median (min–max)."),
         "",
         "| configuration | round trip p50 ms | p99 ms | no-op tasks / s |",
         "| --- | --- | --- | --- |",
     ]
     for config, runs in result["runs"].items():
         lines.append(f"| {names.get(config, config)} | {spread([r['round_trip_p50_ms'] for r in runs], 2)} "
-                     f"| {spread([r['round_trip_p99_ms'] for r in runs], 2)} | {spread([r['tasks_per_s'] for r in runs], 0)} |")
+                     f"| {spread([r['round_trip_p99_ms'] for r in runs], 2)} "
+                     f"| {spread([r['tasks_per_s'] for r in runs], 0)} |")
     if "base_task_overhead_percent" in result:
         overhead = result["base_task_overhead_percent"]
+        config_overhead = result.get("config_overhead_percent")
         lines += ["", f"`BaseTask` adds **{overhead:.0f} %** to a no-op's time in the worker {_mark(overhead <= 20)} "
-                      "(target ≤ 20 %)" + (f"; the project's configuration as a whole {result['config_overhead_percent']:.0f} % "
-                                           "over Celery's defaults." if "config_overhead_percent" in result else ".")]
+                      "(target ≤ 20 %)" + (f"; the project's configuration as a whole {config_overhead:.0f} % "
+                                           "over Celery's defaults." if config_overhead is not None else ".")]
     if plot:
         lines += ["", f"![No-op drain rate]({plot})"]
     lines += [
         "",
-        "Limit: the worker's CPU (one process: Celery's consumer, pool hand-off and logging per task) and, with "
-        "late acknowledgement and a prefetch of 1, one Redis round trip per task to fetch the next; the "
-        "project's task events add a publish per task.",
+        ("Limit: the worker's CPU (one process: Celery's consumer, pool hand-off and logging per task) and, with "
+         "late acknowledgement and a prefetch of 1, one Redis round trip per task to fetch the next; the "
+         "project's task events add a publish per task."),
         "",
     ]
     return lines
@@ -268,13 +277,13 @@ def images_section(result: dict) -> list[str]:
     return [
         "## 5. Photo pipeline",
         "",
-        f"A {result['input']['width']}×{result['input']['height']} JPEG ({result['input']['bytes'] / 1e6:.1f} MB) "
-        f"to the large image, thumbnail and deal card; {result['repeat']} runs, median (min–max).",
+        (f"A {result['input']['width']}×{result['input']['height']} JPEG ({result['input']['bytes'] / 1e6:.1f} MB) "
+         f"to the large image, thumbnail and deal card; {result['repeat']} runs, median (min–max)."),
         "",
         "| | seconds | speed-up |",
         "| --- | --- | --- |",
-        f"| this project's pipeline (draft-mode decode, one resize) | {spread(pipeline['times_s'], 3)} "
-        f"| {result['speedup']}× |",
+        (f"| this project's pipeline (draft-mode decode, one resize) | {spread(pipeline['times_s'], 3)} "
+         f"| {result['speedup']}× |"),
         f"| plain Pillow (open, resize each output from the original, save) | {spread(baseline['times_s'], 3)} | 1× |",
         "",
         "Limit: JPEG entropy decoding of the 12-megapixel input, which draft mode cannot skip.",
@@ -286,19 +295,19 @@ def notifications_section(result: dict) -> list[str]:
     return [
         "## 6. Notifications",
         "",
-        f"{result['count']:,} messages, each with its own text, to {result['chats']:,} chats, recorded with "
-        f"`notify` in a few transactions and sent by {result['workers']} Celery workers "
-        f"(concurrency {result['concurrency']}) through the shared rate limiter, to the Telegram fake "
-        "enforcing Telegram's limits (429 beyond them). From the first transaction to the last message received. "
-        "One run: at the ceiling it takes close to two minutes, and the limiter, not the machine, sets the pace.",
+        (f"{result['count']:,} messages, each with its own text, to {result['chats']:,} chats, recorded with "
+         f"`notify` in a few transactions and sent by {result['workers']} Celery workers "
+         f"(concurrency {result['concurrency']}) through the shared rate limiter, to the Telegram fake "
+         "enforcing Telegram's limits (429 beyond them). From the first transaction to the last message received. "
+         "One run: at the ceiling it takes close to two minutes, and the limiter, not the machine, sets the pace."),
         "",
         "| messages / s | share of the 30/s ceiling | seconds | 429s received | duplicates | lost |",
         "| --- | --- | --- | --- | --- | --- |",
-        f"| {result['messages_per_s']:,.1f} | {result['percent_of_ceiling']:.1f} % | {result['elapsed_s']:,.1f} "
-        f"| {result['too_many_requests']} | {result['duplicates']} | {result['lost']} |",
+        (f"| {result['messages_per_s']:,.1f} | {result['percent_of_ceiling']:.1f} % | {result['elapsed_s']:,.1f} "
+         f"| {result['too_many_requests']} | {result['duplicates']} | {result['lost']} |"),
         "",
-        "Limit: Telegram's 30 messages/s per bot. The workers' limiter grants a little under it "
-        "(29/s, burst 25), a margin so that the jitter between a grant and the message's arrival never draws a 429.",
+        ("Limit: Telegram's 30 messages/s per bot. The workers' limiter grants a little under it "
+         "(29/s, burst 25), a margin so that the jitter between a grant and the message's arrival never draws a 429."),
         "",
     ]
 
@@ -318,8 +327,15 @@ def main() -> None:
 
     prune_finished_logs()  # earlier runs' worker and gateway logs
 
-    from bench import (bench_flash_sale, bench_gateway, bench_images, bench_notifications, bench_reservations,
-                       bench_task_overhead, plots)
+    from bench import (
+        bench_flash_sale,
+        bench_gateway,
+        bench_images,
+        bench_notifications,
+        bench_reservations,
+        bench_task_overhead,
+        plots,
+    )
 
     started = time.monotonic()
     results: dict = {"machine": machine(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -389,10 +405,10 @@ def main() -> None:
     lines = [
         "# Benchmarks",
         "",
-        f"Measured {results['date']} on {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
-        f"Python {m['python']}, Linux {m['kernel']} (load average {m['load_average_at_start'][0]:.2f} at the start). "
-        f"Reproduce with `make bench` ({results['elapsed_s'] / 60:.0f} minutes). Every figure is measured in this "
-        "one run next to its alternative; each table gives the median of the repeated runs and (min–max).",
+        (f"Measured {results['date']} on {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
+         f"Python {m['python']}, Linux {m['kernel']} (load average {m['load_average_at_start'][0]:.2f} at the start). "
+         f"Reproduce with `make bench` ({results['elapsed_s'] / 60:.0f} minutes). Every figure is measured in this "
+         "one run next to its alternative; each table gives the median of the repeated runs and (min–max)."),
         "",
     ]
     if "gateway" in results:

@@ -43,6 +43,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Self
 from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,7 +139,7 @@ class Harness:
         self.next_customer = CUSTOMER_BASE
         self.env: dict[str, str] = {}
 
-    def __enter__(self) -> Harness:
+    def __enter__(self) -> Self:
         from localenv.services import PostgresServer, RedisServer, free_port
         from sandbox.stripe_fake import StripeFake
         from sandbox.telegram_fake import TelegramFake
@@ -231,7 +232,8 @@ class Harness:
                                                   "language": "en"} for c in ids]).on_conflict_do_nothing())
         markup = {"inline_keyboard": [
             [{"text": "✅ Reserve and pay", "callback_data": f"buy:{offer_id}:1:{PRICE_MINOR}"}],
-            [{"text": "⬅️ Back", "callback_data": f"offer:{offer_id}"}, {"text": "⬅️ Main menu", "callback_data": "menu"}],
+            [{"text": "⬅️ Back", "callback_data": f"offer:{offer_id}"},
+             {"text": "⬅️ Main menu", "callback_data": "menu"}],
         ]}
         text = f"Reserve <b>1 × {TITLE}</b> for <b>€3.50</b>?\n\nYou then have 10 minutes to pay by card."
         base = self.telegram.url

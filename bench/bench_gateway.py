@@ -56,7 +56,8 @@ def parse_wrk(output: str) -> dict:
     def seconds(value: str, unit: str) -> float:
         return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
-    latency = {p: seconds(v, u) for p, v, u in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M)}
+    percentiles = re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.MULTILINE)
+    latency = {p: seconds(v, u) for p, v, u in percentiles}
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     requests = int(re.search(r"(\d+) requests in", output).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
@@ -117,7 +118,7 @@ def run_variant(variant: str, duration: float, connections: int, telegram_url: s
         return figures
 
 
-def loadgen(port: int, rate: float, duration: float, connections: int, first_id: int,
+def loadgen(port: int, rate: float, duration: float, *, connections: int, first_id: int,
             warmup: float = 0.0) -> dict:
     """bench/loadgen.py in its own process (so it has a core's worth of interpreter to itself)."""
     out = subprocess.run(
@@ -147,7 +148,8 @@ def run_fixed_rate(rates: tuple[float, ...] = (1000, 2500, 5000), duration: floa
                     first_id = 1
                     for rate in rates:
                         queued_before = client.llen(UPDATES_QUEUE)
-                        figures = loadgen(port, rate, duration, connections, first_id, warmup=1.0)
+                        figures = loadgen(port, rate, duration, connections=connections, first_id=first_id,
+                                          warmup=1.0)
                         first_id = figures["next_update_id"]
                         figures["queued"] = (client.llen(UPDATES_QUEUE) - queued_before
                                              if variant != "ptb" else None)

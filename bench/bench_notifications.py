@@ -53,8 +53,7 @@ def _record(count: int, chat_ids: list[int], run_id: str, results) -> None:
         from sqlalchemy.dialects.postgresql import insert
 
         from chat.replies import Reply
-        from core import db
-        from core import outbox
+        from core import db, outbox
         from models import User
 
         with db.session_scope() as session:
@@ -126,9 +125,10 @@ def run(count: int = 3000, chats: int = 300, workers: int = 2, concurrency: int 
         for chat in chat_ids:
             client.create_user(chat, f"Bench {chat - USER_BASE}")
         env = {"REDIS_URL": redis.url, "DATABASE_URL": postgres.url, "TELEGRAM_API_URL": fake.url}
+        # One at a time, not a comprehension: workers started before a failing one are still stopped.
         for n in range(workers):
-            started_workers.append(start_worker(f"bench-notify-{n}", queues="notifications",
-                                                concurrency=concurrency, env=env))
+            worker = start_worker(f"bench-notify-{n}", queues="notifications", concurrency=concurrency, env=env)
+            started_workers.append(worker)
         too_many_before = client.stats()["too_many_requests"]
 
         ctx = multiprocessing.get_context("spawn")

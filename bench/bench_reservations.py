@@ -184,7 +184,7 @@ def _reserve_two_round_trips(conn: sa.Connection, offer_id: int, customer_id: in
     return rsv.ReserveResult(rsv.ReserveOutcome.RESERVED, row.order_id, row.units_left_after, row.hold_expires_at)
 
 
-def _client(url, strategy, offers, current, block, barrier, duration_s, results, index) -> None:
+def _client(*, url, strategy, offers, current, block, barrier, duration_s, results, index) -> None:
     """One client: reserve one unit per call on the current hot offer until the time is up."""
     try:
         engine = sa.create_engine(url, poolclass=NullPool)
@@ -193,7 +193,8 @@ def _client(url, strategy, offers, current, block, barrier, duration_s, results,
         if autocommit:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         rsv.COMMIT_HOLDS_WITHOUT_WAITING = strategy != "one_statement_sync"  # this process only
-        reserve = {"locking": rsv.reserve_locking, "two_round_trips": _reserve_two_round_trips}.get(strategy, rsv.reserve)
+        alternatives = {"locking": rsv.reserve_locking, "two_round_trips": _reserve_two_round_trips}
+        reserve = alternatives.get(strategy, rsv.reserve)
         first_customer = CUSTOMER_BASE + 1 + index * block
         outcomes: collections.Counter = collections.Counter()
         latencies: list[float] = []
@@ -230,7 +231,7 @@ def _client(url, strategy, offers, current, block, barrier, duration_s, results,
         results.put((index, "error", traceback.format_exc(), None, None))
 
 
-def _run_strategy(url: str, engine: sa.Engine, business: int, strategy: str, clients: int,
+def _run_strategy(url: str, engine: sa.Engine, business: int, strategy: str, clients: int, *,
                   duration_s: float, expected_rate: float) -> dict:
     chain = math.ceil(duration_s * expected_rate / UNITS_PER_OFFER) + 2
     offers = _make_offers(engine, business, chain)
@@ -239,8 +240,10 @@ def _run_strategy(url: str, engine: sa.Engine, business: int, strategy: str, cli
     current = ctx.Value("i", 0)
     barrier = ctx.Barrier(clients)
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_client, args=(url, strategy, offers, current, block, barrier, duration_s, queue, i),
-                         daemon=True) for i in range(clients)]
+    procs = [ctx.Process(target=_client, daemon=True, kwargs={
+        "url": url, "strategy": strategy, "offers": offers, "current": current, "block": block, "barrier": barrier,
+        "duration_s": duration_s, "results": queue, "index": i,
+    }) for i in range(clients)]
     for p in procs:
         p.start()
     reports = [queue.get(timeout=duration_s + 120) for _ in procs]
@@ -327,7 +330,7 @@ def _pgbench(url: str, engine: sa.Engine, clients: tuple[int, ...], duration_s: 
                     run = subprocess.run(
                         [binary, "-n", "-f", str(path), "-c", str(n), "-j", str(min(n, 4)),
                          "-T", str(max(1, round(duration_s)))],
-                        env=env, capture_output=True, text=True, timeout=duration_s + 120)
+                        env=env, capture_output=True, text=True, timeout=duration_s + 120, check=False)
                     match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", run.stdout)
                     if run.returncode != 0 or not match:
                         out["scripts"][name][n] = {"error": (run.stderr or run.stdout)[-500:]}
@@ -377,7 +380,7 @@ def run(duration_s: float = 3.0, clients: tuple[int, ...] = (1, 8, 32), database
         for n in clients:  # interleaved: each client count measures every strategy back to back
             for strategy in strategies:
                 result["strategies"].setdefault(strategy, {})[n] = _run_strategy(
-                    url, engine, business, strategy, n, duration_s, expected_rate=8_000)
+                    url, engine, business, strategy, n, duration_s=duration_s, expected_rate=8_000)
         result["oversold_units"] = sum(r["oversold_units"] for s in result["strategies"].values() for r in s.values())
         result["ledger_rows_match"] = all(r["ledger_rows_match"] and not r["ledger_problems"]
                                           for s in result["strategies"].values() for r in s.values())

@@ -97,7 +97,8 @@ def _measure(configs: list[str], redis_url: str, round_trips: int, batch: int) -
     try:
         out = subprocess.run([sys.executable, "-m", "bench.bench_task_overhead", "--client", ",".join(configs),
                               "--round-trips", str(round_trips), "--batch", str(batch)],
-                             cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
+                             cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=600,
+                             check=False)
         if out.returncode != 0:
             raise RuntimeError(f"client {configs} failed:\n{out.stderr[-3000:]}")
         return [json.loads(line) for line in out.stdout.strip().splitlines()[-len(configs):]]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import sys
 import time
@@ -155,13 +156,12 @@ class Generator:
         self._finish()
 
     def lost(self, connection: Connection) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             self.idle.remove(connection)
-        except ValueError:
-            pass
 
-    async def offer(self, bodies, count: int, rate: float, timeout: float) -> tuple[float, float]:
-        """Send ``count`` requests at ``rate``; returns (start, end of the last answer)."""
+    async def offer(self, bodies, count: int, rate: float, answer_wait_s: float) -> tuple[float, float]:
+        """Send ``count`` requests at ``rate`` and wait up to ``answer_wait_s`` for the last answers (those
+        still missing then count as unanswered); returns (start, end)."""
         self.all_done = None
         start = time.monotonic() + 0.01
         index = 0
@@ -176,19 +176,14 @@ class Generator:
                 await asyncio.sleep(max(0.001, start + index / rate - time.monotonic()))
         self.all_done = asyncio.Event()
         if self.outstanding:
-            try:
-                await asyncio.wait_for(self.all_done.wait(), timeout)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.all_done.wait(), answer_wait_s)
         return start, time.monotonic()
 
 
-async def generate(args) -> dict:
+async def generate(args, fixed: list[bytes] | None) -> dict:
     generator = Generator(args.host, args.port, args.path, args.secret, args.connections)
     await generator.connect()
-    fixed = None
-    if args.bodies:
-        fixed = [line.strip().encode() for line in Path(args.bodies).read_text().splitlines() if line.strip()]
     rate = len(fixed) / args.duration if fixed else args.rate
     first = args.first_id
     if args.warmup > 0 and not fixed:
@@ -243,12 +238,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timestamps", action="store_true", help="report per-request due and answer times")
     parser.add_argument("--timeout", type=float, default=30.0, help="wait this long for the last answers")
     args = parser.parse_args(argv)
+    fixed = None
+    if args.bodies:
+        fixed = [line.strip().encode() for line in Path(args.bodies).read_text().splitlines() if line.strip()]
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is pinned; plain asyncio still works
-        result = asyncio.run(generate(args))
+        result = asyncio.run(generate(args, fixed))
     else:
-        result = uvloop.run(generate(args))
+        result = uvloop.run(generate(args, fixed))
     sys.stdout.write(json.dumps(result) + "\n")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 LABELS = {"batched": "gateway (durable)", "ptb": "python-telegram-bot webhook (in memory)"}
 
@@ -30,11 +30,13 @@ def gateway_fixed_rate(result: dict | None, directory: Path) -> str | None:
         acked = [statistics.median(r["acknowledged_per_s"] for r in by_rate[str(rate)]) for rate in rates]
         p99 = [statistics.median(r["p99_ms"] for r in by_rate[str(rate)]) for rate in rates]
         p50 = [statistics.median(r["p50_ms"] for r in by_rate[str(rate)]) for rate in rates]
-        left.plot(rates, acked, marker="o", label=LABELS.get(variant, variant))
-        line, = right.plot(rates, p99, marker="o", label=f"{LABELS.get(variant, variant)} p99")
-        right.plot(rates, p50, marker=".", linestyle="--", color=line.get_color(), label=f"{LABELS.get(variant, variant)} p50")
+        label = LABELS.get(variant, variant)
+        left.plot(rates, acked, marker="o", label=label)
+        line, = right.plot(rates, p99, marker="o", label=f"{label} p99")
+        right.plot(rates, p50, marker=".", linestyle="--", color=line.get_color(), label=f"{label} p50")
     left.plot(rates, rates, color="grey", linestyle=":", label="offered")
-    left.set(xlabel="offered updates / s", ylabel="acknowledged updates / s", title="Throughput at a fixed offered rate")
+    left.set(xlabel="offered updates / s", ylabel="acknowledged updates / s",
+             title="Throughput at a fixed offered rate")
     right.axhline(10, color="red", linestyle=":", linewidth=1, label="10 ms target")
     right.set(xlabel="offered updates / s", ylabel="ms from due to acknowledged", yscale="log",
               title="Acknowledgement latency (open loop)")
@@ -49,7 +51,8 @@ def flash_sale(result: dict | None, directory: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for concurrency, runs in result["runs"].items():
         run = sorted(runs, key=lambda r: r["sale_s"])[len(runs) // 2]  # the median run
-        ax.plot(run["answer_percentiles_s"], range(101), label=f"{concurrency} worker process(es), {run['sale_s']:.1f} s")
+        ax.plot(run["answer_percentiles_s"], range(101),
+                label=f"{concurrency} worker process(es), {run['sale_s']:.1f} s")
     ax.set(xlabel="seconds from tap to answer", ylabel="% of customers answered",
            title=f"Flash sale: {result['customers']:,} taps on {result['units']} units")
     ax.grid(alpha=0.3)
@@ -64,9 +67,11 @@ def task_overhead(result: dict | None, directory: Path) -> str | None:
     configs = list(result["runs"])
     rates = [[r["tasks_per_s"] for r in result["runs"][c]] for c in configs]
     medians = [statistics.median(v) for v in rates]
-    errors = [[m - min(v) for m, v in zip(medians, rates)], [max(v) - m for m, v in zip(medians, rates)]]
+    errors = [[m - min(v) for m, v in zip(medians, rates, strict=True)],
+              [max(v) - m for m, v in zip(medians, rates, strict=True)]]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.bar([names.get(c, c) for c in configs], medians, yerr=errors, capsize=5, color=["#999", "#4a7", "#27a"][:len(configs)])
+    ax.bar([names.get(c, c) for c in configs], medians, yerr=errors, capsize=5,
+           color=["#999", "#4a7", "#27a"][:len(configs)])
     ax.set(ylabel="no-op tasks / s (one worker process)", title="Task overhead: no-op drain rate")
     return _save(fig, directory, "task_overhead.png")
 

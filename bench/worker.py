@@ -21,8 +21,8 @@ if os.environ.get("BENCH_TELEGRAM_RATE"):
     rate = float(os.environ["BENCH_TELEGRAM_RATE"])
     ratelimit.SAFE_LIMITS = {**ratelimit.SAFE_LIMITS, "global_rate": rate, "global_burst": max(1, int(rate / 10))}
 
-from tasks.app import app  # noqa: E402 - after the limiter is set up
-from tasks.base import BaseTask  # noqa: E402
+from tasks.app import app  # after the limiter is set up
+from tasks.base import BaseTask
 
 __all__ = ["app"]
 

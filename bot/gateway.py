@@ -23,7 +23,9 @@ from starlette.routing import Route
 
 from bot import metrics
 from bot.publisher import BrokerUnavailable, UpdatePublisher
+from bot.readiness import database_ready
 from bot.stripe_webhook import StripeWebhook
+from core.celery_app import app as celery_app
 from core.logging import configure_logging, get_logger, init_error_reporting
 from core.settings import Settings, get_settings
 
@@ -89,8 +91,6 @@ def create_app(settings: Settings | None = None, publisher: UpdatePublisher | No
         return JSONResponse({"status": "alive"})
 
     async def readyz(request: Request) -> Response:
-        from bot.readiness import database_ready
-
         checks = {"redis": await state_publisher(request).ping()}
         checks["database"], detail = await asyncio.to_thread(database_ready, settings.database_url)
         ready = all(checks.values())
@@ -101,8 +101,6 @@ def create_app(settings: Settings | None = None, publisher: UpdatePublisher | No
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        from core.celery_app import app as celery_app
-
         app.state.publisher = publisher or UpdatePublisher(
             settings.redis_url, celery_app, settings.update_dedup_ttl_seconds
         )

@@ -17,6 +17,7 @@ from telegram import Bot
 from telegram.error import Conflict, NetworkError, RetryAfter, TimedOut
 
 from bot.publisher import BrokerUnavailable, UpdatePublisher
+from core.celery_app import app as celery_app
 from core.logging import configure_logging, get_logger, init_error_reporting
 from core.settings import get_settings
 from core.telegram import ALLOWED_UPDATES, make_bot, retry_after_seconds
@@ -38,8 +39,6 @@ async def poll_once(bot: Bot, publisher: UpdatePublisher, offset: int | None) ->
 
 async def run(stop: asyncio.Event) -> None:
     settings = get_settings()
-    from core.celery_app import app as celery_app
-
     publisher = UpdatePublisher(settings.redis_url, celery_app, settings.update_dedup_ttl_seconds, batch=False)
     offset: int | None = None
     backoff = 1.0

@@ -51,7 +51,7 @@ class Enqueued:
     new: bool  # False: this update_id was queued before, nothing was pushed
 
 
-def task_envelope(app: Celery, task_name: str, queue: str, body: bytes, argsrepr: str, cid: str) -> bytes:
+def task_envelope(app: Celery, task_name: str, queue: str, body: bytes, *, argsrepr: str, cid: str) -> bytes:
     """The kombu Redis-transport envelope of a Celery task whose JSON body is already encoded.
 
     Headers come from Celery's own `as_task_v2`; `argsrepr` is what Flower shows (so never
@@ -85,7 +85,8 @@ def celery_message(app: Celery, update_id: int, raw_update: bytes) -> bytes:
     task's only argument, saving a decode and re-encode of every update.
     """
     body = b"[[" + raw_update + _BODY_TAIL
-    return task_envelope(app, HANDLE_UPDATE_TASK, UPDATES_QUEUE, body, f"(update {update_id})", f"tg:{update_id}")
+    return task_envelope(app, HANDLE_UPDATE_TASK, UPDATES_QUEUE, body, argsrepr=f"(update {update_id})",
+                         cid=f"tg:{update_id}")
 
 
 class UpdatePublisher:
@@ -99,6 +100,9 @@ class UpdatePublisher:
         self._ttl = dedup_ttl_seconds
         self._batch = batch
         self._pending: list[tuple[str, bytes, asyncio.Future]] = []
+        # The event loop keeps only a weak reference to a task: a flush in flight is held here until it
+        # is done, or it could be garbage-collected with its requests' futures never resolved.
+        self._flushing: set[asyncio.Future] = set()
 
     async def publish(self, update_id: int, raw_update: bytes) -> Enqueued:
         key = f"{DEDUP_KEY_PREFIX}{update_id}"
@@ -115,7 +119,9 @@ class UpdatePublisher:
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
-        asyncio.ensure_future(self._flush_batch(batch))
+        flush = asyncio.ensure_future(self._flush_batch(batch))
+        self._flushing.add(flush)
+        flush.add_done_callback(self._flushing.discard)
 
     async def _flush_batch(self, batch: list[tuple[str, bytes, asyncio.Future]]) -> None:
         try:
@@ -131,7 +137,7 @@ class UpdatePublisher:
 
     async def _run(self, items: list[tuple[str, bytes]]) -> list[int]:
         keys = [UPDATES_QUEUE, *(key for key, _ in items)]
-        args = [self._ttl, *(message for _, message in items)]
+        args: list[int | bytes] = [self._ttl, *(message for _, message in items)]
         try:
             return await self._script(keys=keys, args=args)
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as error:

@@ -54,8 +54,8 @@ def _error(status: int, reason: str) -> JSONResponse:
 def celery_message(app: Celery, event: dict[str, Any]) -> bytes:
     """A `payments.handle_event(event)` task message."""
     body = orjson.dumps([[event], {}, _EMBED])
-    return task_envelope(app, HANDLE_EVENT_TASK, PAYMENTS_QUEUE, body, f"(stripe event {event['id']})",
-                         f"stripe:{event['id']}")
+    return task_envelope(app, HANDLE_EVENT_TASK, PAYMENTS_QUEUE, body, argsrepr=f"(stripe event {event['id']})",
+                         cid=f"stripe:{event['id']}")
 
 
 class EventPublisher:
@@ -114,7 +114,7 @@ class StripeWebhook:
         if self.publisher is not None:
             await self.publisher.close()
 
-    async def endpoint(self, request: Request) -> Response:
+    async def endpoint(self, request: Request) -> Response:  # noqa: PLR0911 - one return per HTTP answer, in order
         if self._secret is None:
             EVENTS.labels("unconfigured").inc()
             return _error(401, "webhook secret not configured")

@@ -8,8 +8,9 @@ detached connection and fails with `AttributeError: 'NoneType' object has no att
 Celery treats that as unrecoverable and the worker process exits.
 
 What this does instead: a closed connection raises a connection error, which kombu's close path
-(and the late ack of a task that was still running) already tolerates, and the messages that could not be put back (Redis is down) are remembered and
-put back as soon as this worker has a channel again. Without that they would wait in Redis's
+(and the late ack of a task that was still running) already tolerates, and the messages that could
+not be put back (Redis is down) are remembered and put back as soon as this worker has a channel
+again. Without that they would wait in Redis's
 unacked set for the whole visibility timeout. Putting a message back twice is harmless: the second
 time finds nothing under its tag.
 """
@@ -20,6 +21,7 @@ import threading
 
 import redis
 import structlog
+from kombu import transport
 from kombu.transport import redis as kombu_redis
 
 logger = structlog.get_logger(__name__)
@@ -78,7 +80,5 @@ class Transport(kombu_redis.Transport):
 def install() -> None:
     """Make `redis://` broker URLs use this transport in every process that loads the Celery
     configuration (workers, beat, Flower), keeping the URLs themselves unchanged."""
-    from kombu import transport
-
     transport.TRANSPORT_ALIASES["redis"] = f"{__name__}:Transport"
     transport._transport_cache.pop("redis", None)

@@ -6,15 +6,21 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
+from structlog.typing import Processor
+
+if TYPE_CHECKING:
+    from sentry_sdk.types import Event, Hint
 
 _SECRET_KEYS = re.compile(r"token|secret|password|authorization|api_key|card", re.IGNORECASE)
 # A Telegram bot token inside any string (e.g. a URL in an httpx log line).
 _BOT_TOKEN = re.compile(r"\d{5,}:[A-Za-z0-9_-]{20,}")
 
 
-def _redact(_, __, event_dict: dict) -> dict:
+def _redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event_dict):
         if _SECRET_KEYS.search(key):
             event_dict[key] = "[redacted]"
@@ -24,7 +30,7 @@ def _redact(_, __, event_dict: dict) -> dict:
 
 
 def configure_logging(level: str = "INFO", json: bool = True) -> None:
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
@@ -62,10 +68,14 @@ def init_error_reporting(sentry_dsn: str | None) -> None:
     data is sent (send_default_pii off), and events pass through the same redaction as logs."""
     if not sentry_dsn:
         return
-    import sentry_sdk
-    from sentry_sdk.integrations.celery import CeleryIntegration
+    # Imported only when Sentry is configured: with its Celery integration it adds about 0.2 s to the
+    # start of every process (gateway, poller, each worker), which most deployments do not use.
+    import sentry_sdk  # noqa: PLC0415
+    from sentry_sdk.integrations.celery import CeleryIntegration  # noqa: PLC0415
 
-    def scrub(event: dict, _hint: dict) -> dict:
-        return _redact(None, None, event)
+    def scrub(event: Event, _hint: Hint) -> Event:
+        # Event is a TypedDict, which mypy will not pass as a MutableMapping; at run time it is a dict.
+        _redact(None, "sentry", cast("dict[str, Any]", event))  # redacts in place
+        return event
 
     sentry_sdk.init(dsn=sentry_dsn, send_default_pii=False, integrations=[CeleryIntegration()], before_send=scrub)

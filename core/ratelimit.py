@@ -34,9 +34,11 @@ import math
 import os
 import threading
 import time
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict
 
 import redis
+
+from core.settings import get_settings
 
 __all__ = ["Attempt", "RateLimitTimeout", "TelegramRateLimiter", "rate_limiter"]
 
@@ -115,6 +117,7 @@ class TelegramRateLimiter:
     def __init__(
         self,
         redis_client: redis.Redis,
+        *,
         global_rate: float = 30.0,
         global_burst: int = 30,
         chat_rate: float = 1.0,
@@ -196,7 +199,14 @@ _limiter_pid: int | None = None
 
 # A little under Telegram's limits (30/s, burst ~30; 1/s per chat, burst ~3): our grant and
 # Telegram's receipt are a network hop apart, and that jitter alone drew 429s at equal limits.
-SAFE_LIMITS = {"global_rate": 29.0, "global_burst": 25, "chat_rate": 0.95, "chat_burst": 2}
+class Limits(TypedDict):
+    global_rate: float
+    global_burst: int
+    chat_rate: float
+    chat_burst: int
+
+
+SAFE_LIMITS: Limits = {"global_rate": 29.0, "global_burst": 25, "chat_rate": 0.95, "chat_burst": 2}
 
 
 def rate_limiter() -> TelegramRateLimiter:
@@ -208,8 +218,6 @@ def rate_limiter() -> TelegramRateLimiter:
         return limiter
     with _lock:
         if _limiter is None or _limiter_pid != pid:
-            from core.settings import get_settings
-
             client = redis.Redis.from_url(get_settings().redis_url, socket_timeout=5, socket_connect_timeout=5)
             _limiter = TelegramRateLimiter(client, **SAFE_LIMITS)
             _limiter_pid = pid

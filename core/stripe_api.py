@@ -85,10 +85,9 @@ def client() -> stripe.StripeClient:
     key = (os.getpid(), settings.stripe_secret_key.get_secret_value(), settings.stripe_api_url)
     with _lock:
         if _client is None or _client_key != key:
-            addresses = {"api": settings.stripe_api_url} if settings.stripe_api_url else None
             _client = stripe.StripeClient(
                 key[1],
-                base_addresses=addresses,
+                base_addresses={"api": settings.stripe_api_url} if settings.stripe_api_url else None,
                 max_network_retries=NETWORK_RETRIES,
                 http_client=stripe.RequestsClient(timeout=(CONNECT_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS)),
             )
@@ -166,7 +165,7 @@ def verify_webhook(payload: bytes, signature: str | None, secret: str) -> None:
 def slim_event(event: dict[str, Any]) -> dict[str, Any]:
     """The parts of a verified event a task needs: id, type, created and a trimmed object."""
     obj = (event.get("data") or {}).get("object") or {}
-    fields = _KEPT_FIELDS.get(obj.get("object"), ("id", "object"))
+    fields = _KEPT_FIELDS.get(obj.get("object") or "", ("id", "object"))
     return {
         "id": event["id"],
         "type": event.get("type"),

@@ -34,12 +34,12 @@ from core.settings import get_settings
 T = TypeVar("T")
 
 __all__ = [
+    "ALLOWED_UPDATES",
+    "BOT_COMMANDS",
     "BadRequest",
     "Forbidden",
     "NetworkError",
     "RetryAfter",
-    "ALLOWED_UPDATES",
-    "BOT_COMMANDS",
     "TelegramApi",
     "TelegramError",
     "TimedOut",
@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 
-def inline_keyboard(rows: list[list[dict[str, str]]] | None) -> InlineKeyboardMarkup | None:
+def inline_keyboard(rows: list[list[dict[str, Any]]] | None) -> InlineKeyboardMarkup | None:
     """Rows of {"text", "callback_data" | "url"} (JSON-friendly, as stored in the outbox)."""
     if not rows:
         return None
@@ -121,7 +121,7 @@ class TelegramApi:
 
     # The calls the project makes. Keyboards come as JSON-friendly rows (see inline_keyboard).
 
-    def send_message(self, chat_id: int, text: str, keyboard: list | None = None, parse_mode: str | None = "HTML",
+    def send_message(self, chat_id: int, text: str, keyboard: list | None = None, *, parse_mode: str | None = "HTML",
                      location_request: str | None = None, remove_keyboard: bool = False) -> Message:
         markup = reply_markup(keyboard, location_request, remove_keyboard)
         return self.run(self.bot.send_message(chat_id, text, reply_markup=markup, parse_mode=parse_mode))
@@ -143,7 +143,7 @@ class TelegramApi:
                                 parse_mode=parse_mode)
         )
 
-    def send_document(self, chat_id: int, filename: str, content: bytes, caption: str | None = None,
+    def send_document(self, chat_id: int, filename: str, content: bytes, *, caption: str | None = None,
                       keyboard: list | None = None, parse_mode: str | None = "HTML") -> Message:
         return self.run(
             self.bot.send_document(chat_id, InputFile(content, filename=filename), caption=caption,

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 
+from localenv.services import PostgresServer, ServiceError, port_open
+
 ROOT = Path(__file__).resolve().parent.parent
 BACKUP_DIR = ROOT / "backups"
 RUN_CLUSTER_PORT = 15432  # as localenv/run.py starts it
@@ -66,8 +68,6 @@ def target_database():
     if configured:
         yield configured
         return
-    from localenv.services import PostgresServer, ServiceError, port_open
-
     server = PostgresServer(ROOT / ".run" / "postgres", RUN_CLUSTER_PORT)
     already_running = port_open(RUN_CLUSTER_PORT)
     if not already_running and not (server.data_dir / "PG_VERSION").exists():
@@ -86,7 +86,7 @@ def target_database():
 
 def _run(command: list[str], extra_env: dict[str, str]) -> None:
     env = {**os.environ, "PGCONNECT_TIMEOUT": os.environ.get("PGCONNECT_TIMEOUT", "10"), **extra_env}
-    result = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # exit code read below
     if result.returncode != 0:
         raise BackupError(f"{Path(command[0]).name} failed (exit {result.returncode}):\n{result.stderr.strip()}")
 

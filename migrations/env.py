@@ -7,6 +7,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from core.settings import get_settings
 from models import Base
 
 config = context.config
@@ -18,8 +19,6 @@ def _database_url() -> str:
     explicit = context.get_x_argument(as_dictionary=True).get("url") or config.attributes.get("url")
     if explicit:
         return explicit
-    from core.settings import get_settings
-
     return get_settings().database_url
 
 

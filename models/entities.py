@@ -41,14 +41,14 @@ def _state(enum_cls: type[enum.Enum], name: str):
     )
 
 
-class BusinessStatus(str, enum.Enum):
+class BusinessStatus(enum.StrEnum):
     PENDING = "pending"
     VERIFIED = "verified"
     REJECTED = "rejected"
     SUSPENDED = "suspended"
 
 
-class OfferStatus(str, enum.Enum):
+class OfferStatus(enum.StrEnum):
     DRAFT = "draft"
     ACTIVE = "active"
     PAUSED = "paused"
@@ -57,14 +57,14 @@ class OfferStatus(str, enum.Enum):
     CANCELLED = "cancelled"
 
 
-class PhotoStatus(str, enum.Enum):
+class PhotoStatus(enum.StrEnum):
     NONE = "none"
     PROCESSING = "processing"
     READY = "ready"
     FAILED = "failed"
 
 
-class OrderStatus(str, enum.Enum):
+class OrderStatus(enum.StrEnum):
     HELD = "held"  # stock held, waiting for payment until hold_expires_at
     PAID = "paid"  # confirmed; pickup code issued
     COLLECTED = "collected"
@@ -73,7 +73,7 @@ class OrderStatus(str, enum.Enum):
     REFUNDED = "refunded"
 
 
-class LedgerKind(str, enum.Enum):
+class LedgerKind(enum.StrEnum):
     HOLD = "hold"  # stock: units moved to held
     RELEASE = "release"  # stock: held units back to available
     SALE = "sale"  # stock: held (or available, for a late payment) units to sold
@@ -82,7 +82,7 @@ class LedgerKind(str, enum.Enum):
     REFUND = "refund"  # money out
 
 
-class NotificationStatus(str, enum.Enum):
+class NotificationStatus(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"  # retries exhausted; maintenance.retry_failed_notifications picks these up

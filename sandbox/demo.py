@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from PIL import Image, ImageDraw, ImageFilter
 
 from sandbox.telegram_fake.client import SandboxError, TelegramFakeClient
 
@@ -69,8 +70,6 @@ class DemoError(RuntimeError):
 
 def food_photo(kind: str, size: tuple[int, int] = (960, 720)) -> bytes:
     """A simple drawn JPEG of the food: enough to look like a photo of it in the chat."""
-    from PIL import Image, ImageDraw, ImageFilter
-
     width, height = size
     image = Image.new("RGB", size, (236, 222, 199))
     draw = ImageDraw.Draw(image)

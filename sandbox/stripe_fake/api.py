@@ -15,9 +15,9 @@ import fnmatch
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

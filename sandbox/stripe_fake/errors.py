@@ -130,9 +130,7 @@ CARD_DECLINE_MESSAGES = {
 
 
 def card_declined(decline_code: str) -> StripeApiError:
-    if decline_code in ("expired_card", "incorrect_cvc", "processing_error"):
-        code = decline_code  # Stripe reports these as their own error codes.
-    else:
-        code = "card_declined"
+    # Stripe reports these declines as their own error codes.
+    code = decline_code if decline_code in ("expired_card", "incorrect_cvc", "processing_error") else "card_declined"
     message = CARD_DECLINE_MESSAGES.get(decline_code, "Your card was declined.")
     return StripeApiError(402, "card_error", message, code=code, decline_code=decline_code)

@@ -53,10 +53,7 @@ def kind_of_id(object_id: str) -> str | None:
 
 def format_amount(amount: int, currency: str) -> str:
     """How Stripe writes money in messages: `$25.00`, `¥500`, `CHF 12.50`."""
-    if currency in ZERO_DECIMAL_CURRENCIES:
-        number = f"{amount:,}"
-    else:
-        number = f"{amount / 100:,.2f}"
+    number = f"{amount:,}" if currency in ZERO_DECIMAL_CURRENCIES else f"{amount / 100:,.2f}"
     symbol = _CURRENCY_SYMBOLS.get(currency)
     return f"{symbol}{number}" if symbol else f"{currency.upper()} {number}"
 
@@ -78,7 +75,7 @@ def _template_part(resource: str, *path: str) -> Any:
 
 
 def _blank(mapping: dict[str, Any]) -> dict[str, Any]:
-    return {key: None for key in mapping}
+    return dict.fromkeys(mapping)
 
 
 def list_object(data: list[dict[str, Any]], url: str, has_more: bool = False) -> dict[str, Any]:

@@ -9,7 +9,7 @@ Every value arrives as a string; the typed getters convert them and fail like St
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import parse_qsl
 
 from . import errors
@@ -43,9 +43,8 @@ def decode(encoded: bytes | str) -> dict[str, Any]:
     for key, value in parse_qsl(text, keep_blank_values=True):
         parts = _split_key(key)
         node = root
-        for depth, part in enumerate(parts):
-            if part == "":
-                part = str(len(node))  # `expand[]` appends.
+        for depth, raw_part in enumerate(parts):
+            part = raw_part or str(len(node))  # `expand[]` appends.
             last = depth == len(parts) - 1
             if last:
                 if isinstance(node.get(part), dict):
@@ -79,7 +78,12 @@ def reject_unknown(params: dict[str, Any], allowed: dict[str, Any], prefix: str 
                 reject_unknown(item, shape[0], f"{path}[{index}]")
 
 
+@overload
+def string(value: Any, param: str, *, required: Literal[True], choices: tuple[str, ...] = ()) -> str: ...
+@overload
+def string(value: Any, param: str, *, required: bool = False, choices: tuple[str, ...] = ()) -> str | None: ...
 def string(value: Any, param: str, *, required: bool = False, choices: tuple[str, ...] = ()) -> str | None:
+    """The string parameter; `required` raises Stripe's missing-parameter error, so it never returns None then."""
     if value is None or value == "":
         if required:
             raise errors.missing_param(param)
@@ -91,7 +95,12 @@ def string(value: Any, param: str, *, required: bool = False, choices: tuple[str
     return value
 
 
+@overload
+def integer(value: Any, param: str, *, required: Literal[True], minimum: int | None = None) -> int: ...
+@overload
+def integer(value: Any, param: str, *, required: bool = False, minimum: int | None = None) -> int | None: ...
 def integer(value: Any, param: str, *, required: bool = False, minimum: int | None = None) -> int | None:
+    """The integer parameter; `required` raises Stripe's missing-parameter error, so it never returns None then."""
     if value is None or value == "":
         if required:
             raise errors.missing_param(param)

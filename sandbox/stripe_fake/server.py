@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 from types import TracebackType
+from typing import Self
 
 import uvicorn
 
@@ -49,7 +50,7 @@ class StripeFake(StripeFakeClient):
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    def start(self) -> StripeFake:
+    def start(self) -> Self:
         # Bind first so the port is known (and connections queue) before uvicorn runs.
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         # proto=IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections; without it
@@ -84,7 +85,7 @@ class StripeFake(StripeFakeClient):
             self._socket.close()
         self._server = self._thread = self._socket = None
 
-    def __enter__(self) -> StripeFake:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

@@ -9,6 +9,7 @@ holding the lock.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import fnmatch
 import heapq
@@ -17,9 +18,9 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from collections.abc import Callable
 
 from . import errors, objects
 
@@ -223,6 +224,7 @@ class FakeState:
         with self.lock:
             return self._session_extras[session_id].last_decline if session_id in self._session_extras else None
 
+    # Named as Stripe names its list calls; below this point in the class, the built-in is `builtins.list`.
     def list(
         self,
         kind: str,
@@ -307,7 +309,7 @@ class FakeState:
             self._faults.append(fault)
             return asdict(fault)
 
-    def faults(self) -> list[dict[str, Any]]:
+    def faults(self) -> builtins.list[dict[str, Any]]:
         with self.lock:
             return [asdict(fault) for fault in self._faults]
 
@@ -333,7 +335,7 @@ class FakeState:
         self,
         *,
         page_base_url: str,
-        line_items: list[dict[str, Any]],
+        line_items: builtins.list[dict[str, Any]],
         expires_at: int | None,
         payment_intent_metadata: dict[str, str],
         payment_intent_description: str | None,
@@ -695,7 +697,7 @@ class FakeState:
             )
             self._deliveries_changed.notify_all()
 
-    def delivery_attempts(self, event_id: str | None = None) -> list[dict[str, Any]]:
+    def delivery_attempts(self, event_id: str | None = None) -> builtins.list[dict[str, Any]]:
         with self.lock:
             return [dict(a) for a in self._attempt_log if event_id is None or a["event_id"] == event_id]
 

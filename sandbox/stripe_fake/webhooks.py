@@ -63,6 +63,7 @@ class WebhookDispatcher:
         }
         started = time.monotonic()
         http_status = None
+        error: str | None
         try:
             response = client.post(config.url, content=delivery.payload, headers=headers, timeout=config.timeout)
         except httpx.TimeoutException:

@@ -115,7 +115,8 @@ async def execute(
         status = 200
     except ApiError as error:
         status, body = error.status, error.payload()
-    state.record_call(bot, name, params.for_record(), status, body, time.perf_counter() - started)
+    state.record_call(bot, name, params.for_record(), status=status, body=body,
+                      duration=time.perf_counter() - started)
     return status, body
 
 
@@ -125,12 +126,12 @@ async def bot_endpoint(request: Request) -> Response:
     bot = state.bot_for_token(request.path_params["token"])
     if bot is None:
         error = unauthorized()
-        state.record_call(None, method, {}, error.status, error.payload(), 0.0)
+        state.record_call(None, method, {}, status=error.status, body=error.payload(), duration=0.0)
         return json_response(error.payload(), error.status)
     try:
         values, files = await read_request_values(request)
     except ApiError as error:
-        state.record_call(bot, method, {}, error.status, error.payload(), 0.0)
+        state.record_call(bot, method, {}, status=error.status, body=error.payload(), duration=0.0)
         return json_response(error.payload(), error.status)
     if state.faults.holds(method):
         # Asking again and again matters: the server reads the socket (and so notices that the

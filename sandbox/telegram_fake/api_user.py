@@ -10,7 +10,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from functools import wraps
-from typing import Any
+from typing import Any, Literal, overload
 
 import orjson
 from starlette.requests import Request
@@ -76,7 +76,14 @@ async def _values(request: Request) -> dict[str, Any]:
     return values
 
 
+@overload
+def _int(values: dict[str, Any], name: str, default: int, *, required: bool = False) -> int: ...
+@overload
+def _int(values: dict[str, Any], name: str, default: None = None, *, required: Literal[True]) -> int: ...
+@overload
+def _int(values: dict[str, Any], name: str, default: int | None = None, *, required: bool = False) -> int | None: ...
 def _int(values: dict[str, Any], name: str, default: int | None = None, *, required: bool = False) -> int | None:
+    """The integer `name`; `required` raises a 400 when it is absent, so it never returns None then."""
     value = values.get(name)
     if value is None or value == "":
         if required:
@@ -513,15 +520,15 @@ async def wait_for_bot(request: Request) -> Response:
         timeout = min(float(query.get("timeout", DEFAULT_WAIT_SECONDS)), MAX_WAIT_SECONDS)
     except ValueError:
         raise UserApiError(400, "timeout must be a number") from None
-    if after_seq is None:
-        after_seq = (
-            state.seq_of_message(bot, chat_id, after_message_id)
-            if after_message_id is not None
-            else state.feed.version
-        )
+    if after_seq is not None:
+        since = after_seq
+    elif after_message_id is not None:
+        since = state.seq_of_message(bot, chat_id, after_message_id)
+    else:
+        since = state.feed.version
 
     def changes() -> Any:
-        return _CLOSED if state.closing else state.bot_changes_since(bot, chat_id, after_seq)
+        return _CLOSED if state.closing else state.bot_changes_since(bot, chat_id, since)
 
     messages = await state.feed.wait_for(changes, timeout)
     if messages is _CLOSED or not messages:
@@ -580,10 +587,10 @@ async def events(request: Request) -> Response:
         yield ": connected\n\n"
         while True:
 
-            def pending() -> Any:
+            def pending(after: int = last_seen) -> Any:  # bound now: the loop below moves last_seen
                 if state.closing:
                     return _CLOSED
-                return state.events_after(last_seen, bot_id=bot_id, chat_id=chat_id)
+                return state.events_after(after, bot_id=bot_id, chat_id=chat_id)
 
             batch = await state.feed.wait_for(pending, SSE_KEEPALIVE_SECONDS)
             if batch is _CLOSED:

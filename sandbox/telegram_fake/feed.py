@@ -46,7 +46,9 @@ class ChangeFeed:
                 loop.call_soon_threadsafe(_settle, future)
         return version
 
-    async def wait_for(self, predicate: Callable[[], T], timeout: float | None) -> T:
+    # The timeout is part of the answer (the last falsy result), not a cancellation, so it is a parameter
+    # rather than the caller's asyncio.timeout().
+    async def wait_for(self, predicate: Callable[[], T], timeout: float | None) -> T:  # noqa: ASYNC109
         """Return the first truthy ``predicate()`` result, or the last falsy one after ``timeout``."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 from urllib.parse import parse_qsl, unquote
 
 import orjson
@@ -34,9 +34,8 @@ _HEADER_PARAM = re.compile(r';\s*([\w*-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 def _header_params(value: str) -> dict[str, str]:
     params = {}
     for name, raw in _HEADER_PARAM.findall(value):
-        if raw.startswith('"'):
-            raw = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        params[name.lower()] = raw.strip()
+        unquoted = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\") if raw.startswith('"') else raw
+        params[name.lower()] = unquoted.strip()
     if "filename*" in params and "''" in params["filename*"]:
         # RFC 5987: charset''percent-encoded
         charset, _, encoded = params["filename*"].partition("''")
@@ -62,14 +61,14 @@ def parse_multipart(body: bytes, boundary: str) -> tuple[dict[str, str], dict[st
             if colon:
                 headers[name.strip().lower()] = value.strip()
         disposition = _header_params(headers.get("content-disposition", ""))
-        name = disposition.get("name")
-        if not name:
+        field = disposition.get("name")
+        if not field:
             continue
         if "filename" in disposition:
             content_type = headers.get("content-type")
-            files[name] = UploadedFile(disposition["filename"] or name, content_type, content)
+            files[field] = UploadedFile(disposition["filename"] or field, content_type, content)
         else:
-            fields[name] = content.decode("utf-8", "replace")
+            fields[field] = content.decode("utf-8", "replace")
     return fields, files
 
 
@@ -129,7 +128,12 @@ class Params:
             return None
         return self._keep(name, value if isinstance(value, str) else orjson.dumps(value).decode())
 
+    @overload
+    def get_int(self, name: str, *, missing: str, invalid: str | None = None) -> int: ...
+    @overload
+    def get_int(self, name: str, *, missing: None = None, invalid: str | None = None) -> int | None: ...
     def get_int(self, name: str, *, missing: str | None = None, invalid: str | None = None) -> int | None:
+        """The integer parameter `name`; with `missing`, its absence is a Bad Request (never None)."""
         value = self._raw(name, missing)
         if value is None or value == "":
             if missing is not None:

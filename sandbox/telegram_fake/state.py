@@ -493,7 +493,7 @@ class SandboxState:
     def release_update(self, bot: BotAccount, update: dict[str, Any], *, delivered: bool) -> None:
         with self.lock:
             bot.in_flight.discard(update["update_id"])
-            bot.busy_chats.discard(update_chat_key(update))  # type: ignore[arg-type]
+            bot.busy_chats.discard(update_chat_key(update))
             if delivered:
                 bot.pending_updates = [u for u in bot.pending_updates if u is not update]
             self.feed.bump()
@@ -510,6 +510,7 @@ class SandboxState:
         bot: BotAccount | None,
         method: str,
         params: dict[str, Any],
+        *,
         status: int,
         body: dict[str, Any],
         duration: float,

@@ -50,9 +50,12 @@ def wait_until(predicate, timeout: float = 15.0):
 
 def bot_replies(stack, user: int, sent: dict, count: int) -> list[dict]:
     """The bot's first ``count`` messages after ``sent`` (waiting for all of them)."""
-    return wait_until(lambda: (lambda found: found if len(found) >= count else None)(
-        [m for m in stack.telegram.messages(user)
-         if m["message_id"] > sent["message_id"] and m.get("from", {}).get("is_bot")][:count]))
+    def enough() -> list[dict] | None:
+        found = [m for m in stack.telegram.messages(user)
+                 if m["message_id"] > sent["message_id"] and m.get("from", {}).get("is_bot")][:count]
+        return found if len(found) >= count else None
+
+    return wait_until(enough)
 
 
 def test_admin_sees_figures_and_runs_a_job_that_reports_back(stack):

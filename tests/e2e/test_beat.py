@@ -4,6 +4,7 @@ over when the first stops. Runs are counted through the audit log, written by th
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 import sys
@@ -74,5 +75,5 @@ def test_two_beats_fire_each_job_once_and_the_second_takes_over(stack):
     # With both beats firing it would be about two runs per period.
     assert fired <= both_running / EVERY + 2, (fired, both_running)
     times = runs(actor)
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert sum(gap < timedelta(seconds=EVERY * 0.3) for gap in gaps) <= 1, gaps

@@ -19,9 +19,8 @@ import pytest
 import sqlalchemy as sa
 from kombu import Connection
 
+from core import db, outbox
 from core.outbox import Reply
-from core import db
-from core import outbox
 from domain import reservations as rsv
 from localenv.services import RedisServer, free_port
 from models import AuditEntry, Offer, Order, PhotoStatus, User
@@ -118,8 +117,9 @@ def test_every_queue_survives_a_sigkill_with_each_effect_once(kill_stack):
             app.send_task("notifications.deliver_in_order", args=[[note]], connection=broker)
             app.send_task("maintenance.delete_user_data", args=[leaver], kwargs={"actor": "kill-test"},
                           connection=broker)
-        # Every one of them is in flight: Telegram holds the calls of three, two wait on row locks, and Stripe has created the Checkout Session but
-        # not answered yet. Telegram calls time out after 15 s, so the kill comes well before.
+        # Every one of them is in flight: Telegram holds the calls of three, two wait on row locks, and Stripe
+        # has created the Checkout Session but not answered yet. Telegram calls time out after 15 s, so the
+        # kill comes well before.
         _wait_until(lambda: client._get("/faults")["held_calls"] == 3, 10, "three Bot API calls held")
         _wait_until(lambda: _lock_waiters(engine) >= 2, 5, "two tasks waiting on row locks")
         _wait_until(lambda: stripe.objects("checkout.session"), 5, "the Checkout Session created")

@@ -8,13 +8,12 @@ import time
 import redis as redis_lib
 import sqlalchemy as sa
 
+from core import db, outbox
 from core.outbox import Reply
-from core import db
-from core import outbox
+from localenv.services import RedisServer, free_port
 from models import Notification, NotificationStatus, User
 from tasks.app import app
 from tasks.notifications import deliver_in_order
-from localenv.services import RedisServer, free_port
 from tests.e2e.conftest import new_user_id
 from tests.factories import make_user
 from tests.processes import start_worker
@@ -106,12 +105,9 @@ def test_a_worker_killed_mid_fan_out_sends_nothing_twice(stack, tmp_path):
             stack.telegram.create_user(chat)
             make_user(chat)
         worker_a = start_worker("notify-kill-a", queues="notifications", env=env)
-        note_ids = []
         with db.session_scope() as session:  # recorded like notify() does, but queued on our Redis
-            for n in range(4):
-                for chat in chats:
-                    note_ids.append(outbox.record(session, f"kill:{chat}:{n}", chat,
-                                                         Reply(text=expected[chat][n])))
+            note_ids = [outbox.record(session, f"kill:{chat}:{n}", chat, Reply(text=expected[chat][n]))
+                        for n in range(4) for chat in chats]
         with app.connection_for_write(private.url) as connection:
             for note_id in note_ids:
                 deliver_in_order.apply_async(([note_id],), connection=connection)

@@ -47,7 +47,7 @@ def _run_tool(*args: str, database_url: str | None) -> subprocess.CompletedProce
     if database_url:
         env["DATABASE_URL"] = database_url
     return subprocess.run([sys.executable, "-m", "localenv.backup", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def _fill(engine: sa.Engine) -> None:
@@ -123,7 +123,7 @@ def _schema(engine: sa.Engine) -> dict[str, object]:
             sorted(inspector.get_foreign_keys(name), key=repr),
             sorted(inspector.get_indexes(name), key=repr),
             sorted(inspector.get_unique_constraints(name), key=repr),
-            sorted(((c["name"], _without_casts(c["sqltext"])) for c in inspector.get_check_constraints(name))),
+            sorted((c["name"], _without_casts(c["sqltext"])) for c in inspector.get_check_constraints(name)),
         )
     return schema
 
@@ -232,7 +232,8 @@ def test_restore_refuses_without_a_usable_file(roundtrip_database, tmp_path: Pat
     assert _snapshot(engine) == before
 
     # The Makefile runs the same command.
-    dry = subprocess.run(["make", "-n", "restore", "BACKUP=x.dump"], cwd=ROOT, capture_output=True, text=True)
+    dry = subprocess.run(["make", "-n", "restore", "BACKUP=x.dump"], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
     assert "localenv.backup restore \"x.dump\"" in dry.stdout
 
 

@@ -104,7 +104,7 @@ def _walk(user: int, answers: list) -> None:
         assert _flow_step(user) != before, f"{answer!r} did not move the flow on from {before}"
 
 
-def _type_at_step(start, answers: list, step: int, typed: str, stored, completes: bool,
+def _type_at_step(start, answers: list, step: int, typed: str, *, stored, completes: bool,
                   optional: bool = False) -> None:
     """Bring a new user to `step` of a flow, type `typed` there, and check what happened."""
     user = next(_users)
@@ -127,7 +127,7 @@ def test_any_text_at_a_registration_step(migrated, step):
     @FUZZ
     @given(typed=TYPED)
     def check(typed: str) -> None:
-        _type_at_step(_start_registration, REGISTRATION, step, typed, Business, completes=True)
+        _type_at_step(_start_registration, REGISTRATION, step, typed, stored=Business, completes=True)
 
     check()
 
@@ -138,7 +138,7 @@ def test_any_text_at_a_new_offer_step(migrated, step):
     @given(typed=TYPED)
     def check(typed: str) -> None:
         # An offer is stored only with its photo, after the last text step.
-        _type_at_step(_start_new_offer, NEW_OFFER, step, typed, Offer, completes=False,
+        _type_at_step(_start_new_offer, NEW_OFFER, step, typed, stored=Offer, completes=False,
                       optional=step in OPTIONAL_NEW_OFFER_STEPS)
 
     check()

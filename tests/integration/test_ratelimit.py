@@ -144,7 +144,7 @@ def test_constructor_rejects_nonsense(client, prefix):
 
 
 def test_factory_makes_one_per_process(monkeypatch):
-    import core.ratelimit as ratelimit
+    from core import ratelimit
 
     monkeypatch.setattr(ratelimit, "_limiter", None)
     first = ratelimit.rate_limiter()
@@ -221,7 +221,7 @@ def check_rate(stamps: list[float], rate: float, burst: int) -> None:
 
 def test_many_processes_together_respect_the_global_rate(prefix):
     rate, burst = 200.0, 20
-    config = dict(global_rate=rate, global_burst=burst, chat_rate=1000.0, chat_burst=100, key_prefix=prefix)
+    config = {"global_rate": rate, "global_burst": burst, "chat_rate": 1000.0, "chat_burst": 100, "key_prefix": prefix}
     # 6 processes x 50 chats each (disjoint): only the global bucket is binding.
     stamps = run_in_processes(config, lambda n: list(range(n * 1000, n * 1000 + 50)))
     check_rate(stamps, rate, burst)
@@ -229,14 +229,15 @@ def test_many_processes_together_respect_the_global_rate(prefix):
 
 def test_many_processes_together_respect_one_hot_chat(prefix):
     rate, burst = 50.0, 5
-    config = dict(global_rate=10_000.0, global_burst=1000, chat_rate=rate, chat_burst=burst, key_prefix=prefix)
+    config = {"global_rate": 10_000.0, "global_burst": 1000, "chat_rate": rate, "chat_burst": burst,
+              "key_prefix": prefix}
     stamps = run_in_processes(config, lambda n: [777])
     check_rate(stamps, rate, burst)
 
 
 def test_penalize_stops_every_process(prefix, client):
     rate, burst = 200.0, 20
-    config = dict(global_rate=rate, global_burst=burst, chat_rate=1000.0, chat_burst=100, key_prefix=prefix)
+    config = {"global_rate": rate, "global_burst": burst, "chat_rate": 1000.0, "chat_burst": 100, "key_prefix": prefix}
     limiter = TelegramRateLimiter(client, **config)
     penalized_between: list[float] = []
 

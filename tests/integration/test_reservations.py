@@ -486,7 +486,7 @@ def test_two_sweepers_at_once_release_each_hold_once(db):
     with db.session_scope() as s:
         offers = [make_offer(s, 300) for _ in range(3)]
         customers = list(range(1000, 1100))
-        add_customers(s, customers + [5000])
+        add_customers(s, [*customers, 5000])
         due = [rsv.reserve(s, offer_id, c, 1 + c % 3).order_id for offer_id in offers for c in customers]
         keep = rsv.reserve(s, offers[0], 5000, 1).order_id  # not due yet
         assert None not in due

@@ -10,12 +10,17 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, \
-    run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from domain import reservations as rsv
-from domain.reservations import CancelOutcome, RefundOutcome, RefundReason, ReleaseOutcome, ReserveOutcome, \
-    SaleOutcome
+from domain.reservations import CancelOutcome, RefundOutcome, RefundReason, ReleaseOutcome, ReserveOutcome, SaleOutcome
 from tests.integration.test_reservations import add_customers, expire_now, make_offer
 
 CAP = 3

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
@@ -103,7 +103,8 @@ def test_get_me_returns_the_sandbox_bot(fake: TelegramFake, client: TelegramFake
             return await bot.get_me()
 
     me = run(scenario())
-    assert (me.id, me.username, me.first_name, me.is_bot) == (DEFAULT_BOT_ID, DEFAULT_BOT_USERNAME, "Surplus Sandbox", True)
+    assert (me.id, me.username, me.first_name, me.is_bot) == (
+        DEFAULT_BOT_ID, DEFAULT_BOT_USERNAME, "Surplus Sandbox", True)
 
 
 def test_unknown_token_and_method_use_telegram_envelope(fake: TelegramFake, client: TelegramFakeClient) -> None:
@@ -191,7 +192,8 @@ def test_reply_keyboard_and_reply_parameters(fake: TelegramFake, client: Telegra
         ({"text": ""}, "Message text is empty"),
         ({"text": "x" * 4097}, "Message is too long"),
         ({"chat_id": 424242}, "Chat not found"),
-        ({"text": "Fish & Chips < 5", "parse_mode": "HTML"}, 'Can\'t parse entities: unsupported start tag "" at byte offset 13'),
+        ({"text": "Fish & Chips < 5", "parse_mode": "HTML"},
+         'Can\'t parse entities: unsupported start tag "" at byte offset 13'),
         ({"text": "Price 5.00", "parse_mode": "MarkdownV2"}, "Can't parse entities: character '.' is reserved"),
         (
             {"reply_markup": InlineKeyboardMarkup([[InlineKeyboardButton("x", callback_data="d" * 65)]])},
@@ -564,11 +566,11 @@ class WebhookReceiver:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/telegram/webhook"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
-    def __enter__(self) -> WebhookReceiver:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._server.shutdown()
         self._server.server_close()
 
