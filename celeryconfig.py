@@ -3,11 +3,11 @@
 from kombu import Queue
 
 from core import broker
+from core.queues import QUEUES
 from core.settings import get_settings
 
 _settings = get_settings()
 
-QUEUES = ("updates", "reservations", "payments", "images", "notifications", "maintenance")
 
 broker_url = _settings.redis_url
 # kombu's Redis transport, fixed so a worker outlives a Redis restart (core/broker.py says how).

@@ -178,7 +178,7 @@ def _reserve_two_round_trips(conn: sa.Connection, offer_id: int, customer_id: in
         "commit_early": False}).one()
     if row.order_id is None:
         refused = rsv._refusal(row.status, row.units_left, row.window_open, row.existing_id,
-                               row.existing_expires_at, 1)
+                               row.existing_expires_at, quantity=1)
         return refused or rsv.ReserveResult(rsv.ReserveOutcome.NOT_ENOUGH_LEFT)
     rsv.make_durable(conn)
     return rsv.ReserveResult(rsv.ReserveOutcome.RESERVED, row.order_id, row.units_left_after, row.hold_expires_at)

@@ -13,10 +13,10 @@ from chat import menus
 from chat.cards import escape
 from chat.context import Context
 from chat.registry import NotAllowed, StaleButton, button, command, data
-from core.outbox import Keyboard
-from core.outbox import button as key
 from core.handover import enqueue_after_commit
 from core.i18n import N_
+from core.outbox import Keyboard
+from core.outbox import button as key
 from core.settings import get_settings
 from domain import audit, stats
 from domain.money import format_money

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 from telegram import Update
 
-from core.outbox import Keyboard, Reply
 from chat.replies import Outcome
 from core.i18n import Translator
+from core.outbox import Keyboard, Reply
 from core.settings import Settings
 from models import ConversationState, User
 

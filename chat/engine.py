@@ -19,10 +19,10 @@ from telegram import Update
 
 from chat import menus, router
 from chat.context import Context
-from core.outbox import Reply
-from core.i18n import Translator, pick_language
-from core.settings import get_settings
 from core import outbox
+from core.i18n import Translator, pick_language
+from core.outbox import Reply
+from core.settings import get_settings
 from models import ConversationState, ProcessedUpdate, User
 
 
@@ -117,8 +117,10 @@ def slow_down(session: Session, update: Update, tell: bool) -> Handled:
     """The answer to a flooding user's update: a note on the button, and (once a minute) a message."""
     chat = update.effective_chat
     query = update.callback_query
-    user = session.get(User, update.effective_user.id)
-    _ = Translator(user.language if user else pick_language(update.effective_user.language_code))
+    sender = update.effective_user
+    assert sender is not None, "only a sender's updates are counted as flooding"
+    user = session.get(User, sender.id)
+    _ = Translator(user.language if user else pick_language(sender.language_code))
     handled = Handled(update_id=update.update_id, chat_id=chat.id if chat else None,
                       callback_query_id=query.id if query else None,
                       callback_text=_("Too fast — please wait a moment."))
@@ -130,7 +132,8 @@ def slow_down(session: Session, update: Update, tell: bool) -> Handled:
     return handled
 
 
-def _record_replies(session: Session, update_id: int, chat_id: int, replies: list[Reply], suffix: str = "") -> list[int]:
+def _record_replies(session: Session, update_id: int, chat_id: int, replies: list[Reply],
+                    suffix: str = "") -> list[int]:
     ids = []
     for index, reply in enumerate(replies):
         note_id = outbox.record(session, f"{outbox_key(update_id)}{suffix}{index}", chat_id, reply)

@@ -88,6 +88,7 @@ class Flow:
     # -- answers
 
     def current(self, ctx: Context) -> Step:
+        assert ctx.state.step is not None, f"flow {self.name} asked for its step outside the flow"
         return self._by_name[ctx.state.step]
 
     def _advance(self, ctx: Context, next_step: str | None) -> None:
@@ -99,9 +100,11 @@ class Flow:
     def _answer(self, ctx: Context, callback: Callable[..., str | None] | None, *answer: object) -> bool:
         if callback is None:
             return False
+        refused: tuple[type[Exception], ...] = (self.refused_by,) if self.refused_by else ()
         try:
             next_step = callback(ctx, *answer)
-        except (self.refused_by or ()) as error:
+        except refused as error:
+            assert self.on_refused is not None  # __post_init__ requires it with refused_by
             self.on_refused(ctx, self, error)
             return True
         self._advance(ctx, next_step)

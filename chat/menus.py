@@ -5,8 +5,8 @@ from __future__ import annotations
 from chat.context import Context
 from chat.registry import DEEP_LINKS, StaleButton, command
 from chat.registry import button as on_button
-from core.outbox import Keyboard, button
 from core.i18n import LANGUAGE_NAMES, Translator
+from core.outbox import Keyboard, button
 
 HOME = "menu"
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from chat import menus
 from chat.context import Context
 from chat.registry import StaleButton, button, command, data
-from core.outbox import button as key
 from core.handover import enqueue_after_commit
+from core.outbox import button as key
 from domain import audit, privacy
 from models import Business
 

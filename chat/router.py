@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import importlib
 
+from telegram import Message
+
 from chat import customer, menus
 from chat.context import Context
+from chat.flows import Flow
 from chat.registry import BUTTONS, COMMANDS, FLOWS, NotAllowed, StaleButton
 
 FEATURES = (
@@ -29,7 +32,7 @@ def route(ctx: Context) -> None:
         if update.callback_query is not None:
             _route_button(ctx, update.callback_query.data or "")
         elif update.effective_message is not None:
-            _route_message(ctx)
+            _route_message(ctx, update.effective_message)
     except (StaleButton, NotAllowed):
         ctx.outcome.replies.clear()
         ctx.leave_flow()
@@ -37,40 +40,47 @@ def route(ctx: Context) -> None:
         menus.show_main_menu(ctx)
 
 
-def _route_message(ctx: Context) -> None:
-    message = ctx.update.effective_message
+def _route_message(ctx: Context, message: Message) -> None:
     text = message.text or ""
     if text.startswith("/"):
-        command, _sep, argument = text[1:].partition(" ")
-        handler = COMMANDS.get(command.split("@")[0].lower())
-        if handler is None:
-            ctx.reply(ctx._("Sorry, I don't know that command."))
-            menus.show_main_menu(ctx)
-            return
-        if command != "cancel":
-            ctx.leave_flow()  # a command starts afresh; /cancel itself reports what it left
-        handler(ctx, argument.strip())
+        _route_command(ctx, text)
         return
     flow = FLOWS.get(ctx.state.flow) if ctx.state.flow else None
     if flow is not None:
-        if message.photo and flow.answer_photo(ctx, message.photo[-1].file_id, message.photo[-1].file_size or 0):
-            return
-        if message.document and (message.document.mime_type or "").startswith("image/") and flow.answer_photo(
-            ctx, message.document.file_id, message.document.file_size or 0
-        ):
-            return
-        if message.location and flow.answer_location(ctx, message.location.latitude, message.location.longitude):
-            return
-        if message.text and flow.answer_text(ctx, message.text):
-            return
-        ctx.reply(ctx._("That's not what I asked for. Please answer the question above, or tap Cancel."))
-        flow.current(ctx).prompt(ctx)
+        if not _answer_flow(ctx, flow, message):
+            ctx.reply(ctx._("That's not what I asked for. Please answer the question above, or tap Cancel."))
+            flow.current(ctx).prompt(ctx)
         return
     if message.location is not None:
         customer.location_shared(ctx, message.location.latitude, message.location.longitude)
         return
     ctx.reply(ctx._("I didn't understand that. Please use the menu."))
     menus.show_main_menu(ctx)
+
+
+def _route_command(ctx: Context, text: str) -> None:
+    command, _sep, argument = text[1:].partition(" ")
+    handler = COMMANDS.get(command.split("@")[0].lower())
+    if handler is None:
+        ctx.reply(ctx._("Sorry, I don't know that command."))
+        menus.show_main_menu(ctx)
+        return
+    if command != "cancel":
+        ctx.leave_flow()  # a command starts afresh; /cancel itself reports what it left
+    handler(ctx, argument.strip())
+
+
+def _answer_flow(ctx: Context, flow: Flow, message: Message) -> bool:
+    """Give the message to the flow's current step; False if the step takes nothing of its kind."""
+    if message.photo and flow.answer_photo(ctx, message.photo[-1].file_id, message.photo[-1].file_size or 0):
+        return True
+    if message.document and (message.document.mime_type or "").startswith("image/") and flow.answer_photo(
+        ctx, message.document.file_id, message.document.file_size or 0
+    ):
+        return True
+    if message.location and flow.answer_location(ctx, message.location.latitude, message.location.longitude):
+        return True
+    return bool(message.text and flow.answer_text(ctx, message.text))
 
 
 def _route_button(ctx: Context, data: str) -> None:

@@ -127,7 +127,7 @@ def can_review(business: Business, action: str) -> bool:
     return business.status in _FROM[action]
 
 
-def review(session: Session, business_id: int, action: str, admin_id: int, now: datetime,
+def review(session: Session, business_id: int, action: str, admin_id: int, now: datetime, *,
            reason: str | None = None) -> tuple[Business, list[int]]:
     """Apply an admin's decision (the caller has checked the admin). Returns the business and the
     ids of offers paused by a suspension. Writes an audit entry either way."""
@@ -137,8 +137,8 @@ def review(session: Session, business_id: int, action: str, admin_id: int, now: 
     actor = f"user:{admin_id}"
     target = f"business:{business_id}"
     if business is None or not can_review(business, action):
-        audit.record(session, actor, f"business.{action}", "refused", target,
-                     {"status": business.status.value if business else None})
+        audit.record(session, actor, f"business.{action}", "refused", target=target,
+                     details={"status": business.status.value if business else None})
         raise ReviewRefused(business.status if business else None)
     previous = business.status
     business.status = _TO[action]
@@ -152,8 +152,8 @@ def review(session: Session, business_id: int, action: str, admin_id: int, now: 
                                 Offer.status.in_([OfferStatus.ACTIVE, OfferStatus.SOLD_OUT]))
             .values(status=OfferStatus.PAUSED, version=Offer.version + 1).returning(Offer.id)
         ))
-    audit.record(session, actor, f"business.{action}", "ok", target,
-                 {"from": previous.value, "reason": reason, "paused_offers": paused})
+    audit.record(session, actor, f"business.{action}", "ok", target=target,
+                 details={"from": previous.value, "reason": reason, "paused_offers": paused})
     session.flush()
     return business, paused
 

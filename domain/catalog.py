@@ -6,7 +6,8 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Float, and_, cast, func, literal, select
+from sqlalchemy import Float, and_, cast, delete, func, literal, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from models import Business, BusinessStatus, Follow, Offer, OfferStatus, Order, OrderStatus
@@ -16,7 +17,7 @@ PAGE_SIZE = 5
 EARTH_RADIUS_KM = 6371.0
 
 
-class Sort(str, enum.Enum):
+class Sort(enum.StrEnum):
     NEAREST = "near"
     NEWEST = "new"
     POPULAR = "pop"
@@ -118,9 +119,6 @@ def is_following(session: Session, user_id: int, business_id: int) -> bool:
 
 
 def set_following(session: Session, user_id: int, business_id: int, follow: bool) -> None:
-    from sqlalchemy import delete
-    from sqlalchemy.dialects.postgresql import insert
-
     if follow:
         session.execute(insert(Follow).values(user_id=user_id, business_id=business_id).on_conflict_do_nothing())
     else:

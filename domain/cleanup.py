@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete
+from sqlalchemy import CursorResult, delete
 from sqlalchemy.orm import Session
 
 from models import Notification, NotificationStatus, ProcessedUpdate
@@ -16,13 +17,19 @@ NOTIFICATIONS_KEPT = timedelta(days=30)
 
 def cleanup(session: Session, now: datetime | None = None) -> dict[str, int]:
     now = now or datetime.now(UTC)
-    updates = session.execute(
-        delete(ProcessedUpdate).where(ProcessedUpdate.processed_at < now - PROCESSED_UPDATES_KEPT)
-    ).rowcount
-    notifications = session.execute(
+    updates = _deleted(
+        session, delete(ProcessedUpdate).where(ProcessedUpdate.processed_at < now - PROCESSED_UPDATES_KEPT)
+    )
+    notifications = _deleted(session,
         delete(Notification).where(
             Notification.status.in_([NotificationStatus.SENT, NotificationStatus.DROPPED]),
             Notification.created_at < now - NOTIFICATIONS_KEPT,
-        )
-    ).rowcount
+        ),
+    )
     return {"processed_updates_deleted": updates, "notifications_deleted": notifications}
+
+
+def _deleted(session: Session, statement: Any) -> int:
+    # A DELETE's result is a CursorResult, which carries the row count (Session.execute's type
+    # does not say so).
+    return cast("CursorResult[Any]", session.execute(statement)).rowcount

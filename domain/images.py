@@ -138,7 +138,7 @@ _BMFF_IMAGE_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"he
                       b"hevs", b"mif1", b"msf1", b"avif", b"avis"}  # fmt: skip
 
 
-def _looks_like_other_image(data: bytes) -> bool:
+def _looks_like_other_image(data: bytes) -> bool:  # noqa: PLR0911 - one return per format reads as a table
     """Magic numbers of image formats we recognise but do not accept."""
     if data[:6] in (b"GIF87a", b"GIF89a"):
         return True
@@ -309,7 +309,7 @@ _ORIENTATION = {
 def _orientation(im: Image.Image) -> int:
     try:
         value = im.getexif().get(0x0112, 1)
-    except Exception:  # malformed EXIF is common and harmless: ignore it
+    except Exception:  # noqa: BLE001 - malformed EXIF is common and harmless, and Pillow raises any kind for it
         return 1
     return value if isinstance(value, int) and value in _ORIENTATION else 1
 
@@ -339,9 +339,21 @@ def _to_srgb(im: Image.Image, icc: object) -> Image.Image:
             out = ImageCms.applyTransform(im, _icc_transform(icc, im.mode))
             if out is not None and out.mode == "RGB":
                 return out
-        except Exception:  # bad/mismatched profile: fall through and just drop it
+        except Exception:  # noqa: BLE001, S110 - a bad or mismatched profile (lcms raises any kind): just drop it
             pass
     return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def _normalised_mode(im: Image.Image, icc: object) -> tuple[Image.Image, object]:
+    """Keep alpha until after the resize (Pillow resizes RGBA premultiplied), keep CMYK for the
+    ICC transform, everything else to RGB; the profile goes where it no longer matches."""
+    if im.has_transparency_data:
+        return im.convert("RGBA"), icc
+    if im.mode.startswith("I") or im.mode == "F":  # 16-bit greyscale PNG
+        return im.convert("I").point(lambda v: v * (1 / 256)).convert("RGB"), None
+    if im.mode not in ("RGB", "CMYK", "L"):
+        return im.convert("RGB"), icc  # palette, 1-bit...
+    return im, icc
 
 
 def _decode_large(data: bytes) -> tuple[Image.Image, str, tuple[int, int]]:
@@ -358,7 +370,7 @@ def _decode_large(data: bytes) -> tuple[Image.Image, str, tuple[int, int]]:
     _check_dimensions(*_HEADER_SIZE[fmt](data))  # before Pillow touches the data
 
     try:
-        im = Image.open(io.BytesIO(data), formats=(fmt,))
+        im: Image.Image = Image.open(io.BytesIO(data), formats=(fmt,))
         _check_dimensions(*im.size)  # Pillow's own reading must agree with ours
         original_size = im.size
         target = _fit(original_size, LARGE_MAX_SIDE)
@@ -377,16 +389,7 @@ def _decode_large(data: bytes) -> tuple[Image.Image, str, tuple[int, int]]:
     except Exception as exc:  # Pillow raises many types on hostile input
         raise _decode_failure(fmt, data, exc) from exc
 
-    # Normalise the mode: keep alpha until after the resize (Pillow resizes RGBA
-    # premultiplied), keep CMYK for the ICC transform, everything else to RGB.
-    if im.has_transparency_data:
-        im = im.convert("RGBA")
-    elif im.mode.startswith("I") or im.mode == "F":  # 16-bit greyscale PNG
-        im = im.convert("I").point(lambda v: v * (1 / 256)).convert("RGB")
-        icc = None  # a grey profile no longer matches the converted image
-    elif im.mode not in ("RGB", "CMYK", "L"):
-        im = im.convert("RGB")  # palette, 1-bit...
-
+    im, icc = _normalised_mode(im, icc)
     if im.size != target:
         # The one resize from the (possibly draft-reduced) decode. HAMMING is as
         # cheap as BILINEAR but sharper; `reducing_gap` box-averages big PNG/WebP
@@ -479,7 +482,8 @@ def _card_title(title: str) -> str:
     """The title reduced to what the font can draw ("Café" -> "Cafe"), or "" if
     too little of it survives (e.g. a Cyrillic title with the embedded font)."""
     kept: list[str] = []
-    for ch in " ".join(title.split()):
+    for original in " ".join(title.split()):
+        ch = original
         if not _has_glyph(ch):
             ch = _TITLE_REPLACEMENTS.get(ch) or "".join(
                 c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)
@@ -502,11 +506,11 @@ def _text_width(text: str, size: int, bold: bool = False) -> int:
     return round(right - left)
 
 
-def _draw_text(card: Image.Image, x: int, baseline: int, text: str, size: int, fill,
-               *, bold: bool = False, shadow: bool = True) -> tuple[int, int, int, int]:  # fmt: skip
+def _draw_text(card: Image.Image, x: int, baseline: int, text: str, *, size: int, fill,
+               bold: bool = False, shadow: bool = True) -> tuple[int, int, int, int]:  # fmt: skip
     """Draw ``text`` starting at x on ``baseline``; return its bounding box."""
     if not _HAS_FREETYPE:
-        return _draw_text_bitmap(card, x, baseline, text, size, fill)
+        return _draw_text_bitmap(card, x, baseline, text, size=size, fill=fill)
     font = _font(size)
     stroke = _stroke(size) if bold else 0
     draw = ImageDraw.Draw(card)
@@ -520,7 +524,7 @@ def _draw_text(card: Image.Image, x: int, baseline: int, text: str, size: int, f
     return tuple(round(v) for v in box)  # type: ignore[return-value]
 
 
-def _draw_text_bitmap(card, x, baseline, text, size, fill):
+def _draw_text_bitmap(card, x, baseline, text, *, size, fill):
     # Pillow built without FreeType: upscale the 11 px bitmap font. Crude, legible.
     font = _bitmap_font()
     left, top, right, bottom = font.getbbox(text)
@@ -567,8 +571,8 @@ def _cover(im: Image.Image, size: tuple[int, int]) -> Image.Image:
         return im.crop((left, top, left + tw, top + th))
     scale = max(tw / w, th / h)
     cw, ch = tw / scale, th / scale
-    left, top = (w - cw) / 2, (h - ch) / 2
-    return im.resize(size, Image.Resampling.BILINEAR, box=(left, top, left + cw, top + ch))
+    x0, y0 = (w - cw) / 2, (h - ch) / 2
+    return im.resize(size, Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
 
 
 def _draw_deal(card: Image.Image, *, price_minor: int, original_price_minor: int,
@@ -598,9 +602,9 @@ def _draw_deal(card: Image.Image, *, price_minor: int, original_price_minor: int
             break
         price_size, old_size = price_size * 9 // 10, old_size * 9 // 10
     baseline = height - margin - u(8)
-    box = _draw_text(card, margin, baseline, price, price_size, _WHITE, bold=True)
+    box = _draw_text(card, margin, baseline, price, size=price_size, fill=_WHITE, bold=True)
     if old:
-        obox = _draw_text(card, box[2] + gap, baseline, old, old_size, _OLD_PRICE_GREY)
+        obox = _draw_text(card, box[2] + gap, baseline, old, size=old_size, fill=_OLD_PRICE_GREY)
         mid = (obox[1] + obox[3]) // 2
         ImageDraw.Draw(card).line((obox[0] - u(4), mid, obox[2] + u(4), mid),
                                   fill=_OLD_PRICE_GREY, width=max(3, old_size // 12))  # fmt: skip
@@ -608,7 +612,7 @@ def _draw_deal(card: Image.Image, *, price_minor: int, original_price_minor: int
     title = _card_title(title)
     if title:
         size = u(46)
-        _draw_text(card, margin, box[1] - u(32), _ellipsize(title, size, inner), size, _TITLE_GREY)
+        _draw_text(card, margin, box[1] - u(32), _ellipsize(title, size, inner), size=size, fill=_TITLE_GREY)
 
     pct = discount_percent(price_minor, original_price_minor)
     if pct >= 1:  # red badge with a white rim and a drop shadow, top-right corner
@@ -622,7 +626,7 @@ def _draw_deal(card: Image.Image, *, price_minor: int, original_price_minor: int
         shift = u(7)
         draw.rounded_rectangle((x0 + shift, y0 + shift, x1 + shift, y1 + shift), radius, (0, 0, 0))
         draw.rounded_rectangle((x0, y0, x1, y1), radius, _BADGE_RED, _WHITE, width=u(5))
-        _draw_text(card, x0 + pad_x, y1 - pad_y, label, size, _WHITE, bold=True, shadow=False)
+        _draw_text(card, x0 + pad_x, y1 - pad_y, label, size=size, fill=_WHITE, bold=True, shadow=False)
 
 
 def _compose_card(photo: Image.Image, **deal) -> Image.Image:

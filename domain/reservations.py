@@ -130,7 +130,7 @@ class LedgerInconsistency(RuntimeError):
 # --------------------------------------------------------------------------- reserve
 
 
-class ReserveOutcome(str, enum.Enum):
+class ReserveOutcome(enum.StrEnum):
     RESERVED = "reserved"
     ALREADY_HELD = "already_held"  # this customer already holds units of this offer: same order back
     SOLD_OUT = "sold_out"
@@ -183,10 +183,16 @@ def _call_reserve_hold(conn: Connection, params: dict) -> _ReserveRow:
     comes out as the same ``sqlalchemy.exc`` class (IntegrityError for the open-hold race), and a
     dead database connection is invalidated so the pool replaces it."""
     dbapi_connection = conn.connection.dbapi_connection
+    assert dbapi_connection is not None, "the pooled connection is open"
     try:
-        with dbapi_connection.cursor() as cursor:
+        cursor = dbapi_connection.cursor()
+        try:
             cursor.execute(_RESERVE_CALL, params)
-            return _ReserveRow._make(cursor.fetchone())
+            row = cursor.fetchone()
+            assert row is not None, "CALL reserve_hold always answers one row"
+            return _ReserveRow._make(row)
+        finally:
+            cursor.close()
     except conn.dialect.loaded_dbapi.Error as exc:
         disconnected = conn.dialect.is_disconnect(exc, dbapi_connection, None)
         if disconnected:
@@ -218,7 +224,7 @@ def _check_request(quantity: int, per_order_cap: int) -> ReserveResult | None:
 
 
 def _refusal(status: str | None, units_left: int | None, window_open: bool | None, existing_id: int | None,
-             existing_expires_at: datetime | None, quantity: int) -> ReserveResult | None:
+             existing_expires_at: datetime | None, *, quantity: int) -> ReserveResult | None:
     """Why a reservation of ``quantity`` cannot be made in this state; None if it could."""
     if existing_id is not None:
         return ReserveResult(ReserveOutcome.ALREADY_HELD, existing_id, units_left, existing_expires_at)
@@ -228,6 +234,7 @@ def _refusal(status: str | None, units_left: int | None, window_open: bool | Non
         return ReserveResult(ReserveOutcome.SOLD_OUT, units_left=0)
     if status != "active" or not window_open:
         return ReserveResult(ReserveOutcome.NOT_AVAILABLE)
+    assert units_left is not None, "an active offer has a count"
     if units_left < quantity:
         return ReserveResult(ReserveOutcome.NOT_ENOUGH_LEFT, units_left=units_left)
     return None
@@ -279,13 +286,13 @@ def reserve(db: Executor, offer_id: int, customer_id: int, quantity: int = 1, *,
                 flushed = commit_early
                 break
             result = _refusal(row.status, row.units_left, row.window_open, row.existing_id,
-                              row.existing_expires_at, quantity)
+                              row.existing_expires_at, quantity=quantity)
             if result is not None:
                 flushed = commit_early
                 break
         now = _OFFER_AND_HOLD_SQL(conn, params).one()
         result = _refusal(now.status, now.units_left, now.window_open, now.existing_id,
-                          now.existing_expires_at, quantity)
+                          now.existing_expires_at, quantity=quantity)
         if result is not None:
             break
     if result is None:  # stock kept coming and going under us; the customer may simply try again
@@ -383,7 +390,8 @@ def reserve_locking(db: Executor, offer_id: int, customer_id: int, quantity: int
     # a hold made by a concurrent tap of the same customer.
     held = _OPEN_HOLD_SQL(conn, params).first()
     refused = _refusal(offer.status, offer.units_left, offer.window_open,
-                       held.id if held else None, held.hold_expires_at if held else None, quantity)
+                       held.id if held else None, held.hold_expires_at if held else None,
+                       quantity=quantity)
     if refused is not None:
         return refused
     order = _INSERT_ORDER_SQL(conn, {**params, "price": offer.price_minor, "currency": offer.currency}).first()
@@ -398,12 +406,12 @@ def reserve_locking(db: Executor, offer_id: int, customer_id: int, quantity: int
 # --------------------------------------------------------------------------- release
 
 
-class ReleaseReason(str, enum.Enum):
+class ReleaseReason(enum.StrEnum):
     EXPIRED = "expired"  # the hold lapsed unpaid
     CANCELLED = "cancelled"  # the customer (or the business, or the system) let it go
 
 
-class ReleaseOutcome(str, enum.Enum):
+class ReleaseOutcome(enum.StrEnum):
     RELEASED = "released"
     NOT_HELD = "not_held"  # released before, paid, or otherwise closed: nothing done
     NOT_FOUND = "not_found"  # no such order (or not this customer's)
@@ -528,14 +536,14 @@ def release_expired_holds(db: Executor, now: datetime, batch: int = 500) -> int:
 # --------------------------------------------------------------------------- payment
 
 
-class SaleOutcome(str, enum.Enum):
+class SaleOutcome(enum.StrEnum):
     PAID = "paid"  # on time: the held units are sold
     PAID_LATE = "paid_late"  # the hold had lapsed, the units were still there: sold anyway
     ALREADY_DONE = "already_done"  # this order's payment was recorded before: nothing changed
     NEEDS_REFUND = "needs_refund"  # payment recorded, order not paid: refund it
 
 
-class RefundReason(str, enum.Enum):
+class RefundReason(enum.StrEnum):
     NO_STOCK_LEFT = "no_stock_left"  # the hold lapsed and the units went to someone else
     OFFER_UNAVAILABLE = "offer_unavailable"  # the offer was cancelled, ended or paused
     AMOUNT_MISMATCH = "amount_mismatch"  # paid a different amount or currency than the order's
@@ -708,7 +716,7 @@ def _free_code(conn: Connection, order_id: int, offer_id: int) -> str:
 # --------------------------------------------------------------------------- refunds
 
 
-class CancelOutcome(str, enum.Enum):
+class CancelOutcome(enum.StrEnum):
     CANCELLED = "cancelled"  # paid -> cancelled, units back; refund the money next
     ALREADY_DONE = "already_done"  # cancelled after payment before: nothing changed
     NOT_CANCELLABLE = "not_cancellable"  # not paid (held: use release) or already collected
@@ -762,7 +770,7 @@ def cancel_paid(db: Executor, order_id: int) -> CancelResult:
     return CancelResult(outcome, order_id, order.status)
 
 
-class RefundOutcome(str, enum.Enum):
+class RefundOutcome(enum.StrEnum):
     RECORDED = "recorded"
     ALREADY_DONE = "already_done"
     NO_PAYMENT = "no_payment"  # nothing was paid for this order: nothing recorded

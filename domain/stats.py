@@ -9,6 +9,7 @@ from datetime import UTC, datetime, time
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.queues import QUEUES
 from models import Business, BusinessStatus, LedgerEntry, LedgerKind, Offer, OfferStatus, Order, OrderStatus
 
 
@@ -44,8 +45,6 @@ def revenue_between(session: Session, start: datetime, end: datetime | None = No
 def queue_lengths(redis_client, queues: tuple[str, ...] | None = None) -> dict[str, int | None]:
     """LLEN of each Celery queue in the broker (messages waiting, not those being worked on)."""
     if queues is None:
-        from celeryconfig import QUEUES
-
         queues = QUEUES
     try:
         with redis_client.pipeline(transaction=False) as pipe:

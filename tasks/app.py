@@ -17,7 +17,7 @@ from celery.signals import (
 )
 
 import chat.messages  # noqa: F401 - registers how each domain notice reads, before any task runs
-from core import metrics
+from core import db, metrics
 from core.celery_app import app
 from core.logging import configure_logging, init_error_reporting
 from core.settings import get_settings
@@ -44,8 +44,6 @@ def _pass_on_correlation_id(headers: dict | None = None, **_kwargs) -> None:
 @worker_process_init.connect
 def _fresh_process(**_kwargs) -> None:
     # Each prefork child opens its own database pool and Bot API client on first use.
-    from core import db
-
     db.reset_engine()
 
 

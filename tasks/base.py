@@ -9,8 +9,11 @@ import redis.exceptions
 import sqlalchemy.exc
 import structlog
 from celery import Task
+from sqlalchemy.dialects.postgresql import insert
 
+from core.db import session_scope
 from core.logging import get_logger
+from models import DeadLetter
 
 log = get_logger(__name__)
 
@@ -45,11 +48,6 @@ class BaseTask(Task):
 
     def record_dead_letter(self, task_id: str, exc: BaseException, reference: str | None = None) -> None:
         """Keep a failed task for an operator; best effort (the database may be what failed)."""
-        from sqlalchemy.dialects.postgresql import insert
-
-        from core.db import session_scope
-        from models import DeadLetter
-
         text = "".join(traceback.format_exception(exc))[-4000:]
         try:
             with session_scope() as session:

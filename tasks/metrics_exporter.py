@@ -22,7 +22,6 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from core.logging import configure_logging, get_logger
 from core.settings import get_settings
 
-
 # A worker's file starts with its 8-byte header (bytes used, padding).
 _HEADER_BYTES = 8
 

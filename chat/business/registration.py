@@ -10,9 +10,9 @@ from chat.context import Context
 from chat.flows import DONE, Flow, Step, ask, choice
 from chat.registry import button as on_button
 from chat.registry import command, data, flow
-from core.outbox import Keyboard, Reply, button
-from core.i18n import Translator
 from core import outbox
+from core.i18n import Translator
+from core.outbox import Keyboard, Reply, button
 from domain import businesses
 from domain.offers import InvalidInput
 from models import Business, BusinessStatus, User
@@ -195,18 +195,18 @@ def _on_phone(ctx: Context, text: str) -> str | None:
 
 
 
+def _cancelled(ctx: Context) -> None:
+    ctx.outcome.replies.append(Reply(text=ctx._("Registration cancelled. Nothing was saved."), remove_keyboard=True))
+    menus.show_main_menu(ctx)
+
+
 REGISTER = flow(Flow("register", [
     Step("name", _ask_name, on_text=_on_name),
     Step("address", _ask_address, on_text=_on_address, on_location=_on_address_location),
     Step("location", _ask_location, on_location=_on_location, on_choice=_on_location_skip),
     Step("address_text", _ask_address_text, on_text=_on_address_text),
     Step("phone", _ask_phone, on_text=_on_phone),
-], on_cancel=lambda ctx: _cancelled(ctx), refused_by=InvalidInput, on_refused=reask_invalid))
-
-
-def _cancelled(ctx: Context) -> None:
-    ctx.outcome.replies.append(Reply(text=ctx._("Registration cancelled. Nothing was saved."), remove_keyboard=True))
-    menus.show_main_menu(ctx)
+], on_cancel=_cancelled, refused_by=InvalidInput, on_refused=reask_invalid))
 
 
 # --------------------------------------------------------------------------- telling the admins

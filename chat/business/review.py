@@ -15,9 +15,9 @@ from chat.context import Context
 from chat.flows import DONE, Flow, Step, ask
 from chat.registry import BUTTONS, NotAllowed, StaleButton, data, flow
 from chat.registry import button as on_button
-from core.outbox import Keyboard, Reply, button
-from core.i18n import Translator
 from core import outbox
+from core.i18n import Translator
+from core.outbox import Keyboard, Reply, button
 from domain import businesses
 from domain.offers import InvalidInput
 from models import Business, BusinessStatus, User
@@ -131,19 +131,19 @@ def _on_reason(ctx: Context, text: str) -> str | None:
 
 
 REASON = flow(Flow("bizreason", [Step("reason", _ask_reason, on_text=_on_reason)],
-                   on_cancel=lambda ctx: show_pending_businesses(ctx), refused_by=InvalidInput,
+                   on_cancel=show_pending_businesses, refused_by=InvalidInput,
                    on_refused=reask_invalid))
 
 
 def _decide(ctx: Context, business_id: int, action: str, reason: str | None) -> None:
     _ = ctx._
     try:
-        business, _paused = businesses.review(ctx.session, business_id, action, ctx.user.id, now(), reason)
+        business, _paused = businesses.review(ctx.session, business_id, action, ctx.user.id, now(), reason=reason)
     except businesses.ReviewRefused:
-        business = ctx.session.get(Business, business_id, populate_existing=True)
-        if business is None:
+        current = ctx.session.get(Business, business_id, populate_existing=True)
+        if current is None:
             raise StaleButton from None
-        _already(ctx, business)
+        _already(ctx, current)
         return
     _tell_owner(ctx, business, action)
     done = {

@@ -67,8 +67,9 @@ def photo_rejection(_: Translator, reason: str) -> str:
     return build() if build else _("This photo can't be used. Please send another one.")
 
 
-def reask_invalid(ctx, flow, error: InvalidInput) -> None:
-    """How the business flows refuse an answer (their `on_refused`)."""
+def reask_invalid(ctx, flow, error: Exception) -> None:
+    """How the business flows refuse an answer (their `on_refused`, with `refused_by=InvalidInput`)."""
+    assert isinstance(error, InvalidInput)
     reask(ctx, flow, input_error(ctx._, error))
 
 
