@@ -35,7 +35,6 @@ send their follow-up tasks after it commits. Stripe I/O lives in ``core.stripe_a
 from __future__ import annotations
 
 import enum
-import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -104,23 +103,12 @@ def order_key(order: Order) -> str:
     return f"{order.id}-{int(order.created_at.timestamp() * 1_000_000)}"
 
 
-@functools.cache
-def return_url() -> str:
-    """Where the Checkout page sends the customer back to: the bot's chat (asked once per process)."""
-    from core import telegram as tg
-
-    try:
-        username = tg.telegram_api().get_me().username
-    except tg.TelegramError as error:  # the task is retried: the URL must be the real one
-        raise ConnectionError(f"getMe failed: {error}") from error
-    return f"https://t.me/{username}"
-
-
 def checkout_params(order: Order, offer: Offer, business: Business) -> dict[str, Any]:
     """The Checkout Session of an order. Derived from the order's own fixed values only, so a
     retry with the same idempotency key sends the very same request."""
     key = order_key(order)
     assert order.hold_expires_at is not None
+    return_url = get_settings().checkout_return_url  # set whenever Stripe is (core.settings)
     return {
         "mode": "payment",
         "line_items": [{
@@ -138,8 +126,8 @@ def checkout_params(order: Order, offer: Offer, business: Business) -> dict[str,
             "description": f"Surplus order {order.id}",
         },
         "expires_at": int((order.hold_expires_at + SESSION_BACKSTOP).timestamp()),
-        "success_url": return_url(),
-        "cancel_url": return_url(),
+        "success_url": return_url,
+        "cancel_url": return_url,
         "submit_type": "pay",
     }
 

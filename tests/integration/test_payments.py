@@ -20,12 +20,13 @@ import sqlalchemy as sa
 
 from core import handover, stripe_api
 from core.outbox import DELIVER_TASK
-from core.settings import get_settings
+from core.settings import SANDBOX_BOT_TOKEN, get_settings, load_settings
 from domain import payments
 from domain import reservations as rsv
 from domain.payments import CancellationOutcome, CheckoutOutcome, CloseOutcome, EventOutcome, RefundOutcome
 from models import AuditEntry, Notification, Offer, Order, OrderStatus, StripeEvent
 from sandbox.stripe_fake import PaymentDeclined, StripeFake
+from sandbox.telegram_fake.state import BotIdentity
 from tests.factories import make_business, make_offer, make_user
 
 RETURN_URL = "https://t.me/surplus_test_bot"
@@ -90,12 +91,11 @@ def harness(db, fake, monkeypatch):
     fake.reset()
     with pytest.MonkeyPatch.context() as env:  # undone before the settings are read again below
         for name, value in {"STRIPE_API_URL": fake.url, "STRIPE_SECRET_KEY": "sk_test_integration",
-                            "STRIPE_WEBHOOK_SECRET": "whsec_integration"}.items():
+                            "STRIPE_WEBHOOK_SECRET": "whsec_integration", "CHECKOUT_RETURN_URL": RETURN_URL}.items():
             env.setenv(name, value)
         get_settings.cache_clear()
         h = Harness(fake, db)
         monkeypatch.setattr(handover, "send_task", h.hand_over)
-        monkeypatch.setattr(payments, "return_url", lambda: RETURN_URL)
         yield h
     get_settings.cache_clear()
 
@@ -190,6 +190,25 @@ def test_a_held_order_gets_one_checkout_session_and_a_pay_button(harness):
     assert payments.create_checkout(order_id, request="tap-2") is CheckoutOutcome.EXISTING
     assert len(h.fake.objects("checkout.session")) == 1
     assert messages_for(h.db, order_id) == [f"order:{order_id}:checkout", f"order:{order_id}:checkout:tap-2"]
+
+
+def test_the_return_url_is_a_setting_that_stripe_needs_outside_the_sandbox(monkeypatch):
+    monkeypatch.delenv("CHECKOUT_RETURN_URL", raising=False)
+    monkeypatch.delenv("BOT_TOKEN", raising=False)
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_settings")
+    # The sandbox bot's chat, by the name the Telegram fake gives it: no getMe needed.
+    assert load_settings().checkout_return_url == "https://t.me/surplus_sandbox_bot"
+    assert BotIdentity.for_token(SANDBOX_BOT_TOKEN).username == "surplus_sandbox_bot"
+    # A real bot's name is Telegram's to tell: without the setting, startup fails and says why.
+    monkeypatch.setenv("BOT_TOKEN", "987654:ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    with pytest.raises(SystemExit) as exit_info:
+        load_settings()
+    assert "CHECKOUT_RETURN_URL" in str(exit_info.value)
+    monkeypatch.setenv("CHECKOUT_RETURN_URL", "https://t.me/surplus_bot")
+    assert load_settings().checkout_return_url == "https://t.me/surplus_bot"
+    monkeypatch.delenv("STRIPE_SECRET_KEY")
+    monkeypatch.delenv("CHECKOUT_RETURN_URL")
+    assert load_settings().checkout_return_url is None  # no card payments: nothing to return from
 
 
 def test_a_lost_answer_or_a_failing_stripe_never_makes_a_second_session(harness):
