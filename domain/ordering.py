@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from chat.cards import escape
 from chat.registry import data
 from core.outbox import Reply, button
-from core.db import after_commit, autocommit_connection
+from core.db import autocommit_connection
+from core.handover import enqueue_after_commit
 from core.i18n import Translator
 from core.settings import get_settings
 from core import outbox
@@ -19,12 +20,6 @@ from domain.reservations import ReleaseReason, ReserveOutcome, ReserveResult
 from models import Notification, NotificationStatus, Offer, User
 
 MAX_PER_ORDER = 5
-
-
-def _send_task(name: str, *args: object) -> None:
-    from tasks.app import app
-
-    app.send_task(name, args=list(args))
 
 
 @dataclass
@@ -68,8 +63,7 @@ def place_order(session: Session, offer_id: int, customer_id: int, quantity: int
         result = reservations.reserve(conn, offer_id, customer_id, quantity,
                                       hold_minutes=get_settings().hold_minutes, per_order_cap=MAX_PER_ORDER)
     if result.outcome in (ReserveOutcome.RESERVED, ReserveOutcome.ALREADY_HELD):
-        order_id = result.order_id
-        after_commit(session, lambda: _send_task("payments.create_checkout", order_id))
+        enqueue_after_commit(session, "payments.create_checkout", result.order_id)
         return Placed(result)
     user = session.get(User, customer_id)
     offer = session.get(Offer, offer_id)

@@ -48,6 +48,7 @@ from chat.registry import data
 from core.outbox import Reply, button
 from core import metrics, stripe_api
 from core.db import after_commit, session_scope
+from core.handover import enqueue_after_commit
 from core.i18n import Translator
 from core.logging import get_logger
 from core.settings import get_settings
@@ -72,26 +73,11 @@ class EventNotReady(Exception):
     recorded): the task tries again later, and the event counts as unhandled until then."""
 
 
-# --------------------------------------------------------------------------- follow-up tasks
-
-
-def send_task(name: str, args: list[Any], countdown: float | None = None) -> None:
-    """Put a task on its queue (routed by the name's prefix)."""
-    from tasks.app import app
-
-    app.send_task(name, args=args, countdown=countdown)
-
-
-def _later(session: Session, name: str, *args: Any, countdown: float | None = None) -> None:
-    # `send_task` is looked up when the callback runs, so a test harness can stand in for Celery.
-    after_commit(session, lambda: send_task(name, list(args), countdown))
-
-
 def close_checkouts_after_commit(session: Session, order_ids: list[int]) -> None:
     """Released orders may still have an open Stripe Checkout Session: close each once this
     transaction commits, so nobody pays for units that went back on sale."""
     for order_id in order_ids:
-        _later(session, "payments.expire_checkout", order_id)
+        enqueue_after_commit(session, "payments.expire_checkout", order_id)
 
 
 # --------------------------------------------------------------------------- what an order looks like
@@ -248,11 +234,11 @@ def create_checkout(order_id: int, request: str | None = None) -> CheckoutOutcom
         order.checkout_url = checkout["url"]  # open at Stripe until expire_checkout closes it
         if order.status != OrderStatus.HELD or _hold_due(session, order):
             # Released while Stripe answered: nobody may pay it any more.
-            _later(session, "payments.expire_checkout", order_id)
+            enqueue_after_commit(session, "payments.expire_checkout", order_id)
             return CheckoutOutcome.NOT_HELD
         _send_pay_button(session, order, request)
         remaining = (order.hold_expires_at - datetime.now(UTC)).total_seconds()
-        _later(session, "payments.expire_checkout", order_id, countdown=max(remaining, 0) + CLOSE_DELAY_SECONDS)
+        enqueue_after_commit(session, "payments.expire_checkout", order_id, countdown=max(remaining, 0) + CLOSE_DELAY_SECONDS)
     return CheckoutOutcome.CREATED
 
 
@@ -397,7 +383,7 @@ def _on_paid_session(session: Session, checkout: dict[str, Any]) -> EventOutcome
         if _ours(checkout) and checkout.get("payment_intent"):
             # Money for an order we do not know (any more): it goes back.
             log.error("payment_without_order", checkout_session=checkout.get("id"))
-            _later(session, "payments.refund_payment", checkout["payment_intent"], None, "unknown_order")
+            enqueue_after_commit(session, "payments.refund_payment", checkout["payment_intent"], None, "unknown_order")
             return EventOutcome.HANDLED
         return EventOutcome.IGNORED
     return _payment_arrived(session, order, checkout)
@@ -414,7 +400,7 @@ def _payment_arrived(session: Session, order: Order, checkout: dict[str, Any]) -
         if intent and recorded.reference != intent:
             # A second payment for one order (cannot happen with one session per order): back it goes.
             log.error("second_payment_for_order", order_id=order.id, payment_intent=intent)
-            _later(session, "payments.refund_payment", intent, order.id, "duplicate")
+            enqueue_after_commit(session, "payments.refund_payment", intent, order.id, "duplicate")
             return EventOutcome.HANDLED
         return EventOutcome.IGNORED
     result = reservations.confirm_sale(session, order.id, amount, currency, intent)
@@ -445,7 +431,7 @@ def _payment_arrived(session: Session, order: Order, checkout: dict[str, Any]) -
                                                           amount=format_money(amount, currency)),
             keyboard=[_orders_row(_)], kind="refunding",
         ))
-        _later(session, "payments.refund_order", order.id)
+        enqueue_after_commit(session, "payments.refund_order", order.id)
     return EventOutcome.HANDLED
 
 
@@ -634,7 +620,7 @@ def cancel_by_customer(session: Session, order_id: int, customer_id: int, now: d
                count=order.quantity, title=view.title),
         keyboard=[[button(_("⬅️ Main menu"), data("menu"))]], kind="order_cancelled",
     ))
-    _later(session, "payments.refund_order", order_id)
+    enqueue_after_commit(session, "payments.refund_order", order_id)
     return CancellationOutcome.CANCELLED
 
 
@@ -676,7 +662,7 @@ def call_off_paid_orders(session: Session, order_ids: list[int],
                  + _("You get {amount} back on your card.", amount=view.amount),
             keyboard=[_orders_row(_)], kind="called_off",
         ))
-        _later(session, "payments.refund_order", order_id)
+        enqueue_after_commit(session, "payments.refund_order", order_id)
     return cancelled
 
 
@@ -701,7 +687,7 @@ def reconcile_payments(session: Session, now: datetime) -> dict[str, Any]:
     refunds = reservations.orders_awaiting_refund(session, limit=RECONCILE_BATCH)
     to_close = list(session.scalars(_OPEN_SESSIONS_TO_CLOSE_SQL, {"now": now, "limit": RECONCILE_BATCH}))
     for order_id in refunds:
-        _later(session, "payments.refund_order", order_id)
+        enqueue_after_commit(session, "payments.refund_order", order_id)
     for order_id in to_close:
-        _later(session, "payments.expire_checkout", order_id)
+        enqueue_after_commit(session, "payments.expire_checkout", order_id)
     return {"refunds_requested": len(refunds), "checkouts_to_close": len(to_close)}
