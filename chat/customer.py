@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from chat import menus
 from chat.cards import escape, format_distance, format_window, local_time, offer_caption
 from chat.context import Context
+from chat.messages.orders import refusal
 from chat.registry import StaleButton, button, command, data, deep_link
 from core.outbox import Reply
 from core.outbox import button as key
@@ -264,7 +265,7 @@ def _refused_at_sight(ctx: Context, offer_id: int, quantity: int) -> bool:
             or offer.status not in (OfferStatus.ACTIVE, OfferStatus.SOLD_OUT):
         return False
     outcome = ordering.ReserveOutcome.SOLD_OUT if offer.units_left <= 0 else ordering.ReserveOutcome.NOT_ENOUGH_LEFT
-    reply = ordering.refusal(ctx._, outcome, offer.id, escape(offer.title), max(offer.units_left, 0))
+    reply = refusal(ctx._, outcome, offer.id, offer.title, max(offer.units_left, 0))
     ctx.show(reply.text, reply.keyboard)
     return True
 
