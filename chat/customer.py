@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 from chat import menus
 from chat.cards import escape, format_distance, format_window, local_time, offer_caption
 from chat.context import Context
-from chat.messages.orders import refusal
+from chat.messages.orders import describe_cancellation, refusal
 from chat.registry import StaleButton, button, command, data, deep_link
 from core.outbox import Reply
 from core.outbox import button as key
 from core.handover import enqueue_after_commit
 from core.i18n import N_, Translator
-from domain import announcements, catalog, ordering
+from domain import announcements, catalog, ordering, payments
 from domain.catalog import Sort
 from domain.money import discount_percent, format_money
 from models import Business, Offer, OfferStatus, Order, OrderStatus
@@ -385,10 +385,8 @@ def btn_cancel_order_confirmed(ctx: Context, args: list[str]) -> None:
         done = ordering.cancel_hold(ctx.session, order.id, ctx.user.id)
         ctx.toast(_("Reservation released.") if done else _("This order can't be cancelled any more."))
     elif order.status == OrderStatus.PAID:
-        from domain import payments
-
         outcome = payments.cancel_by_customer(ctx.session, order.id, ctx.user.id, _now())
-        ctx.toast(payments.describe_cancellation(_, outcome), alert=True)
+        ctx.toast(describe_cancellation(_, outcome), alert=True)
     else:
         ctx.toast(_("This order can't be cancelled any more."))
     ctx.session.expire_all()  # the engine changed rows with plain SQL; read them afresh

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from chat.messages.orders import describe_cancellation
 from core import handover, stripe_api
 from core.outbox import DELIVER_TASK
 from core.settings import SANDBOX_BOT_TOKEN, get_settings, load_settings
@@ -566,7 +567,7 @@ def test_a_customer_cancels_in_time_and_gets_the_money_back(harness):
     with h.db.session_scope() as session:
         again = payments.cancel_by_customer(session, order_id, customer, datetime.now(UTC))
     assert again is CancellationOutcome.NOT_CANCELLABLE
-    assert "back to your card" in payments.describe_cancellation(lambda s, **kw: s.format(**kw), outcome)
+    assert "back to your card" in describe_cancellation(lambda s, **kw: s.format(**kw), outcome)
     consistent(h.db)
 
 
@@ -576,7 +577,7 @@ def test_no_cancellation_close_to_pickup(harness):
     with h.db.session_scope() as session:
         outcome = payments.cancel_by_customer(session, order_id, customer, datetime.now(UTC))
     assert outcome is CancellationOutcome.TOO_LATE
-    assert "60 minutes" in payments.describe_cancellation(lambda s, **kw: s.format(**kw), outcome)
+    assert "60 minutes" in describe_cancellation(lambda s, **kw: s.format(**kw), outcome)
     assert order(h.db, order_id).status == OrderStatus.PAID and h.queued == []
 
 

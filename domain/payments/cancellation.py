@@ -1,0 +1,62 @@
+"""Cancellations of paid orders: by the customer, within the cut-off before pickup; by the business
+(or an admin), whose paid orders are called off. Either way the units go back on sale now and the
+money back after the commit (task ``payments.refund_order``)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from core.handover import enqueue_after_commit
+from core.settings import get_settings
+from domain import reservations
+from domain.payments import notices
+from domain.payments.notices import CallOffReason
+from domain.payments.orders import lock_order, reload_order, tell, tell_customer
+from models import Business, Offer, OrderStatus
+
+
+class CancellationOutcome(str, enum.Enum):
+    CANCELLED = "cancelled"  # the units are back on sale, the refund is on its way
+    TOO_LATE = "too_late"  # past the cancellation cut-off before pickup
+    NOT_CANCELLABLE = "not_cancellable"  # not paid (any more): collected, refunded, unknown, not theirs
+
+
+def cancel_by_customer(session: Session, order_id: int, customer_id: int, now: datetime) -> CancellationOutcome:
+    """The customer calls off a paid order: allowed until ``cancellation_cutoff_minutes`` before
+    pickup starts. The units go back on sale now, the money back after commit."""
+    order = lock_order(session, order_id)
+    if order is None or order.customer_id != customer_id or order.status != OrderStatus.PAID:
+        return CancellationOutcome.NOT_CANCELLABLE
+    offer = session.get(Offer, order.offer_id)
+    cutoff = offer.pickup_start - timedelta(minutes=get_settings().cancellation_cutoff_minutes)
+    if now > cutoff:
+        return CancellationOutcome.TOO_LATE
+    result = reservations.cancel_paid(session, order_id)
+    if result.outcome is not reservations.CancelOutcome.CANCELLED:
+        return CancellationOutcome.NOT_CANCELLABLE
+    order = reload_order(session, order_id)
+    owner = session.get(Business, offer.business_id).owner_id
+    tell(session, f"order:{order_id}:cancelled:business", owner, notices.CancelledByCustomer, order)
+    enqueue_after_commit(session, "payments.refund_order", order_id)
+    return CancellationOutcome.CANCELLED
+
+
+def call_off_paid_orders(session: Session, order_ids: list[int],
+                         reason: CallOffReason = CallOffReason.OFFER_CANCELLED) -> list[int]:
+    """The business (or an admin) called off paid orders, e.g. by cancelling the offer: each one
+    is cancelled (units back), its customer told, and its refund sent after commit. Returns the
+    orders cancelled by this call. Idempotent. Lock order as the engine: orders, then offers."""
+    cancelled = []
+    for order_id in sorted(order_ids):
+        order = lock_order(session, order_id)
+        if order is None or order.status != OrderStatus.PAID:
+            continue
+        if reservations.cancel_paid(session, order_id).outcome is not reservations.CancelOutcome.CANCELLED:
+            continue
+        cancelled.append(order_id)
+        tell_customer(session, reload_order(session, order_id), "called_off", notices.OrderCalledOff, reason=reason)
+        enqueue_after_commit(session, "payments.refund_order", order_id)
+    return cancelled
