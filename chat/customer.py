@@ -15,6 +15,7 @@ from core.handover import enqueue_after_commit
 from core.i18n import N_, Translator
 from domain import announcements, catalog, ordering, payments
 from domain.catalog import Sort
+from domain.payments import CancelPolicy
 from domain.money import discount_percent, format_money
 from models import Business, Offer, OfferStatus, Order, OrderStatus
 
@@ -362,16 +363,17 @@ def btn_cancel_order(ctx: Context, args: list[str]) -> None:
         raise StaleButton
     order, offer = _own_open_order(ctx, _int(args[0]))
     _ = ctx._
-    if order.status == OrderStatus.HELD:
+    policy = payments.cancellation_policy(order, offer, ctx.user.id, _now())
+    if policy is CancelPolicy.LET_GO:
         text = _("Let go of your reservation of {count} × {title}?", count=order.quantity, title=escape(offer.title))
-    elif order.status == OrderStatus.PAID:
-        text = _("Cancel your order of {count} × {title}? You get {amount} back on your card.",
-                 count=order.quantity, title=escape(offer.title),
-                 amount=format_money(order.amount_minor, order.currency))
-    else:
+    elif policy is CancelPolicy.NOT_CANCELLABLE:
         ctx.toast(_("This order can't be cancelled any more."))
         show_orders(ctx)
         return
+    else:  # past the cut-off too: the answer to the confirmation says why not
+        text = _("Cancel your order of {count} × {title}? You get {amount} back on your card.",
+                 count=order.quantity, title=escape(offer.title),
+                 amount=format_money(order.amount_minor, order.currency))
     ctx.show(text, [[key(_("✖️ Yes, cancel"), data("ocancelok", order.id)), key(_("⬅️ Back"), data("orders"))]])
 
 
@@ -379,15 +381,16 @@ def btn_cancel_order(ctx: Context, args: list[str]) -> None:
 def btn_cancel_order_confirmed(ctx: Context, args: list[str]) -> None:
     if len(args) != 1:
         raise StaleButton
-    order, _offer = _own_open_order(ctx, _int(args[0]))
+    order, offer = _own_open_order(ctx, _int(args[0]))
     _ = ctx._
-    if order.status == OrderStatus.HELD:
+    policy = payments.cancellation_policy(order, offer, ctx.user.id, _now())
+    if policy is CancelPolicy.LET_GO:
         done = ordering.cancel_hold(ctx.session, order.id, ctx.user.id)
         ctx.toast(_("Reservation released.") if done else _("This order can't be cancelled any more."))
-    elif order.status == OrderStatus.PAID:
+    elif policy is CancelPolicy.NOT_CANCELLABLE:
+        ctx.toast(_("This order can't be cancelled any more."))
+    else:  # the domain judges again, with the order locked
         outcome = payments.cancel_by_customer(ctx.session, order.id, ctx.user.id, _now())
         ctx.toast(describe_cancellation(_, outcome), alert=True)
-    else:
-        ctx.toast(_("This order can't be cancelled any more."))
     ctx.session.expire_all()  # the engine changed rows with plain SQL; read them afresh
     show_orders(ctx)

@@ -20,7 +20,13 @@ hand their follow-up tasks over after it commits (``core.handover``). Stripe I/O
 
 from __future__ import annotations
 
-from domain.payments.cancellation import CancellationOutcome, call_off_paid_orders, cancel_by_customer
+from domain.payments.cancellation import (
+    CancellationOutcome,
+    CancelPolicy,
+    call_off_paid_orders,
+    cancel_by_customer,
+    cancellation_policy,
+)
 from domain.payments.checkout import (
     CLOSE_DELAY_SECONDS,
     CheckoutOutcome,
@@ -39,6 +45,7 @@ from domain.payments.refunds import RefundOutcome, refund_order, refund_payment
 __all__ = [
     "CLOSE_DELAY_SECONDS",
     "CallOffReason",
+    "CancelPolicy",
     "CancellationOutcome",
     "CheckoutOutcome",
     "CloseOutcome",
@@ -47,6 +54,7 @@ __all__ = [
     "RefundOutcome",
     "call_off_paid_orders",
     "cancel_by_customer",
+    "cancellation_policy",
     "checkout_params",
     "close_checkouts_after_commit",
     "create_checkout",

@@ -15,7 +15,30 @@ from domain import reservations
 from domain.payments import notices
 from domain.payments.notices import CallOffReason
 from domain.payments.orders import lock_order, reload_order, tell, tell_customer
-from models import Business, Offer, OrderStatus
+from models import Business, Offer, Order, OrderStatus
+
+
+class CancelPolicy(str, enum.Enum):
+    """What a customer may do about one of their orders, now."""
+
+    LET_GO = "let_go"  # an unpaid reservation: released at once, nothing to give back
+    REFUND = "refund"  # paid, before the cut-off: cancelled, and the money goes back
+    TOO_LATE = "too_late"  # paid, but past the cut-off before pickup
+    NOT_CANCELLABLE = "not_cancellable"  # collected, cancelled, refunded, lapsed, or not theirs
+
+
+def cancellation_policy(order: Order, offer: Offer, customer_id: int, now: datetime) -> CancelPolicy:
+    """Whether and how ``customer_id`` may cancel ``order`` (of ``offer``) at ``now``: the one place
+    this is decided, for what the chat offers and for the cancellation itself. A paid order can be
+    cancelled until ``cancellation_cutoff_minutes`` before pickup starts; a reservation any time."""
+    if order.customer_id != customer_id:
+        return CancelPolicy.NOT_CANCELLABLE
+    if order.status == OrderStatus.HELD:
+        return CancelPolicy.LET_GO
+    if order.status != OrderStatus.PAID:
+        return CancelPolicy.NOT_CANCELLABLE
+    cutoff = offer.pickup_start - timedelta(minutes=get_settings().cancellation_cutoff_minutes)
+    return CancelPolicy.TOO_LATE if now > cutoff else CancelPolicy.REFUND
 
 
 class CancellationOutcome(str, enum.Enum):
@@ -25,15 +48,18 @@ class CancellationOutcome(str, enum.Enum):
 
 
 def cancel_by_customer(session: Session, order_id: int, customer_id: int, now: datetime) -> CancellationOutcome:
-    """The customer calls off a paid order: allowed until ``cancellation_cutoff_minutes`` before
-    pickup starts. The units go back on sale now, the money back after commit."""
+    """The customer calls off a paid order, as :func:`cancellation_policy` allows, judged again
+    with the order locked. The units go back on sale now, the money back after commit. (An unpaid
+    reservation is let go with :func:`domain.ordering.cancel_hold`.)"""
     order = lock_order(session, order_id)
-    if order is None or order.customer_id != customer_id or order.status != OrderStatus.PAID:
+    if order is None:
         return CancellationOutcome.NOT_CANCELLABLE
     offer = session.get(Offer, order.offer_id)
-    cutoff = offer.pickup_start - timedelta(minutes=get_settings().cancellation_cutoff_minutes)
-    if now > cutoff:
+    policy = cancellation_policy(order, offer, customer_id, now)
+    if policy is CancelPolicy.TOO_LATE:
         return CancellationOutcome.TOO_LATE
+    if policy is not CancelPolicy.REFUND:
+        return CancellationOutcome.NOT_CANCELLABLE
     result = reservations.cancel_paid(session, order_id)
     if result.outcome is not reservations.CancelOutcome.CANCELLED:
         return CancellationOutcome.NOT_CANCELLABLE
