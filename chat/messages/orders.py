@@ -186,7 +186,24 @@ def _cancelled_by_customer(notice: notices.CancelledByCustomer) -> Reply:
 @renders(notices.OrderCalledOff)
 def _called_off(notice: notices.OrderCalledOff) -> Reply:
     _ = Translator(notice.language)
-    why = (_("The business cancelled this offer.") if notice.reason is CallOffReason.OFFER_CANCELLED
+    if notice.reason is CallOffReason.OFFER_CANCELLED:
+        return Reply(
+            text=_("😔 <b>{business}</b> had to cancel <b>{title}</b>. Your payment of {amount} will be refunded "
+                   "to your card automatically.", business=escape(notice.business.name),
+                   title=escape(notice.offer.title), amount=_amount(notice)),
+            keyboard=[[button(_("🔎 More deals"), data("deals"))]], kind="called_off",
+        )
+    why = (_("The business cancelled this offer.") if notice.reason is CallOffReason.BY_BUSINESS
            else _("This business is no longer on Surplus."))
     return _to_customer(_, "😔 " + _("Your order {what} was cancelled.", what=_what(notice)) + " " + why + "\n"
                         + _("You get {amount} back on your card.", amount=_amount(notice)), "called_off")
+
+
+@renders(notices.ReservationCalledOff)
+def _reservation_called_off(notice: notices.ReservationCalledOff) -> Reply:
+    _ = Translator(notice.language)
+    return Reply(
+        text=_("😔 <b>{business}</b> had to cancel <b>{title}</b>. Your reservation was released; you were not "
+               "charged.", business=escape(notice.business.name), title=escape(notice.offer.title)),
+        keyboard=[[button(_("🔎 More deals"), data("deals"))]], kind="called_off",
+    )

@@ -6,8 +6,8 @@ owns every stock and money movement and its ledger rows. One module per seam:
 * ``checkout``: one Checkout Session per held order, closed when nobody may pay any more.
 * ``events``: Stripe's events, once per event id and safe in any order.
 * ``refunds``: one refund per order whose money came in but which is not (or no longer) paid.
-* ``cancellation``: the customer's cancellation within the cut-off; paid orders the business
-  calls off.
+* ``cancellation``: the customer's cancellation, as the policy allows; an offer the business
+  cancels (every buyer released or refunded, and told) and paid orders it calls off.
 * ``reconcile``: what a lost webhook or a failed task left undone.
 * ``notices``: what happened, as the chat renders it for the people concerned (no wording here).
 
@@ -25,6 +25,7 @@ from domain.payments.cancellation import (
     CancelPolicy,
     call_off_paid_orders,
     cancel_by_customer,
+    cancel_offer,
     cancellation_policy,
 )
 from domain.payments.checkout import (
@@ -54,6 +55,7 @@ __all__ = [
     "RefundOutcome",
     "call_off_paid_orders",
     "cancel_by_customer",
+    "cancel_offer",
     "cancellation_policy",
     "checkout_params",
     "close_checkouts_after_commit",

@@ -1,6 +1,7 @@
-"""Cancellations of paid orders: by the customer, within the cut-off before pickup; by the business
-(or an admin), whose paid orders are called off. Either way the units go back on sale now and the
-money back after the commit (task ``payments.refund_order``)."""
+"""Cancellations: by the customer, as the cancellation policy allows (a paid order until the cut-off
+before pickup); by the business, which cancels an offer (every buyer released or refunded, and
+told) or calls off paid orders. The units go back on sale at once, the money back after the
+commit (task ``payments.refund_order``)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from core.handover import enqueue_after_commit
 from core.settings import get_settings
-from domain import reservations
+from domain import offers, reservations
 from domain.payments import notices
+from domain.payments.checkout import close_checkouts_after_commit
 from domain.payments.notices import CallOffReason
 from domain.payments.orders import lock_order, reload_order, tell, tell_customer
 from models import Business, Offer, Order, OrderStatus
@@ -71,10 +73,10 @@ def cancel_by_customer(session: Session, order_id: int, customer_id: int, now: d
 
 
 def call_off_paid_orders(session: Session, order_ids: list[int],
-                         reason: CallOffReason = CallOffReason.OFFER_CANCELLED) -> list[int]:
-    """The business (or an admin) called off paid orders, e.g. by cancelling the offer: each one
-    is cancelled (units back), its customer told, and its refund sent after commit. Returns the
-    orders cancelled by this call. Idempotent. Lock order as the engine: orders, then offers."""
+                         reason: CallOffReason = CallOffReason.BY_BUSINESS) -> list[int]:
+    """The business (or an admin) called off paid orders: each one is cancelled (units back), its
+    customer told, and its refund sent after commit. Returns the orders cancelled by this call.
+    Idempotent. Each order is locked as the engine locks it: its offer, then the order."""
     cancelled = []
     for order_id in sorted(order_ids):
         order = lock_order(session, order_id)
@@ -83,6 +85,25 @@ def call_off_paid_orders(session: Session, order_ids: list[int],
         if reservations.cancel_paid(session, order_id).outcome is not reservations.CancelOutcome.CANCELLED:
             continue
         cancelled.append(order_id)
-        tell_customer(session, reload_order(session, order_id), "called_off", notices.OrderCalledOff, reason=reason)
-        enqueue_after_commit(session, "payments.refund_order", order_id)
+        _called_off(session, order_id, reason)
     return cancelled
+
+
+def cancel_offer(session: Session, offer_id: int, owner_id: int) -> offers.Cancellation:
+    """The business cancels its offer (:func:`domain.offers.cancel`, which raises NotOwner or
+    WrongState): nobody can order it any more; each reservation is released, its customer told and
+    its Checkout Session closed after commit; each paid order is called off, its customer told and
+    refunded after commit."""
+    result = offers.cancel(session, offer_id, owner_id)
+    for order_id in result.released_order_ids:
+        tell_customer(session, reload_order(session, order_id), "called_off", notices.ReservationCalledOff)
+    close_checkouts_after_commit(session, result.released_order_ids)
+    for order_id in result.paid_order_ids:
+        _called_off(session, order_id, CallOffReason.OFFER_CANCELLED)
+    return result
+
+
+def _called_off(session: Session, order_id: int, reason: CallOffReason) -> None:
+    """A paid order the business side cancelled: its customer is told, and refunded after commit."""
+    tell_customer(session, reload_order(session, order_id), "called_off", notices.OrderCalledOff, reason=reason)
+    enqueue_after_commit(session, "payments.refund_order", order_id)

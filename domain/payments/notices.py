@@ -87,8 +87,11 @@ class Refunded(OrderNotice):
 
 
 class CallOffReason(str, enum.Enum):
-    OFFER_CANCELLED = "offer_cancelled"
-    BUSINESS_SUSPENDED = "business_suspended"
+    """Why the business side called off an order (each reads differently to the customer)."""
+
+    OFFER_CANCELLED = "offer_cancelled"  # the business cancelled the whole offer (cancel_offer)
+    BY_BUSINESS = "by_business"  # the business called off these orders (call_off_paid_orders)
+    BUSINESS_SUSPENDED = "business_suspended"  # the business is no longer on the platform
 
 
 @dataclass(frozen=True)
@@ -101,3 +104,8 @@ class OrderCalledOff(OrderNotice):
     """The business (or an admin) called off a paid order, for ``reason``: the money goes back."""
 
     reason: CallOffReason
+
+
+@dataclass(frozen=True)
+class ReservationCalledOff(OrderNotice):
+    """The business cancelled the offer of an unpaid reservation: released, nothing was charged."""

@@ -602,6 +602,28 @@ def test_orders_called_off_by_the_business_are_refunded_and_their_customers_told
     consistent(h.db)
 
 
+def test_a_cancelled_offer_releases_and_refunds_its_buyers_and_tells_each(harness):
+    """What the business's "cancel offer" does (the chat calls payments.cancel_offer)."""
+    h = harness
+    offer_id, _payer, paid = paid_order(h, quantity=2)
+    held = reserve(h.db, offer_id, make_user())
+    assert payments.create_checkout(held) is CheckoutOutcome.CREATED
+    h.queued.clear()
+    with h.db.session_scope() as session:
+        owner = session.get(Offer, offer_id).business.owner_id
+        result = payments.cancel_offer(session, offer_id, owner)
+        assert (result.released_order_ids, result.paid_order_ids) == ([held], [paid])
+    assert "will be refunded" in message(h.db, f"order:{paid}:called_off")["text"]
+    assert "you were not charged" in message(h.db, f"order:{held}:called_off")["text"]
+    assert sorted((name, args) for name, args, _c in h.queued) == [
+        ("payments.expire_checkout", [held]), ("payments.refund_order", [paid])]
+    h.run_tasks()
+    assert order(h.db, paid).status == OrderStatus.REFUNDED
+    assert checkout_of(h, held)["status"] == "expired"
+    h.deliver_new()
+    consistent(h.db)
+
+
 def test_a_session_that_is_not_the_orders_own_pays_nothing_and_is_refunded(harness):
     h = harness
     offer_id, _customer, order_id = reserved_and_checked_out(h)
