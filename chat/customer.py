@@ -7,13 +7,15 @@ from datetime import UTC, datetime
 from chat import menus
 from chat.cards import escape, format_distance, format_window, local_time, offer_caption
 from chat.context import Context
+from chat.messages.orders import describe_cancellation, refusal
 from chat.registry import StaleButton, button, command, data, deep_link
 from core.outbox import Reply
 from core.outbox import button as key
 from core.handover import enqueue_after_commit
 from core.i18n import N_, Translator
-from domain import announcements, catalog, ordering
+from domain import announcements, catalog, ordering, payments
 from domain.catalog import Sort
+from domain.payments import CancelPolicy
 from domain.money import discount_percent, format_money
 from models import Business, Offer, OfferStatus, Order, OrderStatus
 
@@ -264,7 +266,7 @@ def _refused_at_sight(ctx: Context, offer_id: int, quantity: int) -> bool:
             or offer.status not in (OfferStatus.ACTIVE, OfferStatus.SOLD_OUT):
         return False
     outcome = ordering.ReserveOutcome.SOLD_OUT if offer.units_left <= 0 else ordering.ReserveOutcome.NOT_ENOUGH_LEFT
-    reply = ordering.refusal(ctx._, outcome, offer.id, escape(offer.title), max(offer.units_left, 0))
+    reply = refusal(ctx._, outcome, offer.id, offer.title, max(offer.units_left, 0))
     ctx.show(reply.text, reply.keyboard)
     return True
 
@@ -361,16 +363,17 @@ def btn_cancel_order(ctx: Context, args: list[str]) -> None:
         raise StaleButton
     order, offer = _own_open_order(ctx, _int(args[0]))
     _ = ctx._
-    if order.status == OrderStatus.HELD:
+    policy = payments.cancellation_policy(order, offer, ctx.user.id, _now())
+    if policy is CancelPolicy.LET_GO:
         text = _("Let go of your reservation of {count} × {title}?", count=order.quantity, title=escape(offer.title))
-    elif order.status == OrderStatus.PAID:
-        text = _("Cancel your order of {count} × {title}? You get {amount} back on your card.",
-                 count=order.quantity, title=escape(offer.title),
-                 amount=format_money(order.amount_minor, order.currency))
-    else:
+    elif policy is CancelPolicy.NOT_CANCELLABLE:
         ctx.toast(_("This order can't be cancelled any more."))
         show_orders(ctx)
         return
+    else:  # past the cut-off too: the answer to the confirmation says why not
+        text = _("Cancel your order of {count} × {title}? You get {amount} back on your card.",
+                 count=order.quantity, title=escape(offer.title),
+                 amount=format_money(order.amount_minor, order.currency))
     ctx.show(text, [[key(_("✖️ Yes, cancel"), data("ocancelok", order.id)), key(_("⬅️ Back"), data("orders"))]])
 
 
@@ -378,17 +381,16 @@ def btn_cancel_order(ctx: Context, args: list[str]) -> None:
 def btn_cancel_order_confirmed(ctx: Context, args: list[str]) -> None:
     if len(args) != 1:
         raise StaleButton
-    order, _offer = _own_open_order(ctx, _int(args[0]))
+    order, offer = _own_open_order(ctx, _int(args[0]))
     _ = ctx._
-    if order.status == OrderStatus.HELD:
+    policy = payments.cancellation_policy(order, offer, ctx.user.id, _now())
+    if policy is CancelPolicy.LET_GO:
         done = ordering.cancel_hold(ctx.session, order.id, ctx.user.id)
         ctx.toast(_("Reservation released.") if done else _("This order can't be cancelled any more."))
-    elif order.status == OrderStatus.PAID:
-        from domain import payments
-
-        outcome = payments.cancel_by_customer(ctx.session, order.id, ctx.user.id, _now())
-        ctx.toast(payments.describe_cancellation(_, outcome), alert=True)
-    else:
+    elif policy is CancelPolicy.NOT_CANCELLABLE:
         ctx.toast(_("This order can't be cancelled any more."))
+    else:  # the domain judges again, with the order locked
+        outcome = payments.cancel_by_customer(ctx.session, order.id, ctx.user.id, _now())
+        ctx.toast(describe_cancellation(_, outcome), alert=True)
     ctx.session.expire_all()  # the engine changed rows with plain SQL; read them afresh
     show_orders(ctx)

@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The sandbox bot's token; the Telegram fake accepts it. Not a secret: it opens nothing real.
 SANDBOX_BOT_TOKEN = "123456:SANDBOX-TOKEN"
+# The username the Telegram fake gives the bot of that token (sandbox.telegram_fake.state).
+SANDBOX_BOT_USERNAME = "surplus_sandbox_bot"
 
 
 class Settings(BaseSettings):
@@ -32,6 +34,10 @@ class Settings(BaseSettings):
     stripe_secret_key: SecretStr | None = None
     stripe_webhook_secret: SecretStr | None = None
     stripe_api_url: str | None = None
+    # Where Stripe Checkout sends the customer back, paid or not: normally the bot's chat,
+    # https://t.me/<bot username>. Only the sandbox bot's name is known without asking Telegram,
+    # so outside the sandbox it must be set whenever STRIPE_SECRET_KEY is (checked at startup).
+    checkout_return_url: str | None = Field(default=None, validate_default=True)
 
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
     flower_basic_auth: SecretStr | None = None
@@ -67,6 +73,22 @@ class Settings(BaseSettings):
         if not str(value).startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return str(value).rstrip("/")
+
+    @field_validator("checkout_return_url")
+    @classmethod
+    def _checkout_return_url(cls, value: str | None, info) -> str | None:
+        value = (value or "").strip()
+        if value:
+            if not value.startswith(("http://", "https://")):
+                raise ValueError("must start with http:// or https://")
+            return value
+        # Fields declared above this one are in info.data (a field that failed is missing there).
+        if info.data.get("bot_token") is None:
+            return f"https://t.me/{SANDBOX_BOT_USERNAME}"
+        if info.data.get("stripe_secret_key") is not None:
+            raise ValueError("must be set when STRIPE_SECRET_KEY is: where Stripe Checkout sends the customer "
+                             "back, normally https://t.me/<bot username>")
+        return None
 
     @field_validator("database_url")
     @classmethod

@@ -7,24 +7,16 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from chat.cards import escape
-from chat.registry import data
-from core.outbox import Reply, button
-from core.db import after_commit, autocommit_connection
-from core.i18n import Translator
-from core.settings import get_settings
 from core import outbox
+from core.db import autocommit_connection
+from core.handover import enqueue_after_commit
+from core.settings import get_settings
 from domain import reservations
+from domain.payments import close_checkouts_after_commit
 from domain.reservations import ReleaseReason, ReserveOutcome, ReserveResult
 from models import Notification, NotificationStatus, Offer, User
 
 MAX_PER_ORDER = 5
-
-
-def _send_task(name: str, *args: object) -> None:
-    from tasks.app import app
-
-    app.send_task(name, args=list(args))
 
 
 @dataclass
@@ -36,20 +28,16 @@ class Placed:
     refusal_id: int | None = None
 
 
-def refusal(_: Translator, outcome: ReserveOutcome, offer_id: int, title: str, units_left: int | None) -> Reply:
-    """Why a reservation was refused, in the customer's language (``title`` already escaped)."""
-    more = [[button(_("🔎 More deals"), data("deals")), button(_("⬅️ Main menu"), data("menu"))]]
-    if outcome is ReserveOutcome.SOLD_OUT:
-        text = _("😔 Sorry, <b>{title}</b> just sold out.", title=title)
-    elif outcome is ReserveOutcome.NOT_ENOUGH_LEFT:
-        text = _("Only {count} left of <b>{title}</b>. Please choose a smaller quantity.",
-                 count=units_left, title=title)
-        more.insert(0, [button(_("Choose again"), data("offer", offer_id))])
-    elif outcome is ReserveOutcome.OVER_LIMIT:
-        text = _("You can reserve at most {count} at once.", count=MAX_PER_ORDER)
-    else:
-        text = _("This offer can't be ordered any more.")
-    return Reply(text=text, keyboard=more)
+@dataclass(frozen=True)
+class ReservationRefused:
+    """Notice: the reservation engine said no (``outcome``) to a customer reading ``language``.
+    ``title`` is the offer's as its business typed it (empty for an unknown offer)."""
+
+    language: str
+    outcome: ReserveOutcome
+    offer_id: int
+    title: str
+    units_left: int | None
 
 
 def refusal_key(request_key: str) -> str:
@@ -68,15 +56,14 @@ def place_order(session: Session, offer_id: int, customer_id: int, quantity: int
         result = reservations.reserve(conn, offer_id, customer_id, quantity,
                                       hold_minutes=get_settings().hold_minutes, per_order_cap=MAX_PER_ORDER)
     if result.outcome in (ReserveOutcome.RESERVED, ReserveOutcome.ALREADY_HELD):
-        order_id = result.order_id
-        after_commit(session, lambda: _send_task("payments.create_checkout", order_id))
+        enqueue_after_commit(session, "payments.create_checkout", result.order_id)
         return Placed(result)
     user = session.get(User, customer_id)
     offer = session.get(Offer, offer_id)
-    _ = Translator(user.language if user else "en")
-    reply = refusal(_, result.outcome, offer_id, escape(offer.title) if offer else "", result.units_left)
+    refused = ReservationRefused(user.language if user else "en", result.outcome, offer_id,
+                                 offer.title if offer else "", result.units_left)
     key = refusal_key(request_key)
-    note_id = outbox.record(session, key, customer_id, reply)
+    note_id = outbox.record(session, key, customer_id, refused)
     if note_id is None:  # a redelivered task: the message may still be waiting to be sent
         note_id = session.scalar(select(Notification.id).where(
             Notification.idempotency_key == key, Notification.status == NotificationStatus.PENDING))
@@ -88,7 +75,5 @@ def cancel_hold(session: Session, order_id: int, customer_id: int) -> bool:
     released = reservations.release(session, order_id, ReleaseReason.CANCELLED, customer_id=customer_id)
     if released.outcome is not reservations.ReleaseOutcome.RELEASED:
         return False
-    from domain.payments import close_checkouts_after_commit
-
     close_checkouts_after_commit(session, [order_id])  # a no-op for an order without a session
     return True

@@ -67,6 +67,10 @@ def prepare_environment() -> tuple[dict[str, str], list[object]]:
     if sandbox:
         env["TELEGRAM_API_URL"] = f"http://127.0.0.1:{SANDBOX_TELEGRAM_PORT}"
         env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{env.get('GATEWAY_PORT', '8080')}")
+        if not env.get("CHECKOUT_RETURN_URL"):
+            # Back to the web chat after the checkout page, as a real customer goes back to the
+            # bot's chat (the Stripe fake redirects to a success_url on this machine that answers).
+            env["CHECKOUT_RETURN_URL"] = f"http://127.0.0.1:{SANDBOX_TELEGRAM_PORT}/"
     if sandbox and not env.get("STRIPE_SECRET_KEY"):
         # Card payments against the local Stripe fake; its webhooks go to the gateway.
         env["STRIPE_API_URL"] = f"http://127.0.0.1:{SANDBOX_STRIPE_PORT}"

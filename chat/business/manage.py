@@ -22,7 +22,6 @@ from chat.flows import DONE, Flow, Step, ask
 from chat.registry import NotAllowed, StaleButton, command, data, flow
 from chat.registry import button as on_button
 from core.outbox import Keyboard, Reply, button
-from core.db import after_commit
 from core.i18n import Translator
 from core import outbox
 from domain import announcements, businesses, offers, payments
@@ -275,51 +274,15 @@ def _cancel_ask(ctx: Context, offer: Offer) -> None:
 def _cancel(ctx: Context, offer: Offer) -> None:
     _ = ctx._
     try:
-        result = offers.cancel(ctx.session, offer.id, ctx.user.id)
+        result = payments.cancel_offer(ctx.session, offer.id, ctx.user.id)
     except WrongState:
         ctx.toast(_("This offer can't be cancelled now."), alert=True)
         show_offer(ctx, offer)
         return
-    offer = result.offer
-    for order_id in result.released_order_ids:
-        _tell_buyer(ctx, offer, order_id, refunded=False)
-    for order_id in result.paid_order_ids:
-        _tell_buyer(ctx, offer, order_id, refunded=True)
-    payments.close_checkouts_after_commit(ctx.session, result.released_order_ids)
-    paid = list(result.paid_order_ids)
-    if paid:
-        after_commit(ctx.session, lambda: _refund_all(paid))
     ctx.toast(_("Offer cancelled."))
     note = _("🗑 Offer cancelled. {released} reservations released, {refunded} paid orders are being refunded.",
-             released=len(result.released_order_ids), refunded=len(paid))
-    show_offer(ctx, offer, note)
-
-
-def _refund_all(order_ids: list[int]) -> None:
-    """After commit: each cancelled paid order gets its money back through the payments queue
-    (idempotent there: one refund per order; maintenance.reconcile_payments catches any missed)."""
-    from tasks.payments import refund_order
-
-    for order_id in order_ids:
-        refund_order.delay(order_id)
-
-
-def _tell_buyer(ctx: Context, offer: Offer, order_id: int, refunded: bool) -> None:
-    order = ctx.session.get(Order, order_id)
-    if order is None or order.customer_id is None:
-        return
-    customer = ctx.session.get(User, order.customer_id)
-    _ = Translator(customer.language if customer else "en")
-    title, name = escape(offer.title), escape(offer.business.name)
-    if refunded:
-        text = _("😔 <b>{business}</b> had to cancel <b>{title}</b>. Your payment of {amount} will be refunded "
-                 "to your card automatically.", business=name, title=title,
-                 amount=format_money(order.amount_minor, order.currency))
-    else:
-        text = _("😔 <b>{business}</b> had to cancel <b>{title}</b>. Your reservation was released; you were not "
-                 "charged.", business=name, title=title)
-    outbox.notify(ctx.session, f"offer:{offer.id}:cancelled:order:{order_id}", order.customer_id,
-                         Reply(text=text, keyboard=[[button(_("🔎 More deals"), data("deals"))]]))
+             released=len(result.released_order_ids), refunded=len(result.paid_order_ids))
+    show_offer(ctx, result.offer, note)
 
 
 def _start_edit(ctx: Context, offer: Offer, edit: Flow) -> None:

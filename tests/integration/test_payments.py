@@ -18,14 +18,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from chat.messages.orders import describe_cancellation
 from core import handover, stripe_api
 from core.outbox import DELIVER_TASK
-from core.settings import get_settings
+from core.settings import SANDBOX_BOT_TOKEN, get_settings, load_settings
 from domain import payments
 from domain import reservations as rsv
 from domain.payments import CancellationOutcome, CheckoutOutcome, CloseOutcome, EventOutcome, RefundOutcome
 from models import AuditEntry, Notification, Offer, Order, OrderStatus, StripeEvent
 from sandbox.stripe_fake import PaymentDeclined, StripeFake
+from sandbox.telegram_fake.state import BotIdentity
 from tests.factories import make_business, make_offer, make_user
 
 RETURN_URL = "https://t.me/surplus_test_bot"
@@ -90,12 +92,11 @@ def harness(db, fake, monkeypatch):
     fake.reset()
     with pytest.MonkeyPatch.context() as env:  # undone before the settings are read again below
         for name, value in {"STRIPE_API_URL": fake.url, "STRIPE_SECRET_KEY": "sk_test_integration",
-                            "STRIPE_WEBHOOK_SECRET": "whsec_integration"}.items():
+                            "STRIPE_WEBHOOK_SECRET": "whsec_integration", "CHECKOUT_RETURN_URL": RETURN_URL}.items():
             env.setenv(name, value)
         get_settings.cache_clear()
         h = Harness(fake, db)
         monkeypatch.setattr(handover, "send_task", h.hand_over)
-        monkeypatch.setattr(payments, "return_url", lambda: RETURN_URL)
         yield h
     get_settings.cache_clear()
 
@@ -190,6 +191,25 @@ def test_a_held_order_gets_one_checkout_session_and_a_pay_button(harness):
     assert payments.create_checkout(order_id, request="tap-2") is CheckoutOutcome.EXISTING
     assert len(h.fake.objects("checkout.session")) == 1
     assert messages_for(h.db, order_id) == [f"order:{order_id}:checkout", f"order:{order_id}:checkout:tap-2"]
+
+
+def test_the_return_url_is_a_setting_that_stripe_needs_outside_the_sandbox(monkeypatch):
+    monkeypatch.delenv("CHECKOUT_RETURN_URL", raising=False)
+    monkeypatch.delenv("BOT_TOKEN", raising=False)
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_settings")
+    # The sandbox bot's chat, by the name the Telegram fake gives it: no getMe needed.
+    assert load_settings().checkout_return_url == "https://t.me/surplus_sandbox_bot"
+    assert BotIdentity.for_token(SANDBOX_BOT_TOKEN).username == "surplus_sandbox_bot"
+    # A real bot's name is Telegram's to tell: without the setting, startup fails and says why.
+    monkeypatch.setenv("BOT_TOKEN", "987654:ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    with pytest.raises(SystemExit) as exit_info:
+        load_settings()
+    assert "CHECKOUT_RETURN_URL" in str(exit_info.value)
+    monkeypatch.setenv("CHECKOUT_RETURN_URL", "https://t.me/surplus_bot")
+    assert load_settings().checkout_return_url == "https://t.me/surplus_bot"
+    monkeypatch.delenv("STRIPE_SECRET_KEY")
+    monkeypatch.delenv("CHECKOUT_RETURN_URL")
+    assert load_settings().checkout_return_url is None  # no card payments: nothing to return from
 
 
 def test_a_lost_answer_or_a_failing_stripe_never_makes_a_second_session(harness):
@@ -547,7 +567,7 @@ def test_a_customer_cancels_in_time_and_gets_the_money_back(harness):
     with h.db.session_scope() as session:
         again = payments.cancel_by_customer(session, order_id, customer, datetime.now(UTC))
     assert again is CancellationOutcome.NOT_CANCELLABLE
-    assert "back to your card" in payments.describe_cancellation(lambda s, **kw: s.format(**kw), outcome)
+    assert "back to your card" in describe_cancellation(lambda s, **kw: s.format(**kw), outcome)
     consistent(h.db)
 
 
@@ -557,7 +577,7 @@ def test_no_cancellation_close_to_pickup(harness):
     with h.db.session_scope() as session:
         outcome = payments.cancel_by_customer(session, order_id, customer, datetime.now(UTC))
     assert outcome is CancellationOutcome.TOO_LATE
-    assert "60 minutes" in payments.describe_cancellation(lambda s, **kw: s.format(**kw), outcome)
+    assert "60 minutes" in describe_cancellation(lambda s, **kw: s.format(**kw), outcome)
     assert order(h.db, order_id).status == OrderStatus.PAID and h.queued == []
 
 
@@ -578,6 +598,28 @@ def test_orders_called_off_by_the_business_are_refunded_and_their_customers_told
     h.run_tasks()
     assert {order(h.db, o).status for o in (first, second)} == {OrderStatus.REFUNDED}
     assert sorted(r["amount"] for r in h.fake.objects("refund")) == [350, 700]
+    h.deliver_new()
+    consistent(h.db)
+
+
+def test_a_cancelled_offer_releases_and_refunds_its_buyers_and_tells_each(harness):
+    """What the business's "cancel offer" does (the chat calls payments.cancel_offer)."""
+    h = harness
+    offer_id, _payer, paid = paid_order(h, quantity=2)
+    held = reserve(h.db, offer_id, make_user())
+    assert payments.create_checkout(held) is CheckoutOutcome.CREATED
+    h.queued.clear()
+    with h.db.session_scope() as session:
+        owner = session.get(Offer, offer_id).business.owner_id
+        result = payments.cancel_offer(session, offer_id, owner)
+        assert (result.released_order_ids, result.paid_order_ids) == ([held], [paid])
+    assert "will be refunded" in message(h.db, f"order:{paid}:called_off")["text"]
+    assert "you were not charged" in message(h.db, f"order:{held}:called_off")["text"]
+    assert sorted((name, args) for name, args, _c in h.queued) == [
+        ("payments.expire_checkout", [held]), ("payments.refund_order", [paid])]
+    h.run_tasks()
+    assert order(h.db, paid).status == OrderStatus.REFUNDED
+    assert checkout_of(h, held)["status"] == "expired"
     h.deliver_new()
     consistent(h.db)
 
