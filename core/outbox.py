@@ -5,11 +5,17 @@ same transaction as the change that caused it, and sent after that transaction c
 takes the row with FOR UPDATE SKIP LOCKED, so two workers never send the same message at once,
 and a sent row is never sent again.
 
-What is recorded is a `Reply`: the message as data (text, buttons, photo, document). The chat
-builds replies itself; the domain instead says *what happened* with a notice (a plain dataclass
-of its own, e.g. "this order was paid"), and the chat's renderer for that notice type, registered
-with `renders`, turns it into the reply in the recipient's language as it is recorded. That keeps
-the domain free of wording and button names while the text still lands in the same transaction.
+What is recorded is a `Reply`: the message as data (text, buttons, a photo or an image to upload,
+a document). The chat builds replies itself; the domain instead says *what happened* with a notice
+(a plain dataclass of its own, e.g. "this order was paid"), and the chat's renderer for that notice
+type, registered with `renders`, turns it into the reply in the recipient's language as it is
+recorded. That keeps the domain free of wording and button names while the text still lands in the
+same transaction.
+
+Messages go out after the commit (`notify`, `deliver_after_commit`, `deliver`), except for a sender
+that needs Telegram's answer inside its transaction: `deliver_now` records and sends at once, with
+the same handling of every Bot API answer, and reports what Telegram returned (an uploaded photo's
+file_id).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from core import telegram as tg
 from core.db import session_scope
 from core.handover import enqueue_after_commit
 from core.logging import get_logger
-from core.ratelimit import rate_limiter
+from core.ratelimit import RateLimitTimeout, rate_limiter
 from models import Notification, NotificationStatus, User
 
 log = get_logger(__name__)
@@ -54,6 +60,9 @@ class Reply:
     # Set when answering a button press: the menu message is edited in place.
     edit_message_id: int | None = None
     photo: str | None = None  # a Telegram file_id
+    # An image to upload as the photo, base64 (a freshly rendered deal card). Once it is sent the
+    # row keeps Telegram's file_id for it in `photo` instead, which is what the sender reads back.
+    photo_upload: str | None = None
     # A file to send with `text` as its caption: {"filename": ..., "content_b64": ...} (small files
     # only, e.g. a CSV export: the outbox keeps it until it is sent).
     document: dict[str, str] | None = None
@@ -160,6 +169,17 @@ def pending_ids(session: Session, key_prefix: str) -> list[int]:
     )
 
 
+@dataclass(frozen=True)
+class Sent:
+    """What became of one send, with what Telegram returned."""
+
+    delivery: Delivery
+    message_id: int | None = None
+    photo: str | None = None  # the photo's file_id on Telegram (an upload's new one)
+    blocked: bool = False  # dropped because the user blocked the bot (403)
+    error: str | None = None  # why it was dropped
+
+
 def deliver(notification_id: int) -> Delivery:
     """Send one outbox message through the Bot API, at most once unless a crash hits mid-send."""
     try:
@@ -172,16 +192,40 @@ def deliver(notification_id: int) -> Delivery:
     return delivery
 
 
-def _deliver(notification_id: int) -> Delivery:
-    sent: dict[str, int | None] = {}
+def deliver_now(session: Session, key: str, chat_id: int, message: Reply | object, *,
+                max_wait: float = MAX_INLINE_WAIT_SECONDS) -> Sent:
+    """Record a message and send it at once, inside the caller's transaction, for a sender that
+    needs Telegram's answer before it commits: the photo task keeps the file_id of the deal card it
+    uploads, and holds the offer's row until then. Sent or dropped, the row commits (or rolls
+    back) with the caller's changes; a crash before that commit loses it with them, and the
+    caller's retry sends again. Waits up to `max_wait` for its turn under the rate limits; raises
+    `RetryLater` as `deliver` does (the caller rolls back and retries)."""
+    note_id = record(session, key, chat_id, message)
+    if note_id is None:  # recorded and committed before: report what became of it
+        note = session.scalars(select(Notification).where(Notification.idempotency_key == key)).one()
+        return Sent(Delivery.ALREADY_DONE, note.telegram_message_id, (note.payload or {}).get("photo"),
+                    error=note.last_error)
+    note = session.get(Notification, note_id)
     try:
-        return _send_and_record(notification_id, sent)
+        _take_turn(chat_id, max_wait)
+        sent = _attempt(session, note, {})
+    except RetryLater:
+        metrics.NOTIFICATIONS.labels("retry_later").inc()
+        raise
+    metrics.NOTIFICATIONS.labels(sent.delivery.value).inc()
+    return sent
+
+
+def _deliver(notification_id: int) -> Delivery:
+    progress: dict[str, int | None] = {}
+    try:
+        return _send_and_record(notification_id, progress).delivery
     except (sa_exc.OperationalError, sa_exc.InterfaceError):
-        if "message_id" not in sent:
+        if "message_id" not in progress:
             raise
         # Telegram has the message; only the commit that records it failed (Postgres went away
         # right then). Record it on a fresh connection rather than let a retry send it again.
-        _record_sent(notification_id, sent["message_id"])
+        _record_sent(notification_id, progress["message_id"])
         return Delivery.SENT
 
 
@@ -206,7 +250,7 @@ def _record_sent(notification_id: int, message_id: int | None, patience_s: float
             pause = min(pause * 2, 5.0)
 
 
-def _send_and_record(notification_id: int, sent: dict[str, int | None]) -> Delivery:
+def _send_and_record(notification_id: int, progress: dict[str, int | None]) -> Sent:
     with session_scope() as session:
         note = session.execute(
             select(Notification)
@@ -214,43 +258,55 @@ def _send_and_record(notification_id: int, sent: dict[str, int | None]) -> Deliv
             .with_for_update(skip_locked=True)
         ).scalar_one_or_none()
         if note is None:
-            return Delivery.ALREADY_DONE
-        # Telegram's limits are shared by every worker: wait our turn, briefly here, else later.
-        wait = rate_limiter().try_acquire(note.chat_id)
-        if wait > MAX_INLINE_WAIT_SECONDS:
-            raise RetryLater(wait, "rate limit", pacing=True)
-        if wait > 0:
-            time.sleep(wait)
-            if rate_limiter().try_acquire(note.chat_id) > 0:
-                raise RetryLater(wait, "rate limit", pacing=True)
-        note.attempts += 1
-        reply = Reply.from_payload(note.payload, kind=note.kind)
-        try:
-            message_id = _send(note.chat_id, reply)
-        except tg.RetryAfter as error:
-            metrics.TELEGRAM_FLOOD.inc()
-            note.last_error = "429 retry after"
-            rate_limiter().penalize(tg.retry_after_seconds(error))  # every worker holds off
-            raise RetryLater(tg.retry_after_seconds(error), "telegram flood control", pacing=True) from error
-        except tg.Forbidden as error:
-            # The user blocked the bot: stop writing to them until they come back.
-            _drop(session, note, f"403 {error.message}")
-            session.execute(update(User).where(User.id == note.chat_id).values(reachable=False))
-            return Delivery.DROPPED
-        except tg.BadRequest as error:
-            if "message is not modified" in error.message.lower():
-                note.status = NotificationStatus.SENT
-                note.sent_at = datetime.now(UTC)
-                return Delivery.SENT
-            _drop(session, note, f"400 {error.message}")
-            return Delivery.DROPPED
-        except (tg.TimedOut, tg.NetworkError) as error:
-            raise RetryLater(2.0, f"network: {error}") from error
-        sent["message_id"] = message_id
-        note.status = NotificationStatus.SENT
-        note.sent_at = datetime.now(UTC)
-        note.telegram_message_id = message_id
-        return Delivery.SENT
+            return Sent(Delivery.ALREADY_DONE)
+        _take_turn(note.chat_id, MAX_INLINE_WAIT_SECONDS)
+        return _attempt(session, note, progress)
+
+
+def _take_turn(chat_id: int, max_wait: float) -> None:
+    """Telegram's limits are shared by every worker: wait our turn here up to `max_wait`, else later."""
+    try:
+        rate_limiter().acquire(chat_id, max_wait=max_wait)
+    except RateLimitTimeout as error:
+        raise RetryLater(error.wait, "rate limit", pacing=True) from error
+
+
+def _attempt(session: Session, note: Notification, progress: dict[str, int | None]) -> Sent:
+    """Send a pending row and record the outcome on it (in `session`); how every Bot API answer is
+    taken: 429 waits (every worker holds off), 403 stops writing to the user, 400 drops the
+    message, a network failure is retried."""
+    note.attempts += 1
+    reply = Reply.from_payload(note.payload, kind=note.kind)
+    try:
+        message_id, uploaded = _send(note.chat_id, reply)
+    except tg.RetryAfter as error:
+        metrics.TELEGRAM_FLOOD.inc()
+        note.last_error = "429 retry after"
+        rate_limiter().penalize(tg.retry_after_seconds(error))  # every worker holds off
+        raise RetryLater(tg.retry_after_seconds(error), "telegram flood control", pacing=True) from error
+    except tg.Forbidden as error:
+        # The user blocked the bot: stop writing to them until they come back.
+        _drop(session, note, f"403 {error.message}")
+        session.execute(update(User).where(User.id == note.chat_id).values(reachable=False))
+        return Sent(Delivery.DROPPED, blocked=True, error=note.last_error)
+    except tg.BadRequest as error:
+        if "message is not modified" in error.message.lower():
+            note.status = NotificationStatus.SENT
+            note.sent_at = datetime.now(UTC)
+            return Sent(Delivery.SENT, reply.edit_message_id, reply.photo)
+        _drop(session, note, f"400 {error.message}")
+        return Sent(Delivery.DROPPED, error=note.last_error)
+    except (tg.TimedOut, tg.NetworkError) as error:
+        raise RetryLater(2.0, f"network: {error}") from error
+    progress["message_id"] = message_id
+    note.status = NotificationStatus.SENT
+    note.sent_at = datetime.now(UTC)
+    note.telegram_message_id = message_id
+    if uploaded is not None:
+        # Keep Telegram's file_id instead of the bytes: showing the photo again costs no upload.
+        payload = {k: v for k, v in note.payload.items() if k != "photo_upload"}
+        note.payload = {**payload, "photo": uploaded}
+    return Sent(Delivery.SENT, message_id, uploaded or reply.photo)
 
 
 def _drop(session: Session, note: Notification, reason: str) -> None:
@@ -259,16 +315,21 @@ def _drop(session: Session, note: Notification, reason: str) -> None:
     log.warning("notification_dropped", notification_id=note.id, chat_id=note.chat_id, reason=reason)
 
 
-def _send(chat_id: int, reply: Reply) -> int | None:
+def _send(chat_id: int, reply: Reply) -> tuple[int | None, str | None]:
+    """Send a reply; its message id and, for an uploaded photo, the file_id Telegram gave it."""
     api = tg.telegram_api()
     if reply.document is not None:
         content = base64.b64decode(reply.document["content_b64"])
         return api.send_document(chat_id, reply.document["filename"], content, caption=reply.text,
-                                 keyboard=reply.keyboard).message_id
+                                 keyboard=reply.keyboard).message_id, None
+    if reply.photo_upload is not None:
+        message = api.send_photo(chat_id, base64.b64decode(reply.photo_upload), caption=reply.text,
+                                 keyboard=reply.keyboard)
+        return message.message_id, message.photo[-1].file_id
     if reply.edit_message_id is not None and reply.photo is None:
         try:
             result = api.edit_message_text(chat_id, reply.edit_message_id, reply.text, reply.keyboard)
-            return result.message_id if hasattr(result, "message_id") else reply.edit_message_id
+            return (result.message_id if hasattr(result, "message_id") else reply.edit_message_id), None
         except tg.BadRequest as error:
             text = error.message.lower()
             # A photo card can't become text, and very old messages can't be edited: send anew.
@@ -278,6 +339,6 @@ def _send(chat_id: int, reply: Reply) -> int | None:
                     and "message to edit not found" not in text:
                 raise
     if reply.photo is not None:
-        return api.send_photo(chat_id, reply.photo, caption=reply.text, keyboard=reply.keyboard).message_id
+        return api.send_photo(chat_id, reply.photo, caption=reply.text, keyboard=reply.keyboard).message_id, None
     return api.send_message(chat_id, reply.text, reply.keyboard, location_request=reply.location_request,
-                            remove_keyboard=reply.remove_keyboard).message_id
+                            remove_keyboard=reply.remove_keyboard).message_id, None

@@ -5,6 +5,7 @@ Each customer hears about an offer once, whichever list they are on (one outbox 
 customer). The messages are recorded in the transaction that publishes the offer (published means
 announced), and go out after commit through the notifications queue in groups, each paced by the
 shared Telegram limiter, so a big audience takes its time instead of tripping flood control.
+What each customer reads is a `DealAlert` notice, worded by `chat.messages.offers`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,6 @@ from datetime import datetime
 from sqlalchemy import and_, literal, or_, select
 from sqlalchemy.orm import Session
 
-from chat.cards import format_distance, offer_caption
-from chat.registry import data
-from core.outbox import Reply, button
-from core.db import after_commit
-from core.i18n import Translator
 from core import outbox
 from domain.catalog import distance_km
 from models import Business, Follow, Offer, OfferStatus, User
@@ -27,6 +23,19 @@ from models import Business, Follow, Offer, OfferStatus, User
 ALERT_RADIUS_KM = 5.0  # what "near me" means for alerts: a walk or a short ride
 DELIVERY_GROUP = 25  # messages per notifications task: about a second at Telegram's pace
 DEGREE_KM = 111.0  # one degree of latitude; the bounding box below is a cheap first cut
+
+
+@dataclass(frozen=True)
+class DealAlert:
+    """A published offer, told to one customer: a follower of its business, or someone nearby
+    (with how far away it is) who asked for alerts. Rendered at once, in the same session."""
+
+    language: str
+    offer: Offer
+    business: Business
+    now: datetime
+    follower: bool
+    distance_km: float | None
 
 
 @dataclass(frozen=True)
@@ -71,28 +80,12 @@ def announce(session: Session, offer_id: int, now: datetime) -> dict[str, int]:
     recipients = audience(session, offer)
     recorded: list[int] = []
     for recipient in recipients:
-        _ = Translator(recipient.language)
-        caption = offer_caption(_, offer, business, now)
-        if recipient.distance_km is not None and not recipient.follower:
-            caption = _("🔔 New near you ({distance}):", distance=format_distance(recipient.distance_km)) \
-                + "\n" + caption
-        note = outbox.record(
-            session, f"offer:{offer.id}:announced:{recipient.user_id}", recipient.user_id,
-            Reply(text=caption, photo=offer.photo_card_file_id, kind="announcement",
-                  keyboard=[[button(_("View"), data("offer", offer.id)),
-                             button(_("🔕 Stop alerts"), data("alerts", "off"))]]
-                  if not recipient.follower else [[button(_("View"), data("offer", offer.id))]]),
-        )
+        alert = DealAlert(recipient.language, offer, business, now, recipient.follower, recipient.distance_km)
+        note = outbox.record(session, f"offer:{offer.id}:announced:{recipient.user_id}", recipient.user_id, alert)
         if note is not None:
             recorded.append(note)
-    if recorded:
-        def send() -> None:
-            from tasks.notifications import deliver_in_order
-
-            for start in range(0, len(recorded), DELIVERY_GROUP):
-                deliver_in_order.delay(recorded[start:start + DELIVERY_GROUP])
-
-        after_commit(session, send)
+    for start in range(0, len(recorded), DELIVERY_GROUP):
+        outbox.deliver_after_commit(session, recorded[start:start + DELIVERY_GROUP])
     return {"followers": sum(r.follower for r in recipients),
             "nearby": sum(not r.follower for r in recipients), "recorded": len(recorded)}
 

@@ -5,11 +5,15 @@ Each function runs inside the caller's transaction and may run any number of tim
 concurrently with itself: rows are claimed with ``FOR UPDATE SKIP LOCKED`` or by a guarded
 ``UPDATE``, and every message carries an idempotency key, so a second run finds nothing left to
 do. Each returns a JSON-friendly report of what it did. Follow-up tasks are enqueued after commit.
+
+What people are told is said with notices (what happened, with the recipient's language), recorded
+in the outbox in the same transaction; `chat.messages.reminders` says how each one reads.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,14 +21,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from chat.cards import escape, format_window
-from chat.menus import home_row
-from core.outbox import Reply
-from core.db import after_commit
-from core.i18n import Translator
+from core import outbox
 from domain import reservations
-from domain.money import format_money
-from core.outbox import notify
 from domain.payments import close_checkouts_after_commit
 from models import (
     AuditEntry,
@@ -49,9 +47,57 @@ BATCH = 500
 RETRY_NOTIFICATIONS_LOCK = 0x5E7A110001  # advisory lock key of retry_failed_notifications
 
 
-def _translator(session: Session, user_id: int | None) -> Translator:
+# --------------------------------------------------------------------------- what people are told
+
+
+@dataclass(frozen=True)
+class OfferExpired:
+    """A customer's unpaid hold was released because the offer's pickup time is over."""
+
+    language: str
+    title: str
+
+
+@dataclass(frozen=True)
+class HoldExpired:
+    """A customer's hold lapsed before it was paid; the units went back on sale."""
+
+    language: str
+    title: str
+
+
+@dataclass(frozen=True)
+class PickupReminder:
+    """A paid order's pickup starts soon."""
+
+    language: str
+    title: str
+    business_name: str
+    address: str
+    pickup_start: datetime
+    pickup_end: datetime
+    timezone: str  # the business's, for showing the window
+    pickup_code: str | None
+    now: datetime
+
+
+@dataclass(frozen=True)
+class DailySummary:
+    """A business's day in figures (its own local day)."""
+
+    language: str
+    business_name: str
+    day: str  # the local date, ISO
+    offers: int
+    orders: int
+    units: int
+    collected: int
+    revenue: tuple[tuple[str, int], ...]  # (currency, net minor units), by currency
+
+
+def _language(session: Session, user_id: int | None) -> str:
     user = session.get(User, user_id) if user_id is not None else None
-    return Translator(user.language if user else "en")
+    return user.language if user else "en"
 
 
 # --------------------------------------------------------------------------- offers
@@ -78,12 +124,8 @@ def expire_offers(session: Session, now: datetime) -> dict[str, Any]:
         if checkout_session_id:
             with_checkout.append(order_id)
         if customer_id is not None:
-            _ = _translator(session, customer_id)
-            notify(session, f"order:{order_id}:expired", customer_id, Reply(
-                text=_("⌛ The pickup time for <b>{title}</b> is over, so your unpaid reservation was "
-                       "released. Nothing was charged.", title=escape(title)),
-                keyboard=[home_row(_)], kind="order_expired",
-            ))
+            outbox.notify(session, f"order:{order_id}:expired", customer_id,
+                          OfferExpired(_language(session, customer_id), title))
     close_checkouts_after_commit(session, with_checkout)
     expired = session.scalars(
         update(Offer)
@@ -121,13 +163,8 @@ def release_expired_holds(session: Session, now: datetime) -> dict[str, Any]:
         if checkout_session_id:
             with_checkout.append(order_id)
         if customer_id is not None:
-            _ = _translator(session, customer_id)
-            notify(session, f"order:{order_id}:expired", customer_id, Reply(
-                text=_("⌛ Your reservation of <b>{title}</b> lapsed before it was paid, so it went back "
-                       "on sale. Nothing was charged. You can reserve again if some are left.",
-                       title=escape(title)),
-                keyboard=[home_row(_)], kind="order_expired",
-            ))
+            outbox.notify(session, f"order:{order_id}:expired", customer_id,
+                          HoldExpired(_language(session, customer_id), title))
     close_checkouts_after_commit(session, with_checkout)
     return {"holds_released": count, "checkouts_to_expire": len(with_checkout)}
 
@@ -155,16 +192,11 @@ def send_pickup_reminders(session: Session, now: datetime, lead: timedelta = REM
     for order in session.scalars(select(Order).where(Order.id.in_(claimed)).order_by(Order.id)):
         offer = order.offer
         business = session.get(Business, offer.business_id)
-        _ = _translator(session, order.customer_id)
-        lines = [
-            _("⏰ Pickup soon: <b>{title}</b>", title=escape(offer.title)),
-            _("🕒 {window}", window=format_window(_, offer.pickup_start, offer.pickup_end, business.timezone, now)),
-            f"🏪 {escape(business.name)}, {escape(business.address)}",
-        ]
-        if order.pickup_code:
-            lines.append(_("Show this code at the counter: <b>{code}</b>", code=order.pickup_code))
-        notify(session, f"order:{order.id}:reminder", order.customer_id,
-               Reply(text="\n".join(lines), keyboard=[home_row(_)], kind="pickup_reminder"))
+        outbox.notify(session, f"order:{order.id}:reminder", order.customer_id, PickupReminder(
+            language=_language(session, order.customer_id), title=offer.title, business_name=business.name,
+            address=business.address, pickup_start=offer.pickup_start, pickup_end=offer.pickup_end,
+            timezone=business.timezone, pickup_code=order.pickup_code, now=now,
+        ))
     return {"reminders_sent": len(claimed)}
 
 
@@ -221,17 +253,12 @@ def send_daily_summaries(session: Session, now: datetime, local_hour: int = SUMM
         figures = business_day_figures(session, business.id, start, end)
         if not figures["orders"] and not figures["offers"]:
             continue  # a quiet day is not worth a message
-        _ = _translator(session, business.owner_id)
-        revenue = ", ".join(format_money(amount, currency) for currency, amount in sorted(figures["revenue"].items()))
-        text_ = "\n".join([
-            _("📊 <b>{name}</b>: your day ({day})", name=escape(business.name), day=day),
-            _("Offers with pickup today: {count}", count=figures["offers"]),
-            _("Paid orders: {count} ({units} items)", count=figures["orders"], units=figures["units"]),
-            _("Collected: {count}", count=figures["collected"]),
-            _("Revenue after refunds: {amount}", amount=revenue or "0"),
-        ])
-        if notify(session, f"business:{business.id}:summary:{day}", business.owner_id,
-                  Reply(text=text_, keyboard=[home_row(_)], kind="daily_summary")) is not None:
+        summary = DailySummary(
+            language=_language(session, business.owner_id), business_name=business.name, day=day,
+            offers=figures["offers"], orders=figures["orders"], units=figures["units"],
+            collected=figures["collected"], revenue=tuple(sorted(figures["revenue"].items())),
+        )
+        if outbox.notify(session, f"business:{business.id}:summary:{day}", business.owner_id, summary) is not None:
             sent += 1
     return {"summaries_sent": sent}
 
@@ -265,14 +292,8 @@ def retry_failed_notifications(session: Session, now: datetime) -> dict[str, Any
     for row in rows:
         by_chat[row.chat_id].append(row.id)
 
-    if by_chat:
-        def send() -> None:
-            from tasks.notifications import deliver_in_order
-
-            for ids in by_chat.values():
-                deliver_in_order.delay(ids)
-
-        after_commit(session, send)
+    for ids in by_chat.values():
+        outbox.deliver_after_commit(session, ids)
     return {"failed_requeued": len(failed), "stuck_requeued": len(rows) - len(failed), "chats": len(by_chat)}
 
 

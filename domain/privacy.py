@@ -18,6 +18,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from domain import reservations
+from domain.payments import close_checkouts_after_commit
 from models import (
     Business,
     ConversationState,
@@ -150,8 +151,6 @@ def delete_user_data(session: Session, user_id: int, now: datetime | None = None
             result.holds_released += 1
             released_with_checkout.append(order_id)
     if released_with_checkout:
-        from domain.payments import close_checkouts_after_commit
-
         has_checkout = session.scalars(select(Order.id).where(
             Order.id.in_(released_with_checkout), Order.checkout_session_id.is_not(None))).all()
         close_checkouts_after_commit(session, list(has_checkout))

@@ -5,31 +5,34 @@ the business's chat as the preview, and keep the uploaded photo's file_id on the
 it later costs no upload. A photo that can't be used marks the offer's photo failed with the reason
 and tells the business, in their language, what to send instead; the offer stays a draft.
 
+The preview is an outbox message like every other, but sent at once inside this task's transaction
+(`outbox.deliver_now`, with the outbox's rate limits and its handling of 429, 403 and 400): the
+file_id Telegram returns is stored with the card in the same commit, and the offer's row stays
+locked until then, so a quick tap on the preview's Publish waits for the card instead of hearing
+"not ready". A blocked owner leaves the photo `undeliverable`; a card Telegram refuses is a
+rejection the business is told about; flood control retries the task after the wait.
+
 Idempotent: the offer row is taken only while its photo is still `processing` from this very
 file_id (FOR UPDATE SKIP LOCKED), and held until the result is stored. A redelivered or duplicate
 task finds it ready, failed, replaced by a newer photo, or being handled right now, and does
-nothing. Only a crash between the upload and the commit can upload a second preview.
+nothing. Only a crash between the upload and the commit can upload a second preview (the preview's
+outbox row rolls back with the offer, so the redelivered task sends it again).
 """
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from chat.business.newoffer import preview_caption, preview_keyboard
-from chat.business.texts import photo_rejection
-from chat.cards import offer_caption
-from chat.registry import data
-from core.outbox import Reply, button
-from core import metrics
+from chat.messages.offers import deal_card, photo_rejected
+from core import outbox
 from core import telegram as tg
 from core.db import session_scope
-from core.i18n import Translator
 from core.logging import get_logger
-from core.ratelimit import RateLimitTimeout, rate_limiter
-from core import outbox
 from domain import images
 from domain.images import PhotoRejected
 from models import Offer, OfferStatus, PhotoStatus, User
@@ -38,6 +41,8 @@ from tasks.base import BaseTask
 from tasks.notifications import after_earlier_messages
 
 log = get_logger(__name__)
+
+PREVIEW_MAX_WAIT = 20.0  # seconds this task may wait its turn under the rate limits, else it retries
 
 
 def _file_key(file_id: str) -> str:
@@ -58,14 +63,13 @@ def process_offer_photo(self: BaseTask, offer_id: int, file_id: str) -> str:
             return "nothing_to_do"  # done before, replaced by a newer photo, or in hand elsewhere
         business = offer.business
         owner = session.get(User, business.owner_id)
-        _ = Translator(owner.language if owner else "en")
-        api = tg.telegram_api()
+        language = owner.language if owner else "en"
 
         try:
-            raw = api.download_file(file_id)
+            raw = tg.telegram_api().download_file(file_id)
         except tg.BadRequest as error:  # e.g. "file is too big" (over the Bot API's 20 MB)
             reason = "too_large_file" if "too big" in error.message.lower() else "corrupt"
-            return _rejected(session, offer, _, started, PhotoRejected(reason, error.message))
+            return _rejected(session, offer, language, started, PhotoRejected(reason, error.message))
         except (tg.TimedOut, tg.NetworkError) as error:
             raise self.retry(countdown=min(60, 2 ** self.request.retries), exc=error) from error
 
@@ -75,35 +79,30 @@ def process_offer_photo(self: BaseTask, offer_id: int, file_id: str) -> str:
                 currency=offer.currency, title=offer.title,
             )
         except PhotoRejected as rejection:
-            return _rejected(session, offer, _, started, rejection)
+            return _rejected(session, offer, language, started, rejection)
 
-        if offer.status == OfferStatus.DRAFT:
-            caption, keyboard = preview_caption(_, offer, business), preview_keyboard(_, offer.id)
-        else:  # a published offer whose price changed: the card now shows the new price
-            caption = _("🖼 Your deal card shows the new price now.") + "\n\n" + offer_caption(
-                _, offer, business, _now())
-            keyboard = [[button(_("⚙️ Manage this offer"), data("bizoffer", "show", offer.id))]]
         after_earlier_messages(business.owner_id, started)
+        # Once per run of this task (its retries and redeliveries keep the id): a later run for the
+        # same photo, after a price change, uploads the new card.
+        key = f"offer:{offer.id}:photo:{_file_key(file_id)}:card:{self.request.id or uuid.uuid4()}"
         try:
-            rate_limiter().acquire(business.owner_id, max_wait=20)
-            message = api.send_photo(business.owner_id, processed.card, caption=caption, keyboard=keyboard)
-        except RateLimitTimeout as error:
-            raise self.retry(countdown=5, exc=error) from error
-        except tg.RetryAfter as error:
-            metrics.TELEGRAM_FLOOD.inc()
-            rate_limiter().penalize(tg.retry_after_seconds(error))
-            raise self.retry(countdown=tg.retry_after_seconds(error) + 1, exc=error) from error
-        except tg.Forbidden as error:  # the owner blocked the bot: nobody to show a preview to
-            log.warning("photo_preview_undeliverable", offer_id=offer_id, error=error.message)
+            sent = outbox.deliver_now(session, key, business.owner_id,
+                                      deal_card(language, offer, business, processed.card),
+                                      max_wait=PREVIEW_MAX_WAIT)
+        except outbox.RetryLater as wait:  # rolls back: the preview's row goes with this attempt
+            countdown = wait.delay + 1 if wait.pacing else min(60, 2 ** self.request.retries)
+            raise self.retry(countdown=countdown, exc=wait) from wait
+        if sent.delivery is outbox.Delivery.ALREADY_DONE:
+            return "nothing_to_do"  # this run's card was sent and stored before
+        if sent.blocked:  # the owner blocked the bot: nobody to show a preview to
+            log.warning("photo_preview_undeliverable", offer_id=offer_id, error=sent.error)
             offer.photo_status = PhotoStatus.FAILED if offer.status == OfferStatus.DRAFT else PhotoStatus.READY
             offer.photo_error = "undeliverable"
             return "undeliverable"
-        except tg.BadRequest as error:  # Telegram refused the card itself: say so rather than spin
-            log.error("photo_preview_refused", offer_id=offer_id, error=error.message)
-            return _rejected(session, offer, _, started, PhotoRejected("corrupt", error.message))
-        except (tg.TimedOut, tg.NetworkError) as error:
-            raise self.retry(countdown=min(60, 2 ** self.request.retries), exc=error) from error
-        offer.photo_card_file_id = message.photo[-1].file_id
+        if sent.delivery is outbox.Delivery.DROPPED:  # Telegram refused the card itself: say so
+            log.error("photo_preview_refused", offer_id=offer_id, error=sent.error)
+            return _rejected(session, offer, language, started, PhotoRejected("corrupt", sent.error or ""))
+        offer.photo_card_file_id = sent.photo
         offer.photo_status = PhotoStatus.READY
         offer.photo_error = None
         if offer.status != OfferStatus.DRAFT:
@@ -112,24 +111,16 @@ def process_offer_photo(self: BaseTask, offer_id: int, file_id: str) -> str:
         return "ready"
 
 
-def _rejected(session, offer: Offer, _: Translator, started: datetime, rejection: PhotoRejected) -> str:
+def _rejected(session: Session, offer: Offer, language: str, started: datetime, rejection: PhotoRejected) -> str:
     log.info("offer_photo_rejected", offer_id=offer.id, reason=rejection.reason, detail=rejection.detail)
     if offer.status != OfferStatus.DRAFT and offer.photo_card_file_id:
         offer.photo_status = PhotoStatus.READY  # a published offer keeps the card it had
         return f"rejected:{rejection.reason}"
     offer.photo_status = PhotoStatus.FAILED
     offer.photo_error = rejection.reason
-    text = "❗ " + photo_rejection(_, rejection.reason) + "\n\n" + _(
-        "Your offer is saved as a draft: just send another photo.")
     after_earlier_messages(offer.business.owner_id, started)
     outbox.notify(
         session, f"offer:{offer.id}:photo:{_file_key(offer.photo_source_file_id or '')}:rejected",
-        offer.business.owner_id,
-        Reply(text=text, keyboard=[[button(_("🖼 Send another photo"), data("bizoffer", "photo", offer.id)),
-                                    button(_("✖️ Cancel"), data("bizoffer", "discard", offer.id))]]),
+        offer.business.owner_id, photo_rejected(language, offer.id, rejection.reason),
     )
     return f"rejected:{rejection.reason}"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

@@ -11,7 +11,6 @@ report is also sent to that chat. Every job is idempotent and safe to run concur
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from collections.abc import Callable
@@ -20,14 +19,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from chat.cards import escape
-from core.outbox import Reply
+from chat.messages import admin as messages
 from core.db import session_scope
-from core.i18n import Translator
 from core.logging import get_logger
+from core.outbox import notify
 from domain import audit, maintenance, privacy
 from domain.cleanup import cleanup as cleanup_tables
-from core.outbox import notify
 from models import User
 from tasks.app import app
 from tasks.base import TRANSIENT_ERRORS, BaseTask
@@ -56,16 +53,15 @@ def _task_key(task: BaseTask) -> str:
     return task.request.id or f"local-{uuid.uuid4()}"
 
 
+def _language(session: Session, user_id: int) -> str:
+    user = session.get(User, user_id)
+    return user.language if user else "en"
+
+
 def _send_report(session: Session, task: BaseTask, action: str, chat_id: int, result: str,
                  report: dict[str, Any]) -> None:
-    user = session.get(User, chat_id)
-    _ = Translator(user.language if user else "en")
-    head = (_("✅ {name} finished.", name=f"<code>{escape(action)}</code>") if result == "ok"
-            else _("❌ {name} failed.", name=f"<code>{escape(action)}</code>"))
-    body = escape(json.dumps(report, ensure_ascii=False, indent=1, sort_keys=True)[:3000])
     notify(session, f"task:{_task_key(task)}:report", chat_id,
-           Reply(text=f"{head}\n<pre>{body}</pre>", keyboard=[[{"text": _("🛠 Admin"), "callback_data": "admin"}]],
-                 kind="task_report"))
+           messages.job_report(_language(session, chat_id), action, result, report))
 
 
 def run_job(task: BaseTask, action: str, actor: str, report_to: int | None,
@@ -167,13 +163,8 @@ def export_user_data(self: BaseTask, user_id: int, actor: str = "beat", report_t
         content = privacy.export_document(data)
         sent = False
         if data["user"]["deleted_at"] is None:
-            _ = Translator(data["user"]["language"])
-            document = {"filename": f"surplus-data-{user_id}.json",
-                        "content_b64": base64.b64encode(content).decode()}
-            sent = notify(session, f"privacy:{user_id}:export:{request}", user_id, Reply(
-                text=_("📦 Here is everything we keep about you, as a JSON file."),
-                document=document, kind="data_export",
-            )) is not None
+            sent = notify(session, f"privacy:{user_id}:export:{request}", user_id,
+                          messages.data_export(data["user"]["language"], user_id, content)) is not None
         return {"user_id": user_id, "exported": True, "sent": sent, "bytes": len(content),
                 "orders": len(data["orders"]), "follows": len(data["follows"])}
 
@@ -188,24 +179,11 @@ def delete_user_data(self: BaseTask, user_id: int, actor: str = "beat", report_t
     request = request or _task_key(self)
 
     def work(session: Session, now: datetime) -> dict[str, Any]:
-        user = session.get(User, user_id)
-        _ = Translator(user.language if user else "en")
+        language = _language(session, user_id)  # read before the erasure (it keeps the language)
         result = privacy.delete_user_data(session, user_id, now, force=bool(force))
-        messages = {
-            privacy.DeleteOutcome.DELETED: _(
-                "🗑 Your personal data was deleted: your name, username, location, follows and our chat "
-                "history with you. Orders are kept for accounting without your name. If you write to us "
-                "again, we start afresh."),
-            privacy.DeleteOutcome.OPEN_ORDERS: _(
-                "Your data was not deleted yet: you have paid orders still to be collected. "
-                "Please collect or cancel them first, then ask again."),
-            privacy.DeleteOutcome.BUSINESS_OWNER: _(
-                "Your data was not deleted: your account runs a business on Surplus. "
-                "Please ask us to close the business first."),
-        }
-        if result.outcome in messages:
-            notify(session, f"privacy:{user_id}:delete:{request}", user_id,
-                   Reply(text=messages[result.outcome], kind="data_deletion"))
+        told = messages.data_deletion(language, result.outcome)
+        if told is not None:
+            notify(session, f"privacy:{user_id}:delete:{request}", user_id, told)
         return {"user_id": user_id, **result.report()}
 
     return run_job(self, "maintenance.delete_user_data", actor, report_to, work, target=f"user:{user_id}")

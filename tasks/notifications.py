@@ -7,9 +7,8 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
-from core import handover
+from core import handover, outbox
 from core.db import session_scope
-from core import outbox
 from models import Notification, NotificationStatus
 from tasks.app import app
 from tasks.base import BaseTask

@@ -2,8 +2,8 @@
 
 The draft offer row exists from the photo step on. The photo goes to the images queue; the business
 sees "⏳ Processing your photo…" and then the deal card as a preview with Publish / Change photo /
-Cancel (sent by tasks.images). A photo that can't be used gets a clear message and the step stays
-open for another one.
+Cancel (sent by tasks.images, worded in chat.messages.offers). A photo that can't be used gets a
+clear message and the step stays open for another one.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from chat.context import Context
 from chat.flows import Flow, Step, ask, choice
 from chat.registry import NotAllowed, command, data, flow
 from chat.registry import button as on_button
-from core.outbox import button
 from core.handover import enqueue_after_commit
+from core.outbox import button
 from domain import businesses, offers
 from domain.images import MAX_FILE_BYTES
 from domain.money import format_money
@@ -230,19 +230,3 @@ NEW_OFFER = flow(Flow("newoffer", [
 def change_photo(ctx: Context, offer: Offer) -> None:
     """From the preview's "Change photo": back to the photo step for this draft."""
     NEW_OFFER.start(ctx, {"offer_id": offer.id, "currency": offer.currency, "title": offer.title}, at="photo")
-
-
-def preview_caption(_, offer: Offer, business: Business) -> str:
-    from chat.cards import offer_caption
-
-    return (_("👀 <b>Preview</b> — this is how customers will see your offer.") + "\n\n"
-            + offer_caption(_, offer, business, now()))
-
-
-def preview_keyboard(_, offer_id: int):
-    return [
-        [button(_("✅ Publish"), data("bizoffer", "publish", offer_id))],
-        [button(_("🖼 Change photo"), data("bizoffer", "photo", offer_id)),
-         button(_("✖️ Cancel"), data("bizoffer", "discard", offer_id))],
-    ]
-
