@@ -72,8 +72,12 @@ enable_utc = True
 timezone = "UTC"
 
 # Beat keeps its schedule and a lock in Redis, so a second beat process waits instead of
-# firing every job twice.
-beat_scheduler = "redbeat.RedBeatScheduler"
+# firing every job twice. core.beat's scheduler is redbeat's, made to wait out a Redis outage
+# instead of exiting (and to send nothing while another beat holds the lock).
+beat_scheduler = "core.beat.Scheduler"
 redbeat_redis_url = _settings.redis_url
+# A Redis that stops answering (a partition rather than a stopped server) must not hang a tick past
+# the lock's timeout.
+redbeat_redis_options = {"socket_connect_timeout": 5, "socket_timeout": 5}
 redbeat_lock_timeout = 90
 beat_max_loop_interval = 15

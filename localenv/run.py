@@ -1,8 +1,9 @@
-"""`make run`: the whole system on this machine, under one supervisor (honcho).
+"""`make run`: the whole system on this machine, under one supervisor (localenv.supervisor).
 
 Starts private Redis and Postgres unless REDIS_URL / DATABASE_URL point elsewhere, migrates the
 schema, and runs the gateway (or the poller), a worker per queue, beat and Flower, each with
-prefixed logs. Without BOT_TOKEN everything talks to the local Telegram fake. Ctrl-C stops all.
+prefixed logs; one that exits is restarted on its own. Without BOT_TOKEN everything talks to the
+local Telegram fake. Ctrl-C stops all.
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ import threading
 import time
 from pathlib import Path
 
-from honcho.manager import Manager
-from honcho.printer import Printer
-
 from localenv.services import PostgresServer, RedisServer, port_open
+from localenv.supervisor import Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = ROOT / ".run"
@@ -112,34 +111,36 @@ def _process_env(name: str, env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def processes(env: dict[str, str]) -> dict[str, str]:
-    celery = f"{PYTHON} -m celery -A tasks"
-    procs: dict[str, str] = {}
+def processes(env: dict[str, str]) -> dict[str, list[str]]:
+    celery = [PYTHON, "-m", "celery", "-A", "tasks"]
+    procs: dict[str, list[str]] = {}
     if not env.get("BOT_TOKEN"):
-        procs["telegram"] = f"{PYTHON} -m sandbox.telegram_fake --host 127.0.0.1 --port {SANDBOX_TELEGRAM_PORT}"
+        procs["telegram"] = [PYTHON, "-m", "sandbox.telegram_fake", "--host", "127.0.0.1",
+                             "--port", str(SANDBOX_TELEGRAM_PORT)]
     if env.get("SANDBOX_STRIPE"):
-        procs["stripe"] = (
-            f"{PYTHON} -m sandbox.stripe_fake --host 127.0.0.1 --port {SANDBOX_STRIPE_PORT} "
-            f"--webhook-url {env['PUBLIC_URL']}/stripe/webhook --webhook-secret {env['STRIPE_WEBHOOK_SECRET']} "
-            "--log-level warning"
-        )
+        procs["stripe"] = [
+            PYTHON, "-m", "sandbox.stripe_fake", "--host", "127.0.0.1", "--port", str(SANDBOX_STRIPE_PORT),
+            "--webhook-url", f"{env['PUBLIC_URL']}/stripe/webhook", "--webhook-secret", env["STRIPE_WEBHOOK_SECRET"],
+            "--log-level", "warning",
+        ]
     if env.get("PUBLIC_URL"):
-        procs["gateway"] = f"{PYTHON} -m bot.gateway"
+        procs["gateway"] = [PYTHON, "-m", "bot.gateway"]
     else:
-        procs["poller"] = f"{PYTHON} -m bot.poller"
+        procs["poller"] = [PYTHON, "-m", "bot.poller"]
     for queue, (concurrency, prefetch) in WORKERS.items():
-        procs[f"worker-{queue}"] = (
-            f"{celery} worker -Q {queue} -n {queue}@%h -c {concurrency} --prefetch-multiplier {prefetch} "
-            "--loglevel INFO"
-        )
-    procs["metrics"] = f"{PYTHON} -m tasks.metrics_exporter"
-    procs["beat"] = f"{celery} beat --loglevel INFO"
-    procs["flower"] = f"{celery} flower --address=127.0.0.1 --port={FLOWER_PORT} --max_tasks=10000"
+        procs[f"worker-{queue}"] = [
+            *celery, "worker", "-Q", queue, "-n", f"{queue}@%h", "-c", str(concurrency),
+            "--prefetch-multiplier", str(prefetch), "--loglevel", "INFO",
+        ]
+    procs["metrics"] = [PYTHON, "-m", "tasks.metrics_exporter"]
+    procs["beat"] = [*celery, "beat", "--loglevel", "INFO"]
+    procs["flower"] = [*celery, "flower", "--address=127.0.0.1", f"--port={FLOWER_PORT}", "--max_tasks=10000"]
     return procs
 
 
 def tell_telegram_where_we_are(env: dict[str, str]) -> None:
-    """Set the webhook (or remove it for polling) once the Bot API answers."""
+    """Set the webhook (or remove it for polling) once the Bot API answers. Called again whenever
+    the sandbox's Telegram fake restarts: it keeps its state in memory."""
     api_url = env.get("TELEGRAM_API_URL", "https://api.telegram.org")
     if api_url.startswith("http://127.0.0.1"):
         port = int(api_url.rsplit(":", 1)[1])
@@ -180,7 +181,7 @@ def banner(env: dict[str, str]) -> str:
         f"  Worker metrics   : http://{env.get('WORKER_METRICS_HOST', '127.0.0.1')}:"
         f"{env.get('WORKER_METRICS_PORT', '9808')}/metrics  (every worker process, summed)",
         f"  Flower           : http://127.0.0.1:{FLOWER_PORT}  (user {user}, password {password})",
-        "  Stop everything  : Ctrl-C",
+        "  Stop everything  : Ctrl-C   (a process that exits is restarted by itself)",
         "",
     ]
     return "\n".join(lines)
@@ -197,13 +198,15 @@ def main() -> None:
         migrate(env)
         shutil.rmtree(METRICS_DIR, ignore_errors=True)  # last run's counts must not linger
         METRICS_DIR.mkdir()
-        manager = Manager(Printer(sys.stdout))
-        for name, command in processes(env).items():
-            manager.add_process(name, command, env=_process_env(name, env), cwd=str(ROOT))
-        threading.Thread(target=tell_telegram_where_we_are, args=(env,), daemon=True).start()
+        supervisor = Supervisor()
+        procs = processes(env)
+        for name, command in procs.items():
+            on_start = (lambda: tell_telegram_where_we_are(env)) if name == "telegram" else None
+            supervisor.add(name, command, env=_process_env(name, env), cwd=str(ROOT), on_start=on_start)
+        if "telegram" not in procs:  # the real Bot API
+            threading.Thread(target=tell_telegram_where_we_are, args=(env,), daemon=True).start()
         print(banner(env), flush=True)
-        manager.loop()
-        code = manager.returncode
+        code = supervisor.run()  # until Ctrl-C or SIGTERM; 0 once everything stopped
     finally:
         for service in reversed(started):
             service.stop()
