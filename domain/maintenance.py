@@ -22,6 +22,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import outbox
+from core.db import rows_affected
 from domain import reservations
 from domain.payments import close_checkouts_after_commit
 from models import (
@@ -302,6 +303,7 @@ def retry_failed_notifications(session: Session, now: datetime) -> dict[str, Any
 
 def prune_beat_audit(session: Session, now: datetime) -> int:
     """Forget routine audit entries written by beat after a while; people's actions stay."""
-    return session.execute(
-        delete(AuditEntry).where(AuditEntry.actor == "beat", AuditEntry.created_at < now - AUDIT_KEPT_FOR_BEAT)
-    ).rowcount
+    return rows_affected(
+        session,
+        delete(AuditEntry).where(AuditEntry.actor == "beat", AuditEntry.created_at < now - AUDIT_KEPT_FOR_BEAT),
+    )
