@@ -23,10 +23,18 @@ from core.handover import enqueue_after_commit
 from core.logging import get_logger
 from domain import audit, reservations
 from domain.payments import notices
-from domain.payments.orders import lock_order, order_key, reload_order, tell, tell_customer
+from domain.payments.orders import (
+    business_of,
+    lock_order,
+    offer_of,
+    order_key,
+    reload_order,
+    tell,
+    tell_customer,
+)
 from domain.payments.refunds import record_refund
 from domain.reservations import ReleaseReason, SaleOutcome
-from models import Business, Offer, Order, OrderStatus, StripeEvent
+from models import Order, OrderStatus, StripeEvent
 
 log = get_logger(__name__)
 
@@ -139,8 +147,8 @@ def payment_arrived(session: Session, order: Order, checkout: dict[str, Any]) ->
 
 
 def _tell_business(session: Session, order: Order) -> None:
-    offer = session.get(Offer, order.offer_id, populate_existing=True)  # the engine just sold units
-    owner = session.get(Business, offer.business_id).owner_id
+    offer = offer_of(session, order, fresh=True)  # the engine just sold units
+    owner = business_of(session, offer).owner_id
     tell(session, f"order:{order.id}:paid:business", owner, notices.NewPaidOrder, order,
          units_left=max(offer.units_left, 0))
 
