@@ -11,6 +11,7 @@ and the customer is told).
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select, text
@@ -59,23 +60,23 @@ def handle_event(session: Session, event: dict[str, Any]) -> EventOutcome:
     ).first()
     if first_time is None:
         return EventOutcome.DUPLICATE
-    kind = event.get("type")
-    if kind == "checkout.session.completed":
-        if obj.get("payment_status") == "paid":
-            return _on_paid_session(session, obj)
-        if obj.get("payment_status") == "unpaid":
-            return _on_processing_session(session, obj)
-    elif kind == "checkout.session.async_payment_succeeded":
-        return _on_paid_session(session, obj)
-    elif kind == "checkout.session.async_payment_failed":
-        return _on_failed_session(session, obj)
-    elif kind == "checkout.session.expired":
-        order = _order_of_session(session, obj)
-        if order is not None and order.checkout_session_id == obj.get("id"):
-            order.checkout_url = None
-            return EventOutcome.HANDLED
-    elif kind in ("refund.created", "refund.updated"):
-        return _on_refund(session, obj)
+    handler = _HANDLERS.get(str(event.get("type")))
+    return handler(session, obj) if handler is not None else EventOutcome.IGNORED
+
+
+def _on_completed_session(session: Session, checkout: dict[str, Any]) -> EventOutcome:
+    if checkout.get("payment_status") == "paid":
+        return _on_paid_session(session, checkout)
+    if checkout.get("payment_status") == "unpaid":
+        return _on_processing_session(session, checkout)
+    return EventOutcome.IGNORED
+
+
+def _on_expired_session(session: Session, checkout: dict[str, Any]) -> EventOutcome:
+    order = _order_of_session(session, checkout)
+    if order is not None and order.checkout_session_id == checkout.get("id"):
+        order.checkout_url = None
+        return EventOutcome.HANDLED
     return EventOutcome.IGNORED
 
 
@@ -194,3 +195,14 @@ def _on_refund(session: Session, refund: dict[str, Any]) -> EventOutcome:
             raise EventNotReady(f"refund {refund.get('id')} before its payment was recorded")
         return EventOutcome.IGNORED  # not a payment of ours
     return EventOutcome.HANDLED if record_refund(session, order_id, refund) else EventOutcome.IGNORED
+
+
+# The event types acted on; any other is IGNORED.
+_HANDLERS: dict[str, Callable[[Session, dict[str, Any]], EventOutcome]] = {
+    "checkout.session.completed": _on_completed_session,
+    "checkout.session.async_payment_succeeded": _on_paid_session,
+    "checkout.session.async_payment_failed": _on_failed_session,
+    "checkout.session.expired": _on_expired_session,
+    "refund.created": _on_refund,
+    "refund.updated": _on_refund,
+}
