@@ -94,7 +94,7 @@ def export_document(data: dict[str, Any]) -> bytes:
     return json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False).encode()
 
 
-class DeleteOutcome(str, enum.Enum):
+class DeleteOutcome(enum.StrEnum):
     DELETED = "deleted"
     NOT_FOUND = "not_found"
     OPEN_ORDERS = "open_orders"  # paid orders still to be collected: erase after the pickup

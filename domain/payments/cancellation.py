@@ -20,7 +20,7 @@ from domain.payments.orders import business_of, lock_order, offer_of, reload_ord
 from models import Offer, Order, OrderStatus
 
 
-class CancelPolicy(str, enum.Enum):
+class CancelPolicy(enum.StrEnum):
     """What a customer may do about one of their orders, now."""
 
     LET_GO = "let_go"  # an unpaid reservation: released at once, nothing to give back
@@ -43,7 +43,7 @@ def cancellation_policy(order: Order, offer: Offer, customer_id: int, now: datet
     return CancelPolicy.TOO_LATE if now > cutoff else CancelPolicy.REFUND
 
 
-class CancellationOutcome(str, enum.Enum):
+class CancellationOutcome(enum.StrEnum):
     CANCELLED = "cancelled"  # the units are back on sale, the refund is on its way
     TOO_LATE = "too_late"  # past the cancellation cut-off before pickup
     NOT_CANCELLABLE = "not_cancellable"  # not paid (any more): collected, refunded, unknown, not theirs

@@ -78,7 +78,7 @@ def checkout_params(order: Order, offer: Offer, business: Business) -> dict[str,
     }
 
 
-class CheckoutOutcome(str, enum.Enum):
+class CheckoutOutcome(enum.StrEnum):
     CREATED = "created"  # the session exists and the customer has the Pay button
     EXISTING = "existing"  # it existed already: the Pay button was sent again
     NOT_HELD = "not_held"  # nothing to pay for (paid, released, lapsed, unknown)
@@ -149,7 +149,7 @@ def _give_up_checkout(session: Session, order_id: int) -> None:
     audit.record(session, "payments", "payments.create_checkout", "error", target=f"order:{order_id}")
 
 
-class CloseOutcome(str, enum.Enum):
+class CloseOutcome(enum.StrEnum):
     CLOSED = "closed"  # the session was open and is expired now
     SETTLED = "settled"  # Stripe had it paid: the payment was recorded
     PROCESSING = "processing"  # paid with a delayed method that has not settled yet

@@ -45,7 +45,7 @@ class EventNotReady(Exception):
     recorded): the task tries again later, and the event counts as unhandled until then."""
 
 
-class EventOutcome(str, enum.Enum):
+class EventOutcome(enum.StrEnum):
     HANDLED = "handled"
     DUPLICATE = "duplicate"  # this event id was handled before
     IGNORED = "ignored"  # not a type we act on, not one of our sessions, or nothing left to do

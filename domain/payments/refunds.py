@@ -25,7 +25,7 @@ from models import OrderStatus
 log = get_logger(__name__)
 
 
-class RefundOutcome(str, enum.Enum):
+class RefundOutcome(enum.StrEnum):
     REFUNDED = "refunded"
     ALREADY_DONE = "already_done"
     NOT_DUE = "not_due"  # nothing was paid, or the order was collected
