@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from telegram import Message
+
 from chat import menus
 from chat.cards import escape, format_distance, format_window, local_time, offer_caption
 from chat.context import Context
 from chat.messages.orders import describe_cancellation, refusal
 from chat.registry import StaleButton, button, command, data, deep_link
-from core.outbox import Reply
-from core.outbox import button as key
 from core.handover import enqueue_after_commit
 from core.i18n import N_, Translator
+from core.outbox import Reply
+from core.outbox import button as key
 from domain import announcements, catalog, ordering, payments
 from domain.catalog import Sort
-from domain.payments import CancelPolicy
 from domain.money import discount_percent, format_money
+from domain.payments import CancelPolicy
 from models import Business, Offer, OfferStatus, Order, OrderStatus
 
 
@@ -147,8 +149,9 @@ def btn_alerts(ctx: Context, args: list[str]) -> None:
     elif args[:1] == ["off"]:
         announcements.set_deal_alerts(ctx.session, ctx.user.id, None)
         ctx.toast(_("🔕 Alerts off. Followed businesses still tell you about their new deals."), alert=True)
-        if ctx.update.callback_query and ctx.update.callback_query.message \
-                and ctx.update.callback_query.message.photo:
+        pressed_under = ctx.update.callback_query.message if ctx.update.callback_query else None
+        # Only a Message has a photo; an InaccessibleMessage (deleted, or too old) cannot be edited anyway.
+        if isinstance(pressed_under, Message) and pressed_under.photo:
             return  # pressed under an announcement: leave that message as it is
         show_deals(ctx, Sort.NEAREST, 0)
     else:
@@ -354,7 +357,7 @@ def _own_open_order(ctx: Context, order_id: int) -> tuple[Order, Offer]:
     order = ctx.session.get(Order, order_id)
     if order is None or order.customer_id != ctx.user.id:
         raise StaleButton  # someone else's order looks exactly like a missing one
-    return order, ctx.session.get(Offer, order.offer_id)
+    return order, order.offer
 
 
 @button("ocancel")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, CursorResult, Engine, Executable, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import get_settings
@@ -54,6 +55,13 @@ def session_scope() -> Iterator[Session]:
         callbacks = session.info.pop("after_commit", [])
     for callback in callbacks:
         callback()
+
+
+def rows_affected(session: Session, statement: Executable) -> int:
+    """Run an UPDATE or DELETE in the session and return how many rows it touched."""
+    # Such a statement's result is a CursorResult, which carries the row count (Session.execute's
+    # type does not say so).
+    return cast("CursorResult[Any]", session.execute(statement)).rowcount
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:

@@ -202,10 +202,11 @@ def deliver_now(session: Session, key: str, chat_id: int, message: Reply | objec
     `RetryLater` as `deliver` does (the caller rolls back and retries)."""
     note_id = record(session, key, chat_id, message)
     if note_id is None:  # recorded and committed before: report what became of it
-        note = session.scalars(select(Notification).where(Notification.idempotency_key == key)).one()
-        return Sent(Delivery.ALREADY_DONE, note.telegram_message_id, (note.payload or {}).get("photo"),
-                    error=note.last_error)
+        earlier = session.scalars(select(Notification).where(Notification.idempotency_key == key)).one()
+        return Sent(Delivery.ALREADY_DONE, earlier.telegram_message_id, (earlier.payload or {}).get("photo"),
+                    error=earlier.last_error)
     note = session.get(Notification, note_id)
+    assert note is not None, "record() inserted this row just now, in this session's transaction"
     try:
         _take_turn(chat_id, max_wait)
         sent = _attempt(session, note, {})

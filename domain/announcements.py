@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, literal, or_, select
+from sqlalchemy import ColumnElement, and_, literal, or_, select
 from sqlalchemy.orm import Session
 
 from core import outbox
@@ -50,7 +50,7 @@ def audience(session: Session, offer: Offer) -> list[Recipient]:
     """Everyone to tell about this offer: followers, and alert subscribers close enough."""
     business = offer.business
     follower = select(Follow.user_id).where(Follow.business_id == business.id, Follow.user_id == User.id)
-    nearby = literal(False)
+    nearby: ColumnElement[bool] = literal(False)
     distance = literal(None)
     if business.latitude is not None and business.longitude is not None:
         distance = distance_km(User.latitude, User.longitude, literal(business.latitude), literal(business.longitude))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from core.db import rows_affected
 from models import Notification, NotificationStatus, ProcessedUpdate
 
 # Telegram stops redelivering an update within a day; a week is a generous margin.
@@ -17,19 +17,13 @@ NOTIFICATIONS_KEPT = timedelta(days=30)
 
 def cleanup(session: Session, now: datetime | None = None) -> dict[str, int]:
     now = now or datetime.now(UTC)
-    updates = _deleted(
+    updates = rows_affected(
         session, delete(ProcessedUpdate).where(ProcessedUpdate.processed_at < now - PROCESSED_UPDATES_KEPT)
     )
-    notifications = _deleted(session,
+    notifications = rows_affected(session,
         delete(Notification).where(
             Notification.status.in_([NotificationStatus.SENT, NotificationStatus.DROPPED]),
             Notification.created_at < now - NOTIFICATIONS_KEPT,
         ),
     )
     return {"processed_updates_deleted": updates, "notifications_deleted": notifications}
-
-
-def _deleted(session: Session, statement: Any) -> int:
-    # A DELETE's result is a CursorResult, which carries the row count (Session.execute's type
-    # does not say so).
-    return cast("CursorResult[Any]", session.execute(statement)).rowcount

@@ -22,6 +22,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core import outbox
+from core.db import rows_affected
 from domain import reservations
 from domain.payments import close_checkouts_after_commit
 from models import (
@@ -191,9 +192,12 @@ def send_pickup_reminders(session: Session, now: datetime, lead: timedelta = REM
     ).scalars().all()
     for order in session.scalars(select(Order).where(Order.id.in_(claimed)).order_by(Order.id)):
         offer = order.offer
-        business = session.get(Business, offer.business_id)
-        outbox.notify(session, f"order:{order.id}:reminder", order.customer_id, PickupReminder(
-            language=_language(session, order.customer_id), title=offer.title, business_name=business.name,
+        business = offer.business
+        customer_id = order.customer_id
+        # Claimed above only with a customer, and locked since, so erasure cannot have cleared it.
+        assert customer_id is not None, "a claimed order has a customer"
+        outbox.notify(session, f"order:{order.id}:reminder", customer_id, PickupReminder(
+            language=_language(session, customer_id), title=offer.title, business_name=business.name,
             address=business.address, pickup_start=offer.pickup_start, pickup_end=offer.pickup_end,
             timezone=business.timezone, pickup_code=order.pickup_code, now=now,
         ))
@@ -302,6 +306,7 @@ def retry_failed_notifications(session: Session, now: datetime) -> dict[str, Any
 
 def prune_beat_audit(session: Session, now: datetime) -> int:
     """Forget routine audit entries written by beat after a while; people's actions stay."""
-    return session.execute(
-        delete(AuditEntry).where(AuditEntry.actor == "beat", AuditEntry.created_at < now - AUDIT_KEPT_FOR_BEAT)
-    ).rowcount
+    return rows_affected(
+        session,
+        delete(AuditEntry).where(AuditEntry.actor == "beat", AuditEntry.created_at < now - AUDIT_KEPT_FOR_BEAT),
+    )

@@ -398,16 +398,19 @@ def cancel(session: Session, offer_id: int, owner_id: int) -> Cancellation:
     # The offer is locked now; its open orders (including any made by a reservation that committed
     # while we waited for the offer) are locked after it.
     for order_id, status in session.execute(
-        text("SELECT id, status FROM orders WHERE offer_id = :id AND status IN ('held', 'paid') ORDER BY id FOR UPDATE"),
+        text(
+            "SELECT id, status FROM orders WHERE offer_id = :id AND status IN ('held', 'paid') "
+            "ORDER BY id FOR UPDATE"
+        ),
         {"id": offer.id},
     ):
         if status == "held":
-            result = reservations.release(session, order_id, reservations.ReleaseReason.CANCELLED)
-            if result.outcome == reservations.ReleaseOutcome.RELEASED:
+            release = reservations.release(session, order_id, reservations.ReleaseReason.CANCELLED)
+            if release.outcome == reservations.ReleaseOutcome.RELEASED:
                 released.append(order_id)
         else:  # paid -> cancelled with its units restocked; the money goes back after commit
-            result = reservations.cancel_paid(session, order_id)
-            if result.outcome == reservations.CancelOutcome.CANCELLED:
+            cancelled = reservations.cancel_paid(session, order_id)
+            if cancelled.outcome == reservations.CancelOutcome.CANCELLED:
                 paid.append(order_id)
     session.refresh(offer)
     return Cancellation(offer, released, paid)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from core.db import rows_affected
 from domain import reservations
 from domain.payments import close_checkouts_after_commit
 from models import (
@@ -93,7 +94,7 @@ def export_document(data: dict[str, Any]) -> bytes:
     return json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False).encode()
 
 
-class DeleteOutcome(str, enum.Enum):
+class DeleteOutcome(enum.StrEnum):
     DELETED = "deleted"
     NOT_FOUND = "not_found"
     OPEN_ORDERS = "open_orders"  # paid orders still to be collected: erase after the pickup
@@ -154,16 +155,17 @@ def delete_user_data(session: Session, user_id: int, now: datetime | None = None
         has_checkout = session.scalars(select(Order.id).where(
             Order.id.in_(released_with_checkout), Order.checkout_session_id.is_not(None))).all()
         close_checkouts_after_commit(session, list(has_checkout))
-    result.orders_anonymised = session.execute(
-        update(Order).where(Order.customer_id == user_id).values(customer_id=None)
-    ).rowcount
-    result.follows_deleted = session.execute(delete(Follow).where(Follow.user_id == user_id)).rowcount
+    result.orders_anonymised = rows_affected(
+        session, update(Order).where(Order.customer_id == user_id).values(customer_id=None)
+    )
+    result.follows_deleted = rows_affected(session, delete(Follow).where(Follow.user_id == user_id))
     session.execute(delete(ConversationState).where(ConversationState.chat_id == user_id))
     # Old chat messages (texts with names, pickup codes); messages still to be sent stay.
-    result.messages_deleted = session.execute(
+    result.messages_deleted = rows_affected(
+        session,
         delete(Notification).where(Notification.chat_id == user_id,
-                                   Notification.status != NotificationStatus.PENDING)
-    ).rowcount
+                                   Notification.status != NotificationStatus.PENDING),
+    )
     user.first_name = None
     user.username = None
     user.latitude = None

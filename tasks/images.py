@@ -92,23 +92,29 @@ def process_offer_photo(self: BaseTask, offer_id: int, file_id: str) -> str:
         except outbox.RetryLater as wait:  # rolls back: the preview's row goes with this attempt
             countdown = wait.delay + 1 if wait.pacing else min(60, 2 ** self.request.retries)
             raise self.retry(countdown=countdown, exc=wait) from wait
-        if sent.delivery is outbox.Delivery.ALREADY_DONE:
-            return "nothing_to_do"  # this run's card was sent and stored before
-        if sent.blocked:  # the owner blocked the bot: nobody to show a preview to
-            log.warning("photo_preview_undeliverable", offer_id=offer_id, error=sent.error)
-            offer.photo_status = PhotoStatus.FAILED if offer.status == OfferStatus.DRAFT else PhotoStatus.READY
-            offer.photo_error = "undeliverable"
-            return "undeliverable"
-        if sent.delivery is outbox.Delivery.DROPPED:  # Telegram refused the card itself: say so
-            log.error("photo_preview_refused", offer_id=offer_id, error=sent.error)
-            return _rejected(session, offer, language, started, PhotoRejected("corrupt", sent.error or ""))
-        offer.photo_card_file_id = sent.photo
-        offer.photo_status = PhotoStatus.READY
-        offer.photo_error = None
-        if offer.status != OfferStatus.DRAFT:
-            offer.version += 1  # customers' buttons made before the new card are stale now
-        log.info("offer_photo_ready", offer_id=offer_id, photo=repr(processed))
-        return "ready"
+        return _card_sent(session, offer, sent, language=language, started=started, processed=processed)
+
+
+def _card_sent(session: Session, offer: Offer, sent: outbox.Sent, *, language: str, started: datetime,
+               processed: images.ProcessedPhoto) -> str:
+    """Store what became of the deal card sent to the owner as the preview."""
+    if sent.delivery is outbox.Delivery.ALREADY_DONE:
+        return "nothing_to_do"  # this run's card was sent and stored before
+    if sent.blocked:  # the owner blocked the bot: nobody to show a preview to
+        log.warning("photo_preview_undeliverable", offer_id=offer.id, error=sent.error)
+        offer.photo_status = PhotoStatus.FAILED if offer.status == OfferStatus.DRAFT else PhotoStatus.READY
+        offer.photo_error = "undeliverable"
+        return "undeliverable"
+    if sent.delivery is outbox.Delivery.DROPPED:  # Telegram refused the card itself: say so
+        log.error("photo_preview_refused", offer_id=offer.id, error=sent.error)
+        return _rejected(session, offer, language, started, PhotoRejected("corrupt", sent.error or ""))
+    offer.photo_card_file_id = sent.photo
+    offer.photo_status = PhotoStatus.READY
+    offer.photo_error = None
+    if offer.status != OfferStatus.DRAFT:
+        offer.version += 1  # customers' buttons made before the new card are stale now
+    log.info("offer_photo_ready", offer_id=offer.id, photo=repr(processed))
+    return "ready"
 
 
 def _rejected(session: Session, offer: Offer, language: str, started: datetime, rejection: PhotoRejected) -> str:

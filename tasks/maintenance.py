@@ -23,7 +23,7 @@ from chat.messages import admin as messages
 from core.db import session_scope
 from core.logging import get_logger
 from core.outbox import notify
-from domain import audit, maintenance, privacy
+from domain import audit, maintenance, payments, privacy
 from domain.cleanup import cleanup as cleanup_tables
 from models import User
 from tasks.app import app
@@ -58,14 +58,14 @@ def _language(session: Session, user_id: int) -> str:
     return user.language if user else "en"
 
 
-def _send_report(session: Session, task: BaseTask, action: str, chat_id: int, result: str,
+def _send_report(session: Session, task: BaseTask, action: str, chat_id: int, *, result: str,
                  report: dict[str, Any]) -> None:
     notify(session, f"task:{_task_key(task)}:report", chat_id,
            messages.job_report(_language(session, chat_id), action, result, report))
 
 
 def run_job(task: BaseTask, action: str, actor: str, report_to: int | None,
-            work: Callable[[Session, datetime], dict[str, Any]], target: str | None = None) -> dict[str, Any]:
+            work: Callable[[Session, datetime], dict[str, Any]], *, target: str | None = None) -> dict[str, Any]:
     """One job run: the work, its audit entry and its report in one transaction."""
     now = datetime.now(UTC)
     try:
@@ -73,7 +73,7 @@ def run_job(task: BaseTask, action: str, actor: str, report_to: int | None,
             report = _jsonable(work(session, now))
             audit.record(session, actor, action, "ok", target=target, details=report)
             if report_to:
-                _send_report(session, task, action, int(report_to), "ok", report)
+                _send_report(session, task, action, int(report_to), result="ok", report=report)
     except TRANSIENT_ERRORS:
         raise  # retried by the base task; the retry writes the entry
     except Exception as error:
@@ -82,7 +82,7 @@ def run_job(task: BaseTask, action: str, actor: str, report_to: int | None,
             with session_scope() as session:
                 audit.record(session, actor, action, "error", target=target, details=details)
                 if report_to:
-                    _send_report(session, task, action, int(report_to), "error", details)
+                    _send_report(session, task, action, int(report_to), result="error", report=details)
         except Exception as audit_error:  # noqa: BLE001 - never hide the original failure
             log.error("audit_not_recorded", error=repr(audit_error))
         raise
@@ -103,17 +103,9 @@ def release_expired_holds(self: BaseTask, actor: str = "beat", report_to: int | 
     return run_job(self, "maintenance.release_expired_holds", actor, report_to, maintenance.release_expired_holds)
 
 
-def _reconcile(session: Session, now: datetime) -> dict[str, Any]:
-    try:
-        from domain.payments import reconcile_payments
-    except ImportError:
-        return {"skipped": "payments are not set up (domain.payments.reconcile_payments missing)"}
-    return reconcile_payments(session, now)
-
-
 @app.task(name="maintenance.reconcile_payments", base=BaseTask, bind=True, ignore_result=False)
 def reconcile_payments(self: BaseTask, actor: str = "beat", report_to: int | None = None) -> dict[str, Any]:
-    return run_job(self, "maintenance.reconcile_payments", actor, report_to, _reconcile)
+    return run_job(self, "maintenance.reconcile_payments", actor, report_to, payments.reconcile_payments)
 
 
 @app.task(name="maintenance.send_pickup_reminders", base=BaseTask, bind=True, ignore_result=False)
@@ -173,7 +165,7 @@ def export_user_data(self: BaseTask, user_id: int, actor: str = "beat", report_t
 
 @app.task(name="maintenance.delete_user_data", base=BaseTask, bind=True, ignore_result=False)
 def delete_user_data(self: BaseTask, user_id: int, actor: str = "beat", report_to: int | None = None,
-                     request: str | None = None, force: bool = False) -> dict[str, Any]:
+                     request: str | None = None, *, force: bool = False) -> dict[str, Any]:
     """Erase a person's data (domain.privacy.delete_user_data) and tell them."""
     user_id = int(user_id)
     request = request or _task_key(self)

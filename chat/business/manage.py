@@ -12,7 +12,6 @@ import base64
 from collections.abc import Callable
 from functools import wraps
 
-
 from chat.business.newoffer import change_photo, enqueue_photo, verified_business
 from chat.business.registration import status_text
 from chat.business.texts import now, reask, reask_invalid
@@ -21,9 +20,9 @@ from chat.context import Context
 from chat.flows import DONE, Flow, Step, ask
 from chat.registry import NotAllowed, StaleButton, command, data, flow
 from chat.registry import button as on_button
-from core.outbox import Keyboard, Reply, button
-from core.i18n import Translator
 from core import outbox
+from core.i18n import Translator
+from core.outbox import Keyboard, Reply, button
 from domain import announcements, businesses, offers, payments
 from domain.money import format_money
 from domain.offers import InvalidInput, NotOwner, WrongState
@@ -238,7 +237,7 @@ def _orders(ctx: Context, offer: Offer) -> None:
     _ = ctx._
     items = offers.orders_of_offer(ctx.session, offer.id, ctx.user.id)
     lines = [_("🧾 <b>Orders of {title}</b>", title=escape(offer.title)), ""]
-    names = {u.id: u.first_name for u in ctx.session.query(User).filter(
+    names: dict[int | None, str | None] = {u.id: u.first_name for u in ctx.session.query(User).filter(
         User.id.in_([o.customer_id for o in items if o.customer_id]))}
     labels = {
         OrderStatus.HELD: _("reserved, not paid yet"),
@@ -347,6 +346,7 @@ def _on_price(ctx: Context, text: str) -> str | None:
         return DONE
     note = _("✅ The price is now {price}.", price=format_money(offer.price_minor, offer.currency))
     if offers.request_card_rerender(ctx.session, offer):
+        assert offer.photo_source_file_id, "request_card_rerender() is true only for an offer with a source photo"
         enqueue_photo(ctx, offer.id, offer.photo_source_file_id)
         note += " " + _("The deal card is being updated.")
     show_offer(ctx, offer, note)
@@ -390,6 +390,7 @@ def _on_code(ctx: Context, text: str) -> str | None:
     code = escape(offers.normalize_pickup_code(text))
     if result.outcome == "collected":
         order = result.order
+        assert order is not None, "confirm_pickup() returns the order it marked collected"
         _tell_collected(ctx, offer, order)
         show_offer(ctx, offer, _("✅ Code {code} is valid: hand over {quantity}× {title}. The order is marked "
                                  "collected.", code=code, quantity=order.quantity, title=escape(offer.title)))

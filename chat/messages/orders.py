@@ -74,6 +74,9 @@ def _to_customer(_: Translator, text: str, kind: str) -> Reply:
 def _pay_now(notice: notices.PayNow) -> Reply:
     _ = Translator(notice.language)
     order = notice.order
+    # Sent only for a held order whose hold has an end and whose session is open (create_checkout).
+    assert order.hold_expires_at is not None, "a PayNow order's hold has an end"
+    assert order.checkout_url is not None, "a PayNow order has its Checkout Session's URL"
     deadline = local_time(order.hold_expires_at, notice.business.timezone)
     text = "\n".join([
         _("🛒 Reserved for you: {what}", what=_what(notice)),

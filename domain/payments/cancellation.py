@@ -16,11 +16,11 @@ from domain import offers, reservations
 from domain.payments import notices
 from domain.payments.checkout import close_checkouts_after_commit
 from domain.payments.notices import CallOffReason
-from domain.payments.orders import lock_order, reload_order, tell, tell_customer
-from models import Business, Offer, Order, OrderStatus
+from domain.payments.orders import business_of, lock_order, offer_of, reload_order, tell, tell_customer
+from models import Offer, Order, OrderStatus
 
 
-class CancelPolicy(str, enum.Enum):
+class CancelPolicy(enum.StrEnum):
     """What a customer may do about one of their orders, now."""
 
     LET_GO = "let_go"  # an unpaid reservation: released at once, nothing to give back
@@ -43,7 +43,7 @@ def cancellation_policy(order: Order, offer: Offer, customer_id: int, now: datet
     return CancelPolicy.TOO_LATE if now > cutoff else CancelPolicy.REFUND
 
 
-class CancellationOutcome(str, enum.Enum):
+class CancellationOutcome(enum.StrEnum):
     CANCELLED = "cancelled"  # the units are back on sale, the refund is on its way
     TOO_LATE = "too_late"  # past the cancellation cut-off before pickup
     NOT_CANCELLABLE = "not_cancellable"  # not paid (any more): collected, refunded, unknown, not theirs
@@ -56,7 +56,7 @@ def cancel_by_customer(session: Session, order_id: int, customer_id: int, now: d
     order = lock_order(session, order_id)
     if order is None:
         return CancellationOutcome.NOT_CANCELLABLE
-    offer = session.get(Offer, order.offer_id)
+    offer = offer_of(session, order)
     policy = cancellation_policy(order, offer, customer_id, now)
     if policy is CancelPolicy.TOO_LATE:
         return CancellationOutcome.TOO_LATE
@@ -66,7 +66,7 @@ def cancel_by_customer(session: Session, order_id: int, customer_id: int, now: d
     if result.outcome is not reservations.CancelOutcome.CANCELLED:
         return CancellationOutcome.NOT_CANCELLABLE
     order = reload_order(session, order_id)
-    owner = session.get(Business, offer.business_id).owner_id
+    owner = business_of(session, offer).owner_id
     tell(session, f"order:{order_id}:cancelled:business", owner, notices.CancelledByCustomer, order)
     enqueue_after_commit(session, "payments.refund_order", order_id)
     return CancellationOutcome.CANCELLED

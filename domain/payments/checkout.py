@@ -22,7 +22,14 @@ from core.settings import get_settings
 from domain import audit, reservations
 from domain.payments import notices
 from domain.payments.events import payment_arrived
-from domain.payments.orders import hold_due, lock_order, order_key, reload_order, tell_customer
+from domain.payments.orders import (
+    hold_due,
+    lock_known_order,
+    offer_and_business,
+    order_key,
+    reload_order,
+    tell_customer,
+)
 from domain.reservations import ReleaseReason
 from models import Business, Offer, Order, OrderStatus
 
@@ -71,7 +78,7 @@ def checkout_params(order: Order, offer: Offer, business: Business) -> dict[str,
     }
 
 
-class CheckoutOutcome(str, enum.Enum):
+class CheckoutOutcome(enum.StrEnum):
     CREATED = "created"  # the session exists and the customer has the Pay button
     EXISTING = "existing"  # it existed already: the Pay button was sent again
     NOT_HELD = "not_held"  # nothing to pay for (paid, released, lapsed, unknown)
@@ -92,8 +99,7 @@ def create_checkout(order_id: int, request: str | None = None) -> CheckoutOutcom
         if order.checkout_session_id and order.checkout_url:
             _send_pay_button(session, order, request)
             return CheckoutOutcome.EXISTING
-        offer = session.get(Offer, order.offer_id)
-        business = session.get(Business, offer.business_id)
+        offer, business = offer_and_business(session, order)
         key = order_key(order)
         params = checkout_params(order, offer, business) if stripe_api.configured() else None
     try:
@@ -107,7 +113,7 @@ def create_checkout(order_id: int, request: str | None = None) -> CheckoutOutcom
             _give_up_checkout(session, order_id)
         return CheckoutOutcome.UNAVAILABLE
     with session_scope() as session:
-        order = lock_order(session, order_id)
+        order = lock_known_order(session, order_id)
         if order.checkout_session_id is None:
             order.checkout_session_id = checkout["id"]
         elif order.checkout_session_id != checkout["id"]:
@@ -122,6 +128,7 @@ def create_checkout(order_id: int, request: str | None = None) -> CheckoutOutcom
             enqueue_after_commit(session, "payments.expire_checkout", order_id)
             return CheckoutOutcome.NOT_HELD
         _send_pay_button(session, order, request)
+        assert order.hold_expires_at is not None, "hold_due() was false, so the hold has an end"
         remaining = (order.hold_expires_at - datetime.now(UTC)).total_seconds()
         enqueue_after_commit(session, "payments.expire_checkout", order_id,
                              countdown=max(remaining, 0) + CLOSE_DELAY_SECONDS)
@@ -142,7 +149,7 @@ def _give_up_checkout(session: Session, order_id: int) -> None:
     audit.record(session, "payments", "payments.create_checkout", "error", target=f"order:{order_id}")
 
 
-class CloseOutcome(str, enum.Enum):
+class CloseOutcome(enum.StrEnum):
     CLOSED = "closed"  # the session was open and is expired now
     SETTLED = "settled"  # Stripe had it paid: the payment was recorded
     PROCESSING = "processing"  # paid with a delayed method that has not settled yet
@@ -169,12 +176,12 @@ def expire_checkout(order_id: int) -> CloseOutcome:
         checkout = stripe_api.retrieve_checkout_session(session_id)
         if checkout.get("status") == "complete" and checkout.get("payment_status") == "paid":
             with session_scope() as session:
-                order = lock_order(session, order_id)
+                order = lock_known_order(session, order_id)
                 payment_arrived(session, order, checkout)
             return CloseOutcome.SETTLED
         outcome = CloseOutcome.PROCESSING if checkout.get("status") == "complete" else CloseOutcome.ALREADY_CLOSED
     with session_scope() as session:
-        order = lock_order(session, order_id)
+        order = lock_known_order(session, order_id)
         if order.checkout_session_id == session_id:
             order.checkout_url = None
     return outcome

@@ -11,6 +11,7 @@ and the customer is told).
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select, text
@@ -23,10 +24,18 @@ from core.handover import enqueue_after_commit
 from core.logging import get_logger
 from domain import audit, reservations
 from domain.payments import notices
-from domain.payments.orders import lock_order, order_key, reload_order, tell, tell_customer
+from domain.payments.orders import (
+    business_of,
+    lock_order,
+    offer_of,
+    order_key,
+    reload_order,
+    tell,
+    tell_customer,
+)
 from domain.payments.refunds import record_refund
 from domain.reservations import ReleaseReason, SaleOutcome
-from models import Business, Offer, Order, OrderStatus, StripeEvent
+from models import Order, OrderStatus, StripeEvent
 
 log = get_logger(__name__)
 
@@ -36,7 +45,7 @@ class EventNotReady(Exception):
     recorded): the task tries again later, and the event counts as unhandled until then."""
 
 
-class EventOutcome(str, enum.Enum):
+class EventOutcome(enum.StrEnum):
     HANDLED = "handled"
     DUPLICATE = "duplicate"  # this event id was handled before
     IGNORED = "ignored"  # not a type we act on, not one of our sessions, or nothing left to do
@@ -51,23 +60,23 @@ def handle_event(session: Session, event: dict[str, Any]) -> EventOutcome:
     ).first()
     if first_time is None:
         return EventOutcome.DUPLICATE
-    kind = event.get("type")
-    if kind == "checkout.session.completed":
-        if obj.get("payment_status") == "paid":
-            return _on_paid_session(session, obj)
-        if obj.get("payment_status") == "unpaid":
-            return _on_processing_session(session, obj)
-    elif kind == "checkout.session.async_payment_succeeded":
-        return _on_paid_session(session, obj)
-    elif kind == "checkout.session.async_payment_failed":
-        return _on_failed_session(session, obj)
-    elif kind == "checkout.session.expired":
-        order = _order_of_session(session, obj)
-        if order is not None and order.checkout_session_id == obj.get("id"):
-            order.checkout_url = None
-            return EventOutcome.HANDLED
-    elif kind in ("refund.created", "refund.updated"):
-        return _on_refund(session, obj)
+    handler = _HANDLERS.get(str(event.get("type")))
+    return handler(session, obj) if handler is not None else EventOutcome.IGNORED
+
+
+def _on_completed_session(session: Session, checkout: dict[str, Any]) -> EventOutcome:
+    if checkout.get("payment_status") == "paid":
+        return _on_paid_session(session, checkout)
+    if checkout.get("payment_status") == "unpaid":
+        return _on_processing_session(session, checkout)
+    return EventOutcome.IGNORED
+
+
+def _on_expired_session(session: Session, checkout: dict[str, Any]) -> EventOutcome:
+    order = _order_of_session(session, checkout)
+    if order is not None and order.checkout_session_id == checkout.get("id"):
+        order.checkout_url = None
+        return EventOutcome.HANDLED
     return EventOutcome.IGNORED
 
 
@@ -139,8 +148,8 @@ def payment_arrived(session: Session, order: Order, checkout: dict[str, Any]) ->
 
 
 def _tell_business(session: Session, order: Order) -> None:
-    offer = session.get(Offer, order.offer_id, populate_existing=True)  # the engine just sold units
-    owner = session.get(Business, offer.business_id).owner_id
+    offer = offer_of(session, order, fresh=True)  # the engine just sold units
+    owner = business_of(session, offer).owner_id
     tell(session, f"order:{order.id}:paid:business", owner, notices.NewPaidOrder, order,
          units_left=max(offer.units_left, 0))
 
@@ -186,3 +195,14 @@ def _on_refund(session: Session, refund: dict[str, Any]) -> EventOutcome:
             raise EventNotReady(f"refund {refund.get('id')} before its payment was recorded")
         return EventOutcome.IGNORED  # not a payment of ours
     return EventOutcome.HANDLED if record_refund(session, order_id, refund) else EventOutcome.IGNORED
+
+
+# The event types acted on; any other is IGNORED.
+_HANDLERS: dict[str, Callable[[Session, dict[str, Any]], EventOutcome]] = {
+    "checkout.session.completed": _on_completed_session,
+    "checkout.session.async_payment_succeeded": _on_paid_session,
+    "checkout.session.async_payment_failed": _on_failed_session,
+    "checkout.session.expired": _on_expired_session,
+    "refund.created": _on_refund,
+    "refund.updated": _on_refund,
+}

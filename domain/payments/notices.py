@@ -86,7 +86,7 @@ class Refunded(OrderNotice):
 # --------------------------------------------------------------------------- cancellations
 
 
-class CallOffReason(str, enum.Enum):
+class CallOffReason(enum.StrEnum):
     """Why the business side called off an order (each reads differently to the customer)."""
 
     OFFER_CANCELLED = "offer_cancelled"  # the business cancelled the whole offer (cancel_offer)

@@ -31,6 +31,15 @@ def lock_order(session: Session, order_id: int) -> Order | None:
     ).scalar_one_or_none()
 
 
+def lock_known_order(session: Session, order_id: int) -> Order:
+    """:func:`lock_order` for an order read before, in an earlier transaction: orders are never
+    deleted, so it is still there (LookupError if not)."""
+    order = lock_order(session, order_id)
+    if order is None:
+        raise LookupError(f"order {order_id} is missing, though it was read before")
+    return order
+
+
 def reload_order(session: Session, order_id: int) -> Order:
     # The engine moves rows with plain SQL; read them afresh.
     return session.execute(
@@ -45,10 +54,33 @@ def hold_due(session: Session, order: Order) -> bool:
     )
 
 
+def offer_of(session: Session, order: Order, *, fresh: bool = False) -> Offer:
+    """The order's offer (read afresh with ``fresh``). It exists: ``orders.offer_id`` is a non-null
+    foreign key (LookupError if not)."""
+    offer = session.get(Offer, order.offer_id, populate_existing=fresh)
+    if offer is None:
+        raise LookupError(f"offer {order.offer_id} of order {order.id} is missing")
+    return offer
+
+
+def business_of(session: Session, offer: Offer) -> Business:
+    """The offer's business. It exists: ``offers.business_id`` is a non-null foreign key (LookupError
+    if not)."""
+    business = session.get(Business, offer.business_id)
+    if business is None:
+        raise LookupError(f"business {offer.business_id} of offer {offer.id} is missing")
+    return business
+
+
+def offer_and_business(session: Session, order: Order) -> tuple[Offer, Business]:
+    """The order's offer and that offer's business (see :func:`offer_of`, :func:`business_of`)."""
+    offer = offer_of(session, order)
+    return offer, business_of(session, offer)
+
+
 def tell(session: Session, key: str, recipient: int, kind: type[NoticeT], order: Order, **facts: Any) -> None:
     """Notify ``recipient`` (once per ``key``) with a ``kind`` notice about ``order``, in their language."""
-    offer = session.get(Offer, order.offer_id)
-    business = session.get(Business, offer.business_id)
+    offer, business = offer_and_business(session, order)
     user = session.get(User, recipient)
     notice = kind(order=order, offer=offer, business=business, language=user.language if user else "en", **facts)
     outbox.notify(session, key, recipient, notice)

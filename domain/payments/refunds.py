@@ -20,12 +20,12 @@ from core.logging import get_logger
 from domain import audit, reservations
 from domain.payments import notices
 from domain.payments.orders import lock_order, order_key, reload_order, tell_customer
-from models import Order, OrderStatus
+from models import OrderStatus
 
 log = get_logger(__name__)
 
 
-class RefundOutcome(str, enum.Enum):
+class RefundOutcome(enum.StrEnum):
     REFUNDED = "refunded"
     ALREADY_DONE = "already_done"
     NOT_DUE = "not_due"  # nothing was paid, or the order was collected
@@ -54,7 +54,8 @@ def refund_order(order_id: int) -> RefundOutcome:
             return RefundOutcome.NOT_DUE
         if row.refunded:
             return RefundOutcome.ALREADY_DONE
-        key = order_key(session.get(Order, order_id))
+        assert order is not None, "the payment row above was found through this order"
+        key = order_key(order)
     refund = _refund_at_stripe(row.reference, row.amount_minor, f"refund-{key}", {"order_id": str(order_id)})
     with session_scope() as session:
         recorded = record_refund(session, order_id, refund)

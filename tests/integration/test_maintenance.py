@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+import sqlalchemy as sa
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-import sqlalchemy as sa
 
 from domain import maintenance, privacy, stats
 from domain import reservations as rsv
@@ -40,7 +40,7 @@ def business(conn, owner_id: int = OWNER_ID, timezone: str = "Europe/Berlin", na
              o=owner_id, n=name, tz=timezone).scalar()
 
 
-def offer(conn, business_id: int, quantity: int = 5, start: str = "-1 hour", end: str = "3 hours",
+def offer(conn, business_id: int, *, quantity: int = 5, start: str = "-1 hour", end: str = "3 hours",
           title: str = "Bag", currency: str = "EUR") -> int:
     return q(conn, "INSERT INTO offers (business_id, title, price_minor, original_price_minor, currency, quantity,"
                    " pickup_start, pickup_end, status, published_at) VALUES (:b, :t, 300, 600, :c, :q,"

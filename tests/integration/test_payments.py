@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import sqlalchemy as sa
@@ -52,8 +53,8 @@ class Harness:
         if name != DELIVER_TASK:
             self.queued.append((name, args, countdown))
 
-    RUNNERS = {
-        "payments.create_checkout": lambda order_id: payments.create_checkout(order_id),
+    RUNNERS: ClassVar[dict[str, Callable[..., Any]]] = {
+        "payments.create_checkout": payments.create_checkout,
         "payments.expire_checkout": payments.expire_checkout,
         "payments.refund_order": payments.refund_order,
         "payments.refund_payment": payments.refund_payment,
@@ -167,7 +168,7 @@ def reserved_and_checked_out(h: Harness, quantity: int = 2, offer_quantity: int 
 
 def test_a_held_order_gets_one_checkout_session_and_a_pay_button(harness):
     h = harness
-    offer_id, customer, order_id = reserved_and_checked_out(h, quantity=2)
+    _offer_id, _customer, order_id = reserved_and_checked_out(h, quantity=2)
     row = order(h.db, order_id)
     (stripe_session,) = h.fake.objects("checkout.session")
     assert row.checkout_session_id == stripe_session["id"] and row.checkout_url == stripe_session["url"]
@@ -268,7 +269,7 @@ def test_without_stripe_the_hold_is_released_and_the_customer_told(harness):
 
 def test_payment_sells_the_units_and_issues_a_code_once_whatever_the_deliveries(harness):
     h = harness
-    offer_id, customer, order_id = reserved_and_checked_out(h, quantity=2)
+    offer_id, _customer, order_id = reserved_and_checked_out(h, quantity=2)
     h.fake.pay(checkout_of(h, order_id)["id"])
     events = h.events()
     assert [e["type"] for e in events] == ["charge.succeeded", "payment_intent.succeeded", "checkout.session.completed"]
