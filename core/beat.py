@@ -121,7 +121,7 @@ class Scheduler(RedBeatScheduler):
                     remaining_times.append(next_time_to_run)
         except RuntimeError:
             log.debug("beat_tick_runtime_error", exc_info=True)  # as redbeat: the schedule changed meanwhile
-        return min(remaining_times + [self.max_interval])
+        return min([*remaining_times, self.max_interval])
 
     def _redis_unreachable(self, error: Exception) -> None:
         if self._redis_down_since is None:

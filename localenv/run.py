@@ -12,11 +12,14 @@ import asyncio
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+from bot import setup
+from core.settings import load_settings
 from localenv.services import PostgresServer, RedisServer, port_open
 from localenv.supervisor import Supervisor
 
@@ -49,11 +52,11 @@ def _persistent_secret(name: str, make) -> str:
     return path.read_text().strip()
 
 
-def prepare_environment() -> tuple[dict[str, str], list[object]]:
+def prepare_environment() -> tuple[dict[str, str], list[RedisServer | PostgresServer]]:
     """Start what is missing and return the environment every process gets, plus what to stop."""
     RUN_DIR.mkdir(exist_ok=True)
     env = dict(os.environ)
-    started: list[object] = []
+    started: list[RedisServer | PostgresServer] = []
     if not env.get("REDIS_URL"):
         redis = RedisServer(RUN_DIR / "redis", 16379).start()
         started.append(redis)
@@ -98,8 +101,6 @@ def prepare_environment() -> tuple[dict[str, str], list[object]]:
 
 
 def migrate(env: dict[str, str]) -> None:
-    import subprocess
-
     subprocess.run([PYTHON, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True)
 
 
@@ -148,8 +149,6 @@ def tell_telegram_where_we_are(env: dict[str, str]) -> None:
         while not port_open(port) and time.monotonic() < deadline:
             time.sleep(0.2)
     os.environ.update(env)
-    from bot import setup
-
     try:
         asyncio.run(setup._main("webhook" if env.get("PUBLIC_URL") else "polling"))
     except Exception as error:  # noqa: BLE001 - shown to the person running make run
@@ -167,19 +166,19 @@ def banner(env: dict[str, str]) -> str:
             "      (a Telegram-like chat with the bot: customers, a business owner, an admin; ▶ Play the demo)",
             "",
             f"  Telegram sandbox : http://127.0.0.1:{SANDBOX_TELEGRAM_PORT}  (no BOT_TOKEN: local fake)",
-            "    say /start as a user: curl -s -XPOST http://127.0.0.1:8081/_sandbox/messages "
-            "-H 'content-type: application/json' -d '{\"user_id\": 1001, \"text\": \"/start\"}'",
+            ("    say /start as a user: curl -s -XPOST http://127.0.0.1:8081/_sandbox/messages "
+             "-H 'content-type: application/json' -d '{\"user_id\": 1001, \"text\": \"/start\"}'"),
             "    read the chat:        curl -s http://127.0.0.1:8081/_sandbox/chats/1001/messages",
         ]
     if env.get("SANDBOX_STRIPE"):
         lines += [
-            f"  Stripe sandbox   : http://127.0.0.1:{SANDBOX_STRIPE_PORT}  (no STRIPE_SECRET_KEY: local fake; "
-            "open the Pay button's link and pay with any card)",
+            (f"  Stripe sandbox   : http://127.0.0.1:{SANDBOX_STRIPE_PORT}  (no STRIPE_SECRET_KEY: local fake; "
+             "open the Pay button's link and pay with any card)"),
         ]
     lines += [
         f"  Gateway          : http://{host}:{port}/healthz  /readyz  /metrics",
-        f"  Worker metrics   : http://{env.get('WORKER_METRICS_HOST', '127.0.0.1')}:"
-        f"{env.get('WORKER_METRICS_PORT', '9808')}/metrics  (every worker process, summed)",
+        (f"  Worker metrics   : http://{env.get('WORKER_METRICS_HOST', '127.0.0.1')}:"
+         f"{env.get('WORKER_METRICS_PORT', '9808')}/metrics  (every worker process, summed)"),
         f"  Flower           : http://127.0.0.1:{FLOWER_PORT}  (user {user}, password {password})",
         "  Stop everything  : Ctrl-C   (a process that exits is restarted by itself)",
         "",
@@ -191,8 +190,6 @@ def main() -> None:
     os.chdir(ROOT)
     env, started = prepare_environment()
     os.environ.update(env)
-    from core.settings import load_settings
-
     load_settings()  # exits with a message naming the bad variable
     try:
         migrate(env)

@@ -152,26 +152,26 @@ class Supervisor:
         self._stop_requested.set()
 
     def _stop_all(self) -> None:
-        running = [program for program in self._programs.values() if program.process is not None]
+        running = [(program, program.process) for program in self._programs.values() if program.process is not None]
         reason = signal.Signals(self._stop_signal).name if self._stop_signal else "an error"
         self._say(f"stopping {len(running)} programs ({reason})")
-        for program in running:
-            _signal_group(program.process, signal.SIGTERM)
+        for _program, process in running:
+            _signal_group(process, signal.SIGTERM)
         deadline = time.monotonic() + self._stop_timeout
         while running and not self._hurry and time.monotonic() < deadline:
             time.sleep(POLL_SECONDS / 2)
-            running = [program for program in running if not _group_gone(program.process)]
-        for program in running:
+            running = [(program, process) for program, process in running if not _group_gone(process)]
+        for program, process in running:
             self._say(f"!! {program.name} did not stop in time: killing it", loud=True)
-            _signal_group(program.process, signal.SIGKILL)
+            _signal_group(process, signal.SIGKILL)
         deadline = time.monotonic() + 5
         while running and time.monotonic() < deadline:
             time.sleep(POLL_SECONDS / 2)
-            running = [program for program in running if not _group_gone(program.process)]
+            running = [(program, process) for program, process in running if not _group_gone(process)]
         for program in self._programs.values():
             if program.relay is not None:
                 program.relay.join(timeout=1)  # its last lines
-        self._say("stopped" if not running else f"!! still running: {', '.join(p.name for p in running)}",
+        self._say("stopped" if not running else f"!! still running: {', '.join(p.name for p, _process in running)}",
                   loud=bool(running))
 
     # ------------------------------------------------------------------ output
@@ -185,7 +185,7 @@ class Supervisor:
         self._print(NAME, RED if loud else None, text)
 
     def _print(self, name: str, colour: str | None, data: bytes | str) -> None:
-        message = Message(type="line", data=data, time=datetime.datetime.now(), name=name, colour=colour)
+        message = Message(type="line", data=data, time=datetime.datetime.now().astimezone(), name=name, colour=colour)
         with self._print_lock:
             self._printer.write(message)
 
