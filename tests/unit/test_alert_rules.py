@@ -66,3 +66,9 @@ def test_alerts_read_only_metrics_the_code_exports():
         unknown = {name for name in names
                    if name not in declared and re.sub(r"_(count|bucket|sum)$", "", name) not in declared}
         assert not unknown, (rule["alert"], unknown)
+
+
+def test_the_readme_tells_operators_about_every_alert():
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("### Alerts"):]
+    assert {rule["alert"] for rule in rules() if f"| `{rule['alert']}` |" not in table} == set()
