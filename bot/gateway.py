@@ -12,6 +12,7 @@ import contextlib
 import gc
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 
 import orjson
 import uvicorn
@@ -50,6 +51,25 @@ def read_update_id(body: bytes) -> int:
     if not isinstance(update_id, int) or isinstance(update_id, bool) or not 0 <= update_id < 2**63:
         raise ValueError("no valid update_id")
     return update_id
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def counting_failures(webhook: str, endpoint: Endpoint) -> Endpoint:
+    """`endpoint`, counting each request it does not accept in gateway_webhook_failures_total."""
+
+    async def counted(request: Request) -> Response:
+        try:
+            response = await endpoint(request)
+        except Exception:
+            metrics.WEBHOOK_FAILURES.labels(webhook, "error").inc()
+            raise
+        if response.status_code >= 300:
+            metrics.WEBHOOK_FAILURES.labels(webhook, metrics.failure_reason(response.status_code)).inc()
+        return response
+
+    return counted
 
 
 def create_app(settings: Settings | None = None, publisher: UpdatePublisher | None = None) -> Starlette:
@@ -113,8 +133,8 @@ def create_app(settings: Settings | None = None, publisher: UpdatePublisher | No
 
     return Starlette(
         routes=[
-            Route("/telegram/webhook", telegram_webhook, methods=["POST"]),
-            Route("/stripe/webhook", stripe_webhook.endpoint, methods=["POST"]),
+            Route("/telegram/webhook", counting_failures("telegram", telegram_webhook), methods=["POST"]),
+            Route("/stripe/webhook", counting_failures("stripe", stripe_webhook.endpoint), methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),

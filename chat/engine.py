@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from telegram import Update
 
 from chat import menus, router
 from chat.context import Context
-from core import outbox
+from core import db, outbox
 from core.i18n import Translator, pick_language
 from core.outbox import Reply
 from core.settings import get_settings
@@ -65,7 +65,7 @@ def handle(session: Session, update: Update) -> Handled:
         callback_query_id=query.id if query else None,
     )
     if chat is not None:
-        session.execute(select(func.pg_advisory_xact_lock(chat.id)))
+        db.lock_chat(session, chat.id)
     first_time = session.execute(
         insert(ProcessedUpdate).values(update_id=update.update_id).on_conflict_do_nothing().returning(
             ProcessedUpdate.update_id

@@ -28,6 +28,7 @@ from celery.signals import beat_init
 from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, RedBeatScheduler, acquire_distributed_beat_lock, get_redis
 
 from core.logging import get_logger
+from core.metrics import record_beat_tick
 
 log = get_logger(__name__)
 
@@ -66,6 +67,7 @@ class Scheduler(RedBeatScheduler):
             self._schedule_installed = True
         if self.lock_key and not self._hold_lock():
             return self.max_interval
+        record_beat_tick(get_redis(self.app))  # for the "beat not ticking" alert (tasks/metrics_exporter.py)
         return self._send_due_jobs()
 
     def close(self) -> None:

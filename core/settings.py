@@ -31,6 +31,22 @@ class Settings(BaseSettings):
     database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:15432/surplus"
     redis_url: str = "redis://127.0.0.1:16379/0"
 
+    # Guards on every database connection the application opens (core/db.py), so no statement,
+    # lock wait or forgotten transaction holds a worker or a row forever. Seconds; 0 turns one off.
+    # A statement or lock timeout raises an OperationalError, which tasks retry with backoff. Keep the
+    # lock timeout below the statement timeout, or a long lock wait is reported as a slow statement.
+    db_statement_timeout_seconds: float = Field(default=30, ge=0)
+    db_lock_timeout_seconds: float = Field(default=10, ge=0)
+    db_idle_in_transaction_timeout_seconds: float = Field(default=60, ge=0)
+    # Opening a connection to a Postgres that does not answer (a partition, not a refusal).
+    db_connect_timeout_seconds: int = Field(default=10, ge=1)
+    # Each process's connection pool: pool_size kept open, max_overflow more when busy. A checkout
+    # that waits longer than db_pool_timeout_seconds fails (sqlalchemy.exc.TimeoutError), and the
+    # task is retried with backoff instead of hanging.
+    db_pool_size: int = Field(default=5, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout_seconds: float = Field(default=10, gt=0)
+
     stripe_secret_key: SecretStr | None = None
     stripe_webhook_secret: SecretStr | None = None
     stripe_api_url: str | None = None

@@ -5,6 +5,7 @@
 #   docker-compose (tests: it validates docker-compose.yml without an engine)
 #   wrk            (tests and benchmarks: the HTTP load generator)
 #   chromium, fonts-noto-color-emoji (tests: the web chat's browser tests, with the bot's emoji)
+#   prometheus     (tests: its promtool checks and unit-tests the alert rules in ops/)
 # Usage: scripts/ensure-system-packages.sh run|test|bench
 set -euo pipefail
 mode=${1:-run}
@@ -23,6 +24,9 @@ if [ "$mode" != run ]; then
   command -v wrk >/dev/null 2>&1 || need+=(wrk)
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   dpkg -s fonts-noto-color-emoji >/dev/null 2>&1 || need+=(fonts-noto-color-emoji)
+  # promtool (tests/unit/test_alert_rules.py) comes with Debian's prometheus package; its server is
+  # not started (policy-rc.d below), compose runs Prometheus under the `monitoring` profile.
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)
   # pgbench (the Postgres ceiling in the benchmarks) comes with postgresql-contrib.
   command -v pgbench >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || need+=(postgresql-contrib)
 fi

@@ -11,15 +11,27 @@ import structlog
 from celery import Task
 from sqlalchemy.dialects.postgresql import insert
 
+from core import metrics
 from core.db import session_scope
 from core.logging import get_logger
 from models import DeadLetter
 
 log = get_logger(__name__)
 
-# Failures that go away by themselves: a restarting Postgres or Redis, a dropped connection.
+# Failures that go away by themselves, retried with backoff (autoretry_for below):
+#
+# * sqlalchemy.exc.OperationalError: SQLAlchemy raises it for every psycopg2.OperationalError, and
+#   psycopg2 makes these Postgres errors subclasses of that one (tests/unit/test_transient_errors.py
+#   checks it): DeadlockDetected (40P01) and SerializationFailure (40001), both
+#   TransactionRollbackError, the transaction was rolled back and simply runs again;
+#   QueryCanceled (57014: DB_STATEMENT_TIMEOUT_SECONDS) and LockNotAvailable (55P03:
+#   DB_LOCK_TIMEOUT_SECONDS); AdminShutdown and CannotConnectNow (a restarting Postgres); and a
+#   connection the server closed, e.g. after DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS.
+# * sqlalchemy.exc.TimeoutError: no connection came free in the pool within DB_POOL_TIMEOUT_SECONDS.
+# * a dropped connection to Postgres or Redis.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.TimeoutError,
     sqlalchemy.exc.InterfaceError,
     sqlalchemy.exc.DisconnectionError,
     redis.exceptions.ConnectionError,
@@ -27,6 +39,34 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
+
+# Postgres error codes (SQLSTATE) worth naming in a retry's log line and metric.
+_PG_REASONS = {
+    "40P01": "deadlock",
+    "40001": "serialization_failure",
+    "57014": "statement_timeout",  # or a query cancelled by an operator (pg_cancel_backend)
+    "55P03": "lock_timeout",
+    "57P01": "db_restarting",  # admin_shutdown
+    "57P03": "db_restarting",  # cannot_connect_now: starting up or recovering
+    "53300": "db_too_many_connections",
+}
+
+
+def transient_reason(error: BaseException) -> str:
+    """A short name for why a task is retried (the `reason` of task_retrying and
+    worker_transient_errors_total)."""
+    if isinstance(error, sqlalchemy.exc.TimeoutError):
+        return "db_pool_exhausted"
+    if isinstance(error, sqlalchemy.exc.DBAPIError):
+        reason = _PG_REASONS.get(getattr(error.orig, "pgcode", None) or "")
+        if reason:
+            return reason
+        return "db_connection_lost" if error.connection_invalidated else "db_unavailable"
+    if isinstance(error, redis.exceptions.RedisError):
+        return "redis_unavailable"
+    if isinstance(error, TRANSIENT_ERRORS):
+        return "network"
+    return "other"
 
 
 class BaseTask(Task):
@@ -42,6 +82,17 @@ class BaseTask(Task):
             task=self.name, task_id=task_id, cid=self.request.get("cid") or task_id
         )
 
+    def on_retry(self, exc, task_id, args, kwargs, einfo) -> None:
+        if exc is None or not isinstance(exc, TRANSIENT_ERRORS):  # the task asked for it (self.retry)
+            log.info("task_retrying", reason="requested", retries=self.request.retries + 1,
+                     error=repr(exc) if exc is not None else None)
+            return
+        reason = transient_reason(exc)
+        metrics.TRANSIENT_ERRORS.labels(self.name, reason).inc()
+        first_line = (str(exc).strip().splitlines() or [repr(exc)])[0][:300]
+        log.warning("task_retrying", reason=reason, retries=self.request.retries + 1, max_retries=self.max_retries,
+                    error=first_line)
+
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         log.error("task_failed", error=repr(exc))
         self.record_dead_letter(task_id, exc)
@@ -51,11 +102,15 @@ class BaseTask(Task):
         text = "".join(traceback.format_exception(exc))[-4000:]
         try:
             with session_scope() as session:
-                session.execute(
+                recorded = session.execute(
                     insert(DeadLetter)
                     .values(task_name=self.name, task_id=task_id, error=text,
                             reference=reference or self.request.get("cid"))
                     .on_conflict_do_nothing(index_elements=["task_id"])
-                )
+                    .returning(DeadLetter.id)
+                ).first()
         except Exception as error:  # noqa: BLE001 - a dead letter must never mask the failure itself
             log.error("dead_letter_not_recorded", error=repr(error))
+            return
+        if recorded is not None:
+            metrics.DEAD_LETTERS.labels(self.name).inc()

@@ -54,3 +54,21 @@ def test_every_long_running_service_restarts_and_has_a_health_check():
     assert "celerybeat@" in " ".join(services["beat"]["healthcheck"]["test"])
     assert "/healthz" in " ".join(services["gateway"]["healthcheck"]["test"])
     assert "/healthcheck" in " ".join(services["flower"]["healthcheck"]["test"])
+
+
+def test_prometheus_runs_under_the_monitoring_profile_with_the_rules_of_ops():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    prometheus = services["prometheus"]
+    assert prometheus["profiles"] == ["monitoring"]
+    mounts = {volume.split(":")[0]: volume.split(":")[1] for volume in prometheus["volumes"]}
+    assert mounts["./ops/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
+    assert mounts["./ops/alerts.yml"] == "/etc/prometheus/alerts.yml"  # rule_files: [alerts.yml], beside it
+    for source in ("./ops/prometheus.yml", "./ops/alerts.yml"):
+        assert (ROOT / source).is_file()
+    assert all(port.startswith("127.0.0.1:") for port in prometheus["ports"])  # no authentication of its own
+    # It scrapes what compose runs: the gateway, and every worker service's exporter.
+    config = yaml.safe_load((ROOT / "ops" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["gateway"]["static_configs"][0]["targets"] == ["gateway:8080"]
+    assert set(jobs["workers"]["dns_sd_configs"][0]["names"]) == {f"worker-{q}" for q in QUEUES}
+
