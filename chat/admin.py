@@ -62,6 +62,7 @@ def cmd_admin(ctx: Context, _argument: str) -> None:
         return
     audit.record(ctx.session, actor(ctx), "admin.open_menu", "ok")
     show_admin_menu(ctx)
+    menus.admin_arrived(ctx)
 
 
 @button("admin")
