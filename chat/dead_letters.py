@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from chat import menus
+from chat.cards import escape
 from chat.context import Context
 from chat.messages import dead_letters as words
 from chat.registry import NotAllowed, StaleButton, button, data
@@ -106,7 +107,7 @@ def _confirm(ctx: Context, dead_letter_id: int, page_number: int) -> None:
         _replay(ctx, dead_letter_id, page_number)  # says why nothing happens
         return
     question = _("Replay {name} with the same arguments? It runs once more; as every task is idempotent, "
-                 "what it already did is not done twice.", name=f"<code>{letter.task_name}</code>")
+                 "what it already did is not done twice.", name=f"<code>{escape(letter.task_name)}</code>")
     ctx.show(words.card(_, letter) + "\n\n" + question, [
         [key(_("🔁 Yes, replay"), data(BUTTON, "confirm", letter.id, page_number)),
          key(_("✖️ No"), data(BUTTON, "show", letter.id, page_number))],
