@@ -42,11 +42,34 @@ task_time_limit = 90
 task_ignore_result = True
 result_expires = 24 * 3600
 
-# Redis redelivers an unacknowledged message after this long; it must exceed every
-# countdown/eta we use (the longest retry backoff is 10 minutes) or tasks would run twice.
-# (BROKER_VISIBILITY_TIMEOUT, default 3600, lets a test see a killed worker's messages come back
-# quickly: a worker starting up restores every unacknowledged message older than this.)
-broker_transport_options = {"visibility_timeout": _settings.broker_visibility_timeout, "health_check_interval": 10}
+# A message a worker took but never acknowledged (the worker died) goes back to its queue this many
+# seconds after it was delivered or, with a countdown/ETA, fell due (core/broker.py). So countdowns
+# need no longer timeout; each must only exceed how long a live worker may hold a due message (the
+# 90 s time limit, plus a wait in the worker when many fall due at once). A second run has one
+# effect, as every task is idempotent; shorter recovers sooner. docs/redelivery.md says more.
+VISIBILITY_TIMEOUTS = {
+    "updates": 60,  # a tap waits: answered ≤ 60 + 5 s after its worker died; a copy finds it done
+    "reservations": 60,  # a customer waits on "Reserving…"; a copy finds the order held
+    "notifications": 120,  # a Pay button or pickup code waits; a row is only sent while pending
+    "payments": 180,  # Stripe calls up to the time limit; a sale's holds expire at once and queue
+    "images": 180,  # photo work and the preview upload; a copy repeats the CPU work
+    "maintenance": 300,  # nobody waits; jobs run long, and a copy would be wasted work
+}
+_visibility_timeouts = {
+    queue: _settings.broker_visibility_timeout or seconds for queue, seconds in VISIBILITY_TIMEOUTS.items()
+} | _settings.broker_visibility_timeouts
+broker_transport_options = {
+    "visibility_timeouts": _visibility_timeouts,
+    "visibility_timeout": max(_visibility_timeouts.values()),  # any other queue
+    # Every worker sweeps for such messages when it starts and then every 5 s (kombu's default:
+    # every 10th call of a 10 s timer, which would add up to 100 s to the timeouts above).
+    "unacked_restore_interval": 5,
+    "unacked_restore_throttle": 1,
+    # The sweep's lock in Redis; a worker killed while holding it would block every sweep this long
+    # (kombu's default is 300 s). A sweep takes milliseconds.
+    "unacked_mutex_expire": 30,
+    "health_check_interval": 10,
+}
 result_backend_transport_options = {"health_check_interval": 10}
 redis_backend_health_check_interval = 10
 # Keep retrying the broker at start-up and after a loss instead of exiting.

@@ -1,6 +1,7 @@
-"""The admin menu (`/admin`, only for `ADMIN_IDS`): live figures, pending businesses, and a
-button per maintenance job. Anyone else sees exactly what an unknown command or a stale button
-shows, so the menu's existence is not revealed. Every admin action is in the audit log."""
+"""The admin menu (`/admin`, only for `ADMIN_IDS`): live figures, pending businesses, dead letters
+(chat/dead_letters.py), and a button per maintenance job. Anyone else sees exactly what an unknown
+command or a stale button shows, so the menu's existence is not revealed. Every admin action is in
+the audit log."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 
 import redis
 
+from chat import dead_letters as dead_letter_screens
 from chat import menus
 from chat.cards import escape
 from chat.context import Context
@@ -18,7 +20,7 @@ from core.i18n import N_
 from core.outbox import Keyboard
 from core.outbox import button as key
 from core.settings import get_settings
-from domain import audit, stats
+from domain import audit, dead_letters, stats
 from domain.money import format_money
 
 # Button argument → Celery task name. Short names keep the button data well under 64 bytes.
@@ -60,6 +62,7 @@ def cmd_admin(ctx: Context, _argument: str) -> None:
         return
     audit.record(ctx.session, actor(ctx), "admin.open_menu", "ok")
     show_admin_menu(ctx)
+    menus.admin_arrived(ctx)
 
 
 @button("admin")
@@ -103,7 +106,11 @@ def admin_menu_text(ctx: Context, figures: stats.Stats) -> str:
 
 def admin_keyboard(ctx: Context, figures: stats.Stats) -> Keyboard:
     _ = ctx._
-    rows: Keyboard = [[key(_("🏪 Pending businesses ({count})", count=figures.pending_businesses), "adm_biz")]]
+    rows: Keyboard = [
+        [key(_("🏪 Pending businesses ({count})", count=figures.pending_businesses), "adm_biz")],
+        [key(_("☠️ Dead letters ({count})", count=dead_letters.count_waiting(ctx.session)),
+             dead_letter_screens.BUTTON)],
+    ]
     names = list(JOBS)
     for index in range(0, len(names), 2):
         rows.append([key(_(JOB_LABELS[short]), data("adm_run", short)) for short in names[index:index + 2]])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from chat.context import Context
 from chat.registry import DEEP_LINKS, StaleButton, command
 from chat.registry import button as on_button
@@ -9,6 +11,20 @@ from core.i18n import LANGUAGE_NAMES, Translator
 from core.outbox import Keyboard, button
 
 HOME = "menu"
+# What an admin is told when they come (/start, /admin): e.g. the verification requests that could
+# not reach them (chat.business.registration). Run after the menu is shown.
+_ADMIN_ARRIVAL: list[Callable[[Context], None]] = []
+
+
+def when_admin_arrives(handler: Callable[[Context], None]) -> Callable[[Context], None]:
+    _ADMIN_ARRIVAL.append(handler)
+    return handler
+
+
+def admin_arrived(ctx: Context) -> None:
+    if ctx.is_admin:
+        for handler in _ADMIN_ARRIVAL:
+            handler(ctx)
 
 
 def home_row(_: Translator) -> list[dict[str, str]]:
@@ -45,8 +61,10 @@ def cmd_start(ctx: Context, argument: str) -> None:
     for prefix, handler in DEEP_LINKS.items():
         if argument.startswith(prefix):
             handler(ctx, argument[len(prefix):])
-            return
-    show_main_menu(ctx)
+            break
+    else:
+        show_main_menu(ctx)
+    admin_arrived(ctx)
 
 
 @command("cancel")

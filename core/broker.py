@@ -1,5 +1,6 @@
 """kombu's Redis transport with one defect of kombu 5.7 worked around, so a worker survives a Redis
-restart instead of exiting (the "stops consuming after Redis restart" trap).
+restart instead of exiting (the "stops consuming after Redis restart" trap), and with a visibility
+timeout per queue that counts from when a task falls due (docs/redelivery.md).
 
 What goes wrong without it: when Redis goes away while a worker holds unacknowledged messages,
 Celery collects the broken connection (which detaches the transport from it) and then closes it.
@@ -13,16 +14,30 @@ not be put back (Redis is down) are remembered and put back as soon as this work
 again. Without that they would wait in Redis's
 unacked set for the whole visibility timeout. Putting a message back twice is harmless: the second
 time finds nothing under its tag.
+
+Redelivery after a lost worker: every consumer of a Redis database shares one `unacked` set, and
+each worker sweeps all of it, whatever queue it consumes. kombu's sweep gives back every message
+delivered more than `visibility_timeout` seconds ago, so the shortest timeout of any worker would
+apply to every queue's messages, and a task held for its countdown or ETA would be given back (and
+run twice) once its countdown exceeds that timeout. Here the timeout is looked up per message by its
+queue (transport option `visibility_timeouts`, `visibility_timeout` for the others) and counts
+from when the message was delivered or, with an ETA, from when it falls due.
 """
 
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
+from time import time
+from typing import Any
 
 import redis
 import structlog
 from kombu import transport
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import dumps, loads
 
 logger = structlog.get_logger(__name__)
 
@@ -30,7 +45,83 @@ _lock = threading.Lock()
 _tags_to_restore: set[str] = set()  # per worker process: the consumer lives in the main process
 
 
+def due_at(headers: dict[str, Any] | None) -> float | None:
+    """When a task message falls due (its ETA or countdown, Celery's `eta` header), as a Unix time;
+    None if it is due at once or the header cannot be read."""
+    eta = (headers or {}).get("eta")
+    if not isinstance(eta, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(eta)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
 class QoS(kombu_redis.QoS):
+    def append(self, message, delivery_tag) -> None:
+        """Remember a delivered message as unacknowledged, as kombu does, but scored with the time it
+        falls due when that is later than now: a worker holds a countdown task unacknowledged until
+        it runs, and its visibility timeout starts then, not when it was delivered."""
+        delivery = message.delivery_info
+        score = max(time(), due_at(message.headers) or 0.0)
+        with self.pipe_or_acquire() as pipe:
+            pipe.zadd(self.unacked_index_key, {delivery_tag: score}) \
+                .hset(self.unacked_key, delivery_tag,
+                      dumps([message._raw, delivery["exchange"], delivery["routing_key"]])) \
+                .execute()
+            virtual.QoS.append(self, message, delivery_tag)
+
+    def restore_visible(self, start=0, num=10, interval=10) -> None:
+        """Give back to their queues the messages whose worker is presumed dead: those still
+        unacknowledged `visibility_timeouts[queue]` seconds after they were delivered or fell due.
+
+        kombu's own sweep compares every message with this worker's single timeout. Scoring (above)
+        keeps a task that is not due yet out of the candidates; its ETA is checked again here for
+        messages a worker without this scoring delivered."""
+        self._vrestore_count += 1
+        if (self._vrestore_count - 1) % (interval or 1):
+            return
+        timeouts: dict[str, int] = self.channel.visibility_timeouts or {}
+        default = self.visibility_timeout
+        now = time()
+        with self.channel.conn_or_acquire() as client:
+            try:
+                with kombu_redis.Mutex(client, self.unacked_mutex_key, self.unacked_mutex_expire):
+                    candidates = client.zrange(
+                        self.unacked_index_key, now - min([default, *timeouts.values()]), 0,
+                        desc=True, byscore=True, offset=num and start, num=num, withscores=True)
+                    if not candidates:
+                        return
+                    lookup = client.pipeline(transaction=False)
+                    for tag, _score in candidates:
+                        lookup.hget(self.unacked_key, tag)
+                    restored: dict[str, int] = {}
+                    for (tag, score), raw in zip(candidates, lookup.execute(), strict=True):
+                        queue, visible_at = self._visible_again_at(raw, score, timeouts, default)
+                        if now < visible_at:
+                            continue
+                        self.restore_by_tag(tag, client)  # or, without its message, forget the tag
+                        if raw is not None:
+                            restored[queue] = restored.get(queue, 0) + 1
+                    if restored:
+                        logger.warning("broker_redelivered_unacked", by_queue=restored)
+            except kombu_redis.MutexHeld:
+                pass
+
+    @staticmethod
+    def _visible_again_at(raw: bytes | None, score: float, timeouts: dict[str, int],
+                          default: int) -> tuple[str, float]:
+        """The message's queue, and when it is presumed lost if still unacknowledged."""
+        if raw is None:
+            return "?", score  # acknowledged meanwhile, or only its index entry was left
+        try:
+            payload, _exchange, routing_key = loads(bytes_to_str(raw))
+            headers = payload.get("headers")
+        except (ValueError, TypeError, AttributeError):
+            return "?", score + default
+        return str(routing_key), max(score, due_at(headers) or 0.0) + timeouts.get(routing_key, default)
+
     def restore_unacked(self, client=None):
         tags = list(self._delivered)
         try:
@@ -45,6 +136,11 @@ class QoS(kombu_redis.QoS):
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
+    # Queue name (routing key) → seconds; queues not named use `visibility_timeout`.
+    visibility_timeouts: dict[str, int] = {}  # noqa: RUF012 - replaced per channel, never mutated
+    # (kombu's stubs type the tuple by its exact length, so adding an option needs the ignore.)
+    from_transport_options = (*kombu_redis.Channel.from_transport_options,  # type: ignore[assignment]
+                              "visibility_timeouts")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)  # raises if Redis is still unreachable

@@ -6,8 +6,10 @@ import functools
 import sys
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, PositiveInt, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.queues import QUEUES
 
 # The sandbox bot's token; the Telegram fake accepts it. Not a secret: it opens nothing real.
 SANDBOX_BOT_TOKEN = "123456:SANDBOX-TOKEN"
@@ -64,9 +66,12 @@ class Settings(BaseSettings):
     # Customers may cancel a paid order (and get a refund) until this long before pickup starts.
     cancellation_cutoff_minutes: int = Field(default=60, ge=0, le=24 * 60)
 
-    # Redis redelivers a message no worker acknowledged (its worker died) after this many seconds
-    # (kombu's visibility_timeout). Keep the default in production; tests lower it.
-    broker_visibility_timeout: int = Field(default=3600, ge=1)
+    # Redis redelivers a message no worker acknowledged (its worker died) this many seconds after it
+    # was delivered or fell due (kombu's visibility_timeout; docs/redelivery.md). Unset: each queue's
+    # default from celeryconfig.py. BROKER_VISIBILITY_TIMEOUT sets every queue, ..._TIMEOUTS some
+    # ("updates=60,payments=180"), and wins.
+    broker_visibility_timeout: int | None = Field(default=None, ge=1)
+    broker_visibility_timeouts: Annotated[dict[str, PositiveInt], NoDecode] = Field(default_factory=dict)
 
     # How long the gateway remembers an update_id to drop Telegram's redeliveries.
     update_dedup_ttl_seconds: int = Field(default=24 * 3600, ge=60)
@@ -80,6 +85,21 @@ class Settings(BaseSettings):
             parts = [p.strip() for p in value.replace(";", ",").split(",") if p.strip()]
             return frozenset(int(p) for p in parts)
         return value
+
+    @field_validator("broker_visibility_timeout", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("broker_visibility_timeouts", mode="before")
+    @classmethod
+    def _per_queue(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+        if any(len(pair) != 2 or pair[0].strip() not in QUEUES for pair in pairs):
+            raise ValueError(f"must look like updates=60,payments=180 (queues: {', '.join(QUEUES)})")
+        return {name.strip(): seconds.strip() for name, seconds in pairs}
 
     @field_validator("telegram_api_url", "stripe_api_url", "public_url", mode="before")
     @classmethod

@@ -98,14 +98,16 @@ class BaseTask(Task):
         self.record_dead_letter(task_id, exc)
 
     def record_dead_letter(self, task_id: str, exc: BaseException, reference: str | None = None) -> None:
-        """Keep a failed task for an operator; best effort (the database may be what failed)."""
+        """Keep a failed task for an operator, with its arguments so that it can be replayed
+        (domain/dead_letters.py); best effort (the database may be what failed)."""
         text = "".join(traceback.format_exception(exc))[-4000:]
+        arguments = {"args": list(self.request.args or ()), "kwargs": dict(self.request.kwargs or {})}
         try:
             with session_scope() as session:
                 recorded = session.execute(
                     insert(DeadLetter)
                     .values(task_name=self.name, task_id=task_id, error=text,
-                            reference=reference or self.request.get("cid"))
+                            reference=reference or self.request.get("cid"), payload=arguments)
                     .on_conflict_do_nothing(index_elements=["task_id"])
                     .returning(DeadLetter.id)
                 ).first()

@@ -7,6 +7,8 @@ report is also sent to that chat. Every job is idempotent and safe to run concur
 
     celery -A tasks call maintenance.cleanup --kwargs '{"actor": "cli"}'
     celery -A tasks call maintenance.export_user_data --args '[12345]' --kwargs '{"actor": "cli"}'
+    celery -A tasks call maintenance.replay_dead_letter --args '[42]' --kwargs '{"actor": "cli"}'
+    celery -A tasks call maintenance.replay_dead_letters --args '["payments.handle_event"]'
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from chat.messages import admin as messages
 from core.db import session_scope
 from core.logging import get_logger
 from core.outbox import notify
-from domain import audit, maintenance, payments, privacy
+from domain import audit, dead_letters, maintenance, payments, privacy
 from domain.cleanup import cleanup as cleanup_tables
 from models import User
 from tasks.app import app
 from tasks.base import TRANSIENT_ERRORS, BaseTask
+from tasks.dead_letters import replay_every
 from tasks.notifications import after_earlier_messages
 
 log = get_logger(__name__)
@@ -179,3 +182,26 @@ def delete_user_data(self: BaseTask, user_id: int, actor: str = "beat", report_t
         return {"user_id": user_id, **result.report()}
 
     return run_job(self, "maintenance.delete_user_data", actor, report_to, work, target=f"user:{user_id}")
+
+
+# --------------------------------------------------------------------------- dead letters
+
+
+@app.task(name="maintenance.replay_dead_letter", base=BaseTask, bind=True, ignore_result=False)
+def replay_dead_letter(self: BaseTask, dead_letter_id: int, actor: str = "cli") -> dict[str, Any]:
+    """Hand a dead letter's task over again (once however often this runs; audited by the domain)."""
+    with session_scope() as session:
+        result = dead_letters.replay(session, int(dead_letter_id), actor, datetime.now(UTC))
+    log.info("dead_letter_replay", actor=actor, **result.report())
+    return result.report()
+
+
+@app.task(name="maintenance.replay_dead_letters", base=BaseTask, bind=True, ignore_result=False)
+def replay_dead_letters(self: BaseTask, task_name: str, actor: str = "cli") -> dict[str, Any]:
+    """Replay every dead letter of one task not replayed yet, a batch per transaction."""
+    results = replay_every(str(task_name), actor)
+    replayed = [r.dead_letter_id for r in results if r.outcome is dead_letters.ReplayOutcome.REPLAYED]
+    report = {"task_name": task_name, "replayed": len(replayed), "skipped": len(results) - len(replayed),
+              "dead_letter_ids": replayed[:100]}
+    log.info("dead_letters_replayed", actor=actor, **report)
+    return report

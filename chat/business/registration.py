@@ -1,5 +1,6 @@
 """The business hub ("🏪 For businesses") and /register: name, address and location, phone; then
-pending verification, with every admin told (and given the buttons to decide)."""
+pending verification, with every admin told (and given the buttons to decide), or, for an admin
+Telegram would not let us reach then, told when they next open the bot."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from chat.registry import command, data, flow
 from core import outbox
 from core.i18n import Translator
 from core.outbox import Keyboard, Reply, button
-from domain import businesses
+from domain import businesses, verification_requests
 from domain.offers import InvalidInput
 from models import Business, BusinessStatus, User
 
@@ -233,7 +234,21 @@ def _notify_admins(ctx: Context, business: Business) -> None:
         admin = ctx.session.get(User, admin_id)
         _ = Translator(admin.language if admin else "en")
         text = _("🆕 <b>A business asks for verification</b>\n\n") + business_card(_, business)
-        outbox.notify(
-            ctx.session, f"business:{business.id}:submitted:{ctx.update.update_id}:admin:{admin_id}", admin_id,
-            Reply(text=text, keyboard=review_keyboard(_, business.id), kind="admin"),
-        )
+        key = verification_requests.request_key(business.id, str(ctx.update.update_id), admin_id)
+        outbox.notify(ctx.session, key, admin_id,
+                      Reply(text=text, keyboard=review_keyboard(_, business.id), kind=verification_requests.KIND))
+
+
+@menus.when_admin_arrives
+def ask_again(ctx: Context) -> None:
+    """An admin Telegram would not let us reach when a business registered (403: they had blocked
+    the bot or never started it) gets the request when they come: on /start or /admin, once per
+    business and application, and only while the business is still pending."""
+    _ = ctx._
+    for business, application in verification_requests.not_received(ctx.session, ctx.user.id,
+                                                                     ctx.settings.admin_ids):
+        text = _("⏳ <b>A business is waiting for your verification</b> (it asked while I could not reach "
+                 "you)\n\n") + business_card(_, business)
+        key = verification_requests.request_key(business.id, application, ctx.user.id, again=True)
+        outbox.notify(ctx.session, key, ctx.chat_id,
+                      Reply(text=text, keyboard=review_keyboard(_, business.id), kind=verification_requests.KIND))
