@@ -12,6 +12,7 @@ import zlib
 from decimal import Decimal
 
 import pytest
+from babel.numbers import get_currency_symbol, get_decimal_symbol, get_group_symbol, parse_decimal
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import ExifTags, Image, ImageCms, ImageDraw, JpegImagePlugin
@@ -579,26 +580,50 @@ def test_render_card_from_the_stored_large():
 # ----------------------------------------------------------------------- money
 
 
+NBSP = "\u00a0"
+
+
 @pytest.mark.parametrize(
     ("minor", "currency", "text"),
     [
         (450, "EUR", "€4.50"),
         (450, "GBP", "£4.50"),
         (450, "USD", "$4.50"),
-        (450, "CHF", "4.50 CHF"),
+        (450, "CHF", f"CHF{NBSP}4.50"),
         (450, "eur", "€4.50"),
         (0, "EUR", "€0.00"),
         (5, "EUR", "€0.05"),
         (100, "USD", "$1.00"),
-        (123456, "EUR", "€1234.56"),
+        (123456, "EUR", "€1,234.56"),
         (-450, "EUR", "-€4.50"),
-        (-5, "SEK", "-0.05 SEK"),
-        (500, "JPY", "500 JPY"),
-        (1500, "KWD", "1.500 KWD"),
+        (-5, "SEK", f"-SEK{NBSP}0.05"),
+        (500, "JPY", "¥500"),
+        (1500, "KWD", f"KWD{NBSP}1.500"),
     ],
 )
 def test_format_money(minor, currency, text):
     assert format_money(minor, currency) == text
+    assert format_money(minor, currency, "en") == text
+
+
+@pytest.mark.parametrize(
+    ("minor", "currency", "text"),
+    [
+        (450, "EUR", f"4,50{NBSP}€"),
+        (450, "eur", f"4,50{NBSP}€"),
+        (123456, "EUR", f"1.234,56{NBSP}€"),
+        (-450, "EUR", f"-4,50{NBSP}€"),
+        (450, "CHF", f"4,50{NBSP}CHF"),
+        (500, "JPY", f"500{NBSP}¥"),
+        (1500, "IQD", f"1,500{NBSP}IQD"),  # ISO's three decimals, not CLDR's none: nothing is rounded
+    ],
+)
+def test_format_money_in_german(minor, currency, text):
+    assert format_money(minor, currency, "de") == text
+
+
+def test_format_money_unknown_locale_reads_as_english():
+    assert format_money(450, "EUR", "xx") == format_money(450, "EUR", "") == "€4.50"
 
 
 @pytest.mark.parametrize(
@@ -624,23 +649,22 @@ currencies = st.one_of(
 )
 
 
-@given(minor=st.integers(min_value=-(10**15), max_value=10**15), currency=currencies)
-def test_format_money_round_trips(minor, currency):
-    text = format_money(minor, currency)
+@given(minor=st.integers(min_value=-(10**15), max_value=10**15), currency=currencies,
+       locale=st.sampled_from(["en", "de"]))
+def test_format_money_round_trips(minor, currency, locale):
+    text = format_money(minor, currency, locale)
     code = currency.upper()
-    symbol = {"EUR": "€", "GBP": "£", "USD": "$"}.get(code)
+    symbol = get_currency_symbol(code, locale)
     digits = EXPONENTS.get(code, 2)
 
     sign = -1 if text.startswith("-") else 1
     body = text[1:] if sign < 0 else text
-    if symbol:
-        assert body.startswith(symbol) and not body.endswith(code)
-        amount = body[len(symbol) :]
-    else:
-        assert body.endswith(" " + code)
-        amount = body[: -len(code) - 1]
-    assert re.fullmatch(r"\d+" + (rf"\.\d{{{digits}}}" if digits else ""), amount), text
-    assert sign * Decimal(amount) * 10**digits == minor
+    assert body.count(symbol) == 1, text
+    amount = body.replace(symbol, "").strip(NBSP)
+    group, decimal = get_group_symbol(locale=locale), get_decimal_symbol(locale=locale)
+    assert re.fullmatch(r"\d{1,3}(" + re.escape(group) + r"\d{3})*" + (re.escape(decimal) + rf"\d{{{digits}}}"
+                        if digits else ""), amount), text
+    assert sign * parse_decimal(amount, locale=locale, strict=True) * 10**digits == minor
     assert (minor < 0) == (sign < 0)
 
 
