@@ -5,6 +5,8 @@
 #   docker-compose (tests: it validates docker-compose.yml without an engine)
 #   wrk            (tests and benchmarks: the HTTP load generator)
 #   chromium, fonts-noto-color-emoji (tests: the web chat's browser tests, with the bot's emoji)
+#   fonts-noto-core, fonts-dejavu-core, libraqm0 (always: the deal card image's text in any script,
+#                  right-to-left titles laid out by libraqm; domain/images.py finds the fonts by path)
 # Usage: scripts/ensure-system-packages.sh run|test|bench
 set -euo pipefail
 mode=${1:-run}
@@ -18,6 +20,10 @@ fi
 if ! have_pg; then
   if [ "$mode" != run ] || [ -z "${DATABASE_URL:-}" ]; then need+=(postgresql); fi
 fi
+# The deal card's fonts and Pillow's complex-script layout, in every mode (workers render cards).
+dpkg -s fonts-noto-core >/dev/null 2>&1 || need+=(fonts-noto-core)
+dpkg -s fonts-dejavu-core >/dev/null 2>&1 || need+=(fonts-dejavu-core)
+dpkg -s libraqm0 >/dev/null 2>&1 || need+=(libraqm0)
 if [ "$mode" != run ]; then
   command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
   command -v wrk >/dev/null 2>&1 || need+=(wrk)
