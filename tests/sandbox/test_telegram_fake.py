@@ -846,12 +846,14 @@ def test_entity_offsets_count_utf16_units() -> None:
 # --------------------------------------------------------------------------- command line
 
 
-def test_command_line_serves_and_logs_each_request() -> None:
+def test_command_line_serves_and_logs_each_request(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "TELEGRAM_FAKE_PORT": str(port), "PYTHONPATH": str(root)}
+    files = tmp_path / "files"  # not make run's .run/telegram-fake/files
+    env = {**os.environ, "TELEGRAM_FAKE_PORT": str(port), "PYTHONPATH": str(root),
+           "TELEGRAM_FAKE_FILES_DIR": str(files)}
     process = subprocess.Popen(
         [sys.executable, "-m", "sandbox.telegram_fake", "--token", "42:CLI-TOKEN"],
         cwd=root,
@@ -869,6 +871,7 @@ def test_command_line_serves_and_logs_each_request() -> None:
         assert any(f"listening on http://127.0.0.1:{port}" in line for line in startup), startup
         me = httpx.get(f"http://127.0.0.1:{port}/bot42:CLI-TOKEN/getMe").json()["result"]
         assert (me["id"], me["username"]) == (42, "sandbox_42_bot")
+        assert files.is_dir()
     finally:
         process.send_signal(signal.SIGINT)
         _, rest = process.communicate(timeout=10)
