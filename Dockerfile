@@ -4,6 +4,12 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 
+# The deal card's fonts (Noto Sans with its Arabic and Hebrew faces, DejaVu Sans as a fallback) and
+# libraqm, Pillow's right-to-left and complex-script layout (domain/images.py).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-noto-core fonts-dejavu-core libraqm0 \
+    && rm -rf /var/lib/apt/lists/*
+
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 

@@ -91,7 +91,8 @@ def btn_run(ctx: Context, args: list[str]) -> None:
 
 def admin_menu_text(ctx: Context, figures: stats.Stats) -> str:
     _ = ctx._
-    revenue = ", ".join(format_money(amount, currency) for currency, amount in figures.revenue_today.items())
+    revenue = ", ".join(format_money(amount, currency, _.language)
+                        for currency, amount in figures.revenue_today.items())
     queues = " · ".join(f"{name} {'?' if length is None else length}" for name, length in figures.queues.items())
     return "\n".join([
         _("🛠 <b>Admin</b>"),

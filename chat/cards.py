@@ -47,8 +47,8 @@ def status_label(_: Translator, status: OfferStatus) -> str:
 
 def offer_caption(_: Translator, offer: Offer, business: Business, now: datetime,
                   distance_km: float | None = None) -> str:
-    price = format_money(offer.price_minor, offer.currency)
-    original = format_money(offer.original_price_minor, offer.currency)
+    price = format_money(offer.price_minor, offer.currency, _.language)
+    original = format_money(offer.original_price_minor, offer.currency, _.language)
     discount = discount_percent(offer.price_minor, offer.original_price_minor)
     lines = [f"<b>{escape(offer.title)}</b>"]
     if offer.description:

@@ -98,7 +98,7 @@ def show_deals(ctx: Context, sort: Sort, page: int) -> None:
     first = page * catalog.PAGE_SIZE
     for number, item in enumerate(result.items, start=first + 1):
         offer = item.offer
-        price = format_money(offer.price_minor, offer.currency)
+        price = format_money(offer.price_minor, offer.currency, _.language)
         details = [
             f"{price} (−{discount_percent(offer.price_minor, offer.original_price_minor)} %)",
             _("{count} left", count=offer.units_left),
@@ -245,7 +245,7 @@ def btn_quantity(ctx: Context, args: list[str]) -> None:
         return
     offer, business = found
     _ = ctx._
-    total = format_money(offer.price_minor * quantity, offer.currency)
+    total = format_money(offer.price_minor * quantity, offer.currency, _.language)
     text = _(
         "Reserve <b>{count} × {title}</b> for <b>{total}</b>?\n"
         "Pickup {window} at {place}.\n\n"
@@ -321,7 +321,7 @@ def btn_orders(ctx: Context, _args: list[str]) -> None:
 
 
 def _order_line(_: Translator, order: Order, offer: Offer, business: Business) -> str:
-    amount = format_money(order.amount_minor, order.currency)
+    amount = format_money(order.amount_minor, order.currency, _.language)
     line = (f"<b>{order.quantity} × {escape(offer.title)}</b> — {amount} · {_(ORDER_STATES[order.status])}\n"
             f"   🏪 {escape(business.name)} · "
             + format_window(_, offer.pickup_start, offer.pickup_end, business.timezone, _now()))
@@ -376,7 +376,7 @@ def btn_cancel_order(ctx: Context, args: list[str]) -> None:
     else:  # past the cut-off too: the answer to the confirmation says why not
         text = _("Cancel your order of {count} × {title}? You get {amount} back on your card.",
                  count=order.quantity, title=escape(offer.title),
-                 amount=format_money(order.amount_minor, order.currency))
+                 amount=format_money(order.amount_minor, order.currency, _.language))
     ctx.show(text, [[key(_("✖️ Yes, cancel"), data("ocancelok", order.id)), key(_("⬅️ Back"), data("orders"))]])
 
 

@@ -19,6 +19,7 @@ FEATURES = (
     "chat.menus",
     "chat.customer",
     "chat.business",
+    "chat.business.pickup",
     "chat.admin",
     "chat.privacy",
 )

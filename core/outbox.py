@@ -340,6 +340,15 @@ def _send(chat_id: int, reply: Reply) -> tuple[int | None, str | None]:
                     and "message to edit not found" not in text:
                 raise
     if reply.photo is not None:
-        return api.send_photo(chat_id, reply.photo, caption=reply.text, keyboard=reply.keyboard).message_id, None
+        try:
+            return api.send_photo(chat_id, reply.photo, caption=reply.text, keyboard=reply.keyboard).message_id, None
+        except tg.BadRequest as error:
+            text = error.message.lower()
+            if not any(marker in text for marker in ("wrong file identifier", "wrong remote file identifier",
+                                                     "file reference", "type of file mismatch")):
+                raise
+            # Telegram no longer knows this file_id (the Bot API server or the sandbox fake lost it,
+            # or it was another bot's): the same words and buttons as a text message, not nothing.
+            log.warning("photo_sent_as_text", chat_id=chat_id, photo=reply.photo[:24], error=error.message)
     return api.send_message(chat_id, reply.text, reply.keyboard, location_request=reply.location_request,
                             remove_keyboard=reply.remove_keyboard).message_id, None

@@ -12,9 +12,12 @@ most 20 MB) into three metadata-free sRGB JPEGs:
   struck-through original price and the discount drawn on it (960 because a
   4:3 or 3:4 phone photo's large is 1280x960: the card is then a plain crop).
 
-Card text uses Pillow's embedded font (``ImageFont.load_default(size=...)``), which
-is ASCII-only: prices are drawn as "4.50 EUR" rather than "€4.50", and titles are
-reduced to what it can draw ("Café" -> "Cafe", or no title for non-Latin scripts).
+The card says what the chat says: the prices formatted by ``domain.money.format_money`` for
+the business's language ("4,50 €" in German, "€4.50" in English), the discount as "−40 %", the
+title in its own script, right-to-left ones shaped and in reading order. The text is drawn with
+real fonts found on disk, by ``domain.card_text`` (Noto Sans and DejaVu Sans from Debian's
+packages, laid out by libraqm); only with no font installed does it fall back to Pillow's
+embedded ASCII-only font, and says so in the log.
 
 Bad input raises ``PhotoRejected`` whose ``reason`` is one of the stable codes in
 ``REJECTION_REASONS`` (the chat turns them into a message for the user).
@@ -29,12 +32,12 @@ derived from that ``large`` image, not from the original.
 from __future__ import annotations
 
 import io
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from PIL import Image, ImageDraw, ImageFont, features
+from PIL import Image, ImageDraw
 
+from domain.card_text import displayable_title, draw_text, drawable, ellipsize, is_rtl, text_width
 from domain.money import discount_percent, format_money, money_parts
 
 try:  # LittleCMS is optional in Pillow builds; without it ICC profiles are just dropped.
@@ -425,7 +428,6 @@ def _jpeg(im: Image.Image, quality: int, *, progressive: bool) -> bytes:
 # --------------------------------------------------------------------------- card
 # Layout sizes are in thousandths of the card width, so CARD_SIZE can change.
 
-_HAS_FREETYPE = features.check("freetype2")
 _WHITE = (255, 255, 255)
 _TITLE_GREY = (238, 238, 238)
 _OLD_PRICE_GREY = (205, 205, 205)
@@ -433,109 +435,20 @@ _BADGE_RED = (213, 32, 39)
 _BAND_ALPHA = 205  # darkness of the bottom band (0-255)
 
 
-@lru_cache(maxsize=64)
-def _font(size: int):
-    return ImageFont.load_default(size=size)
-
-
-@lru_cache(maxsize=1)
-def _bitmap_font():
-    return ImageFont.load_default_imagefont()
-
-
-@lru_cache(maxsize=1)
-def _notdef_mask() -> tuple[tuple[int, int], bytes]:
-    mask = _font(64).getmask("\ue000")  # private-use code point: in no font
-    return mask.size, bytes(mask)
-
-
-@lru_cache(maxsize=4096)
-def _has_glyph(ch: str) -> bool:
-    if ch.isspace():
-        return ch == " "
-    if not _HAS_FREETYPE:
-        return " " <= ch <= "~"
-    mask = _font(64).getmask(ch)
-    return (mask.size, bytes(mask)) != _notdef_mask()
-
-
-def _drawable(text: str) -> bool:
-    return all(_has_glyph(ch) for ch in text)
-
-
-def _card_money(minor: int, currency: str) -> str:
-    """format_money, or "4.50 EUR" when the font cannot draw the symbol (Pillow's
-    embedded font is ASCII-only: it has no "€" or "£")."""
-    text = format_money(minor, currency)
-    if _drawable(text):
+def _card_money(minor: int, currency: str, locale: str) -> str:
+    """The price as the chat shows it to a reader of ``locale`` (format_money), or with the ISO
+    code ("4.50 EUR") when no font can draw the symbol (only Pillow's embedded font: no "€")."""
+    text = format_money(minor, currency, locale)
+    if drawable(text):
         return text
     sign, amount, code = money_parts(minor, currency)
     return f"{sign}{amount} {code}"
 
 
-_TITLE_REPLACEMENTS = {"–": "-", "—": "-", "‐": "-", "−": "-", "«": '"', "»": '"',
-                       "„": '"', "ß": "ss", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE",
-                       "ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D"}  # fmt: skip
-
-
-def _card_title(title: str) -> str:
-    """The title reduced to what the font can draw ("Café" -> "Cafe"), or "" if
-    too little of it survives (e.g. a Cyrillic title with the embedded font)."""
-    kept: list[str] = []
-    for original in " ".join(title.split()):
-        ch = original
-        if not _has_glyph(ch):
-            ch = _TITLE_REPLACEMENTS.get(ch) or "".join(
-                c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)
-            )
-        kept.append(ch if ch and _drawable(ch) else "")
-    out = " ".join("".join(kept).split())
-    letters = sum(ch.isalnum() for ch in title)
-    return out if letters and 2 * sum(ch.isalnum() for ch in out) >= letters else ""
-
-
-def _stroke(size: int) -> int:
-    return max(1, size // 40)  # fake bold: the embedded font only has Regular
-
-
-def _text_width(text: str, size: int, bold: bool = False) -> int:
-    if not _HAS_FREETYPE:
-        left, _, right, _ = _bitmap_font().getbbox(text)
-        return round((right - left) * size / 11)
-    left, _, right, _ = _font(size).getbbox(text, stroke_width=_stroke(size) if bold else 0)
-    return round(right - left)
-
-
-def _draw_text(card: Image.Image, x: int, baseline: int, text: str, *, size: int, fill,
-               bold: bool = False, shadow: bool = True) -> tuple[int, int, int, int]:  # fmt: skip
-    """Draw ``text`` starting at x on ``baseline``; return its bounding box."""
-    if not _HAS_FREETYPE:
-        return _draw_text_bitmap(card, x, baseline, text, size=size, fill=fill)
-    font = _font(size)
-    stroke = _stroke(size) if bold else 0
-    draw = ImageDraw.Draw(card)
-    if shadow:  # hard drop shadow: keeps white text legible on bright spots
-        off = max(2, size // 30)
-        draw.text((x + off, baseline + off), text, font=font, anchor="ls", fill=(0, 0, 0),
-                  stroke_width=stroke, stroke_fill=(0, 0, 0))  # fmt: skip
-    draw.text((x, baseline), text, font=font, anchor="ls", fill=fill,
-              stroke_width=stroke, stroke_fill=fill)  # fmt: skip
-    box = draw.textbbox((x, baseline), text, font=font, anchor="ls", stroke_width=stroke)
-    return tuple(round(v) for v in box)  # type: ignore[return-value]
-
-
-def _draw_text_bitmap(card, x, baseline, text, *, size, fill):
-    # Pillow built without FreeType: upscale the 11 px bitmap font. Crude, legible.
-    font = _bitmap_font()
-    left, top, right, bottom = font.getbbox(text)
-    mask = Image.new("L", (max(1, right - left), max(1, bottom - top)), 0)
-    ImageDraw.Draw(mask).text((-left, -top), text, font=font, fill=255)
-    scale = size / 11
-    mask = mask.resize((max(1, round(mask.width * scale)), max(1, round(mask.height * scale))),
-                       Image.Resampling.BICUBIC)  # fmt: skip
-    top_y = baseline - mask.height
-    card.paste(fill, (x, top_y), mask)
-    return x, top_y, x + mask.width, baseline
+def _badge_label(pct: int) -> str:
+    """The discount as the chat writes it ("−62 %"), in ASCII for the embedded font."""
+    label = f"−{pct} %"
+    return label if drawable(label) else f"-{pct}%"
 
 
 @lru_cache(maxsize=4)
@@ -544,21 +457,6 @@ def _band_mask(width: int, height: int, ramp: int) -> Image.Image:
     column = Image.new("L", (1, height))
     column.putdata([round(_BAND_ALPHA * min(1.0, y / ramp) ** 1.5) for y in range(height)])
     return column.resize((width, height), Image.Resampling.NEAREST)
-
-
-def _ellipsize(text: str, size: int, max_width: int) -> str:
-    """``text`` cut with an ellipsis so it fits in ``max_width`` px (binary search)."""
-    if _text_width(text, size) <= max_width:
-        return text
-    dots = "…" if _has_glyph("…") else "..."
-    lo, hi = 0, min(len(text), 300)  # longest prefix that fits is text[:lo]
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if _text_width(text[:mid].rstrip() + dots, size) <= max_width:
-            lo = mid
-        else:
-            hi = mid - 1
-    return text[:lo].rstrip() + dots if lo else ""
 
 
 def _cover(im: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -576,8 +474,9 @@ def _cover(im: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 
 def _draw_deal(card: Image.Image, *, price_minor: int, original_price_minor: int,
-               currency: str, title: str) -> None:  # fmt: skip
-    """Draw the band, prices, title and discount badge onto ``card`` in place."""
+               currency: str, title: str, locale: str = "en") -> None:  # fmt: skip
+    """Draw the band, prices, title and discount badge onto ``card`` in place, the prices as a
+    reader of ``locale`` reads them in the chat."""
     width, height = card.size
 
     def u(thousandths: float) -> int:
@@ -590,43 +489,45 @@ def _draw_deal(card: Image.Image, *, price_minor: int, original_price_minor: int
     band_h = min(u(310), height // 2)
     card.paste((0, 0, 0), (0, height - band_h, width, height), _band_mask(width, band_h, u(100)))
 
-    price = _card_money(price_minor, currency)
-    old = _card_money(original_price_minor, currency) if price_minor < original_price_minor else ""
+    price = _card_money(price_minor, currency, locale)
+    old = _card_money(original_price_minor, currency, locale) if price_minor < original_price_minor else ""
     gap = u(34)
     price_size, old_size = u(140), u(78)
     while price_size > u(45):  # as large as fits on one line
-        needed = _text_width(price, price_size, bold=True)
+        needed = text_width(price, price_size, bold=True)
         if old:
-            needed += gap + _text_width(old, old_size)
+            needed += gap + text_width(old, old_size)
         if needed <= inner:
             break
         price_size, old_size = price_size * 9 // 10, old_size * 9 // 10
     baseline = height - margin - u(8)
-    box = _draw_text(card, margin, baseline, price, size=price_size, fill=_WHITE, bold=True)
+    box = draw_text(card, margin, baseline, price, size=price_size, fill=_WHITE, bold=True)
     if old:
-        obox = _draw_text(card, box[2] + gap, baseline, old, size=old_size, fill=_OLD_PRICE_GREY)
+        obox = draw_text(card, box[2] + gap, baseline, old, size=old_size, fill=_OLD_PRICE_GREY)
         mid = (obox[1] + obox[3]) // 2
         ImageDraw.Draw(card).line((obox[0] - u(4), mid, obox[2] + u(4), mid),
                                   fill=_OLD_PRICE_GREY, width=max(3, old_size // 12))  # fmt: skip
 
-    title = _card_title(title)
-    if title:
+    title = displayable_title(title)
+    if title:  # above the price; a right-to-left title starts at the right, as it is read
         size = u(46)
-        _draw_text(card, margin, box[1] - u(32), _ellipsize(title, size, inner), size=size, fill=_TITLE_GREY)
+        title = ellipsize(title, size, inner)
+        x = width - margin - text_width(title, size) if is_rtl(title) else margin
+        draw_text(card, x, box[1] - u(32), title, size=size, fill=_TITLE_GREY)
 
     pct = discount_percent(price_minor, original_price_minor)
     if pct >= 1:  # red badge with a white rim and a drop shadow, top-right corner
-        label = f"-{pct}%"  # the embedded font has no U+2212 minus sign
+        label = _badge_label(pct)
         size = u(96)
         pad_x, pad_y, radius = u(28), u(24), u(26)
         x1, y0 = width - margin, margin
-        x0 = x1 - _text_width(label, size, bold=True) - 2 * pad_x
+        x0 = x1 - text_width(label, size, bold=True) - 2 * pad_x
         y1 = y0 + round(size * 0.72) + 2 * pad_y  # digits' height is ~0.72 em
         draw = ImageDraw.Draw(card)
         shift = u(7)
         draw.rounded_rectangle((x0 + shift, y0 + shift, x1 + shift, y1 + shift), radius, (0, 0, 0))
         draw.rounded_rectangle((x0, y0, x1, y1), radius, _BADGE_RED, _WHITE, width=u(5))
-        _draw_text(card, x0 + pad_x, y1 - pad_y, label, size=size, fill=_WHITE, bold=True, shadow=False)
+        draw_text(card, x0 + pad_x, y1 - pad_y, label, size=size, fill=_WHITE, bold=True, shadow=False)
 
 
 def _compose_card(photo: Image.Image, **deal) -> Image.Image:
@@ -652,10 +553,11 @@ def _check_deal(price_minor: int, original_price_minor: int, currency: str, titl
 
 
 def process_offer_photo(
-    data: bytes, *, price_minor: int, original_price_minor: int, currency: str, title: str
+    data: bytes, *, price_minor: int, original_price_minor: int, currency: str, title: str, locale: str = "en"
 ) -> ProcessedPhoto:
     """Validate an uploaded offer photo and derive the large image, the thumbnail
-    and the deal card, all as metadata-free sRGB JPEGs.
+    and the deal card, all as metadata-free sRGB JPEGs. The card's prices read as they do in
+    the chat for a reader of ``locale`` (the business's language).
 
     Raises ``PhotoRejected`` for unusable photos; ``TypeError``/``ValueError`` for
     bad prices, currency or title (programming errors, not user errors).
@@ -666,7 +568,7 @@ def process_offer_photo(
     thumb = large.resize(_fit(large.size, THUMBNAIL_MAX_SIDE), Image.Resampling.HAMMING,
                          reducing_gap=2.0)  # fmt: skip
     card = _compose_card(large, price_minor=price_minor, original_price_minor=original_price_minor,
-                         currency=currency, title=title)  # fmt: skip
+                         currency=currency, title=title, locale=locale)  # fmt: skip
     return ProcessedPhoto(
         large=_jpeg(large, JPEG_QUALITY, progressive=LARGE_PROGRESSIVE),
         thumbnail=_jpeg(thumb, THUMBNAIL_QUALITY, progressive=False),
@@ -678,12 +580,12 @@ def process_offer_photo(
 
 
 def render_card(
-    photo: bytes, *, price_minor: int, original_price_minor: int, currency: str, title: str
+    photo: bytes, *, price_minor: int, original_price_minor: int, currency: str, title: str, locale: str = "en"
 ) -> bytes:
     """Re-render only the deal card, e.g. after a price edit, from a stored
     ``ProcessedPhoto.large`` (any acceptable photo works; it is validated again)."""
     _check_deal(price_minor, original_price_minor, currency, title)
     large, _, _ = _decode_large(photo)
     card = _compose_card(large, price_minor=price_minor, original_price_minor=original_price_minor,
-                         currency=currency, title=title)  # fmt: skip
+                         currency=currency, title=title, locale=locale)  # fmt: skip
     return _jpeg(card, JPEG_QUALITY, progressive=False)

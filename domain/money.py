@@ -1,11 +1,19 @@
 """Money as the marketplace shows it: amounts in integer minor units with an ISO 4217 code.
 
-One home for formatting and discounts, used by the chat, the deal card image and the domain alike.
+One home for formatting and discounts, used by the chat, the deal card image and the domain alike,
+so the price on the deal card reads exactly as it does in the chat next to it.
 """
 
 from __future__ import annotations
 
-_CURRENCY_SYMBOLS = {"EUR": "€", "GBP": "£", "USD": "$"}
+import copy
+import re
+from decimal import Decimal
+from functools import lru_cache
+
+from babel import Locale, UnknownLocaleError
+from babel.numbers import NumberPattern, format_currency
+
 # ISO 4217 currencies whose minor unit is not 1/100.
 _ZERO_DECIMAL = frozenset(
     ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"]
@@ -29,17 +37,43 @@ def money_parts(minor: int, currency: str) -> tuple[str, str, str]:
     return sign, amount, code
 
 
-def format_money(minor: int, currency: str) -> str:
-    """Format an amount in minor units: ``format_money(450, "EUR") == "€4.50"``.
+DEFAULT_LOCALE = "en"
 
-    EUR, GBP and USD get their symbol in front ("€4.50", "£4.50", "$4.50"); any
-    other ISO code goes after the amount ("4.50 CHF", "500 JPY", "1.500 KWD").
-    The code is case-insensitive (Stripe uses "eur"); negative amounts get a
-    leading "-". No thousands separators.
+
+@lru_cache(maxsize=64)
+def _currency_pattern(locale: str, digits: int) -> tuple[Locale, NumberPattern]:
+    """The locale's standard currency pattern with exactly ``digits`` decimals (ours, from ISO 4217,
+    not CLDR's, which differ for a few currencies: an IQD amount must never be rounded)."""
+    try:
+        parsed = Locale.parse(locale.replace("-", "_"))
+    except (UnknownLocaleError, ValueError, TypeError):
+        parsed = Locale.parse(DEFAULT_LOCALE)
+    standard = parsed.currency_formats["standard"]
+    pattern = copy.copy(standard)
+    pattern.frac_prec = (digits, digits)
+    return parsed, pattern
+
+
+# CLDR's currency spacing, which Babel does not apply: a symbol made of letters ("CHF") is kept
+# apart from the digits by a no-break space ("CHF 4.50", not "CHF4.50").
+_LETTER_DIGIT = re.compile(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])")
+
+
+def format_money(minor: int, currency: str, locale: str = DEFAULT_LOCALE) -> str:
+    """Format an amount in minor units for a reader of ``locale`` (a language code such as "en" or
+    "de"), with Babel's CLDR data: ``format_money(450, "EUR") == "€4.50"`` and
+    ``format_money(450, "EUR", "de") == "4,50\u00a0€"`` (a no-break space before the symbol).
+
+    The code is case-insensitive (Stripe uses "eur"); the number of decimals is the currency's
+    minor unit (none for JPY, three for KWD); thousands are grouped as the locale does
+    ("€1,234.56", "1.234,56 €"); a currency without a symbol of its own shows its code ("CHF 4.50").
+    An unknown locale reads as English.
     """
     sign, amount, code = money_parts(minor, currency)
-    symbol = _CURRENCY_SYMBOLS.get(code)
-    return f"{sign}{symbol}{amount}" if symbol else f"{sign}{amount} {code}"
+    digits = len(amount.partition(".")[2])
+    parsed, pattern = _currency_pattern(locale or DEFAULT_LOCALE, digits)
+    text = format_currency(Decimal(sign + amount), code, format=pattern, locale=parsed, currency_digits=False)
+    return _LETTER_DIGIT.sub("\u00a0", text)
 
 
 def discount_percent(price_minor: int, original_price_minor: int) -> int:

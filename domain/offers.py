@@ -457,6 +457,20 @@ def confirm_pickup(session: Session, offer_id: int, owner_id: int, code: str, no
     return Pickup("collected", order)
 
 
+def offer_of_pickup_code(session: Session, owner_id: int, code: str) -> int | None:
+    """The offer of the owner's business that has an order with this pickup code, for a scanned
+    pickup pass (it carries only the code; codes are unique per offer): the order still to collect
+    if there is one, else the latest. None if no order of this business has the code."""
+    code = normalize_pickup_code(code)
+    if not code:
+        return None
+    return session.scalar(
+        select(Order.offer_id).join(Offer, Order.offer_id == Offer.id).join(Business)
+        .where(Business.owner_id == owner_id, Order.pickup_code == code)
+        .order_by((Order.status == OrderStatus.PAID).desc(), Order.id.desc()).limit(1)
+    )
+
+
 CSV_COLUMNS = ("order_id", "offer_id", "offer_title", "status", "quantity", "unit_price", "amount", "currency",
                "customer", "created_at_utc", "paid_at_utc", "closed_at_utc")
 CSV_MAX_ROWS = 10_000

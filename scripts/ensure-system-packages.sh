@@ -6,6 +6,8 @@
 #   wrk            (tests and benchmarks: the HTTP load generator)
 #   chromium, fonts-noto-color-emoji (tests: the web chat's browser tests, with the bot's emoji)
 #   prometheus     (tests: its promtool checks and unit-tests the alert rules in ops/)
+#   fonts-noto-core, fonts-dejavu-core, libraqm0 (always: the deal card image's text in any script,
+#                  right-to-left titles laid out by libraqm; domain/images.py finds the fonts by path)
 # Usage: scripts/ensure-system-packages.sh run|test|bench
 set -euo pipefail
 mode=${1:-run}
@@ -19,6 +21,10 @@ fi
 if ! have_pg; then
   if [ "$mode" != run ] || [ -z "${DATABASE_URL:-}" ]; then need+=(postgresql); fi
 fi
+# The deal card's fonts and Pillow's complex-script layout, in every mode (workers render cards).
+dpkg -s fonts-noto-core >/dev/null 2>&1 || need+=(fonts-noto-core)
+dpkg -s fonts-dejavu-core >/dev/null 2>&1 || need+=(fonts-dejavu-core)
+dpkg -s libraqm0 >/dev/null 2>&1 || need+=(libraqm0)
 if [ "$mode" != run ]; then
   command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
   command -v wrk >/dev/null 2>&1 || need+=(wrk)

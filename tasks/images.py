@@ -76,7 +76,7 @@ def process_offer_photo(self: BaseTask, offer_id: int, file_id: str) -> str:
         try:
             processed = images.process_offer_photo(
                 raw, price_minor=offer.price_minor, original_price_minor=offer.original_price_minor,
-                currency=offer.currency, title=offer.title,
+                currency=offer.currency, title=offer.title, locale=language,
             )
         except PhotoRejected as rejection:
             return _rejected(session, offer, language, started, rejection)

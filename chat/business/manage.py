@@ -246,7 +246,8 @@ def _orders(ctx: Context, offer: Offer) -> None:
     }
     for order in items:
         who = escape(names.get(order.customer_id) or _("a customer"))
-        lines.append(f"#{order.id} · {order.quantity}× · {format_money(order.amount_minor, order.currency)} · "
+        amount = format_money(order.amount_minor, order.currency, _.language)
+        lines.append(f"#{order.id} · {order.quantity}× · {amount} · "
                      f"{who} · {labels.get(order.status, order.status.value)}")
     if not items:
         lines.append(_("No orders yet."))
@@ -330,8 +331,8 @@ def _ask_price(ctx: Context) -> None:
     offer = _flow_offer(ctx)
     ask(ctx, _("💶 New price for <b>{title}</b>? Now {price}; it must stay below the original {original}. "
                "Orders already made keep their price.", title=escape(offer.title),
-               price=format_money(offer.price_minor, offer.currency),
-               original=format_money(offer.original_price_minor, offer.currency)))
+               price=format_money(offer.price_minor, offer.currency, _.language),
+               original=format_money(offer.original_price_minor, offer.currency, _.language)))
 
 
 def _on_price(ctx: Context, text: str) -> str | None:
@@ -344,7 +345,7 @@ def _on_price(ctx: Context, text: str) -> str | None:
         ctx.reply(_("This offer can't be changed now."))
         show_offer(ctx, offer)
         return DONE
-    note = _("✅ The price is now {price}.", price=format_money(offer.price_minor, offer.currency))
+    note = _("✅ The price is now {price}.", price=format_money(offer.price_minor, offer.currency, _.language))
     if offers.request_card_rerender(ctx.session, offer):
         assert offer.photo_source_file_id, "request_card_rerender() is true only for an offer with a source photo"
         enqueue_photo(ctx, offer.id, offer.photo_source_file_id)

@@ -66,7 +66,7 @@ def _business(ctx: Context) -> Business:
 
 
 def _money(ctx: Context, minor: int) -> str:
-    return format_money(minor, ctx.state.data.get("currency", "EUR"))
+    return format_money(minor, ctx.state.data.get("currency", "EUR"), ctx._.language)
 
 
 # --------------------------------------------------------------------------- the steps

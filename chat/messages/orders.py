@@ -50,7 +50,7 @@ def _what(notice: OrderNotice) -> str:
 
 
 def _amount(notice: OrderNotice) -> str:
-    return format_money(notice.order.amount_minor, notice.order.currency)
+    return format_money(notice.order.amount_minor, notice.order.currency, notice.language)
 
 
 def _where_and_when(_: Translator, notice: OrderNotice) -> str:
@@ -150,7 +150,7 @@ def _refunding(notice: notices.PaymentToRefund) -> Reply:
         why = _("Your payment for {what} arrived, but the offer is no longer available.", what=what)
     else:
         why = _("Your payment for {what} did not match the order.", what=what)
-    amount = format_money(notice.amount_minor, notice.currency)
+    amount = format_money(notice.amount_minor, notice.currency, notice.language)
     return _to_customer(_, "😔 " + why + "\n" + _("We are refunding {amount} to you; nothing is lost.", amount=amount),
                         "refunding")
 
@@ -159,7 +159,8 @@ def _refunding(notice: notices.PaymentToRefund) -> Reply:
 def _refunded(notice: notices.Refunded) -> Reply:
     _ = Translator(notice.language)
     return _to_customer(_, _("↩️ Refunded {amount} for {what}. It can take a few days to show on your statement.",
-                             amount=format_money(notice.amount_minor, notice.currency), what=_what(notice)),
+                             amount=format_money(notice.amount_minor, notice.currency, notice.language),
+                             what=_what(notice)),
                         "refunded")
 
 

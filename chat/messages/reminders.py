@@ -48,7 +48,7 @@ def pickup_reminder(notice: PickupReminder) -> Reply:
 @renders(DailySummary)
 def daily_summary(notice: DailySummary) -> Reply:
     _ = Translator(notice.language)
-    revenue = ", ".join(format_money(amount, currency) for currency, amount in notice.revenue)
+    revenue = ", ".join(format_money(amount, currency, _.language) for currency, amount in notice.revenue)
     text = "\n".join([
         _("📊 <b>{name}</b>: your day ({day})", name=escape(notice.business_name), day=notice.day),
         _("Offers with pickup today: {count}", count=notice.offers),

@@ -32,6 +32,7 @@ from domain.payments.orders import (
     reload_order,
     tell,
     tell_customer,
+    tell_customer_in_order,
 )
 from domain.payments.refunds import record_refund
 from domain.reservations import ReleaseReason, SaleOutcome
@@ -137,8 +138,12 @@ def payment_arrived(session: Session, order: Order, checkout: dict[str, Any]) ->
     order.payment_intent_id = intent
     order.checkout_url = None
     if result.outcome in (SaleOutcome.PAID, SaleOutcome.PAID_LATE):
-        tell_customer(session, order, "paid", notices.OrderPaid, pickup_code=result.pickup_code,
-                      late=result.outcome is SaleOutcome.PAID_LATE)
+        tell_customer_in_order(
+            session, order,
+            ("paid", notices.OrderPaid, {"pickup_code": result.pickup_code,
+                                         "late": result.outcome is SaleOutcome.PAID_LATE}),
+            ("paid:pass", notices.PickupPass, {"pickup_code": result.pickup_code}),  # the QR code, after it
+        )
         _tell_business(session, order)
     elif result.outcome is SaleOutcome.NEEDS_REFUND:
         tell_customer(session, order, "refunding", notices.PaymentToRefund, reason=result.reason,

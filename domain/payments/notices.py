@@ -47,6 +47,14 @@ class OrderPaid(OrderNotice):
 
 
 @dataclass(frozen=True)
+class PickupPass(OrderNotice):
+    """Right after ``OrderPaid``: the customer's pickup pass, ``pickup_code`` as something the
+    counter can scan (the chat sends it as a QR code of the pickup deep link)."""
+
+    pickup_code: str
+
+
+@dataclass(frozen=True)
 class NewPaidOrder(OrderNotice):
     """To the business: an order of its offer was paid; ``units_left`` remain on sale."""
 

@@ -78,15 +78,30 @@ def offer_and_business(session: Session, order: Order) -> tuple[Offer, Business]
     return offer, business_of(session, offer)
 
 
-def tell(session: Session, key: str, recipient: int, kind: type[NoticeT], order: Order, **facts: Any) -> None:
-    """Notify ``recipient`` (once per ``key``) with a ``kind`` notice about ``order``, in their language."""
+def _notice(session: Session, recipient: int, kind: type[NoticeT], order: Order, **facts: Any) -> NoticeT:
     offer, business = offer_and_business(session, order)
     user = session.get(User, recipient)
-    notice = kind(order=order, offer=offer, business=business, language=user.language if user else "en", **facts)
-    outbox.notify(session, key, recipient, notice)
+    return kind(order=order, offer=offer, business=business, language=user.language if user else "en", **facts)
+
+
+def tell(session: Session, key: str, recipient: int, kind: type[NoticeT], order: Order, **facts: Any) -> None:
+    """Notify ``recipient`` (once per ``key``) with a ``kind`` notice about ``order``, in their language."""
+    outbox.notify(session, key, recipient, _notice(session, recipient, kind, order, **facts))
 
 
 def tell_customer(session: Session, order: Order, what: str, kind: type[NoticeT], **facts: Any) -> None:
     """Notify the order's customer (if it still has one) under the key ``order:<id>:<what>``."""
     if order.customer_id is not None:
         tell(session, f"order:{order.id}:{what}", order.customer_id, kind, order, **facts)
+
+
+def tell_customer_in_order(session: Session, order: Order,
+                           *notices: tuple[str, type[OrderNotice], dict[str, Any]]) -> None:
+    """Like :func:`tell_customer` for several notices, ``(what, kind, facts)`` each, sent one after
+    the other in this order (one hand-over), so a follow-up never arrives above its message."""
+    if order.customer_id is None:
+        return
+    ids = [outbox.record(session, f"order:{order.id}:{what}", order.customer_id,
+                         _notice(session, order.customer_id, kind, order, **facts))
+           for what, kind, facts in notices]
+    outbox.deliver_after_commit(session, [note_id for note_id in ids if note_id is not None])

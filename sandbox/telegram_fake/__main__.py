@@ -9,10 +9,15 @@ import argparse
 import contextlib
 import logging
 import os
+from pathlib import Path
 
 from .server import serve_forever
 from .state import DEFAULT_TOKEN
 from .web import DEFAULT_ADMIN_ID, WebConfig
+
+# Where `make run`'s fake keeps uploaded files, so the file_ids the bot stored in Postgres still work
+# after the fake restarts (the supervisor restarts it, and every `make run` starts it anew).
+DEFAULT_FILES_DIR = Path(__file__).resolve().parents[2] / ".run" / "telegram-fake" / "files"
 
 
 def _parse_args() -> argparse.Namespace:
@@ -65,6 +70,12 @@ def _parse_args() -> argparse.Namespace:
         "chat's tasks are shown too (env TELEGRAM_FAKE_FLOWER_URL)",
     )
     parser.add_argument(
+        "--files-dir",
+        default=env.get("TELEGRAM_FAKE_FILES_DIR", str(DEFAULT_FILES_DIR)),
+        help="keep uploaded files here so a restart keeps them; empty: in memory only "
+        f"(env TELEGRAM_FAKE_FILES_DIR; default {DEFAULT_FILES_DIR})",
+    )
+    parser.add_argument(
         "--log-level", default=env.get("TELEGRAM_FAKE_LOG_LEVEL", "INFO"), help="env TELEGRAM_FAKE_LOG_LEVEL"
     )
     args = parser.parse_args()
@@ -91,6 +102,7 @@ def main() -> None:
                 flower_url=args.flower_url,
                 flower_auth=os.environ.get("TELEGRAM_FAKE_FLOWER_AUTH") or None,
             ),
+            files_dir=args.files_dir or None,
         )
 
 

@@ -6,6 +6,7 @@ import logging
 import socket
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -68,10 +69,13 @@ class TelegramFake:
         webhook_retry_max: float = 5.0,
         webhook_timeout: float = 10.0,
         web: WebConfig | None = None,
+        files_dir: str | Path | None = None,
     ):
+        """``files_dir``: keep uploaded files there, so a new fake on the same directory still
+        knows their file_ids (a restart); None keeps them in memory."""
         self.tokens = list(tokens)
         self._web = web
-        self.state = SandboxState(self.tokens)
+        self.state = SandboxState(self.tokens, files_dir=files_dir)
         self._host = host
         self._requested_port = port
         self._retry = RetryPolicy(webhook_retry_initial, webhook_retry_max)
@@ -199,9 +203,10 @@ def serve_forever(
     webhook_retry_max: float = 5.0,
     webhook_timeout: float = 10.0,
     web: WebConfig | None = None,
+    files_dir: str | Path | None = None,
 ) -> None:
     """Run in the foreground until interrupted (used by ``python -m sandbox.telegram_fake``)."""
-    state = SandboxState(tokens)
+    state = SandboxState(tokens, files_dir=files_dir)
     sock = _bind(host, port)
     url = f"http://{host}:{sock.getsockname()[1]}"
 

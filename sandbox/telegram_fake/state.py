@@ -14,6 +14,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .faults import FaultInjector
@@ -256,7 +257,8 @@ class BotAccount:
 
 
 class SandboxState:
-    def __init__(self, tokens: Iterable[str]):
+    def __init__(self, tokens: Iterable[str], *, files_dir: str | Path | None = None):
+        """``files_dir``: where uploaded files are kept so they outlive a restart (None: memory)."""
         self.lock = threading.RLock()
         self.feed = ChangeFeed()
         self.bots: dict[int, BotAccount] = {}
@@ -270,7 +272,7 @@ class SandboxState:
             raise ValueError("at least one bot token is required")
         self.default_bot = next(iter(self.bots.values()))
         self.users: dict[int, User] = {}
-        self.files = FileStore()
+        self.files = FileStore(files_dir)
         self.faults = FaultInjector()
         self.calls: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDED_CALLS)
         self._call_ids = itertools.count(1)

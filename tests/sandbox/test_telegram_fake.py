@@ -318,6 +318,55 @@ def test_send_photo_upload_then_by_file_id(fake: TelegramFake, client: TelegramF
     run(scenario())
 
 
+def test_files_outlive_a_restart_on_the_same_directory(tmp_path: Path) -> None:
+    """The bot keeps file_ids in Postgres; a restarted fake (make run's supervisor restarts it) must
+    still know them, or every older deal's card fails with "Wrong file identifier"."""
+    original = png_bytes(1200, 600)
+
+    async def upload(fake: TelegramFake) -> tuple[str, str, str]:
+        async with fake.make_bot() as bot:
+            photo = await bot.send_photo(USER, original, caption="before the restart")
+            document = await bot.send_document(USER, b"date,orders\n", filename="orders.csv")
+            return photo.photo[-1].file_id, photo.photo[0].file_id, document.document.file_id
+
+    with TelegramFake(files_dir=tmp_path) as first:
+        first.client().send_text(USER, "/start")
+        photo_id, thumbnail_id, document_id = run(upload(first))
+
+    async def use(fake: TelegramFake) -> None:
+        async with fake.make_bot() as bot:
+            again = await bot.send_photo(USER, photo_id, caption="after the restart")
+            assert again.photo[-1].file_id == photo_id and again.photo[-1].file_size == len(original)
+            assert [(p.width, p.height) for p in again.photo] == [(90, 45), (320, 160), (800, 400), (1200, 600)]
+            by_thumbnail = await bot.send_photo(USER, thumbnail_id)
+            assert by_thumbnail.photo[-1].file_id == photo_id  # any size's id still sends the whole photo
+            assert bytes(await (await bot.get_file(photo_id)).download_as_bytearray()) == original
+            document = await bot.send_document(USER, document_id)
+            assert bytes(await (await bot.get_file(document.document.file_id)).download_as_bytearray()) == \
+                b"date,orders\n"
+            fresh = await bot.send_photo(USER, png_bytes(300, 200))  # new uploads get new paths
+            assert fresh.photo[-1].file_id != photo_id
+            assert (await bot.get_file(fresh.photo[-1].file_id)).file_path != (await bot.get_file(photo_id)).file_path
+
+    with TelegramFake(files_dir=tmp_path) as second:
+        second.client().send_text(USER, "/start")  # chats are not kept: the user writes first again
+        run(use(second))
+        second.reset()  # forgets the files, on disk too
+    with TelegramFake(files_dir=tmp_path) as third:
+        third.client().send_text(USER, "/start")
+
+        async def forgotten() -> None:
+            async with third.make_bot() as bot:
+                with pytest.raises(BadRequest, match="Wrong file identifier"):
+                    await bot.send_photo(USER, photo_id)
+
+        run(forgotten())
+
+
+def test_files_are_in_memory_without_a_directory(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    assert fake.state.files.directory is None
+
+
 def test_user_photo_and_document_download(fake: TelegramFake, client: TelegramFakeClient) -> None:
     original = png_bytes(640, 480, "blue")
     client.send_photo(USER, original, caption="my leftovers")
@@ -797,12 +846,14 @@ def test_entity_offsets_count_utf16_units() -> None:
 # --------------------------------------------------------------------------- command line
 
 
-def test_command_line_serves_and_logs_each_request() -> None:
+def test_command_line_serves_and_logs_each_request(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "TELEGRAM_FAKE_PORT": str(port), "PYTHONPATH": str(root)}
+    files = tmp_path / "files"  # not make run's .run/telegram-fake/files
+    env = {**os.environ, "TELEGRAM_FAKE_PORT": str(port), "PYTHONPATH": str(root),
+           "TELEGRAM_FAKE_FILES_DIR": str(files)}
     process = subprocess.Popen(
         [sys.executable, "-m", "sandbox.telegram_fake", "--token", "42:CLI-TOKEN"],
         cwd=root,
@@ -820,6 +871,7 @@ def test_command_line_serves_and_logs_each_request() -> None:
         assert any(f"listening on http://127.0.0.1:{port}" in line for line in startup), startup
         me = httpx.get(f"http://127.0.0.1:{port}/bot42:CLI-TOKEN/getMe").json()["result"]
         assert (me["id"], me["username"]) == (42, "sandbox_42_bot")
+        assert files.is_dir()
     finally:
         process.send_signal(signal.SIGINT)
         _, rest = process.communicate(timeout=10)

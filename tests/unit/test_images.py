@@ -12,11 +12,12 @@ import zlib
 from decimal import Decimal
 
 import pytest
+from babel.numbers import get_currency_symbol, get_decimal_symbol, get_group_symbol, parse_decimal
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import ExifTags, Image, ImageCms, ImageDraw, JpegImagePlugin
 
-from domain import images
+from domain import card_text, images
 from domain.images import (
     CARD_SIZE,
     MAX_FILE_BYTES,
@@ -526,43 +527,62 @@ def test_card_is_drawn_in_the_encoded_output_too():
 
 def test_long_titles_are_ellipsized_to_fit():
     width = CARD_SIZE[0] - 100
-    for title in ("Bread", "x" * 500, "Large sourdough loaves and seeded rye " * 5):
-        fitted = images._ellipsize(title, 46, width)
-        assert images._text_width(fitted, 46) <= width
+    for title in ("Bread", "x" * 500, "Large sourdough loaves and seeded rye " * 5, "خبز طازج من الفرن " * 8):
+        fitted = card_text.ellipsize(title, 46, width)
+        assert card_text.text_width(fitted, 46) <= width
         assert fitted == title or (fitted.endswith("…") and title.startswith(fitted[:-1]))
-    assert images._ellipsize("Bread", 46, width) == "Bread"
+    assert card_text.ellipsize("Bread", 46, width) == "Bread"
 
 
 def test_card_handles_long_amounts_titles_and_scripts():
     for deal in (
         {"price_minor": 123456789, "original_price_minor": 999999999, "currency": "CHF"},
+        {"price_minor": 123456789, "original_price_minor": 999999999, "currency": "EUR", "locale": "de"},
         {"title": "x" * 500},
         {"title": "Пирожки с капустой"},  # noqa: RUF001 - Cyrillic on purpose: a non-Latin title
         {"title": "😀🍞"},
         {"title": ""},
+        {"title": "\u200fخبز\u200e 2 Brot"},
     ):
         assert flat_card(**deal).size == CARD_SIZE
 
 
-def test_card_text_fallbacks():
-    assert images._card_title("Café — crème brûlée") == "Cafe - creme brulee"
-    assert images._card_title("Пирожки") == ""  # the embedded font has no Cyrillic
-    assert images._card_title("  Bread   & rolls ") == "Bread & rolls"
-    for currency in ("EUR", "GBP", "USD", "CHF", "JPY"):
-        text = images._card_money(450, currency)
-        assert images._drawable(text)
-        assert "4.50" in text or "450" in text
+def test_card_text_fallbacks_without_any_font(monkeypatch):
+    """No font file installed: the embedded ASCII font, and a warning that says what to install."""
+    warnings_logged = []
+    monkeypatch.setattr(card_text, "FONT_CANDIDATES", [("/nonexistent/Sans.ttf", "/nonexistent/Sans-Bold.ttf")])
+    monkeypatch.setattr(card_text.log, "warning", lambda event, **kw: warnings_logged.append((event, kw)))
+    card_text.reload_fonts()
+    try:
+        assert card_text.faces() == ()
+        assert [event for event, _ in warnings_logged] == ["card_fonts_missing"]
+        assert "fonts-noto-core" in warnings_logged[0][1]["fix"]
+        assert card_text.displayable_title("Café — crème brûlée") == "Cafe - creme brulee"
+        assert card_text.displayable_title("Пирожки") == ""  # the embedded font has no Cyrillic
+        assert card_text.displayable_title("  Bread   & rolls ") == "Bread & rolls"
+        for currency in ("EUR", "GBP", "USD", "CHF", "JPY"):
+            text = images._card_money(450, currency, "en")
+            assert card_text.drawable(text)
+            assert "4.50" in text or "450" in text
+        assert images._card_money(450, "EUR", "de") == "4.50 EUR"
+        assert images._badge_label(40) == "-40%"
+        card = flat_card(title="Brötchen")
+        assert region_stats(card, BAND)[1] > 500
+    finally:
+        monkeypatch.undo()
+        card_text.reload_fonts()
 
 
 def test_card_without_freetype(monkeypatch):
-    monkeypatch.setattr(images, "_HAS_FREETYPE", False)
-    images._has_glyph.cache_clear()
+    monkeypatch.setattr(card_text, "_HAS_FREETYPE", False)
+    card_text.reload_fonts()
     try:
         card = flat_card()
         assert region_stats(card, BAND)[1] > 500
         assert region_stats(card, BADGE)[2] > 500
     finally:
-        images._has_glyph.cache_clear()
+        monkeypatch.undo()
+        card_text.reload_fonts()
 
 
 def test_render_card_from_the_stored_large():
@@ -579,26 +599,50 @@ def test_render_card_from_the_stored_large():
 # ----------------------------------------------------------------------- money
 
 
+NBSP = "\u00a0"
+
+
 @pytest.mark.parametrize(
     ("minor", "currency", "text"),
     [
         (450, "EUR", "€4.50"),
         (450, "GBP", "£4.50"),
         (450, "USD", "$4.50"),
-        (450, "CHF", "4.50 CHF"),
+        (450, "CHF", f"CHF{NBSP}4.50"),
         (450, "eur", "€4.50"),
         (0, "EUR", "€0.00"),
         (5, "EUR", "€0.05"),
         (100, "USD", "$1.00"),
-        (123456, "EUR", "€1234.56"),
+        (123456, "EUR", "€1,234.56"),
         (-450, "EUR", "-€4.50"),
-        (-5, "SEK", "-0.05 SEK"),
-        (500, "JPY", "500 JPY"),
-        (1500, "KWD", "1.500 KWD"),
+        (-5, "SEK", f"-SEK{NBSP}0.05"),
+        (500, "JPY", "¥500"),
+        (1500, "KWD", f"KWD{NBSP}1.500"),
     ],
 )
 def test_format_money(minor, currency, text):
     assert format_money(minor, currency) == text
+    assert format_money(minor, currency, "en") == text
+
+
+@pytest.mark.parametrize(
+    ("minor", "currency", "text"),
+    [
+        (450, "EUR", f"4,50{NBSP}€"),
+        (450, "eur", f"4,50{NBSP}€"),
+        (123456, "EUR", f"1.234,56{NBSP}€"),
+        (-450, "EUR", f"-4,50{NBSP}€"),
+        (450, "CHF", f"4,50{NBSP}CHF"),
+        (500, "JPY", f"500{NBSP}¥"),
+        (1500, "IQD", f"1,500{NBSP}IQD"),  # ISO's three decimals, not CLDR's none: nothing is rounded
+    ],
+)
+def test_format_money_in_german(minor, currency, text):
+    assert format_money(minor, currency, "de") == text
+
+
+def test_format_money_unknown_locale_reads_as_english():
+    assert format_money(450, "EUR", "xx") == format_money(450, "EUR", "") == "€4.50"
 
 
 @pytest.mark.parametrize(
@@ -624,23 +668,22 @@ currencies = st.one_of(
 )
 
 
-@given(minor=st.integers(min_value=-(10**15), max_value=10**15), currency=currencies)
-def test_format_money_round_trips(minor, currency):
-    text = format_money(minor, currency)
+@given(minor=st.integers(min_value=-(10**15), max_value=10**15), currency=currencies,
+       locale=st.sampled_from(["en", "de"]))
+def test_format_money_round_trips(minor, currency, locale):
+    text = format_money(minor, currency, locale)
     code = currency.upper()
-    symbol = {"EUR": "€", "GBP": "£", "USD": "$"}.get(code)
+    symbol = get_currency_symbol(code, locale)
     digits = EXPONENTS.get(code, 2)
 
     sign = -1 if text.startswith("-") else 1
     body = text[1:] if sign < 0 else text
-    if symbol:
-        assert body.startswith(symbol) and not body.endswith(code)
-        amount = body[len(symbol) :]
-    else:
-        assert body.endswith(" " + code)
-        amount = body[: -len(code) - 1]
-    assert re.fullmatch(r"\d+" + (rf"\.\d{{{digits}}}" if digits else ""), amount), text
-    assert sign * Decimal(amount) * 10**digits == minor
+    assert body.count(symbol) == 1, text
+    amount = body.replace(symbol, "").strip(NBSP)
+    group, decimal = get_group_symbol(locale=locale), get_decimal_symbol(locale=locale)
+    assert re.fullmatch(r"\d{1,3}(" + re.escape(group) + r"\d{3})*" + (re.escape(decimal) + rf"\d{{{digits}}}"
+                        if digits else ""), amount), text
+    assert sign * parse_decimal(amount, locale=locale, strict=True) * 10**digits == minor
     assert (minor < 0) == (sign < 0)
 
 

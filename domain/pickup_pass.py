@@ -1,0 +1,59 @@
+"""The pickup pass: the customer's pickup code as a QR code that the counter can scan.
+
+The QR code holds a Telegram deep link, ``https://t.me/<bot>?start=pickup_<code>``. Scanned with
+the business owner's phone camera, it opens the bot with ``/start pickup_<code>``, and the chat
+(``chat/business/pickup.py``) confirms the pickup through ``domain.offers.confirm_pickup``, exactly
+as typing the code in "✅ Confirm pickup" does. Anyone else who scans it is refused.
+
+Pure functions: text in, PNG bytes out.
+"""
+
+from __future__ import annotations
+
+import io
+
+import qrcode
+from PIL import Image
+from qrcode.constants import ERROR_CORRECT_M
+from qrcode.image.pil import PilImage
+
+from domain.card_text import draw_text, text_width
+
+__all__ = ["DEEP_LINK_PREFIX", "pickup_link", "qr_png"]
+
+DEEP_LINK_PREFIX = "pickup_"
+MODULE_PX = 12  # one QR module, in pixels: large enough for a phone camera after Telegram's JPEG
+QUIET_ZONE = 4  # modules of white around the code, as the QR standard asks
+
+
+def pickup_link(bot_username: str, code: str) -> str:
+    """The deep link that opens the bot with ``/start pickup_<code>``."""
+    return f"https://t.me/{bot_username}?start={DEEP_LINK_PREFIX}{code}"
+
+
+def _qr(data: str) -> qrcode.QRCode:
+    # Medium error correction: a scratched screen or a glare still scans; the version (size) is the
+    # smallest that holds the data.
+    qr = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=MODULE_PX, border=QUIET_ZONE,
+                       image_factory=PilImage)
+    qr.add_data(data)
+    qr.make(fit=True)
+    return qr
+
+
+def qr_png(data: str, label: str = "") -> bytes:
+    """A PNG of the QR code for ``data``, with ``label`` (the pickup code, for people) under it."""
+    code = _qr(data).make_image().get_image().convert("L")
+    if not label:
+        out = io.BytesIO()
+        code.save(out, "PNG", optimize=True)
+        return out.getvalue()
+    size = MODULE_PX * 5
+    space = size + QUIET_ZONE * MODULE_PX
+    im = Image.new("L", (code.width, code.height + space), 255)
+    im.paste(code, (0, 0))
+    x = max(0, (code.width - text_width(label, size, bold=True)) // 2)
+    draw_text(im, x, code.height + size, label, size=size, fill=0, bold=True, shadow=False)
+    out = io.BytesIO()
+    im.save(out, "PNG", optimize=True)
+    return out.getvalue()
