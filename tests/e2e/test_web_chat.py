@@ -12,11 +12,13 @@ import os
 import re
 import shutil
 import tempfile
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
 
 from core import db
 from models import Business, BusinessStatus, Offer, OfferStatus, Order, OrderStatus
@@ -35,22 +37,28 @@ ADMIN = 4242  # ADMIN_IDS of the e2e worker, and the web chat's default admin pe
 ALICE = 1001
 WAIT_MS = 25_000
 LEIPZIG_MARKT = (51.3403, 12.3750)  # one of the page's preset places; no other test puts a shop there
+BERLIN = ZoneInfo("Europe/Berlin")  # the sandbox businesses' zone, in which the bot writes times
 
 
 @pytest.fixture(scope="module")
-def browser() -> BrowserContext:
+def playwright() -> Playwright:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: scripts/ensure-system-packages.sh test installs Debian's chromium")
-    profile = tempfile.mkdtemp(prefix="web-chat-chromium-")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1180, "height": 820}, locale="en-GB", timezone_id="Europe/Berlin",
-        )
-        context.set_default_timeout(WAIT_MS)
+    with sync_playwright() as driver:
         expect.set_options(timeout=WAIT_MS)
-        yield context
-        context.close()
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright) -> BrowserContext:
+    profile = tempfile.mkdtemp(prefix="web-chat-chromium-")
+    context = playwright.chromium.launch_persistent_context(
+        profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+        viewport={"width": 1180, "height": 820}, locale="en-GB", timezone_id="Europe/Berlin",
+    )
+    context.set_default_timeout(WAIT_MS)
+    yield context
+    context.close()
     shutil.rmtree(profile, ignore_errors=True)
 
 
@@ -241,3 +249,29 @@ def test_a_customer_finds_a_deal_orders_pays_and_sees_the_pickup_code(stack, bro
     shot(page, "customer-pickup-code.png")
     no_page_errors(page)
     page.close()
+
+
+def test_times_are_the_bots_24_hour_berlin_times_whatever_the_browsers_zone(stack, playwright):
+    user = new_user_id()
+    # A browser in UTC with a 12-hour locale (the module's browser is set to Berlin and en-GB).
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    elsewhere = chromium.new_context(locale="en-US", timezone_id="UTC")
+    elsewhere.set_default_timeout(WAIT_MS)
+    page = open_chat(elsewhere, stack, f"user={user}&name=Tom")
+    assert page.evaluate("new Date(0).getTimezoneOffset()") == 0
+    send(page, "hello")
+    expect(page.locator(".msg-wrap.in")).not_to_have_count(0)  # the bot has answered
+    messages = [m for m in stack.telegram.messages(user) if not m["deleted"]]
+    assert {m["sender"] for m in messages} == {"user", "bot"}
+    for message in messages:
+        moment = datetime.fromtimestamp(message["date"], BERLIN)
+        meta = page.locator(f'.msg-wrap[data-id="{message["message_id"]}"] .meta-line')
+        expect(meta).to_contain_text(moment.strftime("%H:%M"))
+        expect(meta).not_to_contain_text(re.compile(r"AM|PM"))
+        expect(meta.locator("[title]")).to_have_attribute("title", re.compile(r"Europe/Berlin"))
+    day = page.locator(".day").first
+    expect(day.locator(".zone")).to_have_text(datetime.fromtimestamp(messages[0]["date"], BERLIN).tzname())
+    expect(day).to_contain_text(datetime.fromtimestamp(messages[0]["date"], BERLIN).strftime("%A"))
+    no_page_errors(page)
+    chromium.close()
+

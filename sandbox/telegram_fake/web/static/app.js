@@ -78,16 +78,40 @@ function safeUrl(value) {
   }
 }
 
+// Times are shown as the bot writes them ("pay by 19:07"): 24-hour, in the businesses' time zone
+// (the fake's web config, Europe/Berlin by default), not in the browser's zone or 12-hour style.
+const formats = {};
+
+function useTimeZone(zone) {
+  const base = {timeZone: zone, hourCycle: "h23"};
+  formats.zone = zone;
+  formats.time = new Intl.DateTimeFormat("en-GB", {...base, hour: "2-digit", minute: "2-digit"});
+  formats.clock = new Intl.DateTimeFormat("en-GB", {...base, hour: "2-digit", minute: "2-digit", second: "2-digit"});
+  formats.day = new Intl.DateTimeFormat("en-GB", {...base, weekday: "long", day: "numeric", month: "long"});
+  formats.full = new Intl.DateTimeFormat("en-GB", {...base, dateStyle: "full", timeStyle: "long"});
+  formats.zoneName = new Intl.DateTimeFormat("en-GB", {...base, timeZoneName: "short"});
+}
+useTimeZone("Europe/Berlin");
+
 function timeOf(seconds) {
-  return new Date(seconds * 1000).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+  return formats.time.format(new Date(seconds * 1000));
 }
 
 function clock(seconds) {
-  return new Date(seconds * 1000).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", second: "2-digit"});
+  return formats.clock.format(new Date(seconds * 1000));
 }
 
 function dayOf(seconds) {
-  return new Date(seconds * 1000).toLocaleDateString([], {weekday: "long", day: "numeric", month: "long"});
+  return formats.day.format(new Date(seconds * 1000));
+}
+
+function zoneOf(seconds) {  // "CET" or "CEST" for Europe/Berlin, "GMT-5" where English has no abbreviation
+  const part = formats.zoneName.formatToParts(new Date(seconds * 1000)).find((p) => p.type === "timeZoneName");
+  return part ? part.value : formats.zone;
+}
+
+function fullTimeOf(seconds) {
+  return `${formats.full.format(new Date(seconds * 1000))} (${formats.zone})`;
 }
 
 function toast(text, kind = "") {
@@ -240,7 +264,8 @@ function renderMessage(message) {
   }
   bubble.append(el("div", {class: "meta-line"},
     message.edit_date ? el("span", {text: "edited"}) : null,
-    el("span", {text: timeOf(message.date), title: new Date(message.date * 1000).toLocaleString()}),
+    el("time", {text: timeOf(message.date), title: fullTimeOf(message.date),
+                datetime: new Date(message.date * 1000).toISOString()}),
     mine ? el("span", {text: "✓✓"}) : null));
   wrap.append(bubble);
   const keyboard = message.reply_markup && message.reply_markup.inline_keyboard;
@@ -338,11 +363,18 @@ function renderChat() {
   let lastDay = null;
   for (const message of messages) {
     const day = dayOf(message.date);
-    if (day !== lastDay) { box.append(el("div", {class: "day", text: day})); lastDay = day; }
+    if (day !== lastDay) { box.append(daySeparator(message.date)); lastDay = day; }
     box.append(renderMessage(message));
   }
   renderReplyKeyboard();
   scrollToBottom();
+}
+
+function daySeparator(seconds) {
+  const zone = zoneOf(seconds);
+  return el("div", {class: "day", "data-day": dayOf(seconds),
+                    title: `Times are ${formats.zone} time (${zone}), as the bot writes them`},
+    dayOf(seconds), el("span", {class: "zone", text: zone}));
 }
 
 function placeMessage(message, isNew) {
@@ -361,7 +393,13 @@ function placeMessage(message, isNew) {
     const empty = box.querySelector(".empty-chat");
     if (empty) { renderChat(); return; }
     const later = [...box.querySelectorAll(".msg-wrap")].find((n) => Number(n.dataset.id) > message.message_id);
-    if (later) box.insertBefore(node, later); else box.append(node);
+    if (later) box.insertBefore(node, later);
+    else {
+      const days = box.querySelectorAll(".day");
+      const lastDay = days.length ? days[days.length - 1].dataset.day : null;
+      if (lastDay !== dayOf(message.date)) box.append(daySeparator(message.date));  // past midnight
+      box.append(node);
+    }
     if (isNew) node.classList.add("appear");
   }
   if (stick) scrollToBottom();
@@ -866,6 +904,7 @@ async function main() {
   app.config = config;
   app.bot = config.bot;
   app.personas = config.personas;
+  if (config.time_zone) useTimeZone(config.time_zone);
   $("bot-name").textContent = config.bot.first_name;
   document.title = `${config.bot.first_name} · Telegram sandbox`;
   const params = new URLSearchParams(window.location.search);
