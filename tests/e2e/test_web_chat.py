@@ -38,6 +38,7 @@ ALICE = 1001
 WAIT_MS = 25_000
 LEIPZIG_MARKT = (51.3403, 12.3750)  # one of the page's preset places; no other test puts a shop there
 BERLIN = ZoneInfo("Europe/Berlin")  # the sandbox businesses' zone, in which the bot writes times
+PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
@@ -274,4 +275,34 @@ def test_times_are_the_bots_24_hour_berlin_times_whatever_the_browsers_zone(stac
     expect(day).to_contain_text(datetime.fromtimestamp(messages[0]["date"], BERLIN).strftime("%A"))
     no_page_errors(page)
     chromium.close()
+
+
+_FULLY_SHOWN = """button => {
+    // Visible and neither covered nor clipped: its centre and the middle of each edge hit the button itself.
+    const r = button.getBoundingClientRect();
+    const [x, y] = [r.left + r.width / 2, r.top + r.height / 2];
+    const points = [[x, y], [r.left + 3, y], [r.right - 3, y], [x, r.top + 3], [x, r.bottom - 3]];
+    return r.width > 0 && points.every(([x, y]) => x >= 0 && y >= 0 && x <= innerWidth && y <= innerHeight
+                                               && button.contains(document.elementFromPoint(x, y)));
+}"""
+
+
+def test_every_persona_is_reachable_at_phone_width(stack, browser):
+    page = open_chat(browser, stack, f"persona={ALICE}")
+    page.set_viewport_size(PHONE)
+    personas = page.locator("#persona-list .persona")
+    expect(personas).to_have_count(4)
+    names = ["Alice", "Bob", "Greta", "Ada"]
+    for index, name in enumerate(names):
+        button = personas.nth(index)
+        expect(button).to_contain_text(name)
+        assert button.evaluate(_FULLY_SHOWN), f"{name} is hidden or covered at {PHONE}"
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")  # nothing sticks out sideways
+    shot(page, "phone-personas.png")
+    for name in reversed(names):
+        personas.filter(has_text=name).click()
+        expect(page.locator(".persona.active")).to_contain_text(name)
+    assert page.locator("#demo-button").evaluate(_FULLY_SHOWN)
+    no_page_errors(page)
+    page.close()
 

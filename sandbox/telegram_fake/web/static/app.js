@@ -805,13 +805,16 @@ async function followDemo() {
   log.replaceChildren(...status.steps.map((step) => el("li", {text: step.text})));
   if (status.error) log.append(el("li", {class: "error", text: "Failed: " + status.error}));
   log.scrollTop = log.scrollHeight;
+  const label = status.running ? "Demo running…" : "Play the demo";
+  button.querySelector(".demo-icon").textContent = status.running ? "⏳" : "▶";
+  button.querySelector(".demo-label").textContent = label;
+  button.setAttribute("aria-label", label);
+  button.title = label;
   if (status.running) {
     button.disabled = true;
-    button.textContent = "Demo running…";
     setTimeout(followDemo, 700);
   } else {
     button.disabled = false;
-    button.textContent = "▶ Play the demo";
     if (status.finished && Date.now() / 1000 - status.finished < 3) {
       if (status.error) toast("The demo stopped: " + status.error, "warn"); else toast("Demo ready: try Alice's chat");
     }
