@@ -306,3 +306,22 @@ def test_every_persona_is_reachable_at_phone_width(stack, browser):
     no_page_errors(page)
     page.close()
 
+
+def test_a_message_over_telegrams_limit_stays_in_the_box_with_the_reason(stack, browser):
+    user = new_user_id()
+    page = open_chat(browser, stack, f"user={user}&name=Lena")
+    box, note = page.locator("#composer-input"), page.locator("#composer-note")
+    text = "Dear bakery, " + "a" * (5000 - 13)
+    send(page, text)
+    expect(note).to_have_text(re.compile(r"^Messages can be at most 4,096 characters \(this one has 5,000\)"))
+    expect(box).to_have_value(text)  # nothing typed is lost
+    expect(page.locator(".toast.warn")).to_have_count(0)
+    assert stack.telegram.messages(user) == []  # and nothing was sent
+    shot(page, "message-too-long.png")
+    box.fill(text[:4096])  # Telegram's limit itself is fine: the note goes and the message is sent
+    expect(note).to_be_hidden()
+    box.press("Enter")
+    expect(page.locator(".msg-wrap.out")).to_have_count(1)
+    expect(box).to_have_value("")
+    no_page_errors(page)
+    page.close()

@@ -17,6 +17,9 @@ const ACTION_LABELS = {
   choose_sticker: "choosing a sticker", record_video_note: "recording a video", upload_video_note: "sending a video",
 };
 const SAFE_PROTOCOLS = new Set(["http:", "https:", "tg:", "mailto:", "tel:"]);
+// Telegram's limits, counted in UTF-16 code units as Telegram (and JavaScript's String.length) count them.
+const MAX_TEXT_LENGTH = 4096;
+const MAX_CAPTION_LENGTH = 1024;
 
 const $ = (id) => document.getElementById(id);
 const app = {
@@ -464,12 +467,34 @@ function pressReply(button) {
 
 // ------------------------------------------------------------------------------------ sending
 
+function count(number) {
+  return number.toLocaleString("en-GB");
+}
+
+function showComposerNote(text) {
+  // Said where the person is typing, like Telegram's apps do, instead of a toast that goes away.
+  const note = $("composer-note");
+  note.textContent = text || "";
+  note.hidden = !text;
+}
+
+function textTooLong(text) {
+  return text.length > MAX_TEXT_LENGTH
+    ? `Messages can be at most ${count(MAX_TEXT_LENGTH)} characters (this one has ${count(text.length)}). `
+      + "Shorten it or send it in parts."
+    : "";
+}
+
 async function sendText(text) {
-  if (!text.trim()) return;
+  if (!text.trim()) return false;
+  const problem = textTooLong(text);
+  if (problem) { showComposerNote(problem); return false; }
   try {
     await post("/messages", {user_id: app.active, text});
+    return true;
   } catch (error) {
     fail(error);
+    return false;
   }
 }
 
@@ -829,12 +854,22 @@ function wire() {
     event.preventDefault();
     const text = input.value;
     if (!text.trim()) return;
+    $("command-popup").hidden = true;
+    const problem = textTooLong(text);
+    if (problem) { showComposerNote(problem); return; }  // nothing is sent, and the text stays
+    showComposerNote("");
     input.value = "";
     autosize();
-    $("command-popup").hidden = true;
-    sendText(text);
+    sendText(text).then((sent) => {
+      if (!sent && !input.value) { input.value = text; autosize(); }  // not lost when sending failed
+    });
   });
-  input.addEventListener("input", () => { app.commandIndex = 0; autosize(); showCommands(); });
+  input.addEventListener("input", () => {
+    app.commandIndex = 0;
+    autosize();
+    showCommands();
+    showComposerNote(textTooLong(input.value));
+  });
   input.addEventListener("keydown", (event) => {
     const popup = $("command-popup");
     if (!popup.hidden) {
