@@ -1,8 +1,10 @@
 """The web chat in a real browser (Debian's headless Chromium, driven by Playwright), against the
 whole e2e stack: the page is served by the same Telegram fake the bot talks to, and a person
 clicks through it. A customer finds a deal near them, orders, pays on the Stripe fake's hosted
-page and sees the pickup code; a business posts an offer with a photo chosen from disk; an admin
-verifies a business that registered through the page. The screenshots of those moments are
+page and sees the pickup code; a business posts an offer with a photo chosen from disk (after a PDF,
+which the bot refuses itself); an admin verifies a business that registered through the page. The
+page never loses what was typed, shows times as the bot writes them whatever the browser's zone,
+and keeps every persona reachable on a phone. The screenshots of those moments are
 written to .run/screenshots/ on every run, and to docs/screenshots/ (the ones the README shows) with
 UPDATE_SCREENSHOTS=1, so a plain test run leaves the tracked pictures alone."""
 
@@ -16,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
@@ -96,6 +99,12 @@ def share_place(page: Page, button: str, place: str) -> None:
     expect(dialog).to_be_visible()
     dialog.locator(".place", has_text=place).click()
     dialog.get_by_role("button", name="Send location").click()
+
+
+def attach(page: Page, file: Path) -> None:
+    with page.expect_file_chooser() as chooser:
+        page.locator("#attach-button").click()
+    chooser.value.set_files(str(file))
 
 
 def shot(page: Page, name: str) -> None:
@@ -184,9 +193,20 @@ def test_a_business_posts_an_offer_with_a_photo_from_disk(stack, browser, tmp_pa
     bot_message(page, "Pickup window")
     send(page, "17:00-18:30")
     bot_message(page, "send a photo")
-    with page.expect_file_chooser() as chooser:
-        page.locator("#attach-button").click()
-    chooser.value.set_files(str(photo))
+    # 📎 sends any file: a PDF goes as a document (as Telegram delivers it) and the bot answers it.
+    menu = tmp_path / "menu.pdf"
+    menu.write_bytes(b"%PDF-1.4\n% today's menu\n")
+    attach(page, menu)
+    expect(page.locator(".msg-wrap.out .document", has_text="menu.pdf")).to_be_visible()
+    bot_message(page, re.compile(r"not an image|not what I asked for"))
+    expect(page.locator(".toast.warn")).to_have_count(0)
+    updates = httpx.get(f"{stack.telegram_url}/_sandbox/updates", params={"chat_id": owner}).json()["updates"]
+    (document,) = [u["update"]["message"]["document"] for u in updates if "document" in u["update"].get("message", {})]
+    assert set(document) == {"file_id", "file_unique_id", "file_name", "mime_type", "file_size"}  # Bot API's Document
+    assert (document["file_name"], document["mime_type"], document["file_size"]) == (
+        "menu.pdf", "application/pdf", menu.stat().st_size)
+    bot_message(page, "send a photo")
+    attach(page, photo)
     expect(page.locator(".msg-wrap.out img.photo")).to_be_visible()
     preview = bot_message(page, "Preview")
     expect(preview.locator("img.photo")).to_be_visible()

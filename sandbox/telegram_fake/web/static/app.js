@@ -498,14 +498,47 @@ async function sendText(text) {
   }
 }
 
-async function sendPhoto(file) {
+const MAX_DOCUMENT_BYTES = 50 * 1024 * 1024;  // what the fake (like the Bot API) stores of a file
+// 📎 sends these as photos, like Telegram's apps do by default; anything else goes as a file (a document).
+const PHOTO_TYPES = new Set(["image/jpeg", "image/png", "image/webp", "image/bmp"]);
+
+async function sendFile(file) {
   const input = $("composer-input");
-  const form = new FormData();
-  form.append("user_id", String(app.active));
-  if (input.value.trim()) form.append("caption", input.value.trim());
-  form.append("file", file, file.name || "photo.jpg");
+  const caption = input.value.trim();
+  if (caption.length > MAX_CAPTION_LENGTH) {
+    showComposerNote(`Captions can be at most ${count(MAX_CAPTION_LENGTH)} characters (this one has `
+      + `${count(caption.length)}). Send the file without it: empty the box, or send the text first.`);
+    return;
+  }
+  if (file.size > MAX_DOCUMENT_BYTES) {
+    showComposerNote(`Files can be at most ${count(MAX_DOCUMENT_BYTES / 1024 / 1024)} MB here `
+      + `(this one has ${count(Math.ceil(file.size / 1024 / 1024))} MB).`);
+    return;
+  }
+  showComposerNote("");
+  const upload = (path, extra) => {
+    const form = new FormData();
+    form.append("user_id", String(app.active));
+    if (caption) form.append("caption", caption);
+    for (const [key, value] of Object.entries(extra)) form.append(key, value);
+    form.append("file", file, file.name || "file");
+    return api(path, {method: "POST", body: form});
+  };
+  const asDocument = () => upload("/documents", {file_name: file.name || "file",
+                                                 ...(file.type ? {mime_type: file.type} : {})});
   try {
-    await api("/photos", {method: "POST", body: form});
+    if (PHOTO_TYPES.has(file.type)) {
+      try {
+        await upload("/photos", {});
+      } catch (error) {
+        // An image Telegram can't take as a photo (damaged, too big, too long and narrow): its apps
+        // send it as a file then, and so does this page.
+        if (error.status !== 400 && error.status !== 413) throw error;
+        await asDocument();
+      }
+    } else {
+      await asDocument();
+    }
     input.value = "";
     autosize();
   } catch (error) {
@@ -899,11 +932,11 @@ function wire() {
     await loadCommands();
     if ($("command-popup").hidden) { app.commandIndex = 0; showCommands(true); } else $("command-popup").hidden = true;
   });
-  $("attach-button").addEventListener("click", () => $("photo-input").click());
-  $("photo-input").addEventListener("change", (event) => {
+  $("attach-button").addEventListener("click", () => $("file-input").click());
+  $("file-input").addEventListener("change", (event) => {
     const file = event.target.files[0];
     event.target.value = "";
-    if (file) sendPhoto(file);
+    if (file) sendFile(file);
   });
   $("location-button").addEventListener("click", openLocationDialog);
   $("keyboard-toggle").addEventListener("click", () => {
