@@ -156,31 +156,39 @@ def tell_telegram_where_we_are(env: dict[str, str]) -> None:
 
 
 def banner(env: dict[str, str]) -> str:
+    """What `make run` prints: first the one address a newcomer needs (the web chat, in the
+    sandbox), then everything else under "For operators"."""
     host, port = env.get("GATEWAY_HOST", "127.0.0.1"), env.get("GATEWAY_PORT", "8080")
     user, password = env["FLOWER_BASIC_AUTH"].split(":", 1)
-    lines = ["", "Surplus marketplace is starting:"]
-    if not env.get("BOT_TOKEN"):
-        lines += [
+    telegram = f"http://127.0.0.1:{SANDBOX_TELEGRAM_PORT}"
+    sandbox = not env.get("BOT_TOKEN")
+    if sandbox:
+        lines = [
             "",
-            f"  >>> Open the web chat: http://127.0.0.1:{SANDBOX_TELEGRAM_PORT}/  <<<",
-            "      (a Telegram-like chat with the bot: customers, a business owner, an admin; ▶ Play the demo)",
+            "Surplus is starting in the sandbox (no BOT_TOKEN: local fakes). Open the web chat:",
             "",
-            f"  Telegram sandbox : http://127.0.0.1:{SANDBOX_TELEGRAM_PORT}  (no BOT_TOKEN: local fake)",
-            ("    say /start as a user: curl -s -XPOST http://127.0.0.1:8081/_sandbox/messages "
-             "-H 'content-type: application/json' -d '{\"user_id\": 1001, \"text\": \"/start\"}'"),
-            "    read the chat:        curl -s http://127.0.0.1:8081/_sandbox/chats/1001/messages",
+            f"    >>> {telegram}/ <<<",
+            "",
+            "  a Telegram-like chat with the bot: play customers, a business owner and an admin; ▶ Play the demo",
         ]
+    else:
+        lines = ["", "Surplus is starting with your bot (BOT_TOKEN): write to it in Telegram."]
+    lines += [
+        "",
+        "  Ctrl-C stops everything (a process that exits is restarted by itself).",
+        "",
+        "For operators:",
+    ]
+    if sandbox:
+        lines.append(f"  Telegram fake    : {telegram}/_sandbox/  (users from curl: sandbox/telegram_fake/README.md)")
     if env.get("SANDBOX_STRIPE"):
-        lines += [
-            (f"  Stripe sandbox   : http://127.0.0.1:{SANDBOX_STRIPE_PORT}  (no STRIPE_SECRET_KEY: local fake; "
-             "open the Pay button's link and pay with any card)"),
-        ]
+        lines.append(f"  Stripe fake      : http://127.0.0.1:{SANDBOX_STRIPE_PORT}  (no STRIPE_SECRET_KEY; "
+                     "its checkout page has Pay and Decline)")
     lines += [
         f"  Gateway          : http://{host}:{port}/healthz  /readyz  /metrics",
         (f"  Worker metrics   : http://{env.get('WORKER_METRICS_HOST', '127.0.0.1')}:"
          f"{env.get('WORKER_METRICS_PORT', '9808')}/metrics  (every worker process, summed)"),
         f"  Flower           : http://127.0.0.1:{FLOWER_PORT}  (user {user}, password {password})",
-        "  Stop everything  : Ctrl-C   (a process that exits is restarted by itself)",
         "",
     ]
     return "\n".join(lines)

@@ -1,8 +1,10 @@
 """The web chat in a real browser (Debian's headless Chromium, driven by Playwright), against the
 whole e2e stack: the page is served by the same Telegram fake the bot talks to, and a person
 clicks through it. A customer finds a deal near them, orders, pays on the Stripe fake's hosted
-page and sees the pickup code; a business posts an offer with a photo chosen from disk; an admin
-verifies a business that registered through the page. The screenshots of those moments are
+page and sees the pickup code; a business posts an offer with a photo chosen from disk (after a PDF,
+which the bot refuses itself); an admin verifies a business that registered through the page. The
+page never loses what was typed, shows times as the bot writes them whatever the browser's zone,
+and keeps every persona reachable on a phone. The screenshots of those moments are
 written to .run/screenshots/ on every run, and to docs/screenshots/ (the ones the README shows) with
 UPDATE_SCREENSHOTS=1, so a plain test run leaves the tracked pictures alone."""
 
@@ -12,11 +14,14 @@ import os
 import re
 import shutil
 import tempfile
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 import sqlalchemy as sa
-from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
 
 from core import db
 from models import Business, BusinessStatus, Offer, OfferStatus, Order, OrderStatus
@@ -35,22 +40,29 @@ ADMIN = 4242  # ADMIN_IDS of the e2e worker, and the web chat's default admin pe
 ALICE = 1001
 WAIT_MS = 25_000
 LEIPZIG_MARKT = (51.3403, 12.3750)  # one of the page's preset places; no other test puts a shop there
+BERLIN = ZoneInfo("Europe/Berlin")  # the sandbox businesses' zone, in which the bot writes times
+PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
-def browser() -> BrowserContext:
+def playwright() -> Playwright:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: scripts/ensure-system-packages.sh test installs Debian's chromium")
-    profile = tempfile.mkdtemp(prefix="web-chat-chromium-")
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1180, "height": 820}, locale="en-GB", timezone_id="Europe/Berlin",
-        )
-        context.set_default_timeout(WAIT_MS)
+    with sync_playwright() as driver:
         expect.set_options(timeout=WAIT_MS)
-        yield context
-        context.close()
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def browser(playwright) -> BrowserContext:
+    profile = tempfile.mkdtemp(prefix="web-chat-chromium-")
+    context = playwright.chromium.launch_persistent_context(
+        profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+        viewport={"width": 1180, "height": 820}, locale="en-GB", timezone_id="Europe/Berlin",
+    )
+    context.set_default_timeout(WAIT_MS)
+    yield context
+    context.close()
     shutil.rmtree(profile, ignore_errors=True)
 
 
@@ -87,6 +99,12 @@ def share_place(page: Page, button: str, place: str) -> None:
     expect(dialog).to_be_visible()
     dialog.locator(".place", has_text=place).click()
     dialog.get_by_role("button", name="Send location").click()
+
+
+def attach(page: Page, file: Path) -> None:
+    with page.expect_file_chooser() as chooser:
+        page.locator("#attach-button").click()
+    chooser.value.set_files(str(file))
 
 
 def shot(page: Page, name: str) -> None:
@@ -175,9 +193,20 @@ def test_a_business_posts_an_offer_with_a_photo_from_disk(stack, browser, tmp_pa
     bot_message(page, "Pickup window")
     send(page, "17:00-18:30")
     bot_message(page, "send a photo")
-    with page.expect_file_chooser() as chooser:
-        page.locator("#attach-button").click()
-    chooser.value.set_files(str(photo))
+    # 📎 sends any file: a PDF goes as a document (as Telegram delivers it) and the bot answers it.
+    menu = tmp_path / "menu.pdf"
+    menu.write_bytes(b"%PDF-1.4\n% today's menu\n")
+    attach(page, menu)
+    expect(page.locator(".msg-wrap.out .document", has_text="menu.pdf")).to_be_visible()
+    bot_message(page, re.compile(r"not an image|not what I asked for"))
+    expect(page.locator(".toast.warn")).to_have_count(0)
+    updates = httpx.get(f"{stack.telegram_url}/_sandbox/updates", params={"chat_id": owner}).json()["updates"]
+    (document,) = [u["update"]["message"]["document"] for u in updates if "document" in u["update"].get("message", {})]
+    assert set(document) == {"file_id", "file_unique_id", "file_name", "mime_type", "file_size"}  # Bot API's Document
+    assert (document["file_name"], document["mime_type"], document["file_size"]) == (
+        "menu.pdf", "application/pdf", menu.stat().st_size)
+    bot_message(page, "send a photo")
+    attach(page, photo)
     expect(page.locator(".msg-wrap.out img.photo")).to_be_visible()
     preview = bot_message(page, "Preview")
     expect(preview.locator("img.photo")).to_be_visible()
@@ -239,5 +268,80 @@ def test_a_customer_finds_a_deal_orders_pays_and_sees_the_pickup_code(stack, bro
         code = order.pickup_code
     expect(paid).to_contain_text(code)
     shot(page, "customer-pickup-code.png")
+    no_page_errors(page)
+    page.close()
+
+
+def test_times_are_the_bots_24_hour_berlin_times_whatever_the_browsers_zone(stack, playwright):
+    user = new_user_id()
+    # A browser in UTC with a 12-hour locale (the module's browser is set to Berlin and en-GB).
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    elsewhere = chromium.new_context(locale="en-US", timezone_id="UTC")
+    elsewhere.set_default_timeout(WAIT_MS)
+    page = open_chat(elsewhere, stack, f"user={user}&name=Tom")
+    assert page.evaluate("new Date(0).getTimezoneOffset()") == 0
+    send(page, "hello")
+    expect(page.locator(".msg-wrap.in")).not_to_have_count(0)  # the bot has answered
+    messages = [m for m in stack.telegram.messages(user) if not m["deleted"]]
+    assert {m["sender"] for m in messages} == {"user", "bot"}
+    for message in messages:
+        moment = datetime.fromtimestamp(message["date"], BERLIN)
+        meta = page.locator(f'.msg-wrap[data-id="{message["message_id"]}"] .meta-line')
+        expect(meta).to_contain_text(moment.strftime("%H:%M"))
+        expect(meta).not_to_contain_text(re.compile(r"AM|PM"))
+        expect(meta.locator("[title]")).to_have_attribute("title", re.compile(r"Europe/Berlin"))
+    day = page.locator(".day").first
+    expect(day.locator(".zone")).to_have_text(datetime.fromtimestamp(messages[0]["date"], BERLIN).tzname())
+    expect(day).to_contain_text(datetime.fromtimestamp(messages[0]["date"], BERLIN).strftime("%A"))
+    no_page_errors(page)
+    chromium.close()
+
+
+_FULLY_SHOWN = """button => {
+    // Visible and neither covered nor clipped: its centre and the middle of each edge hit the button itself.
+    const r = button.getBoundingClientRect();
+    const [x, y] = [r.left + r.width / 2, r.top + r.height / 2];
+    const points = [[x, y], [r.left + 3, y], [r.right - 3, y], [x, r.top + 3], [x, r.bottom - 3]];
+    return r.width > 0 && points.every(([x, y]) => x >= 0 && y >= 0 && x <= innerWidth && y <= innerHeight
+                                               && button.contains(document.elementFromPoint(x, y)));
+}"""
+
+
+def test_every_persona_is_reachable_at_phone_width(stack, browser):
+    page = open_chat(browser, stack, f"persona={ALICE}")
+    page.set_viewport_size(PHONE)
+    personas = page.locator("#persona-list .persona")
+    expect(personas).to_have_count(4)
+    names = ["Alice", "Bob", "Greta", "Ada"]
+    for index, name in enumerate(names):
+        button = personas.nth(index)
+        expect(button).to_contain_text(name)
+        assert button.evaluate(_FULLY_SHOWN), f"{name} is hidden or covered at {PHONE}"
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")  # nothing sticks out sideways
+    shot(page, "phone-personas.png")
+    for name in reversed(names):
+        personas.filter(has_text=name).click()
+        expect(page.locator(".persona.active")).to_contain_text(name)
+    assert page.locator("#demo-button").evaluate(_FULLY_SHOWN)
+    no_page_errors(page)
+    page.close()
+
+
+def test_a_message_over_telegrams_limit_stays_in_the_box_with_the_reason(stack, browser):
+    user = new_user_id()
+    page = open_chat(browser, stack, f"user={user}&name=Lena")
+    box, note = page.locator("#composer-input"), page.locator("#composer-note")
+    text = "Dear bakery, " + "a" * (5000 - 13)
+    send(page, text)
+    expect(note).to_have_text(re.compile(r"^Messages can be at most 4,096 characters \(this one has 5,000\)"))
+    expect(box).to_have_value(text)  # nothing typed is lost
+    expect(page.locator(".toast.warn")).to_have_count(0)
+    assert stack.telegram.messages(user) == []  # and nothing was sent
+    shot(page, "message-too-long.png")
+    box.fill(text[:4096])  # Telegram's limit itself is fine: the note goes and the message is sent
+    expect(note).to_be_hidden()
+    box.press("Enter")
+    expect(page.locator(".msg-wrap.out")).to_have_count(1)
+    expect(box).to_have_value("")
     no_page_errors(page)
     page.close()

@@ -56,6 +56,15 @@ def test_config_names_the_personas_with_the_configured_admin(http):
     assert config["bot"]["username"] == "surplus_sandbox_bot"
     assert config["flower_url"] is None and config["flower_tasks"] is False
     assert any(place["name"].startswith("Berlin Mitte") for place in config["places"])
+    assert config["time_zone"] == "Europe/Berlin"  # the businesses' zone: the page shows times as the bot writes them
+
+
+def test_the_page_can_be_told_another_time_zone_but_not_an_unknown_one(monkeypatch):
+    assert WebConfig(time_zone="America/New_York").api()["time_zone"] == "America/New_York"
+    monkeypatch.setenv("TELEGRAM_FAKE_WEB_TIME_ZONE", "Europe/Lisbon")
+    assert WebConfig().time_zone == "Europe/Lisbon"
+    with pytest.raises(KeyError):  # zoneinfo.ZoneInfoNotFoundError: at start, not in the browser
+        WebConfig(time_zone="Mars/Olympus_Mons")
 
 
 def test_commands_resolve_like_a_client_does(fake, http):

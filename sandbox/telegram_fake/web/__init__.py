@@ -5,7 +5,9 @@ internet) talks only to the public user-side API under ``/_sandbox/`` and its ev
 what it shows is what a real client would see. This module adds what the page needs around that:
 
 * ``GET /`` (and ``/chat``): the page; ``/web/...``: its static files.
-* ``GET /_sandbox/web/config``: the personas (stable ids), the Flower URL, preset places.
+* ``GET /_sandbox/web/config``: the personas (stable ids), the Flower URL, preset places, and the
+  time zone the page shows times in: the one the bot uses for the sandbox's businesses (Europe/Berlin
+  unless ``TELEGRAM_FAKE_WEB_TIME_ZONE`` says otherwise), so "pay by 19:07" and the bubble agree.
 * ``GET /_sandbox/web/tasks?chat_id=``: Flower's tasks for one chat, fetched server-side with the
   sandbox's Flower credentials (never sent to the browser). The update tasks are matched by the
   update ids this fake handed to the bot for the chat (Flower shows them as ``(update <id>)``),
@@ -17,12 +19,14 @@ what it shows is what a real client would see. This module adds what the page ne
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from starlette.requests import Request
@@ -37,6 +41,8 @@ logger = logging.getLogger("sandbox.telegram_fake.web")
 
 STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_ADMIN_ID = 4242
+# The businesses' default zone (models.Business.timezone), in which the bot writes times.
+DEFAULT_TIME_ZONE = "Europe/Berlin"
 FLOWER_TIMEOUT_SECONDS = 3.0
 FLOWER_TASK_LIMIT = 1000
 _UPDATE_ARG = re.compile(r"\(update (\d+)\)")
@@ -82,10 +88,12 @@ class WebConfig:
     flower_url: str | None = None
     flower_auth: str | None = None  # "user:password", used server-side only
     personas: list[Persona] = field(default_factory=list)
+    time_zone: str = field(default_factory=lambda: os.environ.get("TELEGRAM_FAKE_WEB_TIME_ZONE") or DEFAULT_TIME_ZONE)
 
     def __post_init__(self) -> None:
         if not self.personas:
             self.personas = default_personas(self.admin_id)
+        ZoneInfo(self.time_zone)  # an unknown zone fails here, at start, not in every browser
 
     def api(self) -> dict[str, Any]:
         return {
@@ -94,6 +102,7 @@ class WebConfig:
             "flower_url": self.flower_url,
             "flower_tasks": bool(self.flower_url and self.flower_auth),
             "places": PLACES,
+            "time_zone": self.time_zone,
         }
 
 

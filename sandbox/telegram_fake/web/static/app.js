@@ -17,6 +17,9 @@ const ACTION_LABELS = {
   choose_sticker: "choosing a sticker", record_video_note: "recording a video", upload_video_note: "sending a video",
 };
 const SAFE_PROTOCOLS = new Set(["http:", "https:", "tg:", "mailto:", "tel:"]);
+// Telegram's limits, counted in UTF-16 code units as Telegram (and JavaScript's String.length) count them.
+const MAX_TEXT_LENGTH = 4096;
+const MAX_CAPTION_LENGTH = 1024;
 
 const $ = (id) => document.getElementById(id);
 const app = {
@@ -78,16 +81,40 @@ function safeUrl(value) {
   }
 }
 
+// Times are shown as the bot writes them ("pay by 19:07"): 24-hour, in the businesses' time zone
+// (the fake's web config, Europe/Berlin by default), not in the browser's zone or 12-hour style.
+const formats = {};
+
+function useTimeZone(zone) {
+  const base = {timeZone: zone, hourCycle: "h23"};
+  formats.zone = zone;
+  formats.time = new Intl.DateTimeFormat("en-GB", {...base, hour: "2-digit", minute: "2-digit"});
+  formats.clock = new Intl.DateTimeFormat("en-GB", {...base, hour: "2-digit", minute: "2-digit", second: "2-digit"});
+  formats.day = new Intl.DateTimeFormat("en-GB", {...base, weekday: "long", day: "numeric", month: "long"});
+  formats.full = new Intl.DateTimeFormat("en-GB", {...base, dateStyle: "full", timeStyle: "long"});
+  formats.zoneName = new Intl.DateTimeFormat("en-GB", {...base, timeZoneName: "short"});
+}
+useTimeZone("Europe/Berlin");
+
 function timeOf(seconds) {
-  return new Date(seconds * 1000).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+  return formats.time.format(new Date(seconds * 1000));
 }
 
 function clock(seconds) {
-  return new Date(seconds * 1000).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", second: "2-digit"});
+  return formats.clock.format(new Date(seconds * 1000));
 }
 
 function dayOf(seconds) {
-  return new Date(seconds * 1000).toLocaleDateString([], {weekday: "long", day: "numeric", month: "long"});
+  return formats.day.format(new Date(seconds * 1000));
+}
+
+function zoneOf(seconds) {  // "CET" or "CEST" for Europe/Berlin, "GMT-5" where English has no abbreviation
+  const part = formats.zoneName.formatToParts(new Date(seconds * 1000)).find((p) => p.type === "timeZoneName");
+  return part ? part.value : formats.zone;
+}
+
+function fullTimeOf(seconds) {
+  return `${formats.full.format(new Date(seconds * 1000))} (${formats.zone})`;
 }
 
 function toast(text, kind = "") {
@@ -240,7 +267,8 @@ function renderMessage(message) {
   }
   bubble.append(el("div", {class: "meta-line"},
     message.edit_date ? el("span", {text: "edited"}) : null,
-    el("span", {text: timeOf(message.date), title: new Date(message.date * 1000).toLocaleString()}),
+    el("time", {text: timeOf(message.date), title: fullTimeOf(message.date),
+                datetime: new Date(message.date * 1000).toISOString()}),
     mine ? el("span", {text: "✓✓"}) : null));
   wrap.append(bubble);
   const keyboard = message.reply_markup && message.reply_markup.inline_keyboard;
@@ -338,11 +366,18 @@ function renderChat() {
   let lastDay = null;
   for (const message of messages) {
     const day = dayOf(message.date);
-    if (day !== lastDay) { box.append(el("div", {class: "day", text: day})); lastDay = day; }
+    if (day !== lastDay) { box.append(daySeparator(message.date)); lastDay = day; }
     box.append(renderMessage(message));
   }
   renderReplyKeyboard();
   scrollToBottom();
+}
+
+function daySeparator(seconds) {
+  const zone = zoneOf(seconds);
+  return el("div", {class: "day", "data-day": dayOf(seconds),
+                    title: `Times are ${formats.zone} time (${zone}), as the bot writes them`},
+    dayOf(seconds), el("span", {class: "zone", text: zone}));
 }
 
 function placeMessage(message, isNew) {
@@ -361,7 +396,13 @@ function placeMessage(message, isNew) {
     const empty = box.querySelector(".empty-chat");
     if (empty) { renderChat(); return; }
     const later = [...box.querySelectorAll(".msg-wrap")].find((n) => Number(n.dataset.id) > message.message_id);
-    if (later) box.insertBefore(node, later); else box.append(node);
+    if (later) box.insertBefore(node, later);
+    else {
+      const days = box.querySelectorAll(".day");
+      const lastDay = days.length ? days[days.length - 1].dataset.day : null;
+      if (lastDay !== dayOf(message.date)) box.append(daySeparator(message.date));  // past midnight
+      box.append(node);
+    }
     if (isNew) node.classList.add("appear");
   }
   if (stick) scrollToBottom();
@@ -426,23 +467,78 @@ function pressReply(button) {
 
 // ------------------------------------------------------------------------------------ sending
 
+function count(number) {
+  return number.toLocaleString("en-GB");
+}
+
+function showComposerNote(text) {
+  // Said where the person is typing, like Telegram's apps do, instead of a toast that goes away.
+  const note = $("composer-note");
+  note.textContent = text || "";
+  note.hidden = !text;
+}
+
+function textTooLong(text) {
+  return text.length > MAX_TEXT_LENGTH
+    ? `Messages can be at most ${count(MAX_TEXT_LENGTH)} characters (this one has ${count(text.length)}). `
+      + "Shorten it or send it in parts."
+    : "";
+}
+
 async function sendText(text) {
-  if (!text.trim()) return;
+  if (!text.trim()) return false;
+  const problem = textTooLong(text);
+  if (problem) { showComposerNote(problem); return false; }
   try {
     await post("/messages", {user_id: app.active, text});
+    return true;
   } catch (error) {
     fail(error);
+    return false;
   }
 }
 
-async function sendPhoto(file) {
+const MAX_DOCUMENT_BYTES = 50 * 1024 * 1024;  // what the fake (like the Bot API) stores of a file
+// 📎 sends these as photos, like Telegram's apps do by default; anything else goes as a file (a document).
+const PHOTO_TYPES = new Set(["image/jpeg", "image/png", "image/webp", "image/bmp"]);
+
+async function sendFile(file) {
   const input = $("composer-input");
-  const form = new FormData();
-  form.append("user_id", String(app.active));
-  if (input.value.trim()) form.append("caption", input.value.trim());
-  form.append("file", file, file.name || "photo.jpg");
+  const caption = input.value.trim();
+  if (caption.length > MAX_CAPTION_LENGTH) {
+    showComposerNote(`Captions can be at most ${count(MAX_CAPTION_LENGTH)} characters (this one has `
+      + `${count(caption.length)}). Send the file without it: empty the box, or send the text first.`);
+    return;
+  }
+  if (file.size > MAX_DOCUMENT_BYTES) {
+    showComposerNote(`Files can be at most ${count(MAX_DOCUMENT_BYTES / 1024 / 1024)} MB here `
+      + `(this one has ${count(Math.ceil(file.size / 1024 / 1024))} MB).`);
+    return;
+  }
+  showComposerNote("");
+  const upload = (path, extra) => {
+    const form = new FormData();
+    form.append("user_id", String(app.active));
+    if (caption) form.append("caption", caption);
+    for (const [key, value] of Object.entries(extra)) form.append(key, value);
+    form.append("file", file, file.name || "file");
+    return api(path, {method: "POST", body: form});
+  };
+  const asDocument = () => upload("/documents", {file_name: file.name || "file",
+                                                 ...(file.type ? {mime_type: file.type} : {})});
   try {
-    await api("/photos", {method: "POST", body: form});
+    if (PHOTO_TYPES.has(file.type)) {
+      try {
+        await upload("/photos", {});
+      } catch (error) {
+        // An image Telegram can't take as a photo (damaged, too big, too long and narrow): its apps
+        // send it as a file then, and so does this page.
+        if (error.status !== 400 && error.status !== 413) throw error;
+        await asDocument();
+      }
+    } else {
+      await asDocument();
+    }
     input.value = "";
     autosize();
   } catch (error) {
@@ -767,13 +863,16 @@ async function followDemo() {
   log.replaceChildren(...status.steps.map((step) => el("li", {text: step.text})));
   if (status.error) log.append(el("li", {class: "error", text: "Failed: " + status.error}));
   log.scrollTop = log.scrollHeight;
+  const label = status.running ? "Demo running…" : "Play the demo";
+  button.querySelector(".demo-icon").textContent = status.running ? "⏳" : "▶";
+  button.querySelector(".demo-label").textContent = label;
+  button.setAttribute("aria-label", label);
+  button.title = label;
   if (status.running) {
     button.disabled = true;
-    button.textContent = "Demo running…";
     setTimeout(followDemo, 700);
   } else {
     button.disabled = false;
-    button.textContent = "▶ Play the demo";
     if (status.finished && Date.now() / 1000 - status.finished < 3) {
       if (status.error) toast("The demo stopped: " + status.error, "warn"); else toast("Demo ready: try Alice's chat");
     }
@@ -788,12 +887,22 @@ function wire() {
     event.preventDefault();
     const text = input.value;
     if (!text.trim()) return;
+    $("command-popup").hidden = true;
+    const problem = textTooLong(text);
+    if (problem) { showComposerNote(problem); return; }  // nothing is sent, and the text stays
+    showComposerNote("");
     input.value = "";
     autosize();
-    $("command-popup").hidden = true;
-    sendText(text);
+    sendText(text).then((sent) => {
+      if (!sent && !input.value) { input.value = text; autosize(); }  // not lost when sending failed
+    });
   });
-  input.addEventListener("input", () => { app.commandIndex = 0; autosize(); showCommands(); });
+  input.addEventListener("input", () => {
+    app.commandIndex = 0;
+    autosize();
+    showCommands();
+    showComposerNote(textTooLong(input.value));
+  });
   input.addEventListener("keydown", (event) => {
     const popup = $("command-popup");
     if (!popup.hidden) {
@@ -823,11 +932,11 @@ function wire() {
     await loadCommands();
     if ($("command-popup").hidden) { app.commandIndex = 0; showCommands(true); } else $("command-popup").hidden = true;
   });
-  $("attach-button").addEventListener("click", () => $("photo-input").click());
-  $("photo-input").addEventListener("change", (event) => {
+  $("attach-button").addEventListener("click", () => $("file-input").click());
+  $("file-input").addEventListener("change", (event) => {
     const file = event.target.files[0];
     event.target.value = "";
-    if (file) sendPhoto(file);
+    if (file) sendFile(file);
   });
   $("location-button").addEventListener("click", openLocationDialog);
   $("keyboard-toggle").addEventListener("click", () => {
@@ -866,6 +975,7 @@ async function main() {
   app.config = config;
   app.bot = config.bot;
   app.personas = config.personas;
+  if (config.time_zone) useTimeZone(config.time_zone);
   $("bot-name").textContent = config.bot.first_name;
   document.title = `${config.bot.first_name} · Telegram sandbox`;
   const params = new URLSearchParams(window.location.search);
