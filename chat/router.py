@@ -11,6 +11,7 @@ import importlib
 from telegram import Message
 
 from chat import customer, menus
+from chat.business.texts import photo_rejection, reask
 from chat.context import Context
 from chat.flows import Flow
 from chat.registry import BUTTONS, COMMANDS, FLOWS, NotAllowed, StaleButton
@@ -78,6 +79,10 @@ def _answer_flow(ctx: Context, flow: Flow, message: Message) -> bool:
     if message.document and (message.document.mime_type or "").startswith("image/") and flow.answer_photo(
         ctx, message.document.file_id, message.document.file_size or 0
     ):
+        return True
+    if message.document and flow.current(ctx).on_photo is not None:
+        # Telegram delivers any file as a document; a step that wants a photo says why this one won't do.
+        reask(ctx, flow, "❗ " + photo_rejection(ctx._, "not_an_image"))
         return True
     if message.location and flow.answer_location(ctx, message.location.latitude, message.location.longitude):
         return True

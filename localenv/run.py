@@ -114,6 +114,11 @@ def _process_env(name: str, env: dict[str, str]) -> dict[str, str]:
 
 def processes(env: dict[str, str]) -> dict[str, list[str]]:
     celery = [PYTHON, "-m", "celery", "-A", "tasks"]
+    # Celery warns once per worker when run as root (make run in a root container). The warning is
+    # about pickle, and these workers accept JSON only (celeryconfig.accept_content), so it is
+    # silenced by its text: -W is read before Celery's warning class could be imported.
+    celery_worker = [PYTHON, "-W", "ignore:You're running the worker with superuser privileges",
+                     "-m", "celery", "-A", "tasks"]
     procs: dict[str, list[str]] = {}
     if not env.get("BOT_TOKEN"):
         procs["telegram"] = [PYTHON, "-m", "sandbox.telegram_fake", "--host", "127.0.0.1",
@@ -130,7 +135,7 @@ def processes(env: dict[str, str]) -> dict[str, list[str]]:
         procs["poller"] = [PYTHON, "-m", "bot.poller"]
     for queue, (concurrency, prefetch) in WORKERS.items():
         procs[f"worker-{queue}"] = [
-            *celery, "worker", "-Q", queue, "-n", f"{queue}@%h", "-c", str(concurrency),
+            *celery_worker, "worker", "-Q", queue, "-n", f"{queue}@%h", "-c", str(concurrency),
             "--prefetch-multiplier", str(prefetch), "--loglevel", "INFO",
         ]
     procs["metrics"] = [PYTHON, "-m", "tasks.metrics_exporter"]
