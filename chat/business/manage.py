@@ -182,8 +182,10 @@ def _publish(ctx: Context, offer: Offer) -> None:
     text, rows = offer_details(ctx, offer)
     note = _("🎉 <b>Published!</b> Customers can order it now.")
     if told["followers"] or told["nearby"]:
-        note += "\n" + _("Being told now: {followers} follower(s), {nearby} customer(s) nearby who asked "
-                         "for alerts.", followers=told["followers"], nearby=told["nearby"])
+        note += "\n" + _("Being told now: {followers} and {nearby}.",
+                         followers=_.ngettext("{count} follower", "{count} followers", told["followers"]),
+                         nearby=_.ngettext("{count} customer nearby who asked for alerts",
+                                           "{count} customers nearby who asked for alerts", told["nearby"]))
     ctx.reply(f"{note}\n\n{text}", rows)  # a new message: the preview above is a photo
 
 
@@ -279,8 +281,13 @@ def _cancel(ctx: Context, offer: Offer) -> None:
         show_offer(ctx, offer)
         return
     ctx.toast(_("Offer cancelled."))
-    note = _("🗑 Offer cancelled. {released} reservations released, {refunded} paid orders are being refunded.",
-             released=len(result.released_order_ids), refunded=len(result.paid_order_ids))
+    note = " ".join([
+        _("🗑 Offer cancelled."),
+        _.ngettext("{count} reservation released.", "{count} reservations released.",
+                   len(result.released_order_ids)),
+        _.ngettext("{count} paid order is being refunded.", "{count} paid orders are being refunded.",
+                   len(result.paid_order_ids)),
+    ])
     show_offer(ctx, result.offer, note)
 
 
@@ -357,9 +364,11 @@ def _ask_quantity(ctx: Context) -> None:
     _ = ctx._
     offer = _flow_offer(ctx)
     taken = offer.units_sold + offer.units_held
-    ask(ctx, _("🔢 New total quantity for <b>{title}</b>? Now {quantity}; {taken} are sold or reserved, so at "
-               "least {minimum}.", title=escape(offer.title), quantity=offer.quantity, taken=taken,
-               minimum=max(taken, offers.MIN_QUANTITY)))
+    ask(ctx, _.ngettext("🔢 New total quantity for <b>{title}</b>? Now {quantity}; {taken} is sold or reserved, "
+                        "so at least {minimum}.",
+                        "🔢 New total quantity for <b>{title}</b>? Now {quantity}; {taken} are sold or reserved, "
+                        "so at least {minimum}.", taken, title=escape(offer.title), quantity=offer.quantity,
+                        taken=taken, minimum=max(taken, offers.MIN_QUANTITY)))
 
 
 def _on_quantity(ctx: Context, text: str) -> str | None:

@@ -27,8 +27,10 @@ def refusal(_: Translator, outcome: ReserveOutcome, offer_id: int, title: str, u
     if outcome is ReserveOutcome.SOLD_OUT:
         text = _("😔 Sorry, <b>{title}</b> just sold out.", title=title)
     elif outcome is ReserveOutcome.NOT_ENOUGH_LEFT:
-        text = _("Only {count} left of <b>{title}</b>. Please choose a smaller quantity.",
-                 count=units_left, title=title)
+        left = units_left or 0
+        text = _.ngettext("Only {count} is left of <b>{title}</b>. Please choose a smaller quantity.",
+                          "Only {count} are left of <b>{title}</b>. Please choose a smaller quantity.", left,
+                          title=title)
         more.insert(0, [button(_("Choose again"), data("offer", offer_id))])
     elif outcome is ReserveOutcome.OVER_LIMIT:
         text = _("You can reserve at most {count} at once.", count=MAX_PER_ORDER)
@@ -171,8 +173,10 @@ def describe_cancellation(_: Translator, outcome: CancellationOutcome) -> str:
     if outcome is CancellationOutcome.CANCELLED:
         return _("Order cancelled. Your money is on its way back to your card.")
     if outcome is CancellationOutcome.TOO_LATE:
-        return _("Sorry, a paid order can be cancelled only until {minutes} minutes before pickup starts.",
-                 minutes=get_settings().cancellation_cutoff_minutes)
+        minutes = get_settings().cancellation_cutoff_minutes
+        return _.ngettext("Sorry, a paid order can be cancelled only until {minutes} minute before pickup starts.",
+                          "Sorry, a paid order can be cancelled only until {minutes} minutes before pickup starts.",
+                          minutes, minutes=minutes)
     return _("This order can't be cancelled any more.")
 
 

@@ -52,7 +52,8 @@ def daily_summary(notice: DailySummary) -> Reply:
     text = "\n".join([
         _("📊 <b>{name}</b>: your day ({day})", name=escape(notice.business_name), day=notice.day),
         _("Offers with pickup today: {count}", count=notice.offers),
-        _("Paid orders: {count} ({units} items)", count=notice.orders, units=notice.units),
+        _.ngettext("Paid orders: {count} ({units} item)", "Paid orders: {count} ({units} items)", notice.units,
+                   count=notice.orders, units=notice.units),
         _("Collected: {count}", count=notice.collected),
         _("Revenue after refunds: {amount}", amount=revenue or "0"),
     ])

@@ -273,6 +273,7 @@ def test_register_verify_create_with_photo_and_publish(stack):
     version = offer.version
     replies = tap(stack, owner, preview, f"bizoffer:publish:{offer.id}")
     assert "Published" in all_text(replies)
+    assert "Being told now: 1 follower and 0 customers nearby" in all_text(replies)
     offer = get(Offer, offer.id)
     assert offer.status == OfferStatus.ACTIVE and offer.published_at and offer.version == version + 1
     told = message_with(stack, follower, "Surprise bag", f"offer:{offer.id}")
@@ -524,6 +525,8 @@ def test_manage_offers_pause_resume_edit_pickup_cancel_and_export(stack):
     sure = last(tap(stack, owner, card, f"bizoffer:cancelask:{offer_id}"))
     replies = tap(stack, owner, sure, f"bizoffer:cancel:{offer_id}")
     assert "Offer cancelled" in text_of(last(replies))
+    # One of each: the sentences agree with their counts.
+    assert "1 reservation released. 1 paid order is being refunded." in text_of(last(replies))
     offer = get(Offer, offer_id)
     assert offer.status == OfferStatus.CANCELLED and offer.units_held == 0
     assert get(Order, held.order_id).status == OrderStatus.CANCELLED
