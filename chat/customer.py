@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from telegram import Message
 
 from chat import menus
-from chat.cards import escape, format_distance, format_window, local_time, offer_caption
+from chat.cards import format_distance, format_window, isolate, local_time, offer_caption, user_text
 from chat.context import Context
 from chat.messages.orders import describe_cancellation, refusal
 from chat.registry import StaleButton, button, command, data, deep_link
@@ -103,12 +103,12 @@ def show_deals(ctx: Context, sort: Sort, page: int) -> None:
             f"{price} (−{discount_percent(offer.price_minor, offer.original_price_minor)} %)",
             _("{count} left", count=offer.units_left),
             format_window(_, offer.pickup_start, offer.pickup_end, item.business.timezone, _now()),
-            escape(item.business.name),
+            user_text(item.business.name),
         ]
         if item.distance_km is not None:
             details.append(format_distance(item.distance_km))
-        lines.append(f"{number}. <b>{escape(offer.title)}</b> — " + " · ".join(details))
-        rows.append([key(f"{number}. {offer.title[:40]} · {price}", data("offer", offer.id))])
+        lines.append(f"{number}. <b>{user_text(offer.title)}</b> — " + " · ".join(details))
+        rows.append([key(f"{number}. {isolate(offer.title[:40])} · {price}", data("offer", offer.id))])
     if not result.items:
         lines.append(_("No deals within {km} km of you right now.", km=int(catalog.NEARBY_RADIUS_KM))
                      if sort is Sort.NEAREST else _("No deals right now. Please look again later."))
@@ -192,8 +192,8 @@ def show_offer(ctx: Context, offer_id: int) -> None:
         rows.append([key(_("Order {count}", count=n) if n == 1 else str(n), data("qty", offer.id, n))
                      for n in range(1, most + 1)])
     following = catalog.is_following(ctx.session, ctx.user.id, business.id)
-    rows.append([key(_("💔 Unfollow {name}", name=business.name[:30]) if following
-                     else _("❤️ Follow {name}", name=business.name[:30]),
+    rows.append([key(_("💔 Unfollow {name}", name=isolate(business.name[:30])) if following
+                     else _("❤️ Follow {name}", name=isolate(business.name[:30])),
                      data("follow", business.id, offer.id, 0 if following else 1))])
     rows.append([key(_("⬅️ Deals"), data("deals")), *menus.home_row(_)])
     caption = offer_caption(_, offer, business, _now(), listing.distance_km)
@@ -213,8 +213,8 @@ def btn_follow(ctx: Context, args: list[str]) -> None:
         raise StaleButton
     catalog.set_following(ctx.session, ctx.user.id, business_id, follow)
     _ = ctx._
-    ctx.toast(_("You'll hear about new deals from {name}.", name=business.name) if follow
-              else _("You won't hear about {name} any more.", name=business.name))
+    ctx.toast(_("You'll hear about new deals from {name}.", name=isolate(business.name)) if follow
+              else _("You won't hear about {name} any more.", name=isolate(business.name)))
     show_offer(ctx, offer_id)
 
 
@@ -250,9 +250,9 @@ def btn_quantity(ctx: Context, args: list[str]) -> None:
         "Reserve <b>{count} × {title}</b> for <b>{total}</b>?\n"
         "Pickup {window} at {place}.\n\n"
         "You then have {minutes} minutes to pay by card.",
-        count=quantity, title=escape(offer.title), total=total,
+        count=quantity, title=user_text(offer.title), total=total,
         window=format_window(_, offer.pickup_start, offer.pickup_end, business.timezone, _now()),
-        place=escape(f"{business.name}, {business.address}"), minutes=ctx.settings.hold_minutes,
+        place=f"{user_text(business.name)}, {user_text(business.address)}", minutes=ctx.settings.hold_minutes,
     )
     ctx.show(text, [
         [key(_("✅ Reserve and pay"), data("buy", offer.id, quantity, offer.price_minor))],
@@ -295,7 +295,7 @@ def btn_buy(ctx: Context, args: list[str]) -> None:
     enqueue_after_commit(ctx.session, "reservations.place_order", offer_id, ctx.user.id, quantity,
                          f"tap:{ctx.update.update_id}")
     ctx.toast(_("Reserving…"))
-    ctx.show(_("⏳ Reserving {count} × {title}…", count=quantity, title=escape(offer.title)))
+    ctx.show(_("⏳ Reserving {count} × {title}…", count=quantity, title=user_text(offer.title)))
 
 
 # -- my orders -----------------------------------------------------------------------------------
@@ -322,8 +322,8 @@ def btn_orders(ctx: Context, _args: list[str]) -> None:
 
 def _order_line(_: Translator, order: Order, offer: Offer, business: Business) -> str:
     amount = format_money(order.amount_minor, order.currency)
-    line = (f"<b>{order.quantity} × {escape(offer.title)}</b> — {amount} · {_(ORDER_STATES[order.status])}\n"
-            f"   🏪 {escape(business.name)} · "
+    line = (f"<b>{order.quantity} × {user_text(offer.title)}</b> — {amount} · {_(ORDER_STATES[order.status])}\n"
+            f"   🏪 {user_text(business.name)} · "
             + format_window(_, offer.pickup_start, offer.pickup_end, business.timezone, _now()))
     if order.status == OrderStatus.PAID and order.pickup_code:
         line += "\n   " + _("Pickup code: <b>{code}</b>", code=order.pickup_code)
@@ -341,7 +341,7 @@ def show_orders(ctx: Context) -> None:
     if current:
         lines += [_order_line(_, *row) for row in current]
         for order, offer, _business in current:
-            label = f"{order.quantity} × {offer.title[:28]}"
+            label = f"{order.quantity} × {isolate(offer.title[:28])}"
             if order.status == OrderStatus.HELD and order.checkout_url:
                 rows.append([{"text": _("💳 Pay: {label}", label=label), "url": order.checkout_url}])
             rows.append([key(_("✖️ Cancel: {label}", label=label), data("ocancel", order.id))])
@@ -368,14 +368,14 @@ def btn_cancel_order(ctx: Context, args: list[str]) -> None:
     _ = ctx._
     policy = payments.cancellation_policy(order, offer, ctx.user.id, _now())
     if policy is CancelPolicy.LET_GO:
-        text = _("Let go of your reservation of {count} × {title}?", count=order.quantity, title=escape(offer.title))
+        text = _("Let go of your reservation of {count} × {title}?", count=order.quantity, title=user_text(offer.title))
     elif policy is CancelPolicy.NOT_CANCELLABLE:
         ctx.toast(_("This order can't be cancelled any more."))
         show_orders(ctx)
         return
     else:  # past the cut-off too: the answer to the confirmation says why not
         text = _("Cancel your order of {count} × {title}? You get {amount} back on your card.",
-                 count=order.quantity, title=escape(offer.title),
+                 count=order.quantity, title=user_text(offer.title),
                  amount=format_money(order.amount_minor, order.currency))
     ctx.show(text, [[key(_("✖️ Yes, cancel"), data("ocancelok", order.id)), key(_("⬅️ Back"), data("orders"))]])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chat.cards import isolate
 from chat.context import Context
 from chat.registry import DEEP_LINKS, StaleButton, command
 from chat.registry import button as on_button
@@ -28,7 +29,7 @@ def main_menu_keyboard(_: Translator, is_admin: bool = False) -> Keyboard:
 
 def main_menu_text(ctx: Context) -> str:
     _ = ctx._
-    name = ctx.user.first_name or _("there")
+    name = isolate(ctx.user.first_name) if ctx.user.first_name else _("there")
     return _(
         "👋 Hi {name}! This is <b>Surplus</b>: good food from local bakeries, cafés and shops "
         "that would otherwise be thrown away, at a discount.\n\nWhat would you like to do?",

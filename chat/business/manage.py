@@ -15,7 +15,7 @@ from functools import wraps
 from chat.business.newoffer import change_photo, enqueue_photo, verified_business
 from chat.business.registration import status_text
 from chat.business.texts import now, reask, reask_invalid
-from chat.cards import escape, offer_caption, status_label
+from chat.cards import escape, isolate, offer_caption, status_label, user_text
 from chat.context import Context
 from chat.flows import DONE, Flow, Step, ask
 from chat.registry import NotAllowed, StaleButton, command, data, flow
@@ -93,8 +93,8 @@ def show_my_offers(ctx: Context) -> None:
         lines += ["", _("No offers yet. Post your first one with ➕ New offer.")]
     for offer in items:
         state = status_label(_, offer.status)
-        lines.append(f"\n<b>{escape(offer.title)}</b> — {state}, {_left_label(_, offer)}")
-        rows.append([button(f"{offer.title[:30]} · {state}", data("bizoffer", "show", offer.id))])
+        lines.append(f"\n<b>{user_text(offer.title)}</b> — {state}, {_left_label(_, offer)}")
+        rows.append([button(f"{isolate(offer.title[:30])} · {state}", data("bizoffer", "show", offer.id))])
     if business.status == BusinessStatus.VERIFIED:
         rows.append([button(_("➕ New offer"), data("biznew")), button(_("📄 Export orders (CSV)"), data("bizcsv"))])
     rows.append([button(_("🏪 Business menu"), data("biz"))])
@@ -238,7 +238,7 @@ def _resume(ctx: Context, offer: Offer) -> None:
 def _orders(ctx: Context, offer: Offer) -> None:
     _ = ctx._
     items = offers.orders_of_offer(ctx.session, offer.id, ctx.user.id)
-    lines = [_("🧾 <b>Orders of {title}</b>", title=escape(offer.title)), ""]
+    lines = [_("🧾 <b>Orders of {title}</b>", title=user_text(offer.title)), ""]
     names: dict[int | None, str | None] = {u.id: u.first_name for u in ctx.session.query(User).filter(
         User.id.in_([o.customer_id for o in items if o.customer_id]))}
     labels = {
@@ -247,7 +247,8 @@ def _orders(ctx: Context, offer: Offer) -> None:
         OrderStatus.COLLECTED: _("collected"),
     }
     for order in items:
-        who = escape(names.get(order.customer_id) or _("a customer"))
+        name = names.get(order.customer_id)
+        who = user_text(name) if name else _("a customer")
         lines.append(f"#{order.id} · {order.quantity}× · {format_money(order.amount_minor, order.currency)} · "
                      f"{who} · {labels.get(order.status, order.status.value)}")
     if not items:
@@ -266,7 +267,7 @@ def _cancel_ask(ctx: Context, offer: Offer) -> None:
         return
     ctx.show(
         _("🗑 Cancel <b>{title}</b>?\n\nNobody can order it any more; reservations are released and every paid "
-          "order is refunded. Customers are told.", title=escape(offer.title)),
+          "order is refunded. Customers are told.", title=user_text(offer.title)),
         [[button(_("Yes, cancel the offer"), data("bizoffer", "cancel", offer.id))],
          [button(_("No, keep it"), data("bizoffer", "show", offer.id))]],
     )
@@ -336,7 +337,7 @@ def _ask_price(ctx: Context) -> None:
     _ = ctx._
     offer = _flow_offer(ctx)
     ask(ctx, _("💶 New price for <b>{title}</b>? Now {price}; it must stay below the original {original}. "
-               "Orders already made keep their price.", title=escape(offer.title),
+               "Orders already made keep their price.", title=user_text(offer.title),
                price=format_money(offer.price_minor, offer.currency),
                original=format_money(offer.original_price_minor, offer.currency)))
 
@@ -367,7 +368,7 @@ def _ask_quantity(ctx: Context) -> None:
     ask(ctx, _.ngettext("🔢 New total quantity for <b>{title}</b>? Now {quantity}; {taken} is sold or reserved, "
                         "so at least {minimum}.",
                         "🔢 New total quantity for <b>{title}</b>? Now {quantity}; {taken} are sold or reserved, "
-                        "so at least {minimum}.", taken, title=escape(offer.title), quantity=offer.quantity,
+                        "so at least {minimum}.", taken, title=user_text(offer.title), quantity=offer.quantity,
                         taken=taken, minimum=max(taken, offers.MIN_QUANTITY)))
 
 
@@ -389,7 +390,7 @@ def _ask_code(ctx: Context) -> None:
     _ = ctx._
     offer = _flow_offer(ctx)
     ask(ctx, _("✅ <b>Confirm a pickup</b> of {title}\n\nType the customer's pickup code (6 characters, shown in "
-               "their chat).", title=escape(offer.title)))
+               "their chat).", title=user_text(offer.title)))
 
 
 def _on_code(ctx: Context, text: str) -> str | None:
@@ -402,7 +403,7 @@ def _on_code(ctx: Context, text: str) -> str | None:
         assert order is not None, "confirm_pickup() returns the order it marked collected"
         _tell_collected(ctx, offer, order)
         show_offer(ctx, offer, _("✅ Code {code} is valid: hand over {quantity}× {title}. The order is marked "
-                                 "collected.", code=code, quantity=order.quantity, title=escape(offer.title)))
+                                 "collected.", code=code, quantity=order.quantity, title=user_text(offer.title)))
         return DONE
     if result.outcome == "already_collected":
         problem = _("⚠️ The order with code {code} was already collected. Don't hand it over twice.", code=code)
@@ -422,7 +423,7 @@ def _tell_collected(ctx: Context, offer: Offer, order: Order) -> None:
     outbox.notify(
         ctx.session, f"order:{order.id}:collected", order.customer_id,
         Reply(text=_("🎉 Enjoy your {title}! Thanks for saving food from the bin with <b>{business}</b>.",
-                     title=escape(offer.title), business=escape(offer.business.name))),
+                     title=user_text(offer.title), business=user_text(offer.business.name))),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from chat.cards import escape, format_window, local_time
+from chat.cards import format_window, local_time, user_text
 from chat.menus import home_row
 from chat.registry import data
 from core.i18n import Translator
@@ -22,7 +22,7 @@ from domain.reservations import RefundReason, ReserveOutcome
 
 def refusal(_: Translator, outcome: ReserveOutcome, offer_id: int, title: str, units_left: int | None) -> Reply:
     """Why a reservation was refused, in the customer's language (``title`` as the business typed it)."""
-    title = escape(title)
+    title = user_text(title)
     more = [[button(_("🔎 More deals"), data("deals")), button(_("⬅️ Main menu"), data("menu"))]]
     if outcome is ReserveOutcome.SOLD_OUT:
         text = _("😔 Sorry, <b>{title}</b> just sold out.", title=title)
@@ -48,7 +48,7 @@ def _refused(notice: ReservationRefused) -> Reply:
 
 
 def _what(notice: OrderNotice) -> str:
-    return f"<b>{notice.order.quantity} × {escape(notice.offer.title)}</b> — {_amount(notice)}"
+    return f"<b>{notice.order.quantity} × {user_text(notice.offer.title)}</b> — {_amount(notice)}"
 
 
 def _amount(notice: OrderNotice) -> str:
@@ -58,7 +58,7 @@ def _amount(notice: OrderNotice) -> str:
 def _where_and_when(_: Translator, notice: OrderNotice) -> str:
     offer, business = notice.offer, notice.business
     window = format_window(_, offer.pickup_start, offer.pickup_end, business.timezone, datetime.now(UTC))
-    return f"🏪 {escape(business.name)}, {escape(business.address)}\n" + _("🕒 Pickup {window}", window=window)
+    return f"🏪 {user_text(business.name)}, {user_text(business.address)}\n" + _("🕒 Pickup {window}", window=window)
 
 
 def _orders_row(_: Translator) -> list[dict[str, str]]:
@@ -118,7 +118,7 @@ def _new_order(notice: notices.NewPaidOrder) -> Reply:
     _ = Translator(notice.language)
     return Reply(
         text=_("🧾 New order: {count} × <b>{title}</b> ({amount}), paid. {left} left.",
-               count=notice.order.quantity, title=escape(notice.offer.title), amount=_amount(notice),
+               count=notice.order.quantity, title=user_text(notice.offer.title), amount=_amount(notice),
                left=notice.units_left),
         keyboard=[home_row(_)], kind="new_order",
     )
@@ -185,7 +185,7 @@ def _cancelled_by_customer(notice: notices.CancelledByCustomer) -> Reply:
     _ = Translator(notice.language)
     return Reply(
         text=_("✖️ An order was cancelled by the customer: {count} × <b>{title}</b>. The items are back on sale.",
-               count=notice.order.quantity, title=escape(notice.offer.title)),
+               count=notice.order.quantity, title=user_text(notice.offer.title)),
         keyboard=[home_row(_)], kind="order_cancelled",
     )
 
@@ -196,8 +196,8 @@ def _called_off(notice: notices.OrderCalledOff) -> Reply:
     if notice.reason is CallOffReason.OFFER_CANCELLED:
         return Reply(
             text=_("😔 <b>{business}</b> had to cancel <b>{title}</b>. Your payment of {amount} will be refunded "
-                   "to your card automatically.", business=escape(notice.business.name),
-                   title=escape(notice.offer.title), amount=_amount(notice)),
+                   "to your card automatically.", business=user_text(notice.business.name),
+                   title=user_text(notice.offer.title), amount=_amount(notice)),
             keyboard=[[button(_("🔎 More deals"), data("deals"))]], kind="called_off",
         )
     why = (_("The business cancelled this offer.") if notice.reason is CallOffReason.BY_BUSINESS
@@ -211,6 +211,6 @@ def _reservation_called_off(notice: notices.ReservationCalledOff) -> Reply:
     _ = Translator(notice.language)
     return Reply(
         text=_("😔 <b>{business}</b> had to cancel <b>{title}</b>. Your reservation was released; you were not "
-               "charged.", business=escape(notice.business.name), title=escape(notice.offer.title)),
+               "charged.", business=user_text(notice.business.name), title=user_text(notice.offer.title)),
         keyboard=[[button(_("🔎 More deals"), data("deals"))]], kind="called_off",
     )

@@ -48,7 +48,8 @@ def datas(message: dict) -> list[str]:
 
 
 def text_of(message: dict) -> str:
-    return message.get("text") or message.get("caption") or ""
+    """A message's text or caption, read without the direction isolates around user text."""
+    return (message.get("text") or message.get("caption") or "").replace("\u2068", "").replace("\u2069", "")
 
 
 def say(stack, user: int, text: str) -> list[dict]:

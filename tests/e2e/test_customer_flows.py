@@ -12,6 +12,11 @@ from models import Follow, Offer, Order, OrderStatus
 from tests.factories import make_business, make_offer
 
 
+def plain(text: str) -> str:
+    """A message's text without the direction isolates around user text (see chat.cards.isolate)."""
+    return text.replace("\u2068", "").replace("\u2069", "")
+
+
 def buttons(message: dict) -> dict[str, str]:
     """Button text → callback data (or url) of a message."""
     markup = message.get("reply_markup") or {}
@@ -62,7 +67,7 @@ def test_browse_open_reserve_and_cancel(stack, user):
     assert "3 left" in card["text"] and "€3.50" in card["text"] and "−50 %" in card["text"]
     assert data_starting(card, f"qty:{offer_id}:") == [f"qty:{offer_id}:{n}" for n in (1, 2, 3)]
     (confirm,) = tap(stack, user, card, f"qty:{offer_id}:2")
-    assert "2 × Croissant bag" in confirm["text"] and "€7.00" in confirm["text"]
+    assert "2 × Croissant bag" in plain(confirm["text"]) and "€7.00" in confirm["text"]
     tapped = stack.telegram.press_button(user, confirm["message_id"], f"buy:{offer_id}:2:350")
     # The payments worker follows up with the Pay link, possibly before the "Reserving" edit lands.
     wait_for(lambda: any("Reserving" in m.get("text", "") for m in stack.telegram.messages(user)))
@@ -77,7 +82,7 @@ def test_browse_open_reserve_and_cancel(stack, user):
 
     wait_for(lambda: any("Pay" in str(m.get("reply_markup")) for m in stack.telegram.messages(user)[-3:]))
     (orders,) = say(stack, user, "/orders")
-    assert "2 × Croissant bag" in orders["text"] and "waiting for payment" in orders["text"]
+    assert "2 × Croissant bag" in plain(orders["text"]) and "waiting for payment" in orders["text"]
     (sure,) = tap(stack, user, orders, f"ocancel:{order.id}")
     replies = tap(stack, user, sure, f"ocancelok:{order.id}")
     assert "cancelled" in replies[-1]["text"]
@@ -164,3 +169,16 @@ def test_forged_buttons_change_nothing(stack, user):
     with db.session_scope() as session:
         assert session.get(Order, order.id).status == OrderStatus.HELD
         assert session.get(Offer, offer_id).units_held == 1
+
+
+def test_a_right_to_left_title_is_isolated_in_the_deal_list_and_its_button(stack, user):
+    title, name = "كعك بالتمر 🥐 Bagels", "מאפיית Sonne"
+    offer_id = make_offer(make_business(name=name), title)
+    (listing,) = say(stack, user, "/deals")
+    (line,) = [line for line in listing["text"].splitlines() if title in line]
+    # The title and the business name each stand alone: the price, the count and the other parts of
+    # the line keep their places whatever direction the user's text runs in.
+    assert f"\u2068{title}\u2069 — €3.50" in line and f" · \u2068{name}\u2069" in line
+    (label,) = [text for text, value in buttons(listing).items() if value == f"offer:{offer_id}"]
+    assert f". \u2068{title}\u2069 · €3.50" in label
+

@@ -63,3 +63,33 @@ def test_a_daily_summary_of_one_item_says_item():
     day = {"business_name": "Sonne", "day": "2026-11-23", "offers": 1, "collected": 0, "revenue": (("EUR", 350),)}
     assert "Paid orders: 1 (1 item)" in daily_summary(DailySummary("en", orders=1, units=1, **day)).text
     assert "Paid orders: 2 (3 items)" in daily_summary(DailySummary("en", orders=2, units=3, **day)).text
+
+
+# --------------------------------------------------------------------------- user text in sentences
+
+
+def test_user_text_is_isolated_and_cannot_close_the_isolate_itself():
+    from chat.cards import isolate, user_text
+
+    assert isolate("كعك 🥐") == "\u2068كعك 🥐\u2069"
+    assert isolate("a\u2069b\u2066") == "\u2068ab\u2069"  # its own marks cannot end ours early
+    assert user_text("<b>שלום</b> & co") == "\u2068&lt;b&gt;שלום&lt;/b&gt; &amp; co\u2069"
+
+
+# --------------------------------------------------------------------------- the admin's review
+
+
+def test_the_review_card_names_the_owner_and_every_decision_fits_its_button():
+    from chat.business.registration import business_card, review_keyboard
+    from models import Business, User
+
+    business = Business(id=7, name="مخبز Sonne", address="Hauptstraße 1", phone="+49301234567", owner_id=2001)
+    card = business_card(EN, business, User(id=2001, first_name="Greta", username="greta_bakes"))
+    assert "👤 \u2068Greta\u2069 @greta_bakes (Telegram id 2001)" in card
+    assert "\u2068مخبز Sonne\u2069" in card and "Telegram user" not in card
+    assert "👤 Telegram user 2001" in business_card(EN, business, None)  # nothing more known (erased)
+    assert "👤 \u2068Greta\u2069 (Telegram-ID 2001)" in business_card(DE, business, User(id=2001, first_name="Greta"))
+    rows = review_keyboard(EN, 7)
+    assert max(len(row) for row in rows) <= 2
+    assert [b["callback_data"] for row in rows for b in row] == ["bizrev:verify:7", "bizrev:reject:7",
+                                                                 "bizrev:suspend:7"]
