@@ -188,9 +188,7 @@ def show_offer(ctx: Context, offer_id: int) -> None:
     offer, business = listing.offer, listing.business
     rows = []
     if offer.status == OfferStatus.ACTIVE and offer.pickup_end > _now():
-        most = min(offer.units_left, ordering.MAX_PER_ORDER)
-        rows.append([key(_("Order {count}", count=n) if n == 1 else str(n), data("qty", offer.id, n))
-                     for n in range(1, most + 1)])
+        rows.append(_quantity_buttons(_, offer))
     following = catalog.is_following(ctx.session, ctx.user.id, business.id)
     rows.append([key(_("💔 Unfollow {name}", name=isolate(business.name[:30])) if following
                      else _("❤️ Follow {name}", name=isolate(business.name[:30])),
@@ -233,30 +231,73 @@ def _orderable(ctx: Context, offer_id: int) -> tuple[Offer, Business] | None:
     return listing.offer, listing.business
 
 
+def _quantity_buttons(_: Translator, offer: Offer) -> list[dict[str, str]]:
+    """"Order 1", "2", … up to what is left: each carries the price and the units left as they are
+    shown now, so the next screen can say what changed meanwhile."""
+    most = min(offer.units_left, ordering.MAX_PER_ORDER)
+    return [key(_("Order {count}", count=n) if n == 1 else str(n),
+                data("qty", offer.id, n, offer.price_minor, offer.units_left)) for n in range(1, most + 1)]
+
+
 @button("qty")
 def btn_quantity(ctx: Context, args: list[str]) -> None:
-    if len(args) != 2:
+    # qty:<offer>:<n>:<price seen>:<left seen>; buttons of older cards carry only the first two.
+    if len(args) not in (2, 4):
         raise StaleButton
     offer_id, quantity = _int(args[0]), _int(args[1])
+    price_seen, left_seen = (_int(args[2]), _int(args[3])) if len(args) == 4 else (None, None)
     if not 1 <= quantity <= ordering.MAX_PER_ORDER:
         raise StaleButton
     found = _orderable(ctx, offer_id)
     if found is None:
         return
     offer, business = found
+    confirm(ctx, offer, business, quantity, price_seen=price_seen, left_seen=left_seen)
+
+
+def confirm(ctx: Context, offer: Offer, business: Business, quantity: int, *, price_seen: int | None,
+            left_seen: int | None) -> None:
+    """The screen before reserving: what the customer would reserve now, at the current price and
+    with what is left now, and, on top, what changed since the screen they tapped was shown
+    (``price_seen``, ``left_seen``: None when not known). When fewer are left than they chose,
+    it asks again with the quantities still possible instead of offering what can't be had."""
     _ = ctx._
-    total = format_money(offer.price_minor * quantity, offer.currency)
-    text = _(
-        "Reserve <b>{count} × {title}</b> for <b>{total}</b>?\n"
-        "Pickup {window} at {place}.\n\n"
-        "You then have {minutes} minutes to pay by card.",
-        count=quantity, title=user_text(offer.title), total=total,
-        window=format_window(_, offer.pickup_start, offer.pickup_end, business.timezone, _now()),
-        place=f"{user_text(business.name)}, {user_text(business.address)}", minutes=ctx.settings.hold_minutes,
-    )
-    ctx.show(text, [
+    left = offer.units_left
+    if left <= 0:
+        reply = refusal(_, ordering.ReserveOutcome.SOLD_OUT, offer.id, offer.title, 0)
+        ctx.show(reply.text, reply.keyboard)
+        return
+    price = format_money(offer.price_minor, offer.currency)
+    changes = []
+    if price_seen is not None and price_seen != offer.price_minor:
+        changes.append(_("⚠️ The price has changed since you saw it: {before} before, <b>{now}</b> now.",
+                         before=format_money(price_seen, offer.currency), now=price))
+    if left_seen is not None and left_seen != left:
+        changes.append(_("⚠️ {count} left now; you saw {seen}.", count=left, seen=left_seen))
+    back = [key(_("⬅️ Back"), data("offer", offer.id)), *menus.home_row(_)]
+    if quantity > left:
+        question = _.ngettext("Only {count} is left of <b>{title}</b> now. How many would you like?",
+                              "Only {count} are left of <b>{title}</b> now. How many would you like?", left,
+                              title=user_text(offer.title))
+        ctx.show("\n".join([*changes, "", question] if changes else [question]),
+                 [_quantity_buttons(_, offer), back])
+        return
+    lines = [
+        _("Reserve <b>{count} × {title}</b> for <b>{total}</b>?", count=quantity, title=user_text(offer.title),
+          total=format_money(offer.price_minor * quantity, offer.currency)),
+        _("{price} each, {count} left now.", price=price, count=left),
+        _("Pickup {window} at {place}.",
+          window=format_window(_, offer.pickup_start, offer.pickup_end, business.timezone, _now()),
+          place=f"{user_text(business.name)}, {user_text(business.address)}"),
+        "",
+        _.ngettext("You then have {minutes} minute to pay by card.", "You then have {minutes} minutes to pay by card.",
+                   ctx.settings.hold_minutes, minutes=ctx.settings.hold_minutes),
+    ]
+    if changes:
+        lines = [*changes, "", *lines]
+    ctx.show("\n".join(lines), [
         [key(_("✅ Reserve and pay"), data("buy", offer.id, quantity, offer.price_minor))],
-        [key(_("⬅️ Back"), data("offer", offer.id)), *menus.home_row(_)],
+        back,
     ])
 
 
@@ -286,11 +327,11 @@ def btn_buy(ctx: Context, args: list[str]) -> None:
     found = _orderable(ctx, offer_id)
     if found is None:
         return
-    offer, _business = found
+    offer, business = found
     _ = ctx._
-    if offer.price_minor != price_seen:
-        ctx.toast(_("The price has changed. Please check the offer again."), alert=True)
-        show_offer(ctx, offer_id)
+    if offer.price_minor != price_seen:  # asked again, at the price it has now, saying so
+        ctx.toast(_("⚠️ The price has changed."))
+        confirm(ctx, offer, business, quantity, price_seen=price_seen, left_seen=None)
         return
     enqueue_after_commit(ctx.session, "reservations.place_order", offer_id, ctx.user.id, quantity,
                          f"tap:{ctx.update.update_id}")

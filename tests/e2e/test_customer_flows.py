@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from core import db
 from models import Follow, Offer, Order, OrderStatus
-from tests.factories import make_business, make_offer
+from tests.factories import make_business, make_offer, make_user
 
 
 def plain(text: str) -> str:
@@ -26,6 +26,12 @@ def buttons(message: dict) -> dict[str, str]:
 
 def data_starting(message: dict, prefix: str) -> list[str]:
     return [d for d in buttons(message).values() if d and d.startswith(prefix)]
+
+
+def quantity(card: dict, offer_id: int, n: int) -> str:
+    """The data of the card's button for ``n`` units (it carries what the card showed)."""
+    (found,) = data_starting(card, f"qty:{offer_id}:{n}:")
+    return found
 
 
 def tap(stack, user: int, message: dict, callback_data: str, **kwargs) -> list[dict]:
@@ -65,8 +71,9 @@ def test_browse_open_reserve_and_cancel(stack, user):
     assert "Croissant bag" in listing["text"] and "Bäckerei <Sonne>" in listing["text"]
     (card,) = tap(stack, user, listing, f"offer:{offer_id}")
     assert "3 left" in card["text"] and "€3.50" in card["text"] and "−50 %" in card["text"]
-    assert data_starting(card, f"qty:{offer_id}:") == [f"qty:{offer_id}:{n}" for n in (1, 2, 3)]
-    (confirm,) = tap(stack, user, card, f"qty:{offer_id}:2")
+    # Each quantity button carries the price and what was left as the card showed them.
+    assert data_starting(card, f"qty:{offer_id}:") == [f"qty:{offer_id}:{n}:350:3" for n in (1, 2, 3)]
+    (confirm,) = tap(stack, user, card, f"qty:{offer_id}:2:350:3")
     assert "2 × Croissant bag" in plain(confirm["text"]) and "€7.00" in confirm["text"]
     tapped = stack.telegram.press_button(user, confirm["message_id"], f"buy:{offer_id}:2:350")
     # The payments worker follows up with the Pay link, possibly before the "Reserving" edit lands.
@@ -100,7 +107,7 @@ def test_last_unit_goes_to_one_customer_and_the_other_hears_it_sold_out(stack, u
     screens = {}
     for customer in (user, rival):
         (card,) = say(stack, customer, f"/start offer_{offer_id}")
-        (screens[customer],) = tap(stack, customer, card, f"qty:{offer_id}:1")
+        (screens[customer],) = tap(stack, customer, card, quantity(card, offer_id, 1))
     for customer in (user, rival):
         stack.telegram.press_button(customer, screens[customer]["message_id"], f"buy:{offer_id}:1:350")
     winners = wait_for(lambda: [c for c in (user, rival) if order_of(c)])
@@ -117,7 +124,7 @@ def test_last_unit_goes_to_one_customer_and_the_other_hears_it_sold_out(stack, u
 def test_a_price_change_is_noticed_before_reserving(stack, user):
     offer_id = make_offer(make_business(), "Soup", price_minor=400, original_price_minor=800)
     (card,) = say(stack, user, f"/start offer_{offer_id}")
-    (confirm,) = tap(stack, user, card, f"qty:{offer_id}:1")
+    (confirm,) = tap(stack, user, card, quantity(card, offer_id, 1))
     with db.session_scope() as session:
         session.get(Offer, offer_id).price_minor = 450
     replies = tap(stack, user, confirm, f"buy:{offer_id}:1:400")
@@ -157,7 +164,7 @@ def test_forged_buttons_change_nothing(stack, user):
     offer_id = make_offer(make_business(), "Cake", quantity=2)
     owner = new_user_id()
     (card,) = say(stack, owner, f"/start offer_{offer_id}")
-    (confirm,) = tap(stack, owner, card, f"qty:{offer_id}:1")
+    (confirm,) = tap(stack, owner, card, quantity(card, offer_id, 1))
     tap(stack, owner, confirm, f"buy:{offer_id}:1:350")
     order = wait_for(lambda: order_of(owner))
     (menu,) = say(stack, user, "/help")
@@ -182,3 +189,35 @@ def test_a_right_to_left_title_is_isolated_in_the_deal_list_and_its_button(stack
     (label,) = [text for text, value in buttons(listing).items() if value == f"offer:{offer_id}"]
     assert f". \u2068{title}\u2069 · €3.50" in label
 
+
+def test_an_old_card_is_checked_against_now_before_anything_is_reserved(stack, user):
+    from domain import reservations
+
+    offer_id = make_offer(make_business(), "Pie", quantity=5, price_minor=400, original_price_minor=800)
+    (card,) = say(stack, user, f"/start offer_{offer_id}")
+    assert "5 left" in card["text"]
+    # While the card sits in the chat, someone reserves 2 and the business raises the price.
+    with db.session_scope() as session:
+        assert reservations.reserve(session, offer_id, make_user(), 2).ok
+        session.get(Offer, offer_id).price_minor = 450
+    (screen,) = tap(stack, user, card, buttons(card)["5"])
+    text = plain(screen["text"])
+    assert "€4.00 before, €4.50 now" in text and "3 left now; you saw 5" in text
+    assert "Only 3 are left of Pie now" in text and "€25.00" not in text and "€20.00" not in text
+    assert not data_starting(screen, "buy:")  # nothing that can't be had is offered
+    assert data_starting(screen, f"qty:{offer_id}:") == [f"qty:{offer_id}:{n}:450:3" for n in (1, 2, 3)]
+
+    (confirm,) = tap(stack, user, screen, f"qty:{offer_id}:3:450:3")
+    text = plain(confirm["text"])
+    assert "Reserve 3 × Pie for €13.50?" in text and "€4.50 each, 3 left now." in text
+    assert "before" not in text and "you saw" not in text  # nothing changed since this screen
+    assert data_starting(confirm, "buy:") == [f"buy:{offer_id}:3:450"]
+
+    # The price changes once more before "Reserve": asked again, at the new price, saying so.
+    with db.session_scope() as session:
+        session.get(Offer, offer_id).price_minor = 500
+    (again,) = tap(stack, user, confirm, f"buy:{offer_id}:3:450")
+    text = plain(again["text"])
+    assert "€4.50 before, €5.00 now" in text and "Reserve 3 × Pie for €15.00?" in text
+    assert data_starting(again, "buy:") == [f"buy:{offer_id}:3:500"]
+    assert order_of(user) is None

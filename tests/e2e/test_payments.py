@@ -70,7 +70,8 @@ def order_of(user: int) -> Order | None:
 def reserve_through_the_chat(stack, user: int, offer_id: int, quantity: int) -> tuple[dict, str]:
     """Open the offer, choose the quantity, reserve; returns the Pay message and its session id."""
     card = say(stack, user, f"/start offer_{offer_id}", "left")
-    confirm = tap(stack, user, card, f"qty:{offer_id}:{quantity}", "You then have")
+    chosen = next(d for d in buttons(card).values() if d and d.startswith(f"qty:{offer_id}:{quantity}:"))
+    confirm = tap(stack, user, card, chosen, "You then have")
     buy = next(d for d in buttons(confirm).values() if d and d.startswith(f"buy:{offer_id}:{quantity}:"))
     tap(stack, user, confirm, buy, "Reserving")
     pay = wait_for_message(stack, user, "Please pay by")
