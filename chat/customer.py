@@ -333,8 +333,9 @@ def btn_buy(ctx: Context, args: list[str]) -> None:
         ctx.toast(_("⚠️ The price has changed."))
         confirm(ctx, offer, business, quantity, price_seen=price_seen, left_seen=None)
         return
+    # The answer (the Pay button, or why not) takes the place of "⏳ Reserving…" below.
     enqueue_after_commit(ctx.session, "reservations.place_order", offer_id, ctx.user.id, quantity,
-                         f"tap:{ctx.update.update_id}")
+                         f"tap:{ctx.update.update_id}", kwargs={"edit_message_id": ctx.pressed_message_id})
     ctx.toast(_("Reserving…"))
     ctx.show(_("⏳ Reserving {count} × {title}…", count=quantity, title=user_text(offer.title)))
 

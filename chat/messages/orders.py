@@ -41,7 +41,9 @@ def refusal(_: Translator, outcome: ReserveOutcome, offer_id: int, title: str, u
 
 @renders(ReservationRefused)
 def _refused(notice: ReservationRefused) -> Reply:
-    return refusal(Translator(notice.language), notice.outcome, notice.offer_id, notice.title, notice.units_left)
+    reply = refusal(Translator(notice.language), notice.outcome, notice.offer_id, notice.title, notice.units_left)
+    reply.edit_message_id = notice.message_id  # in place of "⏳ Reserving…"
+    return reply
 
 
 # --------------------------------------------------------------------------- how an order reads
@@ -92,7 +94,26 @@ def _pay_now(notice: notices.PayNow) -> Reply:
         [button(_("✖️ Cancel reservation"), data("ocancel", order.id))],
         _orders_row(_),
     ]
-    return Reply(text=text, keyboard=keyboard, kind="checkout")
+    return Reply(text=text, keyboard=keyboard, edit_message_id=notice.message_id, kind="checkout")
+
+
+@renders(notices.PayButtonSpent)
+def _pay_button_spent(notice: notices.PayButtonSpent) -> Reply:
+    """The Pay message once nothing can be paid or cancelled there: what it was for, what became
+    of it, and only the buttons that still lead somewhere."""
+    _ = Translator(notice.language)
+    if notice.why is notices.PayButtonGone.PAID:
+        status = _("✅ Paid.")
+        if notice.order.pickup_code:
+            status += " " + _("Pickup code: <b>{code}</b>", code=notice.order.pickup_code)
+    elif notice.why is notices.PayButtonGone.LAPSED:
+        status = _("⌛ Not paid in time: the reservation lapsed. Nothing was charged.")
+    elif notice.why is notices.PayButtonGone.CANCELLED:
+        status = _("✖️ Reservation cancelled. Nothing was charged.")
+    else:
+        status = _("This reservation is closed: see the message below.")
+    text = "\n".join([_("🛒 Your reservation: {what}", what=_what(notice)), _where_and_when(_, notice), "", status])
+    return Reply(text=text, keyboard=[_orders_row(_)], edit_message_id=notice.message_id, kind="checkout_spent")
 
 
 @renders(notices.CardPaymentUnavailable)

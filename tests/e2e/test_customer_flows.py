@@ -28,6 +28,11 @@ def data_starting(message: dict, prefix: str) -> list[str]:
     return [d for d in buttons(message).values() if d and d.startswith(prefix)]
 
 
+def message(stack, user: int, message_id: int) -> dict:
+    """A message of the chat as it reads now (edits included)."""
+    return next(m for m in stack.telegram.messages(user) if m["message_id"] == message_id)
+
+
 def quantity(card: dict, offer_id: int, n: int) -> str:
     """The data of the card's button for ``n`` units (it carries what the card showed)."""
     (found,) = data_starting(card, f"qty:{offer_id}:{n}:")
@@ -76,8 +81,14 @@ def test_browse_open_reserve_and_cancel(stack, user):
     (confirm,) = tap(stack, user, card, f"qty:{offer_id}:2:350:3")
     assert "2 × Croissant bag" in plain(confirm["text"]) and "€7.00" in confirm["text"]
     tapped = stack.telegram.press_button(user, confirm["message_id"], f"buy:{offer_id}:2:350")
-    # The payments worker follows up with the Pay link, possibly before the "Reserving" edit lands.
-    wait_for(lambda: any("Reserving" in m.get("text", "") for m in stack.telegram.messages(user)))
+    # "⏳ Reserving…" replaces the confirmation, and the Pay button then replaces "⏳ Reserving…": the
+    # chat never keeps a message that only said "wait".
+    pay = wait_for(lambda: (m := message(stack, user, confirm["message_id"])) and "Please pay by" in m["text"] and m)
+    edits = [c["params"] for c in stack.telegram.calls("editMessageText")
+             if str(c["params"].get("chat_id")) == str(user)
+             and str(c["params"].get("message_id")) == str(confirm["message_id"])]
+    assert "Reserving" in edits[-2]["text"] and "Please pay by" in edits[-1]["text"]
+    assert any(text.startswith("💳 Pay") for text in buttons(pay))
     order = wait_for(lambda: order_of(user))
     assert order.status == OrderStatus.HELD and order.quantity == 2 and order.amount_minor == 700
     # One correlation id follows the tap through the tasks it caused (reservation, checkout).
@@ -87,7 +98,6 @@ def test_browse_open_reserve_and_cancel(stack, user):
     with db.session_scope() as session:
         assert session.get(Offer, offer_id).units_held == 2
 
-    wait_for(lambda: any("Pay" in str(m.get("reply_markup")) for m in stack.telegram.messages(user)[-3:]))
     (orders,) = say(stack, user, "/orders")
     assert "2 × Croissant bag" in plain(orders["text"]) and "waiting for payment" in orders["text"]
     (sure,) = tap(stack, user, orders, f"ocancel:{order.id}")
@@ -96,6 +106,11 @@ def test_browse_open_reserve_and_cancel(stack, user):
     with db.session_scope() as session:
         assert session.get(Order, order.id).status == OrderStatus.CANCELLED
         assert session.get(Offer, offer_id).units_held == 0
+    # The Pay message above can't pay or cancel anything any more: it says so, without those buttons.
+    spent = wait_for(lambda: (m := message(stack, user, pay["message_id"])) and "Reservation cancelled" in m["text"]
+                     and m)
+    assert "2 × Croissant bag" in plain(spent["text"])
+    assert buttons(spent) == {"🧾 My orders": "orders", "⬅️ Main menu": "menu"}
 
 
 def test_last_unit_goes_to_one_customer_and_the_other_hears_it_sold_out(stack, user):
@@ -113,9 +128,12 @@ def test_last_unit_goes_to_one_customer_and_the_other_hears_it_sold_out(stack, u
     winners = wait_for(lambda: [c for c in (user, rival) if order_of(c)])
     assert len(winners) == 1
     loser = rival if winners == [user] else user
-    # Told either by the reservation engine ("just sold out") or, if the offer was already sold
-    # out when the tap was handled, by a fresh card ("Status: sold out").
-    wait_for(lambda: any("sold out" in m.get("text", "") for m in stack.telegram.messages(loser)))
+    # Told in place of "⏳ Reserving…" by the reservation engine ("just sold out"), or, if the offer
+    # was already sold out when the tap was handled, at once ("sold out").
+    wait_for(lambda: "sold out" in message(stack, loser, screens[loser]["message_id"])["text"])
+    winner_pay = wait_for(lambda: "Please pay by" in message(stack, winners[0], screens[winners[0]]["message_id"])
+                          ["text"])
+    assert winner_pay
     with db.session_scope() as session:
         offer = session.get(Offer, offer_id)
         assert (offer.units_held, offer.status.value) == (1, "sold_out")
