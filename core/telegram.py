@@ -136,6 +136,17 @@ class TelegramApi:
             )
         )
 
+    def edit_message_caption(
+        self, chat_id: int, message_id: int, caption: str, keyboard: list | None = None, parse_mode: str | None = "HTML"
+    ) -> Message | bool:
+        """A photo's (or a document's) caption and its buttons, in place."""
+        return self.run(
+            self.bot.edit_message_caption(
+                chat_id=chat_id, message_id=message_id, caption=caption, reply_markup=inline_keyboard(keyboard),
+                parse_mode=parse_mode,
+            )
+        )
+
     def send_photo(self, chat_id: int, photo: str | bytes, caption: str | None = None,
                    keyboard: list | None = None, parse_mode: str | None = "HTML") -> Message:
         return self.run(

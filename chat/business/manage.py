@@ -26,6 +26,7 @@ from core.outbox import Keyboard, Reply, button
 from domain import announcements, businesses, offers, payments
 from domain.money import format_money
 from domain.offers import InvalidInput, NotOwner, WrongState
+from domain.shown import still_shown
 from models import Business, BusinessStatus, Offer, OfferStatus, Order, OrderStatus, PhotoStatus, User
 
 LIVE = (OfferStatus.ACTIVE, OfferStatus.SOLD_OUT)
@@ -181,12 +182,31 @@ def _publish(ctx: Context, offer: Offer) -> None:
     ctx.toast(_("Published!"))
     text, rows = offer_details(ctx, offer)
     note = _("🎉 <b>Published!</b> Customers can order it now.")
+    _spend_previews(ctx, offer, note + "\n\n" + offer_caption(_, offer, offer.business, now()),
+                    [[button(_("⚙️ Manage this offer"), data("bizoffer", "show", offer.id))]])
     if told["followers"] or told["nearby"]:
         note += "\n" + _("Being told now: {followers} and {nearby}.",
                          followers=_.ngettext("{count} follower", "{count} followers", told["followers"]),
                          nearby=_.ngettext("{count} customer nearby who asked for alerts",
                                            "{count} customers nearby who asked for alerts", told["nearby"]))
     ctx.reply(f"{note}\n\n{text}", rows)  # a new message: the preview above is a photo
+
+
+def _spend_previews(ctx: Context, offer: Offer, caption: str, keyboard: Keyboard | None) -> None:
+    """The draft was published (or deleted): its previews' Publish / Change photo / Cancel, and a
+    rejected photo's "Send another photo", can do nothing any more. Each such message the owner
+    still sees is edited in place: a preview keeps its picture under ``caption`` and ``keyboard``;
+    a rejection keeps its words, without buttons."""
+    draft_buttons = {data("bizoffer", action, offer.id) for action in ("publish", "photo", "discard")}
+    for message in still_shown(ctx.session, ctx.chat_id, key_prefix=f"offer:{offer.id}:photo:"):
+        offered = {b.get("callback_data") for row in message.payload.get("keyboard") or [] for b in row}
+        if not offered & draft_buttons:
+            continue  # a published offer's new card: its "Manage this offer" still works
+        if message.payload.get("photo"):
+            ctx.outcome.replies.append(Reply(text=caption, keyboard=keyboard, photo=message.payload["photo"],
+                                             edit_message_id=message.message_id))
+        else:
+            ctx.outcome.replies.append(Reply(text=message.payload.get("text", ""), edit_message_id=message.message_id))
 
 
 def _photo(ctx: Context, offer: Offer) -> None:
@@ -199,7 +219,9 @@ def _photo(ctx: Context, offer: Offer) -> None:
 
 def _discard(ctx: Context, offer: Offer) -> None:
     _ = ctx._
+    caption = offer_caption(_, offer, offer.business, now())
     if offers.discard_draft(ctx.session, offer.id, ctx.user.id):
+        _spend_previews(ctx, offer, _("🗑 The draft was deleted.") + "\n\n" + caption, None)
         ctx.toast(_("Draft deleted."))
         ctx.reply(_("🗑 The draft was deleted."), [[button(_("🏪 Business menu"), data("biz"))]])
     else:

@@ -283,8 +283,15 @@ def test_register_verify_create_with_photo_and_publish(stack):
                    (follower, str(follower))]
     assert all(c["params"]["photo"] == offer.photo_card_file_id for c in sent_photos)
 
-    # A second tap on Publish changes nothing.
-    replies = tap(stack, owner, preview, f"bizoffer:publish:{offer.id}")
+    # The preview keeps its picture, says it is published, and offers only what still works.
+    shown = wait_for(lambda: (m := next(m for m in bot_messages(stack, owner)
+                                        if m["message_id"] == preview["message_id"]))
+                     and "Published" in text_of(m) and m)
+    assert shown["photo"] == preview["photo"] and "Surprise bag" in text_of(shown)
+    assert datas(shown) == [f"bizoffer:show:{offer.id}"]
+
+    # A second tap on Publish (an old copy of the preview) changes nothing.
+    replies = tap(stack, owner, preview, f"bizoffer:publish:{offer.id}", forge=True)
     assert get(Offer, offer.id).version == version + 1
 
     # /myoffers lists it with its state and what is left.
