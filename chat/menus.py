@@ -6,6 +6,7 @@ from chat.cards import isolate
 from chat.context import Context
 from chat.registry import DEEP_LINKS, StaleButton, command
 from chat.registry import button as on_button
+from core.handover import enqueue_after_commit
 from core.i18n import LANGUAGE_NAMES, Translator
 from core.outbox import Keyboard, button
 
@@ -87,6 +88,8 @@ def btn_language(ctx: Context, args: list[str]) -> None:
         raise StaleButton
     ctx.user.language = code
     ctx._ = Translator(code)
+    # The "/" menu too, in the chosen language, once this is committed.
+    enqueue_after_commit(ctx.session, "notifications.set_chat_commands", ctx.user.id)
     ctx.toast(LANGUAGE_NAMES[code])
     show_main_menu(ctx)
 
