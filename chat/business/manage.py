@@ -12,7 +12,7 @@ import base64
 from collections.abc import Callable
 from functools import wraps
 
-from chat.business.newoffer import change_photo, enqueue_photo, verified_business
+from chat.business.newoffer import back_from_preview, change_photo, enqueue_photo, verified_business
 from chat.business.registration import status_text
 from chat.business.texts import now, reask, reask_invalid
 from chat.cards import escape, isolate, offer_caption, status_label, user_text
@@ -197,7 +197,7 @@ def _spend_previews(ctx: Context, offer: Offer, caption: str, keyboard: Keyboard
     rejected photo's "Send another photo", can do nothing any more. Each such message the owner
     still sees is edited in place: a preview keeps its picture under ``caption`` and ``keyboard``;
     a rejection keeps its words, without buttons."""
-    draft_buttons = {data("bizoffer", action, offer.id) for action in ("publish", "photo", "discard")}
+    draft_buttons = {data("bizoffer", action, offer.id) for action in ("publish", "photo", "back", "discard")}
     for message in still_shown(ctx.session, ctx.chat_id, key_prefix=f"offer:{offer.id}:photo:"):
         offered = {b.get("callback_data") for row in message.payload.get("keyboard") or [] for b in row}
         if not offered & draft_buttons:
@@ -215,6 +215,15 @@ def _photo(ctx: Context, offer: Offer) -> None:
         show_offer(ctx, offer)
         return
     change_photo(ctx, offer)
+
+
+def _back(ctx: Context, offer: Offer) -> None:
+    """The preview's Back: the draft's questions again, from the one before the photo."""
+    if offer.status != OfferStatus.DRAFT:
+        ctx.toast(ctx._("This offer is published already."), alert=True)
+        show_offer(ctx, offer)
+        return
+    back_from_preview(ctx, offer)
 
 
 def _discard(ctx: Context, offer: Offer) -> None:
@@ -319,7 +328,7 @@ def _start_edit(ctx: Context, offer: Offer, edit: Flow) -> None:
         ctx.toast(ctx._("This offer can't be changed now."), alert=True)
         show_offer(ctx, offer)
         return
-    edit.start(ctx, {"offer_id": offer.id})
+    edit.start(ctx, {"offer_id": offer.id}, back_to=data("bizoffer", "show", offer.id))
 
 
 def _price(ctx: Context, offer: Offer) -> None:
@@ -331,11 +340,11 @@ def _quantity(ctx: Context, offer: Offer) -> None:
 
 
 def _pickup(ctx: Context, offer: Offer) -> None:
-    PICKUP.start(ctx, {"offer_id": offer.id})
+    PICKUP.start(ctx, {"offer_id": offer.id}, back_to=data("bizoffer", "show", offer.id))
 
 
 _ACTIONS: dict[str, Callable[[Context, Offer], None]] = {
-    "show": _show, "publish": _publish, "photo": _photo, "discard": _discard, "pause": _pause,
+    "show": _show, "publish": _publish, "photo": _photo, "back": _back, "discard": _discard, "pause": _pause,
     "resume": _resume, "orders": _orders, "cancelask": _cancel_ask, "cancel": _cancel, "price": _price,
     "qty": _quantity, "pickup": _pickup,
 }

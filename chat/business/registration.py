@@ -206,7 +206,7 @@ REGISTER = flow(Flow("register", [
     Step("location", _ask_location, on_location=_on_location, on_choice=_on_location_skip),
     Step("address_text", _ask_address_text, on_text=_on_address_text),
     Step("phone", _ask_phone, on_text=_on_phone),
-], on_cancel=_cancelled, refused_by=InvalidInput, on_refused=reask_invalid))
+], on_cancel=_cancelled, refused_by=InvalidInput, on_refused=reask_invalid, back_to="biz"))
 
 
 # --------------------------------------------------------------------------- telling the admins

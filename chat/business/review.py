@@ -84,7 +84,8 @@ def btn_review(ctx: Context, args: list[str]) -> None:
         if not businesses.can_review(business, action):
             _already(ctx, business)
             return
-        REASON.start(ctx, {"action": action, "business_id": business_id, "name": business.name})
+        REASON.start(ctx, {"action": action, "business_id": business_id, "name": business.name},
+                     back_to=data("bizrev", "show", business_id))
     else:
         raise StaleButton
 

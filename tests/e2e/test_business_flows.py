@@ -566,3 +566,48 @@ def test_a_suspended_business_cannot_post(stack):
     tap(stack, owner, card, f"bizoffer:resume:{offer_id}")
     assert get(Offer, offer_id).status == OfferStatus.PAUSED
 
+
+
+def test_back_leaves_a_first_question_for_where_it_came_from_and_the_preview_has_back(stack):
+    owner = new_user_id()
+    stack.telegram.create_user(owner, "Owner")
+    business_id = make_business(owner, name=f"Patisserie {owner}")
+
+    # Back on the first question of a new offer leaves for the business menu it was started from.
+    hub = last(tap(stack, owner, last(say(stack, owner, "/start")), "biz"))
+    question = last(tap(stack, owner, hub, "biznew"))
+    assert "Give it a short title" in text_of(question)
+    replies = tap(stack, owner, question, "flow:back")
+    assert "What would you like to do?" in text_of(last(replies)) and "biznew" in datas(last(replies))
+    assert "I didn't understand" in all_text(say(stack, owner, "Surprise bag"))  # the flow is left
+
+    # The preview's Back goes to the question before the photo, with every answer kept; Back goes on
+    # from there, and at the photo step the photo can be kept: a new preview with the new window.
+    new_offer_until_photo(stack, owner)
+    stack.telegram.send_photo(owner, jpeg())
+    (offer,) = wait_for(lambda: offers_of(business_id))
+    preview = message_with(stack, owner, "Preview", f"bizoffer:publish:{offer.id}")
+    assert f"bizoffer:back:{offer.id}" in datas(preview)
+    committed_card(offer.id)
+    window = last(tap(stack, owner, preview, f"bizoffer:back:{offer.id}"))
+    assert "Pickup window tomorrow" in text_of(window) and "flow:back" in datas(window)
+    days = last(tap(stack, owner, window, "flow:back"))
+    assert "When can customers pick it up?" in text_of(days)
+    window = last(tap(stack, owner, days, "flow:pick:day:tomorrow"))
+    photo = last(say(stack, owner, "17:00-18:30"))
+    assert "send a photo" in text_of(photo) and "flow:pick:photo:keep" in datas(photo)
+    assert "Processing your photo" in all_text(tap(stack, owner, photo, "flow:pick:photo:keep"))
+    again = wait_for(lambda: next((m for m in reversed(bot_messages(stack, owner)) if "Preview" in text_of(m)
+                                   and "17:00–18:30" in text_of(m)), None))
+    assert again["message_id"] != preview["message_id"] and f"bizoffer:publish:{offer.id}" in datas(again)
+    offer = committed_card(offer.id)
+    assert (offer.pickup_end - offer.pickup_start) == timedelta(minutes=90) and offer.title == "Surprise bag"
+    assert offer.price_minor == 450 and offer.quantity == 5
+
+    # Back on an edit's only question returns to the offer it was started from.
+    active = make_offer(business_id, "Cake box")
+    card = last(tap(stack, owner, last(say(stack, owner, "/myoffers")), f"bizoffer:show:{active}"))
+    question = last(tap(stack, owner, card, f"bizoffer:price:{active}"))
+    assert "New price" in text_of(question)
+    replies = tap(stack, owner, question, "flow:back")
+    assert "Sold: 0" in text_of(last(replies)) and f"bizoffer:price:{active}" in datas(last(replies))
