@@ -54,5 +54,5 @@ clean:
 
 # After changing user-facing text: refresh the catalogs, then translate the new entries.
 messages: $(INSTALLED)
-	$(VENV)/bin/pybabel extract -F babel.cfg -k _ -k N_ -o locales/messages.pot --no-location --omit-header .
+	$(VENV)/bin/pybabel extract -F babel.cfg -k _ -k N_ -k ngettext:1,2 -o locales/messages.pot --no-location --omit-header .
 	$(VENV)/bin/pybabel update -i locales/messages.pot -d locales -D messages --no-wrap

@@ -10,11 +10,11 @@ import argparse
 import asyncio
 import sys
 
-from telegram import Bot, BotCommand
+from telegram import Bot
 
-from core.i18n import SUPPORTED_LANGUAGES, Translator
+from core.i18n import SUPPORTED_LANGUAGES
 from core.settings import Settings, get_settings
-from core.telegram import ALLOWED_UPDATES, BOT_COMMANDS, make_bot
+from core.telegram import ALLOWED_UPDATES, bot_commands, make_bot
 
 WEBHOOK_PATH = "/telegram/webhook"
 # Telegram opens at most this many simultaneous webhook connections; the gateway takes far more.
@@ -22,11 +22,10 @@ WEBHOOK_MAX_CONNECTIONS = 80
 
 
 async def register_commands(bot: Bot) -> None:
-    """The "/" menu in every client, in each of our languages (English is the default)."""
+    """The "/" menu in every client, in each of our languages (English is the default). A person
+    who chose a language with /language gets their chat's own menu (notifications.set_chat_commands)."""
     for language in SUPPORTED_LANGUAGES:
-        _ = Translator(language)
-        commands = [BotCommand(name, _(description)) for name, description in BOT_COMMANDS]
-        await bot.set_my_commands(commands, language_code=None if language == "en" else language)
+        await bot.set_my_commands(bot_commands(language), language_code=None if language == "en" else language)
 
 
 async def set_webhook(bot: Bot, settings: Settings) -> str:

@@ -10,10 +10,27 @@ from core.i18n import Translator
 from domain.money import discount_percent, format_money
 from models import Business, Offer, OfferStatus
 
+FSI, PDI = "\u2068", "\u2069"  # FIRST STRONG ISOLATE, POP DIRECTIONAL ISOLATE
+_ISOLATE_MARKS = dict.fromkeys(map(ord, "\u2066\u2067\u2068\u2069"))
+
 
 def escape(text: str) -> str:
-    """User-provided text in HTML parse mode (our replies use HTML)."""
+    """Text in HTML parse mode (our replies use HTML), so it is not read as markup."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def isolate(text: str) -> str:
+    """User-provided text (an offer's title, a business's name or address, a person's name) as a
+    unit of its own direction, for a button label or a sentence: wrapped in FSI … PDI. Without
+    it an Arabic or Hebrew title next to Latin words, digits and emoji reorders the line or the
+    button around it. Isolate marks inside the text are dropped, so it cannot close ours early.
+    Cut a long text (for a button) before isolating it, never after."""
+    return FSI + text.translate(_ISOLATE_MARKS) + PDI
+
+
+def user_text(text: str) -> str:
+    """User-provided text inside an HTML reply: isolated (see `isolate`) and escaped."""
+    return escape(isolate(text))
 
 
 def local_time(moment: datetime, timezone: str) -> datetime:
@@ -50,15 +67,15 @@ def offer_caption(_: Translator, offer: Offer, business: Business, now: datetime
     price = format_money(offer.price_minor, offer.currency, _.language)
     original = format_money(offer.original_price_minor, offer.currency, _.language)
     discount = discount_percent(offer.price_minor, offer.original_price_minor)
-    lines = [f"<b>{escape(offer.title)}</b>"]
+    lines = [f"<b>{user_text(offer.title)}</b>"]
     if offer.description:
-        lines.append(escape(offer.description))
+        lines.append(user_text(offer.description))
     lines.append("")
     lines.append(_("💶 <b>{price}</b> instead of <s>{original}</s> (−{discount} %)",
                    price=price, original=original, discount=discount))
     lines.append(_("🕒 Pickup {window}",
                    window=format_window(_, offer.pickup_start, offer.pickup_end, business.timezone, now)))
-    place = f"🏪 {escape(business.name)}, {escape(business.address)}"
+    place = f"🏪 {user_text(business.name)}, {user_text(business.address)}"
     if distance_km is not None:
         place += f" · {format_distance(distance_km)}"
     lines.append(place)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from telegram import Message
 
 from chat import menus
-from chat.cards import escape, format_distance, format_window, local_time, offer_caption
+from chat.cards import format_distance, format_window, isolate, local_time, offer_caption, user_text
 from chat.context import Context
 from chat.messages.orders import describe_cancellation, refusal
 from chat.registry import StaleButton, button, command, data, deep_link
@@ -103,12 +103,12 @@ def show_deals(ctx: Context, sort: Sort, page: int) -> None:
             f"{price} (−{discount_percent(offer.price_minor, offer.original_price_minor)} %)",
             _("{count} left", count=offer.units_left),
             format_window(_, offer.pickup_start, offer.pickup_end, item.business.timezone, _now()),
-            escape(item.business.name),
+            user_text(item.business.name),
         ]
         if item.distance_km is not None:
             details.append(format_distance(item.distance_km))
-        lines.append(f"{number}. <b>{escape(offer.title)}</b> — " + " · ".join(details))
-        rows.append([key(f"{number}. {offer.title[:40]} · {price}", data("offer", offer.id))])
+        lines.append(f"{number}. <b>{user_text(offer.title)}</b> — " + " · ".join(details))
+        rows.append([key(f"{number}. {isolate(offer.title[:40])} · {price}", data("offer", offer.id))])
     if not result.items:
         lines.append(_("No deals within {km} km of you right now.", km=int(catalog.NEARBY_RADIUS_KM))
                      if sort is Sort.NEAREST else _("No deals right now. Please look again later."))
@@ -188,12 +188,10 @@ def show_offer(ctx: Context, offer_id: int) -> None:
     offer, business = listing.offer, listing.business
     rows = []
     if offer.status == OfferStatus.ACTIVE and offer.pickup_end > _now():
-        most = min(offer.units_left, ordering.MAX_PER_ORDER)
-        rows.append([key(_("Order {count}", count=n) if n == 1 else str(n), data("qty", offer.id, n))
-                     for n in range(1, most + 1)])
+        rows.append(_quantity_buttons(_, offer))
     following = catalog.is_following(ctx.session, ctx.user.id, business.id)
-    rows.append([key(_("💔 Unfollow {name}", name=business.name[:30]) if following
-                     else _("❤️ Follow {name}", name=business.name[:30]),
+    rows.append([key(_("💔 Unfollow {name}", name=isolate(business.name[:30])) if following
+                     else _("❤️ Follow {name}", name=isolate(business.name[:30])),
                      data("follow", business.id, offer.id, 0 if following else 1))])
     rows.append([key(_("⬅️ Deals"), data("deals")), *menus.home_row(_)])
     caption = offer_caption(_, offer, business, _now(), listing.distance_km)
@@ -213,8 +211,8 @@ def btn_follow(ctx: Context, args: list[str]) -> None:
         raise StaleButton
     catalog.set_following(ctx.session, ctx.user.id, business_id, follow)
     _ = ctx._
-    ctx.toast(_("You'll hear about new deals from {name}.", name=business.name) if follow
-              else _("You won't hear about {name} any more.", name=business.name))
+    ctx.toast(_("You'll hear about new deals from {name}.", name=isolate(business.name)) if follow
+              else _("You won't hear about {name} any more.", name=isolate(business.name)))
     show_offer(ctx, offer_id)
 
 
@@ -233,30 +231,73 @@ def _orderable(ctx: Context, offer_id: int) -> tuple[Offer, Business] | None:
     return listing.offer, listing.business
 
 
+def _quantity_buttons(_: Translator, offer: Offer) -> list[dict[str, str]]:
+    """"Order 1", "2", … up to what is left: each carries the price and the units left as they are
+    shown now, so the next screen can say what changed meanwhile."""
+    most = min(offer.units_left, ordering.MAX_PER_ORDER)
+    return [key(_("Order {count}", count=n) if n == 1 else str(n),
+                data("qty", offer.id, n, offer.price_minor, offer.units_left)) for n in range(1, most + 1)]
+
+
 @button("qty")
 def btn_quantity(ctx: Context, args: list[str]) -> None:
-    if len(args) != 2:
+    # qty:<offer>:<n>:<price seen>:<left seen>; buttons of older cards carry only the first two.
+    if len(args) not in (2, 4):
         raise StaleButton
     offer_id, quantity = _int(args[0]), _int(args[1])
+    price_seen, left_seen = (_int(args[2]), _int(args[3])) if len(args) == 4 else (None, None)
     if not 1 <= quantity <= ordering.MAX_PER_ORDER:
         raise StaleButton
     found = _orderable(ctx, offer_id)
     if found is None:
         return
     offer, business = found
+    confirm(ctx, offer, business, quantity, price_seen=price_seen, left_seen=left_seen)
+
+
+def confirm(ctx: Context, offer: Offer, business: Business, quantity: int, *, price_seen: int | None,
+            left_seen: int | None) -> None:
+    """The screen before reserving: what the customer would reserve now, at the current price and
+    with what is left now, and, on top, what changed since the screen they tapped was shown
+    (``price_seen``, ``left_seen``: None when not known). When fewer are left than they chose,
+    it asks again with the quantities still possible instead of offering what can't be had."""
     _ = ctx._
-    total = format_money(offer.price_minor * quantity, offer.currency, _.language)
-    text = _(
-        "Reserve <b>{count} × {title}</b> for <b>{total}</b>?\n"
-        "Pickup {window} at {place}.\n\n"
-        "You then have {minutes} minutes to pay by card.",
-        count=quantity, title=escape(offer.title), total=total,
-        window=format_window(_, offer.pickup_start, offer.pickup_end, business.timezone, _now()),
-        place=escape(f"{business.name}, {business.address}"), minutes=ctx.settings.hold_minutes,
-    )
-    ctx.show(text, [
+    left = offer.units_left
+    if left <= 0:
+        reply = refusal(_, ordering.ReserveOutcome.SOLD_OUT, offer.id, offer.title, 0)
+        ctx.show(reply.text, reply.keyboard)
+        return
+    price = format_money(offer.price_minor, offer.currency, _.language)
+    changes = []
+    if price_seen is not None and price_seen != offer.price_minor:
+        changes.append(_("⚠️ The price has changed since you saw it: {before} before, <b>{now}</b> now.",
+                         before=format_money(price_seen, offer.currency, _.language), now=price))
+    if left_seen is not None and left_seen != left:
+        changes.append(_("⚠️ {count} left now; you saw {seen}.", count=left, seen=left_seen))
+    back = [key(_("⬅️ Back"), data("offer", offer.id)), *menus.home_row(_)]
+    if quantity > left:
+        question = _.ngettext("Only {count} is left of <b>{title}</b> now. How many would you like?",
+                              "Only {count} are left of <b>{title}</b> now. How many would you like?", left,
+                              title=user_text(offer.title))
+        ctx.show("\n".join([*changes, "", question] if changes else [question]),
+                 [_quantity_buttons(_, offer), back])
+        return
+    lines = [
+        _("Reserve <b>{count} × {title}</b> for <b>{total}</b>?", count=quantity, title=user_text(offer.title),
+          total=format_money(offer.price_minor * quantity, offer.currency, _.language)),
+        _("{price} each, {count} left now.", price=price, count=left),
+        _("Pickup {window} at {place}.",
+          window=format_window(_, offer.pickup_start, offer.pickup_end, business.timezone, _now()),
+          place=f"{user_text(business.name)}, {user_text(business.address)}"),
+        "",
+        _.ngettext("You then have {minutes} minute to pay by card.", "You then have {minutes} minutes to pay by card.",
+                   ctx.settings.hold_minutes, minutes=ctx.settings.hold_minutes),
+    ]
+    if changes:
+        lines = [*changes, "", *lines]
+    ctx.show("\n".join(lines), [
         [key(_("✅ Reserve and pay"), data("buy", offer.id, quantity, offer.price_minor))],
-        [key(_("⬅️ Back"), data("offer", offer.id)), *menus.home_row(_)],
+        back,
     ])
 
 
@@ -286,16 +327,17 @@ def btn_buy(ctx: Context, args: list[str]) -> None:
     found = _orderable(ctx, offer_id)
     if found is None:
         return
-    offer, _business = found
+    offer, business = found
     _ = ctx._
-    if offer.price_minor != price_seen:
-        ctx.toast(_("The price has changed. Please check the offer again."), alert=True)
-        show_offer(ctx, offer_id)
+    if offer.price_minor != price_seen:  # asked again, at the price it has now, saying so
+        ctx.toast(_("⚠️ The price has changed."))
+        confirm(ctx, offer, business, quantity, price_seen=price_seen, left_seen=None)
         return
+    # The answer (the Pay button, or why not) takes the place of "⏳ Reserving…" below.
     enqueue_after_commit(ctx.session, "reservations.place_order", offer_id, ctx.user.id, quantity,
-                         f"tap:{ctx.update.update_id}")
+                         f"tap:{ctx.update.update_id}", kwargs={"edit_message_id": ctx.pressed_message_id})
     ctx.toast(_("Reserving…"))
-    ctx.show(_("⏳ Reserving {count} × {title}…", count=quantity, title=escape(offer.title)))
+    ctx.show(_("⏳ Reserving {count} × {title}…", count=quantity, title=user_text(offer.title)))
 
 
 # -- my orders -----------------------------------------------------------------------------------
@@ -322,8 +364,8 @@ def btn_orders(ctx: Context, _args: list[str]) -> None:
 
 def _order_line(_: Translator, order: Order, offer: Offer, business: Business) -> str:
     amount = format_money(order.amount_minor, order.currency, _.language)
-    line = (f"<b>{order.quantity} × {escape(offer.title)}</b> — {amount} · {_(ORDER_STATES[order.status])}\n"
-            f"   🏪 {escape(business.name)} · "
+    line = (f"<b>{order.quantity} × {user_text(offer.title)}</b> — {amount} · {_(ORDER_STATES[order.status])}\n"
+            f"   🏪 {user_text(business.name)} · "
             + format_window(_, offer.pickup_start, offer.pickup_end, business.timezone, _now()))
     if order.status == OrderStatus.PAID and order.pickup_code:
         line += "\n   " + _("Pickup code: <b>{code}</b>", code=order.pickup_code)
@@ -341,7 +383,7 @@ def show_orders(ctx: Context) -> None:
     if current:
         lines += [_order_line(_, *row) for row in current]
         for order, offer, _business in current:
-            label = f"{order.quantity} × {offer.title[:28]}"
+            label = f"{order.quantity} × {isolate(offer.title[:28])}"
             if order.status == OrderStatus.HELD and order.checkout_url:
                 rows.append([{"text": _("💳 Pay: {label}", label=label), "url": order.checkout_url}])
             rows.append([key(_("✖️ Cancel: {label}", label=label), data("ocancel", order.id))])
@@ -368,14 +410,14 @@ def btn_cancel_order(ctx: Context, args: list[str]) -> None:
     _ = ctx._
     policy = payments.cancellation_policy(order, offer, ctx.user.id, _now())
     if policy is CancelPolicy.LET_GO:
-        text = _("Let go of your reservation of {count} × {title}?", count=order.quantity, title=escape(offer.title))
+        text = _("Let go of your reservation of {count} × {title}?", count=order.quantity, title=user_text(offer.title))
     elif policy is CancelPolicy.NOT_CANCELLABLE:
         ctx.toast(_("This order can't be cancelled any more."))
         show_orders(ctx)
         return
     else:  # past the cut-off too: the answer to the confirmation says why not
         text = _("Cancel your order of {count} × {title}? You get {amount} back on your card.",
-                 count=order.quantity, title=escape(offer.title),
+                 count=order.quantity, title=user_text(offer.title),
                  amount=format_money(order.amount_minor, order.currency, _.language))
     ctx.show(text, [[key(_("✖️ Yes, cancel"), data("ocancelok", order.id)), key(_("⬅️ Back"), data("orders"))]])
 

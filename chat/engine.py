@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import case, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from telegram import Update
@@ -146,11 +146,13 @@ def _upsert_user(session: Session, sender) -> User:
     values = {"id": sender.id, "first_name": (sender.first_name or "")[:128], "username": sender.username,
               "language": pick_language(sender.language_code)}
     statement = insert(User).values(**values)
-    # The language is chosen from Telegram's language_code at first contact only; later the
-    # user's own choice (/language) wins. Writing to us again undoes a block or an erasure.
+    # The language is chosen from Telegram's language_code at first contact only (and again after an
+    # erasure: the user starts afresh); later the user's own choice (/language) wins. Writing to us
+    # again undoes a block or an erasure.
     statement = statement.on_conflict_do_update(
         index_elements=[User.id],
         set_={"first_name": statement.excluded.first_name, "username": statement.excluded.username,
+              "language": case((User.deleted_at.is_not(None), statement.excluded.language), else_=User.language),
               "last_seen_at": func.now(), "deleted_at": None, "reachable": True},
     )
     # RETURNING the row saves a read per update; populate_existing refreshes a User already loaded.

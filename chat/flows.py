@@ -2,7 +2,8 @@
 
 A flow is a set of named steps. The chat's position (flow, step) and the answers so far live in
 `conversation_states`, so any worker can take the next message. Every question carries a Back
-and a Cancel button; Back returns to the previous question, Cancel leaves without saving.
+and a Cancel button; Back returns to the previous question (on the first one, it leaves the flow
+for the screen it was started from), Cancel leaves without saving.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from chat.registry import data
 from core.outbox import Keyboard, button
 
 _HISTORY = "_history"
+_BACK_TO = "_back_to"
 
 Prompt = Callable[[Context], None]
 TextAnswer = Callable[[Context, str], str | None]  # returns the next step, or None to stay
@@ -44,6 +46,9 @@ class Flow:
     # `on_refused` asks the question again, saying what was wrong.
     refused_by: type[Exception] | None = None
     on_refused: Callable[[Context, Flow, Exception], None] | None = None
+    # Where Back on the first question leads: the button data of the screen the flow is started
+    # from (e.g. "biz", the business menu); None for the main menu. `start` may name another.
+    back_to: str | None = None
     _by_name: dict[str, Step] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -53,11 +58,20 @@ class Flow:
 
     # -- entering and moving
 
-    def start(self, ctx: Context, initial: dict | None = None, at: str | None = None) -> None:
+    def start(self, ctx: Context, initial: dict | None = None, at: str | None = None,
+              back_to: str | None = None, history: list[str] | None = None) -> None:
+        """Enter the flow at its first step (or ``at``), with ``initial`` answers. Back walks through
+        ``history`` (the steps answered before ``at``, oldest first), then leads to ``back_to``
+        (button data; the flow's own `back_to` if None)."""
         ctx.state.flow = self.name
-        ctx.state.data = dict(initial or {})
+        ctx.state.data = {**(initial or {}), **({_BACK_TO: back_to} if back_to else {}),
+                          **({_HISTORY: list(history)} if history else {})}
         ctx.state.step = None
         self.go(ctx, at or self.steps[0].name)
+
+    def back_to_origin(self, ctx: Context) -> str | None:
+        """The button data of the screen Back on the first question leads to (None: the main menu)."""
+        return ctx.state.data.get(_BACK_TO) or self.back_to
 
     def go(self, ctx: Context, step_name: str) -> None:
         values = dict(ctx.state.data)

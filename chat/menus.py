@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from chat.cards import isolate
 from chat.context import Context
 from chat.registry import DEEP_LINKS, StaleButton, command
 from chat.registry import button as on_button
+from core.handover import enqueue_after_commit
 from core.i18n import LANGUAGE_NAMES, Translator
 from core.outbox import Keyboard, button
 
@@ -44,7 +46,7 @@ def main_menu_keyboard(_: Translator, is_admin: bool = False) -> Keyboard:
 
 def main_menu_text(ctx: Context) -> str:
     _ = ctx._
-    name = ctx.user.first_name or _("there")
+    name = isolate(ctx.user.first_name) if ctx.user.first_name else _("there")
     return _(
         "👋 Hi {name}! This is <b>Surplus</b>: good food from local bakeries, cafés and shops "
         "that would otherwise be thrown away, at a discount.\n\nWhat would you like to do?",
@@ -104,6 +106,8 @@ def btn_language(ctx: Context, args: list[str]) -> None:
         raise StaleButton
     ctx.user.language = code
     ctx._ = Translator(code)
+    # The "/" menu too, in the chosen language, once this is committed.
+    enqueue_after_commit(ctx.session, "notifications.set_chat_commands", ctx.user.id)
     ctx.toast(LANGUAGE_NAMES[code])
     show_main_menu(ctx)
 

@@ -107,7 +107,7 @@ def _route_flow_button(ctx: Context, args: list[str]) -> None:
         raise StaleButton
     if args == ["back"]:
         if not flow.back(ctx):
-            _cancel_flow(ctx, flow)
+            _leave_to_origin(ctx, flow)
     elif args == ["cancel"]:
         _cancel_flow(ctx, flow)
     elif len(args) >= 3 and args[0] == "pick" and args[1] == ctx.state.step:
@@ -115,6 +115,16 @@ def _route_flow_button(ctx: Context, args: list[str]) -> None:
             raise StaleButton
     else:
         raise StaleButton
+
+
+def _leave_to_origin(ctx: Context, flow: Flow) -> None:
+    """Back on a flow's first question: leave it for the screen it was started from."""
+    origin = flow.back_to_origin(ctx)
+    ctx.leave_flow()
+    if origin:
+        _route_button(ctx, origin)
+    else:
+        menus.show_main_menu(ctx)
 
 
 def _cancel_flow(ctx: Context, flow) -> None:

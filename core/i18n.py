@@ -48,7 +48,12 @@ def translations(language: str) -> gettext.NullTranslations:
 
 
 class Translator:
-    """`_ = Translator("de")`, then `_("Hello {name}", name=...)` — formatting after lookup."""
+    """`_ = Translator("de")`, then `_("Hello {name}", name=...)` — formatting after lookup.
+
+    A sentence with a count in it takes the form for that count (each language has its own plural
+    rule, from its catalog's Plural-Forms header):
+    `_.ngettext("{count} order is refunded.", "{count} orders are refunded.", n)`; `{count}` is `n`
+    unless given. Babel extracts both forms (the `ngettext` keyword, see `make messages`)."""
 
     def __init__(self, language: str) -> None:
         self.language = language if language in SUPPORTED_LANGUAGES else DEFAULT_LANGUAGE
@@ -57,3 +62,7 @@ class Translator:
     def __call__(self, message: str, **values: object) -> str:
         text = self._catalog.gettext(message)
         return text.format(**values) if values else text
+
+    def ngettext(self, singular: str, plural: str, n: int, **values: object) -> str:
+        text = self._catalog.ngettext(singular, plural, n)
+        return text.format(**{"count": n, **values})

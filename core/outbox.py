@@ -327,17 +327,22 @@ def _send(chat_id: int, reply: Reply) -> tuple[int | None, str | None]:
         message = api.send_photo(chat_id, base64.b64decode(reply.photo_upload), caption=reply.text,
                                  keyboard=reply.keyboard)
         return message.message_id, message.photo[-1].file_id
-    if reply.edit_message_id is not None and reply.photo is None:
+    if reply.edit_message_id is not None:
+        # A text is edited as text; a photo (its file_id in `photo`) keeps its picture and gets a new
+        # caption and buttons.
         try:
-            result = api.edit_message_text(chat_id, reply.edit_message_id, reply.text, reply.keyboard)
+            if reply.photo is None:
+                result = api.edit_message_text(chat_id, reply.edit_message_id, reply.text, reply.keyboard)
+            else:
+                result = api.edit_message_caption(chat_id, reply.edit_message_id, reply.text, reply.keyboard)
             return (result.message_id if hasattr(result, "message_id") else reply.edit_message_id), None
         except tg.BadRequest as error:
             text = error.message.lower()
             # A photo card can't become text, and very old messages can't be edited: send anew.
             if "message is not modified" in text:
                 raise
-            if "there is no text in the message" not in text and "message can't be edited" not in text \
-                    and "message to edit not found" not in text:
+            if "there is no text in the message" not in text and "there is no caption in the message" not in text \
+                    and "message can't be edited" not in text and "message to edit not found" not in text:
                 raise
     if reply.photo is not None:
         try:

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 from telegram import (
     Bot,
+    BotCommand,
+    BotCommandScopeChat,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputFile,
@@ -28,7 +30,7 @@ from telegram import (
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.request import HTTPXRequest
 
-from core.i18n import N_
+from core.i18n import N_, Translator
 from core.settings import get_settings
 
 T = TypeVar("T")
@@ -43,6 +45,7 @@ __all__ = [
     "TelegramApi",
     "TelegramError",
     "TimedOut",
+    "bot_commands",
     "inline_keyboard",
     "make_bot",
     "retry_after_seconds",
@@ -76,6 +79,8 @@ ALLOWED_UPDATES = ["message", "callback_query"]
 
 BOT_COMMANDS = [
     ("start", N_("Main menu")),
+    ("deals", N_("Browse deals")),
+    ("orders", N_("Your orders")),
     ("help", N_("How it works")),
     ("register", N_("Register your business")),
     ("newoffer", N_("Post a new offer (businesses)")),
@@ -84,6 +89,12 @@ BOT_COMMANDS = [
     ("privacy", N_("Export or delete your data")),
     ("cancel", N_("Leave the current step")),
 ]
+
+
+def bot_commands(language: str) -> list[BotCommand]:
+    """The "/" menu in ``language`` (set for everyone by bot.setup, per chat after /language)."""
+    _ = Translator(language)
+    return [BotCommand(name, _(description)) for name, description in BOT_COMMANDS]
 
 
 def make_bot(token: str, api_url: str) -> Bot:
@@ -136,6 +147,17 @@ class TelegramApi:
             )
         )
 
+    def edit_message_caption(
+        self, chat_id: int, message_id: int, caption: str, keyboard: list | None = None, parse_mode: str | None = "HTML"
+    ) -> Message | bool:
+        """A photo's (or a document's) caption and its buttons, in place."""
+        return self.run(
+            self.bot.edit_message_caption(
+                chat_id=chat_id, message_id=message_id, caption=caption, reply_markup=inline_keyboard(keyboard),
+                parse_mode=parse_mode,
+            )
+        )
+
     def send_photo(self, chat_id: int, photo: str | bytes, caption: str | None = None,
                    keyboard: list | None = None, parse_mode: str | None = "HTML") -> Message:
         return self.run(
@@ -149,6 +171,14 @@ class TelegramApi:
             self.bot.send_document(chat_id, InputFile(content, filename=filename), caption=caption,
                                    reply_markup=inline_keyboard(keyboard), parse_mode=parse_mode)
         )
+
+    def set_chat_commands(self, chat_id: int, language: str) -> bool:
+        """This chat's own "/" menu, in ``language`` whatever the language of the person's app."""
+        return self.run(self.bot.set_my_commands(bot_commands(language), scope=BotCommandScopeChat(chat_id)))
+
+    def delete_chat_commands(self, chat_id: int) -> bool:
+        """Drop this chat's own "/" menu: the app shows the one for its language again."""
+        return self.run(self.bot.delete_my_commands(scope=BotCommandScopeChat(chat_id)))
 
     def start_answer_callback_query(self, callback_query_id: str, text: str | None = None,
                                     show_alert: bool = False) -> concurrent.futures.Future[bool]:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from core import outbox
 from core.db import rows_affected
 from domain import reservations
-from domain.payments import close_checkouts_after_commit
+from domain.payments import PayButtonGone, close_checkouts_after_commit, spend_pay_buttons
 from models import (
     AuditEntry,
     Business,
@@ -125,6 +125,7 @@ def expire_offers(session: Session, now: datetime) -> dict[str, Any]:
         if checkout_session_id:
             with_checkout.append(order_id)
         if customer_id is not None:
+            spend_pay_buttons(session, order_id, customer_id, PayButtonGone.LAPSED)
             outbox.notify(session, f"order:{order_id}:expired", customer_id,
                           OfferExpired(_language(session, customer_id), title))
     close_checkouts_after_commit(session, with_checkout)
@@ -164,6 +165,7 @@ def release_expired_holds(session: Session, now: datetime) -> dict[str, Any]:
         if checkout_session_id:
             with_checkout.append(order_id)
         if customer_id is not None:
+            spend_pay_buttons(session, order_id, customer_id, PayButtonGone.LAPSED)
             outbox.notify(session, f"order:{order_id}:expired", customer_id,
                           HoldExpired(_language(session, customer_id), title))
     close_checkouts_after_commit(session, with_checkout)

@@ -77,7 +77,14 @@ def format_money(minor: int, currency: str, locale: str = DEFAULT_LOCALE) -> str
 
 
 def discount_percent(price_minor: int, original_price_minor: int) -> int:
-    """Whole-percent discount, rounded down so we never overstate it (0 if none)."""
+    """The discount a deal shows, in whole percent: (original - price) / original, rounded half up
+    to the nearest percent (EUR 3 instead of 9 is 66.67 %, shown as 67; 4.99 instead of 9.99 is
+    50.05 %, shown as 50; exactly half a percent goes up). Computed in integers, so no float
+    rounding creeps in. Never more than that rounded figure says, and never "100" for anything
+    that costs money: a price above zero shows at most 99. 0 when there is no discount (the
+    price is at or above the original, or there is no original price)."""
     if original_price_minor <= 0 or price_minor >= original_price_minor:
         return 0
-    return (original_price_minor - max(price_minor, 0)) * 100 // original_price_minor
+    saved = original_price_minor - max(price_minor, 0)
+    rounded = (saved * 200 + original_price_minor) // (2 * original_price_minor)  # floor(x + 1/2)
+    return min(rounded, 99) if price_minor > 0 else rounded

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from domain import reservations
@@ -428,6 +428,13 @@ def orders_of_offer(session: Session, offer_id: int, owner_id: int, limit: int =
             .order_by(Order.id).limit(limit)
         )
     )
+
+
+def orders_to_collect(session: Session, offer_id: int) -> int:
+    """How many paid orders of the offer are still to be collected: what a pickup can confirm."""
+    return session.scalar(
+        select(func.count()).select_from(Order).where(Order.offer_id == offer_id, Order.status == OrderStatus.PAID)
+    ) or 0
 
 
 @dataclass

@@ -12,7 +12,7 @@ from core.db import autocommit_connection
 from core.handover import enqueue_after_commit
 from core.settings import get_settings
 from domain import reservations
-from domain.payments import close_checkouts_after_commit
+from domain.payments import PayButtonGone, close_checkouts_after_commit, spend_pay_buttons
 from domain.reservations import ReleaseReason, ReserveOutcome, ReserveResult
 from models import Notification, NotificationStatus, Offer, User
 
@@ -31,23 +31,27 @@ class Placed:
 @dataclass(frozen=True)
 class ReservationRefused:
     """Notice: the reservation engine said no (``outcome``) to a customer reading ``language``.
-    ``title`` is the offer's as its business typed it (empty for an unknown offer)."""
+    ``title`` is the offer's as its business typed it (empty for an unknown offer). ``message_id``:
+    the customer's "⏳ Reserving…" message, which becomes the answer (None: a new message)."""
 
     language: str
     outcome: ReserveOutcome
     offer_id: int
     title: str
     units_left: int | None
+    message_id: int | None = None
 
 
 def refusal_key(request_key: str) -> str:
     return f"reserve:{request_key}"
 
 
-def place_order(session: Session, offer_id: int, customer_id: int, quantity: int, request_key: str) -> Placed:
+def place_order(session: Session, offer_id: int, customer_id: int, quantity: int, request_key: str, *,
+                edit_message_id: int | None = None) -> Placed:
     """Reserve for a customer. On success the payments queue creates the checkout (after commit).
     Otherwise the reason is recorded in the outbox, once per request, for the caller to send
-    straight after the commit (`Placed.refusal_id`): no extra task for a refusal.
+    straight after the commit (`Placed.refusal_id`): no extra task for a refusal. Either answer
+    replaces the customer's "⏳ Reserving…" message ``edit_message_id`` when it is given.
 
     The hold commits on its own connection, before and whatever the session does: the shortest
     path through the offer's row lock (see `reservations.reserve`). A redelivered task finds it
@@ -56,12 +60,13 @@ def place_order(session: Session, offer_id: int, customer_id: int, quantity: int
         result = reservations.reserve(conn, offer_id, customer_id, quantity,
                                       hold_minutes=get_settings().hold_minutes, per_order_cap=MAX_PER_ORDER)
     if result.outcome in (ReserveOutcome.RESERVED, ReserveOutcome.ALREADY_HELD):
-        enqueue_after_commit(session, "payments.create_checkout", result.order_id)
+        replacing = {"edit_message_id": edit_message_id, "customer_id": customer_id} if edit_message_id else None
+        enqueue_after_commit(session, "payments.create_checkout", result.order_id, kwargs=replacing)
         return Placed(result)
     user = session.get(User, customer_id)
     offer = session.get(Offer, offer_id)
     refused = ReservationRefused(user.language if user else "en", result.outcome, offer_id,
-                                 offer.title if offer else "", result.units_left)
+                                 offer.title if offer else "", result.units_left, edit_message_id)
     key = refusal_key(request_key)
     note_id = outbox.record(session, key, customer_id, refused)
     if note_id is None:  # a redelivered task: the message may still be waiting to be sent
@@ -71,9 +76,11 @@ def place_order(session: Session, offer_id: int, customer_id: int, quantity: int
 
 
 def cancel_hold(session: Session, order_id: int, customer_id: int) -> bool:
-    """The customer lets an unpaid reservation go; its checkout session is expired after commit."""
+    """The customer lets an unpaid reservation go; its checkout session is expired after commit,
+    and its Pay messages lose their buttons."""
     released = reservations.release(session, order_id, ReleaseReason.CANCELLED, customer_id=customer_id)
     if released.outcome is not reservations.ReleaseOutcome.RELEASED:
         return False
+    spend_pay_buttons(session, order_id, customer_id, PayButtonGone.CANCELLED)
     close_checkouts_after_commit(session, [order_id])  # a no-op for an order without a session
     return True

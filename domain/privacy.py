@@ -18,6 +18,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from core.db import rows_affected
+from core.handover import enqueue_after_commit
 from domain import reservations
 from domain.payments import close_checkouts_after_commit
 from models import (
@@ -174,4 +175,7 @@ def delete_user_data(session: Session, user_id: int, now: datetime | None = None
     user.deal_alerts_km = None
     if user.deleted_at is None:
         user.deleted_at = now
+    # The chat's own "/" menu (set in the language they chose) goes too: their app's language
+    # decides again, as for anyone new.
+    enqueue_after_commit(session, "notifications.set_chat_commands", user_id)
     return result

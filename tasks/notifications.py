@@ -8,10 +8,14 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from core import handover, outbox
+from core import telegram as tg
 from core.db import session_scope
-from models import Notification, NotificationStatus
+from core.logging import get_logger
+from models import Notification, NotificationStatus, User
 from tasks.app import app
 from tasks.base import BaseTask
+
+log = get_logger(__name__)
 
 
 def send_now(notification_ids: list[int]) -> None:
@@ -56,3 +60,29 @@ def after_earlier_messages(chat_id: int, before: datetime, timeout: float = 3.0)
         if not waiting:
             return
         time.sleep(0.1)
+
+
+@app.task(name="notifications.set_chat_commands", base=BaseTask, bind=True, max_retries=10)
+def set_chat_commands(self: BaseTask, chat_id: int) -> str:
+    """Give a chat the "/" menu in its person's language (handed over after /language), or take the
+    chat's own menu away once we no longer know them (erased), so their app's language decides
+    again. The language is read when the task runs, so quick switches end in the last choice, and
+    running it twice does no harm."""
+    chat_id = int(chat_id)
+    with session_scope() as session:
+        user = session.get(User, chat_id)
+        language = user.language if user is not None and user.deleted_at is None else None
+    api = tg.telegram_api()
+    try:
+        if language is None:
+            api.delete_chat_commands(chat_id)
+            return "cleared"
+        api.set_chat_commands(chat_id, language)
+        return language
+    except tg.RetryAfter as error:
+        raise self.retry(countdown=tg.retry_after_seconds(error) + 1, exc=error) from error
+    except (tg.Forbidden, tg.BadRequest) as error:  # blocked, or a chat Telegram doesn't know: nothing to show
+        log.info("chat_commands_not_set", chat_id=chat_id, error=str(error))
+        return "refused"
+    except (tg.TimedOut, tg.NetworkError) as error:
+        raise self.retry(countdown=min(60, 2 ** self.request.retries), exc=error) from error

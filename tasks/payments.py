@@ -7,6 +7,7 @@ Stripe being unreachable raises `StripeUnavailable` (a ConnectionError): retried
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from core.db import session_scope
@@ -14,14 +15,20 @@ from core.logging import get_logger
 from domain import payments
 from tasks.app import app
 from tasks.base import BaseTask
+from tasks.notifications import after_earlier_messages
 
 log = get_logger(__name__)
 
 
 @app.task(name="payments.create_checkout", base=BaseTask, bind=True)
-def create_checkout(self: BaseTask, order_id: int) -> str:
-    """A held order gets its Checkout Session; the customer gets the Pay button."""
-    return payments.create_checkout(int(order_id), request=self.request.id).value
+def create_checkout(self: BaseTask, order_id: int, edit_message_id: int | None = None,
+                    customer_id: int | None = None) -> str:
+    """A held order gets its Checkout Session; the customer gets the Pay button. With
+    ``edit_message_id`` the Pay button replaces that message (the customer's "⏳ Reserving…",
+    in chat ``customer_id``), once it has been shown: it must not overtake the Pay button."""
+    if edit_message_id is not None and customer_id is not None:
+        after_earlier_messages(int(customer_id), datetime.now(UTC))
+    return payments.create_checkout(int(order_id), request=self.request.id, edit_message_id=edit_message_id).value
 
 
 @app.task(name="payments.expire_checkout", base=BaseTask)

@@ -12,10 +12,10 @@ import base64
 from collections.abc import Callable
 from functools import wraps
 
-from chat.business.newoffer import change_photo, enqueue_photo, verified_business
+from chat.business.newoffer import back_from_preview, change_photo, enqueue_photo, verified_business
 from chat.business.registration import status_text
 from chat.business.texts import now, reask, reask_invalid
-from chat.cards import escape, offer_caption, status_label
+from chat.cards import escape, isolate, offer_caption, status_label, user_text
 from chat.context import Context
 from chat.flows import DONE, Flow, Step, ask
 from chat.registry import NotAllowed, StaleButton, command, data, flow
@@ -26,6 +26,7 @@ from core.outbox import Keyboard, Reply, button
 from domain import announcements, businesses, offers, payments
 from domain.money import format_money
 from domain.offers import InvalidInput, NotOwner, WrongState
+from domain.shown import still_shown
 from models import Business, BusinessStatus, Offer, OfferStatus, Order, OrderStatus, PhotoStatus, User
 
 LIVE = (OfferStatus.ACTIVE, OfferStatus.SOLD_OUT)
@@ -93,8 +94,8 @@ def show_my_offers(ctx: Context) -> None:
         lines += ["", _("No offers yet. Post your first one with ➕ New offer.")]
     for offer in items:
         state = status_label(_, offer.status)
-        lines.append(f"\n<b>{escape(offer.title)}</b> — {state}, {_left_label(_, offer)}")
-        rows.append([button(f"{offer.title[:30]} · {state}", data("bizoffer", "show", offer.id))])
+        lines.append(f"\n<b>{user_text(offer.title)}</b> — {state}, {_left_label(_, offer)}")
+        rows.append([button(f"{isolate(offer.title[:30])} · {state}", data("bizoffer", "show", offer.id))])
     if business.status == BusinessStatus.VERIFIED:
         rows.append([button(_("➕ New offer"), data("biznew")), button(_("📄 Export orders (CSV)"), data("bizcsv"))])
     rows.append([button(_("🏪 Business menu"), data("biz"))])
@@ -181,10 +182,31 @@ def _publish(ctx: Context, offer: Offer) -> None:
     ctx.toast(_("Published!"))
     text, rows = offer_details(ctx, offer)
     note = _("🎉 <b>Published!</b> Customers can order it now.")
+    _spend_previews(ctx, offer, note + "\n\n" + offer_caption(_, offer, offer.business, now()),
+                    [[button(_("⚙️ Manage this offer"), data("bizoffer", "show", offer.id))]])
     if told["followers"] or told["nearby"]:
-        note += "\n" + _("Being told now: {followers} follower(s), {nearby} customer(s) nearby who asked "
-                         "for alerts.", followers=told["followers"], nearby=told["nearby"])
+        note += "\n" + _("Being told now: {followers} and {nearby}.",
+                         followers=_.ngettext("{count} follower", "{count} followers", told["followers"]),
+                         nearby=_.ngettext("{count} customer nearby who asked for alerts",
+                                           "{count} customers nearby who asked for alerts", told["nearby"]))
     ctx.reply(f"{note}\n\n{text}", rows)  # a new message: the preview above is a photo
+
+
+def _spend_previews(ctx: Context, offer: Offer, caption: str, keyboard: Keyboard | None) -> None:
+    """The draft was published (or deleted): its previews' Publish / Change photo / Cancel, and a
+    rejected photo's "Send another photo", can do nothing any more. Each such message the owner
+    still sees is edited in place: a preview keeps its picture under ``caption`` and ``keyboard``;
+    a rejection keeps its words, without buttons."""
+    draft_buttons = {data("bizoffer", action, offer.id) for action in ("publish", "photo", "back", "discard")}
+    for message in still_shown(ctx.session, ctx.chat_id, key_prefix=f"offer:{offer.id}:photo:"):
+        offered = {b.get("callback_data") for row in message.payload.get("keyboard") or [] for b in row}
+        if not offered & draft_buttons:
+            continue  # a published offer's new card: its "Manage this offer" still works
+        if message.payload.get("photo"):
+            ctx.outcome.replies.append(Reply(text=caption, keyboard=keyboard, photo=message.payload["photo"],
+                                             edit_message_id=message.message_id))
+        else:
+            ctx.outcome.replies.append(Reply(text=message.payload.get("text", ""), edit_message_id=message.message_id))
 
 
 def _photo(ctx: Context, offer: Offer) -> None:
@@ -195,9 +217,20 @@ def _photo(ctx: Context, offer: Offer) -> None:
     change_photo(ctx, offer)
 
 
+def _back(ctx: Context, offer: Offer) -> None:
+    """The preview's Back: the draft's questions again, from the one before the photo."""
+    if offer.status != OfferStatus.DRAFT:
+        ctx.toast(ctx._("This offer is published already."), alert=True)
+        show_offer(ctx, offer)
+        return
+    back_from_preview(ctx, offer)
+
+
 def _discard(ctx: Context, offer: Offer) -> None:
     _ = ctx._
+    caption = offer_caption(_, offer, offer.business, now())
     if offers.discard_draft(ctx.session, offer.id, ctx.user.id):
+        _spend_previews(ctx, offer, _("🗑 The draft was deleted.") + "\n\n" + caption, None)
         ctx.toast(_("Draft deleted."))
         ctx.reply(_("🗑 The draft was deleted."), [[button(_("🏪 Business menu"), data("biz"))]])
     else:
@@ -236,7 +269,7 @@ def _resume(ctx: Context, offer: Offer) -> None:
 def _orders(ctx: Context, offer: Offer) -> None:
     _ = ctx._
     items = offers.orders_of_offer(ctx.session, offer.id, ctx.user.id)
-    lines = [_("🧾 <b>Orders of {title}</b>", title=escape(offer.title)), ""]
+    lines = [_("🧾 <b>Orders of {title}</b>", title=user_text(offer.title)), ""]
     names: dict[int | None, str | None] = {u.id: u.first_name for u in ctx.session.query(User).filter(
         User.id.in_([o.customer_id for o in items if o.customer_id]))}
     labels = {
@@ -245,7 +278,8 @@ def _orders(ctx: Context, offer: Offer) -> None:
         OrderStatus.COLLECTED: _("collected"),
     }
     for order in items:
-        who = escape(names.get(order.customer_id) or _("a customer"))
+        name = names.get(order.customer_id)
+        who = user_text(name) if name else _("a customer")
         amount = format_money(order.amount_minor, order.currency, _.language)
         lines.append(f"#{order.id} · {order.quantity}× · {amount} · "
                      f"{who} · {labels.get(order.status, order.status.value)}")
@@ -265,7 +299,7 @@ def _cancel_ask(ctx: Context, offer: Offer) -> None:
         return
     ctx.show(
         _("🗑 Cancel <b>{title}</b>?\n\nNobody can order it any more; reservations are released and every paid "
-          "order is refunded. Customers are told.", title=escape(offer.title)),
+          "order is refunded. Customers are told.", title=user_text(offer.title)),
         [[button(_("Yes, cancel the offer"), data("bizoffer", "cancel", offer.id))],
          [button(_("No, keep it"), data("bizoffer", "show", offer.id))]],
     )
@@ -280,8 +314,13 @@ def _cancel(ctx: Context, offer: Offer) -> None:
         show_offer(ctx, offer)
         return
     ctx.toast(_("Offer cancelled."))
-    note = _("🗑 Offer cancelled. {released} reservations released, {refunded} paid orders are being refunded.",
-             released=len(result.released_order_ids), refunded=len(result.paid_order_ids))
+    note = " ".join([
+        _("🗑 Offer cancelled."),
+        _.ngettext("{count} reservation released.", "{count} reservations released.",
+                   len(result.released_order_ids)),
+        _.ngettext("{count} paid order is being refunded.", "{count} paid orders are being refunded.",
+                   len(result.paid_order_ids)),
+    ])
     show_offer(ctx, result.offer, note)
 
 
@@ -290,7 +329,7 @@ def _start_edit(ctx: Context, offer: Offer, edit: Flow) -> None:
         ctx.toast(ctx._("This offer can't be changed now."), alert=True)
         show_offer(ctx, offer)
         return
-    edit.start(ctx, {"offer_id": offer.id})
+    edit.start(ctx, {"offer_id": offer.id}, back_to=data("bizoffer", "show", offer.id))
 
 
 def _price(ctx: Context, offer: Offer) -> None:
@@ -302,11 +341,11 @@ def _quantity(ctx: Context, offer: Offer) -> None:
 
 
 def _pickup(ctx: Context, offer: Offer) -> None:
-    PICKUP.start(ctx, {"offer_id": offer.id})
+    PICKUP.start(ctx, {"offer_id": offer.id}, back_to=data("bizoffer", "show", offer.id))
 
 
 _ACTIONS: dict[str, Callable[[Context, Offer], None]] = {
-    "show": _show, "publish": _publish, "photo": _photo, "discard": _discard, "pause": _pause,
+    "show": _show, "publish": _publish, "photo": _photo, "back": _back, "discard": _discard, "pause": _pause,
     "resume": _resume, "orders": _orders, "cancelask": _cancel_ask, "cancel": _cancel, "price": _price,
     "qty": _quantity, "pickup": _pickup,
 }
@@ -330,7 +369,7 @@ def _ask_price(ctx: Context) -> None:
     _ = ctx._
     offer = _flow_offer(ctx)
     ask(ctx, _("💶 New price for <b>{title}</b>? Now {price}; it must stay below the original {original}. "
-               "Orders already made keep their price.", title=escape(offer.title),
+               "Orders already made keep their price.", title=user_text(offer.title),
                price=format_money(offer.price_minor, offer.currency, _.language),
                original=format_money(offer.original_price_minor, offer.currency, _.language)))
 
@@ -358,9 +397,11 @@ def _ask_quantity(ctx: Context) -> None:
     _ = ctx._
     offer = _flow_offer(ctx)
     taken = offer.units_sold + offer.units_held
-    ask(ctx, _("🔢 New total quantity for <b>{title}</b>? Now {quantity}; {taken} are sold or reserved, so at "
-               "least {minimum}.", title=escape(offer.title), quantity=offer.quantity, taken=taken,
-               minimum=max(taken, offers.MIN_QUANTITY)))
+    ask(ctx, _.ngettext("🔢 New total quantity for <b>{title}</b>? Now {quantity}; {taken} is sold or reserved, "
+                        "so at least {minimum}.",
+                        "🔢 New total quantity for <b>{title}</b>? Now {quantity}; {taken} are sold or reserved, "
+                        "so at least {minimum}.", taken, title=user_text(offer.title), quantity=offer.quantity,
+                        taken=taken, minimum=max(taken, offers.MIN_QUANTITY)))
 
 
 def _on_quantity(ctx: Context, text: str) -> str | None:
@@ -381,7 +422,7 @@ def _ask_code(ctx: Context) -> None:
     _ = ctx._
     offer = _flow_offer(ctx)
     ask(ctx, _("✅ <b>Confirm a pickup</b> of {title}\n\nType the customer's pickup code (6 characters, shown in "
-               "their chat).", title=escape(offer.title)))
+               "their chat).", title=user_text(offer.title)))
 
 
 def _on_code(ctx: Context, text: str) -> str | None:
@@ -394,7 +435,7 @@ def _on_code(ctx: Context, text: str) -> str | None:
         assert order is not None, "confirm_pickup() returns the order it marked collected"
         _tell_collected(ctx, offer, order)
         show_offer(ctx, offer, _("✅ Code {code} is valid: hand over {quantity}× {title}. The order is marked "
-                                 "collected.", code=code, quantity=order.quantity, title=escape(offer.title)))
+                                 "collected.", code=code, quantity=order.quantity, title=user_text(offer.title)))
         return DONE
     if result.outcome == "already_collected":
         problem = _("⚠️ The order with code {code} was already collected. Don't hand it over twice.", code=code)
@@ -414,7 +455,7 @@ def _tell_collected(ctx: Context, offer: Offer, order: Order) -> None:
     outbox.notify(
         ctx.session, f"order:{order.id}:collected", order.customer_id,
         Reply(text=_("🎉 Enjoy your {title}! Thanks for saving food from the bin with <b>{business}</b>.",
-                     title=escape(offer.title), business=escape(offer.business.name))),
+                     title=user_text(offer.title), business=user_text(offer.business.name))),
     )
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import delete
 from chat import menus
 from chat.business.registration import status_text
 from chat.business.texts import now, photo_rejection, reask, reask_invalid
+from chat.cards import local_time
 from chat.context import Context
 from chat.flows import Flow, Step, ask, choice
 from chat.registry import NotAllowed, command, data, flow
@@ -168,8 +169,31 @@ def _on_window(ctx: Context, text: str) -> str | None:
 
 def _ask_photo(ctx: Context) -> None:
     _ = ctx._
+    draft = _draft(ctx)
+    keep = [[choice(ctx, _("🖼 Keep the current photo"), "keep")]] if draft is not None and draft.photo_card_file_id \
+        else None
     ask(ctx, _("📸 Last step: send a photo of the food (as a photo, or as an image file up to 20 MB). We'll turn "
-               "it into a deal card with your price."))
+               "it into a deal card with your price."), keep)
+
+
+def _draft(ctx: Context) -> Offer | None:
+    """The draft this flow is filling in, once it has one (from the photo step on)."""
+    offer_id = ctx.state.data.get("offer_id")
+    if offer_id is None:
+        return None
+    offer = ctx.session.get(Offer, int(offer_id))
+    business = businesses.business_of(ctx.session, ctx.user.id)
+    if offer is None or business is None or offer.business_id != business.id or offer.status != OfferStatus.DRAFT:
+        return None
+    return offer
+
+
+def _keep_photo(ctx: Context, value: str) -> str | None:
+    """Back at the photo step of a draft with a photo: its card is made again, with the answers now."""
+    draft = _draft(ctx) if value == "keep" else None
+    if draft is None or not draft.photo_source_file_id:
+        return None
+    return _on_photo(ctx, draft.photo_source_file_id, 0)
 
 
 def _on_photo(ctx: Context, file_id: str, file_size: int) -> str | None:
@@ -223,10 +247,26 @@ NEW_OFFER = flow(Flow("newoffer", [
     Step("quantity", _ask_quantity, on_text=_on_quantity),
     Step("day", _ask_day, on_choice=_on_day),
     Step("window", _ask_window, on_text=_on_window),
-    Step("photo", _ask_photo, on_photo=_on_photo),
-], on_cancel=_cancelled, refused_by=InvalidInput, on_refused=reask_invalid))
+    Step("photo", _ask_photo, on_photo=_on_photo, on_choice=_keep_photo),
+], on_cancel=_cancelled, refused_by=InvalidInput, on_refused=reask_invalid, back_to="biz"))
 
 
 def change_photo(ctx: Context, offer: Offer) -> None:
-    """From the preview's "Change photo": back to the photo step for this draft."""
-    NEW_OFFER.start(ctx, {"offer_id": offer.id, "currency": offer.currency, "title": offer.title}, at="photo")
+    """From the preview's "Change photo": back to the photo step for this draft (Back there
+    returns to the draft)."""
+    NEW_OFFER.start(ctx, {"offer_id": offer.id, "currency": offer.currency, "title": offer.title}, at="photo",
+                    back_to=data("bizoffer", "show", offer.id))
+
+
+def back_from_preview(ctx: Context, offer: Offer) -> None:
+    """From the preview's "Back": the flow again with the draft's answers, at the step before the
+    photo (the pickup window), so each earlier answer can be changed with Back; at the photo step
+    the draft's photo can be kept."""
+    business = offer.business
+    start = local_time(offer.pickup_start, business.timezone).date()
+    day = "tomorrow" if (start - local_time(now(), business.timezone).date()).days == 1 else "today"
+    NEW_OFFER.start(ctx, {
+        "offer_id": offer.id, "currency": offer.currency, "title": offer.title, "description": offer.description,
+        "price_minor": offer.price_minor, "original_price_minor": offer.original_price_minor,
+        "quantity": offer.quantity, "day": day,
+    }, at="window", history=["title", "description", "price", "original", "quantity", "day"])

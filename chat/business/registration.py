@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from chat import menus
 from chat.business.texts import reask_invalid
-from chat.cards import escape
+from chat.cards import escape, user_text
 from chat.context import Context
 from chat.flows import DONE, Flow, Step, ask, choice
 from chat.registry import button as on_button
@@ -45,8 +45,8 @@ def show_hub(ctx: Context) -> None:
         ctx.show(status_text(_, business), [[button(_("📋 My offers"), data("bizoffers"))], home])
     else:
         ctx.show(
-            _("🏪 <b>{name}</b>\n{address}\n\nWhat would you like to do?", name=escape(business.name),
-              address=escape(business.address)),
+            _("🏪 <b>{name}</b>\n{address}\n\nWhat would you like to do?", name=user_text(business.name),
+              address=user_text(business.address)),
             [[button(_("➕ New offer"), data("biznew")), button(_("📋 My offers"), data("bizoffers"))],
              [button(_("📄 Export orders (CSV)"), data("bizcsv"))], home],
         )
@@ -54,8 +54,8 @@ def show_hub(ctx: Context) -> None:
 
 def status_text(_: Translator, business: Business) -> str:
     """Where the business stands, for anything it may not do yet (or any more)."""
-    name = escape(business.name)
-    reason = escape(business.status_reason or _("no reason given"))
+    name = user_text(business.name)
+    reason = user_text(business.status_reason) if business.status_reason else _("no reason given")
     if business.status == BusinessStatus.PENDING:
         return _("⏳ <b>{name}</b> is waiting for verification. We'll message you as soon as an admin has "
                  "looked at it; then you can post offers.", name=name)
@@ -189,7 +189,7 @@ def _on_phone(ctx: Context, text: str) -> str | None:
     _ = ctx._
     ctx.reply(
         _("✅ Thank you! <b>{name}</b> is registered and <b>pending verification</b>. We'll message you as soon "
-          "as it's verified; then you can post offers with /newoffer.", name=escape(business.name)),
+          "as it's verified; then you can post offers with /newoffer.", name=user_text(business.name)),
         [menus.home_row(_)],
     )
     return DONE
@@ -207,33 +207,48 @@ REGISTER = flow(Flow("register", [
     Step("location", _ask_location, on_location=_on_location, on_choice=_on_location_skip),
     Step("address_text", _ask_address_text, on_text=_on_address_text),
     Step("phone", _ask_phone, on_text=_on_phone),
-], on_cancel=_cancelled, refused_by=InvalidInput, on_refused=reask_invalid))
+], on_cancel=_cancelled, refused_by=InvalidInput, on_refused=reask_invalid, back_to="biz"))
 
 
 # --------------------------------------------------------------------------- telling the admins
 
 
 def review_keyboard(_: Translator, business_id: int) -> Keyboard:
-    return [[
-        button(_("✅ Verify"), data("bizrev", "verify", business_id)),
-        button(_("❌ Reject"), data("bizrev", "reject", business_id)),
-        button(_("⛔ Suspend"), data("bizrev", "suspend", business_id)),
-    ]]
+    """The admin's decision, two buttons a row at most, so no label is cut off on a phone."""
+    return [
+        [button(_("✅ Verify"), data("bizrev", "verify", business_id))],
+        [button(_("❌ Reject"), data("bizrev", "reject", business_id)),
+         button(_("⛔ Suspend"), data("bizrev", "suspend", business_id))],
+    ]
 
 
-def business_card(_: Translator, business: Business) -> str:
+def owner_label(_: Translator, owner: User | None, owner_id: int) -> str:
+    """Who runs a business, as an admin recognises them: their name and @username (as Telegram
+    has them), with the Telegram id; the id alone for an owner we know nothing more about."""
+    known = []
+    if owner is not None and owner.first_name:
+        known.append(user_text(owner.first_name))
+    if owner is not None and owner.username:
+        known.append("@" + escape(owner.username))
+    if not known:
+        return _("Telegram user {id}", id=owner_id)
+    return _("{who} (Telegram id {id})", who=" ".join(known), id=owner_id)
+
+
+def business_card(_: Translator, business: Business, owner: User | None) -> str:
+    """A business as an admin reviews it; ``owner`` is its owner's user row (None if unknown)."""
     location = (f"{business.latitude:.5f}, {business.longitude:.5f}" if business.latitude is not None
                 else _("not shared"))
-    return _("🏪 <b>{name}</b> (#{id})\n📍 {address}\n🧭 {location}\n📞 {phone}\n👤 Telegram user {owner}",
-             name=escape(business.name), id=business.id, address=escape(business.address), location=location,
-             phone=escape(business.phone), owner=business.owner_id)
+    return _("🏪 <b>{name}</b> (#{id})\n📍 {address}\n🧭 {location}\n📞 {phone}\n👤 {owner}",
+             name=user_text(business.name), id=business.id, address=user_text(business.address),
+             location=location, phone=escape(business.phone), owner=owner_label(_, owner, business.owner_id))
 
 
 def _notify_admins(ctx: Context, business: Business) -> None:
     for admin_id in sorted(ctx.settings.admin_ids):
         admin = ctx.session.get(User, admin_id)
         _ = Translator(admin.language if admin else "en")
-        text = _("🆕 <b>A business asks for verification</b>\n\n") + business_card(_, business)
+        text = _("🆕 <b>A business asks for verification</b>\n\n") + business_card(_, business, ctx.user)
         key = verification_requests.request_key(business.id, str(ctx.update.update_id), admin_id)
         outbox.notify(ctx.session, key, admin_id,
                       Reply(text=text, keyboard=review_keyboard(_, business.id), kind=verification_requests.KIND))
@@ -248,7 +263,7 @@ def ask_again(ctx: Context) -> None:
     for business, application in verification_requests.not_received(ctx.session, ctx.user.id,
                                                                      ctx.settings.admin_ids):
         text = _("⏳ <b>A business is waiting for your verification</b> (it asked while I could not reach "
-                 "you)\n\n") + business_card(_, business)
+                 "you)\n\n") + business_card(_, business, ctx.session.get(User, business.owner_id))
         key = verification_requests.request_key(business.id, application, ctx.user.id, again=True)
         outbox.notify(ctx.session, key, ctx.chat_id,
                       Reply(text=text, keyboard=review_keyboard(_, business.id), kind=verification_requests.KIND))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from chat import menus
 from chat.business.registration import business_card, review_keyboard, status_text
 from chat.business.texts import now, reask_invalid
-from chat.cards import escape
+from chat.cards import isolate, user_text
 from chat.context import Context
 from chat.flows import DONE, Flow, Step, ask
 from chat.registry import BUTTONS, NotAllowed, StaleButton, data, flow
@@ -62,8 +62,8 @@ def show_pending_businesses(ctx: Context) -> None:
     lines = [_("⏳ <b>Businesses waiting for verification</b>"), ""]
     rows: Keyboard = []
     for business in waiting:
-        lines.append(f"#{business.id} <b>{escape(business.name)}</b> — {escape(business.address)}")
-        rows.append([button(f"🔎 #{business.id} {business.name[:40]}", data("bizrev", "show", business.id))])
+        lines.append(f"#{business.id} <b>{user_text(business.name)}</b> — {user_text(business.address)}")
+        rows.append([button(f"🔎 #{business.id} {isolate(business.name[:40])}", data("bizrev", "show", business.id))])
     ctx.show("\n".join(lines), [*rows, *_back_rows(ctx)[1:]])
 
 
@@ -84,14 +84,16 @@ def btn_review(ctx: Context, args: list[str]) -> None:
         if not businesses.can_review(business, action):
             _already(ctx, business)
             return
-        REASON.start(ctx, {"action": action, "business_id": business_id, "name": business.name})
+        REASON.start(ctx, {"action": action, "business_id": business_id, "name": business.name},
+                     back_to=data("bizrev", "show", business_id))
     else:
         raise StaleButton
 
 
 def _show_business(ctx: Context, business: Business) -> None:
     _ = ctx._
-    text = business_card(_, business) + "\n\n" + status_text(_, business)
+    owner = ctx.session.get(User, business.owner_id)
+    text = business_card(_, business, owner) + "\n\n" + status_text(_, business)
     ctx.show(text, [*review_keyboard(_, business.id), *_back_rows(ctx)])
 
 
@@ -115,10 +117,10 @@ def _ask_reason(ctx: Context) -> None:
     values = ctx.state.data
     if values.get("action") == "reject":
         question = _("❌ Why is <b>{name}</b> rejected? Type the reason: the owner will read it.",
-                     name=escape(values.get("name", "")))
+                     name=user_text(values.get("name", "")))
     else:
         question = _("⛔ Why is <b>{name}</b> suspended? Type the reason: the owner will read it. Its live "
-                     "offers stop taking orders.", name=escape(values.get("name", "")))
+                     "offers stop taking orders.", name=user_text(values.get("name", "")))
     ask(ctx, question)
 
 
@@ -147,9 +149,9 @@ def _decide(ctx: Context, business_id: int, action: str, reason: str | None) -> 
         return
     _tell_owner(ctx, business, action)
     done = {
-        "verify": _("✅ <b>{name}</b> is verified. The owner has been told.", name=escape(business.name)),
-        "reject": _("❌ <b>{name}</b> is rejected. The owner has been told why.", name=escape(business.name)),
-        "suspend": _("⛔ <b>{name}</b> is suspended. The owner has been told why.", name=escape(business.name)),
+        "verify": _("✅ <b>{name}</b> is verified. The owner has been told.", name=user_text(business.name)),
+        "reject": _("❌ <b>{name}</b> is rejected. The owner has been told why.", name=user_text(business.name)),
+        "suspend": _("⛔ <b>{name}</b> is suspended. The owner has been told why.", name=user_text(business.name)),
     }[action]
     ctx.toast(_("Done."))
     ctx.show(done, _back_rows(ctx))
@@ -158,8 +160,8 @@ def _decide(ctx: Context, business_id: int, action: str, reason: str | None) -> 
 def _tell_owner(ctx: Context, business: Business, action: str) -> None:
     owner = ctx.session.get(User, business.owner_id)
     _ = Translator(owner.language if owner else "en")
-    name = escape(business.name)
-    reason = escape(business.status_reason or "")
+    name = user_text(business.name)
+    reason = user_text(business.status_reason or "")
     if action == "verify":
         text = _("🎉 <b>{name}</b> is verified! You can post your first offer now with /newoffer.", name=name)
         keyboard = [[button(_("➕ New offer"), data("biznew")), button(_("🏪 Business menu"), data("biz"))]]

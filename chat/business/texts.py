@@ -12,6 +12,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def _count(value: object) -> int:
+    """A count among an error's values (the domain gives ints), for choosing a plural form."""
+    return value if isinstance(value, int) else 0
+
+
 def input_error(_: Translator, error: InvalidInput) -> str:
     """One clear sentence per validation rule (codes from domain.offers and domain.businesses)."""
     v = error.values
@@ -27,8 +32,10 @@ def input_error(_: Translator, error: InvalidInput) -> str:
                                     "(a deal is a discount). Please type the original price again."),
         "quantity_format": lambda: _("❗ Please type the number of units as a whole number, like <b>5</b>."),
         "quantity_range": lambda: _("❗ The quantity must be between {min} and {max}.", **v),
-        "quantity_below_taken": lambda: _("❗ {taken} units are already sold or reserved: the quantity can't go "
-                                          "below that.", **v),
+        "quantity_below_taken": lambda: _.ngettext(
+            "❗ {taken} unit is already sold or reserved: the quantity can't go below that.",
+            "❗ {taken} units are already sold or reserved: the quantity can't go below that.", _count(v["taken"]),
+            **v),
         "window_format": lambda: _("❗ I couldn't read that time window. Type it like <b>18:00-19:30</b>."),
         "window_order": lambda: _("❗ The window must start before it ends (and end on the same day)."),
         "window_long": lambda: _("❗ The pickup window can be at most {hours} hours long.", **v),

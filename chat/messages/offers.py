@@ -36,9 +36,11 @@ def preview_caption(_: Translator, offer: Offer, business: Business) -> str:
 
 
 def preview_keyboard(_: Translator, offer_id: int) -> Keyboard:
+    """Publish, or change something first: the photo, or (Back) the answers before it; or drop it."""
     return [
         [button(_("✅ Publish"), data("bizoffer", "publish", offer_id))],
-        [button(_("🖼 Change photo"), data("bizoffer", "photo", offer_id)),
+        [button(_("🖼 Change photo"), data("bizoffer", "photo", offer_id))],
+        [button(_("⬅️ Back"), data("bizoffer", "back", offer_id)),
          button(_("✖️ Cancel"), data("bizoffer", "discard", offer_id))],
     ]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from chat.cards import escape, format_window, local_time
+from chat.cards import format_window, local_time, user_text
 from chat.menus import home_row
 from chat.registry import data
 from core.i18n import Translator
@@ -22,13 +22,15 @@ from domain.reservations import RefundReason, ReserveOutcome
 
 def refusal(_: Translator, outcome: ReserveOutcome, offer_id: int, title: str, units_left: int | None) -> Reply:
     """Why a reservation was refused, in the customer's language (``title`` as the business typed it)."""
-    title = escape(title)
+    title = user_text(title)
     more = [[button(_("🔎 More deals"), data("deals")), button(_("⬅️ Main menu"), data("menu"))]]
     if outcome is ReserveOutcome.SOLD_OUT:
         text = _("😔 Sorry, <b>{title}</b> just sold out.", title=title)
     elif outcome is ReserveOutcome.NOT_ENOUGH_LEFT:
-        text = _("Only {count} left of <b>{title}</b>. Please choose a smaller quantity.",
-                 count=units_left, title=title)
+        left = units_left or 0
+        text = _.ngettext("Only {count} is left of <b>{title}</b>. Please choose a smaller quantity.",
+                          "Only {count} are left of <b>{title}</b>. Please choose a smaller quantity.", left,
+                          title=title)
         more.insert(0, [button(_("Choose again"), data("offer", offer_id))])
     elif outcome is ReserveOutcome.OVER_LIMIT:
         text = _("You can reserve at most {count} at once.", count=MAX_PER_ORDER)
@@ -39,14 +41,16 @@ def refusal(_: Translator, outcome: ReserveOutcome, offer_id: int, title: str, u
 
 @renders(ReservationRefused)
 def _refused(notice: ReservationRefused) -> Reply:
-    return refusal(Translator(notice.language), notice.outcome, notice.offer_id, notice.title, notice.units_left)
+    reply = refusal(Translator(notice.language), notice.outcome, notice.offer_id, notice.title, notice.units_left)
+    reply.edit_message_id = notice.message_id  # in place of "⏳ Reserving…"
+    return reply
 
 
 # --------------------------------------------------------------------------- how an order reads
 
 
 def _what(notice: OrderNotice) -> str:
-    return f"<b>{notice.order.quantity} × {escape(notice.offer.title)}</b> — {_amount(notice)}"
+    return f"<b>{notice.order.quantity} × {user_text(notice.offer.title)}</b> — {_amount(notice)}"
 
 
 def _amount(notice: OrderNotice) -> str:
@@ -56,7 +60,7 @@ def _amount(notice: OrderNotice) -> str:
 def _where_and_when(_: Translator, notice: OrderNotice) -> str:
     offer, business = notice.offer, notice.business
     window = format_window(_, offer.pickup_start, offer.pickup_end, business.timezone, datetime.now(UTC))
-    return f"🏪 {escape(business.name)}, {escape(business.address)}\n" + _("🕒 Pickup {window}", window=window)
+    return f"🏪 {user_text(business.name)}, {user_text(business.address)}\n" + _("🕒 Pickup {window}", window=window)
 
 
 def _orders_row(_: Translator) -> list[dict[str, str]]:
@@ -90,7 +94,26 @@ def _pay_now(notice: notices.PayNow) -> Reply:
         [button(_("✖️ Cancel reservation"), data("ocancel", order.id))],
         _orders_row(_),
     ]
-    return Reply(text=text, keyboard=keyboard, kind="checkout")
+    return Reply(text=text, keyboard=keyboard, edit_message_id=notice.message_id, kind="checkout")
+
+
+@renders(notices.PayButtonSpent)
+def _pay_button_spent(notice: notices.PayButtonSpent) -> Reply:
+    """The Pay message once nothing can be paid or cancelled there: what it was for, what became
+    of it, and only the buttons that still lead somewhere."""
+    _ = Translator(notice.language)
+    if notice.why is notices.PayButtonGone.PAID:
+        status = _("✅ Paid.")
+        if notice.order.pickup_code:
+            status += " " + _("Pickup code: <b>{code}</b>", code=notice.order.pickup_code)
+    elif notice.why is notices.PayButtonGone.LAPSED:
+        status = _("⌛ Not paid in time: the reservation lapsed. Nothing was charged.")
+    elif notice.why is notices.PayButtonGone.CANCELLED:
+        status = _("✖️ Reservation cancelled. Nothing was charged.")
+    else:
+        status = _("This reservation is closed: see the message below.")
+    text = "\n".join([_("🛒 Your reservation: {what}", what=_what(notice)), _where_and_when(_, notice), "", status])
+    return Reply(text=text, keyboard=[_orders_row(_)], edit_message_id=notice.message_id, kind="checkout_spent")
 
 
 @renders(notices.CardPaymentUnavailable)
@@ -116,7 +139,7 @@ def _new_order(notice: notices.NewPaidOrder) -> Reply:
     _ = Translator(notice.language)
     return Reply(
         text=_("🧾 New order: {count} × <b>{title}</b> ({amount}), paid. {left} left.",
-               count=notice.order.quantity, title=escape(notice.offer.title), amount=_amount(notice),
+               count=notice.order.quantity, title=user_text(notice.offer.title), amount=_amount(notice),
                left=notice.units_left),
         keyboard=[home_row(_)], kind="new_order",
     )
@@ -172,8 +195,10 @@ def describe_cancellation(_: Translator, outcome: CancellationOutcome) -> str:
     if outcome is CancellationOutcome.CANCELLED:
         return _("Order cancelled. Your money is on its way back to your card.")
     if outcome is CancellationOutcome.TOO_LATE:
-        return _("Sorry, a paid order can be cancelled only until {minutes} minutes before pickup starts.",
-                 minutes=get_settings().cancellation_cutoff_minutes)
+        minutes = get_settings().cancellation_cutoff_minutes
+        return _.ngettext("Sorry, a paid order can be cancelled only until {minutes} minute before pickup starts.",
+                          "Sorry, a paid order can be cancelled only until {minutes} minutes before pickup starts.",
+                          minutes, minutes=minutes)
     return _("This order can't be cancelled any more.")
 
 
@@ -182,7 +207,7 @@ def _cancelled_by_customer(notice: notices.CancelledByCustomer) -> Reply:
     _ = Translator(notice.language)
     return Reply(
         text=_("✖️ An order was cancelled by the customer: {count} × <b>{title}</b>. The items are back on sale.",
-               count=notice.order.quantity, title=escape(notice.offer.title)),
+               count=notice.order.quantity, title=user_text(notice.offer.title)),
         keyboard=[home_row(_)], kind="order_cancelled",
     )
 
@@ -193,8 +218,8 @@ def _called_off(notice: notices.OrderCalledOff) -> Reply:
     if notice.reason is CallOffReason.OFFER_CANCELLED:
         return Reply(
             text=_("😔 <b>{business}</b> had to cancel <b>{title}</b>. Your payment of {amount} will be refunded "
-                   "to your card automatically.", business=escape(notice.business.name),
-                   title=escape(notice.offer.title), amount=_amount(notice)),
+                   "to your card automatically.", business=user_text(notice.business.name),
+                   title=user_text(notice.offer.title), amount=_amount(notice)),
             keyboard=[[button(_("🔎 More deals"), data("deals"))]], kind="called_off",
         )
     why = (_("The business cancelled this offer.") if notice.reason is CallOffReason.BY_BUSINESS
@@ -208,6 +233,6 @@ def _reservation_called_off(notice: notices.ReservationCalledOff) -> Reply:
     _ = Translator(notice.language)
     return Reply(
         text=_("😔 <b>{business}</b> had to cancel <b>{title}</b>. Your reservation was released; you were not "
-               "charged.", business=escape(notice.business.name), title=escape(notice.offer.title)),
+               "charged.", business=user_text(notice.business.name), title=user_text(notice.offer.title)),
         keyboard=[[button(_("🔎 More deals"), data("deals"))]], kind="called_off",
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chat.cards import escape, format_window
+from chat.cards import format_window, user_text
 from chat.menus import home_row
 from core.i18n import Translator
 from core.outbox import Reply, renders
@@ -15,7 +15,7 @@ def offer_expired(notice: OfferExpired) -> Reply:
     _ = Translator(notice.language)
     return Reply(
         text=_("⌛ The pickup time for <b>{title}</b> is over, so your unpaid reservation was "
-               "released. Nothing was charged.", title=escape(notice.title)),
+               "released. Nothing was charged.", title=user_text(notice.title)),
         keyboard=[home_row(_)], kind="order_expired",
     )
 
@@ -26,7 +26,7 @@ def hold_expired(notice: HoldExpired) -> Reply:
     return Reply(
         text=_("⌛ Your reservation of <b>{title}</b> lapsed before it was paid, so it went back "
                "on sale. Nothing was charged. You can reserve again if some are left.",
-               title=escape(notice.title)),
+               title=user_text(notice.title)),
         keyboard=[home_row(_)], kind="order_expired",
     )
 
@@ -36,9 +36,9 @@ def pickup_reminder(notice: PickupReminder) -> Reply:
     _ = Translator(notice.language)
     window = format_window(_, notice.pickup_start, notice.pickup_end, notice.timezone, notice.now)
     lines = [
-        _("⏰ Pickup soon: <b>{title}</b>", title=escape(notice.title)),
+        _("⏰ Pickup soon: <b>{title}</b>", title=user_text(notice.title)),
         _("🕒 {window}", window=window),
-        f"🏪 {escape(notice.business_name)}, {escape(notice.address)}",
+        f"🏪 {user_text(notice.business_name)}, {user_text(notice.address)}",
     ]
     if notice.pickup_code:
         lines.append(_("Show this code at the counter: <b>{code}</b>", code=notice.pickup_code))
@@ -50,9 +50,10 @@ def daily_summary(notice: DailySummary) -> Reply:
     _ = Translator(notice.language)
     revenue = ", ".join(format_money(amount, currency, _.language) for currency, amount in notice.revenue)
     text = "\n".join([
-        _("📊 <b>{name}</b>: your day ({day})", name=escape(notice.business_name), day=notice.day),
+        _("📊 <b>{name}</b>: your day ({day})", name=user_text(notice.business_name), day=notice.day),
         _("Offers with pickup today: {count}", count=notice.offers),
-        _("Paid orders: {count} ({units} items)", count=notice.orders, units=notice.units),
+        _.ngettext("Paid orders: {count} ({units} item)", "Paid orders: {count} ({units} items)", notice.units,
+                   count=notice.orders, units=notice.units),
         _("Collected: {count}", count=notice.collected),
         _("Revenue after refunds: {amount}", amount=revenue or "0"),
     ])

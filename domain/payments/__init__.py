@@ -38,8 +38,8 @@ from domain.payments.checkout import (
     expire_checkout,
 )
 from domain.payments.events import EventNotReady, EventOutcome, handle_event
-from domain.payments.notices import CallOffReason
-from domain.payments.orders import order_key
+from domain.payments.notices import CallOffReason, PayButtonGone
+from domain.payments.orders import order_key, spend_pay_buttons
 from domain.payments.reconcile import reconcile_payments
 from domain.payments.refunds import RefundOutcome, refund_order, refund_payment
 
@@ -52,6 +52,7 @@ __all__ = [
     "CloseOutcome",
     "EventNotReady",
     "EventOutcome",
+    "PayButtonGone",
     "RefundOutcome",
     "call_off_paid_orders",
     "cancel_by_customer",
@@ -66,4 +67,5 @@ __all__ = [
     "reconcile_payments",
     "refund_order",
     "refund_payment",
+    "spend_pay_buttons",
 ]

@@ -15,8 +15,16 @@ from core.settings import get_settings
 from domain import offers, reservations
 from domain.payments import notices
 from domain.payments.checkout import close_checkouts_after_commit
-from domain.payments.notices import CallOffReason
-from domain.payments.orders import business_of, lock_order, offer_of, reload_order, tell, tell_customer
+from domain.payments.notices import CallOffReason, PayButtonGone
+from domain.payments.orders import (
+    business_of,
+    lock_order,
+    offer_of,
+    reload_order,
+    spend_pay_buttons,
+    tell,
+    tell_customer,
+)
 from models import Offer, Order, OrderStatus
 
 
@@ -96,7 +104,9 @@ def cancel_offer(session: Session, offer_id: int, owner_id: int) -> offers.Cance
     refunded after commit."""
     result = offers.cancel(session, offer_id, owner_id)
     for order_id in result.released_order_ids:
-        tell_customer(session, reload_order(session, order_id), "called_off", notices.ReservationCalledOff)
+        order = reload_order(session, order_id)
+        spend_pay_buttons(session, order_id, order.customer_id, PayButtonGone.CLOSED)
+        tell_customer(session, order, "called_off", notices.ReservationCalledOff)
     close_checkouts_after_commit(session, result.released_order_ids)
     for order_id in result.paid_order_ids:
         _called_off(session, order_id, CallOffReason.OFFER_CANCELLED)

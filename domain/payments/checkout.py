@@ -27,7 +27,9 @@ from domain.payments.orders import (
     lock_known_order,
     offer_and_business,
     order_key,
+    pay_button_key,
     reload_order,
+    tell,
     tell_customer,
 )
 from domain.reservations import ReleaseReason
@@ -85,11 +87,12 @@ class CheckoutOutcome(enum.StrEnum):
     UNAVAILABLE = "unavailable"  # card payments cannot be taken: the hold was released
 
 
-def create_checkout(order_id: int, request: str | None = None) -> CheckoutOutcome:
+def create_checkout(order_id: int, request: str | None = None, edit_message_id: int | None = None) -> CheckoutOutcome:
     """Give a held order its Checkout Session and send the customer the Pay button.
 
     ``request`` names the request (the task id): a redelivery of the same task sends nothing
-    new, a new request (the customer tapped again) sends the button again.
+    new, a new request (the customer tapped again) sends the button again. ``edit_message_id``:
+    the customer's "⏳ Reserving…" message, which becomes the Pay message (None: a new message).
     """
     with session_scope() as session:
         order = session.get(Order, order_id)
@@ -97,7 +100,7 @@ def create_checkout(order_id: int, request: str | None = None) -> CheckoutOutcom
                 or hold_due(session, order):
             return CheckoutOutcome.NOT_HELD
         if order.checkout_session_id and order.checkout_url:
-            _send_pay_button(session, order, request)
+            _send_pay_button(session, order, request, edit_message_id)
             return CheckoutOutcome.EXISTING
         offer, business = offer_and_business(session, order)
         key = order_key(order)
@@ -127,7 +130,7 @@ def create_checkout(order_id: int, request: str | None = None) -> CheckoutOutcom
             # Released while Stripe answered: nobody may pay it any more.
             enqueue_after_commit(session, "payments.expire_checkout", order_id)
             return CheckoutOutcome.NOT_HELD
-        _send_pay_button(session, order, request)
+        _send_pay_button(session, order, request, edit_message_id)
         assert order.hold_expires_at is not None, "hold_due() was false, so the hold has an end"
         remaining = (order.hold_expires_at - datetime.now(UTC)).total_seconds()
         enqueue_after_commit(session, "payments.expire_checkout", order_id,
@@ -135,9 +138,10 @@ def create_checkout(order_id: int, request: str | None = None) -> CheckoutOutcom
     return CheckoutOutcome.CREATED
 
 
-def _send_pay_button(session: Session, order: Order, request: str | None) -> None:
-    suffix = f":{request}" if request else ""
-    tell_customer(session, order, f"checkout{suffix}", notices.PayNow)
+def _send_pay_button(session: Session, order: Order, request: str | None, edit_message_id: int | None) -> None:
+    if order.customer_id is not None:
+        tell(session, pay_button_key(order.id, request), order.customer_id, notices.PayNow, order,
+             message_id=edit_message_id)
 
 
 def _give_up_checkout(session: Session, order_id: int) -> None:

@@ -24,12 +24,14 @@ from core.handover import enqueue_after_commit
 from core.logging import get_logger
 from domain import audit, reservations
 from domain.payments import notices
+from domain.payments.notices import PayButtonGone
 from domain.payments.orders import (
     business_of,
     lock_order,
     offer_of,
     order_key,
     reload_order,
+    spend_pay_buttons,
     tell,
     tell_customer,
     tell_customer_in_order,
@@ -137,6 +139,9 @@ def payment_arrived(session: Session, order: Order, checkout: dict[str, Any]) ->
     order = reload_order(session, order.id)
     order.payment_intent_id = intent
     order.checkout_url = None
+    if result.outcome is not SaleOutcome.ALREADY_DONE:  # nothing left to pay: the Pay buttons go
+        spend_pay_buttons(session, order.id, order.customer_id,
+                          PayButtonGone.PAID if result.paid else PayButtonGone.CLOSED)
     if result.outcome in (SaleOutcome.PAID, SaleOutcome.PAID_LATE):
         tell_customer_in_order(
             session, order,
@@ -177,6 +182,7 @@ def _on_failed_session(session: Session, checkout: dict[str, Any]) -> EventOutco
     order = reload_order(session, order.id)
     if order.status in (OrderStatus.PAID, OrderStatus.COLLECTED, OrderStatus.REFUNDED):
         return EventOutcome.IGNORED
+    spend_pay_buttons(session, order.id, order.customer_id, PayButtonGone.CLOSED)
     tell_customer(session, order, "payment_failed", notices.PaymentFailed)
     return EventOutcome.HANDLED
 

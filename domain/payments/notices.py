@@ -30,7 +30,28 @@ class OrderNotice:
 @dataclass(frozen=True)
 class PayNow(OrderNotice):
     """The order is held and its Checkout Session open (``order.checkout_url``): pay before the
-    hold ends (``order.hold_expires_at``), or let it go."""
+    hold ends (``order.hold_expires_at``), or let it go. ``message_id``: the customer's message to
+    turn into it (their "⏳ Reserving…"), or None for a new message."""
+
+    message_id: int | None = None
+
+
+class PayButtonGone(enum.StrEnum):
+    """Why a Pay message's buttons can do nothing any more."""
+
+    PAID = "paid"  # the payment came in and sold the order
+    LAPSED = "lapsed"  # not paid in time: the hold ended
+    CANCELLED = "cancelled"  # the customer let the reservation go
+    CLOSED = "closed"  # released otherwise (the offer was cancelled, the payment failed or came too late)
+
+
+@dataclass(frozen=True)
+class PayButtonSpent(OrderNotice):
+    """The Pay message ``message_id`` (a PayNow) still offers Pay and Cancel, which can do nothing
+    any more (``why``): it is edited to say so, without them."""
+
+    message_id: int
+    why: PayButtonGone
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from core import outbox
 from domain import reservations
-from domain.payments.notices import OrderNotice
+from domain.payments.notices import OrderNotice, PayButtonGone, PayButtonSpent
+from domain.shown import still_shown
 from models import Business, Offer, Order, User
 
 NoticeT = TypeVar("NoticeT", bound=OrderNotice)
@@ -105,3 +106,24 @@ def tell_customer_in_order(session: Session, order: Order,
                          _notice(session, order.customer_id, kind, order, **facts))
            for what, kind, facts in notices]
     outbox.deliver_after_commit(session, [note_id for note_id in ids if note_id is not None])
+
+
+def pay_button_key(order_id: int, request: str | None) -> str:
+    """The outbox key of an order's Pay message (PayNow), once per request that sent it."""
+    return f"order:{order_id}:checkout" + (f":{request}" if request else "")
+
+
+def spend_pay_buttons(session: Session, order_id: int, customer_id: int | None, why: PayButtonGone) -> None:
+    """The order can't be paid or let go any more (``why``): each of its Pay messages the customer
+    still sees is edited after commit to say so, without Pay and Cancel (once per message). Call it
+    in the transaction that paid, released or expired the order."""
+    if customer_id is None:
+        return
+    shown = still_shown(session, customer_id, key=pay_button_key(order_id, None),
+                        key_prefix=pay_button_key(order_id, None) + ":")
+    if not shown:
+        return
+    order = reload_order(session, order_id)
+    for message in shown:
+        tell(session, f"order:{order_id}:paybutton-spent:{message.message_id}", customer_id, PayButtonSpent, order,
+             message_id=message.message_id, why=why)

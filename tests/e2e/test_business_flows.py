@@ -48,7 +48,8 @@ def datas(message: dict) -> list[str]:
 
 
 def text_of(message: dict) -> str:
-    return message.get("text") or message.get("caption") or ""
+    """A message's text or caption, read without the direction isolates around user text."""
+    return (message.get("text") or message.get("caption") or "").replace("\u2068", "").replace("\u2069", "")
 
 
 def say(stack, user: int, text: str) -> list[dict]:
@@ -273,6 +274,7 @@ def test_register_verify_create_with_photo_and_publish(stack):
     version = offer.version
     replies = tap(stack, owner, preview, f"bizoffer:publish:{offer.id}")
     assert "Published" in all_text(replies)
+    assert "Being told now: 1 follower and 0 customers nearby" in all_text(replies)
     offer = get(Offer, offer.id)
     assert offer.status == OfferStatus.ACTIVE and offer.published_at and offer.version == version + 1
     told = message_with(stack, follower, "Surprise bag", f"offer:{offer.id}")
@@ -281,8 +283,15 @@ def test_register_verify_create_with_photo_and_publish(stack):
                    (follower, str(follower))]
     assert all(c["params"]["photo"] == offer.photo_card_file_id for c in sent_photos)
 
-    # A second tap on Publish changes nothing.
-    replies = tap(stack, owner, preview, f"bizoffer:publish:{offer.id}")
+    # The preview keeps its picture, says it is published, and offers only what still works.
+    shown = wait_for(lambda: (m := next(m for m in bot_messages(stack, owner)
+                                        if m["message_id"] == preview["message_id"]))
+                     and "Published" in text_of(m) and m)
+    assert shown["photo"] == preview["photo"] and "Surprise bag" in text_of(shown)
+    assert datas(shown) == [f"bizoffer:show:{offer.id}"]
+
+    # A second tap on Publish (an old copy of the preview) changes nothing.
+    replies = tap(stack, owner, preview, f"bizoffer:publish:{offer.id}", forge=True)
     assert get(Offer, offer.id).version == version + 1
 
     # /myoffers lists it with its state and what is left.
@@ -524,6 +533,8 @@ def test_manage_offers_pause_resume_edit_pickup_cancel_and_export(stack):
     sure = last(tap(stack, owner, card, f"bizoffer:cancelask:{offer_id}"))
     replies = tap(stack, owner, sure, f"bizoffer:cancel:{offer_id}")
     assert "Offer cancelled" in text_of(last(replies))
+    # One of each: the sentences agree with their counts.
+    assert "1 reservation released. 1 paid order is being refunded." in text_of(last(replies))
     offer = get(Offer, offer_id)
     assert offer.status == OfferStatus.CANCELLED and offer.units_held == 0
     assert get(Order, held.order_id).status == OrderStatus.CANCELLED
@@ -555,3 +566,48 @@ def test_a_suspended_business_cannot_post(stack):
     tap(stack, owner, card, f"bizoffer:resume:{offer_id}")
     assert get(Offer, offer_id).status == OfferStatus.PAUSED
 
+
+
+def test_back_leaves_a_first_question_for_where_it_came_from_and_the_preview_has_back(stack):
+    owner = new_user_id()
+    stack.telegram.create_user(owner, "Owner")
+    business_id = make_business(owner, name=f"Patisserie {owner}")
+
+    # Back on the first question of a new offer leaves for the business menu it was started from.
+    hub = last(tap(stack, owner, last(say(stack, owner, "/start")), "biz"))
+    question = last(tap(stack, owner, hub, "biznew"))
+    assert "Give it a short title" in text_of(question)
+    replies = tap(stack, owner, question, "flow:back")
+    assert "What would you like to do?" in text_of(last(replies)) and "biznew" in datas(last(replies))
+    assert "I didn't understand" in all_text(say(stack, owner, "Surprise bag"))  # the flow is left
+
+    # The preview's Back goes to the question before the photo, with every answer kept; Back goes on
+    # from there, and at the photo step the photo can be kept: a new preview with the new window.
+    new_offer_until_photo(stack, owner)
+    stack.telegram.send_photo(owner, jpeg())
+    (offer,) = wait_for(lambda: offers_of(business_id))
+    preview = message_with(stack, owner, "Preview", f"bizoffer:publish:{offer.id}")
+    assert f"bizoffer:back:{offer.id}" in datas(preview)
+    committed_card(offer.id)
+    window = last(tap(stack, owner, preview, f"bizoffer:back:{offer.id}"))
+    assert "Pickup window tomorrow" in text_of(window) and "flow:back" in datas(window)
+    days = last(tap(stack, owner, window, "flow:back"))
+    assert "When can customers pick it up?" in text_of(days)
+    window = last(tap(stack, owner, days, "flow:pick:day:tomorrow"))
+    photo = last(say(stack, owner, "17:00-18:30"))
+    assert "send a photo" in text_of(photo) and "flow:pick:photo:keep" in datas(photo)
+    assert "Processing your photo" in all_text(tap(stack, owner, photo, "flow:pick:photo:keep"))
+    again = wait_for(lambda: next((m for m in reversed(bot_messages(stack, owner)) if "Preview" in text_of(m)
+                                   and "17:00–18:30" in text_of(m)), None))
+    assert again["message_id"] != preview["message_id"] and f"bizoffer:publish:{offer.id}" in datas(again)
+    offer = committed_card(offer.id)
+    assert (offer.pickup_end - offer.pickup_start) == timedelta(minutes=90) and offer.title == "Surprise bag"
+    assert offer.price_minor == 450 and offer.quantity == 5
+
+    # Back on an edit's only question returns to the offer it was started from.
+    active = make_offer(business_id, "Cake box")
+    card = last(tap(stack, owner, last(say(stack, owner, "/myoffers")), f"bizoffer:show:{active}"))
+    question = last(tap(stack, owner, card, f"bizoffer:price:{active}"))
+    assert "New price" in text_of(question)
+    replies = tap(stack, owner, question, "flow:back")
+    assert "Sold: 0" in text_of(last(replies)) and f"bizoffer:price:{active}" in datas(last(replies))

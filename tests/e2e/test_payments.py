@@ -24,6 +24,11 @@ def buttons(message: dict) -> dict[str, str]:
             for b in row}
 
 
+def plain(text: str | None) -> str:
+    """A message's text without the direction isolates around user text (see chat.cards.isolate)."""
+    return (text or "").replace("\u2068", "").replace("\u2069", "")
+
+
 def wait_for_message(stack, user: int, needle: str, after_id: int = 0, timeout: float = 20.0) -> dict:
     """The newest bot message (as it reads now, edits included) containing ``needle``. Replies are
     found by their text, not by their order: a payment message may overtake a menu's edit."""
@@ -31,7 +36,7 @@ def wait_for_message(stack, user: int, needle: str, after_id: int = 0, timeout: 
     while time.monotonic() < deadline:
         for message in reversed(stack.telegram.messages(user)):
             if message.get("from", {}).get("is_bot") and message["message_id"] > after_id \
-                    and needle in (message.get("text") or ""):
+                    and needle in plain(message.get("text")):
                 return message
         time.sleep(0.05)
     texts = [m.get("text") for m in stack.telegram.messages(user)]
@@ -57,6 +62,11 @@ def wait_until(predicate, timeout: float = 20.0):
     raise AssertionError("condition not reached in time")
 
 
+def message(stack, user: int, message_id: int) -> dict:
+    """A message of the chat as it reads now (edits included)."""
+    return next(m for m in stack.telegram.messages(user) if m["message_id"] == message_id)
+
+
 def order_of(user: int) -> Order | None:
     with db.session_scope() as session:
         return session.scalars(sa.select(Order).where(Order.customer_id == user)).first()
@@ -65,10 +75,12 @@ def order_of(user: int) -> Order | None:
 def reserve_through_the_chat(stack, user: int, offer_id: int, quantity: int) -> tuple[dict, str]:
     """Open the offer, choose the quantity, reserve; returns the Pay message and its session id."""
     card = say(stack, user, f"/start offer_{offer_id}", "left")
-    confirm = tap(stack, user, card, f"qty:{offer_id}:{quantity}", "You then have")
+    chosen = next(d for d in buttons(card).values() if d and d.startswith(f"qty:{offer_id}:{quantity}:"))
+    confirm = tap(stack, user, card, chosen, "You then have")
     buy = next(d for d in buttons(confirm).values() if d and d.startswith(f"buy:{offer_id}:{quantity}:"))
-    tap(stack, user, confirm, buy, "Reserving")
+    stack.telegram.press_button(user, confirm["message_id"], buy)
     pay = wait_for_message(stack, user, "Please pay by")
+    assert pay["message_id"] == confirm["message_id"]  # in place of "⏳ Reserving…"
     url = next(value for text, value in buttons(pay).items() if text.startswith("💳 Pay"))
     assert url.startswith(stack.stripe.url + "/checkout/cs_")
     return pay, url.rsplit("/", 1)[1]
@@ -88,18 +100,22 @@ def test_reserve_pay_get_a_code_then_cancel_and_get_the_money_back(stack, user, 
     offer_id = make_offer(make_business(owner, name="Café <Mond>"), "Bagel box", quantity=4, price_minor=350)
 
     pay, session_id = reserve_through_the_chat(stack, user, offer_id, 2)
-    assert "2 × Bagel box" in pay["text"] and "€7.00" in pay["text"] and "Café <Mond>" in pay["text"]
+    assert "2 × Bagel box" in plain(pay["text"]) and "€7.00" in pay["text"] and "Café <Mond>" in pay["text"]
     order = order_of(user)
     assert order.status == OrderStatus.HELD and order.checkout_session_id == session_id
 
     stack.stripe.pay(session_id)
     paid = wait_for_message(stack, user, "Your pickup code")
     order = wait_until(lambda: (o := order_of(user)).status == OrderStatus.PAID and o)
-    assert order.pickup_code in paid["text"] and "2 × Bagel box" in paid["text"]
-    assert "New order: 2 × Bagel box" in wait_for_message(stack, owner, "New order")["text"]
+    assert order.pickup_code in paid["text"] and "2 × Bagel box" in plain(paid["text"])
+    assert "New order: 2 × Bagel box" in plain(wait_for_message(stack, owner, "New order")["text"])
     assert stack.stripe.wait_for_deliveries(timeout=10)
     time.sleep(0.5)  # the duplicate deliveries are handled too: still one code, one message
     assert len([m for m in stack.telegram.messages(user) if "Your pickup code" in (m.get("text") or "")]) == 1
+    # Paid: the Pay message no longer offers Pay or "Cancel reservation"; it says it is paid.
+    spent = wait_until(lambda: "✅ Paid." in (m := message(stack, user, pay["message_id"]))["text"] and m)
+    assert order.pickup_code in spent["text"] and "2 × Bagel box" in plain(spent["text"])
+    assert buttons(spent) == {"🧾 My orders": "orders", "⬅️ Main menu": "menu"}
 
     orders = say(stack, user, "/orders", "My orders")
     assert order.pickup_code in orders["text"]
@@ -117,7 +133,7 @@ def test_reserve_pay_get_a_code_then_cancel_and_get_the_money_back(stack, user, 
 
 def test_a_released_reservation_can_no_longer_be_paid(stack, user):
     offer_id = make_offer(make_business(), "Soup", quantity=2)
-    _pay, session_id = reserve_through_the_chat(stack, user, offer_id, 1)
+    pay, session_id = reserve_through_the_chat(stack, user, offer_id, 1)
     order = order_of(user)
     orders = say(stack, user, "/orders", "My orders")
     sure = tap(stack, user, orders, f"ocancel:{order.id}", "Let go of your reservation")
@@ -128,6 +144,8 @@ def test_a_released_reservation_can_no_longer_be_paid(stack, user):
         stack.stripe.pay(session_id)  # the Checkout page says it is no longer open
     wait_until(lambda: order_of(user).checkout_url is None)
     assert order_of(user).status == OrderStatus.CANCELLED
+    spent = wait_until(lambda: "Reservation cancelled" in (m := message(stack, user, pay["message_id"]))["text"] and m)
+    assert not any(text.startswith("💳 Pay") for text in buttons(spent))
 
 
 def test_the_gateway_takes_only_events_stripe_signed(stack):

@@ -367,7 +367,9 @@ def test_export_then_delete_user_data(db, conn, sent_tasks):
     ledger_after = q(conn, "SELECT id, kind, amount_minor FROM ledger_entries ORDER BY id").all()
     assert ledger_after[:len(ledger_before)] == ledger_before  # untouched; the hold's release added
     assert [row.kind for row in ledger_after[len(ledger_before):]] == ["release"]
-    assert sent_tasks == [("payments.expire_checkout", [held], {})]
+    # The released hold's Checkout Session is closed, and the chat's own "/" menu (the language they
+    # chose) is taken away.
+    assert sent_tasks == [("payments.expire_checkout", [held], {}), ("notifications.set_chat_commands", [801], {})]
     rsv.assert_ledger_consistent(conn)
 
     again = run(db, privacy.delete_user_data, 801)
