@@ -17,7 +17,7 @@ from core import db
 from domain import reservations
 from models import Order, OrderStatus
 from tests.e2e.conftest import new_user_id
-from tests.e2e.test_payments import reserve_through_the_chat, wait_for_message, wait_until
+from tests.e2e.test_payments import plain, reserve_through_the_chat, wait_for_message, wait_until
 from tests.factories import make_business, make_offer, make_user
 
 BOT = "surplus_sandbox_bot"  # the sandbox bot (CHECKOUT_RETURN_URL defaults to its chat)
@@ -34,7 +34,7 @@ def scan(stack, user: int, start_parameter: str) -> list[dict]:
 
 
 def text_of(replies: list[dict]) -> str:
-    return "\n".join(m.get("text") or m.get("caption") or "" for m in replies)
+    return "\n".join(plain(m.get("text") or m.get("caption")) for m in replies)
 
 
 def order_status(order_id: int) -> OrderStatus:
@@ -114,7 +114,7 @@ def test_only_the_owner_confirms_and_a_second_scan_says_collected(stack):
     assert "was already collected. Don't hand it over twice." in text_of(replies)
     assert order_status(order_id) == OrderStatus.COLLECTED
     def enjoy() -> list[dict]:
-        return [m for m in bot_messages(stack, buyer) if "Enjoy your Cake box" in (m.get("text") or "")]
+        return [m for m in bot_messages(stack, buyer) if "Enjoy your Cake box" in plain(m.get("text"))]
 
     wait_until(enjoy)
     time.sleep(0.5)
