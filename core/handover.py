@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from core import faults
 from core.celery_app import app
 from core.db import after_commit
 
@@ -26,5 +27,10 @@ def enqueue_after_commit(session: Session, name: str, *args: Any, countdown: flo
                          kwargs: dict[str, Any] | None = None) -> None:
     """Publish `name(*args, **kwargs)` once this session's transaction has committed; never if it
     rolls back."""
+    after_commit(session, lambda: _publish(name, list(args), countdown, kwargs))
+
+
+def _publish(name: str, args: list[Any], countdown: float | None, kwargs: dict[str, Any] | None) -> None:
+    faults.kill_point(faults.AFTER_COMMIT_BEFORE_ENQUEUE, name)
     # `send_task` is looked up when the callback runs, so a test can stand in for the broker.
-    after_commit(session, lambda: send_task(name, list(args), countdown, kwargs))
+    send_task(name, args, countdown, kwargs)

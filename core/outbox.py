@@ -33,7 +33,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from core import metrics
+from core import faults, metrics
 from core import telegram as tg
 from core.db import session_scope
 from core.handover import enqueue_after_commit
@@ -298,6 +298,7 @@ def _attempt(session: Session, note: Notification, progress: dict[str, int | Non
         return Sent(Delivery.DROPPED, error=note.last_error)
     except (tg.TimedOut, tg.NetworkError) as error:
         raise RetryLater(2.0, f"network: {error}") from error
+    faults.kill_point(faults.MID_SEND, note.kind)
     progress["message_id"] = message_id
     note.status = NotificationStatus.SENT
     note.sent_at = datetime.now(UTC)
