@@ -1,9 +1,11 @@
 """Handling one Telegram update in a worker, exactly once in effect.
 
 One transaction per update: take the chat's advisory lock (updates of one chat are handled one
-at a time, in any number of workers), record the update id (a redelivered update finds it and
-only finishes sending what it had recorded), run the handler, and record its replies in the
-outbox. The replies are sent after the commit.
+at a time, in any number of workers), record the update id, run the handler, and record its replies
+in the outbox; the tasks it hands over are recorded too (core.handover). After the commit the tasks
+are published and the replies sent. A redelivered update (its worker died after the commit) finds
+its id recorded and only finishes what the first attempt left undone: replies still pending,
+hand-overs unsent.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from telegram import Update
 
 from chat import menus, router
 from chat.context import Context
-from core import outbox
+from core import handover, outbox
 from core.i18n import Translator, pick_language
 from core.outbox import Reply
 from core.settings import get_settings
@@ -54,6 +56,11 @@ def outbox_key(update_id: int) -> str:
     return f"update:{update_id}:"
 
 
+def origin(update_id: int) -> str:
+    """Who hands over in an update's transaction (core.handover), so its redelivery finds them."""
+    return f"update:{update_id}"
+
+
 def handle(session: Session, update: Update) -> Handled:
     """Interpret one update (as :func:`parse` made it) inside the caller's transaction."""
     chat = update.effective_chat
@@ -66,14 +73,18 @@ def handle(session: Session, update: Update) -> Handled:
     )
     if chat is not None:
         session.execute(select(func.pg_advisory_xact_lock(chat.id)))
+    handover.set_origin(session, origin(update.update_id))
     first_time = session.execute(
         insert(ProcessedUpdate).values(update_id=update.update_id).on_conflict_do_nothing().returning(
             ProcessedUpdate.update_id
         )
     ).first()
     if first_time is None:
+        # Done before: finish what that attempt may have left undone when its process died after the
+        # commit (replies still pending, tasks never published).
         handled.duplicate = True
         handled.notification_ids = outbox.pending_ids(session, outbox_key(update.update_id))
+        handover.resend_after_commit(session, origin(update.update_id))
         return handled
     if chat is None or sender is None or sender.is_bot or chat.type != "private":
         return handled  # channel posts, groups, service updates: nothing to say
