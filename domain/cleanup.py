@@ -8,11 +8,16 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, delete
 from sqlalchemy.orm import Session
 
-from models import Notification, NotificationStatus, ProcessedUpdate
+from core.outbox import ANSWER_KIND
+from models import Handover, Notification, NotificationStatus, ProcessedUpdate
 
 # Telegram stops redelivering an update within a day; a week is a generous margin.
 PROCESSED_UPDATES_KEPT = timedelta(days=7)
 NOTIFICATIONS_KEPT = timedelta(days=30)
+# A sent hand-over is only kept for looking into what happened; a day is plenty.
+HANDOVERS_KEPT = timedelta(days=1)
+# Telegram refuses the answer to a button press after a few minutes: answers past a day are noise.
+CALLBACK_ANSWERS_KEPT = timedelta(days=1)
 
 
 def cleanup(session: Session, now: datetime | None = None) -> dict[str, int]:
@@ -26,7 +31,11 @@ def cleanup(session: Session, now: datetime | None = None) -> dict[str, int]:
             Notification.created_at < now - NOTIFICATIONS_KEPT,
         ),
     )
-    return {"processed_updates_deleted": updates, "notifications_deleted": notifications}
+    answers = _deleted(session, delete(Notification).where(
+        Notification.kind == ANSWER_KIND, Notification.created_at < now - CALLBACK_ANSWERS_KEPT))
+    handovers = _deleted(session, delete(Handover).where(Handover.sent_at < now - HANDOVERS_KEPT))
+    return {"processed_updates_deleted": updates, "notifications_deleted": notifications + answers,
+            "handovers_deleted": handovers}
 
 
 def _deleted(session: Session, statement: Any) -> int:
