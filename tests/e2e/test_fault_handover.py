@@ -123,7 +123,7 @@ def _unsent_handovers(since: datetime, task_name: str | None = None) -> int:
                                                                        Handover.created_at >= since)
         if task_name:
             query = query.where(Handover.task_name == task_name)
-        return session.scalar(query)
+        return session.scalar(query) or 0
 
 
 def _audit_details(actor: str) -> dict | None:
@@ -190,11 +190,11 @@ def _taps_through_a_fault(fault_stack, tmp_path: Path, arm: str, *, sweep: bool 
             assert sum(PAID in t for t in _texts(client, customer)) == (1 if customer in buyers else 0)
         assert sorted(c for c in customers if SOLD_OUT in _finals(client, c)[0]) == sorted(set(customers) - set(buyers))
         with db.session_scope() as session:
-            offer = session.get(Offer, offer_id)
+            offer = session.get_one(Offer, offer_id)
             assert offer.units_sold + offer.units_held <= offer.quantity
             assert (offer.units_sold, offer.units_held) == (UNITS, 0)
             orders = session.scalars(sa.select(Order).where(Order.offer_id == offer_id)).all()
-            assert sorted(o.customer_id for o in orders) == sorted(buyers)
+            assert sorted(o.customer_id or 0 for o in orders) == sorted(buyers)
             assert all(o.status == OrderStatus.PAID and o.quantity == 1 for o in orders)
             ledger = Counter(session.scalars(sa.select(LedgerEntry.kind).where(LedgerEntry.offer_id == offer_id)))
             assert ledger == Counter({LedgerKind.HOLD: UNITS, LedgerKind.SALE: UNITS, LedgerKind.PAYMENT: UNITS})

@@ -96,7 +96,7 @@ def test_marks_are_written_by_the_background_thread_soon_after(broker):
 
 def _unmarked() -> int:
     with session_scope() as session:
-        return session.scalar(sa.select(sa.func.count()).select_from(Handover).where(Handover.sent_at.is_(None)))
+        return session.scalar(sa.select(sa.func.count()).select_from(Handover).where(Handover.sent_at.is_(None))) or 0
 
 
 def test_a_rolled_back_hand_over_leaves_nothing(broker):
@@ -180,7 +180,7 @@ def test_a_tap_records_its_answer_with_the_replies(broker):
     assert handled.answer_id is not None and handled.answer_id not in handled.notification_ids
     assert handled.notification_ids  # the menu itself
     with session_scope() as session:
-        assert session.get(Notification, handled.answer_id).chat_id == user
+        assert session.get_one(Notification, handled.answer_id).chat_id == user
 
 
 # --------------------------------------------------------------------------- the sweeper
