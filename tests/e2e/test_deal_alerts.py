@@ -70,7 +70,7 @@ def test_customers_near_a_new_deal_who_asked_are_told_once(stack):
 
     home = last(say(stack, owner, "/start"))
     replies = tap(stack, owner, home, f"bizoffer:publish:{offer}", forge=True)
-    assert "0 follower(s), 1 customer(s) nearby" in " ".join(text_of(m) for m in replies)
+    assert "0 followers and 1 customer nearby" in " ".join(text_of(m) for m in replies)  # plurals (#19)
 
     deadline = time.monotonic() + 15
     while not _announcements(stack, near) and time.monotonic() < deadline:
