@@ -42,6 +42,7 @@ STRIPE_SECRET = "whsec_handover_test"
 CUSTOMERS = 5
 UNITS = 3
 PAY = "Please pay by"
+PAY_SPENT = "Your reservation:"  # the Pay message as it reads once paid (its buttons are gone)
 SOLD_OUT = "sold out"
 PAID = "pickup code"
 
@@ -84,7 +85,7 @@ def _texts(client: TelegramFakeClient, chat_id: int) -> list[str]:
 
 
 def _finals(client: TelegramFakeClient, chat_id: int) -> list[str]:
-    return [text for text in _texts(client, chat_id) if PAY in text or SOLD_OUT in text]
+    return [text for text in _texts(client, chat_id) if PAY in text or PAY_SPENT in text or SOLD_OUT in text]
 
 
 def _reserve_button(telegram_url: str, chat_id: int, offer_id: int, price_minor: int) -> int:

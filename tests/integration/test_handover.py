@@ -168,7 +168,7 @@ def test_a_redelivered_tap_publishes_what_its_first_attempt_left_unsent_and_stil
     # The answer still owed comes first among what the redelivery sends, then the "Reserving" edit.
     assert again.notification_ids[0] == answer.id and len(again.notification_ids) == 2
     assert broker.published == [{"name": "reservations.place_order", "args": [offer_id, user, 1, f"tap:{update_id}"],
-                                 "countdown": None, "kwargs": None, "task_id": unsent.task_id}]
+                                 "countdown": None, "kwargs": unsent.kwargs, "task_id": unsent.task_id}]
     assert rows()[0].sent_at is not None
     _handle(tap)  # a third delivery finds nothing left to publish
     assert len(broker.published) == 1
