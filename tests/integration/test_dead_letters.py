@@ -26,7 +26,7 @@ def handed_over(db, monkeypatch):
 
     sent: list[tuple[str, list, dict | None]] = []
     monkeypatch.setattr(handover, "send_task",
-                        lambda name, args, countdown=None, kwargs=None: sent.append((name, list(args), kwargs)))
+                        lambda name, args, countdown=None, kwargs=None, task_id=None: sent.append((name, list(args), kwargs)))
     return sent
 
 
