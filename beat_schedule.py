@@ -41,6 +41,14 @@ DEFAULT_SCHEDULE: dict[str, dict[str, Any]] = {
         "kwargs": dict(BEAT),
         "options": {"expires": 300},
     },
+    # A hand-over whose process died between its commit and its publication, and that no
+    # redelivery published: out within a minute (20 s grace, see tasks.maintenance).
+    "resend-handovers": {
+        "task": "maintenance.resend_handovers",
+        "schedule": timedelta(seconds=30),
+        "kwargs": dict(BEAT),
+        "options": {"expires": 30},
+    },
     "pickup-reminders": {
         "task": "maintenance.send_pickup_reminders",
         "schedule": timedelta(minutes=5),

@@ -31,6 +31,7 @@ JOBS = {
     "remind": "maintenance.send_pickup_reminders",
     "summary": "maintenance.send_daily_summaries",
     "retry": "maintenance.retry_failed_notifications",
+    "handovers": "maintenance.resend_handovers",
     "cleanup": "maintenance.cleanup",
 }
 JOB_LABELS = {
@@ -40,6 +41,7 @@ JOB_LABELS = {
     "remind": N_("⏰ Pickup reminders"),
     "summary": N_("📊 Daily summaries"),
     "retry": N_("📨 Retry failed messages"),
+    "handovers": N_("📮 Resend stuck hand-overs"),
     "cleanup": N_("🧹 Clean up"),
 }
 

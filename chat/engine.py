@@ -1,9 +1,11 @@
 """Handling one Telegram update in a worker, exactly once in effect.
 
 One transaction per update: take the chat's advisory lock (updates of one chat are handled one
-at a time, in any number of workers), record the update id (a redelivered update finds it and
-only finishes sending what it had recorded), run the handler, and record its replies in the
-outbox. The replies are sent after the commit.
+at a time, in any number of workers), record the update id, run the handler, and record in the
+outbox its replies and the answer to the button press (if it was one); the tasks it hands over are
+recorded too (core.handover). After the commit the tasks are published and the replies and the
+answer sent. A redelivered update (its worker died after the commit) finds its id recorded and only
+finishes what the first attempt left undone: replies and answer still pending, hand-overs unsent.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from telegram import Update
 
 from chat import menus, router
 from chat.context import Context
-from core import db, outbox
+from core import db, handover, outbox
 from core.i18n import Translator, pick_language
 from core.outbox import Reply
 from core.settings import get_settings
@@ -35,6 +37,9 @@ class Handled:
     update_id: int
     chat_id: int | None
     notification_ids: list[int] = field(default_factory=list)
+    # The answer to the button press, recorded by this attempt (None for a redelivered update, whose
+    # pending answer, if any, is among notification_ids).
+    answer_id: int | None = None
     callback_query_id: str | None = None
     callback_text: str | None = None
     callback_alert: bool = False
@@ -54,6 +59,11 @@ def outbox_key(update_id: int) -> str:
     return f"update:{update_id}:"
 
 
+def origin(update_id: int) -> str:
+    """Who hands over in an update's transaction (core.handover), so its redelivery finds them."""
+    return f"update:{update_id}"
+
+
 def handle(session: Session, update: Update) -> Handled:
     """Interpret one update (as :func:`parse` made it) inside the caller's transaction."""
     chat = update.effective_chat
@@ -66,16 +76,21 @@ def handle(session: Session, update: Update) -> Handled:
     )
     if chat is not None:
         db.lock_chat(session, chat.id)
+    handover.set_origin(session, origin(update.update_id))
     first_time = session.execute(
         insert(ProcessedUpdate).values(update_id=update.update_id).on_conflict_do_nothing().returning(
             ProcessedUpdate.update_id
         )
     ).first()
     if first_time is None:
+        # Done before: finish what that attempt may have left undone when its process died after the
+        # commit (the button's answer and replies still pending, tasks never published).
         handled.duplicate = True
         handled.notification_ids = outbox.pending_ids(session, outbox_key(update.update_id))
+        handover.resend_after_commit(session, origin(update.update_id))
         return handled
     if chat is None or sender is None or sender.is_bot or chat.type != "private":
+        _record_answer(session, update, handled)  # a press in a group: answered, without a word
         return handled  # channel posts, groups, service updates: nothing to say
     user = _upsert_user(session, sender)
     state = session.get(ConversationState, chat.id, with_for_update=True) or ConversationState(
@@ -90,6 +105,7 @@ def handle(session: Session, update: Update) -> Handled:
     state.updated_at = datetime.now(UTC)
     handled.callback_text = ctx.outcome.callback_text
     handled.callback_alert = ctx.outcome.callback_alert
+    _record_answer(session, update, handled)
     handled.notification_ids = _record_replies(session, update.update_id, chat.id, ctx.outcome.replies)
     return handled
 
@@ -102,12 +118,14 @@ def handle_failure(session: Session, update: Update) -> Handled:
                       callback_query_id=query.id if query else None)
     session.execute(insert(ProcessedUpdate).values(update_id=update.update_id).on_conflict_do_nothing())
     if chat is None or chat.type != "private":
+        _record_answer(session, update, handled)
         return handled
     user = session.get(User, chat.id)
     _ = Translator(user.language if user else pick_language(getattr(update.effective_user, "language_code", None)))
     text = _("😕 Sorry, something went wrong on our side and your last action was not completed. "
              "Please try again in a moment.")
     handled.callback_text = _("Something went wrong.")
+    _record_answer(session, update, handled)
     reply = Reply(text=text, keyboard=[menus.home_row(_)], kind="error")
     handled.notification_ids = _record_replies(session, update.update_id, chat.id, [reply], suffix="error")
     return handled
@@ -125,11 +143,23 @@ def slow_down(session: Session, update: Update, tell: bool) -> Handled:
                       callback_query_id=query.id if query else None,
                       callback_text=_("Too fast — please wait a moment."))
     session.execute(insert(ProcessedUpdate).values(update_id=update.update_id).on_conflict_do_nothing())
+    _record_answer(session, update, handled)
     if tell and chat is not None and chat.type == "private":
         reply = Reply(text=_("🐢 You're sending messages very fast, so I'm skipping some. "
                              "Please wait a few seconds, then carry on."), kind="flood")
         handled.notification_ids = _record_replies(session, update.update_id, chat.id, [reply], suffix="flood")
     return handled
+
+
+def _record_answer(session: Session, update: Update, handled: Handled) -> None:
+    """The answer owed to a button press, recorded with the rest (before the replies: a redelivery
+    sends what is pending in order, and the spinner should stop first)."""
+    query = update.callback_query
+    if query is None:
+        return
+    chat_id = handled.chat_id if handled.chat_id is not None else query.from_user.id
+    handled.answer_id = outbox.record_answer(session, f"{outbox_key(update.update_id)}answer", chat_id, query.id,
+                                             text=handled.callback_text, show_alert=handled.callback_alert)
 
 
 def _record_replies(session: Session, update_id: int, chat_id: int, replies: list[Reply],

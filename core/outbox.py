@@ -16,12 +16,20 @@ Messages go out after the commit (`notify`, `deliver_after_commit`, `deliver`), 
 that needs Telegram's answer inside its transaction: `deliver_now` records and sends at once, with
 the same handling of every Bot API answer, and reports what Telegram returned (an uploaded photo's
 file_id).
+
+The answer to a button press (answerCallbackQuery) is owed to Telegram like a message, so it is a
+row too (`record_answer`, kind ``callback_answer``), recorded in the update's transaction: the
+update task answers it at once (`start_answer`), and a redelivered update that finds the row still
+pending answers it through `deliver`. Telegram refuses an answer that comes too late ("query is too
+old"): that is final, and the row is dropped.
 """
 
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import enum
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -33,7 +41,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from core import metrics
+from core import faults, handover, marks, metrics
 from core import telegram as tg
 from core.db import session_scope
 from core.handover import enqueue_after_commit
@@ -169,6 +177,72 @@ def pending_ids(session: Session, key_prefix: str) -> list[int]:
     )
 
 
+# --------------------------------------------------------------------------- button answers
+
+ANSWER_KIND = "callback_answer"
+
+
+def record_answer(session: Session, key: str, chat_id: int, callback_query_id: str, *, text: str | None = None,
+                  show_alert: bool = False) -> int | None:
+    """Record the answer to a button press (sent by `start_answer`, or by `deliver` for a row still
+    pending); its id, or None if that key was recorded before."""
+    payload = {"callback_query_id": callback_query_id, "text": text, "show_alert": show_alert}
+    # Straight to the driver: every button press records one (see core.handover's _RECORD).
+    row = session.connection().exec_driver_sql(_RECORD_ANSWER, {
+        "key": key, "chat_id": chat_id, "kind": ANSWER_KIND, "payload": json.dumps(payload),
+    }).first()
+    return row[0] if row else None
+
+
+_RECORD_ANSWER = ("INSERT INTO notifications (idempotency_key, chat_id, kind, payload) VALUES (%(key)s, %(chat_id)s,"
+                  " %(kind)s, %(payload)s::jsonb) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id")
+
+
+class Answering:
+    """An answer on its way to Telegram (`start_answer`); `finish` records what became of it."""
+
+    def __init__(self, notification_id: int, future: concurrent.futures.Future[bool]) -> None:
+        self.notification_id = notification_id
+        self.future = future
+
+    def finish(self, timeout: float = 60.0) -> Delivery | None:
+        """Wait for Telegram, then mark the row (soon, in a batch: core.marks): sent, or dropped when
+        Telegram refused it (too old, answered already: the spinner is gone either way). A network
+        failure or a 429 leaves it pending for the notifications queue (None)."""
+        try:
+            self.future.result(timeout)
+        except (tg.RetryAfter, tg.TimedOut, tg.NetworkError, concurrent.futures.TimeoutError) as error:
+            log.info("callback_answer_retried", notification_id=self.notification_id, error=str(error))
+            handover.send_task(DELIVER_TASK, [[self.notification_id]], countdown=1.0)
+            return None
+        except tg.TelegramError as error:
+            log.info("callback_answer_failed", notification_id=self.notification_id, error=str(error))
+            marks.later(ANSWER_DROPPED, [self.notification_id])
+            return Delivery.DROPPED
+        faults.kill_point(faults.MID_SEND, ANSWER_KIND)
+        marks.later(ANSWER_SENT, [self.notification_id])
+        return Delivery.SENT
+
+
+def start_answer(notification_id: int, callback_query_id: str, *, text: str | None = None,
+                 show_alert: bool = False) -> Answering:
+    """Send a recorded answer now, in the background: the caller sends its replies meanwhile (two
+    Bot API calls in flight at once) and then calls `finish`. Answers take no turn under the
+    message rate limits."""
+    future = tg.telegram_api().start_answer_callback_query(callback_query_id, text=text, show_alert=show_alert)
+    return Answering(notification_id, future)
+
+
+# A lost mark leaves the row pending: a redelivered update answers again, and Telegram refuses it.
+ANSWER_SENT = "callback_answers_sent"
+ANSWER_DROPPED = "callback_answers_dropped"
+marks.register(ANSWER_SENT, "UPDATE notifications SET status = 'sent', sent_at = now(), attempts = attempts + 1"
+                            " WHERE id = ANY(:ids) AND status = 'pending'")
+marks.register(ANSWER_DROPPED, "UPDATE notifications SET status = 'dropped', attempts = attempts + 1,"
+                               " last_error = 'refused by Telegram (too old or answered)'"
+                               " WHERE id = ANY(:ids) AND status = 'pending'")
+
+
 @dataclass(frozen=True)
 class Sent:
     """What became of one send, with what Telegram returned."""
@@ -205,8 +279,7 @@ def deliver_now(session: Session, key: str, chat_id: int, message: Reply | objec
         earlier = session.scalars(select(Notification).where(Notification.idempotency_key == key)).one()
         return Sent(Delivery.ALREADY_DONE, earlier.telegram_message_id, (earlier.payload or {}).get("photo"),
                     error=earlier.last_error)
-    note = session.get(Notification, note_id)
-    assert note is not None, "record() inserted this row just now, in this session's transaction"
+    note = session.get_one(Notification, note_id)
     try:
         _take_turn(chat_id, max_wait)
         sent = _attempt(session, note, {})
@@ -260,7 +333,8 @@ def _send_and_record(notification_id: int, progress: dict[str, int | None]) -> S
         ).scalar_one_or_none()
         if note is None:
             return Sent(Delivery.ALREADY_DONE)
-        _take_turn(note.chat_id, MAX_INLINE_WAIT_SECONDS)
+        if note.kind != ANSWER_KIND:  # answers are not messages: no turn under the rate limits
+            _take_turn(note.chat_id, MAX_INLINE_WAIT_SECONDS)
         return _attempt(session, note, progress)
 
 
@@ -277,9 +351,9 @@ def _attempt(session: Session, note: Notification, progress: dict[str, int | Non
     taken: 429 waits (every worker holds off), 403 stops writing to the user, 400 drops the
     message, a network failure is retried."""
     note.attempts += 1
-    reply = Reply.from_payload(note.payload, kind=note.kind)
+    reply = Reply.from_payload(note.payload, kind=note.kind) if note.kind != ANSWER_KIND else None
     try:
-        message_id, uploaded = _send(note.chat_id, reply)
+        message_id, uploaded = _send(note.chat_id, reply) if reply is not None else _answer(note.payload)
     except tg.RetryAfter as error:
         metrics.TELEGRAM_FLOOD.inc()
         note.last_error = "429 retry after"
@@ -291,7 +365,7 @@ def _attempt(session: Session, note: Notification, progress: dict[str, int | Non
         session.execute(update(User).where(User.id == note.chat_id).values(reachable=False))
         return Sent(Delivery.DROPPED, blocked=True, error=note.last_error)
     except tg.BadRequest as error:
-        if "message is not modified" in error.message.lower():
+        if reply is not None and "message is not modified" in error.message.lower():
             note.status = NotificationStatus.SENT
             note.sent_at = datetime.now(UTC)
             return Sent(Delivery.SENT, reply.edit_message_id, reply.photo)
@@ -299,6 +373,7 @@ def _attempt(session: Session, note: Notification, progress: dict[str, int | Non
         return Sent(Delivery.DROPPED, error=note.last_error)
     except (tg.TimedOut, tg.NetworkError) as error:
         raise RetryLater(2.0, f"network: {error}") from error
+    faults.kill_point(faults.MID_SEND, note.kind)
     progress["message_id"] = message_id
     note.status = NotificationStatus.SENT
     note.sent_at = datetime.now(UTC)
@@ -307,13 +382,21 @@ def _attempt(session: Session, note: Notification, progress: dict[str, int | Non
         # Keep Telegram's file_id instead of the bytes: showing the photo again costs no upload.
         payload = {k: v for k, v in note.payload.items() if k != "photo_upload"}
         note.payload = {**payload, "photo": uploaded}
-    return Sent(Delivery.SENT, message_id, uploaded or reply.photo)
+    return Sent(Delivery.SENT, message_id, uploaded or (reply.photo if reply is not None else None))
 
 
 def _drop(session: Session, note: Notification, reason: str) -> None:
     note.status = NotificationStatus.DROPPED
     note.last_error = reason[:500]
     log.warning("notification_dropped", notification_id=note.id, chat_id=note.chat_id, reason=reason)
+
+
+def _answer(payload: dict[str, Any]) -> tuple[None, None]:
+    """Answer a button press (a `record_answer` row)."""
+    tg.telegram_api().start_answer_callback_query(
+        payload["callback_query_id"], text=payload.get("text"), show_alert=bool(payload.get("show_alert"))
+    ).result(timeout=60)
+    return None, None
 
 
 def _send(chat_id: int, reply: Reply) -> tuple[int | None, str | None]:

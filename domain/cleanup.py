@@ -8,11 +8,16 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from core.db import rows_affected
-from models import Notification, NotificationStatus, ProcessedUpdate
+from core.outbox import ANSWER_KIND
+from models import Handover, Notification, NotificationStatus, ProcessedUpdate
 
 # Telegram stops redelivering an update within a day; a week is a generous margin.
 PROCESSED_UPDATES_KEPT = timedelta(days=7)
 NOTIFICATIONS_KEPT = timedelta(days=30)
+# A sent hand-over is only kept for looking into what happened; a day is plenty.
+HANDOVERS_KEPT = timedelta(days=1)
+# Telegram refuses the answer to a button press after a few minutes: answers past a day are noise.
+CALLBACK_ANSWERS_KEPT = timedelta(days=1)
 
 
 def cleanup(session: Session, now: datetime | None = None) -> dict[str, int]:
@@ -26,4 +31,8 @@ def cleanup(session: Session, now: datetime | None = None) -> dict[str, int]:
             Notification.created_at < now - NOTIFICATIONS_KEPT,
         ),
     )
-    return {"processed_updates_deleted": updates, "notifications_deleted": notifications}
+    answers = rows_affected(session, delete(Notification).where(
+        Notification.kind == ANSWER_KIND, Notification.created_at < now - CALLBACK_ANSWERS_KEPT))
+    handovers = rows_affected(session, delete(Handover).where(Handover.sent_at < now - HANDOVERS_KEPT))
+    return {"processed_updates_deleted": updates, "notifications_deleted": notifications + answers,
+            "handovers_deleted": handovers}

@@ -332,3 +332,29 @@ class DeadLetter(Base):
     error: Mapped[str] = mapped_column(Text, nullable=False)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = utc_now_column()
+
+
+class Handover(Base):
+    """A task handed over by a transaction (core.handover): recorded in that transaction, published
+    after its commit, then marked sent. A row left unsent (its process died in between) is
+    published by its origin's redelivery or by the `maintenance.resend_handovers` sweeper; tasks
+    are idempotent, so a second publication has one effect."""
+
+    __tablename__ = "handovers"
+    __table_args__ = (
+        # Both partial: a row leaves them once sent, so they hold only the few rows in flight.
+        Index("ix_handovers_unsent_created", "created_at", postgresql_where=text("sent_at IS NULL")),
+        Index("ix_handovers_unsent_origin", "origin", postgresql_where=text("sent_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # The Celery task id every publication of this row carries: published again, it is a redelivery
+    # of the same task (a task keyed by its request id, such as the Pay button's, does nothing twice).
+    task_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    task_name: Mapped[str] = mapped_column(String(100), nullable=False)
+    args: Mapped[list[Any]] = mapped_column(JSONB, nullable=False, server_default=text("'[]'::jsonb"))
+    kwargs: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    eta: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # from the countdown, if any
+    origin: Mapped[str | None] = mapped_column(String(100))  # who handed it over: "update:<id>", "task:<id>"
+    created_at: Mapped[datetime] = utc_now_column()
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from chat.messages import admin as messages
+from core import handover
 from core.db import session_scope
 from core.logging import get_logger
 from core.outbox import notify
@@ -43,8 +44,13 @@ ADMIN_JOBS = (
     "maintenance.send_pickup_reminders",
     "maintenance.send_daily_summaries",
     "maintenance.retry_failed_notifications",
+    "maintenance.resend_handovers",
     "maintenance.cleanup",
 )
+
+# A hand-over is published right after its commit, in milliseconds; one still unsent after this
+# long lost its process (or is about to be published by a redelivery, which is harmless).
+HANDOVER_GRACE_SECONDS = 20.0
 
 
 def _jsonable(report: Any) -> dict[str, Any]:
@@ -125,6 +131,16 @@ def send_daily_summaries(self: BaseTask, actor: str = "beat", report_to: int | N
 def retry_failed_notifications(self: BaseTask, actor: str = "beat", report_to: int | None = None) -> dict[str, Any]:
     return run_job(self, "maintenance.retry_failed_notifications", actor, report_to,
                    maintenance.retry_failed_notifications)
+
+
+@app.task(name="maintenance.resend_handovers", base=BaseTask, bind=True, ignore_result=False)
+def resend_handovers(self: BaseTask, actor: str = "beat", report_to: int | None = None,
+                     grace_seconds: float = HANDOVER_GRACE_SECONDS) -> dict[str, Any]:
+    """Publish the hand-overs whose process died between their commit and their publication and
+    that no redelivery published (core.handover.resend_unsent)."""
+    grace = timedelta(seconds=max(0.0, float(grace_seconds)))
+    return run_job(self, "maintenance.resend_handovers", actor, report_to,
+                   lambda session, now: handover.resend_unsent(session, now - grace))
 
 
 def _cleanup(session: Session, now: datetime) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 from telegram import Update
 
 from chat import engine, flood
-from core import telegram as tg
+from core import outbox
 from core.db import session_scope
 from core.logging import get_logger
 from tasks.app import app
@@ -57,18 +57,15 @@ def _flooding(update: Update) -> bool:
 
 
 def _answer_and_send(handled: engine.Handled) -> None:
-    """Answer the button press while the replies go out: two Bot API calls in flight at once."""
+    """Answer the button press while the replies go out: two Bot API calls in flight at once. Both
+    are outbox rows of the update's transaction: a redelivered update (this process died first)
+    finds what is still pending among its `notification_ids` and sends it then."""
     answering = None
-    if handled.callback_query_id is not None and not handled.duplicate:
-        answering = tg.telegram_api().start_answer_callback_query(
-            handled.callback_query_id, text=handled.callback_text, show_alert=handled.callback_alert
-        )
+    if handled.answer_id is not None and handled.callback_query_id is not None:
+        answering = outbox.start_answer(handled.answer_id, handled.callback_query_id, text=handled.callback_text,
+                                        show_alert=handled.callback_alert)
     try:
         send_now(handled.notification_ids)
     finally:
         if answering is not None:
-            try:
-                answering.result(timeout=60)
-            except tg.TelegramError as error:
-                # Too old, or answered already: the user's spinner is gone either way.
-                log.info("callback_answer_failed", error=str(error))
+            answering.finish()

@@ -45,7 +45,7 @@ def test_the_audience_of_a_new_offer(db, monkeypatch):
                          Follow(user_id=follower_near, business_id=business)])
 
     sent: list[list[int]] = []
-    monkeypatch.setattr(handover, "send_task", lambda name, args, countdown=None, kwargs=None:
+    monkeypatch.setattr(handover, "send_task", lambda name, args, countdown=None, kwargs=None, task_id=None:
                         sent.append(args[0]) if name == outbox.DELIVER_TASK else None)
     with session_scope() as session:
         offer = session.get(Offer, offer_id)

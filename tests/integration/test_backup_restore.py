@@ -24,6 +24,7 @@ from models import (
     ConversationState,
     DeadLetter,
     Follow,
+    Handover,
     LedgerEntry,
     LedgerKind,
     Notification,
@@ -93,6 +94,8 @@ def _fill(engine: sa.Engine) -> None:
                        details={"reason": None}),
             DeadLetter(task_name="updates.handle", task_id="task-1", reference="update:40", error="Traceback…",
                        payload={"args": [40]}),
+            Handover(task_id="handover-1", task_name="payments.create_checkout", args=[paid.id],
+                     origin="update:41", sent_at=now),
         ])
 
 

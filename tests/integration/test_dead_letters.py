@@ -25,8 +25,10 @@ def handed_over(db, monkeypatch):
     from core import handover
 
     sent: list[tuple[str, list, dict | None]] = []
-    monkeypatch.setattr(handover, "send_task",
-                        lambda name, args, countdown=None, kwargs=None: sent.append((name, list(args), kwargs)))
+    def record(name, args, countdown=None, kwargs=None, task_id=None):
+        sent.append((name, list(args), kwargs))
+
+    monkeypatch.setattr(handover, "send_task", record)
     return sent
 
 

@@ -89,7 +89,7 @@ def handed_over(monkeypatch):
     deliveries: list[list[int]] = []
     others: list[tuple[str, list, dict]] = []
 
-    def record(name, args, countdown=None, kwargs=None):
+    def record(name, args, countdown=None, kwargs=None, task_id=None):
         if name == DELIVER_TASK:
             deliveries.append(list(args[0]))
         else:

@@ -53,7 +53,8 @@ class Harness:
     queued: list[tuple[str, list, float | None]] = field(default_factory=list)
     handled: set[str] = field(default_factory=set)
 
-    def hand_over(self, name: str, args: list, countdown: float | None = None, kwargs: dict | None = None) -> None:
+    def hand_over(self, name: str, args: list, countdown: float | None = None, kwargs: dict | None = None,
+                  task_id: str | None = None) -> None:
         """Stands in for core.handover.send_task. Outbox deliveries are left out: these tests read
         the messages from the outbox itself."""
         if name != DELIVER_TASK:
