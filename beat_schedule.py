@@ -55,6 +55,13 @@ DEFAULT_SCHEDULE: dict[str, dict[str, Any]] = {
         "kwargs": dict(BEAT),
         "options": {"expires": 300},
     },
+    # A paid order nobody collected closes as "not collected" within a minute of its grace ending.
+    "close-uncollected-orders": {
+        "task": "maintenance.close_uncollected_orders",
+        "schedule": timedelta(minutes=1),
+        "kwargs": dict(BEAT),
+        "options": {"expires": 60},
+    },
     # Hourly: each business gets its summary once a day, at 20:00 in its own time zone.
     "daily-summaries": {
         "task": "maintenance.send_daily_summaries",

@@ -349,6 +349,7 @@ ORDER_STATES = {
     OrderStatus.CANCELLED: N_("✖️ cancelled"),
     OrderStatus.EXPIRED: N_("⌛ expired unpaid"),
     OrderStatus.REFUNDED: N_("↩️ refunded"),
+    OrderStatus.NOT_COLLECTED: N_("🚫 not collected"),
 }
 
 

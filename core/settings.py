@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     hold_minutes: int = Field(default=10, ge=1, le=60)
     # Customers may cancel a paid order (and get a refund) until this long before pickup starts.
     cancellation_cutoff_minutes: int = Field(default=60, ge=0, le=24 * 60)
+    # A paid order nobody collected closes as "not collected" this long after its pickup window ends
+    # (the business can still confirm a late pickup afterwards).
+    pickup_grace_minutes: int = Field(default=30, ge=0, le=24 * 60)
+    # Whether a not-collected order is refunded. Off by default: the food was kept aside and is lost.
+    no_show_refund: bool = False
 
     # Redis redelivers a message no worker acknowledged (its worker died) this many seconds after it
     # was delivered or fell due (kombu's visibility_timeout; docs/redelivery.md). Unset: each queue's

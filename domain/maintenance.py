@@ -94,6 +94,10 @@ class DailySummary:
     units: int
     collected: int
     revenue: tuple[tuple[str, int], ...]  # (currency, net minor units), by currency
+    # Paid orders that closed today (in the business's day) otherwise: nobody came, cancelled, refunded.
+    not_collected: int = 0
+    cancelled: int = 0
+    refunded: int = 0
 
 
 def _language(session: Session, user_id: int | None) -> str:
@@ -230,6 +234,12 @@ def business_day_figures(session: Session, business_id: int, start: datetime, en
                LedgerEntry.kind.in_([LedgerKind.PAYMENT, LedgerKind.REFUND]))
     ):
         money[currency or "?"] += amount if kind == LedgerKind.PAYMENT else -amount
+    closed: dict[OrderStatus, int] = dict(session.execute(
+        select(Order.status, func.count())
+        .where(Order.offer_id.in_(offers), Order.paid_at.is_not(None), Order.closed_at >= start,
+               Order.closed_at < end)
+        .group_by(Order.status)
+    ).all())
     offers_today = session.execute(
         select(Offer.id).where(Offer.business_id == business_id, Offer.status != OfferStatus.DRAFT,
                                Offer.pickup_end > start, Offer.pickup_start < end)
@@ -238,6 +248,9 @@ def business_day_figures(session: Session, business_id: int, start: datetime, en
         "orders": len(paid),
         "units": sum(quantity for _status, quantity in paid),
         "collected": sum(1 for status, _q in paid if status == OrderStatus.COLLECTED),
+        "not_collected": closed.get(OrderStatus.NOT_COLLECTED, 0),
+        "cancelled": closed.get(OrderStatus.CANCELLED, 0),
+        "refunded": closed.get(OrderStatus.REFUNDED, 0),
         "revenue": dict(money),
         "offers": len(offers_today),
     }
@@ -257,12 +270,13 @@ def send_daily_summaries(session: Session, now: datetime, local_hour: int = SUMM
             continue
         start, end, day = _local_day(now, str(zone))
         figures = business_day_figures(session, business.id, start, end)
-        if not figures["orders"] and not figures["offers"]:
+        if not any(figures[k] for k in ("orders", "offers", "not_collected", "cancelled", "refunded")):
             continue  # a quiet day is not worth a message
         summary = DailySummary(
             language=_language(session, business.owner_id), business_name=business.name, day=day,
             offers=figures["offers"], orders=figures["orders"], units=figures["units"],
             collected=figures["collected"], revenue=tuple(sorted(figures["revenue"].items())),
+            not_collected=figures["not_collected"], cancelled=figures["cancelled"], refunded=figures["refunded"],
         )
         if outbox.notify(session, f"business:{business.id}:summary:{day}", business.owner_id, summary) is not None:
             sent += 1

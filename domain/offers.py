@@ -424,7 +424,8 @@ def orders_of_offer(session: Session, offer_id: int, owner_id: int, limit: int =
     return list(
         session.scalars(
             select(Order).where(Order.offer_id == offer_id)
-            .where(Order.status.in_([OrderStatus.HELD, OrderStatus.PAID, OrderStatus.COLLECTED]))
+            .where(Order.status.in_([OrderStatus.HELD, OrderStatus.PAID, OrderStatus.COLLECTED,
+                                     OrderStatus.NOT_COLLECTED]))
             .order_by(Order.id).limit(limit)
         )
     )
@@ -456,10 +457,12 @@ def confirm_pickup(session: Session, offer_id: int, owner_id: int, code: str, no
         return Pickup("not_found")
     if order.status == OrderStatus.COLLECTED:
         return Pickup("already_collected", order)
-    if order.status != OrderStatus.PAID:
+    if order.status not in (OrderStatus.PAID, OrderStatus.NOT_COLLECTED):
         return Pickup("not_paid", order)
+    # A not-collected order picked up late: the customer did come, so it is no no-show.
     order.status = OrderStatus.COLLECTED
     order.closed_at = now
+    order.no_show_at = None
     session.flush()
     return Pickup("collected", order)
 
@@ -474,7 +477,7 @@ def offer_of_pickup_code(session: Session, owner_id: int, code: str) -> int | No
     return session.scalar(
         select(Order.offer_id).join(Offer, Order.offer_id == Offer.id).join(Business)
         .where(Business.owner_id == owner_id, Order.pickup_code == code)
-        .order_by((Order.status == OrderStatus.PAID).desc(), Order.id.desc()).limit(1)
+        .order_by(Order.status.in_([OrderStatus.PAID, OrderStatus.NOT_COLLECTED]).desc(), Order.id.desc()).limit(1)
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,7 +13,7 @@ from core.db import autocommit_connection
 from core.handover import enqueue_after_commit
 from core.settings import get_settings
 from domain import reservations
-from domain.payments import PayButtonGone, close_checkouts_after_commit, spend_pay_buttons
+from domain.payments import PayButtonGone, close_checkouts_after_commit, closing, spend_pay_buttons
 from domain.reservations import ReleaseReason, ReserveOutcome, ReserveResult
 from models import Notification, NotificationStatus, Offer, User
 
@@ -56,6 +57,10 @@ def place_order(session: Session, offer_id: int, customer_id: int, quantity: int
     The hold commits on its own connection, before and whatever the session does: the shortest
     path through the offer's row lock (see `reservations.reserve`). A redelivered task finds it
     (ALREADY_HELD), so nothing depends on the session's commit for it."""
+    if closing.limited_now(session, customer_id, offer_id, datetime.now(UTC)):
+        result = ReserveResult(ReserveOutcome.NO_SHOW_LIMIT)
+        return Placed(result, _refuse(session, offer_id, customer_id, result, request_key=request_key,
+                                   edit_message_id=edit_message_id))
     with autocommit_connection(session) as conn:
         result = reservations.reserve(conn, offer_id, customer_id, quantity,
                                       hold_minutes=get_settings().hold_minutes, per_order_cap=MAX_PER_ORDER)
@@ -63,6 +68,13 @@ def place_order(session: Session, offer_id: int, customer_id: int, quantity: int
         replacing = {"edit_message_id": edit_message_id, "customer_id": customer_id} if edit_message_id else None
         enqueue_after_commit(session, "payments.create_checkout", result.order_id, kwargs=replacing)
         return Placed(result)
+    return Placed(result, _refuse(session, offer_id, customer_id, result, request_key=request_key,
+                                   edit_message_id=edit_message_id))
+
+
+def _refuse(session: Session, offer_id: int, customer_id: int, result: ReserveResult, *, request_key: str,
+            edit_message_id: int | None) -> int | None:
+    """Record why not, once per request; the outbox row to send (None: nothing pending)."""
     user = session.get(User, customer_id)
     offer = session.get(Offer, offer_id)
     refused = ReservationRefused(user.language if user else "en", result.outcome, offer_id,
@@ -72,7 +84,7 @@ def place_order(session: Session, offer_id: int, customer_id: int, quantity: int
     if note_id is None:  # a redelivered task: the message may still be waiting to be sent
         note_id = session.scalar(select(Notification.id).where(
             Notification.idempotency_key == key, Notification.status == NotificationStatus.PENDING))
-    return Placed(result, note_id)
+    return note_id
 
 
 def cancel_hold(session: Session, order_id: int, customer_id: int) -> bool:

@@ -138,6 +138,9 @@ class ReserveOutcome(enum.StrEnum):
     NOT_AVAILABLE = "not_available"  # no such offer, or not active (draft, paused, expired, cancelled)
     OVER_LIMIT = "over_limit"  # more than the per-order cap
     INVALID_QUANTITY = "invalid_quantity"  # less than one unit
+    # Refused before the engine: the customer's no-shows limit them to one open order
+    # (domain.payments.closing), and they have it.
+    NO_SHOW_LIMIT = "no_show_limit"
 
 
 @dataclass(frozen=True)
@@ -906,8 +909,8 @@ def ledger_problems(db: Executor, offer_id: int | None = None, *, money: bool = 
 
     * each offer's ``units_held``/``units_sold`` equal what its ledger rows say, within
       0..quantity, and a sold-out offer with an open window has nothing left;
-    * each order's status matches its own stock rows (held: its units held; paid/collected:
-      its units sold; closed: neither, except a refunded order that had been collected);
+    * each order's status matches its own stock rows (held: its units held; paid, collected or
+      not collected: its units sold; closed: neither, except a refunded order that had been collected);
     * with ``money``: each order's payments minus refunds equal its amount if it is paid or
       collected, else zero (so an order awaiting its refund counts as a problem).
     """
@@ -933,13 +936,13 @@ def ledger_problems(db: Executor, offer_id: int | None = None, *, money: bool = 
         if r.ledger_offer_id is not None and r.ledger_offer_id != r.order_offer_id:
             problems.append(f"{name}: ledger rows on offer {r.ledger_offer_id}, order on {r.order_offer_id}")
         expected_held = r.quantity if r.status == "held" else 0
-        expected_sold = r.quantity if r.status in ("paid", "collected") else 0
+        expected_sold = r.quantity if r.status in ("paid", "collected", "not_collected") else 0
         if r.status == "refunded" and r.sold == r.quantity:
             expected_sold = r.quantity  # collected, then refunded: the food is gone
         if (r.held, r.sold) != (expected_held, expected_sold):
             problems.append(f"{name}: ledger says held={r.held} sold={r.sold} of {r.quantity}")
         if money:
-            expected_money = r.amount_minor if r.status in ("paid", "collected") else 0
+            expected_money = r.amount_minor if r.status in ("paid", "collected", "not_collected") else 0
             if r.net_money != expected_money:
                 problems.append(f"{name}: payments - refunds = {r.net_money}, expected {expected_money}")
     return problems

@@ -71,6 +71,9 @@ class OrderStatus(enum.StrEnum):
     CANCELLED = "cancelled"  # by the customer or because the offer was cancelled
     EXPIRED = "expired"  # the hold lapsed unpaid
     REFUNDED = "refunded"
+    # Paid, but nobody came: the pickup window (plus its grace) passed, or the business said so.
+    # A late pickup still turns it into collected; the food stays sold.
+    NOT_COLLECTED = "not_collected"
 
 
 class LedgerKind(enum.StrEnum):
@@ -200,6 +203,9 @@ class Order(Base):
               postgresql_where=text("checkout_session_id IS NOT NULL")),
         Index("ix_orders_payment_intent_id", "payment_intent_id",
               postgresql_where=text("payment_intent_id IS NOT NULL")),
+        # A customer's recent no-shows (domain.payments.closing counts them over 30 days).
+        Index("ix_orders_customer_no_show", "customer_id", "no_show_at",
+              postgresql_where=text("no_show_at IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -221,6 +227,9 @@ class Order(Base):
     created_at: Mapped[datetime] = utc_now_column()
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the order was closed as not collected (kept if it is refunded later; cleared by a late
+    # pickup, since the customer did come).
+    no_show_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     offer: Mapped[Offer] = relationship()
 

@@ -43,6 +43,7 @@ ADMIN_JOBS = (
     "maintenance.reconcile_payments",
     "maintenance.send_pickup_reminders",
     "maintenance.send_daily_summaries",
+    "maintenance.close_uncollected_orders",
     "maintenance.retry_failed_notifications",
     "maintenance.resend_handovers",
     "maintenance.cleanup",
@@ -125,6 +126,14 @@ def send_pickup_reminders(self: BaseTask, actor: str = "beat", report_to: int | 
 @app.task(name="maintenance.send_daily_summaries", base=BaseTask, bind=True, ignore_result=False)
 def send_daily_summaries(self: BaseTask, actor: str = "beat", report_to: int | None = None) -> dict[str, Any]:
     return run_job(self, "maintenance.send_daily_summaries", actor, report_to, maintenance.send_daily_summaries)
+
+
+@app.task(name="maintenance.close_uncollected_orders", base=BaseTask, bind=True, ignore_result=False)
+def close_uncollected_orders(self: BaseTask, actor: str = "beat", report_to: int | None = None) -> dict[str, Any]:
+    """Paid orders nobody collected, once their pickup window and its grace are over, become "not
+    collected" (domain.payments.closing says what that means for the customer and the money)."""
+    return run_job(self, "maintenance.close_uncollected_orders", actor, report_to,
+                   payments.close_uncollected_orders)
 
 
 @app.task(name="maintenance.retry_failed_notifications", base=BaseTask, bind=True, ignore_result=False)

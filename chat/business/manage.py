@@ -266,29 +266,88 @@ def _resume(ctx: Context, offer: Offer) -> None:
     show_offer(ctx, offer)
 
 
-def _orders(ctx: Context, offer: Offer) -> None:
+def _orders(ctx: Context, offer: Offer, note: str | None = None) -> None:
     _ = ctx._
     items = offers.orders_of_offer(ctx.session, offer.id, ctx.user.id)
     lines = [_("🧾 <b>Orders of {title}</b>", title=user_text(offer.title)), ""]
+    if note:
+        lines[:0] = [note, ""]
     names: dict[int | None, str | None] = {u.id: u.first_name for u in ctx.session.query(User).filter(
         User.id.in_([o.customer_id for o in items if o.customer_id]))}
     labels = {
         OrderStatus.HELD: _("reserved, not paid yet"),
         OrderStatus.PAID: _("paid, to collect"),
         OrderStatus.COLLECTED: _("collected"),
+        OrderStatus.NOT_COLLECTED: _("not collected"),
     }
+    window_started = offer.pickup_start <= now()
+    rows: Keyboard = []
     for order in items:
         name = names.get(order.customer_id)
         who = user_text(name) if name else _("a customer")
         amount = format_money(order.amount_minor, order.currency, _.language)
         lines.append(f"#{order.id} · {order.quantity}× · {amount} · "
                      f"{who} · {labels.get(order.status, order.status.value)}")
+        if order.status == OrderStatus.PAID and window_started:
+            rows.append([button(_("🚫 #{order} didn't come", order=order.id), data("bizns", order.id))])
     if not items:
         lines.append(_("No orders yet."))
+    elif any(o.status == OrderStatus.NOT_COLLECTED for o in items):
+        lines += ["", _("A customer who comes late can still show the code: confirm the pickup as usual.")]
     ctx.show("\n".join(lines), [
         [button(_("✅ Confirm pickup"), data("bizoffer", "pickup", offer.id))],
+        *rows,
         [button(_("⬅️ Back to the offer"), data("bizoffer", "show", offer.id))],
     ])
+
+
+def _order_of_mine(ctx: Context, args: list[str]) -> tuple[Order, Offer]:
+    try:
+        order_id = int(args[0])
+    except (IndexError, ValueError):
+        raise StaleButton from None
+    order = ctx.session.get(Order, order_id)
+    if order is None:
+        raise NotAllowed
+    try:
+        offer = offers.owned_offer(ctx.session, order.offer_id, ctx.user.id)
+    except NotOwner:
+        raise NotAllowed from None  # another business's order looks exactly like a missing one
+    return order, offer
+
+
+@on_button("bizns")
+def btn_no_show_ask(ctx: Context, args: list[str]) -> None:
+    order, offer = _order_of_mine(ctx, args)
+    _ = ctx._
+    if order.status != OrderStatus.PAID:
+        ctx.toast(_("This order is not open any more."))
+        _orders(ctx, offer)
+        return
+    ctx.show(_("🚫 Mark order #{order} ({quantity}× {title}) as not collected? The customer is told; "
+               "if they come later, you can still confirm the pickup.", order=order.id, quantity=order.quantity,
+               title=user_text(offer.title)),
+             [[button(_("🚫 Yes, they didn't come"), data("biznsok", order.id))],
+              [button(_("⬅️ Back"), data("bizoffer", "orders", offer.id))]])
+
+
+@on_button("biznsok")
+def btn_no_show(ctx: Context, args: list[str]) -> None:
+    order, offer = _order_of_mine(ctx, args)
+    _ = ctx._
+    try:
+        outcome = payments.mark_no_show(ctx.session, order.id, ctx.user.id, now())
+    except payments.NotYours:
+        raise NotAllowed from None
+    if outcome is payments.NoShowOutcome.CLOSED:
+        note = _("🚫 Order #{order} is marked as not collected.", order=order.id)
+    elif outcome is payments.NoShowOutcome.TOO_EARLY:
+        note = _("The pickup time has not started yet: wait before marking a no-show.")
+    else:
+        note = _("This order is not open any more.")
+    ctx.toast(note)
+    ctx.session.expire_all()  # closed with plain SQL: read the orders afresh
+    _orders(ctx, offer, note)
 
 
 def _cancel_ask(ctx: Context, offer: Offer) -> None:

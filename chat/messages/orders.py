@@ -14,6 +14,7 @@ from domain.money import format_money
 from domain.ordering import MAX_PER_ORDER, ReservationRefused
 from domain.payments import notices
 from domain.payments.cancellation import CancellationOutcome
+from domain.payments.closing import NotCollected, Standing
 from domain.payments.notices import CallOffReason, OrderNotice
 from domain.reservations import RefundReason, ReserveOutcome
 
@@ -34,6 +35,10 @@ def refusal(_: Translator, outcome: ReserveOutcome, offer_id: int, title: str, u
         more.insert(0, [button(_("Choose again"), data("offer", offer_id))])
     elif outcome is ReserveOutcome.OVER_LIMIT:
         text = _("You can reserve at most {count} at once.", count=MAX_PER_ORDER)
+    elif outcome is ReserveOutcome.NO_SHOW_LIMIT:
+        text = _("Because several of your recent orders were not collected, you can have only one open order "
+                 "at a time for now. Collect or cancel it, then order again.")
+        more.insert(0, [button(_("🧾 My orders"), data("orders"))])
     else:
         text = _("This offer can't be ordered any more.")
     return Reply(text=text, keyboard=more)
@@ -236,3 +241,32 @@ def _reservation_called_off(notice: notices.ReservationCalledOff) -> Reply:
                "charged.", business=user_text(notice.business.name), title=user_text(notice.offer.title)),
         keyboard=[[button(_("🔎 More deals"), data("deals"))]], kind="called_off",
     )
+
+
+# --------------------------------------------------------------------------- orders that close
+
+
+@renders(NotCollected)
+def _not_collected(notice: NotCollected) -> Reply:
+    _ = Translator(notice.language)
+    lines = [_("🕒 We missed you! Nobody picked up {what} at <b>{business}</b>, and the pickup time is over, "
+               "so the order is closed.", what=_what(notice), business=user_text(notice.business.name))]
+    if notice.refunded:
+        lines.append(_("You get {amount} back on your card.", amount=_amount(notice)))
+    else:
+        lines.append(_("The food was kept aside for you, so the order is not refunded. If you came after all, "
+                       "the business can still confirm your pickup."))
+    if notice.standing is Standing.WARNED:
+        lines.append(_.ngettext(
+            "⚠️ That is {count} order not collected in 30 days. One more, and you can have only one open order "
+            "at a time for a while.",
+            "⚠️ That is {count} orders not collected in 30 days. One more, and you can have only one open order "
+            "at a time for a while.", notice.no_shows, count=notice.no_shows))
+    elif notice.standing is Standing.LIMITED:
+        lines.append(_.ngettext(
+            "⚠️ That is {count} order not collected in 30 days, so for now you can have only one open order "
+            "at a time.",
+            "⚠️ That is {count} orders not collected in 30 days, so for now you can have only one open order "
+            "at a time.", notice.no_shows, count=notice.no_shows))
+    lines.append(_("If plans change, you can cancel an order in /orders before pickup."))
+    return _to_customer(_, "\n".join(lines), "not_collected")

@@ -55,6 +55,8 @@ def daily_summary(notice: DailySummary) -> Reply:
         _.ngettext("Paid orders: {count} ({units} item)", "Paid orders: {count} ({units} items)", notice.units,
                    count=notice.orders, units=notice.units),
         _("Collected: {count}", count=notice.collected),
+        _("Not collected: {count} · cancelled: {cancelled} · refunded: {refunded}", count=notice.not_collected,
+          cancelled=notice.cancelled, refunded=notice.refunded),
         _("Revenue after refunds: {amount}", amount=revenue or "0"),
     ])
     return Reply(text=text, keyboard=[home_row(_)], kind="daily_summary")

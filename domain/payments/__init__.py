@@ -8,6 +8,7 @@ owns every stock and money movement and its ledger rows. One module per seam:
 * ``refunds``: one refund per order whose money came in but which is not (or no longer) paid.
 * ``cancellation``: the customer's cancellation, as the policy allows; an offer the business
   cancels (every buyer released or refunded, and told) and paid orders it calls off.
+* ``closing``: paid orders nobody collected close as "not collected"; no-shows and their limit.
 * ``reconcile``: what a lost webhook or a failed task left undone.
 * ``notices``: what happened, as the chat renders it for the people concerned (no wording here).
 
@@ -37,6 +38,7 @@ from domain.payments.checkout import (
     create_checkout,
     expire_checkout,
 )
+from domain.payments.closing import NoShowOutcome, NotYours, close_uncollected_orders, mark_no_show
 from domain.payments.events import EventNotReady, EventOutcome, handle_event
 from domain.payments.notices import CallOffReason, PayButtonGone
 from domain.payments.orders import order_key, spend_pay_buttons
@@ -52,6 +54,8 @@ __all__ = [
     "CloseOutcome",
     "EventNotReady",
     "EventOutcome",
+    "NoShowOutcome",
+    "NotYours",
     "PayButtonGone",
     "RefundOutcome",
     "call_off_paid_orders",
@@ -60,9 +64,11 @@ __all__ = [
     "cancellation_policy",
     "checkout_params",
     "close_checkouts_after_commit",
+    "close_uncollected_orders",
     "create_checkout",
     "expire_checkout",
     "handle_event",
+    "mark_no_show",
     "order_key",
     "reconcile_payments",
     "refund_order",

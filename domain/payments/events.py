@@ -42,6 +42,9 @@ from models import Order, OrderStatus, StripeEvent
 
 log = get_logger(__name__)
 
+# An order whose payment settled: a late processing or failure event changes nothing.
+_SETTLED = (OrderStatus.PAID, OrderStatus.COLLECTED, OrderStatus.NOT_COLLECTED, OrderStatus.REFUNDED)
+
 
 class EventNotReady(Exception):
     """An event that depends on another one not handled yet (a refund of a payment we have not
@@ -166,7 +169,7 @@ def _tell_business(session: Session, order: Order) -> None:
 
 def _on_processing_session(session: Session, checkout: dict[str, Any]) -> EventOutcome:
     order = _order_of_session(session, checkout)
-    if order is None or order.status in (OrderStatus.PAID, OrderStatus.COLLECTED, OrderStatus.REFUNDED):
+    if order is None or order.status in _SETTLED:
         return EventOutcome.IGNORED  # the payment settled already (events came out of order), or is unknown
     order.checkout_url = None
     tell_customer(session, order, "processing", notices.PaymentProcessing)
@@ -180,7 +183,7 @@ def _on_failed_session(session: Session, checkout: dict[str, Any]) -> EventOutco
     order.checkout_url = None
     reservations.release(session, order.id, ReleaseReason.CANCELLED)
     order = reload_order(session, order.id)
-    if order.status in (OrderStatus.PAID, OrderStatus.COLLECTED, OrderStatus.REFUNDED):
+    if order.status in _SETTLED:
         return EventOutcome.IGNORED
     spend_pay_buttons(session, order.id, order.customer_id, PayButtonGone.CLOSED)
     tell_customer(session, order, "payment_failed", notices.PaymentFailed)

@@ -43,14 +43,15 @@ _PAYMENT_TO_REFUND_SQL = text(
 
 def refund_order(order_id: int) -> RefundOutcome:
     """Give back the money of an order: one refund per order. A paid order is called off first
-    (its units go back on sale; the business cancelled the offer, say); a collected one is not
+    (its units go back on sale; the business cancelled the offer, say); a not-collected one is
+    refunded with its units kept sold (when ``NO_SHOW_REFUND`` says so); a collected one is not
     refunded here (the food is gone: an operator decides)."""
     with session_scope() as session:
         order = lock_order(session, order_id)
         if order is not None and order.status == OrderStatus.PAID:
             reservations.cancel_paid(session, order_id)
         row = session.execute(_PAYMENT_TO_REFUND_SQL, {"id": order_id}).first()
-        if row is None or row.status not in ("expired", "cancelled", "refunded"):
+        if row is None or row.status not in ("expired", "cancelled", "refunded", "not_collected"):
             return RefundOutcome.NOT_DUE
         if row.refunded:
             return RefundOutcome.ALREADY_DONE

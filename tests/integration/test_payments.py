@@ -702,3 +702,22 @@ def test_refunding_a_paid_order_calls_it_off_first(harness):
     assert payments.refund_order(10**12) is RefundOutcome.NOT_DUE
     h.deliver_new()
     consistent(h.db)
+
+
+@pytest.mark.parametrize("refund", [False, True])
+def test_a_not_collected_order_is_refunded_only_when_the_operator_says_so(harness, monkeypatch, refund):
+    h = harness
+    monkeypatch.setenv("NO_SHOW_REFUND", "true" if refund else "false")
+    get_settings.cache_clear()
+    offer_id, _customer, order_id = paid_order(h, quantity=2, starts_in=-timedelta(minutes=30))
+    with h.db.session_scope() as session:
+        owner = session.get(Offer, offer_id).business.owner_id
+        assert payments.mark_no_show(session, order_id, owner, datetime.now(UTC)) is payments.NoShowOutcome.CLOSED
+    assert [name for name, _args, _c in h.queued] == (["payments.refund_order"] if refund else [])
+    h.run_tasks()
+    h.deliver_new()
+    assert order(h.db, order_id).status == (OrderStatus.REFUNDED if refund else OrderStatus.NOT_COLLECTED)
+    assert [r["amount"] for r in h.fake.objects("refund")] == ([700] if refund else [])
+    with h.db.session_scope() as session:
+        assert session.get(Offer, offer_id).units_sold == 2  # the food was kept aside either way
+    consistent(h.db)
