@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import Field, PositiveInt, SecretStr, ValidationError, field_validator
@@ -15,6 +16,16 @@ from core.queues import QUEUES
 SANDBOX_BOT_TOKEN = "123456:SANDBOX-TOKEN"
 # The username the Telegram fake gives the bot of that token (sandbox.telegram_fake.state).
 SANDBOX_BOT_USERNAME = "surplus_sandbox_bot"
+
+
+def percent_to_basis_points(percent: str | int | Decimal) -> int:
+    """A percentage as written by an operator ("10", "7.5", "2.25") in basis points, hundredths of
+    a percent (1000, 750, 225). At most two decimals and within 0..100; ValueError otherwise."""
+    value = Decimal(str(percent).strip())
+    points = value * 100
+    if not value.is_finite() or points != points.to_integral_value() or not 0 <= value <= 100:
+        raise ValueError(f"a fee percentage must be between 0 and 100 with at most two decimals, got {percent!r}")
+    return int(points)
 
 
 class Settings(BaseSettings):
@@ -71,6 +82,15 @@ class Settings(BaseSettings):
     # Whether a not-collected order is refunded. Off by default: the food was kept aside and is lost.
     no_show_refund: bool = False
 
+    # The platform's fee on each order: PLATFORM_FEE_PERCENT of the amount (up to two decimals,
+    # rounded half up to a minor unit) plus PLATFORM_FEE_FIXED minor units; see domain.money.platform_fee.
+    platform_fee_percent: str = "10"
+    platform_fee_fixed: int = Field(default=0, ge=0, le=100_000)
+    # true: a business sells only once its Stripe Connect account can take charges, and each sale is
+    # a destination charge to it. false: the platform collects every payment in its own account and
+    # pays businesses out by hand (their statements say what they are owed); Connect stays optional.
+    payouts_require_connect: bool = True
+
     # Redis redelivers a message no worker acknowledged (its worker died) this many seconds after it
     # was delivered or fell due (kombu's visibility_timeout; docs/redelivery.md). Unset: each queue's
     # default from celeryconfig.py. BROKER_VISIBILITY_TIMEOUT sets every queue, ..._TIMEOUTS some
@@ -82,6 +102,20 @@ class Settings(BaseSettings):
     update_dedup_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     log_level: str = "INFO"
     log_json: bool = True
+
+    @field_validator("platform_fee_percent", mode="before")
+    @classmethod
+    def _fee_percent(cls, value: object) -> str:
+        text = str(value).strip()
+        try:
+            percent_to_basis_points(text)
+        except (ValueError, ArithmeticError):
+            raise ValueError("must be a percentage from 0 to 100 with at most two decimals, like 10 or 7.5") from None
+        return text
+
+    @property
+    def platform_fee_basis_points(self) -> int:
+        return percent_to_basis_points(self.platform_fee_percent)
 
     @field_validator("admin_ids", mode="before")
     @classmethod

@@ -57,6 +57,16 @@ class OfferStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+class PayoutsStatus(enum.StrEnum):
+    """A business's Stripe Connect account, as its ``account.updated`` events say."""
+
+    NONE = "none"  # no account yet
+    PENDING = "pending"  # an account, onboarding not finished (or Stripe is still checking)
+    ACTIVE = "active"  # it can take charges
+    RESTRICTED = "restricted"  # Stripe disabled charges (requirements past due, or a review)
+    DISCONNECTED = "disconnected"  # the business removed our access (account.application.deauthorized)
+
+
 class PhotoStatus(enum.StrEnum):
     NONE = "none"
     PROCESSING = "processing"
@@ -83,6 +93,13 @@ class LedgerKind(enum.StrEnum):
     RESTOCK = "restock"  # stock: sold units back to available (refund of a paid order)
     PAYMENT = "payment"  # money in
     REFUND = "refund"  # money out
+    # The money's way to the business (Connect). Per order: payment = fee + transfer at the sale;
+    # refund = fee_refund + reversal when it goes back. "transfer" is what the business got net
+    # (Stripe's transfer minus the application fee it paid back), "reversal" what it gave back net.
+    FEE = "fee"  # the platform's application fee
+    TRANSFER = "transfer"  # to the business's connected account
+    REVERSAL = "reversal"  # the transfer reversed by a refund
+    FEE_REFUND = "fee_refund"  # the application fee given back to the business
 
 
 class NotificationStatus(enum.StrEnum):
@@ -132,6 +149,15 @@ class Business(Base):
     status_reason: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = utc_now_column()
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Stripe Connect (domain.payments.connect): the Express account and what its events said last.
+    stripe_account_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    payouts_status: Mapped[PayoutsStatus] = mapped_column(
+        _state(PayoutsStatus, "payouts_status"), nullable=False, server_default=PayoutsStatus.NONE.value
+    )
+    charges_enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    payouts_enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    # The `created` time of the newest account event applied: an older one arriving late changes nothing.
+    payouts_event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     offers: Mapped[list[Offer]] = relationship(back_populates="business")
 
@@ -227,6 +253,10 @@ class Order(Base):
     created_at: Mapped[datetime] = utc_now_column()
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Decided when its Checkout Session is made: the platform fee, and the connected account the
+    # payment goes to (None: the platform collects it and pays the business by hand).
+    fee_minor: Mapped[int | None] = mapped_column(Integer)
+    destination_account: Mapped[str | None] = mapped_column(String(255))
     # When the order was closed as not collected (kept if it is refunded later; cleared by a late
     # pickup, since the customer did come).
     no_show_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,8 +1,13 @@
-"""orders that close: "not collected", and when a customer did not come
+"""orders that close, and businesses that get paid (Stripe Connect)
 
 A paid order nobody collects used to stay open for ever. Now the ``maintenance.close_uncollected_orders``
 sweeper (or the business, with "didn't come") closes it as ``not_collected`` and stamps
 ``no_show_at``, which counts the customer's no-shows over 30 days.
+
+Every payment used to land in the platform's account. Now a business has a Stripe Connect account
+(``businesses.stripe_account_id`` and what its events said), each order keeps the fee and the
+account its Checkout Session sent money to, and the ledger has the money's way there: ``fee``,
+``transfer``, ``reversal`` and ``fee_refund`` rows.
 
 Revision ID: 0006
 Revises: 0005
@@ -20,10 +25,12 @@ branch_labels = None
 depends_on = None
 
 _STATES = ("held", "paid", "collected", "cancelled", "expired", "refunded")
+_KINDS = ("hold", "release", "sale", "restock", "payment", "refund")
+_NEW_KINDS = ("fee", "transfer", "reversal", "fee_refund")
 
 
-def _states(states: tuple[str, ...]) -> str:
-    return "status IN (" + ", ".join(f"'{s}'" for s in states) + ")"
+def _states(states: tuple[str, ...], column: str = "status") -> str:
+    return f"{column} IN (" + ", ".join(f"'{s}'" for s in states) + ")"
 
 
 def upgrade() -> None:
@@ -32,9 +39,37 @@ def upgrade() -> None:
     op.add_column("orders", sa.Column("no_show_at", sa.DateTime(timezone=True), nullable=True))
     op.create_index("ix_orders_customer_no_show", "orders", ["customer_id", "no_show_at"],
                     postgresql_where=sa.text("no_show_at IS NOT NULL"))
+    op.add_column("orders", sa.Column("fee_minor", sa.Integer(), nullable=True))
+    op.add_column("orders", sa.Column("destination_account", sa.String(length=255), nullable=True))
+
+    op.add_column("businesses", sa.Column("stripe_account_id", sa.String(length=255), nullable=True))
+    op.create_unique_constraint(op.f("uq_businesses_stripe_account_id"), "businesses", ["stripe_account_id"])
+    op.add_column("businesses", sa.Column(
+        "payouts_status",
+        sa.Enum("none", "pending", "active", "restricted", "disconnected", name="payouts_status", native_enum=False,
+                create_constraint=True, length=24),
+        server_default="none", nullable=False))
+    op.add_column("businesses", sa.Column("charges_enabled", sa.Boolean(), server_default=sa.text("false"),
+                                          nullable=False))
+    op.add_column("businesses", sa.Column("payouts_enabled", sa.Boolean(), server_default=sa.text("false"),
+                                          nullable=False))
+    op.add_column("businesses", sa.Column("payouts_event_at", sa.DateTime(timezone=True), nullable=True))
+
+    op.drop_constraint(op.f("ck_ledger_entries_ledger_kind"), "ledger_entries", type_="check")
+    op.create_check_constraint(op.f("ck_ledger_entries_ledger_kind"), "ledger_entries",
+                               _states((*_KINDS, *_NEW_KINDS), "kind"))
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM ledger_entries WHERE " + _states(_NEW_KINDS, "kind"))
+    op.drop_constraint(op.f("ck_ledger_entries_ledger_kind"), "ledger_entries", type_="check")
+    op.create_check_constraint(op.f("ck_ledger_entries_ledger_kind"), "ledger_entries", _states(_KINDS, "kind"))
+    for column in ("payouts_event_at", "payouts_enabled", "charges_enabled", "payouts_status"):
+        op.drop_column("businesses", column)
+    op.drop_constraint(op.f("uq_businesses_stripe_account_id"), "businesses", type_="unique")
+    op.drop_column("businesses", "stripe_account_id")
+    op.drop_column("orders", "destination_account")
+    op.drop_column("orders", "fee_minor")
     op.drop_index("ix_orders_customer_no_show", table_name="orders")
     op.drop_column("orders", "no_show_at")
     # A not-collected order was paid and its food is gone: it reads as collected on the old schema.

@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import errors, objects, params
+from .connect import Destination
 from .state import FakeState, RequestContext
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ SESSION_CREATE_PARAMS = {
     "metadata": None,
     "expires_at": None,
     "customer_email": None,
-    "payment_intent_data": {"metadata": None, "description": None},
+    "payment_intent_data": {"metadata": None, "description": None, "application_fee_amount": None,
+                            "transfer_data": {"destination": None}, "transfer_group": None},
     "locale": None,
     "payment_method_types": None,
     "submit_type": None,
@@ -51,7 +53,16 @@ SESSION_CREATE_PARAMS = {
     "billing_address_collection": None,
     "expand": None,
 }
-REFUND_CREATE_PARAMS = dict.fromkeys(("payment_intent", "charge", "amount", "reason", "metadata", "expand"))
+REFUND_CREATE_PARAMS = dict.fromkeys(("payment_intent", "charge", "amount", "reason", "metadata", "expand",
+                                      "reverse_transfer", "refund_application_fee"))
+ACCOUNT_CREATE_PARAMS = {
+    "type": None, "country": None, "email": None, "metadata": None, "default_currency": None,
+    "business_profile": {"name": None, "url": None, "mcc": None, "product_description": None},
+    "capabilities": {"card_payments": {"requested": None}, "transfers": {"requested": None}},
+    "business_type": None, "expand": None,
+}
+ACCOUNT_UPDATE_PARAMS = {"metadata": None, "business_profile": {"name": None}, "expand": None}
+ACCOUNT_LINK_PARAMS = dict.fromkeys(("account", "refresh_url", "return_url", "type", "collect", "expand"))
 REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 _PAGINATION = {"limit": None, "starting_after": None, "ending_before": None, "expand": None}
 _CURRENCY = re.compile(r"[a-z]{3}")
@@ -63,6 +74,7 @@ class ApiCall:
     path_params: dict[str, str]
     context: RequestContext
     page_base_url: str  # where the hosted checkout page is reachable
+    stripe_account: str | None = None  # the Stripe-Account header: a call made as a connected account
 
 
 Operation = Callable[[ApiCall], dict[str, Any]]
@@ -89,6 +101,16 @@ class StripeApi:
             route("/v1/refunds", "GET", self.list_refunds),
             route("/v1/refunds/{id}", "GET", self.retrieve_refund),
             route("/v1/events", "GET", self.list_events),
+            route("/v1/accounts", "POST", self.create_account),
+            route("/v1/accounts/{id}", "GET", self.retrieve_account),
+            route("/v1/accounts/{id}", "POST", self.update_account),
+            route("/v1/account_links", "POST", self.create_account_link),
+            route("/v1/transfers", "GET", self.list_transfers),
+            route("/v1/transfers/{id}", "GET", self.retrieve_transfer),
+            route("/v1/application_fees", "GET", self.list_application_fees),
+            route("/v1/application_fees/{id}", "GET", self.retrieve_application_fee),
+            route("/v1/payouts", "GET", self.list_payouts),
+            route("/v1/balance_transactions", "GET", self.list_balance_transactions),
             route("/v1/events/{id}", "GET", self.retrieve_event),
             # Anything else under /v1 gets Stripe's JSON 404, never Starlette's text 404/405.
             Route("/v1/{rest:path}", self._endpoint(None), methods=["GET", "POST", "DELETE", "PUT", "PATCH"]),
@@ -116,6 +138,7 @@ class StripeApi:
                     path_params=dict(request.path_params),
                     context=RequestContext(request_id, idempotency_key),
                     page_base_url=self._public_url or str(request.base_url).rstrip("/"),
+                    stripe_account=request.headers.get("stripe-account"),
                 )
                 if idempotency_key:
                     fingerprint = json.dumps([request.method, request.url.path, call.params], sort_keys=True)
@@ -238,8 +261,10 @@ class StripeApi:
                 p.get("billing_address_collection"), "billing_address_collection", choices=("auto", "required")
             ),
         }
+        destination = _destination(intent_data)
         session = self._state.create_checkout_session(
             page_base_url=call.page_base_url,
+            destination=destination,
             line_items=[_line_item(item, f"line_items[{i}]") for i, item in enumerate(raw_items)],
             expires_at=params.integer(p.get("expires_at"), "expires_at"),
             payment_intent_metadata=params.metadata(intent_data.get("metadata"), "payment_intent_data[metadata]"),
@@ -311,6 +336,8 @@ class StripeApi:
             amount=params.integer(p.get("amount"), "amount", minimum=1),
             reason=params.string(p.get("reason"), "reason", choices=REFUND_REASONS),
             metadata=params.metadata(p.get("metadata")),
+            reverse_transfer=params.boolean(p.get("reverse_transfer"), "reverse_transfer"),
+            refund_application_fee=params.boolean(p.get("refund_application_fee"), "refund_application_fee"),
         )
         return self._expand(refund, call)
 
@@ -334,6 +361,102 @@ class StripeApi:
 
         return self._list("refund", call, "/v1/refunds", where)
 
+    # ------------------------------------------------------------ Connect
+
+    def create_account(self, call: ApiCall) -> dict[str, Any]:
+        p = call.params
+        params.reject_unknown(p, ACCOUNT_CREATE_PARAMS)
+        profile = p.get("business_profile") or {}
+        account = self._state.create_account(
+            account_type=params.string(p.get("type"), "type", required=True, choices=("custom", "express", "standard")),
+            country=(params.string(p.get("country"), "country") or "DE").upper(),
+            email=params.string(p.get("email"), "email"),
+            business_name=params.string(profile.get("name"), "business_profile[name]"),
+            metadata=params.metadata(p.get("metadata")),
+            default_currency=params.string(p.get("default_currency"), "default_currency"),
+        )
+        return self._expand(account, call)
+
+    def retrieve_account(self, call: ApiCall) -> dict[str, Any]:
+        params.reject_unknown(call.params, {"expand": None})
+        return self._expand(self._state.get("account", call.path_params["id"], param="account"), call)
+
+    def update_account(self, call: ApiCall) -> dict[str, Any]:
+        p = call.params
+        params.reject_unknown(p, ACCOUNT_UPDATE_PARAMS)
+        profile = p.get("business_profile") or {}
+        account = self._state.update_account(
+            call.context, call.path_params["id"],
+            metadata=params.metadata(p.get("metadata")) if "metadata" in p else None,
+            business_name=params.string(profile.get("name"), "business_profile[name]"),
+        )
+        return self._expand(account, call)
+
+    def create_account_link(self, call: ApiCall) -> dict[str, Any]:
+        p = call.params
+        params.reject_unknown(p, ACCOUNT_LINK_PARAMS)
+        return self._state.create_account_link(
+            account_id=params.string(p.get("account"), "account", required=True),
+            refresh_url=params.string(p.get("refresh_url"), "refresh_url", required=True),
+            return_url=params.string(p.get("return_url"), "return_url", required=True),
+            link_type=params.string(p.get("type"), "type", required=True),
+            page_base_url=call.page_base_url,
+        )
+
+    def list_transfers(self, call: ApiCall) -> dict[str, Any]:
+        p = call.params
+        params.reject_unknown(p, {**_PAGINATION, "destination": None, "transfer_group": None, "created": None})
+        destination = params.string(p.get("destination"), "destination")
+        group = params.string(p.get("transfer_group"), "transfer_group")
+        created = params.created_filter(p.get("created"))
+
+        def where(transfer: dict[str, Any]) -> bool:
+            return ((destination is None or transfer["destination"] == destination)
+                    and (group is None or transfer["transfer_group"] == group)
+                    and params.created_matches(transfer["created"], created))
+
+        return self._list("transfer", call, "/v1/transfers", where)
+
+    def retrieve_transfer(self, call: ApiCall) -> dict[str, Any]:
+        params.reject_unknown(call.params, {"expand": None})
+        return self._expand(self._state.get("transfer", call.path_params["id"], param="transfer"), call)
+
+    def list_application_fees(self, call: ApiCall) -> dict[str, Any]:
+        p = call.params
+        params.reject_unknown(p, {**_PAGINATION, "charge": None, "created": None})
+        charge = params.string(p.get("charge"), "charge")
+        created = params.created_filter(p.get("created"))
+
+        def where(fee: dict[str, Any]) -> bool:
+            return (charge is None or fee["charge"] == charge) and params.created_matches(fee["created"], created)
+
+        return self._list("application_fee", call, "/v1/application_fees", where)
+
+    def retrieve_application_fee(self, call: ApiCall) -> dict[str, Any]:
+        params.reject_unknown(call.params, {"expand": None})
+        return self._expand(self._state.get("application_fee", call.path_params["id"], param="id"), call)
+
+    def list_payouts(self, call: ApiCall) -> dict[str, Any]:
+        """A connected account's payouts (called with its Stripe-Account header)."""
+        params.reject_unknown(call.params, {**_PAGINATION, "status": None, "created": None})
+        mine = {p["id"] for p in self._state.payouts_of(self._connected(call))}
+        return self._list("payout", call, "/v1/payouts", lambda payout: payout["id"] in mine)
+
+    def list_balance_transactions(self, call: ApiCall) -> dict[str, Any]:
+        """A connected account's balance transactions (called with its Stripe-Account header)."""
+        params.reject_unknown(call.params, {**_PAGINATION, "type": None, "created": None})
+        mine = set(self._state.transactions_of(self._connected(call)))
+        kind = params.string(call.params.get("type"), "type")
+        return self._list("balance_transaction", call, "/v1/balance_transactions",
+                          lambda txn: txn["id"] in mine and (kind is None or txn["type"] == kind))
+
+    def _connected(self, call: ApiCall) -> str:
+        if not call.stripe_account:
+            raise errors.invalid_request("The local Stripe fake keeps balances only for connected accounts: "
+                                         "send the Stripe-Account header.")
+        self._state.get("account", call.stripe_account, param="account")
+        return call.stripe_account
+
     # ------------------------------------------------------------- events
 
     def retrieve_event(self, call: ApiCall) -> dict[str, Any]:
@@ -355,6 +478,20 @@ class StripeApi:
             return type_ok and params.created_matches(event["created"], created)
 
         return self._list("event", call, "/v1/events", where)
+
+
+def _destination(intent_data: dict[str, Any]) -> Destination | None:
+    transfer_data = intent_data.get("transfer_data") or {}
+    account = params.string(transfer_data.get("destination"), "payment_intent_data[transfer_data][destination]")
+    fee = params.integer(intent_data.get("application_fee_amount"), "payment_intent_data[application_fee_amount]",
+                         minimum=0)
+    if account is None:
+        if fee is not None:
+            raise errors.invalid_param("payment_intent_data[application_fee_amount]",
+                                       "An application fee needs a destination (transfer_data[destination]).")
+        return None
+    return Destination(account, fee, params.string(intent_data.get("transfer_group"),
+                                                   "payment_intent_data[transfer_group]"))
 
 
 def _line_item(item: dict[str, Any], path: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from .api import StripeApi
 from .control import ControlApi
 from .hosted_page import HostedCheckoutPage
+from .onboarding_page import OnboardingPage
 from .state import FakeState
 from .webhooks import WebhookDispatcher
 
@@ -41,6 +42,7 @@ def create_app(
     routes = [
         *StripeApi(state, public_url=public_url).routes(),
         *HostedCheckoutPage(state).routes(),
+        *OnboardingPage(state).routes(),
         *ControlApi(state).routes(),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -39,11 +39,14 @@ class StripeFakeClient:
             self._http.close()
             self._http = None
 
-    def _call(self, method: str, path: str, *, json: dict[str, Any] | None = None, **query: Any) -> Any:
+    def _client(self) -> httpx.Client:
         if self._http is None:
             # trust_env=False: never send local control traffic through an environment proxy.
             self._http = httpx.Client(base_url=self.url, timeout=70, trust_env=False)
-        response = self._http.request(
+        return self._http
+
+    def _call(self, method: str, path: str, *, json: dict[str, Any] | None = None, **query: Any) -> Any:
+        response = self._client().request(
             method, path, json=json, params={k: v for k, v in query.items() if v is not None}
         )
         body = response.json()
@@ -137,6 +140,36 @@ class StripeFakeClient:
         return self._call("GET", "/_sandbox/deliveries", wait_idle=timeout)["idle"]
 
     # --------------------------------------------------------------- misc
+
+    # ------------------------------------------------------------ Connect
+
+    def onboard(self, link_url: str, *, complete: bool = True) -> str:
+        """Press "Complete" (or "Leave unfinished") on an account link's onboarding page, as the
+        business would; returns where Stripe sends it next (the return or the refresh URL)."""
+        path = link_url.split("/connect/onboarding/", 1)[1]
+        response = self._client().post(f"/connect/onboarding/{path}/{'complete' if complete else 'leave'}",
+                                       follow_redirects=False)
+        if response.status_code == 303:
+            return response.headers["location"]
+        if response.status_code >= 400:
+            raise SandboxError(response.status_code, {"error": {"message": response.text[:300]}})
+        return response.text.rsplit("href='", 1)[1].split("'", 1)[0].replace("&amp;", "&")
+
+    def restrict_account(self, account_id: str, restricted: bool = True) -> dict[str, Any]:
+        """Stripe disables (restricted=False: enables again) the account's charges and payouts."""
+        path = f"/_sandbox/accounts/{account_id}/restrict"
+        return self._call("POST", path, json={"restricted": restricted})["account"]
+
+    def deauthorize_account(self, account_id: str) -> None:
+        """The business disconnects the platform (account.application.deauthorized)."""
+        self._call("POST", f"/_sandbox/accounts/{account_id}/deauthorize", json={})
+
+    def pay_out(self, account_id: str) -> list[dict[str, Any]]:
+        """Stripe pays the account's available balance out to its bank now (payout.paid)."""
+        return self._call("POST", f"/_sandbox/accounts/{account_id}/payouts", json={})["data"]
+
+    def balance(self, account_id: str) -> dict[str, int]:
+        return self._call("GET", f"/_sandbox/accounts/{account_id}/balance")["available"]
 
     def objects(self, type: str | None = None) -> list[dict[str, Any]]:
         """Stored objects (checkout.session, payment_intent, charge, refund, event), oldest first."""

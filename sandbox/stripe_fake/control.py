@@ -42,6 +42,10 @@ class ControlApi:
             route("/_sandbox/checkout/{id}/pay", ["POST"], self.pay),
             route("/_sandbox/checkout/{id}/decline", ["POST"], self.decline),
             route("/_sandbox/checkout/{id}/settle", ["POST"], self.settle),
+            route("/_sandbox/accounts/{id}/restrict", ["POST"], self.restrict_account),
+            route("/_sandbox/accounts/{id}/deauthorize", ["POST"], self.deauthorize_account),
+            route("/_sandbox/accounts/{id}/payouts", ["POST"], self.pay_out),
+            route("/_sandbox/accounts/{id}/balance", ["GET"], self.balance),
             route("/_sandbox/faults", ["GET", "POST", "DELETE"], self.faults),
             route("/_sandbox/webhook", ["GET", "POST", "DELETE"], self.webhook),
             route("/_sandbox/deliveries", ["GET"], self.deliveries),
@@ -98,6 +102,21 @@ class ControlApi:
         if outcome not in ("succeeded", "failed"):
             raise ControlError('outcome must be "succeeded" or "failed"')
         return JSONResponse({"session": self._state.settle_session(request.path_params["id"], outcome)})
+
+    async def restrict_account(self, request: Request) -> Response:
+        body = await _json_body(request, {"restricted"})
+        restricted = _typed(body, "restricted", bool, True)
+        return JSONResponse({"account": self._state.restrict_account(request.path_params["id"], restricted=restricted)})
+
+    async def deauthorize_account(self, request: Request) -> Response:
+        self._state.deauthorize_account(request.path_params["id"])
+        return JSONResponse({"ok": True})
+
+    async def pay_out(self, request: Request) -> Response:
+        return JSONResponse({"data": self._state.pay_out(request.path_params["id"])})
+
+    async def balance(self, request: Request) -> Response:
+        return JSONResponse({"available": self._state.account_balance(request.path_params["id"])})
 
     async def faults(self, request: Request) -> Response:
         if request.method == "DELETE":

@@ -36,6 +36,13 @@ ID_PREFIXES = {
     "ch_": "charge",
     "re_": "refund",
     "evt_": "event",
+    "acct_": "account",
+    "trr_": "transfer_reversal",
+    "tr_": "transfer",
+    "fee_": "application_fee",
+    "fr_": "fee_refund",
+    "po_": "payout",
+    "txn_": "balance_transaction",
 }
 
 
@@ -321,8 +328,11 @@ def event(
     request_id: str | None,
     idempotency_key: str | None,
     pending_webhooks: int,
+    account: str | None = None,
 ) -> dict[str, Any]:
-    return _from_template(
+    """An event; ``account``: the connected account it is about (a Connect event), which Stripe
+    puts in a top-level ``account`` field that the example event lacks (see FIXTURES_LICENSE.md)."""
+    built = _from_template(
         "event",
         {
             "api_version": API_VERSION,
@@ -334,3 +344,102 @@ def event(
             "type": event_type,
         },
     )
+    if account is not None:
+        built["account"] = account
+    return built
+
+
+# --------------------------------------------------------------------------- Connect
+
+ACCOUNT_REQUIREMENTS = ["business_profile.url", "external_account", "tos_acceptance.date", "tos_acceptance.ip"]
+
+
+def account(*, created: int, country: str, email: str | None, business_name: str | None,
+            metadata: dict[str, str], default_currency: str) -> dict[str, Any]:
+    """A new Express account: nothing submitted, so it can neither take charges nor pay out."""
+    account_id = new_id("acct_", 16)
+    profile = _template_part("account", "business_profile")
+    profile["name"] = business_name
+    requirements = _template_part("account", "requirements")
+    requirements.update(currently_due=list(ACCOUNT_REQUIREMENTS), eventually_due=list(ACCOUNT_REQUIREMENTS),
+                        disabled_reason="requirements.past_due")
+    external = _template_part("account", "external_accounts")
+    external["url"] = f"/v1/accounts/{account_id}/external_accounts"
+    return _from_template("account", {
+        "business_profile": profile,
+        "capabilities": {"card_payments": "inactive", "transfers": "inactive"},
+        "charges_enabled": False,
+        "country": country,
+        "created": created,
+        "default_currency": default_currency,
+        "details_submitted": False,
+        "email": email,
+        "external_accounts": external,
+        "id": account_id,
+        "metadata": metadata,
+        "payouts_enabled": False,
+        "requirements": requirements,
+        "type": "express",
+    })
+
+
+def account_link(*, created: int, expires_at: int, url: str) -> dict[str, Any]:
+    return _from_template("account_link", {"created": created, "expires_at": expires_at, "url": url})
+
+
+def application(name: str) -> dict[str, Any]:
+    return _from_template("application", {"id": new_id("ca_", 32), "name": name})
+
+
+def balance_transaction(*, created: int, amount: int, fee: int, currency: str, source: str, kind: str,
+                        description: str | None = None) -> dict[str, Any]:
+    return _from_template("balance_transaction", {
+        "amount": amount, "available_on": created, "created": created, "currency": currency,
+        "description": description, "fee": fee, "fee_details": [], "id": new_id("txn_"), "net": amount - fee,
+        "reporting_category": kind, "source": source, "status": "available", "type": kind,
+    })
+
+
+def transfer(*, created: int, amount: int, currency: str, destination: str, source_transaction: str,
+             balance_transaction_id: str, transfer_group: str | None) -> dict[str, Any]:
+    transfer_id = new_id("tr_")
+    return _from_template("transfer", {
+        "amount": amount, "amount_reversed": 0, "balance_transaction": balance_transaction_id, "created": created,
+        "currency": currency, "destination": destination, "destination_payment": new_id("py_"), "id": transfer_id,
+        "reversals": list_object([], f"/v1/transfers/{transfer_id}/reversals"), "reversed": False,
+        "source_transaction": source_transaction, "transfer_group": transfer_group,
+    })
+
+
+def transfer_reversal(*, created: int, amount: int, currency: str, transfer_id: str, source_refund: str,
+                      balance_transaction_id: str) -> dict[str, Any]:
+    return _from_template("transfer_reversal", {
+        "amount": amount, "balance_transaction": balance_transaction_id, "created": created, "currency": currency,
+        "destination_payment_refund": new_id("pyr_"), "id": new_id("trr_"), "source_refund": source_refund,
+        "transfer": transfer_id,
+    })
+
+
+def application_fee(*, created: int, amount: int, currency: str, account_id: str, application_id: str,
+                    charge_id: str, balance_transaction_id: str) -> dict[str, Any]:
+    fee_id = new_id("fee_")
+    return _from_template("application_fee", {
+        "account": account_id, "amount": amount, "amount_refunded": 0, "application": application_id,
+        "balance_transaction": balance_transaction_id, "charge": charge_id, "created": created, "currency": currency,
+        "fee_source": {"charge": charge_id, "type": "charge"}, "id": fee_id,
+        "refunds": list_object([], f"/v1/application_fees/{fee_id}/refunds"), "refunded": False,
+    })
+
+
+def fee_refund(*, created: int, amount: int, currency: str, fee_id: str, balance_transaction_id: str) -> dict[str, Any]:
+    return _from_template("fee_refund", {
+        "amount": amount, "balance_transaction": balance_transaction_id, "created": created, "currency": currency,
+        "fee": fee_id, "id": new_id("fr_"),
+    })
+
+
+def payout(*, created: int, amount: int, currency: str, balance_transaction_id: str) -> dict[str, Any]:
+    return _from_template("payout", {
+        "amount": amount, "arrival_date": created, "balance_transaction": balance_transaction_id, "created": created,
+        "currency": currency, "destination": new_id("ba_"), "id": new_id("po_"), "status": "paid",
+    })

@@ -116,6 +116,17 @@ def integer(value: Any, param: str, *, required: bool = False, minimum: int | No
     return number
 
 
+def boolean(value: Any, param: str) -> bool:
+    """A boolean parameter, as the libraries send it ("true" / "false"); absent means false."""
+    if value is None or value == "":
+        return False
+    if value in ("true", True):
+        return True
+    if value in ("false", False):
+        return False
+    raise errors.invalid_param(param, f"Invalid boolean: {value}")
+
+
 def metadata(value: Any, param: str = "metadata") -> dict[str, str]:
     """Stripe's documented metadata limits: 50 keys, 40-character keys, 500-character values."""
     if value is None or value == "":

@@ -23,8 +23,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import errors, objects
+from .connect import ConnectMixin, Destination
 
-OBJECT_KINDS = ("checkout.session", "payment_intent", "charge", "refund", "event")
+OBJECT_KINDS = (
+    "checkout.session", "payment_intent", "charge", "refund", "event",
+    # Connect (connect.py)
+    "account", "transfer", "transfer_reversal", "application_fee", "fee_refund", "payout", "balance_transaction",
+)
 MIN_SESSION_LIFETIME = 30 * 60
 MAX_SESSION_LIFETIME = 24 * 60 * 60
 # The client computes expires_at a moment before the fake checks it; don't fail "exactly 30 min".
@@ -116,6 +121,7 @@ class SessionExtras:
     last_decline: str | None = None
     settle_at: float | None = None
     settle_outcome: str | None = None
+    destination: Destination | None = None  # a destination charge (Connect)
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,7 @@ class PaymentResult:
     decline: errors.StripeApiError | None = None
 
 
-class FakeState:
+class FakeState(ConnectMixin):
     def __init__(self, *, api_key: str | None = None, webhook: WebhookConfig | None = None) -> None:
         self.lock = threading.RLock()
         self._deliveries_changed = threading.Condition(self.lock)
@@ -155,6 +161,7 @@ class FakeState:
         self._attempt_log: list[dict[str, Any]] = []
         self._reorder_release = 0.0
         self._generation += 1
+        self._clear_connect()
 
     def reset(self) -> None:
         """Forget all objects, events, keys, faults and deliveries; restore the startup webhook."""
@@ -339,6 +346,7 @@ class FakeState:
         expires_at: int | None,
         payment_intent_metadata: dict[str, str],
         payment_intent_description: str | None,
+        destination: Destination | None = None,
         **fields: Any,
     ) -> dict[str, Any]:
         with self.lock:
@@ -362,6 +370,7 @@ class FakeState:
                 )
             items = [objects.line_item(created=now, **item) for item in line_items]
             amount = sum(item["amount_total"] for item in items)
+            self.check_destination(destination, amount)
             session_id = objects.new_checkout_session_id()
             session = objects.checkout_session(
                 id=session_id,
@@ -378,6 +387,7 @@ class FakeState:
                 line_items=items,
                 payment_intent_metadata=payment_intent_metadata,
                 payment_intent_description=payment_intent_description,
+                destination=destination,
             )
             return copy.deepcopy(session)
 
@@ -464,6 +474,8 @@ class FakeState:
                     extras.settle_at = self.now() + settle_after
                     self.tick()
             else:
+                if extras.destination is not None:
+                    self.settle_destination(charge, intent, extras.destination)
                 self._emit("charge.succeeded", charge, NO_REQUEST)
                 self._emit("payment_intent.succeeded", intent, NO_REQUEST)
                 self._emit("checkout.session.completed", session, NO_REQUEST)
@@ -505,6 +517,8 @@ class FakeState:
                 balance_transaction=objects.new_id("txn_"),
             )
             session["payment_status"] = "paid"
+            if extras.destination is not None:
+                self.settle_destination(charge, intent, extras.destination)
             self._emit("charge.succeeded", charge, NO_REQUEST)
             self._emit("payment_intent.succeeded", intent, NO_REQUEST)
             self._emit("checkout.session.async_payment_succeeded", session, NO_REQUEST)
@@ -531,6 +545,8 @@ class FakeState:
         amount: int | None,
         reason: str | None,
         metadata: dict[str, str],
+        reverse_transfer: bool = False,
+        refund_application_fee: bool = False,
     ) -> dict[str, Any]:
         with self.lock:
             if payment_intent:
@@ -578,6 +594,8 @@ class FakeState:
                 reason=reason,
                 metadata=metadata,
             )
+            self.reverse_for_refund(charge_obj, refund, reverse_transfer=reverse_transfer,
+                                    refund_application_fee=refund_application_fee)
             self._store(refund)
             charge_obj["amount_refunded"] += amount
             charge_obj["refunded"] = charge_obj["amount_refunded"] == charge_obj["amount"]
@@ -588,9 +606,12 @@ class FakeState:
 
     # ---------------------------------------------------------------- events
 
-    def _emit(self, event_type: str, obj: dict[str, Any], ctx: RequestContext) -> None:
+    def _emit(self, event_type: str, obj: dict[str, Any], ctx: RequestContext | None, *,
+              account: str | None = None) -> None:
+        ctx = ctx or NO_REQUEST
         wanted = self.webhook is not None and self.webhook.wants(event_type)
         event = objects.event(
+            account=account,
             event_type=event_type,
             data_object=copy.deepcopy(obj),
             created=self.timestamp(),

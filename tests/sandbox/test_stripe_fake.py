@@ -24,8 +24,8 @@ from stripe._encode import _api_encode
 
 from sandbox.stripe_fake import PaymentDeclined, StripeFake, signature_header
 from sandbox.stripe_fake.params import decode
+from tests.sandbox.conftest import API_KEY
 
-API_KEY = "sk_test_fake_123"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The fake's own copy of Stripe's example objects: every response must have their exact fields.
 FIXTURES = json.loads((REPO_ROOT / "sandbox" / "stripe_fake" / "fixtures.json").read_text())["resources"]
@@ -88,18 +88,7 @@ class WebhookReceiver:
         self._server.server_close()
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[StripeFake]:
-    with StripeFake() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def stripe_on_fake(fake: StripeFake, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake.reset()
-    monkeypatch.setattr(stripe, "api_key", API_KEY)
-    monkeypatch.setattr(stripe, "api_base", fake.url)
-    monkeypatch.setattr(stripe, "max_network_retries", 0)
+pytestmark = pytest.mark.usefixtures("stripe_on_fake")  # tests/sandbox/conftest.py
 
 
 @pytest.fixture
