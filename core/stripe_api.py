@@ -29,6 +29,10 @@ HANDLED_EVENT_TYPES = frozenset(
         "checkout.session.expired",
         "refund.created",
         "refund.updated",
+        # Connect: a business's account changed, was disconnected, or was paid out.
+        "account.updated",
+        "account.application.deauthorized",
+        "payout.paid",
     }
 )
 
@@ -40,6 +44,8 @@ _KEPT_FIELDS = {
         "currency", "status",
     ),
     "refund": ("id", "object", "amount", "currency", "payment_intent", "charge", "status", "metadata"),
+    "account": ("id", "object", "charges_enabled", "payouts_enabled", "details_submitted", "metadata"),
+    "payout": ("id", "object", "amount", "currency", "status", "arrival_date", "created"),
 }
 WEBHOOK_TOLERANCE_SECONDS = 300
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -134,17 +140,68 @@ def expire_checkout_session(session_id: str) -> dict[str, Any] | None:
 
 
 def create_refund(payment_intent: str, amount_minor: int | None, idempotency_key: str,
-                  metadata: dict[str, str] | None = None, reason: str = "requested_by_customer") -> dict[str, Any]:
-    """Refund `amount_minor` (None: all that is left) of a payment."""
+                  metadata: dict[str, str] | None = None, reason: str = "requested_by_customer", *,
+                  reverse_transfer: bool = False, refund_application_fee: bool = False) -> dict[str, Any]:
+    """Refund `amount_minor` (None: all that is left) of a payment. For a destination charge,
+    `reverse_transfer` takes the money back from the business's account, and
+    `refund_application_fee` gives the platform's fee back to it."""
     params: dict[str, Any] = {"payment_intent": payment_intent, "reason": reason, "metadata": metadata or {}}
     if amount_minor is not None:
         params["amount"] = amount_minor
+    if reverse_transfer:
+        params["reverse_transfer"] = True
+        params["refund_application_fee"] = refund_application_fee
     return _call(client().v1.refunds.create, params, {"idempotency_key": idempotency_key})
 
 
 def refunds_of(payment_intent: str) -> list[dict[str, Any]]:
     listed = _call(client().v1.refunds.list, {"payment_intent": payment_intent, "limit": 100})
     return list(listed.get("data", []))
+
+
+# --------------------------------------------------------------------------- Connect
+
+
+def create_account(params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+    return _call(client().v1.accounts.create, params, {"idempotency_key": idempotency_key})
+
+
+def retrieve_account(account_id: str) -> dict[str, Any]:
+    return _call(client().v1.accounts.retrieve, account_id)
+
+
+def create_account_link(account_id: str, refresh_url: str, return_url: str) -> dict[str, Any]:
+    """A one-time link to Stripe's hosted onboarding of the account (it expires within minutes)."""
+    return _call(client().v1.account_links.create, {"account": account_id, "refresh_url": refresh_url,
+                                                      "return_url": return_url, "type": "account_onboarding"})
+
+
+def _all(function, params: dict[str, Any], options: dict[str, Any] | None = None,
+         limit: int = 10_000) -> list[dict[str, Any]]:
+    """Every object of a Stripe list, page after page (at most ``limit``)."""
+    found: list[dict[str, Any]] = []
+    page = {**params, "limit": 100}
+    while len(found) < limit:
+        listed = _call(function, page, options) if options else _call(function, page)
+        data = list(listed.get("data", []))
+        found += data
+        if not listed.get("has_more") or not data:
+            break
+        page = {**params, "limit": 100, "starting_after": data[-1]["id"]}
+    return found[:limit]
+
+
+def transfers_to(account_id: str) -> list[dict[str, Any]]:
+    return _all(client().v1.transfers.list, {"destination": account_id})
+
+
+def application_fees_since(created_from: int) -> list[dict[str, Any]]:
+    return _all(client().v1.application_fees.list, {"created": {"gte": created_from}})
+
+
+def payouts_of(account_id: str) -> list[dict[str, Any]]:
+    """The connected account's payouts to its bank (a call made as that account)."""
+    return _all(client().v1.payouts.list, {}, {"stripe_account": account_id})
 
 
 # --------------------------------------------------------------------------- webhooks
@@ -166,10 +223,13 @@ def slim_event(event: dict[str, Any]) -> dict[str, Any]:
     """The parts of a verified event a task needs: id, type, created and a trimmed object."""
     obj = (event.get("data") or {}).get("object") or {}
     fields = _KEPT_FIELDS.get(obj.get("object") or "", ("id", "object"))
-    return {
+    slim = {
         "id": event["id"],
         "type": event.get("type"),
         "created": event.get("created"),
         "livemode": event.get("livemode"),
         "data": {"object": {name: obj.get(name) for name in fields}},
     }
+    if event.get("account"):  # a Connect event: about this connected account
+        slim["account"] = event["account"]
+    return slim

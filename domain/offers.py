@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
+from core.settings import get_settings
 from domain import reservations
 from domain.money import money_parts
 from models import Business, BusinessStatus, Offer, OfferStatus, Order, OrderStatus, PhotoStatus, User
@@ -281,13 +282,22 @@ def discard_draft(session: Session, offer_id: int, owner_id: int) -> bool:
 class PublishRefused(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
-        self.reason = reason  # "not_verified", "not_draft", "photo_not_ready", "window_passed"
+        self.reason = reason  # "not_verified", "payouts_not_ready", "not_draft", "photo_not_ready", "window_passed"
+
+
+def can_sell(business: Business) -> bool:
+    """Whether the business may publish (and its customers pay): always when the operator does not
+    require Stripe Connect (PAYOUTS_REQUIRE_CONNECT=false), else only once its Connect account can
+    take charges (domain.payments.connect keeps ``charges_enabled`` from Stripe's events)."""
+    return not get_settings().payouts_require_connect or business.charges_enabled
 
 
 def publish(session: Session, offer_id: int, owner_id: int, now: datetime) -> Offer:
     offer = owned_offer(session, offer_id, owner_id, lock=True)
     if offer.business.status != BusinessStatus.VERIFIED:
         raise PublishRefused("not_verified")
+    if not can_sell(offer.business):
+        raise PublishRefused("payouts_not_ready")
     if offer.status != OfferStatus.DRAFT:
         raise PublishRefused("not_draft")
     if offer.photo_status != PhotoStatus.READY or not offer.photo_card_file_id:

@@ -281,6 +281,20 @@ class LedgerEntry(Base):
     created_at: Mapped[datetime] = utc_now_column()
 
 
+class Payout(Base):
+    """Money Stripe paid out of a business's connected account to its bank (``payout.paid``)."""
+
+    __tablename__ = "payouts"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # Stripe's po_ id
+    business_id: Mapped[int] = mapped_column(ForeignKey("businesses.id"), nullable=False, index=True)
+    amount_minor: Mapped[int] = mapped_column(Integer, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    status: Mapped[str] = mapped_column(String(24), nullable=False)
+    arrival_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_at: Mapped[datetime] = utc_now_column()
+
+
 class StripeEvent(Base):
     """Stripe events already handled, by event id (they arrive at least once and in any order)."""
 

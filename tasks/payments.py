@@ -58,3 +58,14 @@ def refund_order(order_id: int) -> str:
 @app.task(name="payments.refund_payment", base=BaseTask)
 def refund_payment(payment_intent: str, order_id: int | None, reason: str) -> str:
     return payments.refund_payment(str(payment_intent), order_id, str(reason))
+
+
+@app.task(name="payments.start_onboarding", base=BaseTask, bind=True)
+def start_onboarding(self: BaseTask, business_id: int, owner_id: int, request: str | None = None,
+                     edit_message_id: int | None = None) -> str:
+    """The business's Stripe Connect account (made once) and a fresh onboarding link for its owner;
+    the link replaces the owner's "⏳ Preparing…" message ``edit_message_id`` once that is shown."""
+    if edit_message_id is not None:
+        after_earlier_messages(int(owner_id), datetime.now(UTC))
+    return payments.start_onboarding(int(business_id), int(owner_id), request=request or self.request.id,
+                                     edit_message_id=edit_message_id).value

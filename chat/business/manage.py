@@ -169,6 +169,12 @@ def _publish(ctx: Context, offer: Offer) -> None:
     try:
         offer = offers.publish(ctx.session, offer.id, ctx.user.id, moment)
     except offers.PublishRefused as refused:
+        if refused.reason == "payouts_not_ready":
+            message = _("Set up payouts first: you can publish once Stripe has activated your account.")
+            ctx.toast(message, alert=True)
+            ctx.reply(message, [[button(_("💶 Set up payouts"), data("bizpay"))],
+                                [button(_("📋 My offers"), data("bizoffers"))]])
+            return
         message = {
             "not_verified": _("Your business is not verified, so it can't publish offers."),
             "not_draft": _("This offer is published already."),

@@ -16,7 +16,7 @@ from core.i18n import Translator
 from core.outbox import Keyboard, Reply, button
 from domain import businesses, verification_requests
 from domain.offers import InvalidInput
-from models import Business, BusinessStatus, User
+from models import Business, BusinessStatus, PayoutsStatus, User
 
 # --------------------------------------------------------------------------- the hub
 
@@ -48,7 +48,9 @@ def show_hub(ctx: Context) -> None:
             _("🏪 <b>{name}</b>\n{address}\n\nWhat would you like to do?", name=user_text(business.name),
               address=user_text(business.address)),
             [[button(_("➕ New offer"), data("biznew")), button(_("📋 My offers"), data("bizoffers"))],
-             [button(_("📄 Export orders (CSV)"), data("bizcsv"))], home],
+             [button(_("💶 Payouts") if business.payouts_status == PayoutsStatus.ACTIVE else _("💶 Set up payouts"),
+                     data("bizpay")),
+              button(_("📄 Export orders (CSV)"), data("bizcsv"))], home],
         )
 
 

@@ -18,6 +18,7 @@ from chat.registry import button as on_button
 from core import outbox
 from core.i18n import Translator
 from core.outbox import Keyboard, Reply, button
+from core.settings import get_settings
 from domain import businesses
 from domain.offers import InvalidInput
 from models import Business, BusinessStatus, User
@@ -163,8 +164,14 @@ def _tell_owner(ctx: Context, business: Business, action: str) -> None:
     name = user_text(business.name)
     reason = user_text(business.status_reason or "")
     if action == "verify":
-        text = _("🎉 <b>{name}</b> is verified! You can post your first offer now with /newoffer.", name=name)
-        keyboard = [[button(_("➕ New offer"), data("biznew")), button(_("🏪 Business menu"), data("biz"))]]
+        if get_settings().payouts_require_connect:
+            text = _("🎉 <b>{name}</b> is verified! Next, set up payouts with Stripe: then you can publish offers.",
+                     name=name)
+            keyboard = [[button(_("💶 Set up payouts"), data("bizpay")), button(_("🏪 Business menu"), data("biz"))]]
+        else:
+            text = _("🎉 <b>{name}</b> is verified! You can post your first offer now with /newoffer.", name=name)
+            keyboard = [[button(_("➕ New offer"), data("biznew")), button(_("🏪 Business menu"), data("biz"))],
+                        [button(_("💶 Set up payouts"), data("bizpay"))]]
     elif action == "reject":
         text = _("❌ Sorry, the registration of <b>{name}</b> was rejected.\nReason: {reason}\n\nYou can correct "
                  "it and apply again.", name=name, reason=reason)

@@ -8,6 +8,8 @@ owns every stock and money movement and its ledger rows. One module per seam:
 * ``refunds``: one refund per order whose money came in but which is not (or no longer) paid.
 * ``cancellation``: the customer's cancellation, as the policy allows; an offer the business
   cancels (every buyer released or refunded, and told) and paid orders it calls off.
+* ``connect``: a business's Stripe Connect account, its onboarding and events, and where an
+  order's money goes; ``ledger``: the fee, transfer, reversal and fee refund rows, and the fee policy.
 * ``closing``: paid orders nobody collected close as "not collected"; no-shows and their limit.
 * ``reconcile``: what a lost webhook or a failed task left undone.
 * ``notices``: what happened, as the chat renders it for the people concerned (no wording here).
@@ -39,6 +41,7 @@ from domain.payments.checkout import (
     expire_checkout,
 )
 from domain.payments.closing import NoShowOutcome, NotYours, close_uncollected_orders, mark_no_show
+from domain.payments.connect import OnboardingOutcome, start_onboarding
 from domain.payments.events import EventNotReady, EventOutcome, handle_event
 from domain.payments.notices import CallOffReason, PayButtonGone
 from domain.payments.orders import order_key, spend_pay_buttons
@@ -56,6 +59,7 @@ __all__ = [
     "EventOutcome",
     "NoShowOutcome",
     "NotYours",
+    "OnboardingOutcome",
     "PayButtonGone",
     "RefundOutcome",
     "call_off_paid_orders",
@@ -74,4 +78,5 @@ __all__ = [
     "refund_order",
     "refund_payment",
     "spend_pay_buttons",
+    "start_onboarding",
 ]

@@ -12,6 +12,7 @@ import enum
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core import stripe_api
@@ -20,7 +21,7 @@ from core.handover import enqueue_after_commit
 from core.logging import get_logger
 from core.settings import get_settings
 from domain import audit, reservations
-from domain.payments import notices
+from domain.payments import connect, ledger, notices
 from domain.payments.events import payment_arrived
 from domain.payments.orders import (
     hold_due,
@@ -72,12 +73,40 @@ def checkout_params(order: Order, offer: Offer, business: Business) -> dict[str,
         "payment_intent_data": {
             "metadata": {"order_id": str(order.id), "order_key": key},
             "description": f"Surplus order {order.id}",
+            **_destination_charge(order),
         },
         "expires_at": int((order.hold_expires_at + SESSION_BACKSTOP).timestamp()),
         "success_url": return_url,
         "cancel_url": return_url,
         "submit_type": "pay",
     }
+
+
+def _destination_charge(order: Order) -> dict[str, Any]:
+    """With a connected account the payment is a destination charge: it goes to the business,
+    and the platform's fee comes back as the application fee (domain.payments.ledger)."""
+    if not order.destination_account:
+        return {}
+    return {"transfer_data": {"destination": order.destination_account},
+            "application_fee_amount": order.fee_minor or 0, "transfer_group": ledger.transfer_group(order)}
+
+
+_ROUTE_SQL = text(
+    "UPDATE orders SET fee_minor = :fee, destination_account = :destination "
+    "WHERE id = :id AND fee_minor IS NULL"
+)
+
+
+def _route_money(session: Session, order: Order, business: Business) -> bool:
+    """Decide once, for good, where the order's money goes (a retry sends the same request); False
+    when the business cannot take payments now."""
+    if order.fee_minor is None:
+        route = connect.money_route(business, order.amount_minor)
+        if route is None:
+            return False
+        session.execute(_ROUTE_SQL, {"id": order.id, "fee": route.fee_minor, "destination": route.destination})
+        session.refresh(order)
+    return True
 
 
 class CheckoutOutcome(enum.StrEnum):
@@ -104,8 +133,11 @@ def create_checkout(order_id: int, request: str | None = None, edit_message_id: 
             return CheckoutOutcome.EXISTING
         offer, business = offer_and_business(session, order)
         key = order_key(order)
-        params = checkout_params(order, offer, business) if stripe_api.configured() else None
+        routed = _route_money(session, order, business)
+        params = checkout_params(order, offer, business) if stripe_api.configured() and routed else None
     try:
+        if not routed:
+            raise stripe_api.PaymentsUnavailable(f"business {business.id} cannot take payments now (Connect)")
         if params is None:
             raise stripe_api.PaymentsUnavailable("STRIPE_SECRET_KEY is unset")
         checkout = stripe_api.create_checkout_session(params, idempotency_key=f"checkout-{key}")

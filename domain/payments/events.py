@@ -23,7 +23,7 @@ from core.db import after_commit
 from core.handover import enqueue_after_commit
 from core.logging import get_logger
 from domain import audit, reservations
-from domain.payments import notices
+from domain.payments import connect, ledger, notices
 from domain.payments.notices import PayButtonGone
 from domain.payments.orders import (
     business_of,
@@ -66,6 +66,8 @@ def handle_event(session: Session, event: dict[str, Any]) -> EventOutcome:
     ).first()
     if first_time is None:
         return EventOutcome.DUPLICATE
+    if event.get("type") in connect.EVENT_TYPES:  # about a business's connected account
+        return EventOutcome.HANDLED if connect.handle_account_event(session, event) else EventOutcome.IGNORED
     handler = _HANDLERS.get(str(event.get("type")))
     return handler(session, obj) if handler is not None else EventOutcome.IGNORED
 
@@ -140,6 +142,9 @@ def payment_arrived(session: Session, order: Order, checkout: dict[str, Any]) ->
     if result.outcome is not SaleOutcome.ALREADY_DONE:
         after_commit(session, lambda: metrics.PAYMENTS.labels(result.outcome.value).inc())
     order = reload_order(session, order.id)
+    if result.outcome is not SaleOutcome.ALREADY_DONE:
+        # The money came in (sold, or to be refunded): the fee and the transfer went with it.
+        ledger.record_sale_split(session, order)
     order.payment_intent_id = intent
     order.checkout_url = None
     if result.outcome is not SaleOutcome.ALREADY_DONE:  # nothing left to pay: the Pay buttons go

@@ -18,7 +18,7 @@ from core import metrics, stripe_api
 from core.db import after_commit, session_scope
 from core.logging import get_logger
 from domain import audit, reservations
-from domain.payments import notices
+from domain.payments import ledger, notices
 from domain.payments.orders import lock_order, order_key, reload_order, tell_customer
 from models import OrderStatus
 
@@ -57,7 +57,10 @@ def refund_order(order_id: int) -> RefundOutcome:
             return RefundOutcome.ALREADY_DONE
         assert order is not None, "the payment row above was found through this order"
         key = order_key(order)
-    refund = _refund_at_stripe(row.reference, row.amount_minor, f"refund-{key}", {"order_id": str(order_id)})
+        connected = bool(order.destination_account)
+        fee_back = ledger.fee_goes_back(row.status)
+    refund = _refund_at_stripe(row.reference, row.amount_minor, f"refund-{key}", {"order_id": str(order_id)},
+                               reverse_transfer=connected, refund_application_fee=fee_back)
     with session_scope() as session:
         recorded = record_refund(session, order_id, refund)
     return RefundOutcome.REFUNDED if recorded else RefundOutcome.ALREADY_DONE
@@ -75,9 +78,12 @@ def refund_payment(payment_intent: str, order_id: int | None, reason: str) -> st
     return str(refund.get("id"))
 
 
-def _refund_at_stripe(payment_intent: str, amount: int | None, key: str, metadata: dict[str, str]) -> dict[str, Any]:
+def _refund_at_stripe(payment_intent: str, amount: int | None, key: str, metadata: dict[str, str], *,
+                     reverse_transfer: bool = False, refund_application_fee: bool = False) -> dict[str, Any]:
     try:
-        return stripe_api.create_refund(payment_intent, amount, idempotency_key=key, metadata=metadata)
+        return stripe_api.create_refund(payment_intent, amount, idempotency_key=key, metadata=metadata,
+                                        reverse_transfer=reverse_transfer,
+                                        refund_application_fee=refund_application_fee)
     except stripe_api.StripeRefused as refused:
         if refused.code != "charge_already_refunded":
             raise
@@ -91,6 +97,8 @@ def _refund_at_stripe(payment_intent: str, amount: int | None, key: str, metadat
 def record_refund(session: Session, order_id: int, refund: dict[str, Any]) -> bool:
     """Record a refund Stripe made for the order (from its answer or its event) and tell the
     customer; False if it was recorded before or cannot be (for an operator, then)."""
+    locked = lock_order(session, order_id)  # as reservations.record_refund locks it: the state before
+    before = locked.status.value if locked is not None else ""
     try:
         result = reservations.record_refund(session, order_id, int(refund["amount"]), str(refund["currency"]),
                                             refund.get("id"))
@@ -101,6 +109,7 @@ def record_refund(session: Session, order_id: int, refund: dict[str, Any]) -> bo
         return False
     if result.outcome is not reservations.RefundOutcome.RECORDED:
         return False
+    ledger.record_refund_split(session, reload_order(session, order_id), fee_back=ledger.fee_goes_back(before))
     after_commit(session, metrics.REFUNDS.inc)
     tell_customer(session, reload_order(session, order_id), "refunded", notices.Refunded,
                   amount_minor=int(refund["amount"]), currency=str(refund["currency"]))

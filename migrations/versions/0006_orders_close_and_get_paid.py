@@ -6,8 +6,8 @@ sweeper (or the business, with "didn't come") closes it as ``not_collected`` and
 
 Every payment used to land in the platform's account. Now a business has a Stripe Connect account
 (``businesses.stripe_account_id`` and what its events said), each order keeps the fee and the
-account its Checkout Session sent money to, and the ledger has the money's way there: ``fee``,
-``transfer``, ``reversal`` and ``fee_refund`` rows.
+account its Checkout Session sent money to, the ledger has the money's way there: ``fee``,
+``transfer``, ``reversal`` and ``fee_refund`` rows, and ``payouts`` keeps what Stripe paid out.
 
 Revision ID: 0006
 Revises: 0005
@@ -59,8 +59,24 @@ def upgrade() -> None:
     op.create_check_constraint(op.f("ck_ledger_entries_ledger_kind"), "ledger_entries",
                                _states((*_KINDS, *_NEW_KINDS), "kind"))
 
+    op.create_table(
+        "payouts",
+        sa.Column("id", sa.String(length=255), nullable=False),
+        sa.Column("business_id", sa.BigInteger(), nullable=False),
+        sa.Column("amount_minor", sa.Integer(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("status", sa.String(length=24), nullable=False),
+        sa.Column("arrival_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.ForeignKeyConstraint(["business_id"], ["businesses.id"], name=op.f("fk_payouts_business_id_businesses")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_payouts")),
+    )
+    op.create_index(op.f("ix_payouts_business_id"), "payouts", ["business_id"])
+
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_payouts_business_id"), table_name="payouts")
+    op.drop_table("payouts")
     op.execute("DELETE FROM ledger_entries WHERE " + _states(_NEW_KINDS, "kind"))
     op.drop_constraint(op.f("ck_ledger_entries_ledger_kind"), "ledger_entries", type_="check")
     op.create_check_constraint(op.f("ck_ledger_entries_ledger_kind"), "ledger_entries", _states(_KINDS, "kind"))

@@ -24,10 +24,28 @@ from core import handover, stripe_api
 from core.i18n import Translator
 from core.outbox import DELIVER_TASK
 from core.settings import SANDBOX_BOT_TOKEN, get_settings, load_settings
-from domain import payments
+from domain import offers, payments
 from domain import reservations as rsv
-from domain.payments import CancellationOutcome, CheckoutOutcome, CloseOutcome, EventOutcome, RefundOutcome
-from models import AuditEntry, Notification, Offer, Order, OrderStatus, StripeEvent
+from domain.payments import (
+    CancellationOutcome,
+    CheckoutOutcome,
+    CloseOutcome,
+    EventOutcome,
+    OnboardingOutcome,
+    RefundOutcome,
+)
+from models import (
+    AuditEntry,
+    Business,
+    Notification,
+    Offer,
+    OfferStatus,
+    Order,
+    OrderStatus,
+    PayoutsStatus,
+    PhotoStatus,
+    StripeEvent,
+)
 from sandbox.stripe_fake import PaymentDeclined, StripeFake
 from sandbox.telegram_fake.state import BotIdentity
 from tests.factories import make_business, make_offer, make_user
@@ -720,4 +738,166 @@ def test_a_not_collected_order_is_refunded_only_when_the_operator_says_so(harnes
     assert [r["amount"] for r in h.fake.objects("refund")] == ([700] if refund else [])
     with h.db.session_scope() as session:
         assert session.get(Offer, offer_id).units_sold == 2  # the food was kept aside either way
+    consistent(h.db)
+
+
+# --------------------------------------------------------------------------- Connect
+
+
+def ledger_rows(db, order_id: int) -> dict[str, int]:
+    with db.session_scope() as session:
+        rows = session.execute(sa.text(
+            "SELECT kind, amount_minor FROM ledger_entries WHERE order_id = :id AND kind NOT IN "
+            "('hold', 'release', 'sale', 'restock')"), {"id": order_id})
+        return {row.kind: row.amount_minor for row in rows}
+
+
+def business_row(db, business_id: int) -> Business:
+    with db.session_scope() as session:
+        return session.get(Business, business_id)
+
+
+def onboard(h: Harness, business_id: int, *, complete: bool = True, request: str = "t1") -> str:
+    """The owner taps "Set up payouts" and goes through Stripe's page; its events arrive. The account id."""
+    owner = business_row(h.db, business_id).owner_id
+    assert payments.start_onboarding(business_id, owner, request) is OnboardingOutcome.LINK_SENT
+    link = message(h.db, f"business:{business_id}:payouts-link:{request}")
+    assert link is not None and "Set up payouts" in link["text"]
+    h.fake.onboard(link["keyboard"][0][0]["url"], complete=complete)
+    h.fake.advance_clock(1)  # Stripe's events are ordered by the second they were made in
+    h.deliver_new()
+    account = business_row(h.db, business_id).stripe_account_id
+    assert account
+    return account
+
+
+def connected_offer(h: Harness, price: int = 450) -> tuple[int, int, str]:
+    business_id, offer_id = new_offer(5, price=price)
+    return business_id, offer_id, onboard(h, business_id)
+
+
+def payouts_told(db, business_id: int) -> list[str]:
+    with db.session_scope() as session:
+        return [n.payload["text"] for n in session.scalars(
+            sa.select(Notification).where(Notification.idempotency_key.like(f"business:{business_id}:payouts:%"))
+            .order_by(Notification.id))]
+
+
+def test_a_business_goes_through_onboarding_and_every_change_is_told(harness):
+    h = harness
+    business_id, _offer = new_offer()
+    account = onboard(h, business_id, complete=False)
+    assert business_row(h.db, business_id).payouts_status == PayoutsStatus.PENDING
+    assert payouts_told(h.db, business_id) == []  # it was pending since the link was made
+    assert onboard(h, business_id, request="t2") == account  # the same account, a new link
+    business = business_row(h.db, business_id)
+    assert (business.payouts_status, business.charges_enabled) == (PayoutsStatus.ACTIVE, True)
+    assert "are active" in payouts_told(h.db, business_id)[-1]
+    assert payments.start_onboarding(business_id, business.owner_id, "t3") is OnboardingOutcome.ALREADY_ACTIVE
+
+    h.fake.restrict_account(account)
+    h.fake.advance_clock(1)
+    h.deliver_new()
+    assert business_row(h.db, business_id).payouts_status == PayoutsStatus.RESTRICTED
+    assert "restricted" in payouts_told(h.db, business_id)[-1]
+    # Duplicated and out-of-order events change nothing: the "active" one again, and under a new id.
+    updates = h.events("account.updated")
+    assert set(h.deliver(updates)) == {EventOutcome.DUPLICATE}
+    older = {**updates[-2], "id": "evt_replayed_older"}
+    assert h.deliver([older]) == [EventOutcome.IGNORED]
+    assert business_row(h.db, business_id).payouts_status == PayoutsStatus.RESTRICTED
+
+    h.fake.deauthorize_account(account)
+    h.fake.advance_clock(1)
+    h.deliver_new()
+    h.fake.restrict_account(account, restricted=False)  # whatever Stripe says later: we have no access
+    h.fake.advance_clock(1)
+    h.deliver_new()
+    business = business_row(h.db, business_id)
+    assert (business.payouts_status, business.charges_enabled) == (PayoutsStatus.DISCONNECTED, False)
+    assert "disconnected" in payouts_told(h.db, business_id)[-1]
+    assert len(payouts_told(h.db, business_id)) == 3
+    assert payments.start_onboarding(business_id, make_user(), "t4") is OnboardingOutcome.NOT_ALLOWED
+
+
+def test_publishing_waits_for_payouts_when_the_operator_requires_connect(harness, monkeypatch):
+    h = harness
+    monkeypatch.setenv("PAYOUTS_REQUIRE_CONNECT", "true")
+    get_settings.cache_clear()
+    business_id = make_business()
+    draft = make_offer(business_id, status=OfferStatus.DRAFT, photo_status=PhotoStatus.READY,
+                       photo_card_file_id="card")
+    owner = business_row(h.db, business_id).owner_id
+    with h.db.session_scope() as session, pytest.raises(offers.PublishRefused) as refused:
+        offers.publish(session, draft, owner, datetime.now(UTC))
+    assert refused.value.reason == "payouts_not_ready"
+    onboard(h, business_id)
+    with h.db.session_scope() as session:
+        assert offers.publish(session, draft, owner, datetime.now(UTC)).status == OfferStatus.ACTIVE
+
+
+def test_a_sale_pays_the_business_minus_the_fee_and_a_cancellation_takes_all_of_it_back(harness, monkeypatch):
+    h = harness
+    monkeypatch.setenv("PLATFORM_FEE_PERCENT", "10")
+    monkeypatch.setenv("PLATFORM_FEE_FIXED", "25")
+    get_settings.cache_clear()
+    _business, offer_id, account = connected_offer(h, price=455)
+    customer = make_user()
+    order_id = reserve(h.db, offer_id, customer, 2)  # 9.10: 91 (10 %, 0.91) + 25 fixed = 116
+    payments.create_checkout(order_id)
+    h.fake.pay(checkout_of(h, order_id)["id"])
+    h.deliver_new()
+    assert ledger_rows(h.db, order_id) == {"payment": 910, "fee": 116, "transfer": 794}
+    (transfer,) = [t for t in h.fake.objects("transfer") if t["destination"] == account]
+    (fee,) = h.fake.objects("application_fee")
+    assert (transfer["amount"], fee["amount"], transfer["transfer_group"]) == (910, 116, f"order-{order_id}")
+
+    with h.db.session_scope() as session:
+        assert payments.cancel_by_customer(session, order_id, customer, datetime.now(UTC)) \
+            is CancellationOutcome.CANCELLED
+    h.run_tasks()
+    h.deliver_new()
+    assert ledger_rows(h.db, order_id) == {"payment": 910, "fee": 116, "transfer": 794, "refund": 910,
+                                           "fee_refund": 116, "reversal": 794}
+    assert h.fake.balance(account) == {"eur": 0}  # the business gave it all back, and got its fee back
+    with h.db.session_scope() as session:
+        assert payments.ledger.split_problems(session) == []
+    consistent(h.db)
+
+
+def test_a_refunded_no_show_keeps_the_fee(harness, monkeypatch):
+    h = harness
+    monkeypatch.setenv("NO_SHOW_REFUND", "true")
+    get_settings.cache_clear()
+    _business, offer_id, account = connected_offer(h, price=600)
+    customer = make_user()
+    order_id = reserve(h.db, offer_id, customer, 1)
+    payments.create_checkout(order_id)
+    h.fake.pay(checkout_of(h, order_id)["id"])
+    h.deliver_new()
+    h.queued.clear()
+    with h.db.session_scope() as session:
+        assert payments.closing.close_not_collected(session, order_id, datetime.now(UTC)) \
+            is payments.NoShowOutcome.CLOSED
+    h.run_tasks()
+    assert ledger_rows(h.db, order_id) == {"payment": 600, "fee": 60, "transfer": 540, "refund": 600,
+                                           "reversal": 600}
+    assert h.fake.balance(account) == {"eur": -60}  # the business bears the fee of its no-show
+    with h.db.session_scope() as session:
+        assert payments.ledger.split_problems(session) == []
+
+
+def test_an_account_restricted_mid_sale_takes_no_money_and_the_customer_is_told(harness, monkeypatch):
+    h = harness
+    monkeypatch.setenv("PAYOUTS_REQUIRE_CONNECT", "true")
+    get_settings.cache_clear()
+    _business, offer_id, account = connected_offer(h)
+    order_id = reserve(h.db, offer_id, make_user(), 1)
+    h.fake.restrict_account(account)
+    h.fake.advance_clock(1)
+    h.deliver_new()
+    assert payments.create_checkout(order_id) is CheckoutOutcome.UNAVAILABLE
+    assert order(h.db, order_id).status == OrderStatus.CANCELLED
+    assert message(h.db, f"order:{order_id}:checkout_failed") is not None
+    assert h.fake.objects("checkout.session") == [] and ledger_rows(h.db, order_id) == {}
     consistent(h.db)
