@@ -496,7 +496,7 @@ CSV_COLUMNS = ("order_id", "offer_id", "offer_title", "status", "quantity", "uni
 CSV_MAX_ROWS = 10_000
 
 
-def _csv_safe(value: object) -> str:
+def csv_safe(value: object) -> str:
     text_value = "" if value is None else str(value)
     # A cell starting with = + - @ is run as a formula by spreadsheets: neutralise it.
     return "'" + text_value if text_value[:1] in ("=", "+", "-", "@", "\t", "\r") else text_value
@@ -520,19 +520,20 @@ def export_orders_csv(session: Session, owner_id: int) -> tuple[bytes, int]:
     writer.writerow(CSV_COLUMNS)
     for order, title, customer in rows:
         writer.writerow([
-            order.id, order.offer_id, _csv_safe(title), order.status.value, order.quantity,
-            _decimal(order.unit_price_minor, order.currency), _decimal(order.amount_minor, order.currency),
-            order.currency, _csv_safe(customer or ""),
+            order.id, order.offer_id, csv_safe(title), order.status.value, order.quantity,
+            decimal_text(order.unit_price_minor, order.currency), decimal_text(order.amount_minor, order.currency),
+            order.currency, csv_safe(customer or ""),
             _iso(order.created_at), _iso(order.paid_at), _iso(order.closed_at),
         ])
     return ("\ufeff" + buffer.getvalue()).encode(), len(rows)
 
 
-def _decimal(minor: int, currency: str) -> str:
-    """Minor units as a plain decimal ("4.50"), exact (no float)."""
+def decimal_text(minor: int, currency: str) -> str:
+    """Minor units as a plain decimal ("4.50", "-0.45"), exact (no float)."""
     digits = minor_digits(currency)
-    units, rest = divmod(minor, 10**digits)
-    return f"{units}.{rest:0{digits}d}" if digits else str(units)
+    sign = "-" if minor < 0 else ""
+    units, rest = divmod(abs(minor), 10**digits)
+    return f"{sign}{units}.{rest:0{digits}d}" if digits else f"{sign}{units}"
 
 
 def _iso(moment: datetime | None) -> str:

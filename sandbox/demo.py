@@ -1,7 +1,8 @@
 """A short demo for the sandbox, played through the Telegram fake's public user API only.
 
-Greta registers her bakery through the chat, the admin verifies it, Greta posts a few offers with
-photos (drawn here with Pillow), and Alice shares her location and looks at the deals nearby.
+Greta registers her bakery through the chat, the admin verifies it, Greta sets up payouts on the
+Stripe fake's onboarding page, posts a few offers with photos (drawn here with Pillow), and Alice
+shares her location and looks at the deals nearby.
 Every step is a message, a tap or an upload, exactly as the web chat or a phone would send it,
 and every answer is awaited from the bot, so the demo also shows that the whole system works.
 
@@ -222,6 +223,7 @@ def run(
         else:
             progress("the business is registered and verified already")
 
+        set_up_payouts(greta, progress)
         listing = _text(greta.say("/myoffers", "Your offers"))
         for offer in OFFERS:
             if f"{offer.title} — active" in listing or f"{offer.title} — sold out" in listing:
@@ -265,6 +267,24 @@ def verify(ada: Chatter, progress: Callable[[str], None]) -> None:
         request = ada.tap(pending, BUSINESS_NAME, data=show, data_prefix="bizrev:verify:")
     progress("the admin taps ✅ Verify")
     ada.tap(request, "is verified", data=_button_data(request, "bizrev:verify:"))
+
+
+def set_up_payouts(greta: Chatter, progress: Callable[[str], None]) -> None:
+    """Greta taps "💶 Set up payouts", opens Stripe's onboarding page from the link the bot sends and
+    presses "Complete", as she would in the browser; Stripe's account.updated webhook makes the bot
+    say payouts are active."""
+    screen = greta.say("/start payouts", "Payouts are active", "Set up a Stripe account", "Payouts pending",
+                       "Payouts restricted", "Stripe disconnected")
+    if "Payouts are active" in _text(screen):
+        progress("payouts are set up already")
+        return
+    progress("setting up payouts on Stripe's onboarding page")
+    link_message = greta.tap(screen, "secure page", data="bizpaylink")
+    url = next(b["url"] for b in _buttons(link_message) if b.get("url"))
+    with httpx.Client(timeout=15, trust_env=False) as browser:
+        browser.post(url.rstrip("/") + "/complete").raise_for_status()  # the page's "Complete" button
+    greta.expect(link_message["seq"], "are active")
+    progress("Stripe says payouts are active")
 
 
 def post_offer(greta: Chatter, offer: DemoOffer, progress: Callable[[str], None]) -> None:

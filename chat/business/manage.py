@@ -98,6 +98,7 @@ def show_my_offers(ctx: Context) -> None:
         rows.append([button(f"{isolate(offer.title[:30])} · {state}", data("bizoffer", "show", offer.id))])
     if business.status == BusinessStatus.VERIFIED:
         rows.append([button(_("➕ New offer"), data("biznew")), button(_("📄 Export orders (CSV)"), data("bizcsv"))])
+        rows.append([button(_("💶 Earnings"), data("bizearn"))])
     rows.append([button(_("🏪 Business menu"), data("biz"))])
     ctx.show("\n".join(lines), rows)
 

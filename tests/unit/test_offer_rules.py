@@ -189,8 +189,8 @@ def test_pickup_codes_are_normalised():
 
 
 def test_csv_cells_cannot_become_formulas():
-    assert offers._csv_safe("=HYPERLINK(1)") == "'=HYPERLINK(1)"
-    assert offers._csv_safe("Plain") == "Plain"
+    assert offers.csv_safe("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    assert offers.csv_safe("Plain") == "Plain"
 
 
 def test_every_rule_has_a_message():
