@@ -69,3 +69,10 @@ def start_onboarding(self: BaseTask, business_id: int, owner_id: int, request: s
         after_earlier_messages(int(owner_id), datetime.now(UTC))
     return payments.start_onboarding(int(business_id), int(owner_id), request=request or self.request.id,
                                      edit_message_id=edit_message_id).value
+
+
+@app.task(name="payments.reconcile_connect", base=BaseTask)
+def reconcile_connect() -> dict[str, Any]:
+    """Compare the businesses' transfers and the platform's fees with Stripe's records; report
+    differences to the admins (audited), never fix them."""
+    return payments.reconcile.reconcile_connect()

@@ -1,13 +1,15 @@
-"""What Connect tells a business: its onboarding link, and each change of its payouts."""
+"""What Connect tells a business (its onboarding link, each change of its payouts), and the admins
+(a difference between the ledger and Stripe)."""
 
 from __future__ import annotations
 
-from chat.cards import user_text
+from chat.cards import escape, user_text
 from chat.menus import home_row
 from chat.registry import data
 from core.i18n import Translator
 from core.outbox import Reply, button, renders
 from domain.payments.connect import PayoutsChanged, PayoutsLink, PayoutsUnavailable
+from domain.payments.reconcile import MoneyMismatch
 from models import PayoutsStatus
 
 
@@ -53,3 +55,14 @@ def _changed(notice: PayoutsChanged) -> Reply:
         text += " " + _("Customers can't pay for your offers until payouts are active again; orders already "
                         "paid are not affected.")
     return Reply(text=text, keyboard=rows, kind="payouts_changed")
+
+
+@renders(MoneyMismatch)
+def _mismatch(notice: MoneyMismatch) -> Reply:
+    _ = Translator(notice.language)
+    head = _.ngettext("🧮 Reconciliation: {count} difference between our ledger and Stripe. Nothing was changed; "
+                      "please look into it (audit log: payments.reconcile_connect).",
+                      "🧮 Reconciliation: {count} differences between our ledger and Stripe. Nothing was changed; "
+                      "please look into it (audit log: payments.reconcile_connect).", notice.count, count=notice.count)
+    details = "\n".join(f"• <code>{escape(line)}</code>" for line in notice.lines)
+    return Reply(text=f"{head}\n\n{details}", keyboard=[home_row(_)], kind="reconcile_mismatch")

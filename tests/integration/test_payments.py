@@ -901,3 +901,42 @@ def test_an_account_restricted_mid_sale_takes_no_money_and_the_customer_is_told(
     assert message(h.db, f"order:{order_id}:checkout_failed") is not None
     assert h.fake.objects("checkout.session") == [] and ledger_rows(h.db, order_id) == {}
     consistent(h.db)
+
+
+def test_reconciliation_compares_transfers_and_fees_with_stripe_and_only_reports(harness, monkeypatch):
+    h = harness
+    monkeypatch.setenv("ADMIN_IDS", "4242")
+    get_settings.cache_clear()
+    make_user(4242, "Ada")
+    _business, offer_id, account = connected_offer(h, price=600)
+    kept, refunded = (reserve(h.db, offer_id, make_user(), 1) for _ in range(2))
+    for order_id in (kept, refunded):
+        payments.create_checkout(order_id)
+        h.fake.pay(checkout_of(h, order_id)["id"])
+    h.deliver_new()
+    h.queued.clear()
+    assert payments.refund_order(refunded) is RefundOutcome.REFUNDED
+    h.fake.pay_out(account)  # its payout.paid event is lost: the reconciliation records it
+    with h.db.session_scope() as session:
+        assert payments.reconcile_payments(session, datetime.now(UTC))["connect_to_compare"] is True
+    assert payments.reconcile.reconcile_connect() == {"businesses": 1, "orders_compared": 2, "mismatches": 0,
+                                                     "payouts_recorded": 1}
+    with h.db.session_scope() as session:  # someone edits the ledger by hand
+        session.execute(sa.text("UPDATE ledger_entries SET amount_minor = 500 "
+                                "WHERE order_id = :id AND kind = 'fee'"), {"id": kept})
+    report = payments.reconcile.reconcile_connect()
+    assert (report["mismatches"], report["payouts_recorded"]) == (1, 0)
+    told = message(h.db, next(k for k in notification_keys(h.db) if k.startswith("reconcile:")))
+    assert told is not None and "1 difference" in told["text"] and f"order {kept}: fee is 500" in plain(told["text"])
+    assert ledger_rows(h.db, kept)["fee"] == 500  # reported, never fixed
+    with h.db.session_scope() as session:
+        audited = session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "payments.reconcile_connect",
+                                                             AuditEntry.result == "mismatch")).all()
+    assert len(audited) == 1 and audited[0].details["count"] == 1
+    payments.reconcile.reconcile_connect()  # the same differences again: admins are not told twice
+    assert sum(k.startswith("reconcile:") for k in notification_keys(h.db)) == 1
+
+
+def notification_keys(db) -> list[str]:
+    with db.session_scope() as session:
+        return list(session.scalars(sa.select(Notification.idempotency_key).order_by(Notification.id)))
