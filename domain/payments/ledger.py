@@ -48,12 +48,21 @@ def transfer_group(order: Order) -> str:
     return f"order-{order.id}"
 
 
+def _amount(session: Session, order: Order, kind: str) -> int | None:
+    return session.scalar(text("SELECT amount_minor FROM ledger_entries WHERE order_id = :id AND kind = :kind"),
+                          {"id": order.id, "kind": kind})
+
+
 def record_sale_split(session: Session, order: Order) -> None:
-    """The order was paid: write its fee and, with Connect, its transfer (once)."""
-    fee = order.fee_minor or 0
+    """The order's money came in (its ``payment`` row): write its fee and, with Connect, its
+    transfer of the rest (once). Nothing without a payment row."""
+    paid = _amount(session, order, "payment")
+    if paid is None:
+        return
+    fee = min(order.fee_minor or 0, paid)
     _row(session, order, "fee", fee, None)
     if order.destination_account:
-        _row(session, order, "transfer", order.amount_minor - fee, order.destination_account)
+        _row(session, order, "transfer", paid - fee, order.destination_account)
 
 
 def fee_goes_back(status_before_refund: str) -> bool:
@@ -62,16 +71,15 @@ def fee_goes_back(status_before_refund: str) -> bool:
 
 
 def record_refund_split(session: Session, order: Order, *, fee_back: bool) -> None:
-    """The order's money went back to the customer: write the fee given back and, with Connect,
-    the reversal (once). Nothing for an order that had no fee row (it was never paid)."""
-    fee = session.scalar(text("SELECT amount_minor FROM ledger_entries WHERE order_id = :id AND kind = 'fee'"),
-                         {"id": order.id})
-    if fee is None:
+    """The order's money went back to the customer (its ``refund`` row): write the fee given back
+    and, with Connect, the reversal (once). Nothing for an order that had no fee row."""
+    fee, refunded = _amount(session, order, "fee"), _amount(session, order, "refund")
+    if fee is None or refunded is None:
         return
     if fee_back and fee:
         _row(session, order, "fee_refund", fee, None)
     if order.destination_account:
-        _row(session, order, "reversal", order.amount_minor - (fee if fee_back else 0), order.destination_account)
+        _row(session, order, "reversal", refunded - (fee if fee_back else 0), order.destination_account)
 
 
 _SPLIT_SQL = text(
