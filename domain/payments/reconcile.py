@@ -91,7 +91,7 @@ def reconcile_connect(now: datetime | None = None) -> dict[str, Any]:
     the reversed part less the fee given back its reversal, the fee refunded its fee refund; and
     every transfer Stripe made belongs to an order of ours. Differences are audited and told to
     the admins, never fixed. Payouts Stripe made that we missed (a lost ``payout.paid``) are
-    recorded, and audited as such."""
+    recorded, and audited as such; each account's state is read afresh, as its newest event."""
     now = now or datetime.now(UTC)
     since = now - CONNECT_WINDOW
     with session_scope() as session:
@@ -99,6 +99,9 @@ def reconcile_connect(now: datetime | None = None) -> dict[str, Any]:
             select(Business.stripe_account_id, Business.id).where(Business.stripe_account_id.is_not(None))
         ).all())
         ours = {row.id: row for row in session.execute(_CONNECT_LEDGER_SQL, {"since": since})}
+    # Each account as Stripe has it now: a lost account.updated (or a platform without webhooks,
+    # polling) still moves the business to its state.
+    states = {account: stripe_api.retrieve_account(account) for account in accounts}
     fees = {fee["charge"]: fee for fee in stripe_api.application_fees_since(int(since.timestamp()))}
     problems: list[str] = []
     seen: set[int] = set()
@@ -112,6 +115,10 @@ def reconcile_connect(now: datetime | None = None) -> dict[str, Any]:
     problems += [f"order {order_id}: the ledger has a transfer of {row.transfer} to {row.account}, Stripe has none"
                  for order_id, row in sorted(ours.items()) if order_id not in seen and row.transfer]
     with session_scope() as session:
+        stamp = int(now.timestamp())
+        synced = sum(connect.handle_account_event(session, {
+            "id": f"sync-{account}-{stamp}", "type": "account.updated", "created": stamp, "account": account,
+            "data": {"object": state}}) for account, state in states.items())
         caught_up = sum(connect.record_payout(session, business_id, payout)
                         for business_id, listed in payouts.items() for payout in listed)
         if caught_up:
@@ -120,7 +127,7 @@ def reconcile_connect(now: datetime | None = None) -> dict[str, Any]:
         if problems:
             _report(session, problems)
     return {"businesses": len(accounts), "orders_compared": len(seen), "mismatches": len(problems),
-            "payouts_recorded": caught_up}
+            "payouts_recorded": caught_up, "accounts_synced": synced}
 
 
 def _compare_transfer(transfer: dict[str, Any], fee: dict[str, Any] | None, ours: dict[int, Any],

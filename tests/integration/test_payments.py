@@ -920,7 +920,7 @@ def test_reconciliation_compares_transfers_and_fees_with_stripe_and_only_reports
     with h.db.session_scope() as session:
         assert payments.reconcile_payments(session, datetime.now(UTC))["connect_to_compare"] is True
     assert payments.reconcile.reconcile_connect() == {"businesses": 1, "orders_compared": 2, "mismatches": 0,
-                                                     "payouts_recorded": 1}
+                                                     "payouts_recorded": 1, "accounts_synced": 1}
     with h.db.session_scope() as session:  # someone edits the ledger by hand
         session.execute(sa.text("UPDATE ledger_entries SET amount_minor = 500 "
                                 "WHERE order_id = :id AND kind = 'fee'"), {"id": kept})

@@ -143,3 +143,20 @@ def test_broker_down_answers_503_so_stripe_retries_and_nothing_is_lost(client, p
     assert post(client, event).status_code == 200  # Stripe's retry
     assert [task_args(m)[0]["id"] for m in queued(private_redis)] == [event["id"]]
     assert 'gateway_stripe_events_total{outcome="broker_down"}' in client.get("/metrics").text
+
+
+def test_connect_events_signed_by_the_connect_endpoint_are_queued_with_their_account(private_redis):
+    """The platform's endpoint and its connected accounts' endpoint sign with their own secrets."""
+    connect_secret = "whsec_connect_endpoint"
+    with make_client(private_redis, secret=f"{SECRET}, {connect_secret}") as client:
+        update = {**an_event("account.updated"), "account": "acct_1",
+                  "data": {"object": {"id": "acct_1", "object": "account", "charges_enabled": True,
+                                      "email": "owner@example.com"}}}
+        assert post(client, update, secret=connect_secret).status_code == 200
+        assert post(client, an_event(), secret=SECRET).status_code == 200
+        assert post(client, an_event(), secret="whsec_someone_else").status_code == 400
+    events = [task_args(message)[0] for message in queued(private_redis)]
+    (event,) = [e for e in events if e["type"] == "account.updated"]
+    assert len(events) == 2 and event["account"] == "acct_1" and event["data"]["object"] == {
+        "id": "acct_1", "object": "account", "charges_enabled": True, "payouts_enabled": None,
+        "details_submitted": None, "metadata": None}
