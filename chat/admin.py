@@ -33,6 +33,7 @@ JOBS = {
     "uncollected": "maintenance.close_uncollected_orders",
     "retry": "maintenance.retry_failed_notifications",
     "handovers": "maintenance.resend_handovers",
+    "updates": "maintenance.requeue_lost_updates",
     "cleanup": "maintenance.cleanup",
 }
 JOB_LABELS = {
@@ -44,6 +45,7 @@ JOB_LABELS = {
     "uncollected": N_("🚫 Close uncollected orders"),
     "retry": N_("📨 Retry failed messages"),
     "handovers": N_("📮 Resend stuck hand-overs"),
+    "updates": N_("📥 Requeue lost updates"),
     "cleanup": N_("🧹 Clean up"),
 }
 
