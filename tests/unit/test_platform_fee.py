@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.settings import percent_to_basis_points
+from core.settings import load_settings, percent_to_basis_points
 from domain.money import platform_fee
 
 
@@ -41,3 +41,17 @@ def test_half_up_rounding_in_exact_arithmetic_and_within_the_amount(amount, poin
     rounded = int(exact + Fraction(1, 2))  # floor(x + 1/2) for x >= 0
     assert fee == min(amount, rounded + fixed)
     assert 0 <= fee <= amount
+
+
+@pytest.mark.parametrize(("variable", "value"), [("PLATFORM_FEE_PERCENT", "ten"), ("PLATFORM_FEE_PERCENT", "7.125"),
+                                                 ("PLATFORM_FEE_FIXED", "-5")])
+def test_a_bad_fee_setting_stops_the_start_naming_the_variable(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as stopped:
+        load_settings()
+    assert variable in str(stopped.value)
+
+
+def test_the_fee_settings_in_basis_points(monkeypatch):
+    monkeypatch.setenv("PLATFORM_FEE_PERCENT", "7.5")
+    assert load_settings().platform_fee_basis_points == 750
