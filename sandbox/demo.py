@@ -354,4 +354,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["OFFERS", "DemoError", "SandboxError", "food_photo", "main", "run"]
+__all__ = ["OFFERS", "Chatter", "DemoError", "SandboxError", "food_photo", "main", "run", "set_up_payouts"]
