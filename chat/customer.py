@@ -370,6 +370,9 @@ def _order_line(_: Translator, order: Order, offer: Offer, business: Business) -
             + format_window(_, offer.pickup_start, offer.pickup_end, business.timezone, _now()))
     if order.status == OrderStatus.PAID and order.pickup_code:
         line += "\n   " + _("Pickup code: <b>{code}</b>", code=order.pickup_code)
+    if order.status == OrderStatus.NOT_COLLECTED and order.pickup_code:  # the business may still hand it over
+        line += "\n   " + _("Came late? Show the code <b>{code}</b>: the business can still confirm the pickup.",
+                            code=order.pickup_code)
     if order.status == OrderStatus.HELD and order.hold_expires_at:
         deadline = local_time(order.hold_expires_at, business.timezone)
         line += "\n   " + _("Pay by {time}", time=f"{deadline:%H:%M}")

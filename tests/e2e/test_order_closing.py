@@ -38,7 +38,8 @@ def test_didnt_come_then_a_late_pickup(stack):
     done = tap(stack, owner, with_button(asked, f"biznsok:{order_id}"), f"biznsok:{order_id}")
     assert f"Order #{order_id} is marked as not collected" in plain(done[-1]["text"])
     wait_for_message(stack, buyer, "We missed you")
-    assert "🚫 not collected" in plain(say(stack, buyer, "/orders")[-1]["text"])
+    orders = plain(say(stack, buyer, "/orders")[-1]["text"])
+    assert "🚫 not collected" in orders and f"Show the code {code}" in orders
 
     assert "The order is marked collected" in text_of(scan(stack, owner, f"pickup_{code}"))
     with db.session_scope() as session:
