@@ -10,6 +10,7 @@ from sqlalchemy import Float, and_, cast, delete, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from core.settings import get_settings
 from models import Business, BusinessStatus, Follow, Offer, OfferStatus, Order, OrderStatus
 
 NEARBY_RADIUS_KM = 15.0
@@ -56,6 +57,8 @@ def browse(session: Session, now: datetime, sort: Sort, page: int = 0, *,
         Offer.pickup_end > now,
         Business.status == BusinessStatus.VERIFIED,
     ]
+    if get_settings().payouts_require_connect:  # its customers could not pay (restricted, disconnected)
+        conditions.append(Business.charges_enabled.is_(True))
     distance = _distance_from(latitude, longitude)
     query = select(Offer, Business, distance.label("distance")).join(Business, Offer.business_id == Business.id)
     if sort is Sort.NEAREST:

@@ -24,7 +24,7 @@ from core import handover, stripe_api
 from core.i18n import Translator
 from core.outbox import DELIVER_TASK
 from core.settings import SANDBOX_BOT_TOKEN, get_settings, load_settings
-from domain import offers, payments
+from domain import catalog, offers, payments
 from domain import reservations as rsv
 from domain.payments import (
     CancellationOutcome,
@@ -834,6 +834,24 @@ def test_publishing_waits_for_payouts_when_the_operator_requires_connect(harness
     onboard(h, business_id)
     with h.db.session_scope() as session:
         assert offers.publish(session, draft, owner, datetime.now(UTC)).status == OfferStatus.ACTIVE
+
+
+def test_offers_of_a_business_that_cannot_take_payments_are_not_listed(harness, monkeypatch):
+    h = harness
+    monkeypatch.setenv("PAYOUTS_REQUIRE_CONNECT", "true")
+    get_settings.cache_clear()
+    _business, offer_id, account = connected_offer(h)
+    new_offer()  # a business without a Connect account
+
+    def listed() -> set[int]:
+        with h.db.session_scope() as session:
+            return {item.offer.id for item in catalog.browse(session, datetime.now(UTC), catalog.Sort.NEWEST).items}
+
+    assert listed() == {offer_id}
+    h.fake.restrict_account(account)
+    h.fake.advance_clock(1)
+    h.deliver_new()
+    assert listed() == set()
 
 
 def test_a_sale_pays_the_business_minus_the_fee_and_a_cancellation_takes_all_of_it_back(harness, monkeypatch):
