@@ -66,7 +66,7 @@
   }
 
   function window_(start, end, timezone) {
-    const options = { hour: "2-digit", minute: "2-digit", timeZone: timezone || undefined };
+    const options = { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: timezone || undefined };
     const a = new Date(start), b = new Date(end);
     const format = new Intl.DateTimeFormat(me.language, options);
     return format.format(a) + "–" + format.format(b);

@@ -281,7 +281,7 @@ function renderInlineKeyboard(message, rows) {
   for (const row of rows) {
     const line = el("div", {class: "inline-row"});
     for (const button of row) {
-      const node = el("button", {type: "button", class: "inline-button" + (button.url ? " url" : ""),
+      const node = el("button", {type: "button", class: "inline-button" + (button.url || button.web_app ? " url" : ""),
                                  text: button.text, title: button.url || button.callback_data || ""});
       node.addEventListener("click", () => pressInline(message, button, node));
       line.append(node);
@@ -292,6 +292,10 @@ function renderInlineKeyboard(message, rows) {
 }
 
 async function pressInline(message, button, node) {
+  if (button.web_app) {
+    openMiniApp(message, button);
+    return;
+  }
   if (button.url) {
     const href = safeUrl(button.url);
     if (href) window.open(href, "_blank", "noopener");
@@ -320,6 +324,27 @@ async function pressInline(message, button, node) {
     node.classList.remove("loading");
     fail(error);
   }
+}
+
+// A web_app button: the fake signs initData for the bot and this persona, as Telegram's client gets
+// it, and the app opens in a phone-sized panel beside the chat with it and the theme.
+async function openMiniApp(message, button) {
+  try {
+    const opened = await post("/web_apps", {user_id: app.active, message_id: message.message_id, text: button.text});
+    const panel = document.getElementById("mini-app");
+    document.getElementById("mini-app-title").textContent = button.text;
+    document.getElementById("mini-app-frame").src = opened.url;
+    panel.hidden = false;
+    document.getElementById("app").classList.add("mini-app-open");
+  } catch (error) {
+    fail(error);
+  }
+}
+
+function closeMiniApp() {
+  document.getElementById("mini-app").hidden = true;
+  document.getElementById("mini-app-frame").src = "about:blank";
+  document.getElementById("app").classList.remove("mini-app-open");
 }
 
 function callbackAnswered(event) {
@@ -958,6 +983,7 @@ function wire() {
     if (Number.isFinite(lat) && Number.isFinite(lon)) sendLocation(lat, lon);
   });
   $("panel-toggle").addEventListener("click", () => togglePanel());
+  $("mini-app-close").addEventListener("click", closeMiniApp);
   for (const tab of document.querySelectorAll(".tab")) {
     tab.addEventListener("click", () => {
       app.panelTab = tab.dataset.tab;

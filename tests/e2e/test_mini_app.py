@@ -1,0 +1,75 @@
+"""The Mini App in Debian's Chromium, opened from the web chat as Telegram opens it: the "🗺 Map"
+button of the main menu (a ``web_app`` button) opens it in a panel beside the chat, with initData
+the Telegram fake signed for the bot and this persona. A customer sees the deal as a pin and in the
+list, orders it, and the Pay link (the same Checkout as in the chat) shows in the app and in the
+chat. Without MAP_TILE_URL (the sandbox), the page asks nothing of any other host."""
+
+from __future__ import annotations
+
+import os
+import re
+from urllib.parse import urlsplit
+
+import pytest
+import sqlalchemy as sa
+from playwright.sync_api import expect
+
+from core import db
+from models import Order, OrderStatus
+from tests.e2e.conftest import new_user_id
+from tests.e2e.test_web_chat import bot_message, browser, no_page_errors, open_chat, playwright, shot, tap
+from tests.factories import make_business, make_offer
+from tests.processes import start_webapp
+
+__all__ = ["browser", "playwright"]  # the browser fixtures, shared with the web chat's tests
+
+HALLE_MARKT = (51.4826, 11.9697)  # no other test puts a shop here
+
+
+@pytest.fixture(scope="module")
+def webapp(stack):
+    """The Mini App process, where the stack's bot points its "🗺 Map" button (WEBAPP_URL)."""
+    port = urlsplit(os.environ["WEBAPP_URL"]).port
+    assert port is not None
+    process, url = start_webapp(port)
+    yield url
+    process.stop()
+
+
+def test_a_customer_opens_the_map_from_the_chat_orders_a_deal_and_gets_the_pay_link(stack, browser, webapp):
+    business_id = make_business(name="Suppenküche", latitude=HALLE_MARKT[0], longitude=HALLE_MARKT[1])
+    offer_id = make_offer(business_id, "Soup of the day", quantity=4, price_minor=450, original_price_minor=900)
+    customer = new_user_id()
+    page = open_chat(browser, stack, f"user={customer}&name=Mira")
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+
+    page.locator("#composer-input").fill("/start")
+    page.locator("#composer-input").press("Enter")
+    menu = bot_message(page, "What would you like to do")
+    tap(page, "🗺 Map", within=menu)
+    expect(page.locator("#mini-app")).to_be_visible()
+    app = page.frame_locator("#mini-app-frame")
+
+    deal = app.locator(f'.card.deal[data-offer="{offer_id}"]')
+    expect(deal).to_contain_text("Soup of the day")
+    expect(deal).to_contain_text("€4.50")
+    expect(app.locator("#map path.leaflet-interactive")).not_to_have_count(0)  # the pins, on a plain ground
+    shot(page, "mini-app-map.png")
+    deal.click()
+    expect(app.locator("#main-button")).to_have_text("Order 1 for €4.50")
+    app.locator("#main-button").click()
+
+    pay = app.locator("a.pay")
+    expect(pay).to_have_text(re.compile(r"Pay €4\.50"))
+    assert (pay.get_attribute("href") or "").startswith(stack.stripe.url + "/checkout/cs_")
+    bot_message(page, "Please pay by")  # the same Pay button in the chat
+    shot(page, "mini-app-pay.png")
+    with db.session_scope() as session:
+        order = session.scalar(sa.select(Order).where(Order.customer_id == customer))
+        assert (order.offer_id, order.status, order.quantity) == (offer_id, OrderStatus.HELD, 1)
+
+    hosts = {urlsplit(url).hostname for url in requested if url.startswith("http")}
+    assert hosts <= {"127.0.0.1"}, hosts  # no tiles, no CDN: nothing leaves the machine
+    no_page_errors(page)
+    page.close()
