@@ -27,7 +27,7 @@ from .files import guess_mime_type, prepare_photo
 from .formatting import detect_entities, utf16_len
 from .http_params import read_request_values
 from .markup import inline_buttons
-from .state import BotAccount, CallbackQueryRecord, Chat, SandboxState, now_timestamp, update_kind
+from .state import BotAccount, CallbackQueryRecord, Chat, SandboxState, StoredMessage, now_timestamp, update_kind
 
 DEFAULT_WAIT_SECONDS = 10.0
 MAX_WAIT_SECONDS = 120.0
@@ -279,6 +279,16 @@ async def send_document(request: Request) -> Response:
         return _ok(**_post_user_message(state, bot, values, content))
 
 
+def _pressed_message(state: SandboxState, bot: BotAccount, values: dict[str, Any]) -> tuple[Chat, int, StoredMessage]:
+    """The bot's message whose button the user pressed (``message_id``).  Caller holds the lock."""
+    chat = _chat_for_user(state, bot, values)
+    message_id = _int(values, "message_id", required=True)
+    message = chat.live_message(message_id)
+    if message is None or message.sender != "bot":
+        raise UserApiError(400, f"no bot message {message_id} in chat {chat.id}")
+    return chat, message_id, message
+
+
 @_endpoint
 async def press_button(request: Request) -> Response:
     """A tap on an inline button -> ``callback_query`` update (only for buttons that exist)."""
@@ -286,11 +296,7 @@ async def press_button(request: Request) -> Response:
     values = await _values(request)
     bot = _bot(state, values)
     with state.lock:
-        chat = _chat_for_user(state, bot, values)
-        message_id = _int(values, "message_id", required=True)
-        message = chat.live_message(message_id)
-        if message is None or message.sender != "bot":
-            raise UserApiError(400, f"no bot message {message_id} in chat {chat.id}")
+        chat, message_id, message = _pressed_message(state, bot, values)
         data, button_text = values.get("data"), values.get("text")
         buttons = inline_buttons(message.reply_markup)
         button = next(
@@ -358,11 +364,7 @@ async def open_web_app(request: Request) -> Response:
     values = await _values(request)
     bot = _bot(state, values)
     with state.lock:
-        chat = _chat_for_user(state, bot, values)
-        message_id = _int(values, "message_id", required=True)
-        message = chat.live_message(message_id)
-        if message is None or message.sender != "bot":
-            raise UserApiError(400, f"no bot message {message_id} in chat {chat.id}")
+        chat, message_id, message = _pressed_message(state, bot, values)
         text = values.get("text")
         button = next((b for b in inline_buttons(message.reply_markup)
                        if b.get("text") == text and isinstance(b.get("web_app"), dict)), None)

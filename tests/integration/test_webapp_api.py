@@ -269,3 +269,25 @@ def test_a_fuzzed_query_string_never_gives_a_server_error(client, path, query):
     answer = client.get(path + "?" + urlencode(query), headers=headers(9_100_000_002))
     assert answer.status_code < 500, answer.text
     assert answer.headers["content-type"].startswith(("application/json", "image/png"))
+
+
+@pytest.fixture
+def admin_with_a_business(db) -> int:
+    """The caller of the fuzzed bodies passes every role check, so the bodies reach their parsing."""
+    return make_business(owner_id=ADMIN)
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner,
+                                                                                max_size=3), max_leaves=8)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(["/api/orders", "/api/business/pickups", "/api/business/offers/1/pause",
+                             "/api/admin/businesses/1/verify"]),
+       body=st.one_of(_JSON, st.fixed_dictionaries({"offer_id": _JSON, "quantity": _JSON, "code": _JSON,
+                                                     "request_id": st.text(max_size=70)})))
+def test_a_fuzzed_body_never_gives_a_server_error(client, broker, admin_with_a_business, path, body):
+    answer = client.post(path, headers=headers(ADMIN), content=json.dumps(body))
+    assert answer.status_code < 500, answer.text
+    assert broker.published == []
