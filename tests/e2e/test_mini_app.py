@@ -15,15 +15,17 @@ import sqlalchemy as sa
 from playwright.sync_api import expect
 
 from core import db
+from domain import reservations
 from models import Order, OrderStatus
 from tests.e2e.conftest import new_user_id
 from tests.e2e.test_web_chat import bot_message, browser, no_page_errors, open_chat, playwright, shot, tap
-from tests.factories import make_business, make_offer
+from tests.factories import make_business, make_offer, make_user
 from tests.processes import start_webapp
 
 __all__ = ["browser", "playwright"]  # the browser fixtures, shared with the web chat's tests
 
 HALLE_MARKT = (51.4826, 11.9697)  # no other test puts a shop here
+ERFURT_DOM = (50.9756, 11.0237)
 
 
 @pytest.fixture(scope="module")
@@ -71,5 +73,33 @@ def test_a_customer_opens_the_map_from_the_chat_orders_a_deal_and_gets_the_pay_l
 
     hosts = {urlsplit(url).hostname for url in requested if url.startswith("http")}
     assert hosts <= {"127.0.0.1"}, hosts  # no tiles, no CDN: nothing leaves the machine
+    no_page_errors(page)
+    page.close()
+
+
+def test_a_business_confirms_a_pickup_in_its_dashboard_and_hears_it_in_the_chat(stack, browser, webapp):
+    owner = new_user_id()
+    business_id = make_business(owner, name="Domcafé", latitude=ERFURT_DOM[0], longitude=ERFURT_DOM[1])
+    offer_id = make_offer(business_id, "Cake box", quantity=3)
+    customer = make_user(new_user_id())
+    with db.session_scope() as session:
+        order_id = reservations.reserve(session.connection(), offer_id, customer, 2, hold_minutes=10).order_id
+    with db.session_scope() as session:
+        code = reservations.confirm_sale(session.connection(), order_id, 700, "EUR", "pi_e2e_dashboard").pickup_code
+    page = open_chat(browser, stack, f"user={owner}&name=Dora")
+    page.locator("#composer-input").fill("/start")
+    page.locator("#composer-input").press("Enter")
+    tap(page, "🗺 Map", within=bot_message(page, "What would you like to do"))
+    app = page.frame_locator("#mini-app-frame")
+    app.get_by_role("button", name="🏪 My business").click()
+    expect(app.locator(f'[data-own-offer="{offer_id}"]')).to_contain_text("Cake box")
+    app.locator("#pickup-code").fill(code.lower())
+    app.get_by_role("button", name="✅ Confirm").click()
+    expect(app.locator("#pickup-answer")).to_contain_text(f"Code {code} is valid: hand over 2× Cake box")
+    bot_message(page, re.compile(f"Code {code} is valid"))  # told in the chat too
+    expect(app.locator(".card", has_text=f"#{order_id} ")).to_contain_text("collected")  # the dashboard reloaded
+    shot(page, "mini-app-dashboard.png")
+    with db.session_scope() as session:
+        assert session.get(Order, order_id).status == OrderStatus.COLLECTED
     no_page_errors(page)
     page.close()
