@@ -1,6 +1,7 @@
 """The Mini App in Debian's Chromium, opened from the web chat as Telegram opens it: the "🗺 Map"
 button of the main menu (a ``web_app`` button) opens it in a panel beside the chat, with initData
-the Telegram fake signed for the bot and this persona. A customer sees the deal as a pin and in the
+the Telegram fake signed for the bot and this persona, and the panel plays Telegram's side of the
+Mini App protocol (the Back and Main buttons the app asks for). A customer sees the deal as a pin and in the
 list, orders it, and the Pay link (the same Checkout as in the chat) shows in the app and in the
 chat. Without MAP_TILE_URL (the sandbox), the page asks nothing of any other host."""
 
@@ -59,8 +60,15 @@ def test_a_customer_opens_the_map_from_the_chat_orders_a_deal_and_gets_the_pay_l
     expect(app.locator("#map path.leaflet-interactive")).not_to_have_count(0)  # the pins, on a plain ground
     shot(page, "mini-app-map.png")
     deal.click()
-    expect(app.locator("#main-button")).to_have_text("Order 1 for €4.50")
-    app.locator("#main-button").click()
+    # The app asked for Telegram's Back and Main buttons (web_app_setup_*), which the panel draws.
+    back = page.locator("#mini-app-back")
+    back.click()
+    expect(back).to_be_hidden()
+    deal.click()
+    expect(back).to_be_visible()
+    main = page.locator("#mini-app-main")
+    expect(main).to_have_text("Order 1 for €4.50")
+    main.click()
 
     pay = app.locator("a.pay")
     expect(pay).to_have_text(re.compile(r"Pay €4\.50"))
