@@ -328,7 +328,7 @@ async function pressInline(message, button, node) {
 
 // A web_app button: the fake signs initData for the bot and this persona, as Telegram's client gets
 // it, and the app opens in a phone-sized panel beside the chat with it and the theme. The panel
-// plays Telegram's side of the Mini App protocol (https://core.telegram.org/api/web-events): the
+// plays Telegram's side of the Mini App protocol (Telegram's "web events" page): the
 // app's web_app_* methods arrive as messages from its frame; the Back and Main buttons it asks for
 // are drawn here, and a press goes back to it as back_button_pressed / main_button_pressed.
 const miniApp = {origin: null};
