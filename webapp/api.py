@@ -58,7 +58,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _accept_language(request: Request) -> str:
+def accept_language(request: Request) -> str:
     header = request.headers.get("accept-language", "")
     return pick_language(header.split(",")[0].split(";")[0].strip() or None)
 
@@ -102,7 +102,7 @@ def endpoint(settings: Settings, handler: Handler) -> Callable[[Request], Awaita
                                  max_age=settings.webapp_auth_max_age_seconds)
         except auth.InvalidInitData as refused:
             log.info("webapp_unauthorized", reason=refused.reason, path=request.url.path)
-            return error_response("unauthorized", _accept_language(request))
+            return error_response("unauthorized", accept_language(request))
         language = pick_language(user.language_code)
         try:
             with session_scope() as session:

@@ -26,7 +26,7 @@ log = get_logger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 # The page may load only its own files; tiles come from MAP_TILE_URL's host, and nothing else.
-_CSP = ("default-src 'self'; img-src 'self' data: {tiles}; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+_CSP = ("default-src 'self'; img-src 'self' data: blob: {tiles}; script-src 'self'; style-src 'self' 'unsafe-inline'; "
         "connect-src 'self'; frame-ancestors *")
 
 
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         return JSONResponse({"status": "alive"})
 
     async def unknown_api(request: Request) -> Response:
-        return error_response("not_found", api._accept_language(request))
+        return error_response("not_found", api.accept_language(request))
 
     routes: list[Route | Mount] = [
         Route("/api/openapi.json", openapi_json, methods=["GET"]),

@@ -12,6 +12,7 @@ TEXTS = {
     "tab_business": N_("🏪 My business"),
     "tab_admin": N_("🛡 Admin"),
     "list": N_("Deals near you"),
+    "newest": N_("Newest deals"),
     "no_deals": N_("No deals right now. Check back later!"),
     "near_me": N_("📍 Near me"),
     "left": N_("{count} left"),

@@ -3,7 +3,7 @@ button of the main menu (a ``web_app`` button) opens it in a panel beside the ch
 the Telegram fake signed for the bot and this persona, and the panel plays Telegram's side of the
 Mini App protocol (the Back and Main buttons the app asks for). A customer sees the deal as a pin and in the
 list, orders it, and the Pay link (the same Checkout as in the chat) shows in the app and in the
-chat. Without MAP_TILE_URL (the sandbox), the page asks nothing of any other host."""
+chat; once paid, the app shows the pickup code and its QR. Without MAP_TILE_URL (the sandbox), the page asks nothing of any other host."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def webapp(stack):
     process.stop()
 
 
-def test_a_customer_opens_the_map_from_the_chat_orders_a_deal_and_gets_the_pay_link(stack, browser, webapp):
+def test_a_customer_opens_the_map_from_the_chat_orders_pays_and_sees_the_code(stack, browser, webapp):
     business_id = make_business(name="Suppenküche", latitude=HALLE_MARKT[0], longitude=HALLE_MARKT[1])
     offer_id = make_offer(business_id, "Soup of the day", quantity=4, price_minor=450, original_price_minor=900)
     customer = new_user_id()
@@ -78,6 +78,23 @@ def test_a_customer_opens_the_map_from_the_chat_orders_a_deal_and_gets_the_pay_l
     with db.session_scope() as session:
         order = session.scalar(sa.select(Order).where(Order.customer_id == customer))
         assert (order.offer_id, order.status, order.quantity) == (offer_id, OrderStatus.HELD, 1)
+
+    with browser.expect_page() as opened:  # the app asks Telegram to open the link (web_app_open_link)
+        pay.click()
+    checkout = opened.value
+    checkout.wait_for_load_state()
+    checkout.get_by_role("button", name=re.compile(r"^Pay ")).click()
+    expect(checkout.get_by_text("Payment received")).to_be_visible()
+    checkout.close()
+    page.bring_to_front()
+    bot_message(page, "Your pickup code")
+    with db.session_scope() as session:
+        code = session.get(Order, order.id).pickup_code
+    app.get_by_role("button", name="🧾 My orders").click()
+    expect(app.locator(f'[data-order="{order.id}"] .code')).to_contain_text(code)
+    qr = app.locator(f'[data-order="{order.id}"] img.qr')
+    expect(qr).to_have_attribute("src", re.compile("^blob:"))  # fetched with the initData, shown from memory
+    assert qr.evaluate("image => image.decode().then(() => image.naturalWidth)") > 0  # the pickup pass's QR
 
     hosts = {urlsplit(url).hostname for url in requested if url.startswith("http")}
     assert hosts <= {"127.0.0.1"}, hosts  # no tiles, no CDN: nothing leaves the machine

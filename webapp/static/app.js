@@ -97,7 +97,7 @@
     const mapBox = el("div", { id: "map" });
     const list = el("div", { id: "deals" }, el("p", { class: "note" }, "…"));
     const nearMe = el("button", { onclick: locate }, t("near_me"));
-    show(mapBox, el("div", { class: "row" }, el("h2", {}, t("list")), nearMe), list);
+    show(mapBox, el("div", { class: "row" }, el("h2", {}, t(here ? "list" : "newest")), nearMe), list);
     map = L.map(mapBox, { zoomControl: true, attributionControl: true }).setView([52.52, 13.405], 12);
     if (me.map.tile_url) {
       L.tileLayer(me.map.tile_url, { maxZoom: 19, attribution: me.map.attribution }).addTo(map);
