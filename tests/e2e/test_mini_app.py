@@ -1,9 +1,11 @@
 """The Mini App in Debian's Chromium, opened from the web chat as Telegram opens it: the "🗺 Map"
 button of the main menu (a ``web_app`` button) opens it in a panel beside the chat, with initData
 the Telegram fake signed for the bot and this persona, and the panel plays Telegram's side of the
-Mini App protocol (the Back and Main buttons the app asks for). A customer sees the deal as a pin and in the
-list, orders it, and the Pay link (the same Checkout as in the chat) shows in the app and in the
-chat; once paid, the app shows the pickup code and its QR. Without MAP_TILE_URL (the sandbox), the page asks nothing of any other host."""
+Mini App protocol (the Back and Main buttons the app asks for). A customer sees the deal as a pin
+and in the list, orders it, and the Pay link (the same Checkout as in the chat) shows in the app
+and in the chat; once paid, the app shows the pickup code and its QR. A business confirms a pickup
+in its dashboard, and the chat says so too. Without MAP_TILE_URL (the sandbox), the page asks
+nothing of any other host."""
 
 from __future__ import annotations
 
