@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core.db import session_scope
+from core.db import after_commit, session_scope
 from core.handover import set_origin
 from core.i18n import pick_language
 from core.logging import get_logger
@@ -104,13 +104,22 @@ def endpoint(settings: Settings, handler: Handler) -> Callable[[Request], Awaita
             log.info("webapp_unauthorized", reason=refused.reason, path=request.url.path)
             return error_response("unauthorized", accept_language(request))
         language = pick_language(user.language_code)
+        committed: list[bool] = []
+        response: Response | None = None
         try:
             with session_scope() as session:
+                after_commit(session, lambda: committed.append(True))  # runs before the hand-overs' publish
                 language = _remember(session, user)
-                return handler(request, session, Caller(user, language, user.id in settings.admin_ids, settings))
+                response = handler(request, session, Caller(user, language, user.id in settings.admin_ids, settings))
+            return response
         except ApiError as refused:
             return error_response(refused.code, language, **refused.values)
         except Exception:
+            if committed and response is not None:
+                # Done and recorded; only publishing a hand-over failed (Redis away): the sweeper
+                # (maintenance.resend_handovers) publishes it, so the answer stands.
+                log.warning("webapp_handover_publish_deferred", path=request.url.path, exc_info=True)
+                return response
             log.exception("webapp_error", path=request.url.path)
             return error_response("server_error", language)
 

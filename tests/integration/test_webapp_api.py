@@ -34,8 +34,11 @@ class Broker:
 
     def __init__(self) -> None:
         self.published: list[tuple[str, list]] = []
+        self.down = False
 
     def __call__(self, name, args, countdown=None, kwargs=None, task_id=None) -> None:
+        if self.down:
+            raise ConnectionError("Redis went away")
         self.published.append((name, args))
 
 
@@ -164,6 +167,21 @@ def test_ordering_hands_the_reservation_over_by_name(client, broker):
     assert client.post("/api/orders", headers=headers(me),
                        json={"offer_id": draft, "request_id": "req-order-0003"}).status_code == 404
     assert len(broker.published) == 1
+
+
+def test_an_order_made_while_redis_is_away_is_handed_over_later(client, broker):
+    """The hand-over is recorded with the request's transaction; only its publish failed, so the
+    answer stands and the sweeper (maintenance.resend_handovers) publishes it."""
+    offer = make_offer(make_business())
+    me = make_user()
+    broker.down = True
+    answer = client.post("/api/orders", headers=headers(me), json={"offer_id": offer, "request_id": "req-order-0009"})
+    assert answer.status_code == 202, answer.text
+    marks.flush()
+    with session_scope() as session:
+        (row,) = session.scalars(sa.select(Handover)).all()
+        assert (row.task_name, row.args, row.sent_at) == ("reservations.place_order",
+                                                         [offer, me, 1, f"app:{me}:req-order-0009"], None)
 
 
 def test_my_orders_show_the_pay_link_and_only_my_pickup_pass(client, db):
