@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -19,9 +20,9 @@ from playwright.sync_api import expect
 
 from core import db
 from domain import reservations
-from models import Order, OrderStatus
+from models import Business, BusinessStatus, Order, OrderStatus
 from tests.e2e.conftest import new_user_id
-from tests.e2e.test_web_chat import bot_message, browser, no_page_errors, open_chat, playwright, shot, tap
+from tests.e2e.test_web_chat import ADMIN, bot_message, browser, no_page_errors, open_chat, playwright, shot, tap
 from tests.factories import make_business, make_offer, make_user
 from tests.processes import start_webapp
 
@@ -128,5 +129,30 @@ def test_a_business_confirms_a_pickup_in_its_dashboard_and_hears_it_in_the_chat(
     shot(page, "mini-app-dashboard.png")
     with db.session_scope() as session:
         assert session.get(Order, order_id).status == OrderStatus.COLLECTED
+    no_page_errors(page)
+    page.close()
+
+
+def test_an_admin_verifies_a_business_in_the_app_and_its_owner_hears_it(stack, browser, webapp):
+    owner = new_user_id()
+    business_id = make_business(owner, name="Neue Bäckerei", status=BusinessStatus.PENDING)
+    stack.telegram.send_text(owner, "/start")  # the owner has a chat with the bot, as one who registered
+    page = open_chat(browser, stack, f"persona={ADMIN}")
+    page.locator("#composer-input").fill("/start")
+    page.locator("#composer-input").press("Enter")
+    tap(page, "🗺 Map", within=bot_message(page, "What would you like to do"))
+    app = page.frame_locator("#mini-app-frame")
+    app.get_by_role("button", name="🛡 Admin").click()
+    card = app.locator(f'[data-business="{business_id}"]')
+    expect(card).to_contain_text("Neue Bäckerei")
+    card.get_by_role("button", name="✅ Verify").click()
+    expect(card).to_contain_text("Neue Bäckerei is verified. The owner has been told.")
+    bot_message(page, "is verified. The owner has been told")  # the admin's chat
+    with db.session_scope() as session:
+        assert session.get(Business, business_id).status == BusinessStatus.VERIFIED
+    deadline = time.monotonic() + 20
+    while not any("is verified!" in (m.get("text") or "") for m in stack.telegram.messages(owner)):
+        assert time.monotonic() < deadline, "the owner was not told"
+        time.sleep(0.1)
     no_page_errors(page)
     page.close()
