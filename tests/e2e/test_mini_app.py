@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
-from playwright.sync_api import expect
+from playwright.sync_api import FrameLocator, Page, expect
 
 from core import db
 from domain import reservations
@@ -42,20 +42,25 @@ def webapp(stack):
     process.stop()
 
 
+def open_mini_app(browser, stack, query: str, requested: list[str] | None = None) -> tuple[Page, FrameLocator]:
+    """The web chat of ``query``'s persona, and the Mini App opened from the main menu's "🗺 Map"
+    (every address the page then asks for is added to ``requested``)."""
+    page = open_chat(browser, stack, query)
+    if requested is not None:
+        page.on("request", lambda request: requested.append(request.url))
+    page.locator("#composer-input").fill("/start")
+    page.locator("#composer-input").press("Enter")
+    tap(page, "🗺 Map", within=bot_message(page, "What would you like to do"))
+    expect(page.locator("#mini-app")).to_be_visible()
+    return page, page.frame_locator("#mini-app-frame")
+
+
 def test_a_customer_opens_the_map_from_the_chat_orders_pays_and_sees_the_code(stack, browser, webapp):
     business_id = make_business(name="Suppenküche", latitude=HALLE_MARKT[0], longitude=HALLE_MARKT[1])
     offer_id = make_offer(business_id, "Soup of the day", quantity=4, price_minor=450, original_price_minor=900)
     customer = new_user_id()
-    page = open_chat(browser, stack, f"user={customer}&name=Mira")
     requested: list[str] = []
-    page.on("request", lambda request: requested.append(request.url))
-
-    page.locator("#composer-input").fill("/start")
-    page.locator("#composer-input").press("Enter")
-    menu = bot_message(page, "What would you like to do")
-    tap(page, "🗺 Map", within=menu)
-    expect(page.locator("#mini-app")).to_be_visible()
-    app = page.frame_locator("#mini-app-frame")
+    page, app = open_mini_app(browser, stack, f"user={customer}&name=Mira", requested)
 
     deal = app.locator(f'.card.deal[data-offer="{offer_id}"]')
     expect(deal).to_contain_text("Soup of the day")
@@ -114,11 +119,7 @@ def test_a_business_confirms_a_pickup_in_its_dashboard_and_hears_it_in_the_chat(
         order_id = reservations.reserve(session.connection(), offer_id, customer, 2, hold_minutes=10).order_id
     with db.session_scope() as session:
         code = reservations.confirm_sale(session.connection(), order_id, 700, "EUR", "pi_e2e_dashboard").pickup_code
-    page = open_chat(browser, stack, f"user={owner}&name=Dora")
-    page.locator("#composer-input").fill("/start")
-    page.locator("#composer-input").press("Enter")
-    tap(page, "🗺 Map", within=bot_message(page, "What would you like to do"))
-    app = page.frame_locator("#mini-app-frame")
+    page, app = open_mini_app(browser, stack, f"user={owner}&name=Dora")
     app.get_by_role("button", name="🏪 My business").click()
     expect(app.locator(f'[data-own-offer="{offer_id}"]')).to_contain_text("Cake box")
     app.locator("#pickup-code").fill(code.lower())
@@ -137,11 +138,7 @@ def test_an_admin_verifies_a_business_in_the_app_and_its_owner_hears_it(stack, b
     owner = new_user_id()
     business_id = make_business(owner, name="Neue Bäckerei", status=BusinessStatus.PENDING)
     stack.telegram.send_text(owner, "/start")  # the owner has a chat with the bot, as one who registered
-    page = open_chat(browser, stack, f"persona={ADMIN}")
-    page.locator("#composer-input").fill("/start")
-    page.locator("#composer-input").press("Enter")
-    tap(page, "🗺 Map", within=bot_message(page, "What would you like to do"))
-    app = page.frame_locator("#mini-app-frame")
+    page, app = open_mini_app(browser, stack, f"persona={ADMIN}")
     app.get_by_role("button", name="🛡 Admin").click()
     card = app.locator(f'[data-business="{business_id}"]')
     expect(card).to_contain_text("Neue Bäckerei")
