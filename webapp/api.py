@@ -260,10 +260,12 @@ def me(_request: Request, session: Session, caller: Caller) -> Response:
         "texts": texts(caller.language),
     })
 
+
 def deals(request: Request, session: Session, caller: Caller) -> Response:
     latitude, longitude = _point(request)
     found = sources.deals(session, _now(), latitude=latitude, longitude=longitude)
     return _json({"deals": [_deal(item, caller.language) for item in found.items], "has_more": found.has_more})
+
 
 def deal(request: Request, session: Session, caller: Caller) -> Response:
     latitude, longitude = _point(request)
@@ -271,6 +273,7 @@ def deal(request: Request, session: Session, caller: Caller) -> Response:
     if listing is None or listing.offer.status == OfferStatus.DRAFT:
         raise ApiError("not_found")
     return _json(_deal(listing, caller.language))
+
 
 def place_order(request: Request, session: Session, caller: Caller) -> Response:
     body = _body(request)
@@ -290,10 +293,12 @@ def place_order(request: Request, session: Session, caller: Caller) -> Response:
     sources.place_order(session, offer_id, caller.user.id, quantity, f"app:{caller.user.id}:{request_id}")
     return _json({"status": "reserving", "offer_id": offer_id, "quantity": quantity}, status=202)
 
+
 def my_orders(_request: Request, session: Session, caller: Caller) -> Response:
     current, past = sources.customer_orders(session, caller.user.id)
     return _json({"current": [_order(o, offer, b, caller.language) for o, offer, b in current],
                   "past": [_order(o, offer, b, caller.language) for o, offer, b in past]})
+
 
 def order_qr(request: Request, session: Session, caller: Caller) -> Response:
     order = sources.order_of_customer(session, _id(request), caller.user.id)
@@ -303,6 +308,7 @@ def order_qr(request: Request, session: Session, caller: Caller) -> Response:
     username = sources.bot_username(caller.settings)
     png = sources.qr_png(sources.pickup_link(username, code) if username else code, label=code)
     return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=300"})
+
 
 def business_today(_request: Request, session: Session, caller: Caller) -> Response:
     business = _business(session, caller)
@@ -315,10 +321,12 @@ def business_today(_request: Request, session: Session, caller: Caller) -> Respo
                                for o in orders]} for offer, orders in today],
     })
 
+
 def business_offers(_request: Request, session: Session, caller: Caller) -> Response:
     business = _business(session, caller)
     own = sources.own_offers(session, business)
     return _json({"offers": [_own_offer(offer, caller.language) for offer in own]})
+
 
 def confirm_pickup(request: Request, session: Session, caller: Caller) -> Response:
     _business(session, caller)
@@ -340,6 +348,7 @@ def confirm_pickup(request: Request, session: Session, caller: Caller) -> Respon
         sources.tell_the_chat(session, "collected", caller.user.id, result.order.id, request_id)
     return _json(answer)
 
+
 def offer_action(action: str) -> Handler:
     change = sources.pause if action == "pause" else sources.resume
 
@@ -357,12 +366,14 @@ def offer_action(action: str) -> Handler:
 
     return act
 
+
 def pending(_request: Request, session: Session, caller: Caller) -> Response:
     _admin(caller)
     return _json({"businesses": [
         {"id": b.id, "name": b.name, "address": b.address, "phone": b.phone, "latitude": b.latitude,
          "longitude": b.longitude, "created_at": b.created_at.isoformat()}
         for b in sources.pending_businesses(session)]})
+
 
 def verify(request: Request, session: Session, caller: Caller) -> Response:
     _admin(caller)
