@@ -10,7 +10,8 @@ from chat.registry import DEEP_LINKS, StaleButton, command
 from chat.registry import button as on_button
 from core.handover import enqueue_after_commit
 from core.i18n import LANGUAGE_NAMES, Translator
-from core.outbox import Keyboard, button
+from core.outbox import Keyboard, button, web_app_button
+from core.settings import get_settings
 
 HOME = "menu"
 # What an admin is told when they come (/start, /admin): e.g. the verification requests that could
@@ -35,6 +36,7 @@ def home_row(_: Translator) -> list[dict[str, str]]:
 
 def main_menu_keyboard(_: Translator, is_admin: bool = False) -> Keyboard:
     rows = [
+        *([[web_app_button(_("🗺 Map"), url)]] if (url := get_settings().webapp_url) else []),
         [button(_("🔎 Browse deals"), "deals"), button(_("📍 Deals near me"), "near")],
         [button(_("🧾 My orders"), "orders"), button(_("🏪 For businesses"), "biz")],
         [button(_("🌐 Language"), "lang"), button(_("ℹ️ Help"), "help"), button(_("🔒 Privacy"), "privacy")],

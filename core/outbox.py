@@ -61,6 +61,12 @@ def button(text: str, data: str) -> dict[str, str]:
     return {"text": text, "callback_data": data}
 
 
+def web_app_button(text: str, url: str) -> dict[str, str]:
+    """A button that opens the Mini App at ``url`` inside Telegram (``web_app``), kept flat like the
+    others in the outbox; core.telegram turns it into Telegram's ``web_app: {url}``."""
+    return {"text": text, "web_app_url": url}
+
+
 @dataclass
 class Reply:
     text: str

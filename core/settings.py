@@ -16,6 +16,7 @@ from core.queues import QUEUES
 SANDBOX_BOT_TOKEN = "123456:SANDBOX-TOKEN"
 # The username the Telegram fake gives the bot of that token (sandbox.telegram_fake.state).
 SANDBOX_BOT_USERNAME = "surplus_sandbox_bot"
+OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 
 
 def percent_to_basis_points(percent: str | int | Decimal) -> int:
@@ -37,6 +38,18 @@ class Settings(BaseSettings):
     public_url: str | None = None
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8080, ge=1, le=65535)
+    # The Mini App process (python -m webapp): where it listens, and the https address Telegram opens
+    # it at (the "🗺 Map" button; unset outside the sandbox: no button). In the sandbox the web chat
+    # opens it at WEBAPP_URL, by default this machine's WEBAPP_PORT.
+    webapp_host: str = "127.0.0.1"
+    webapp_port: int = Field(default=8082, ge=1, le=65535)
+    webapp_url: str | None = Field(default=None, validate_default=True)
+    # How old a Mini App's initData may be (its auth_date) before the API refuses it.
+    webapp_auth_max_age_seconds: int = Field(default=24 * 3600, ge=60)
+    # The map's tiles ({z}/{x}/{y} URL template) and the attribution shown under them. Unset:
+    # OpenStreetMap outside the sandbox, none in the sandbox (pins on a plain background).
+    map_tile_url: str | None = Field(default=None, validate_default=True)
+    map_attribution: str = "© OpenStreetMap contributors"
     # Where `python -m tasks.metrics_exporter` serves the workers' metrics.
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9808, ge=1, le=65535)
@@ -148,6 +161,30 @@ class Settings(BaseSettings):
         if not str(value).startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return str(value).rstrip("/")
+
+    @field_validator("webapp_url")
+    @classmethod
+    def _webapp_url(cls, value: str | None, info) -> str | None:
+        value = (value or "").strip().rstrip("/")
+        if value:
+            if not value.startswith(("http://", "https://")):
+                raise ValueError("must start with https:// (http:// only on this machine)")
+            return value
+        if info.data.get("bot_token") is None:  # the sandbox's web chat opens it on this machine
+            return f"http://127.0.0.1:{info.data.get('webapp_port', 8082)}"
+        return None
+
+    @field_validator("map_tile_url")
+    @classmethod
+    def _map_tile_url(cls, value: str | None, info) -> str | None:
+        value = (value or "").strip()
+        if value.lower() == "none":
+            return None
+        if value:
+            if not value.startswith(("http://", "https://")) or "{z}" not in value:
+                raise ValueError("must be an https:// URL template with {z}, {x} and {y}")
+            return value
+        return None if info.data.get("bot_token") is None else OSM_TILES
 
     @field_validator("checkout_return_url")
     @classmethod

@@ -26,6 +26,7 @@ from telegram import (
     Message,
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
+    WebAppInfo,
 )
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.request import HTTPXRequest
@@ -54,10 +55,16 @@ __all__ = [
 
 
 def inline_keyboard(rows: list[list[dict[str, Any]]] | None) -> InlineKeyboardMarkup | None:
-    """Rows of {"text", "callback_data" | "url"} (JSON-friendly, as stored in the outbox)."""
+    """Rows of {"text", "callback_data" | "url" | "web_app_url"} (JSON-friendly, as stored in the outbox)."""
     if not rows:
         return None
-    return InlineKeyboardMarkup([[InlineKeyboardButton(**button) for button in row] for row in rows])
+    return InlineKeyboardMarkup([[_inline_button(button) for button in row] for row in rows])
+
+
+def _inline_button(button: dict[str, Any]) -> InlineKeyboardButton:
+    if "web_app_url" in button:
+        return InlineKeyboardButton(button["text"], web_app=WebAppInfo(button["web_app_url"]))
+    return InlineKeyboardButton(**button)
 
 
 def reply_markup(keyboard: list | None = None, location_request: str | None = None, remove_keyboard: bool = False):

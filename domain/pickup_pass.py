@@ -11,19 +11,34 @@ Pure functions: text in, PNG bytes out.
 from __future__ import annotations
 
 import io
+import re
 
 import qrcode
 from PIL import Image
 from qrcode.constants import ERROR_CORRECT_M
 from qrcode.image.pil import PilImage
 
+from core.settings import SANDBOX_BOT_USERNAME, Settings
 from domain.card_text import draw_text, text_width
 
-__all__ = ["DEEP_LINK_PREFIX", "pickup_link", "qr_png"]
+__all__ = ["DEEP_LINK_PREFIX", "bot_username", "pickup_link", "qr_png"]
 
 DEEP_LINK_PREFIX = "pickup_"
 MODULE_PX = 12  # one QR module, in pixels: large enough for a phone camera after Telegram's JPEG
 QUIET_ZONE = 4  # modules of white around the code, as the QR standard asks
+
+
+# Telegram usernames: 5-32 characters, letters, digits and underscores, starting with a letter.
+_BOT_CHAT = re.compile(r"https://t\.me/([A-Za-z][A-Za-z0-9_]{4,31})/?")
+
+
+def bot_username(settings: Settings) -> str | None:
+    """The bot's username for t.me links: from CHECKOUT_RETURN_URL if it is the bot's chat, else
+    the sandbox bot's in the sandbox; None when neither tells."""
+    match = _BOT_CHAT.fullmatch(settings.checkout_return_url or "")
+    if match:
+        return match.group(1)
+    return SANDBOX_BOT_USERNAME if settings.sandbox else None
 
 
 def pickup_link(bot_username: str, code: str) -> str:

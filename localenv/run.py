@@ -1,8 +1,8 @@
 """`make run`: the whole system on this machine, under one supervisor (localenv.supervisor).
 
 Starts private Redis and Postgres unless REDIS_URL / DATABASE_URL point elsewhere, migrates the
-schema, and runs the gateway (or the poller), a worker per queue, beat and Flower, each with
-prefixed logs; one that exits is restarted on its own. Without BOT_TOKEN everything talks to the
+schema, and runs the gateway (or the poller), a worker per queue, beat, Flower and the Mini App,
+with prefixed logs; one that exits is restarted on its own. Without BOT_TOKEN everything talks to the
 local Telegram fake. Ctrl-C stops all.
 """
 
@@ -139,6 +139,7 @@ def processes(env: dict[str, str]) -> dict[str, list[str]]:
             *celery_worker, "worker", "-Q", queue, "-n", f"{queue}@%h", "-c", str(concurrency),
             "--prefetch-multiplier", str(prefetch), "--loglevel", "INFO",
         ]
+    procs["webapp"] = [PYTHON, "-m", "webapp"]
     procs["metrics"] = [PYTHON, "-m", "tasks.metrics_exporter"]
     procs["beat"] = [*celery, "beat", "--loglevel", "INFO"]
     procs["flower"] = [*celery, "flower", "--address=127.0.0.1", f"--port={FLOWER_PORT}", "--max_tasks=10000"]
@@ -192,6 +193,8 @@ def banner(env: dict[str, str]) -> str:
                      "its checkout page has Pay and Decline)")
     lines += [
         f"  Gateway          : http://{host}:{port}/healthz  /readyz  /metrics",
+        (f"  Mini App         : http://{env.get('WEBAPP_HOST', '127.0.0.1')}:{env.get('WEBAPP_PORT', '8082')}/  "
+         "(its API: /api/openapi.json; opened with initData by the bot's 🗺 Map button)"),
         (f"  Worker metrics   : http://{env.get('WORKER_METRICS_HOST', '127.0.0.1')}:"
          f"{env.get('WORKER_METRICS_PORT', '9808')}/metrics  (every worker process, summed)"),
         f"  Flower           : http://127.0.0.1:{FLOWER_PORT}  (user {user}, password {password})",

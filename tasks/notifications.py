@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
+from chat import app_actions
 from core import handover, outbox
 from core import telegram as tg
 from core.db import session_scope
@@ -86,3 +87,11 @@ def set_chat_commands(self: BaseTask, chat_id: int) -> str:
         return "refused"
     except (tg.TimedOut, tg.NetworkError) as error:
         raise self.retry(countdown=min(60, 2 ** self.request.retries), exc=error) from error
+
+
+@app.task(name="notifications.tell_app_action", base=BaseTask)
+def tell_app_action(action: str, user_id: int, subject_id: int, request_id: str) -> bool:
+    """What was done in the Mini App (webapp/), told in the chat too (chat/app_actions.py); its
+    messages are keyed by the app's request, so a redelivery sends nothing twice."""
+    with session_scope() as session:
+        return app_actions.tell(session, action, int(user_id), int(subject_id), str(request_id))

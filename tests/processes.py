@@ -1,4 +1,4 @@
-"""Starting the project's real processes for tests: Celery workers and the gateway."""
+"""Starting the project's real processes for tests: Celery workers, the gateway and the Mini App."""
 
 from __future__ import annotations
 
@@ -89,19 +89,30 @@ def start_worker(name: str = "worker", queues: str = ALL_QUEUES, concurrency: in
     return worker
 
 
-def start_gateway(env: dict[str, str] | None = None) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    gateway = ManagedProcess("gateway", [sys.executable, "-m", "bot.gateway"],
-                             {"GATEWAY_PORT": str(port), **(env or {})})
+def start_http_process(name: str, module: str, port_variable: str, env: dict[str, str] | None = None,
+                       port: int | None = None) -> tuple[ManagedProcess, str]:
+    """``python -m module`` listening on a free port (or ``port``) named by ``port_variable``,
+    once its /healthz answers."""
+    port = port or free_port()
+    started = ManagedProcess(name, [sys.executable, "-m", module], {port_variable: str(port), **(env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return gateway, url
+                return started, url
         except httpx.TransportError:
             pass
-        if gateway.process.poll() is not None:
+        if started.process.poll() is not None:
             break
         time.sleep(0.1)
-    raise RuntimeError(f"gateway did not start:\n{gateway.output()[-4000:]}")
+    raise RuntimeError(f"{name} did not start:\n{started.output()[-4000:]}")
+
+
+def start_gateway(env: dict[str, str] | None = None) -> tuple[ManagedProcess, str]:
+    return start_http_process("gateway", "bot.gateway", "GATEWAY_PORT", env)
+
+
+def start_webapp(port: int, env: dict[str, str] | None = None) -> tuple[ManagedProcess, str]:
+    """The Mini App process, on the port the stack's WEBAPP_URL names (tests/e2e/conftest.py)."""
+    return start_http_process("webapp", "webapp", "WEBAPP_PORT", env, port=port)

@@ -12,6 +12,8 @@ import base64
 from collections.abc import Callable
 from functools import wraps
 
+from sqlalchemy.orm import Session
+
 from chat.business.newoffer import back_from_preview, change_photo, enqueue_photo, verified_business
 from chat.business.registration import status_text
 from chat.business.texts import now, reask, reask_invalid
@@ -502,7 +504,7 @@ def _on_code(ctx: Context, text: str) -> str | None:
     if result.outcome == "collected":
         order = result.order
         assert order is not None, "confirm_pickup() returns the order it marked collected"
-        _tell_collected(ctx, offer, order)
+        tell_collected(ctx.session, offer, order)
         show_offer(ctx, offer, _("✅ Code {code} is valid: hand over {quantity}× {title}. The order is marked "
                                  "collected.", code=code, quantity=order.quantity, title=user_text(offer.title)))
         return DONE
@@ -516,13 +518,14 @@ def _on_code(ctx: Context, text: str) -> str | None:
     return None
 
 
-def _tell_collected(ctx: Context, offer: Offer, order: Order) -> None:
+def tell_collected(session: Session, offer: Offer, order: Order) -> None:
+    """The customer hears their pickup was confirmed (by code, QR or the Mini App), once."""
     if order.customer_id is None:
         return
-    customer = ctx.session.get(User, order.customer_id)
+    customer = session.get(User, order.customer_id)
     _ = Translator(customer.language if customer else "en")
     outbox.notify(
-        ctx.session, f"order:{order.id}:collected", order.customer_id,
+        session, f"order:{order.id}:collected", order.customer_id,
         Reply(text=_("🎉 Enjoy your {title}! Thanks for saving food from the bin with <b>{business}</b>.",
                      title=user_text(offer.title), business=user_text(offer.business.name))),
     )

@@ -9,7 +9,7 @@ another business, a passer-by) is politely refused, and nothing changes or is re
 
 from __future__ import annotations
 
-from chat.business.manage import _tell_collected, show_offer
+from chat.business.manage import show_offer, tell_collected
 from chat.business.texts import now
 from chat.cards import escape
 from chat.context import Context
@@ -34,7 +34,7 @@ def scan_pickup_pass(ctx: Context, rest: str) -> None:
     if result.outcome == "collected":
         order = result.order
         assert order is not None, "confirm_pickup() returns the order it marked collected"
-        _tell_collected(ctx, offer, order)
+        tell_collected(ctx.session, offer, order)
         show_offer(ctx, offer, _("✅ Code {code} is valid: hand over {quantity}× {title}. The order is marked "
                                  "collected.", code=shown, quantity=order.quantity, title=escape(offer.title)))
     elif result.outcome == "already_collected":

@@ -7,6 +7,8 @@ their own language.
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from chat import menus
 from chat.business.registration import business_card, review_keyboard, status_text
 from chat.business.texts import now, reask_invalid
@@ -148,7 +150,7 @@ def _decide(ctx: Context, business_id: int, action: str, reason: str | None) -> 
             raise StaleButton from None
         _already(ctx, current)
         return
-    _tell_owner(ctx, business, action)
+    tell_owner(ctx.session, business, action)
     done = {
         "verify": _("✅ <b>{name}</b> is verified. The owner has been told.", name=user_text(business.name)),
         "reject": _("❌ <b>{name}</b> is rejected. The owner has been told why.", name=user_text(business.name)),
@@ -158,8 +160,9 @@ def _decide(ctx: Context, business_id: int, action: str, reason: str | None) -> 
     ctx.show(done, _back_rows(ctx))
 
 
-def _tell_owner(ctx: Context, business: Business, action: str) -> None:
-    owner = ctx.session.get(User, business.owner_id)
+def tell_owner(session: Session, business: Business, action: str) -> None:
+    """The owner hears the admin's decision (from the chat or the Mini App), once per decision."""
+    owner = session.get(User, business.owner_id)
     _ = Translator(owner.language if owner else "en")
     name = user_text(business.name)
     reason = user_text(business.status_reason or "")
@@ -181,5 +184,5 @@ def _tell_owner(ctx: Context, business: Business, action: str) -> None:
                  "taking orders.\nReason: {reason}", name=name, reason=reason)
         keyboard = [[button(_("🏪 Business menu"), data("biz"))]]
     stamp = int(business.reviewed_at.timestamp() * 1000) if business.reviewed_at else 0
-    outbox.notify(ctx.session, f"business:{business.id}:{action}:{stamp}", business.owner_id,
+    outbox.notify(session, f"business:{business.id}:{action}:{stamp}", business.owner_id,
                          Reply(text=text, keyboard=keyboard))

@@ -11,7 +11,6 @@ their camera and type.
 from __future__ import annotations
 
 import base64
-import re
 
 from chat.cards import escape
 from chat.menus import home_row
@@ -19,24 +18,11 @@ from chat.registry import data
 from core.i18n import Translator
 from core.logging import get_logger
 from core.outbox import Reply, button, renders
-from core.settings import SANDBOX_BOT_USERNAME, Settings, get_settings
+from core.settings import get_settings
 from domain.payments import notices
-from domain.pickup_pass import pickup_link, qr_png
+from domain.pickup_pass import bot_username, pickup_link, qr_png
 
 log = get_logger(__name__)
-
-# Telegram usernames: 5-32 characters, letters, digits and underscores, starting with a letter.
-_BOT_CHAT = re.compile(r"https://t\.me/([A-Za-z][A-Za-z0-9_]{4,31})/?")
-
-
-def bot_username(settings: Settings) -> str | None:
-    """The bot's username for t.me links: from CHECKOUT_RETURN_URL if it is the bot's chat, else
-    the sandbox bot's in the sandbox; None when neither tells."""
-    match = _BOT_CHAT.fullmatch(settings.checkout_return_url or "")
-    if match:
-        return match.group(1)
-    return SANDBOX_BOT_USERNAME if settings.sandbox else None
-
 
 @renders(notices.PickupPass)
 def _pickup_pass(notice: notices.PickupPass) -> Reply:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
+import hmac
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, Literal, overload
+from urllib.parse import urlencode
 
 import orjson
 from starlette.requests import Request
@@ -24,7 +27,7 @@ from .files import guess_mime_type, prepare_photo
 from .formatting import detect_entities, utf16_len
 from .http_params import read_request_values
 from .markup import inline_buttons
-from .state import BotAccount, CallbackQueryRecord, Chat, SandboxState, now_timestamp, update_kind
+from .state import BotAccount, CallbackQueryRecord, Chat, SandboxState, StoredMessage, now_timestamp, update_kind
 
 DEFAULT_WAIT_SECONDS = 10.0
 MAX_WAIT_SECONDS = 120.0
@@ -276,6 +279,16 @@ async def send_document(request: Request) -> Response:
         return _ok(**_post_user_message(state, bot, values, content))
 
 
+def _pressed_message(state: SandboxState, bot: BotAccount, values: dict[str, Any]) -> tuple[Chat, int, StoredMessage]:
+    """The bot's message whose button the user pressed (``message_id``).  Caller holds the lock."""
+    chat = _chat_for_user(state, bot, values)
+    message_id = _int(values, "message_id", required=True)
+    message = chat.live_message(message_id)
+    if message is None or message.sender != "bot":
+        raise UserApiError(400, f"no bot message {message_id} in chat {chat.id}")
+    return chat, message_id, message
+
+
 @_endpoint
 async def press_button(request: Request) -> Response:
     """A tap on an inline button -> ``callback_query`` update (only for buttons that exist)."""
@@ -283,11 +296,7 @@ async def press_button(request: Request) -> Response:
     values = await _values(request)
     bot = _bot(state, values)
     with state.lock:
-        chat = _chat_for_user(state, bot, values)
-        message_id = _int(values, "message_id", required=True)
-        message = chat.live_message(message_id)
-        if message is None or message.sender != "bot":
-            raise UserApiError(400, f"no bot message {message_id} in chat {chat.id}")
+        chat, message_id, message = _pressed_message(state, bot, values)
         data, button_text = values.get("data"), values.get("text")
         buttons = inline_buttons(message.reply_markup)
         button = next(
@@ -327,6 +336,42 @@ async def press_button(request: Request) -> Response:
             seq=state.feed.version,
             callback_query=callback_query,
         )
+
+
+# The theme Telegram's client hands a Mini App (Telegram.WebApp.themeParams), a light one.
+WEB_APP_THEME = {"bg_color": "#ffffff", "text_color": "#000000", "hint_color": "#707579", "link_color": "#3390ec",
+                 "button_color": "#3390ec", "button_text_color": "#ffffff", "secondary_bg_color": "#f4f4f5"}
+
+
+def web_app_launch_url(url: str, bot_token: str, user: dict[str, Any], *, auth_date: int | None = None) -> str:
+    """The address Telegram's client opens a Mini App at: its URL with the launch parameters in the
+    fragment, ``tgWebAppData`` being the initData signed for the bot as Telegram signs it
+    (https://core.telegram.org/bots/webapps#validating-data-received-via-the-mini-app)."""
+    signed = {"user": orjson.dumps(user).decode(), "auth_date": str(auth_date or int(time.time())),
+              "query_id": "AA" + secrets.token_urlsafe(16)}
+    lines = "\n".join(f"{name}={signed[name]}" for name in sorted(signed))
+    key = hmac.new(b"WebAppData", bot_token.encode(), hashlib.sha256).digest()
+    signed["hash"] = hmac.new(key, lines.encode(), hashlib.sha256).hexdigest()
+    fragment = urlencode({"tgWebAppData": urlencode(signed), "tgWebAppVersion": "8.0", "tgWebAppPlatform": "web",
+                          "tgWebAppThemeParams": orjson.dumps(WEB_APP_THEME).decode()})
+    return f"{url.split('#', 1)[0]}#{fragment}"
+
+
+@_endpoint
+async def open_web_app(request: Request) -> Response:
+    """A tap on a ``web_app`` button: what the Telegram client opens (only for a button that exists)."""
+    state = _state(request)
+    values = await _values(request)
+    bot = _bot(state, values)
+    with state.lock:
+        chat, message_id, message = _pressed_message(state, bot, values)
+        text = values.get("text")
+        button = next((b for b in inline_buttons(message.reply_markup)
+                       if b.get("text") == text and isinstance(b.get("web_app"), dict)), None)
+        if button is None:
+            raise UserApiError(400, f"message {message_id} has no web_app button {text!r}")
+        token = min(bot.tokens)
+        return _ok(url=web_app_launch_url(str(button["web_app"].get("url", "")), token, chat.user.api()))
 
 
 @_endpoint
@@ -667,6 +712,7 @@ def routes() -> list[Route]:
         Route(f"{prefix}/photos", send_photo, methods=["POST"]),
         Route(f"{prefix}/documents", send_document, methods=["POST"]),
         Route(f"{prefix}/callbacks", press_button, methods=["POST"]),
+        Route(f"{prefix}/web_apps", open_web_app, methods=["POST"]),
         Route(f"{prefix}/updates", inject_update, methods=["POST"]),
         Route(f"{prefix}/updates", list_updates, methods=["GET"]),
         Route(f"{prefix}/commands", list_commands, methods=["GET"]),

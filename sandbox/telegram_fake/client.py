@@ -110,6 +110,11 @@ class TelegramFakeClient:
         payload = {"user_id": user_id, "message_id": message_id, "data": data, "text": text, "forge": forge}
         return self._post("/callbacks", payload)
 
+    def open_web_app(self, user_id: int, message_id: int, text: str) -> str:
+        """Tap the ``web_app`` button with this ``text``: the address the Mini App opens at, with
+        initData signed for the bot and the theme in its fragment."""
+        return self._post("/web_apps", {"user_id": user_id, "message_id": message_id, "text": text})["url"]
+
     def send_photo(
         self, user_id: int, image: bytes | str | Path, *, caption: str | None = None, filename: str = "photo.jpg"
     ) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from localenv.services import free_port
 from sandbox.stripe_fake import StripeFake
 from sandbox.telegram_fake import TelegramFake, TelegramFakeClient
 from tests.processes import ManagedProcess, start_gateway, start_worker
@@ -81,6 +82,8 @@ def stripe_fake(migrated):
 @pytest.fixture(scope="package")
 def stack(telegram_fake, stripe_fake, migrated):
     os.environ["ADMIN_IDS"] = "4242"  # the e2e admin (tests/e2e/test_admin*.py)
+    # Where the bot's "🗺 Map" button points; the Mini App's tests start it there (start_webapp).
+    os.environ["WEBAPP_URL"] = f"http://127.0.0.1:{free_port()}"
     worker = start_worker("e2e-worker")
     gateway, gateway_url = start_gateway()
     os.environ["PUBLIC_URL"] = gateway_url
@@ -97,7 +100,7 @@ def stack(telegram_fake, stripe_fake, migrated):
     client.close()
     gateway.stop()
     worker.stop()
-    for variable in ("PUBLIC_URL", "ADMIN_IDS"):
+    for variable in ("PUBLIC_URL", "ADMIN_IDS", "WEBAPP_URL"):
         os.environ.pop(variable, None)
     get_settings.cache_clear()
 

@@ -291,6 +291,35 @@ def test_callback_query_answer_once(fake: TelegramFake, client: TelegramFakeClie
     ]
 
 
+def test_a_web_app_button_opens_with_init_data_signed_for_the_bot(fake: TelegramFake,
+                                                                   client: TelegramFakeClient) -> None:
+    """What the web chat opens for a ``web_app`` button: the Mini App's own validator
+    (webapp/auth.py, written apart from the fake's signer) accepts its initData, for this user."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from webapp import auth
+
+    client.send_text(USER, "/start")
+    markup = InlineKeyboardMarkup([[InlineKeyboardButton("🗺 Map", web_app=telegram.WebAppInfo("https://app.example/"))],
+                                   [InlineKeyboardButton("Reserve", callback_data="reserve:7")]])
+
+    async def scenario() -> int:
+        async with fake.make_bot() as bot:
+            return (await bot.send_message(USER, "Menu", reply_markup=markup)).message_id
+
+    message_id = run(scenario())
+    with pytest.raises(SandboxError, match="no web_app button"):
+        client.open_web_app(USER, message_id, "Reserve")
+    opened = urlsplit(client.open_web_app(USER, message_id, "🗺 Map"))
+    assert (opened.scheme, opened.netloc, opened.path) == ("https", "app.example", "/")
+    launch = {name: values[0] for name, values in parse_qs(opened.fragment).items()}
+    user = auth.validate(launch["tgWebAppData"], DEFAULT_TOKEN, now=time.time(), max_age=60)
+    assert user.id == USER
+    assert json.loads(launch["tgWebAppThemeParams"])["bg_color"].startswith("#")
+    with pytest.raises(auth.InvalidInitData):
+        auth.validate(launch["tgWebAppData"], "1:ANOTHER-BOT", now=time.time(), max_age=60)
+
+
 # --------------------------------------------------------------------------- files
 
 

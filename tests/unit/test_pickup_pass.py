@@ -11,11 +11,10 @@ import zxingcpp
 from PIL import Image
 
 import chat.messages  # noqa: F401 - registers the renderers
-from chat.messages.pickup import bot_username
 from core import outbox
 from core.settings import Settings
 from domain.payments.notices import PickupPass
-from domain.pickup_pass import pickup_link, qr_png
+from domain.pickup_pass import bot_username, pickup_link, qr_png
 from models import Business, Offer, Order
 
 

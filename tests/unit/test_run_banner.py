@@ -17,7 +17,7 @@ def test_the_sandbox_banner_leads_with_the_web_chat_alone():
     assert "Ctrl-C" in lead
     assert URL.findall(operators) == [
         "http://127.0.0.1:8081/_sandbox/", "http://127.0.0.1:12111", "http://127.0.0.1:8080/healthz",
-        "http://127.0.0.1:9808/metrics", "http://127.0.0.1:5555",
+        "http://127.0.0.1:8082/", "http://127.0.0.1:9808/metrics", "http://127.0.0.1:5555",
     ]
     assert "password pw" in operators
 

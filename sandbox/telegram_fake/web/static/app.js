@@ -281,7 +281,7 @@ function renderInlineKeyboard(message, rows) {
   for (const row of rows) {
     const line = el("div", {class: "inline-row"});
     for (const button of row) {
-      const node = el("button", {type: "button", class: "inline-button" + (button.url ? " url" : ""),
+      const node = el("button", {type: "button", class: "inline-button" + (button.url || button.web_app ? " url" : ""),
                                  text: button.text, title: button.url || button.callback_data || ""});
       node.addEventListener("click", () => pressInline(message, button, node));
       line.append(node);
@@ -292,6 +292,10 @@ function renderInlineKeyboard(message, rows) {
 }
 
 async function pressInline(message, button, node) {
+  if (button.web_app) {
+    openMiniApp(message, button);
+    return;
+  }
   if (button.url) {
     const href = safeUrl(button.url);
     if (href) window.open(href, "_blank", "noopener");
@@ -319,6 +323,69 @@ async function pressInline(message, button, node) {
   } catch (error) {
     node.classList.remove("loading");
     fail(error);
+  }
+}
+
+// A web_app button: the fake signs initData for the bot and this persona, as Telegram's client gets
+// it, and the app opens in a phone-sized panel beside the chat with it and the theme. The panel
+// plays Telegram's side of the Mini App protocol (Telegram's "web events" page): the
+// app's web_app_* methods arrive as messages from its frame; the Back and Main buttons it asks for
+// are drawn here, and a press goes back to it as back_button_pressed / main_button_pressed.
+const miniApp = {origin: null};
+
+async function openMiniApp(message, button) {
+  try {
+    const opened = await post("/web_apps", {user_id: app.active, message_id: message.message_id, text: button.text});
+    miniApp.origin = new URL(opened.url).origin;
+    $("mini-app-title").textContent = button.text;
+    $("mini-app-back").hidden = true;
+    $("mini-app-main").hidden = true;
+    $("mini-app-frame").src = opened.url;
+    $("mini-app").hidden = false;
+    $("app").classList.add("mini-app-open");
+  } catch (error) {
+    fail(error);
+  }
+}
+
+function closeMiniApp() {
+  $("mini-app").hidden = true;
+  $("mini-app-frame").src = "about:blank";
+  miniApp.origin = null;
+  $("app").classList.remove("mini-app-open");
+}
+
+function toMiniApp(eventType, eventData = null) {
+  if (miniApp.origin) $("mini-app-frame").contentWindow.postMessage(JSON.stringify({eventType, eventData}), miniApp.origin);
+}
+
+function fromMiniApp(event) {
+  if (!miniApp.origin || event.source !== $("mini-app-frame").contentWindow || event.origin !== miniApp.origin) return;
+  let message;
+  try { message = JSON.parse(event.data); } catch (_) { return; }
+  const data = (message && message.eventData) || {};
+  switch (message && message.eventType) {
+    case "web_app_setup_back_button":
+      $("mini-app-back").hidden = !data.is_visible;
+      break;
+    case "web_app_setup_main_button": {
+      const main = $("mini-app-main");
+      main.hidden = !data.is_visible;
+      if (typeof data.text === "string") main.textContent = data.text;
+      main.disabled = data.is_active === false;
+      if (data.color) main.style.background = data.color;
+      if (data.text_color) main.style.color = data.text_color;
+      break;
+    }
+    case "web_app_open_link": {
+      const href = safeUrl(String(data.url || ""));
+      if (href) window.open(href, "_blank", "noopener");
+      break;
+    }
+    case "web_app_close":
+      closeMiniApp();
+      break;
+    default:  // web_app_ready, web_app_expand, …: nothing to do in a panel
   }
 }
 
@@ -958,6 +1025,10 @@ function wire() {
     if (Number.isFinite(lat) && Number.isFinite(lon)) sendLocation(lat, lon);
   });
   $("panel-toggle").addEventListener("click", () => togglePanel());
+  $("mini-app-close").addEventListener("click", closeMiniApp);
+  $("mini-app-back").addEventListener("click", () => toMiniApp("back_button_pressed"));
+  $("mini-app-main").addEventListener("click", () => toMiniApp("main_button_pressed"));
+  window.addEventListener("message", fromMiniApp);
   for (const tab of document.querySelectorAll(".tab")) {
     tab.addEventListener("click", () => {
       app.panelTab = tab.dataset.tab;

@@ -1,0 +1,155 @@
+"""The Mini App in Debian's Chromium, opened from the web chat as Telegram opens it: the "🗺 Map"
+button of the main menu (a ``web_app`` button) opens it in a panel beside the chat, with initData
+the Telegram fake signed for the bot and this persona, and the panel plays Telegram's side of the
+Mini App protocol (the Back and Main buttons the app asks for). A customer sees the deal as a pin
+and in the list, orders it, and the Pay link (the same Checkout as in the chat) shows in the app
+and in the chat; once paid, the app shows the pickup code and its QR. A business confirms a pickup
+in its dashboard, and the chat says so too. Without MAP_TILE_URL (the sandbox), the page asks
+nothing of any other host."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from urllib.parse import urlsplit
+
+import pytest
+import sqlalchemy as sa
+from playwright.sync_api import FrameLocator, Page, expect
+
+from core import db
+from domain import reservations
+from models import Business, BusinessStatus, Order, OrderStatus
+from tests.e2e.conftest import new_user_id
+from tests.e2e.test_web_chat import ADMIN, bot_message, browser, no_page_errors, open_chat, playwright, shot, tap
+from tests.factories import make_business, make_offer, make_user
+from tests.processes import start_webapp
+
+__all__ = ["browser", "playwright"]  # the browser fixtures, shared with the web chat's tests
+
+HALLE_MARKT = (51.4826, 11.9697)  # no other test puts a shop here
+ERFURT_DOM = (50.9756, 11.0237)
+
+
+@pytest.fixture(scope="module")
+def webapp(stack):
+    """The Mini App process, where the stack's bot points its "🗺 Map" button (WEBAPP_URL)."""
+    port = urlsplit(os.environ["WEBAPP_URL"]).port
+    assert port is not None
+    process, url = start_webapp(port)
+    yield url
+    process.stop()
+
+
+def open_mini_app(browser, stack, query: str, requested: list[str] | None = None) -> tuple[Page, FrameLocator]:
+    """The web chat of ``query``'s persona, and the Mini App opened from the main menu's "🗺 Map"
+    (every address the page then asks for is added to ``requested``)."""
+    page = open_chat(browser, stack, query)
+    if requested is not None:
+        page.on("request", lambda request: requested.append(request.url))
+    page.locator("#composer-input").fill("/start")
+    page.locator("#composer-input").press("Enter")
+    tap(page, "🗺 Map", within=bot_message(page, "What would you like to do"))
+    expect(page.locator("#mini-app")).to_be_visible()
+    return page, page.frame_locator("#mini-app-frame")
+
+
+def test_a_customer_opens_the_map_from_the_chat_orders_pays_and_sees_the_code(stack, browser, webapp):
+    business_id = make_business(name="Suppenküche", latitude=HALLE_MARKT[0], longitude=HALLE_MARKT[1])
+    offer_id = make_offer(business_id, "Soup of the day", quantity=4, price_minor=450, original_price_minor=900)
+    customer = new_user_id()
+    requested: list[str] = []
+    page, app = open_mini_app(browser, stack, f"user={customer}&name=Mira", requested)
+
+    deal = app.locator(f'.card.deal[data-offer="{offer_id}"]')
+    expect(deal).to_contain_text("Soup of the day")
+    expect(deal).to_contain_text("€4.50")
+    expect(app.locator("#map path.leaflet-interactive")).not_to_have_count(0)  # the pins, on a plain ground
+    shot(page, "mini-app-map.png")
+    deal.click()
+    # The app asked for Telegram's Back and Main buttons (web_app_setup_*), which the panel draws.
+    back = page.locator("#mini-app-back")
+    back.click()
+    expect(back).to_be_hidden()
+    deal.click()
+    expect(back).to_be_visible()
+    main = page.locator("#mini-app-main")
+    expect(main).to_have_text("Order 1 for €4.50")
+    main.click()
+
+    pay = app.locator("a.pay")
+    expect(pay).to_have_text(re.compile(r"Pay €4\.50"))
+    assert (pay.get_attribute("href") or "").startswith(stack.stripe.url + "/checkout/cs_")
+    bot_message(page, "Please pay by")  # the same Pay button in the chat
+    shot(page, "mini-app-pay.png")
+    with db.session_scope() as session:
+        order = session.scalar(sa.select(Order).where(Order.customer_id == customer))
+        assert (order.offer_id, order.status, order.quantity) == (offer_id, OrderStatus.HELD, 1)
+
+    with browser.expect_page() as opened:  # the app asks Telegram to open the link (web_app_open_link)
+        pay.click()
+    checkout = opened.value
+    checkout.wait_for_load_state()
+    checkout.get_by_role("button", name=re.compile(r"^Pay ")).click()
+    expect(checkout.get_by_text("Payment received")).to_be_visible()
+    checkout.close()
+    page.bring_to_front()
+    bot_message(page, "Your pickup code")
+    with db.session_scope() as session:
+        code = session.get(Order, order.id).pickup_code
+    app.get_by_role("button", name="🧾 My orders").click()
+    expect(app.locator(f'[data-order="{order.id}"] .code')).to_contain_text(code)
+    qr = app.locator(f'[data-order="{order.id}"] img.qr')
+    expect(qr).to_have_attribute("src", re.compile("^blob:"))  # fetched with the initData, shown from memory
+    assert qr.evaluate("image => image.decode().then(() => image.naturalWidth)") > 0  # the pickup pass's QR
+
+    hosts = {urlsplit(url).hostname for url in requested if url.startswith("http")}
+    assert hosts <= {"127.0.0.1"}, hosts  # no tiles, no CDN: nothing leaves the machine
+    no_page_errors(page)
+    page.close()
+
+
+def test_a_business_confirms_a_pickup_in_its_dashboard_and_hears_it_in_the_chat(stack, browser, webapp):
+    owner = new_user_id()
+    business_id = make_business(owner, name="Domcafé", latitude=ERFURT_DOM[0], longitude=ERFURT_DOM[1])
+    offer_id = make_offer(business_id, "Cake box", quantity=3)
+    customer = make_user(new_user_id())
+    with db.session_scope() as session:
+        order_id = reservations.reserve(session.connection(), offer_id, customer, 2, hold_minutes=10).order_id
+    with db.session_scope() as session:
+        code = reservations.confirm_sale(session.connection(), order_id, 700, "EUR", "pi_e2e_dashboard").pickup_code
+    page, app = open_mini_app(browser, stack, f"user={owner}&name=Dora")
+    app.get_by_role("button", name="🏪 My business").click()
+    expect(app.locator(f'[data-own-offer="{offer_id}"]')).to_contain_text("Cake box")
+    app.locator("#pickup-code").fill(code.lower())
+    app.get_by_role("button", name="✅ Confirm").click()
+    expect(app.locator("#pickup-answer")).to_contain_text(f"Code {code} is valid: hand over 2× Cake box")
+    bot_message(page, re.compile(f"Code {code} is valid"))  # told in the chat too
+    expect(app.locator(".card", has_text=f"#{order_id} ")).to_contain_text("collected")  # the dashboard reloaded
+    shot(page, "mini-app-dashboard.png")
+    with db.session_scope() as session:
+        assert session.get(Order, order_id).status == OrderStatus.COLLECTED
+    no_page_errors(page)
+    page.close()
+
+
+def test_an_admin_verifies_a_business_in_the_app_and_its_owner_hears_it(stack, browser, webapp):
+    owner = new_user_id()
+    business_id = make_business(owner, name="Neue Bäckerei", status=BusinessStatus.PENDING)
+    stack.telegram.send_text(owner, "/start")  # the owner has a chat with the bot, as one who registered
+    page, app = open_mini_app(browser, stack, f"persona={ADMIN}")
+    app.get_by_role("button", name="🛡 Admin").click()
+    card = app.locator(f'[data-business="{business_id}"]')
+    expect(card).to_contain_text("Neue Bäckerei")
+    card.get_by_role("button", name="✅ Verify").click()
+    expect(card).to_contain_text("Neue Bäckerei is verified. The owner has been told.")
+    bot_message(page, "is verified. The owner has been told")  # the admin's chat
+    with db.session_scope() as session:
+        assert session.get(Business, business_id).status == BusinessStatus.VERIFIED
+    deadline = time.monotonic() + 20
+    while not any("is verified!" in (m.get("text") or "") for m in stack.telegram.messages(owner)):
+        assert time.monotonic() < deadline, "the owner was not told"
+        time.sleep(0.1)
+    no_page_errors(page)
+    page.close()

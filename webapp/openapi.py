@@ -1,0 +1,107 @@
+"""The API's routes, and the OpenAPI 3.1 document built from the same table (GET /api/openapi.json),
+so the document cannot leave a route out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    handler: str  # the name in api.make_handlers
+    summary: str
+    role: str  # "customer" (anyone signed in), "business", "admin"
+    params: tuple[str, ...] = ()  # query parameters
+    body: dict[str, Any] | None = None  # JSON schema of the request body
+    answer: str = "application/json"
+    statuses: tuple[int, ...] = field(default=(200,))
+
+
+_REQUEST_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$",
+               "description": "made by the app once per action; repeating it repeats nothing"}
+_ACTION = {"type": "object", "required": ["request_id"], "properties": {"request_id": _REQUEST_ID}}
+
+OPERATIONS = (
+    Operation("GET", "/api/me", "me", "Who I am: roles, language, the map's tiles, the screens' sentences", "customer"),
+    Operation("GET", "/api/deals", "deals", "Deals I can order now, nearest first around lat/lon (else newest)",
+              "customer", params=("lat", "lon"), statuses=(200, 422)),
+    Operation("GET", "/api/deals/{id}", "deal", "One deal, with its distance from lat/lon", "customer",
+              params=("lat", "lon"), statuses=(200, 404, 422)),
+    Operation("POST", "/api/orders", "place_order",
+              "Reserve: handed to the reservations queue; the Pay link then comes in the chat and in /api/orders",
+              "customer", body={"type": "object", "required": ["offer_id", "request_id"], "properties": {
+                  "offer_id": {"type": "integer"}, "quantity": {"type": "integer", "minimum": 1, "maximum": 5},
+                  "request_id": _REQUEST_ID}}, statuses=(202, 404, 409, 422)),
+    Operation("GET", "/api/orders", "my_orders", "My orders: current (with Pay link or pickup code) and past",
+              "customer"),
+    Operation("GET", "/api/orders/{id}/qr.png", "order_qr", "The pickup pass of my paid order, as a QR code",
+              "customer", answer="image/png", statuses=(200, 404)),
+    Operation("GET", "/api/business/today", "business_today", "My business's offers of today with their orders",
+              "business", statuses=(200, 403)),
+    Operation("GET", "/api/business/offers", "business_offers", "My business's offers", "business",
+              statuses=(200, 403)),
+    Operation("POST", "/api/business/pickups", "confirm_pickup", "Confirm a pickup by the customer's code",
+              "business", body={"type": "object", "required": ["code", "request_id"], "properties": {
+                  "code": {"type": "string", "maxLength": 64}, "request_id": _REQUEST_ID}},
+              statuses=(200, 403, 422)),
+    Operation("POST", "/api/business/offers/{id}/pause", "pause_offer", "Pause my offer", "business", body=_ACTION,
+              statuses=(200, 403, 404, 409, 422)),
+    Operation("POST", "/api/business/offers/{id}/resume", "resume_offer", "Put my paused offer on sale again",
+              "business", body=_ACTION, statuses=(200, 403, 404, 409, 422)),
+    Operation("GET", "/api/admin/businesses/pending", "pending_businesses", "Businesses waiting for verification",
+              "admin", statuses=(200, 403)),
+    Operation("POST", "/api/admin/businesses/{id}/verify", "verify_business", "Verify a business", "admin",
+              body=_ACTION, statuses=(200, 403, 404, 409, 422)),
+)
+
+_STATUS_TEXT = {200: "OK", 202: "Accepted: handed over", 401: "No genuine initData (forged, tampered or stale)",
+                403: "Not allowed for this role", 404: "Not found (or not yours)", 409: "Not in a state for that",
+                422: "Bad input", 500: "Server error"}
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status in (*op.statuses, 401, 500):
+        if status in (200, 202):
+            responses[str(status)] = {"description": _STATUS_TEXT[status], "content": {op.answer: {"schema": {
+                "type": "string", "format": "binary"} if op.answer == "image/png" else {"type": "object"}}}}
+        else:
+            responses[str(status)] = {"description": _STATUS_TEXT[status],
+                                      "content": {"application/json": {"schema": _ERROR}}}
+    parameters = [{"name": name, "in": "query", "required": False,
+                   "schema": {"type": "number", "minimum": -90 if name == "lat" else -180,
+                              "maximum": 90 if name == "lat" else 180}} for name in op.params]
+    if "{id}" in op.path:
+        parameters.insert(0, {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}})
+    document: dict[str, Any] = {"operationId": op.handler, "summary": op.summary, "tags": [op.role],
+                                "responses": responses}
+    if parameters:
+        document["parameters"] = parameters
+    if op.body is not None:
+        document["requestBody"] = {"required": True, "content": {"application/json": {"schema": op.body}}}
+    return document
+
+
+def document() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Surplus Mini App API", "version": "1",
+                 "description": "Every request is signed by Telegram: `Authorization: tma <initData>`."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"telegramInitData": {
+                "type": "apiKey", "in": "header", "name": "Authorization",
+                "description": "`tma ` followed by Telegram.WebApp.initData, checked as Telegram specifies"}},
+            "schemas": {"Error": {"type": "object", "required": ["error", "message"], "properties": {
+                "error": {"type": "string"},
+                "message": {"type": "string", "description": "in the caller's language"}}}},
+        },
+        "security": [{"telegramInitData": []}],
+    }
