@@ -13,16 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, literal, or_, select
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from core import outbox
-from domain.catalog import distance_km
+from domain import catalog
 from models import Business, Follow, Offer, OfferStatus, User
 
 ALERT_RADIUS_KM = 5.0  # what "near me" means for alerts: a walk or a short ride
+MAX_ALERT_RADIUS_KM = 25.0  # the widest alert radius a customer can have (the index's first cut)
 DELIVERY_GROUP = 25  # messages per notifications task: about a second at Telegram's pace
-DEGREE_KM = 111.0  # one degree of latitude; the bounding box below is a cheap first cut
 
 
 @dataclass(frozen=True)
@@ -47,18 +47,22 @@ class Recipient:
 
 
 def audience(session: Session, offer: Offer) -> list[Recipient]:
-    """Everyone to tell about this offer: followers, and alert subscribers close enough."""
+    """Everyone to tell about this offer: followers, and alert subscribers close enough.
+
+    Subscribers are found with ``ST_DWithin`` on geography: first within the widest alert radius,
+    which the GiST index on subscribers' points answers (``ix_users_alert_location``), then within
+    each one's own radius."""
     business = offer.business
     follower = select(Follow.user_id).where(Follow.business_id == business.id, Follow.user_id == User.id)
     nearby: ColumnElement[bool] = literal(False)
-    distance = literal(None)
+    distance: ColumnElement = literal(None)
     if business.latitude is not None and business.longitude is not None:
-        distance = distance_km(User.latitude, User.longitude, literal(business.latitude), literal(business.longitude))
-        box = User.deal_alerts_km / DEGREE_KM
+        here = catalog.point(business.latitude, business.longitude)
+        distance = func.ST_Distance(User.location, here) / 1000.0
         nearby = and_(
-            User.deal_alerts_km.is_not(None), User.latitude.is_not(None),
-            User.latitude.between(business.latitude - box, business.latitude + box),
-            distance <= User.deal_alerts_km,
+            User.deal_alerts_km.is_not(None),
+            func.ST_DWithin(User.location, here, MAX_ALERT_RADIUS_KM * 1000.0),
+            func.ST_DWithin(User.location, here, User.deal_alerts_km * 1000.0),
         )
     rows = session.execute(
         select(User.id, User.language, follower.exists(), distance)
@@ -91,6 +95,7 @@ def announce(session: Session, offer_id: int, now: datetime) -> dict[str, int]:
 
 
 def set_deal_alerts(session: Session, user_id: int, radius_km: float | None) -> None:
+    """Alerts within ``radius_km`` of the customer's location (at most MAX_ALERT_RADIUS_KM), or off."""
     user = session.get(User, user_id)
     if user is not None:
-        user.deal_alerts_km = radius_km
+        user.deal_alerts_km = None if radius_km is None else min(max(radius_km, 0.1), MAX_ALERT_RADIUS_KM)

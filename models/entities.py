@@ -7,10 +7,12 @@ import enum
 from datetime import datetime
 from typing import Any
 
+from geoalchemy2 import Geography
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     DateTime,
     Enum,
     Float,
@@ -22,10 +24,18 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utc_now_column
+
+# A point on the earth (PostGIS geography, WGS 84) computed by Postgres from latitude and longitude,
+# so every writer keeps setting those two and the point follows; NULL while either is unknown.
+_POINT = "ST_SetSRID(ST_MakePoint(longitude, latitude), 4326)::geography"
+
+
+def _location() -> Mapped[Any]:
+    return mapped_column(Geography("POINT", srid=4326, spatial_index=False), Computed(_POINT, persisted=True))
 
 
 def _state(enum_cls: type[enum.Enum], name: str):
@@ -91,6 +101,11 @@ class NotificationStatus(enum.StrEnum):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (
+        # The deal-alert audience (domain/announcements.py): only subscribers are in it.
+        Index("ix_users_alert_location", "location", postgresql_using="gist",
+              postgresql_where=text("deal_alerts_km IS NOT NULL")),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # Telegram user id
     first_name: Mapped[str | None] = mapped_column(String(128))
@@ -101,6 +116,9 @@ class User(Base):
     location_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Tell this customer about new deals within this many km of their location (None: don't).
     deal_alerts_km: Mapped[float | None] = mapped_column(Float)
+    location: Mapped[Any] = _location()
+    # The /deals filters this customer chose last (domain/filters.py reads and writes them).
+    deal_filters: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
     reachable: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = utc_now_column()
@@ -112,6 +130,7 @@ class Business(Base):
     __table_args__ = (
         CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude_range"),
         CheckConstraint("longitude BETWEEN -180 AND 180", name="longitude_range"),
+        Index("ix_businesses_location", "location", postgresql_using="gist"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -120,6 +139,7 @@ class Business(Base):
     address: Mapped[str] = mapped_column(String(300), nullable=False)
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
+    location: Mapped[Any] = _location()
     phone: Mapped[str] = mapped_column(String(32), nullable=False)
     timezone: Mapped[str] = mapped_column(String(64), nullable=False, server_default="Europe/Berlin")
     currency: Mapped[str] = mapped_column(String(3), nullable=False, server_default="EUR")
@@ -143,6 +163,8 @@ class Offer(Base):
         CheckConstraint("price_minor > 0 AND price_minor <= original_price_minor", name="price_is_a_discount"),
         CheckConstraint("pickup_end > pickup_start", name="pickup_window_order"),
         Index("ix_offers_status_published", "status", "published_at"),
+        Index("ix_offers_active_business", "business_id", "pickup_end",
+              postgresql_where=text("status = 'active'")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -160,6 +182,10 @@ class Offer(Base):
     status: Mapped[OfferStatus] = mapped_column(
         _state(OfferStatus, "offer_status"), nullable=False, server_default=OfferStatus.DRAFT.value
     )
+    # What it is (domain/tags.py): one category, dietary tags, and which of the EU's 14 allergens it contains.
+    category: Mapped[str | None] = mapped_column(String(24))
+    diet: Mapped[list[str]] = mapped_column(ARRAY(String(24)), nullable=False, server_default=text("'{}'"))
+    allergens: Mapped[list[str]] = mapped_column(ARRAY(String(24)), nullable=False, server_default=text("'{}'"))
     photo_status: Mapped[PhotoStatus] = mapped_column(
         _state(PhotoStatus, "photo_status"), nullable=False, server_default=PhotoStatus.NONE.value
     )
