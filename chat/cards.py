@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from chat import tags
 from core.i18n import Translator
 from domain.money import discount_percent, format_money
 from models import Business, Offer, OfferStatus
@@ -75,6 +76,7 @@ def offer_caption(_: Translator, offer: Offer, business: Business, now: datetime
                    price=price, original=original, discount=discount))
     lines.append(_("🕒 Pickup {window}",
                    window=format_window(_, offer.pickup_start, offer.pickup_end, business.timezone, now)))
+    lines.extend(tags.card_lines(_, offer.category, offer.diet, offer.allergens))
     place = f"🏪 {user_text(business.name)}, {user_text(business.address)}"
     if distance_km is not None:
         place += f" · {format_distance(distance_km)}"

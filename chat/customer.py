@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from telegram import Message
 
-from chat import menus
+from chat import menus, tags
 from chat.cards import format_distance, format_window, isolate, local_time, offer_caption, user_text
 from chat.context import Context
 from chat.messages.orders import describe_cancellation, refusal
@@ -46,7 +47,11 @@ SORT_TITLES = {
 
 
 @command("deals")
-def cmd_deals(ctx: Context, _argument: str) -> None:
+def cmd_deals(ctx: Context, argument: str) -> None:
+    """/deals, or /deals croissant: a search by words (kept with the other filters until cleared)."""
+    if argument.strip():
+        filters = catalog.saved_filters(ctx.session, ctx.user.id)
+        catalog.save_filters(ctx.session, ctx.user.id, replace(filters, words=catalog.search_words(argument)))
     show_deals(ctx, Sort.NEWEST, 0)
 
 
@@ -90,10 +95,17 @@ def location_shared(ctx: Context, latitude: float, longitude: float) -> None:
 
 
 def show_deals(ctx: Context, sort: Sort, page: int) -> None:
+    """A page of deals with the customer's remembered filters, their sorts, Filters and Search."""
     _ = ctx._
     latitude, longitude = ctx.user.latitude, ctx.user.longitude
-    result = catalog.browse(ctx.session, _now(), sort, page, latitude=latitude, longitude=longitude)
-    lines = [f"<b>{_(SORT_TITLES[sort])}</b>", ""]
+    filters = catalog.saved_filters(ctx.session, ctx.user.id)
+    result = catalog.browse(ctx.session, _now(), sort, page, latitude=latitude, longitude=longitude,
+                            filters=filters)
+    lines = [f"<b>{_(SORT_TITLES[sort])}</b>"]
+    summary = tags.filter_summary(_, filters, user_text(" ".join(filters.words)) if filters.words else None)
+    if summary:
+        lines.append(_("🔎 Filters: {filters}", filters=summary))
+    lines.append("")
     rows = []
     first = page * catalog.PAGE_SIZE
     for number, item in enumerate(result.items, start=first + 1):
@@ -107,11 +119,14 @@ def show_deals(ctx: Context, sort: Sort, page: int) -> None:
         ]
         if item.distance_km is not None:
             details.append(format_distance(item.distance_km))
+        details.extend(tags.list_details(_, offer.category, offer.diet, offer.allergens))
         lines.append(f"{number}. <b>{user_text(offer.title)}</b> — " + " · ".join(details))
         rows.append([key(f"{number}. {isolate(offer.title[:40])} · {price}", data("offer", offer.id))])
     if not result.items:
-        lines.append(_("No deals within {km} km of you right now.", km=int(catalog.NEARBY_RADIUS_KM))
-                     if sort is Sort.NEAREST else _("No deals right now. Please look again later."))
+        lines.append(_nothing_found(ctx, sort, filters, result))
+        if result.loosen is not None:
+            rows.append([key(_("✖️ Without: {filter}", filter=tags.filter_name(_, result.loosen)),
+                             data("filt", "drop", sort.value, result.loosen))])
     paging = []
     if page > 0:
         paging.append(key(_("◀️ Previous"), data("deals", sort.value, page - 1)))
@@ -121,10 +136,29 @@ def show_deals(ctx: Context, sort: Sort, page: int) -> None:
         rows.append(paging)
     sorts = [(Sort.NEWEST, _("🆕 Newest")), (Sort.POPULAR, _("🔥 Popular")), (Sort.NEAREST, _("📍 Near me"))]
     rows.append([key(("✓ " if s is sort else "") + label, data("deals", s.value, 0)) for s, label in sorts])
+    active = len(filters.active())
+    filters_label = _("🔎 Filters ({count})", count=active) if active else _("🔎 Filters")
+    rows.append([key(filters_label, data("filt", "show", sort.value)),
+                 key(_("🔍 Search"), data("filt", "search", sort.value))])
     if sort is Sort.NEAREST and latitude is not None:
         rows.append([_alerts_button(ctx)])
     rows.append(menus.home_row(_))
     ctx.show("\n".join(lines), rows)
+
+
+def _nothing_found(ctx: Context, sort: Sort, filters: catalog.Filters, result: catalog.Page) -> str:
+    _ = ctx._
+    if result.page > 0:
+        return _("No more deals.")
+    if result.loosen is not None:
+        return _("Nothing matches all your filters right now. Without “{filter}” there are deals: tap below to "
+                 "drop it.", filter=tags.filter_name(_, result.loosen))
+    if filters.active():
+        return _("Nothing matches your filters right now, even with one of them dropped. Clear some in 🔎 Filters, "
+                 "or look again later.")
+    if sort is Sort.NEAREST:
+        return _("No deals within {km} km of you right now.", km=int(catalog.NEARBY_RADIUS_KM))
+    return _("No deals right now. Please look again later.")
 
 
 def _alerts_button(ctx: Context) -> dict:

@@ -19,6 +19,7 @@ from chat.registry import BUTTONS, COMMANDS, FLOWS, NotAllowed, StaleButton
 FEATURES = (
     "chat.menus",
     "chat.customer",
+    "chat.filters",
     "chat.business",
     "chat.business.pickup",
     "chat.admin",

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from domain.offers import InvalidInput
-
 CATEGORIES = ("bakery", "meals", "groceries", "produce", "dairy", "other")
 
 DIETS = ("vegetarian", "vegan", "gluten_free", "lactose_free", "halal", "kosher", "organic")
@@ -21,30 +19,20 @@ ALLERGENS = (
 )  # fmt: skip
 
 
-def check_category(value: str | None) -> str | None:
-    if value is not None and value not in CATEGORIES:
-        raise InvalidInput("category_unknown")
-    return value
+def category(value: str | None) -> str | None:
+    """A known category, else None (no category)."""
+    return value if value in CATEGORIES else None
 
 
-def _known(values: Iterable[str], known: tuple[str, ...], reason: str) -> list[str]:
+def known(values: Iterable[str], vocabulary: tuple[str, ...]) -> list[str]:
+    """The known values among ``values``, once each, in the vocabulary's order."""
     chosen = set(values)
-    if not chosen <= set(known):
-        raise InvalidInput(reason)
-    return [value for value in known if value in chosen]  # in the list's order, once each
+    return [value for value in vocabulary if value in chosen]
 
 
-def check_diet(values: Iterable[str]) -> list[str]:
-    return _known(values, DIETS, "diet_unknown")
-
-
-def check_allergens(values: Iterable[str]) -> list[str]:
-    return _known(values, ALLERGENS, "allergen_unknown")
-
-
-def toggle(values: Iterable[str], value: str, known: tuple[str, ...]) -> list[str]:
+def toggle(values: Iterable[str], value: str, vocabulary: tuple[str, ...]) -> list[str]:
     """A multi-select tap: ``value`` in if it was out, out if it was in (unknown values: unchanged)."""
-    chosen = set(values)
-    if value in known:
+    chosen = set(known(values, vocabulary))
+    if value in vocabulary:
         chosen ^= {value}
-    return [item for item in known if item in chosen]
+    return known(chosen, vocabulary)

@@ -1,6 +1,6 @@
-"""/myoffers: a business manages its own offers — publish a draft, pause / resume, edit price or
-quantity, cancel (buyers released or refunded, and told), see orders, confirm a pickup by code,
-export orders as CSV.
+"""/myoffers: a business manages its own offers — publish a draft, pause / resume, edit price,
+quantity or what it is (category, diet, allergens), cancel (buyers released or refunded, and
+told), see orders, confirm a pickup by code, export orders as CSV.
 
 Every handler loads the offer through domain.offers with the user's id as owner: an offer of
 another business (whatever ids a forged button carries) raises NotAllowed and changes nothing.
@@ -14,6 +14,7 @@ from functools import wraps
 
 from chat.business.newoffer import back_from_preview, change_photo, enqueue_photo, verified_business
 from chat.business.registration import status_text
+from chat.business.tagging import tag_steps
 from chat.business.texts import now, reask, reask_invalid
 from chat.cards import escape, isolate, offer_caption, status_label, user_text
 from chat.context import Context
@@ -132,6 +133,8 @@ def offer_details(ctx: Context, offer: Offer) -> tuple[str, Keyboard]:
     if offer.status in EDITABLE:
         rows.append([button(_("💶 Edit price"), data("bizoffer", "price", oid)),
                      button(_("🔢 Edit quantity"), data("bizoffer", "qty", oid))])
+    if offer.status in offers.TAGGABLE:
+        rows.append([button(_("🏷 Category, diet, allergens"), data("bizoffer", "tags", oid))])
     if offer.status != OfferStatus.DRAFT:
         rows.append([button(_("🧾 Orders"), data("bizoffer", "orders", oid)),
                      button(_("✅ Confirm pickup"), data("bizoffer", "pickup", oid))])
@@ -344,10 +347,19 @@ def _pickup(ctx: Context, offer: Offer) -> None:
     PICKUP.start(ctx, {"offer_id": offer.id}, back_to=data("bizoffer", "show", offer.id))
 
 
+def _tags(ctx: Context, offer: Offer) -> None:
+    if offer.status not in offers.TAGGABLE:
+        ctx.toast(ctx._("This offer can't be changed now."), alert=True)
+        show_offer(ctx, offer)
+        return
+    EDIT_TAGS.start(ctx, {"offer_id": offer.id, "category": offer.category, "diet": list(offer.diet),
+                          "allergens": list(offer.allergens)}, back_to=data("bizoffer", "show", offer.id))
+
+
 _ACTIONS: dict[str, Callable[[Context, Offer], None]] = {
     "show": _show, "publish": _publish, "photo": _photo, "back": _back, "discard": _discard, "pause": _pause,
     "resume": _resume, "orders": _orders, "cancelask": _cancel_ask, "cancel": _cancel, "price": _price,
-    "qty": _quantity, "pickup": _pickup,
+    "qty": _quantity, "pickup": _pickup, "tags": _tags,
 }
 
 
@@ -459,11 +471,31 @@ def _tell_collected(ctx: Context, offer: Offer, order: Order) -> None:
     )
 
 
+def _tags_intro(ctx: Context) -> str:
+    return ctx._("🏷 <b>{title}</b>: what it is", title=user_text(_flow_offer(ctx).title))
+
+
+def _save_tags(ctx: Context) -> str | None:
+    _ = ctx._
+    offer = _flow_offer(ctx)
+    values = ctx.state.data
+    try:
+        offer = offers.edit_tags(ctx.session, offer.id, ctx.user.id, category=values.get("category"),
+                                 diet=list(values.get("diet", [])), allergens=list(values.get("allergens", [])))
+    except WrongState:
+        ctx.reply(_("This offer can't be changed now."))
+        show_offer(ctx, offer)
+        return DONE
+    show_offer(ctx, offer, _("✅ Saved: customers see the category, diet and allergens as they are now."))
+    return DONE
+
+
 EDIT_PRICE = flow(Flow("offerprice", [Step("price", _ask_price, on_text=_on_price)], on_cancel=_back_to_offers,
                        refused_by=InvalidInput, on_refused=reask_invalid))
 EDIT_QUANTITY = flow(Flow("offerqty", [Step("quantity", _ask_quantity, on_text=_on_quantity)],
                           on_cancel=_back_to_offers, refused_by=InvalidInput, on_refused=reask_invalid))
 PICKUP = flow(Flow("pickup", [Step("code", _ask_code, on_text=_on_code)], on_cancel=_back_to_offers))
+EDIT_TAGS = flow(Flow("offertags", tag_steps(_save_tags, intro=_tags_intro), on_cancel=_back_to_offers))
 
 
 # --------------------------------------------------------------------------- CSV export

@@ -193,6 +193,10 @@ def test_a_business_posts_an_offer_with_a_photo_from_disk(stack, browser, tmp_pa
     tap(page, "Tomorrow", within=days)
     bot_message(page, "Pickup window")
     send(page, "17:00-18:30")
+    tap(page, "Bakery", within=bot_message(page, "Which category fits best"))
+    tap(page, "vegetarian", within=bot_message(page, "suitable for any of these diets"))
+    tap(page, "Done", within=bot_message(page, "✅ vegetarian"))
+    tap(page, "Done", within=bot_message(page, "14 allergens"))
     bot_message(page, "send a photo")
     # 📎 sends any file: a PDF goes as a document (as Telegram delivers it) and the bot answers it.
     menu = tmp_path / "menu.pdf"
@@ -212,6 +216,7 @@ def test_a_business_posts_an_offer_with_a_photo_from_disk(stack, browser, tmp_pa
     preview = bot_message(page, "Preview")
     expect(preview.locator("img.photo")).to_be_visible()
     expect(preview).to_contain_text("Cinnamon rolls")
+    expect(preview).to_contain_text("Bakery · 🌱 vegetarian")
     expect(preview).to_contain_text("€3.20")
     expect(preview.locator(".bubble s", has_text="€8.00")).to_be_visible()  # the original price, struck through
     assert preview.locator("img.photo").evaluate("img => img.complete && img.naturalWidth > 0")

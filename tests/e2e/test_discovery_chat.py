@@ -1,0 +1,98 @@
+"""/deals with filters and search, as a customer taps them: remembered, shown, and when nothing
+matches, a button that drops the filter in the way. Allergens read the same in both languages."""
+
+from __future__ import annotations
+
+from core import db
+from models import Offer
+from tests.e2e.conftest import new_user_id
+from tests.e2e.test_customer_flows import _answered, buttons, plain, say, tap, wait_for
+from tests.factories import make_business, make_offer, make_user
+
+
+def test_filters_search_and_loosening_in_the_chat(stack, user):
+    token = f"q{user}"  # a word only this test's offers have, so other tests' offers stay out
+    business = make_business(name=f"Sonne {user}")
+    roll = make_offer(business, f"Cinnamon roll {token}", category="bakery", diet=["vegan"], allergens=["gluten"])
+    make_offer(business, f"Cheese box {token}", category="dairy", allergens=["milk"])
+
+    (listing,) = say(stack, user, f"/deals {token.upper()}")
+    text = plain(listing["text"])
+    assert f"🔎 Filters: “{token}”" in text
+    assert "Cinnamon roll" in text and "🥐 Bakery · 🌱 vegan · ⚠️ gluten" in text and "Cheese box" in text
+
+    (screen,) = tap(stack, user, listing, "filt:show:new")
+    assert "Tap to choose" in screen["text"] and "🧀 Dairy" in buttons(screen)
+    (screen,) = tap(stack, user, screen, "filt:cat:new:dairy")
+    assert "✅ 🧀 Dairy" in buttons(screen)
+    (avoid,) = tap(stack, user, screen, "filt:avoidmenu:new")
+    assert len([d for d in buttons(avoid).values() if d.startswith("filt:avoid:new:")]) == 14
+    (avoid,) = tap(stack, user, avoid, "filt:avoid:new:milk")
+    assert "✅ milk" in buttons(avoid)
+    (empty,) = tap(stack, user, avoid, "deals:new:0")
+    # Dairy without milk: nothing. Without the category, the roll (no milk) would match: say so.
+    assert "Without “category” there are deals" in plain(empty["text"])
+    assert "Cheese box" not in empty["text"] and buttons(empty)["✖️ Without: category"] == "filt:drop:new:category"
+
+    (found,) = tap(stack, user, empty, "filt:drop:new:category")
+    assert "Cinnamon roll" in found["text"] and "Cheese box" not in found["text"]
+    assert f"offer:{roll}" in buttons(found).values()
+
+    # Remembered: a new /deals has the same filters, and Clear all lets everything back.
+    (again,) = say(stack, user, "/deals")
+    assert "without milk" in again["text"] and "Cheese box" not in again["text"] and "🔎 Filters (2)" in buttons(again)
+    (screen,) = tap(stack, user, again, "filt:show:new")
+    (screen,) = tap(stack, user, screen, "filt:reset:new")
+    assert "Now: all deals." in screen["text"]
+
+
+def test_search_by_typing_and_allergens_in_both_languages(stack, user):
+    token = f"w{user}"
+    offer = make_offer(make_business(name=f"Mond {user}"), f"Soup {token}", allergens=["celery", "gluten"],
+                       diet=["vegan"], category="meals")
+    (listing,) = say(stack, user, "/deals")
+    (question,) = tap(stack, user, listing, "filt:search:new")
+    assert "What are you looking for" in question["text"] and "flow:back" in buttons(question).values()
+    (found,) = say(stack, user, f"  {token}  soup ")
+    assert f"offer:{offer}" in buttons(found).values() and "Soup" in found["text"]
+
+    (card,) = tap(stack, user, found, f"offer:{offer}")
+    assert "🍲 Meals · 🌱 vegan" in card["text"] and "⚠️ Contains: gluten, celery" in card["text"]
+    german = new_user_id()
+    stack.telegram.create_user(german, "Greta")
+    make_user(german, "Greta", language="de")
+    (karte,) = say(stack, german, f"/start offer_{offer}")
+    assert "🍲 Gerichte · 🌱 vegan" in karte["text"] and "⚠️ Enthält: Gluten, Sellerie" in karte["text"]
+
+
+def test_a_business_changes_what_its_offer_is(stack):
+    owner, stranger = new_user_id(), new_user_id()
+    for who in (owner, stranger):
+        stack.telegram.create_user(who, "Owner")
+    offer = make_offer(make_business(owner, name=f"Pies {owner}"), "Apple pie", category="bakery")
+    other = make_offer(make_business(stranger, name=f"Other {stranger}"), "Not yours")
+
+    (offers,) = say(stack, owner, "/myoffers")
+    (card,) = tap(stack, owner, offers, f"bizoffer:show:{offer}")
+    (category,) = tap(stack, owner, card, f"bizoffer:tags:{offer}")
+    assert "Apple pie" in category["text"] and "✅ 🥐 Bakery" in buttons(category)
+    assert "flow:back" in buttons(category).values()
+    (diet,) = tap(stack, owner, category, "flow:pick:category:meals")
+    (diet,) = tap(stack, owner, diet, "flow:pick:diet:vegetarian")
+    (allergens,) = tap(stack, owner, diet, "flow:pick:diet:done")
+    (allergens,) = tap(stack, owner, allergens, "flow:pick:allergens:eggs")
+    (saved,) = tap(stack, owner, allergens, "flow:pick:allergens:done")
+    assert "✅ Saved" in saved["text"] and "🍲 Meals · 🌱 vegetarian" in saved["text"]
+    assert "⚠️ Contains: eggs" in saved["text"]
+    with db.session_scope() as session:
+        row = session.get(Offer, offer)
+        assert (row.category, row.diet, row.allergens) == ("meals", ["vegetarian"], ["eggs"])
+
+    # Another business's offer, and nonsense, by forged buttons: answered, nothing changed.
+    presses = [stack.telegram.press_button(owner, saved["message_id"], forged, forge=True) for forged in (
+        f"bizoffer:tags:{other}", "filt:cat:new:caviar", "filt:km:new:7", "filt:zzz:new", "filt:show:zzz",
+        "filt:drop:new:title", "filt:price:new:-1")]
+    wait_for(lambda: all(_answered(stack, p) for p in presses))
+    with db.session_scope() as session:
+        assert session.get(Offer, other).category is None
+    assert "Which category fits best" not in stack.telegram.messages(owner)[-1].get("text", "")
