@@ -55,6 +55,13 @@ DEFAULT_SCHEDULE: dict[str, dict[str, Any]] = {
         "kwargs": dict(BEAT),
         "options": {"expires": 300},
     },
+    # About an hour after a pickup, its customer is asked for a rating (domain/ratings.py).
+    "ask-for-ratings": {
+        "task": "maintenance.ask_for_ratings",
+        "schedule": timedelta(minutes=5),
+        "kwargs": dict(BEAT),
+        "options": {"expires": 300},
+    },
     # Hourly: each business gets its summary once a day, at 20:00 in its own time zone.
     "daily-summaries": {
         "task": "maintenance.send_daily_summaries",

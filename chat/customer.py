@@ -16,7 +16,7 @@ from core.handover import enqueue_after_commit
 from core.i18n import N_, Translator
 from core.outbox import Reply
 from core.outbox import button as key
-from domain import announcements, catalog, ordering, payments
+from domain import announcements, catalog, ordering, payments, ratings
 from domain.catalog import Sort
 from domain.money import discount_percent, format_money
 from domain.payments import CancelPolicy
@@ -108,6 +108,7 @@ def show_deals(ctx: Context, sort: Sort, page: int) -> None:
     lines.append("")
     rows = []
     first = page * catalog.PAGE_SIZE
+    rated = ratings.summaries(ctx.session, {item.business.id for item in result.items})
     for number, item in enumerate(result.items, start=first + 1):
         offer = item.offer
         price = format_money(offer.price_minor, offer.currency, _.language)
@@ -119,6 +120,9 @@ def show_deals(ctx: Context, sort: Sort, page: int) -> None:
         ]
         if item.distance_km is not None:
             details.append(format_distance(item.distance_km))
+        summary_of = rated.get(item.business.id)
+        if summary_of is not None and summary_of.shown:
+            details.append(f"⭐ {summary_of.average:.1f}")
         details.extend(tags.list_details(_, offer.category, offer.diet, offer.allergens))
         lines.append(f"{number}. <b>{user_text(offer.title)}</b> — " + " · ".join(details))
         rows.append([key(f"{number}. {isolate(offer.title[:40])} · {price}", data("offer", offer.id))])
@@ -228,7 +232,9 @@ def show_offer(ctx: Context, offer_id: int) -> None:
                      else _("❤️ Follow {name}", name=isolate(business.name[:30])),
                      data("follow", business.id, offer.id, 0 if following else 1))])
     rows.append([key(_("⬅️ Deals"), data("deals")), *menus.home_row(_)])
-    caption = offer_caption(_, offer, business, _now(), listing.distance_km)
+    rated = ratings.summaries(ctx.session, [business.id]).get(business.id)
+    shown = (rated.average, rated.count) if rated is not None and rated.shown else None
+    caption = offer_caption(_, offer, business, _now(), listing.distance_km, shown)
     if offer.photo_card_file_id:
         ctx.outcome.replies.append(Reply(text=caption, photo=offer.photo_card_file_id, keyboard=rows))
     else:

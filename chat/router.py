@@ -20,6 +20,7 @@ FEATURES = (
     "chat.menus",
     "chat.customer",
     "chat.filters",
+    "chat.ratings",
     "chat.business",
     "chat.business.pickup",
     "chat.admin",

@@ -13,15 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select
+from sqlalchemy import Float, Select, func, literal, literal_column, select, union_all
 from sqlalchemy.orm import Session
 
 from core import outbox
 from domain import catalog
 from models import Business, Follow, Offer, OfferStatus, User
+from models.entities import ALERT_AREA
 
 ALERT_RADIUS_KM = 5.0  # what "near me" means for alerts: a walk or a short ride
-MAX_ALERT_RADIUS_KM = 25.0  # the widest alert radius a customer can have (the index's first cut)
+MAX_ALERT_RADIUS_KM = 25.0  # the widest alert radius a customer can have
 DELIVERY_GROUP = 25  # messages per notifications task: about a second at Telegram's pace
 
 
@@ -47,31 +48,44 @@ class Recipient:
 
 
 def audience(session: Session, offer: Offer) -> list[Recipient]:
-    """Everyone to tell about this offer: followers, and alert subscribers close enough.
-
-    Subscribers are found with ``ST_DWithin`` on geography: first within the widest alert radius,
-    which the GiST index on subscribers' points answers (``ix_users_alert_location``), then within
-    each one's own radius."""
-    business = offer.business
-    follower = select(Follow.user_id).where(Follow.business_id == business.id, Follow.user_id == User.id)
-    nearby: ColumnElement[bool] = literal(False)
-    distance: ColumnElement = literal(None)
-    if business.latitude is not None and business.longitude is not None:
-        here = catalog.point(business.latitude, business.longitude)
-        distance = func.ST_Distance(User.location, here) / 1000.0
-        nearby = and_(
-            User.deal_alerts_km.is_not(None),
-            func.ST_DWithin(User.location, here, MAX_ALERT_RADIUS_KM * 1000.0),
-            func.ST_DWithin(User.location, here, User.deal_alerts_km * 1000.0),
-        )
-    rows = session.execute(
-        select(User.id, User.language, follower.exists(), distance)
-        .where(User.deleted_at.is_(None), User.reachable.is_(True), User.id != business.owner_id,
-               or_(follower.exists(), nearby))
-        .order_by(User.id)
-    ).all()
+    """Everyone to tell about this offer: followers, and alert subscribers close enough."""
+    rows = session.execute(audience_query(offer.business)).all()
     return [Recipient(user_id, language, bool(follows), None if far is None else float(far))
             for user_id, language, follows, far in rows]
+
+
+def audience_query(business: Business) -> Select:
+    """The query behind `audience`: (user id, language, follows, distance in km) of each recipient.
+
+    Subscribers are found through the GiST index on the box each one's radius reaches
+    (``ix_users_alert_area``): the boxes that hold the business, then ``ST_DWithin`` on geography
+    with each one's own radius, reading each user row once. Followers are a second, separate
+    lookup (an "or" between the two would make Postgres read every user); the two are merged
+    per user."""
+    reachable = (User.deleted_at.is_(None), User.reachable.is_(True), User.id != business.owner_id)
+    parts = [
+        select(User.id.label("id"), User.language.label("language"), literal(True).label("follows"),
+               literal(None, Float).label("km"))
+        .join(Follow, Follow.user_id == User.id).where(Follow.business_id == business.id, *reachable)
+    ]
+    if business.latitude is not None and business.longitude is not None:
+        here = catalog.point(business.latitude, business.longitude)
+        spot = func.ST_SetSRID(func.ST_MakePoint(literal(business.longitude, Float), literal(business.latitude, Float)),
+                               4326)
+        # On the sphere (use_spheroid false): a tenth of the cost for thousands of subscribers, and
+        # within 0.5 % of the spheroid, far less than anyone's idea of "5 km".
+        parts.append(
+            select(User.id.label("id"), User.language.label("language"), literal(False).label("follows"),
+                   (func.ST_Distance(User.location, here, False) / 1000.0).label("km"))
+            .where(User.deal_alerts_km.is_not(None), literal_column(ALERT_AREA).op("&&")(spot),
+                   func.ST_DWithin(User.location, here, User.deal_alerts_km * 1000.0, False), *reachable)
+        )
+    both = union_all(*parts).subquery()
+    return (
+        select(both.c.id, both.c.language, func.bool_or(both.c.follows), func.min(both.c.km))
+        .group_by(both.c.id, both.c.language)
+        .order_by(both.c.id)
+    )
 
 
 def announce(session: Session, offer_id: int, now: datetime) -> dict[str, int]:

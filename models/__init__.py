@@ -19,6 +19,7 @@ from models.entities import (
     OrderStatus,
     PhotoStatus,
     ProcessedUpdate,
+    Rating,
     StripeEvent,
     User,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "OrderStatus",
     "PhotoStatus",
     "ProcessedUpdate",
+    "Rating",
     "StripeEvent",
     "User",
 ]

@@ -34,6 +34,13 @@ from models.base import Base, utc_now_column
 _POINT = "ST_SetSRID(ST_MakePoint(longitude, latitude), 4326)::geography"
 
 
+# The box around a deal-alert subscriber's point that their alert radius reaches (degrees, a little
+# generous: 110.5 km a degree), GiST-indexed: the audience of a new offer is the subscribers whose
+# box holds the business (the index), then whose exact radius reaches it (ST_DWithin).
+ALERT_AREA = ("ST_Expand(location::geometry, deal_alerts_km / (110.5 * greatest(cos(radians(latitude)), 0.01)), "
+              "deal_alerts_km / 110.5)")
+
+
 def _location() -> Mapped[Any]:
     return mapped_column(Geography("POINT", srid=4326, spatial_index=False), Computed(_POINT, persisted=True))
 
@@ -103,7 +110,7 @@ class User(Base):
     __tablename__ = "users"
     __table_args__ = (
         # The deal-alert audience (domain/announcements.py): only subscribers are in it.
-        Index("ix_users_alert_location", "location", postgresql_using="gist",
+        Index("ix_users_alert_area", text(ALERT_AREA), postgresql_using="gist",
               postgresql_where=text("deal_alerts_km IS NOT NULL")),
     )
 
@@ -244,11 +251,29 @@ class Order(Base):
     checkout_url: Mapped[str | None] = mapped_column(Text)
     payment_intent_id: Mapped[str | None] = mapped_column(String(255))
     reminder_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rating_asked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # domain/ratings.py
     created_at: Mapped[datetime] = utc_now_column()
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     offer: Mapped[Offer] = relationship()
+
+
+class Rating(Base):
+    """A customer's rating of a collected order: one per order (changed within 24 hours, not added)."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (CheckConstraint("stars BETWEEN 1 AND 5", name="stars_range"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), nullable=False, unique=True)
+    business_id: Mapped[int] = mapped_column(ForeignKey("businesses.id"), nullable=False, index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # null once erased
+    stars: Mapped[int] = mapped_column(Integer, nullable=False)
+    reasons: Mapped[list[str]] = mapped_column(ARRAY(String(24)), nullable=False, server_default=text("'{}'"))
+    comment: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = utc_now_column()
+    updated_at: Mapped[datetime] = utc_now_column()
 
 
 class LedgerEntry(Base):

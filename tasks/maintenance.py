@@ -26,7 +26,7 @@ from core import handover
 from core.db import session_scope
 from core.logging import get_logger
 from core.outbox import notify
-from domain import audit, dead_letters, maintenance, payments, privacy
+from domain import audit, dead_letters, maintenance, payments, privacy, ratings
 from domain.cleanup import cleanup as cleanup_tables
 from models import User
 from tasks.app import app
@@ -120,6 +120,11 @@ def reconcile_payments(self: BaseTask, actor: str = "beat", report_to: int | Non
 @app.task(name="maintenance.send_pickup_reminders", base=BaseTask, bind=True, ignore_result=False)
 def send_pickup_reminders(self: BaseTask, actor: str = "beat", report_to: int | None = None) -> dict[str, Any]:
     return run_job(self, "maintenance.send_pickup_reminders", actor, report_to, maintenance.send_pickup_reminders)
+
+
+@app.task(name="maintenance.ask_for_ratings", base=BaseTask, bind=True, ignore_result=False)
+def ask_for_ratings(self: BaseTask, actor: str = "beat", report_to: int | None = None) -> dict[str, Any]:
+    return run_job(self, "maintenance.ask_for_ratings", actor, report_to, ratings.ask_for_ratings)
 
 
 @app.task(name="maintenance.send_daily_summaries", base=BaseTask, bind=True, ignore_result=False)

@@ -48,7 +48,7 @@ def show_hub(ctx: Context) -> None:
             _("🏪 <b>{name}</b>\n{address}\n\nWhat would you like to do?", name=user_text(business.name),
               address=user_text(business.address)),
             [[button(_("➕ New offer"), data("biznew")), button(_("📋 My offers"), data("bizoffers"))],
-             [button(_("📄 Export orders (CSV)"), data("bizcsv"))], home],
+             [button(_("📄 Export orders (CSV)"), data("bizcsv")), button(_("⭐ Ratings"), data("bizrated"))], home],
         )
 
 

@@ -3,6 +3,8 @@ matches, a button that drops the filter in the way. Allergens read the same in b
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 from core import db
 from models import Offer
 from tests.e2e.conftest import new_user_id
@@ -96,3 +98,64 @@ def test_a_business_changes_what_its_offer_is(stack):
     with db.session_scope() as session:
         assert session.get(Offer, other).category is None
     assert "Which category fits best" not in stack.telegram.messages(owner)[-1].get("text", "")
+
+
+def test_rating_a_pickup_then_the_business_and_the_card_show_it(stack, user):
+    from datetime import UTC, datetime, timedelta
+
+    from domain import ratings
+    from models import Order, OrderStatus, Rating
+
+    owner = new_user_id()
+    stack.telegram.create_user(owner, "Owner")
+    stack.telegram.create_user(user, "Customer")
+    make_user(user, "Customer")
+    business = make_business(owner, name=f"Rated {owner}")
+    offer = make_offer(business, "Pretzel bag")
+    with db.session_scope() as session:
+        order = Order(offer_id=offer, customer_id=user, quantity=1, unit_price_minor=350, amount_minor=350,
+                      currency="EUR", status=OrderStatus.COLLECTED, pickup_code="RATE01",
+                      closed_at=datetime.now(UTC) - timedelta(hours=1, minutes=5))
+        session.add(order)
+        session.flush()
+        order_id = order.id
+        for n in range(4):  # four earlier customers' ratings: with this one, five
+            earlier = make_user()
+            session.add(Order(offer_id=offer, customer_id=earlier, quantity=1, unit_price_minor=350,
+                              amount_minor=350, currency="EUR", status=OrderStatus.COLLECTED,
+                              pickup_code=f"EARL0{n}"))
+    with db.session_scope() as session:
+        for earlier_order in session.scalars(sa.select(Order).where(Order.offer_id == offer, Order.id != order_id)):
+            session.add(Rating(order_id=earlier_order.id, business_id=business, customer_id=earlier_order.customer_id,
+                               stars=4))
+        assert ratings.ask_for_ratings(session, datetime.now(UTC))["ratings_asked"] >= 1
+
+    request = wait_for(lambda: next((m for m in stack.telegram.messages(user) if "How was" in m.get("text", "")),
+                                    None))
+    assert "Pretzel bag" in request["text"] and f"rate:{order_id}:5" in buttons(request).values()
+    (thanks,) = tap(stack, user, request, f"rate:{order_id}:5")
+    assert "You gave 5 of 5 stars" in thanks["text"]
+    (thanks,) = tap(stack, user, thanks, f"rrsn:{order_id}:quality")
+    assert "✅ 👌 Quality" in buttons(thanks)
+    (question,) = tap(stack, user, thanks, f"rcom:{order_id}")
+    assert "Type your comment" in question["text"] and "flow:back" in buttons(question).values()
+    (saved,) = say(stack, user, "Still warm <b>and</b> crisp")
+    assert "Comment saved" in saved["text"] and "Still warm &lt;b&gt;" not in saved["text"]
+    (done,) = tap(stack, user, saved, f"rdone:{order_id}")
+    assert "Thank you for rating" in done["text"]
+
+    # Five ratings: the card shows the average; the business reads each one with its comment.
+    (card,) = say(stack, user, f"/start offer_{offer}")
+    assert "⭐ 4.2 (5 ratings)" in card["text"]
+    (hub,) = say(stack, owner, "/start")
+    (menu,) = tap(stack, owner, hub, "biz")
+    (rated,) = tap(stack, owner, menu, "bizrated")
+    assert "⭐ 4.2 (5 ratings)" in rated["text"] and "Still warm <b>and</b> crisp" in plain(rated["text"])
+    assert "👌 Quality" in rated["text"]
+
+    # Admins see it among the lowest rated (it has the five ratings that count).
+    admin = 4242  # ADMIN_IDS of the e2e worker (tests/e2e/conftest.py)
+    stack.telegram.create_user(admin, "Admin")
+    (menu,) = [m for m in say(stack, admin, "/admin") if "adm_rated" in buttons(m).values()]
+    (lowest,) = tap(stack, admin, menu, "adm_rated")
+    assert f"Rated {owner}" in plain(lowest["text"]) and "4.2 (5 ratings)" in lowest["text"]
