@@ -62,6 +62,13 @@ DEFAULT_SCHEDULE: dict[str, dict[str, Any]] = {
         "kwargs": dict(BEAT),
         "options": {"expires": 300},
     },
+    # Repeating offers: tomorrow's from 18:00 local, today's if a run was missed (domain/repeats.py).
+    "repeat-offers": {
+        "task": "maintenance.repeat_offers",
+        "schedule": timedelta(minutes=10),
+        "kwargs": dict(BEAT),
+        "options": {"expires": 600},
+    },
     # Hourly: each business gets its summary once a day, at 20:00 in its own time zone.
     "daily-summaries": {
         "task": "maintenance.send_daily_summaries",

@@ -15,12 +15,14 @@ from models.entities import (
     NotificationStatus,
     Offer,
     OfferStatus,
+    OfferTemplate,
     Order,
     OrderStatus,
     PhotoStatus,
     ProcessedUpdate,
     Rating,
     StripeEvent,
+    TemplateStatus,
     User,
 )
 
@@ -39,11 +41,13 @@ __all__ = [
     "NotificationStatus",
     "Offer",
     "OfferStatus",
+    "OfferTemplate",
     "Order",
     "OrderStatus",
     "PhotoStatus",
     "ProcessedUpdate",
     "Rating",
     "StripeEvent",
+    "TemplateStatus",
     "User",
 ]

@@ -4,7 +4,7 @@ Telegram ids are 64-bit. State columns are strings checked against their enum.""
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from geoalchemy2 import Geography
@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Computed,
+    Date,
     DateTime,
     Enum,
     Float,
@@ -160,7 +161,22 @@ class Business(Base):
     offers: Mapped[list[Offer]] = relationship(back_populates="business")
 
 
-class Offer(Base):
+class OfferContent:
+    """What an offer says, shared by an offer and the template that repeats it."""
+
+    title: Mapped[str] = mapped_column(String(120), nullable=False)
+    description: Mapped[str] = mapped_column(String(1000), nullable=False, server_default="")
+    price_minor: Mapped[int] = mapped_column(Integer, nullable=False)
+    original_price_minor: Mapped[int] = mapped_column(Integer, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    # What it is (domain/tags.py): one category, dietary tags, and which of the EU's 14 allergens it contains.
+    category: Mapped[str | None] = mapped_column(String(24))
+    diet: Mapped[list[str]] = mapped_column(ARRAY(String(24)), nullable=False, server_default=text("'{}'"))
+    allergens: Mapped[list[str]] = mapped_column(ARRAY(String(24)), nullable=False, server_default=text("'{}'"))
+
+
+class Offer(OfferContent, Base):
     __tablename__ = "offers"
     __table_args__ = (
         # Invariant 1 held by the database itself: never oversell, whatever the code does.
@@ -172,16 +188,12 @@ class Offer(Base):
         Index("ix_offers_status_published", "status", "published_at"),
         Index("ix_offers_active_business", "business_id", "pickup_end",
               postgresql_where=text("status = 'active'")),
+        Index("uq_offers_template_day", "template_id", "template_day", unique=True,
+              postgresql_where=text("template_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     business_id: Mapped[int] = mapped_column(ForeignKey("businesses.id"), nullable=False, index=True)
-    title: Mapped[str] = mapped_column(String(120), nullable=False)
-    description: Mapped[str] = mapped_column(String(1000), nullable=False, server_default="")
-    price_minor: Mapped[int] = mapped_column(Integer, nullable=False)
-    original_price_minor: Mapped[int] = mapped_column(Integer, nullable=False)
-    currency: Mapped[str] = mapped_column(String(3), nullable=False)
-    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
     units_sold: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     units_held: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     pickup_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
@@ -189,16 +201,15 @@ class Offer(Base):
     status: Mapped[OfferStatus] = mapped_column(
         _state(OfferStatus, "offer_status"), nullable=False, server_default=OfferStatus.DRAFT.value
     )
-    # What it is (domain/tags.py): one category, dietary tags, and which of the EU's 14 allergens it contains.
-    category: Mapped[str | None] = mapped_column(String(24))
-    diet: Mapped[list[str]] = mapped_column(ARRAY(String(24)), nullable=False, server_default=text("'{}'"))
-    allergens: Mapped[list[str]] = mapped_column(ARRAY(String(24)), nullable=False, server_default=text("'{}'"))
     photo_status: Mapped[PhotoStatus] = mapped_column(
         _state(PhotoStatus, "photo_status"), nullable=False, server_default=PhotoStatus.NONE.value
     )
     photo_source_file_id: Mapped[str | None] = mapped_column(String(256))
     photo_card_file_id: Mapped[str | None] = mapped_column(String(256))  # uploaded once, reused
     photo_error: Mapped[str | None] = mapped_column(String(64))
+    # Made from a repeating template (domain/repeats.py) for this local pickup day: one per day.
+    template_id: Mapped[int | None] = mapped_column(ForeignKey("offer_templates.id"))
+    template_day: Mapped[date | None] = mapped_column(Date)
     # Bumped on every change a customer can see, so a stale button can tell it is stale.
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
     created_at: Mapped[datetime] = utc_now_column()
@@ -209,6 +220,35 @@ class Offer(Base):
     @property
     def units_left(self) -> int:
         return self.quantity - self.units_sold - self.units_held
+
+
+class TemplateStatus(enum.StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+class OfferTemplate(OfferContent, Base):
+    """A repeating offer: beat makes each chosen day's offer from it, with the same card."""
+
+    __tablename__ = "offer_templates"
+    __table_args__ = (
+        CheckConstraint("weekdays BETWEEN 1 AND 127", name="weekdays_range"),
+        CheckConstraint("end_minute > start_minute AND start_minute >= 0 AND end_minute <= 1440",
+                        name="window_in_a_day"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    business_id: Mapped[int] = mapped_column(ForeignKey("businesses.id"), nullable=False, index=True)
+    start_minute: Mapped[int] = mapped_column(Integer, nullable=False)  # local time of day, in minutes
+    end_minute: Mapped[int] = mapped_column(Integer, nullable=False)
+    weekdays: Mapped[int] = mapped_column(Integer, nullable=False)  # bit 0 Monday … bit 6 Sunday
+    photo_source_file_id: Mapped[str | None] = mapped_column(String(256))
+    photo_card_file_id: Mapped[str] = mapped_column(String(256), nullable=False)
+    status: Mapped[TemplateStatus] = mapped_column(
+        _state(TemplateStatus, "template_status"), nullable=False, server_default=TemplateStatus.ACTIVE.value
+    )
+    created_at: Mapped[datetime] = utc_now_column()
 
 
 class Order(Base):

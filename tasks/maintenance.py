@@ -26,7 +26,7 @@ from core import handover
 from core.db import session_scope
 from core.logging import get_logger
 from core.outbox import notify
-from domain import audit, dead_letters, maintenance, payments, privacy, ratings
+from domain import audit, dead_letters, maintenance, payments, privacy, ratings, repeats
 from domain.cleanup import cleanup as cleanup_tables
 from models import User
 from tasks.app import app
@@ -125,6 +125,11 @@ def send_pickup_reminders(self: BaseTask, actor: str = "beat", report_to: int | 
 @app.task(name="maintenance.ask_for_ratings", base=BaseTask, bind=True, ignore_result=False)
 def ask_for_ratings(self: BaseTask, actor: str = "beat", report_to: int | None = None) -> dict[str, Any]:
     return run_job(self, "maintenance.ask_for_ratings", actor, report_to, ratings.ask_for_ratings)
+
+
+@app.task(name="maintenance.repeat_offers", base=BaseTask, bind=True, ignore_result=False)
+def repeat_offers(self: BaseTask, actor: str = "beat", report_to: int | None = None) -> dict[str, Any]:
+    return run_job(self, "maintenance.repeat_offers", actor, report_to, repeats.repeat_offers)
 
 
 @app.task(name="maintenance.send_daily_summaries", base=BaseTask, bind=True, ignore_result=False)

@@ -10,6 +10,8 @@
 * ``offers.category``, ``offers.diet`` and ``offers.allergens`` (domain/tags.py).
 * ``users.deal_filters``: the /deals filters a customer chose, remembered.
 * ``ratings`` (one per collected order) and ``orders.rating_asked_at`` (domain/ratings.py).
+* ``offer_templates`` (repeating offers, domain/repeats.py) and ``offers.template_id`` /
+  ``template_day``, unique together: one offer per template and day, however many beats run.
 
 Revision ID: 0007
 Revises: 0005
@@ -57,6 +59,42 @@ def upgrade() -> None:
                                       server_default=sa.text("'{}'"), nullable=False))
     op.create_index("ix_offers_active_business", "offers", ["business_id", "pickup_end"],
                     postgresql_where=sa.text("status = 'active'"))
+    op.create_table(
+        "offer_templates",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("business_id", sa.BigInteger(), nullable=False),
+        sa.Column("title", sa.String(length=120), nullable=False),
+        sa.Column("description", sa.String(length=1000), server_default="", nullable=False),
+        sa.Column("price_minor", sa.Integer(), nullable=False),
+        sa.Column("original_price_minor", sa.Integer(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("quantity", sa.Integer(), nullable=False),
+        sa.Column("start_minute", sa.Integer(), nullable=False),
+        sa.Column("end_minute", sa.Integer(), nullable=False),
+        sa.Column("weekdays", sa.Integer(), nullable=False),
+        sa.Column("photo_source_file_id", sa.String(length=256), nullable=True),
+        sa.Column("photo_card_file_id", sa.String(length=256), nullable=False),
+        sa.Column("category", sa.String(length=24), nullable=True),
+        sa.Column("diet", postgresql.ARRAY(sa.String(length=24)), server_default=sa.text("'{}'"), nullable=False),
+        sa.Column("allergens", postgresql.ARRAY(sa.String(length=24)), server_default=sa.text("'{}'"),
+                  nullable=False),
+        sa.Column("status", sa.Enum("active", "paused", "stopped", name="template_status", native_enum=False,
+                                    create_constraint=True, length=24), server_default="active", nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.CheckConstraint("weekdays BETWEEN 1 AND 127", name=op.f("ck_offer_templates_weekdays_range")),
+        sa.CheckConstraint("end_minute > start_minute AND start_minute >= 0 AND end_minute <= 1440",
+                           name=op.f("ck_offer_templates_window_in_a_day")),
+        sa.ForeignKeyConstraint(["business_id"], ["businesses.id"],
+                                name=op.f("fk_offer_templates_business_id_businesses")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_offer_templates")),
+    )
+    op.create_index(op.f("ix_offer_templates_business_id"), "offer_templates", ["business_id"], unique=False)
+    op.add_column("offers", sa.Column("template_id", sa.BigInteger(), nullable=True))
+    op.add_column("offers", sa.Column("template_day", sa.Date(), nullable=True))
+    op.create_foreign_key(op.f("fk_offers_template_id_offer_templates"), "offers", "offer_templates",
+                          ["template_id"], ["id"])
+    op.create_index("uq_offers_template_day", "offers", ["template_id", "template_day"], unique=True,
+                    postgresql_where=sa.text("template_id IS NOT NULL"))
     op.add_column("orders", sa.Column("rating_asked_at", sa.DateTime(timezone=True), nullable=True))
     op.create_table(
         "ratings",
@@ -83,6 +121,12 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_ratings_business_id"), table_name="ratings")
     op.drop_table("ratings")
     op.drop_column("orders", "rating_asked_at")
+    op.drop_index("uq_offers_template_day", table_name="offers")
+    op.drop_constraint(op.f("fk_offers_template_id_offer_templates"), "offers", type_="foreignkey")
+    op.drop_column("offers", "template_day")
+    op.drop_column("offers", "template_id")
+    op.drop_index(op.f("ix_offer_templates_business_id"), table_name="offer_templates")
+    op.drop_table("offer_templates")
     op.drop_index("ix_offers_active_business", table_name="offers")
     op.drop_column("offers", "allergens")
     op.drop_column("offers", "diet")

@@ -159,3 +159,28 @@ def test_rating_a_pickup_then_the_business_and_the_card_show_it(stack, user):
     (menu,) = [m for m in say(stack, admin, "/admin") if "adm_rated" in buttons(m).values()]
     (lowest,) = tap(stack, admin, menu, "adm_rated")
     assert f"Rated {owner}" in plain(lowest["text"]) and "4.2 (5 ratings)" in lowest["text"]
+
+
+def test_a_business_repeats_an_offer_pauses_and_stops_it(stack):
+    from models import OfferTemplate, TemplateStatus
+
+    owner = new_user_id()
+    stack.telegram.create_user(owner, "Owner")
+    business = make_business(owner, name=f"Daily {owner}")
+    offer = make_offer(business, "Soup", photo_card_file_id="card-soup")
+    (offers,) = say(stack, owner, "/myoffers")
+    (card,) = tap(stack, owner, offers, f"bizoffer:show:{offer}")
+    (days,) = tap(stack, owner, card, f"bizrep:{offer}:days:127")
+    assert "On which days?" in days["text"] and "⬅️ Back to the offer" in buttons(days)
+    (days,) = tap(stack, owner, days, f"bizrep:{offer}:days:{127 ^ (1 << 6)}")  # no Sundays
+    assert "▫️ Sun" in buttons(days) and f"bizrep:{offer}:save:63" in buttons(days).values()
+    (saved,) = tap(stack, owner, days, f"bizrep:{offer}:save:63")
+    assert "now repeats Mon, Tue, Wed, Thu, Fri, Sat" in saved["text"] and "🔁 Repeats" in saved["text"]
+    (paused,) = tap(stack, owner, saved, f"bizrep:{offer}:pause")
+    assert "Repeating is paused" in paused["text"] and f"bizrep:{offer}:resume" in buttons(paused).values()
+    (stopped,) = tap(stack, owner, paused, f"bizrep:{offer}:stop")
+    assert "no more days are posted" in stopped["text"]
+    with db.session_scope() as session:
+        template = session.scalars(sa.select(OfferTemplate).where(OfferTemplate.business_id == business)).one()
+        assert (template.weekdays, template.status, template.photo_card_file_id) == (
+            63, TemplateStatus.STOPPED, "card-soup")
