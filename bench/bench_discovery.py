@@ -218,7 +218,7 @@ def run(offers: int = 50_000, subscribers: int = 200_000, queries: int = 300, au
                 old_rows = _old_audience(session, offer.business)
                 audience["haversine"].append(time.perf_counter() - started)
                 sizes.append(len(new))
-                server["postgis"].append(_server_ms(session, announcements.audience_query(offer.business)) / 1000)
+                server["postgis"].append(_server_ms(session, announcements.audience_query(offer.business, now)) / 1000)
                 server["haversine"].append(_server_ms(session, _old_audience_query(offer.business)) / 1000)
                 differences += len({r.user_id for r in new} ^ {row[0] for row in old_rows})
         engine.dispose()

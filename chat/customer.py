@@ -42,7 +42,8 @@ def _int(value: str) -> int:
 SORT_TITLES = {
     Sort.NEAREST: N_("📍 Deals near you"),
     Sort.NEWEST: N_("🆕 Newest deals"),
-    Sort.POPULAR: N_("🔥 Most ordered deals"),
+    Sort.POPULAR: N_("🔥 Popular deals"),
+    Sort.RATED: N_("⭐ Best rated deals"),
 }
 
 
@@ -138,8 +139,10 @@ def show_deals(ctx: Context, sort: Sort, page: int) -> None:
         paging.append(key(_("Next ▶️"), data("deals", sort.value, page + 1)))
     if paging:
         rows.append(paging)
-    sorts = [(Sort.NEWEST, _("🆕 Newest")), (Sort.POPULAR, _("🔥 Popular")), (Sort.NEAREST, _("📍 Near me"))]
-    rows.append([key(("✓ " if s is sort else "") + label, data("deals", s.value, 0)) for s, label in sorts])
+    sorts = [(Sort.NEWEST, _("🆕 Newest")), (Sort.POPULAR, _("🔥 Popular")), (Sort.RATED, _("⭐ Best rated")),
+             (Sort.NEAREST, _("📍 Near me"))]
+    sort_keys = [key(("✓ " if s is sort else "") + label, data("deals", s.value, 0)) for s, label in sorts]
+    rows += [sort_keys[:2], sort_keys[2:]]
     active = len(filters.active())
     filters_label = _("🔎 Filters ({count})", count=active) if active else _("🔎 Filters")
     rows.append([key(filters_label, data("filt", "show", sort.value)),

@@ -21,6 +21,7 @@ FEATURES = (
     "chat.customer",
     "chat.filters",
     "chat.ratings",
+    "chat.favourites",
     "chat.business",
     "chat.business.pickup",
     "chat.admin",

@@ -11,9 +11,9 @@ What each customer reads is a `DealAlert` notice, worded by `chat.messages.offer
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Float, Select, func, literal, literal_column, select, union_all
+from sqlalchemy import Float, Select, func, literal, literal_column, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from core import outbox
@@ -47,14 +47,15 @@ class Recipient:
     distance_km: float | None
 
 
-def audience(session: Session, offer: Offer) -> list[Recipient]:
-    """Everyone to tell about this offer: followers, and alert subscribers close enough."""
-    rows = session.execute(audience_query(offer.business)).all()
+def audience(session: Session, offer: Offer, now: datetime | None = None) -> list[Recipient]:
+    """Everyone to tell about this offer: followers who want its alerts, and alert subscribers
+    close enough; nobody who muted alerts until after ``now``."""
+    rows = session.execute(audience_query(offer.business, now or datetime.now(UTC))).all()
     return [Recipient(user_id, language, bool(follows), None if far is None else float(far))
             for user_id, language, follows, far in rows]
 
 
-def audience_query(business: Business) -> Select:
+def audience_query(business: Business, now: datetime) -> Select:
     """The query behind `audience`: (user id, language, follows, distance in km) of each recipient.
 
     Subscribers are found through the GiST index on the box each one's radius reaches
@@ -62,11 +63,13 @@ def audience_query(business: Business) -> Select:
     with each one's own radius, reading each user row once. Followers are a second, separate
     lookup (an "or" between the two would make Postgres read every user); the two are merged
     per user."""
-    reachable = (User.deleted_at.is_(None), User.reachable.is_(True), User.id != business.owner_id)
+    reachable = (User.deleted_at.is_(None), User.reachable.is_(True), User.id != business.owner_id,
+                 or_(User.alerts_muted_until.is_(None), User.alerts_muted_until <= now))
     parts = [
         select(User.id.label("id"), User.language.label("language"), literal(True).label("follows"),
                literal(None, Float).label("km"))
-        .join(Follow, Follow.user_id == User.id).where(Follow.business_id == business.id, *reachable)
+        .join(Follow, Follow.user_id == User.id)
+        .where(Follow.business_id == business.id, Follow.alerts.is_(True), *reachable)
     ]
     if business.latitude is not None and business.longitude is not None:
         here = catalog.point(business.latitude, business.longitude)
@@ -95,7 +98,7 @@ def announce(session: Session, offer_id: int, now: datetime) -> dict[str, int]:
     if offer is None or offer.status not in (OfferStatus.ACTIVE, OfferStatus.SOLD_OUT):
         return {"followers": 0, "nearby": 0, "recorded": 0}
     business: Business = offer.business
-    recipients = audience(session, offer)
+    recipients = audience(session, offer, now)
     recorded: list[int] = []
     for recipient in recipients:
         alert = DealAlert(recipient.language, offer, business, now, recipient.follower, recipient.distance_km)
@@ -113,3 +116,24 @@ def set_deal_alerts(session: Session, user_id: int, radius_km: float | None) -> 
     user = session.get(User, user_id)
     if user is not None:
         user.deal_alerts_km = None if radius_km is None else min(max(radius_km, 0.1), MAX_ALERT_RADIUS_KM)
+
+
+MUTE_FOR = {"day": timedelta(days=1), "week": timedelta(weeks=1)}
+
+
+def mute_alerts(session: Session, user_id: int, period: str | None, now: datetime) -> datetime | None:
+    """No new-deal alerts for a day or a week (``period`` None: alerts again); returns until when."""
+    user = session.get(User, user_id)
+    if user is None:
+        return None
+    user.alerts_muted_until = now + MUTE_FOR[period] if period is not None else None
+    return user.alerts_muted_until
+
+
+def set_business_alerts(session: Session, user_id: int, business_id: int, on: bool) -> bool:
+    """Alerts from one followed business on or off; False if the customer does not follow it."""
+    follow = session.get(Follow, (user_id, business_id))
+    if follow is None:
+        return False
+    follow.alerts = on
+    return True

@@ -19,8 +19,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.orm import Session
 from sqlalchemy.types import String
 
-from domain import tags
-from models import Business, BusinessStatus, Follow, Offer, OfferStatus, Order, OrderStatus, User
+from domain import ratings, tags
+from models import Business, BusinessStatus, Follow, Offer, OfferStatus, Order, OrderStatus, Rating, User
 
 NEARBY_RADIUS_KM = 15.0  # "near me" until the customer chooses a distance
 DISTANCES_KM = (1, 2, 5, 10, 25)  # the distances a customer can choose
@@ -32,7 +32,8 @@ MAX_WORD_LENGTH = 40
 class Sort(enum.StrEnum):
     NEAREST = "near"
     NEWEST = "new"
-    POPULAR = "pop"
+    POPULAR = "pop"  # sell-through, lifted or lowered by the business's rating
+    RATED = "rated"  # the business's average rating (shown ones, from ratings.MIN_SHOWN on)
 
 
 class When(enum.StrEnum):
@@ -182,12 +183,12 @@ def browse(session: Session, now: datetime, sort: Sort, page: int = 0, *,
         assert here is not None
         query = query.order_by(Business.location.op("<->")(here), Offer.id)
     elif sort is Sort.POPULAR:
-        ordered = (
-            select(func.coalesce(func.sum(Order.quantity), 0))
-            .where(Order.offer_id == Offer.id, Order.status.in_([OrderStatus.PAID, OrderStatus.COLLECTED]))
-            .scalar_subquery()
-        )
-        query = query.order_by(ordered.desc(), Offer.published_at.desc(), Offer.id.desc())
+        # Share sold (0..1), plus up to ±0.5 for a rating above or below 3 stars.
+        sell_through = cast(Offer.units_sold, Float) / func.greatest(Offer.quantity, 1)
+        popularity = sell_through + func.coalesce((_rating() - 3) / 4.0, 0)
+        query = query.order_by(popularity.desc(), Offer.published_at.desc(), Offer.id.desc())
+    elif sort is Sort.RATED:
+        query = query.order_by(_rating().desc().nulls_last(), Offer.published_at.desc(), Offer.id.desc())
     else:
         query = query.order_by(Offer.published_at.desc().nulls_last(), Offer.id.desc())
     conditions = _base(now) + _conditions(filters, now, here)
@@ -198,6 +199,14 @@ def browse(session: Session, now: datetime, sort: Sort, page: int = 0, *,
     if not items and page == 0:
         loosen = _what_to_loosen(session, now, filters, here, sort)
     return Page(items, page, has_next=len(rows) > PAGE_SIZE, loosen=loosen)
+
+
+def _rating() -> ColumnElement:
+    """The offer's business's average stars, NULL until it has ratings.MIN_SHOWN ratings."""
+    return (
+        select(cast(func.avg(Rating.stars), Float)).where(Rating.business_id == Business.id)
+        .having(func.count() >= ratings.MIN_SHOWN).scalar_subquery()
+    )
 
 
 def _what_to_loosen(session: Session, now: datetime, filters: Filters, here: ColumnElement | None,
@@ -280,3 +289,27 @@ def set_following(session: Session, user_id: int, business_id: int, follow: bool
         session.execute(insert(Follow).values(user_id=user_id, business_id=business_id).on_conflict_do_nothing())
     else:
         session.execute(delete(Follow).where(Follow.user_id == user_id, Follow.business_id == business_id))
+
+
+@dataclass(frozen=True)
+class Favourite:
+    business: Business
+    alerts: bool
+    deals: list[Offer]
+
+
+def favourites(session: Session, user_id: int, now: datetime, limit: int = 20) -> list[Favourite]:
+    """The businesses a customer follows, with their deals open now (soonest pickup first)."""
+    follows = session.execute(
+        select(Follow, Business).join(Business, Business.id == Follow.business_id)
+        .where(Follow.user_id == user_id).order_by(Business.name, Business.id).limit(limit)
+    ).all()
+    deals: dict[int, list[Offer]] = {}
+    ids = [business.id for _follow, business in follows]
+    if ids:
+        for offer in session.scalars(
+            select(Offer).where(Offer.business_id.in_(ids), Offer.status == OfferStatus.ACTIVE, Offer.pickup_end > now)
+            .order_by(Offer.pickup_start, Offer.id)
+        ):
+            deals.setdefault(offer.business_id, []).append(offer)
+    return [Favourite(business, follow.alerts, deals.get(business.id, [])) for follow, business in follows]

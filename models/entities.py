@@ -125,6 +125,8 @@ class User(Base):
     # Tell this customer about new deals within this many km of their location (None: don't).
     deal_alerts_km: Mapped[float | None] = mapped_column(Float)
     location: Mapped[Any] = _location()
+    # No new-deal alerts at all until then (muted for a day or a week).
+    alerts_muted_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The /deals filters this customer chose last (domain/filters.py reads and writes them).
     deal_filters: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
     reachable: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
@@ -394,6 +396,8 @@ class Follow(Base):
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     business_id: Mapped[int] = mapped_column(ForeignKey("businesses.id", ondelete="CASCADE"), primary_key=True)
+    # New-deal alerts from this business (a follower may keep it as a favourite without them).
+    alerts: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     created_at: Mapped[datetime] = utc_now_column()
 
 

@@ -9,6 +9,7 @@
   short queries (measured here: +15 ms on a nearby query, +350 ms on the alert audience).
 * ``offers.category``, ``offers.diet`` and ``offers.allergens`` (domain/tags.py).
 * ``users.deal_filters``: the /deals filters a customer chose, remembered.
+* ``follows.alerts`` (alerts per followed business) and ``users.alerts_muted_until``.
 * ``ratings`` (one per collected order) and ``orders.rating_asked_at`` (domain/ratings.py).
 * ``offer_templates`` (repeating offers, domain/repeats.py) and ``offers.template_id`` /
   ``template_day``, unique together: one offer per template and day, however many beats run.
@@ -52,6 +53,8 @@ def upgrade() -> None:
                     postgresql_where=sa.text("deal_alerts_km IS NOT NULL"))
     op.add_column("users", sa.Column("deal_filters", postgresql.JSONB(astext_type=sa.Text()),
                                      server_default=sa.text("'{}'::jsonb"), nullable=False))
+    op.add_column("follows", sa.Column("alerts", sa.Boolean(), server_default=sa.text("true"), nullable=False))
+    op.add_column("users", sa.Column("alerts_muted_until", sa.DateTime(timezone=True), nullable=True))
     op.add_column("offers", sa.Column("category", sa.String(length=24), nullable=True))
     op.add_column("offers", sa.Column("diet", postgresql.ARRAY(sa.String(length=24)),
                                       server_default=sa.text("'{}'"), nullable=False))
@@ -131,6 +134,8 @@ def downgrade() -> None:
     op.drop_column("offers", "allergens")
     op.drop_column("offers", "diet")
     op.drop_column("offers", "category")
+    op.drop_column("users", "alerts_muted_until")
+    op.drop_column("follows", "alerts")
     op.drop_column("users", "deal_filters")
     op.drop_index("ix_users_alert_area", table_name="users")
     op.drop_column("users", "location")

@@ -184,3 +184,26 @@ def test_a_business_repeats_an_offer_pauses_and_stops_it(stack):
         template = session.scalars(sa.select(OfferTemplate).where(OfferTemplate.business_id == business)).one()
         assert (template.weekdays, template.status, template.photo_card_file_id) == (
             63, TemplateStatus.STOPPED, "card-soup")
+
+
+def test_favourites_with_alerts_per_business_and_mute(stack, user):
+    from models import Follow, User
+
+    stack.telegram.create_user(user, "Fan")
+    make_user(user, "Fan")
+    business = make_business(name=f"Fav {user}")
+    offer = make_offer(business, "Bun box")
+    with db.session_scope() as session:
+        session.add(Follow(user_id=user, business_id=business))
+    menu = [m for m in say(stack, user, "/start") if "favs" in buttons(m).values()][-1]
+    (favs,) = tap(stack, user, menu, "favs")
+    assert "My favourites" in favs["text"] and "Bun box" in favs["text"] and f"offer:{offer}" in buttons(favs).values()
+    (favs,) = tap(stack, user, favs, f"favalert:{business}:0")
+    assert f"favalert:{business}:1" in buttons(favs).values() and "🔕" in favs["text"]
+    (favs,) = tap(stack, user, favs, "mute:week")
+    assert "muted until" in favs["text"] and "mute:off" in buttons(favs).values()
+    with db.session_scope() as session:
+        assert session.get(Follow, (user, business)).alerts is False
+        assert session.get(User, user).alerts_muted_until is not None
+    (favs,) = tap(stack, user, favs, "mute:off")
+    assert "mute:day" in buttons(favs).values()

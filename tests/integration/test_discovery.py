@@ -123,3 +123,57 @@ def test_fuzzed_search_words_never_crash(db, text):
     page = _browse(Sort.NEWEST, words=words)
     assert page.items == []
     assert catalog.Filters.from_json({"words": [text]}).words == words
+
+
+def test_best_rated_and_popular_take_ratings_and_sell_through_into_account(db):
+    from models import Order, OrderStatus, Rating
+
+    loved = make_business(latitude=HERE[0], longitude=HERE[1], name="Loved")
+    panned = make_business(latitude=HERE[0], longitude=HERE[1], name="Panned")
+    unrated = make_business(latitude=HERE[0], longitude=HERE[1], name="Unrated")
+    offers = {name: make_offer(business, name, quantity=10, units_sold=sold)
+              for name, business, sold in (("loved", loved, 3), ("panned", panned, 5), ("unrated", unrated, 4))}
+    with session_scope() as session:
+        for business, stars in ((loved, 5), (panned, 1)):
+            for n in range(5):
+                customer = make_user()
+                order = Order(offer_id=offers["loved" if business == loved else "panned"], customer_id=customer,
+                              quantity=1, unit_price_minor=350, amount_minor=350, currency="EUR",
+                              status=OrderStatus.COLLECTED, pickup_code=f"R{business}{n}")
+                session.add(order)
+                session.flush()
+                session.add(Rating(order_id=order.id, business_id=business, customer_id=customer, stars=stars))
+
+    assert _titles(_browse(Sort.RATED)) == ["loved", "panned", "unrated"]  # unrated last
+    # Sell-through 0.3 + 0.5 (5 stars) beats 0.4 (no rating shown) beats 0.5 - 0.5 (1 star).
+    assert _titles(_browse(Sort.POPULAR)) == ["loved", "unrated", "panned"]
+
+
+def test_muted_customers_and_businesses_switched_off_hear_nothing(db):
+    from domain import announcements
+    from models import Follow, Offer
+
+    business = make_business(latitude=HERE[0], longitude=HERE[1])
+    offer = make_offer(business, "Bagels")
+    quiet_follower, loud_follower, muted_neighbour, neighbour = (make_user() for _ in range(4))
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        session.add_all([Follow(user_id=quiet_follower, business_id=business),
+                         Follow(user_id=loud_follower, business_id=business)])
+        for user_id in (muted_neighbour, neighbour):
+            user = session.get(User, user_id)
+            user.latitude, user.longitude, user.deal_alerts_km = 52.5210, 13.4060, 5.0
+    with session_scope() as session:
+        assert announcements.set_business_alerts(session, quiet_follower, business, False)
+        assert not announcements.set_business_alerts(session, neighbour, business, False)  # not a follower
+        until = announcements.mute_alerts(session, muted_neighbour, "day", now)
+        assert until == now + timedelta(days=1)
+    with session_scope() as session:
+        heard = {r.user_id for r in announcements.audience(session, session.get(Offer, offer), now)}
+        assert heard == {loud_follower, neighbour}
+        tomorrow = {r.user_id for r in announcements.audience(session, session.get(Offer, offer),
+                                                                now + timedelta(days=1, minutes=1))}
+        assert tomorrow == {loud_follower, neighbour, muted_neighbour}
+        favourites = catalog.favourites(session, quiet_follower, now)
+        assert [(f.business.id, f.alerts, [o.title for o in f.deals]) for f in favourites] == [
+            (business, False, ["Bagels"])]
