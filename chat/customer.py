@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 from telegram import Message
 
@@ -11,11 +12,13 @@ from chat import menus, tags
 from chat.cards import format_distance, format_window, isolate, local_time, offer_caption, user_text
 from chat.context import Context
 from chat.messages.orders import describe_cancellation, refusal
+from chat.messages.pickup import bot_username
 from chat.registry import StaleButton, button, command, data, deep_link
 from core.handover import enqueue_after_commit
 from core.i18n import N_, Translator
 from core.outbox import Reply
 from core.outbox import button as key
+from core.settings import get_settings
 from domain import announcements, catalog, ordering, payments, ratings
 from domain.catalog import Sort
 from domain.money import discount_percent, format_money
@@ -234,6 +237,9 @@ def show_offer(ctx: Context, offer_id: int) -> None:
     rows.append([key(_("💔 Unfollow {name}", name=isolate(business.name[:30])) if following
                      else _("❤️ Follow {name}", name=isolate(business.name[:30])),
                      data("follow", business.id, offer.id, 0 if following else 1))])
+    share = share_link(_, offer)
+    if share is not None:
+        rows.append([share])
     rows.append([key(_("⬅️ Deals"), data("deals")), *menus.home_row(_)])
     rated = ratings.summaries(ctx.session, [business.id]).get(business.id)
     shown = (rated.average, rated.count) if rated is not None and rated.shown else None
@@ -242,6 +248,17 @@ def show_offer(ctx: Context, offer_id: int) -> None:
         ctx.outcome.replies.append(Reply(text=caption, photo=offer.photo_card_file_id, keyboard=rows))
     else:
         ctx.show(caption, rows)
+
+
+def share_link(_: Translator, offer: Offer) -> dict[str, str] | None:
+    """"📤 Share": Telegram's share sheet with the deal's deep link (t.me/<bot>?start=offer_<id>),
+    which opens the deal in the bot for whoever taps it. None when the bot's username is unknown."""
+    username = bot_username(get_settings())
+    if username is None:
+        return None
+    link = f"https://t.me/{username}?start=offer_{offer.id}"
+    text = _("{title}: a deal on Surplus", title=offer.title)
+    return {"text": _("📤 Share"), "url": f"https://t.me/share/url?{urlencode({'url': link, 'text': text})}"}
 
 
 @button("follow")
@@ -425,11 +442,13 @@ def show_orders(ctx: Context) -> None:
     rows = []
     if current:
         lines += [_order_line(_, *row) for row in current]
-        for order, offer, _business in current:
+        for order, offer, business in current:
             label = f"{order.quantity} × {isolate(offer.title[:28])}"
             if order.status == OrderStatus.HELD and order.checkout_url:
                 rows.append([{"text": _("💳 Pay: {label}", label=label), "url": order.checkout_url}])
             rows.append([key(_("✖️ Cancel: {label}", label=label), data("ocancel", order.id))])
+            if order.status == OrderStatus.PAID and business.latitude is not None:
+                rows.append([key(_("📍 Map and phone: {label}", label=label), data("venue", order.id))])
     else:
         lines.append(_("No open orders. Find something good with /deals."))
     if past:
@@ -443,6 +462,27 @@ def _own_open_order(ctx: Context, order_id: int) -> tuple[Order, Offer]:
     if order is None or order.customer_id != ctx.user.id:
         raise StaleButton  # someone else's order looks exactly like a missing one
     return order, order.offer
+
+
+@button("venue")
+def btn_venue(ctx: Context, args: list[str]) -> None:
+    """Where to pick up an order: the store as a map pin, with its address and phone (sendVenue)."""
+    if len(args) != 1:
+        raise StaleButton
+    order, offer = _own_open_order(ctx, _int(args[0]))
+    business = offer.business
+    _ = ctx._
+    if order.status not in (OrderStatus.PAID, OrderStatus.COLLECTED) or business.latitude is None \
+            or business.longitude is None:
+        ctx.toast(_("The map is shown for paid orders of shops with a location."), alert=True)
+        return
+    address = _("{address} · ☎ {phone}", address=business.address, phone=business.phone)
+    ctx.outcome.replies.append(Reply(
+        text=f"📍 {user_text(business.name)}\n{user_text(address)}",
+        venue={"latitude": business.latitude, "longitude": business.longitude, "title": business.name,
+               "address": address},
+        keyboard=[[key(_("🧾 My orders"), data("orders")), *menus.home_row(_)]],
+    ))
 
 
 @button("ocancel")

@@ -78,6 +78,9 @@ class Reply:
     # (inline keyboards cannot ask for it); `remove_keyboard` takes such a keyboard away again.
     location_request: str | None = None
     remove_keyboard: bool = False
+    # A map pin with a name and an address (sendVenue): {"latitude", "longitude", "title", "address"};
+    # `text` is then what a chat that can't show the pin reads instead.
+    venue: dict[str, Any] | None = None
     kind: str = "reply"
 
     def to_payload(self) -> dict[str, Any]:
@@ -402,6 +405,10 @@ def _answer(payload: dict[str, Any]) -> tuple[None, None]:
 def _send(chat_id: int, reply: Reply) -> tuple[int | None, str | None]:
     """Send a reply; its message id and, for an uploaded photo, the file_id Telegram gave it."""
     api = tg.telegram_api()
+    if reply.venue is not None:
+        venue = reply.venue
+        return api.send_venue(chat_id, float(venue["latitude"]), float(venue["longitude"]), str(venue["title"]),
+                              str(venue["address"]), keyboard=reply.keyboard).message_id, None
     if reply.document is not None:
         content = base64.b64decode(reply.document["content_b64"])
         return api.send_document(chat_id, reply.document["filename"], content, caption=reply.text,

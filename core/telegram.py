@@ -172,6 +172,12 @@ class TelegramApi:
                                    reply_markup=inline_keyboard(keyboard), parse_mode=parse_mode)
         )
 
+    def send_venue(self, chat_id: int, latitude: float, longitude: float, title: str, address: str, *,
+                   keyboard: list | None = None) -> Message:
+        """A map pin with the place's name and address (sendVenue)."""
+        return self.run(self.bot.send_venue(chat_id, latitude, longitude, title, address,
+                                            reply_markup=inline_keyboard(keyboard)))
+
     def set_chat_commands(self, chat_id: int, language: str) -> bool:
         """This chat's own "/" menu, in ``language`` whatever the language of the person's app."""
         return self.run(self.bot.set_my_commands(bot_commands(language), scope=BotCommandScopeChat(chat_id)))

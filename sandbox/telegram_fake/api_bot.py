@@ -466,6 +466,21 @@ def send_location(ctx: CallContext) -> dict[str, Any]:
     return _send(ctx, chat, {"location": {"latitude": latitude, "longitude": longitude}})
 
 
+@bot_method("sendVenue")
+def send_venue(ctx: CallContext) -> dict[str, Any]:
+    latitude = ctx.params.get_float("latitude", missing="latitude is empty")
+    longitude = ctx.params.get_float("longitude", missing="longitude is empty")
+    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):  # type: ignore[operator]
+        raise bad_request("LOCATION_INVALID")
+    title = ctx.params.get_str("title", missing="title is empty")
+    address = ctx.params.get_str("address", missing="address is empty")
+    chat = _target_chat(ctx, sending=True)
+    location = {"latitude": latitude, "longitude": longitude}
+    # As Telegram's Message: a venue also carries its location.
+    return _send(ctx, chat, {"venue": {"location": location, "title": str(title), "address": str(address)},
+                             "location": location})
+
+
 @bot_method("editMessageText")
 def edit_message_text(ctx: CallContext) -> dict[str, Any]:
     chat, message = _message_to_edit(ctx)

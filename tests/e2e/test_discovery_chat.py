@@ -207,3 +207,30 @@ def test_favourites_with_alerts_per_business_and_mute(stack, user):
         assert session.get(User, user).alerts_muted_until is not None
     (favs,) = tap(stack, user, favs, "mute:off")
     assert "mute:day" in buttons(favs).values()
+
+
+def test_a_paid_order_shows_the_shop_on_a_map_and_a_deal_can_be_shared(stack, user):
+    from urllib.parse import parse_qs, urlparse
+
+    from models import Order, OrderStatus
+
+    stack.telegram.create_user(user, "Buyer")
+    make_user(user, "Buyer")
+    business = make_business(name=f"Map {user}", latitude=52.5301, longitude=13.4102)
+    offer = make_offer(business, "Pie")
+    with db.session_scope() as session:
+        order = Order(offer_id=offer, customer_id=user, quantity=1, unit_price_minor=350, amount_minor=350,
+                      currency="EUR", status=OrderStatus.PAID, pickup_code="MAP001")
+        session.add(order)
+        session.flush()
+        order_id = order.id
+    (orders,) = say(stack, user, "/orders")
+    (venue,) = tap(stack, user, orders, f"venue:{order_id}")
+    assert venue["venue"]["title"] == f"Map {user}" and "☎ +49301234567" in venue["venue"]["address"]
+    assert venue["location"] == {"latitude": 52.5301, "longitude": 13.4102}
+    assert [c for c in stack.telegram.calls("sendVenue") if str(c["params"].get("chat_id")) == str(user)]
+
+    (card,) = say(stack, user, f"/start offer_{offer}")
+    share = urlparse(buttons(card)["📤 Share"])
+    assert (share.netloc, share.path) == ("t.me", "/share/url")
+    assert parse_qs(share.query)["url"] == [f"https://t.me/surplus_sandbox_bot?start=offer_{offer}"]

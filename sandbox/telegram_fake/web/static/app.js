@@ -153,7 +153,7 @@ function chatOf(id) {
 
 function textOf(message) {
   return message.text || message.caption || (message.photo ? "🖼 Photo" : message.document ? "📄 " + (message.document.file_name || "File")
-    : message.location ? "📍 Location" : "");
+    : message.venue ? "📍 " + message.venue.title : message.location ? "📍 Location" : "");
 }
 
 // ------------------------------------------------------------------------------------ entities
@@ -253,7 +253,11 @@ function renderMessage(message) {
       el("span", {}, el("div", {class: "document-name", text: doc.file_name || "file"}),
         el("div", {class: "muted small", text: (doc.mime_type || "file") + size}))));
   }
-  if (message.location) {
+  if (message.venue) {
+    const {title, address} = message.venue;
+    bubble.append(el("div", {class: "location venue"}, el("span", {class: "location-pin", text: "📍"}),
+      el("span", {}, el("b", {text: title}), el("div", {class: "muted small", text: address}))));
+  } else if (message.location) {
     const {latitude, longitude} = message.location;
     bubble.append(el("div", {class: "location"}, el("span", {class: "location-pin", text: "📍"}),
       el("span", {}, el("b", {text: "Location"}),
