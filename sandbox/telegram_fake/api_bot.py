@@ -456,26 +456,27 @@ def send_message(ctx: CallContext) -> dict[str, Any]:
     return _send(ctx, chat, content, parse_mode=parse_mode, source_text=source, extra=_link_preview(ctx))
 
 
-@bot_method("sendLocation")
-def send_location(ctx: CallContext) -> dict[str, Any]:
+def _location(ctx: CallContext) -> dict[str, float]:
     latitude = ctx.params.get_float("latitude", missing="latitude is empty")
     longitude = ctx.params.get_float("longitude", missing="longitude is empty")
     if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):  # type: ignore[operator]
         raise bad_request("LOCATION_INVALID")
+    return {"latitude": latitude, "longitude": longitude}  # type: ignore[dict-item]
+
+
+@bot_method("sendLocation")
+def send_location(ctx: CallContext) -> dict[str, Any]:
+    location = _location(ctx)
     chat = _target_chat(ctx, sending=True)
-    return _send(ctx, chat, {"location": {"latitude": latitude, "longitude": longitude}})
+    return _send(ctx, chat, {"location": location})
 
 
 @bot_method("sendVenue")
 def send_venue(ctx: CallContext) -> dict[str, Any]:
-    latitude = ctx.params.get_float("latitude", missing="latitude is empty")
-    longitude = ctx.params.get_float("longitude", missing="longitude is empty")
-    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):  # type: ignore[operator]
-        raise bad_request("LOCATION_INVALID")
+    location = _location(ctx)
     title = ctx.params.get_str("title", missing="title is empty")
     address = ctx.params.get_str("address", missing="address is empty")
     chat = _target_chat(ctx, sending=True)
-    location = {"latitude": latitude, "longitude": longitude}
     # As Telegram's Message: a venue also carries its location.
     return _send(ctx, chat, {"venue": {"location": location, "title": str(title), "address": str(address)},
                              "location": location})
