@@ -16,13 +16,13 @@ from chat.messages.pickup import bot_username
 from chat.registry import StaleButton, button, command, data, deep_link
 from core.handover import enqueue_after_commit
 from core.i18n import N_, Translator
-from core.outbox import Reply
+from core.outbox import Reply, render
 from core.outbox import button as key
 from core.settings import get_settings
 from domain import announcements, catalog, ordering, payments, ratings
 from domain.catalog import Sort
 from domain.money import discount_percent, format_money
-from domain.payments import CancelPolicy
+from domain.payments import CancelPolicy, notices
 from models import Business, Offer, OfferStatus, Order, OrderStatus
 
 
@@ -446,6 +446,8 @@ def show_orders(ctx: Context) -> None:
             label = f"{order.quantity} × {isolate(offer.title[:28])}"
             if order.status == OrderStatus.HELD and order.checkout_url:
                 rows.append([{"text": _("💳 Pay: {label}", label=label), "url": order.checkout_url}])
+            if order.status == OrderStatus.PAID and order.pickup_code:
+                rows.append([key(_("🔳 Pickup pass: {label}", label=label), data("opass", order.id))])
             rows.append([key(_("✖️ Cancel: {label}", label=label), data("ocancel", order.id))])
             if order.status == OrderStatus.PAID and business.latitude is not None:
                 rows.append([key(_("📍 Map and phone: {label}", label=label), data("venue", order.id))])
@@ -457,8 +459,11 @@ def show_orders(ctx: Context) -> None:
     ctx.show("\n".join(lines), rows)
 
 
-def _own_open_order(ctx: Context, order_id: int) -> tuple[Order, Offer]:
-    order = ctx.session.get(Order, order_id)
+def _own_order(ctx: Context, args: list[str]) -> tuple[Order, Offer]:
+    """The order a button names (its one argument), if it is this customer's."""
+    if len(args) != 1:
+        raise StaleButton
+    order = ctx.session.get(Order, _int(args[0]))
     if order is None or order.customer_id != ctx.user.id:
         raise StaleButton  # someone else's order looks exactly like a missing one
     return order, order.offer
@@ -467,9 +472,7 @@ def _own_open_order(ctx: Context, order_id: int) -> tuple[Order, Offer]:
 @button("venue")
 def btn_venue(ctx: Context, args: list[str]) -> None:
     """Where to pick up an order: the store as a map pin, with its address and phone (sendVenue)."""
-    if len(args) != 1:
-        raise StaleButton
-    order, offer = _own_open_order(ctx, _int(args[0]))
+    order, offer = _own_order(ctx, args)
     business = offer.business
     _ = ctx._
     if order.status not in (OrderStatus.PAID, OrderStatus.COLLECTED) or business.latitude is None \
@@ -485,13 +488,35 @@ def btn_venue(ctx: Context, args: list[str]) -> None:
     ))
 
 
+def _cancelling(ctx: Context, args: list[str]) -> tuple[Order, Offer, CancelPolicy]:
+    """The order a cancel button names, and how it may be cancelled now."""
+    order, offer = _own_order(ctx, args)
+    return order, offer, payments.cancellation_policy(order, offer, ctx.user.id, _now())
+
+
+@button("opass")
+def btn_pickup_pass(ctx: Context, args: list[str]) -> None:
+    """The pickup pass (QR code and code) again, for the counter: the one sent after "✅ Paid" may be
+    far up the chat by now."""
+    order, offer = _own_order(ctx, args)
+    if order.status != OrderStatus.PAID or not order.pickup_code:
+        ctx.toast(_pass_gone(ctx._, order.status))
+        show_orders(ctx)
+        return
+    ctx.outcome.replies.append(render(notices.PickupPass(order, offer, offer.business, ctx._.language,
+                                                         order.pickup_code)))
+
+
+def _pass_gone(_: Translator, status: OrderStatus) -> str:
+    if status == OrderStatus.COLLECTED:
+        return _("This order was collected already.")
+    return _("This order has no pickup pass any more.")
+
+
 @button("ocancel")
 def btn_cancel_order(ctx: Context, args: list[str]) -> None:
-    if len(args) != 1:
-        raise StaleButton
-    order, offer = _own_open_order(ctx, _int(args[0]))
+    order, offer, policy = _cancelling(ctx, args)
     _ = ctx._
-    policy = payments.cancellation_policy(order, offer, ctx.user.id, _now())
     if policy is CancelPolicy.LET_GO:
         text = _("Let go of your reservation of {count} × {title}?", count=order.quantity, title=user_text(offer.title))
     elif policy is CancelPolicy.NOT_CANCELLABLE:
@@ -507,11 +532,8 @@ def btn_cancel_order(ctx: Context, args: list[str]) -> None:
 
 @button("ocancelok")
 def btn_cancel_order_confirmed(ctx: Context, args: list[str]) -> None:
-    if len(args) != 1:
-        raise StaleButton
-    order, offer = _own_open_order(ctx, _int(args[0]))
+    order, _offer, policy = _cancelling(ctx, args)
     _ = ctx._
-    policy = payments.cancellation_policy(order, offer, ctx.user.id, _now())
     if policy is CancelPolicy.LET_GO:
         done = ordering.cancel_hold(ctx.session, order.id, ctx.user.id)
         ctx.toast(_("Reservation released.") if done else _("This order can't be cancelled any more."))
