@@ -177,3 +177,23 @@ def test_muted_customers_and_businesses_switched_off_hear_nothing(db):
         favourites = catalog.favourites(session, quiet_follower, now)
         assert [(f.business.id, f.alerts, [o.title for o in f.deals]) for f in favourites] == [
             (business, False, ["Bagels"])]
+
+
+SEARCHED = st.one_of(
+    st.text(max_size=200),
+    st.sampled_from(["🥐", "🥐🥖🧀" * 300, "'; DROP TABLE offers; --", "%' OR '1'='1", "_%\\", "\u202eevil",
+                     "a" * 10_000, "<b>croissant</b>", "\x00\x01", "   "]),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(text=SEARCHED)
+def test_fuzzed_search_and_filters_through_the_chat_always_answer(db, text):
+    from tests.integration.test_fuzz_chat import _handle, _press, _say, _texts, _users
+
+    user = next(_users)
+    answer = _texts(_say(user, f"/deals {text}"))
+    assert "deals" in answer.lower()  # the list, or why it is empty, never a crash
+    assert _handle(_press(user, "filt:search:new")).notification_ids
+    assert _texts(_say(user, text or "x"))  # typed at the search question
+    assert _handle(_press(user, f"filt:cat:new:{text[:20]}")).answer_id is not None  # forged: answered
