@@ -33,6 +33,8 @@ JOBS = {
     "retry": "maintenance.retry_failed_notifications",
     "handovers": "maintenance.resend_handovers",
     "updates": "maintenance.requeue_lost_updates",
+    "ratings": "maintenance.ask_for_ratings",
+    "repeat": "maintenance.repeat_offers",
     "cleanup": "maintenance.cleanup",
 }
 JOB_LABELS = {
@@ -44,6 +46,8 @@ JOB_LABELS = {
     "retry": N_("📨 Retry failed messages"),
     "handovers": N_("📮 Resend stuck hand-overs"),
     "updates": N_("📥 Requeue lost updates"),
+    "ratings": N_("⭐ Ask for ratings"),
+    "repeat": N_("🔁 Post repeating offers"),
     "cleanup": N_("🧹 Clean up"),
 }
 

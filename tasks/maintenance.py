@@ -46,6 +46,8 @@ ADMIN_JOBS = (
     "maintenance.retry_failed_notifications",
     "maintenance.resend_handovers",
     "maintenance.requeue_lost_updates",
+    "maintenance.ask_for_ratings",
+    "maintenance.repeat_offers",
     "maintenance.cleanup",
 )
 
