@@ -335,7 +335,7 @@ def discovery_section(result: dict) -> list[str]:
     lines += [
         "",
         (f"Target: p99 ≤ 20 ms. Pages where the first three offers differ between the two: "
-         f"{nearby['first_three_differ']} (the spheroid and the sphere disagree by a few metres on near ties)."),
+         f"{nearby['first_three_differ']} (a difference would be a near tie, rounded apart)."),
         "",
         (f"**The audience of a new offer** — {audience['offers']} random businesses, a median of "
          f"{audience['median_size']:,.0f} subscribers told each (`domain.announcements.audience`):"),
