@@ -201,6 +201,24 @@ _RECORD_ANSWER = ("INSERT INTO notifications (idempotency_key, chat_id, kind, pa
                   " %(kind)s, %(payload)s::jsonb) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id")
 
 
+INLINE_KIND = "inline_answer"
+
+
+def record_inline_answer(session: Session, key: str, chat_id: int, inline_query_id: str,
+                         results: list[dict[str, str]]) -> int | None:
+    """Record the answer to an inline query (`@bot croissant` typed in any chat): result articles,
+    each {"id", "title", "description", "text" (HTML), "url", "url_text"}. Sent by `deliver` like a
+    button's answer: not a message, so it takes no turn under the rate limits."""
+    payload = {"inline_query_id": inline_query_id, "results": results}
+    row = session.connection().exec_driver_sql(_RECORD_ANSWER, {
+        "key": key, "chat_id": chat_id, "kind": INLINE_KIND, "payload": json.dumps(payload),
+    }).first()
+    return row[0] if row else None
+
+
+ANSWER_KINDS = (ANSWER_KIND, INLINE_KIND)
+
+
 class Answering:
     """An answer on its way to Telegram (`start_answer`); `finish` records what became of it."""
 
@@ -337,7 +355,7 @@ def _send_and_record(notification_id: int, progress: dict[str, int | None]) -> S
         ).scalar_one_or_none()
         if note is None:
             return Sent(Delivery.ALREADY_DONE)
-        if note.kind != ANSWER_KIND:  # answers are not messages: no turn under the rate limits
+        if note.kind not in ANSWER_KINDS:  # answers are not messages: no turn under the rate limits
             _supersede_earlier_edits(session, note)
             _take_turn(note.chat_id, MAX_INLINE_WAIT_SECONDS)
         return _attempt(session, note, progress)
@@ -378,9 +396,9 @@ def _attempt(session: Session, note: Notification, progress: dict[str, int | Non
     taken: 429 waits (every worker holds off), 403 stops writing to the user, 400 drops the
     message, a network failure is retried."""
     note.attempts += 1
-    reply = Reply.from_payload(note.payload, kind=note.kind) if note.kind != ANSWER_KIND else None
+    reply = Reply.from_payload(note.payload, kind=note.kind) if note.kind not in ANSWER_KINDS else None
     try:
-        message_id, uploaded = _send(note.chat_id, reply) if reply is not None else _answer(note.payload)
+        message_id, uploaded = _send(note.chat_id, reply) if reply is not None else _answer(note.kind, note.payload)
     except tg.RetryAfter as error:
         metrics.TELEGRAM_FLOOD.inc()
         note.last_error = "429 retry after"
@@ -418,8 +436,11 @@ def _drop(session: Session, note: Notification, reason: str) -> None:
     log.warning("notification_dropped", notification_id=note.id, chat_id=note.chat_id, reason=reason)
 
 
-def _answer(payload: dict[str, Any]) -> tuple[None, None]:
-    """Answer a button press (a `record_answer` row)."""
+def _answer(kind: str, payload: dict[str, Any]) -> tuple[None, None]:
+    """Answer a button press (a `record_answer` row) or an inline query (`record_inline_answer`)."""
+    if kind == INLINE_KIND:
+        tg.telegram_api().answer_inline_query(payload["inline_query_id"], payload["results"])
+        return None, None
     tg.telegram_api().start_answer_callback_query(
         payload["callback_query_id"], text=payload.get("text"), show_alert=bool(payload.get("show_alert"))
     ).result(timeout=60)

@@ -575,6 +575,48 @@ def answer_callback_query(ctx: CallContext) -> bool:
     return True
 
 
+MAX_INLINE_RESULTS = 50
+
+
+def _inline_result(raw: Any) -> dict[str, Any]:
+    """One InlineQueryResultArticle as Telegram checks it: type, a unique id, a title, a message."""
+    if not isinstance(raw, dict) or raw.get("type") != "article":
+        raise bad_request("RESULT_TYPE_INVALID")
+    result_id, title = raw.get("id"), raw.get("title")
+    if not isinstance(result_id, str) or not 1 <= len(result_id.encode()) <= 64:
+        raise bad_request("RESULT_ID_INVALID")
+    content = raw.get("input_message_content")
+    if not isinstance(title, str) or not title or not isinstance(content, dict) \
+            or not isinstance(content.get("message_text"), str) or not content["message_text"].strip():
+        raise bad_request("MESSAGE_EMPTY")
+    markup = validate_reply_markup(raw.get("reply_markup"), inline_only=True) if raw.get("reply_markup") else None
+    text, entities = _format(content["message_text"], content.get("parse_mode") or None, content.get("entities"))
+    if utf16_len(text) > MAX_TEXT_LENGTH:
+        raise bad_request("MESSAGE_TOO_LONG")
+    message: dict[str, Any] = {"text": text, **({"entities": entities} if entities else {})}
+    return {"id": result_id, "title": title, "description": raw.get("description"), "message": message,
+            "reply_markup": markup}
+
+
+@bot_method("answerInlineQuery")
+def answer_inline_query(ctx: CallContext) -> bool:
+    query_id = ctx.params.get_str("inline_query_id") or ""
+    record = ctx.bot.inline_queries.get(query_id)
+    if record is None or record.results is not None:
+        raise bad_request("query is too old and response timeout expired or query ID is invalid")
+    raw = ctx.params.get_json("results")
+    if not isinstance(raw, list) or len(raw) > MAX_INLINE_RESULTS:
+        raise bad_request("RESULTS_TOO_MUCH" if isinstance(raw, list) else "can't parse results JSON object")
+    results = [_inline_result(item) for item in raw]
+    if len({r["id"] for r in results}) != len(results):
+        raise bad_request("RESULT_ID_DUPLICATE")
+    record.results = results
+    chat = ctx.bot.chats.get(record.user_id)
+    if chat is not None:
+        ctx.state.emit("inline_answer", chat=chat, inline_answer=record.describe())
+    return True
+
+
 # --------------------------------------------------------------------------- media
 
 

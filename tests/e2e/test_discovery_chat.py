@@ -234,3 +234,26 @@ def test_a_paid_order_shows_the_shop_on_a_map_and_a_deal_can_be_shared(stack, us
     share = urlparse(buttons(card)["📤 Share"])
     assert (share.netloc, share.path) == ("t.me", "/share/url")
     assert parse_qs(share.query)["url"] == [f"https://t.me/surplus_sandbox_bot?start=offer_{offer}"]
+
+
+def test_inline_mode_offers_deal_cards_that_open_the_bot(stack, user):
+    stack.telegram.create_user(user, "Inline")
+    token = f"i{user}"
+    offer = make_offer(make_business(name=f"Inline {user}"), f"Croissant {token}", allergens=["gluten"])
+
+    def answer_to(query: str) -> tuple[str, dict]:
+        sent = stack.telegram.inline_query(user, query)
+        return sent["inline_query_id"], wait_for(
+            lambda: (found := stack.telegram.inline_answer(sent["inline_query_id"]))["answered"] and found)
+
+    query_id, answer = answer_to(f"croissant {token}")
+    (result,) = answer["results"]
+    assert result["id"] == str(offer) and result["title"].startswith(f"Croissant {token} · €3.50")
+    assert "⚠️ Contains: gluten" in result["message"]["text"]
+    (button,) = result["reply_markup"]["inline_keyboard"][0]
+    assert button["url"] == f"https://t.me/surplus_sandbox_bot?start=offer_{offer}"
+    chosen = stack.telegram.choose_inline_result(query_id, str(offer))["message"]
+    assert chosen["via_bot"]["username"] == "surplus_sandbox_bot" and f"Croissant {token}" in chosen["text"]
+
+    for nothing in (f"caviar {token}", "'; DROP TABLE offers; --" + token, "🥐" * 300):
+        assert answer_to(nothing)[1]["results"] == []  # answered, with no deal
