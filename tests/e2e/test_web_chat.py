@@ -351,3 +351,25 @@ def test_a_message_over_telegrams_limit_stays_in_the_box_with_the_reason(stack, 
     expect(box).to_have_value("")
     no_page_errors(page)
     page.close()
+
+
+def test_inline_mode_in_the_page_and_the_deal_link_opens_the_bot(stack, browser):
+    bob = 1002
+    token = f"pg{new_user_id()}"
+    offer = make_offer(make_business(name=f"Inline café {token}"), f"Cinnamon bun {token}")
+    page = open_chat(browser, stack, f"persona={bob}")
+    box = page.locator("#composer-input")
+    box.fill(f"@surplus_sandbox_bot cinnamon {token}")
+    results = page.locator("#inline-results")
+    result = results.locator(".inline-result", has_text=f"Cinnamon bun {token}")
+    expect(result).to_be_visible()
+    result.click()
+    sent = page.locator(".msg-wrap.out").filter(has_text=f"Cinnamon bun {token}").last
+    expect(sent).to_contain_text("via @surplus_sandbox_bot")
+    expect(box).to_have_value("")
+    tap(page, "🛒 Open in the bot", within=sent)  # the deal's t.me link opens it in the bot
+    card = bot_message(page, f"Inline café {token}")
+    expect(card.get_by_role("button", name="Order 1")).to_be_visible()
+    assert str(offer) in card.get_by_role("button", name="Order 1").get_attribute("title")
+    no_page_errors(page)
+    page.close()
