@@ -197,3 +197,17 @@ def test_fuzzed_search_and_filters_through_the_chat_always_answer(db, text):
     assert _handle(_press(user, "filt:search:new")).notification_ids
     assert _texts(_say(user, text or "x"))  # typed at the search question
     assert _handle(_press(user, f"filt:cat:new:{text[:20]}")).answer_id is not None  # forged: answered
+
+
+def test_search_folds_case_in_both_languages(db):
+    business = make_business(latitude=HERE[0], longitude=HERE[1], name="Bäckerei Sonne")
+    rolls = make_offer(business, "Brötchen-Tüte")
+    make_offer(business, "Croissant bag")
+    with session_scope() as session:
+        from models import Offer
+
+        session.get(Offer, rolls).description = "Weizen und Roggen"
+    assert _titles(_browse(Sort.NEWEST, words=catalog.search_words("BRÖTCHEN"))) == ["Brötchen-Tüte"]
+    assert _titles(_browse(Sort.NEWEST, words=catalog.search_words("roggen"))) == ["Brötchen-Tüte"]
+    assert set(_titles(_browse(Sort.NEWEST, words=catalog.search_words("bäckerei")))) == {
+        "Brötchen-Tüte", "Croissant bag"}
