@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from chat import menus, tags
+from chat.cards import user_text
 from chat.context import Context
 from chat.customer import show_deals
 from chat.flows import DONE, Flow, Step, ask, choice
@@ -39,10 +40,10 @@ def _save(ctx: Context, filters: Filters) -> None:
 def show_filters(ctx: Context, sort: Sort) -> None:
     _ = ctx._
     filters = _filters(ctx)
-    summary = tags.filter_summary(_, filters, None)
+    summary = tags.filter_summary(_, filters, user_text(" ".join(filters.words)) if filters.words else None)
     lines = [_("🔎 <b>Filters</b>"), "",
              _("Tap to choose, tap again to clear. Your choice is kept for next time.")]
-    lines.append(_("Now: {filters}", filters=summary) if summary or filters.words else _("Now: all deals."))
+    lines.append(_("Now: {filters}", filters=summary) if summary else _("Now: all deals."))
     if ctx.user.latitude is None:
         lines.append(_("📍 The distance applies once you share your location (📍 Near me)."))
     s = sort.value
