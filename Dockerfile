@@ -6,6 +6,8 @@ WORKDIR /app
 
 # The deal card's fonts (Noto Sans with its Arabic and Hebrew faces, DejaVu Sans as a fallback) and
 # libraqm, Pillow's right-to-left and complex-script layout (domain/images.py).
+# PostGIS is not installed here: it lives in the database image (postgis/postgis in
+# docker-compose.yml); this image only talks to it, through GeoAlchemy2 from requirements.txt.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends fonts-noto-core fonts-dejavu-core libraqm0 \
     && rm -rf /var/lib/apt/lists/*

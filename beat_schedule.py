@@ -70,6 +70,20 @@ DEFAULT_SCHEDULE: dict[str, dict[str, Any]] = {
         "kwargs": dict(BEAT),
         "options": {"expires": 60},
     },
+    # About an hour after a pickup, its customer is asked for a rating (domain/ratings.py).
+    "ask-for-ratings": {
+        "task": "maintenance.ask_for_ratings",
+        "schedule": timedelta(minutes=5),
+        "kwargs": dict(BEAT),
+        "options": {"expires": 300},
+    },
+    # Repeating offers: tomorrow's from 18:00 local, today's if a run was missed (domain/repeats.py).
+    "repeat-offers": {
+        "task": "maintenance.repeat_offers",
+        "schedule": timedelta(minutes=10),
+        "kwargs": dict(BEAT),
+        "options": {"expires": 600},
+    },
     # Hourly: each business gets its summary once a day, at 20:00 in its own time zone.
     "daily-summaries": {
         "task": "maintenance.send_daily_summaries",

@@ -12,7 +12,7 @@ import redis
 
 from chat import dead_letters as dead_letter_screens
 from chat import menus
-from chat.cards import escape
+from chat.cards import escape, format_rating, user_text
 from chat.context import Context
 from chat.registry import NotAllowed, StaleButton, button, command, data
 from core.handover import enqueue_after_commit
@@ -20,7 +20,7 @@ from core.i18n import N_
 from core.outbox import Keyboard
 from core.outbox import button as key
 from core.settings import get_settings
-from domain import audit, dead_letters, stats
+from domain import audit, dead_letters, ratings, stats
 from domain.money import format_money
 
 # Button argument → Celery task name. Short names keep the button data well under 64 bytes.
@@ -34,6 +34,8 @@ JOBS = {
     "retry": "maintenance.retry_failed_notifications",
     "handovers": "maintenance.resend_handovers",
     "updates": "maintenance.requeue_lost_updates",
+    "ratings": "maintenance.ask_for_ratings",
+    "repeat": "maintenance.repeat_offers",
     "cleanup": "maintenance.cleanup",
 }
 JOB_LABELS = {
@@ -46,6 +48,8 @@ JOB_LABELS = {
     "retry": N_("📨 Retry failed messages"),
     "handovers": N_("📮 Resend stuck hand-overs"),
     "updates": N_("📥 Requeue lost updates"),
+    "ratings": N_("⭐ Ask for ratings"),
+    "repeat": N_("🔁 Post repeating offers"),
     "cleanup": N_("🧹 Clean up"),
 }
 
@@ -79,6 +83,22 @@ def btn_admin(ctx: Context, args: list[str]) -> None:
         raise StaleButton
     audit.record(ctx.session, actor(ctx), "admin.open_menu", "ok")
     show_admin_menu(ctx)
+
+
+@button("adm_rated")
+def btn_lowest_rated(ctx: Context, args: list[str]) -> None:
+    if not ctx.is_admin:
+        raise NotAllowed
+    if args:
+        raise StaleButton
+    _ = ctx._
+    lowest = ratings.lowest_rated(ctx.session)
+    lines = [_("⭐ <b>Lowest rated businesses</b> (at least {count} ratings)", count=ratings.MIN_SHOWN)]
+    lines += [f"{n}. {user_text(business.name)} · {format_rating(_, summary.average, summary.count)}"
+              for n, (business, summary) in enumerate(lowest, start=1)]
+    if not lowest:
+        lines.append(_("No business has enough ratings yet."))
+    ctx.show("\n".join(lines), [[key(_("🛠 Admin"), "admin")], menus.home_row(_)])
 
 
 @button("adm_run")
@@ -118,6 +138,7 @@ def admin_keyboard(ctx: Context, figures: stats.Stats) -> Keyboard:
         [key(_("☠️ Dead letters ({count})", count=dead_letters.count_waiting(ctx.session)),
              dead_letter_screens.BUTTON)],
     ]
+    rows.append([key(_("⭐ Lowest rated businesses"), "adm_rated")])
     names = list(JOBS)
     for index in range(0, len(names), 2):
         rows.append([key(_(JOB_LABELS[short]), data("adm_run", short)) for short in names[index:index + 2]])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from chat import tags
 from core.i18n import Translator
 from domain.money import discount_percent, format_money
 from models import Business, Offer, OfferStatus
@@ -62,8 +63,15 @@ def status_label(_: Translator, status: OfferStatus) -> str:
     }[status]
 
 
+def format_rating(_: Translator, average: float, count: int) -> str:
+    """"⭐ 4.6 (12 ratings)"."""
+    return _.ngettext("⭐ {average} ({count} rating)", "⭐ {average} ({count} ratings)", count,
+                      average=f"{average:.1f}", count=count)
+
+
 def offer_caption(_: Translator, offer: Offer, business: Business, now: datetime,
-                  distance_km: float | None = None) -> str:
+                  distance_km: float | None = None, rating: tuple[float, int] | None = None) -> str:
+    """The card's text; ``rating`` (average, count) only once it is shown (domain.ratings.MIN_SHOWN)."""
     price = format_money(offer.price_minor, offer.currency, _.language)
     original = format_money(offer.original_price_minor, offer.currency, _.language)
     discount = discount_percent(offer.price_minor, offer.original_price_minor)
@@ -75,10 +83,13 @@ def offer_caption(_: Translator, offer: Offer, business: Business, now: datetime
                    price=price, original=original, discount=discount))
     lines.append(_("🕒 Pickup {window}",
                    window=format_window(_, offer.pickup_start, offer.pickup_end, business.timezone, now)))
+    lines.extend(tags.card_lines(_, offer.category, offer.diet, offer.allergens))
     place = f"🏪 {user_text(business.name)}, {user_text(business.address)}"
     if distance_km is not None:
         place += f" · {format_distance(distance_km)}"
     lines.append(place)
+    if rating is not None:
+        lines.append(format_rating(_, *rating))
     if offer.status == OfferStatus.ACTIVE:
         lines.append(_("📦 {count} left", count=offer.units_left))
     else:

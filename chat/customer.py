@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 from telegram import Message
 
-from chat import menus
+from chat import menus, tags
 from chat.cards import format_distance, format_window, isolate, local_time, offer_caption, user_text
 from chat.context import Context
 from chat.messages.orders import describe_cancellation, refusal
+from chat.messages.pickup import bot_username
 from chat.registry import StaleButton, button, command, data, deep_link
 from core.handover import enqueue_after_commit
 from core.i18n import N_, Translator
 from core.outbox import Reply, render
 from core.outbox import button as key
-from domain import announcements, catalog, ordering, payments
+from core.settings import get_settings
+from domain import announcements, catalog, ordering, payments, ratings
 from domain.catalog import Sort
 from domain.money import discount_percent, format_money
 from domain.payments import CancelPolicy, notices
@@ -41,12 +45,17 @@ def _int(value: str) -> int:
 SORT_TITLES = {
     Sort.NEAREST: N_("📍 Deals near you"),
     Sort.NEWEST: N_("🆕 Newest deals"),
-    Sort.POPULAR: N_("🔥 Most ordered deals"),
+    Sort.POPULAR: N_("🔥 Popular deals"),
+    Sort.RATED: N_("⭐ Best rated deals"),
 }
 
 
 @command("deals")
-def cmd_deals(ctx: Context, _argument: str) -> None:
+def cmd_deals(ctx: Context, argument: str) -> None:
+    """/deals, or /deals croissant: a search by words (kept with the other filters until cleared)."""
+    if argument.strip():
+        filters = catalog.saved_filters(ctx.session, ctx.user.id)
+        catalog.save_filters(ctx.session, ctx.user.id, replace(filters, words=catalog.search_words(argument)))
     show_deals(ctx, Sort.NEWEST, 0)
 
 
@@ -90,12 +99,20 @@ def location_shared(ctx: Context, latitude: float, longitude: float) -> None:
 
 
 def show_deals(ctx: Context, sort: Sort, page: int) -> None:
+    """A page of deals with the customer's remembered filters, their sorts, Filters and Search."""
     _ = ctx._
     latitude, longitude = ctx.user.latitude, ctx.user.longitude
-    result = catalog.browse(ctx.session, _now(), sort, page, latitude=latitude, longitude=longitude)
-    lines = [f"<b>{_(SORT_TITLES[sort])}</b>", ""]
+    filters = catalog.saved_filters(ctx.session, ctx.user.id)
+    result = catalog.browse(ctx.session, _now(), sort, page, latitude=latitude, longitude=longitude,
+                            filters=filters)
+    lines = [f"<b>{_(SORT_TITLES[sort])}</b>"]
+    summary = tags.filter_summary(_, filters, user_text(" ".join(filters.words)) if filters.words else None)
+    if summary:
+        lines.append(_("🔎 Filters: {filters}", filters=summary))
+    lines.append("")
     rows = []
     first = page * catalog.PAGE_SIZE
+    rated = ratings.summaries(ctx.session, {item.business.id for item in result.items})
     for number, item in enumerate(result.items, start=first + 1):
         offer = item.offer
         price = format_money(offer.price_minor, offer.currency, _.language)
@@ -107,11 +124,17 @@ def show_deals(ctx: Context, sort: Sort, page: int) -> None:
         ]
         if item.distance_km is not None:
             details.append(format_distance(item.distance_km))
+        summary_of = rated.get(item.business.id)
+        if summary_of is not None and summary_of.shown:
+            details.append(f"⭐ {summary_of.average:.1f}")
+        details.extend(tags.list_details(_, offer.category, offer.diet, offer.allergens))
         lines.append(f"{number}. <b>{user_text(offer.title)}</b> — " + " · ".join(details))
         rows.append([key(f"{number}. {isolate(offer.title[:40])} · {price}", data("offer", offer.id))])
     if not result.items:
-        lines.append(_("No deals within {km} km of you right now.", km=int(catalog.NEARBY_RADIUS_KM))
-                     if sort is Sort.NEAREST else _("No deals right now. Please look again later."))
+        lines.append(_nothing_found(ctx, sort, filters, result))
+        if result.loosen is not None:
+            rows.append([key(_("✖️ Without: {filter}", filter=tags.filter_name(_, result.loosen)),
+                             data("filt", "drop", sort.value, result.loosen))])
     paging = []
     if page > 0:
         paging.append(key(_("◀️ Previous"), data("deals", sort.value, page - 1)))
@@ -119,12 +142,33 @@ def show_deals(ctx: Context, sort: Sort, page: int) -> None:
         paging.append(key(_("Next ▶️"), data("deals", sort.value, page + 1)))
     if paging:
         rows.append(paging)
-    sorts = [(Sort.NEWEST, _("🆕 Newest")), (Sort.POPULAR, _("🔥 Popular")), (Sort.NEAREST, _("📍 Near me"))]
-    rows.append([key(("✓ " if s is sort else "") + label, data("deals", s.value, 0)) for s, label in sorts])
+    sorts = [(Sort.NEWEST, _("🆕 Newest")), (Sort.POPULAR, _("🔥 Popular")), (Sort.RATED, _("⭐ Best rated")),
+             (Sort.NEAREST, _("📍 Near me"))]
+    sort_keys = [key(("✓ " if s is sort else "") + label, data("deals", s.value, 0)) for s, label in sorts]
+    rows += [sort_keys[:2], sort_keys[2:]]
+    active = len(filters.active())
+    filters_label = _("🔎 Filters ({count})", count=active) if active else _("🔎 Filters")
+    rows.append([key(filters_label, data("filt", "show", sort.value)),
+                 key(_("🔍 Search"), data("filt", "search", sort.value))])
     if sort is Sort.NEAREST and latitude is not None:
         rows.append([_alerts_button(ctx)])
     rows.append(menus.home_row(_))
     ctx.show("\n".join(lines), rows)
+
+
+def _nothing_found(ctx: Context, sort: Sort, filters: catalog.Filters, result: catalog.Page) -> str:
+    _ = ctx._
+    if result.page > 0:
+        return _("No more deals.")
+    if result.loosen is not None:
+        return _("Nothing matches all your filters right now. Without “{filter}” there are deals: tap below to "
+                 "drop it.", filter=tags.filter_name(_, result.loosen))
+    if filters.active():
+        return _("Nothing matches your filters right now, even with one of them dropped. Clear some in 🔎 Filters, "
+                 "or look again later.")
+    if sort is Sort.NEAREST:
+        return _("No deals within {km} km of you right now.", km=int(catalog.NEARBY_RADIUS_KM))
+    return _("No deals right now. Please look again later.")
 
 
 def _alerts_button(ctx: Context) -> dict:
@@ -193,12 +237,28 @@ def show_offer(ctx: Context, offer_id: int) -> None:
     rows.append([key(_("💔 Unfollow {name}", name=isolate(business.name[:30])) if following
                      else _("❤️ Follow {name}", name=isolate(business.name[:30])),
                      data("follow", business.id, offer.id, 0 if following else 1))])
+    share = share_link(_, offer)
+    if share is not None:
+        rows.append([share])
     rows.append([key(_("⬅️ Deals"), data("deals")), *menus.home_row(_)])
-    caption = offer_caption(_, offer, business, _now(), listing.distance_km)
+    rated = ratings.summaries(ctx.session, [business.id]).get(business.id)
+    shown = (rated.average, rated.count) if rated is not None and rated.shown else None
+    caption = offer_caption(_, offer, business, _now(), listing.distance_km, shown)
     if offer.photo_card_file_id:
         ctx.outcome.replies.append(Reply(text=caption, photo=offer.photo_card_file_id, keyboard=rows))
     else:
         ctx.show(caption, rows)
+
+
+def share_link(_: Translator, offer: Offer) -> dict[str, str] | None:
+    """"📤 Share": Telegram's share sheet with the deal's deep link (t.me/<bot>?start=offer_<id>),
+    which opens the deal in the bot for whoever taps it. None when the bot's username is unknown."""
+    username = bot_username(get_settings())
+    if username is None:
+        return None
+    link = f"https://t.me/{username}?start=offer_{offer.id}"
+    text = _("{title}: a deal on Surplus", title=offer.title)
+    return {"text": _("📤 Share"), "url": f"https://t.me/share/url?{urlencode({'url': link, 'text': text})}"}
 
 
 @button("follow")
@@ -386,13 +446,15 @@ def show_orders(ctx: Context) -> None:
     rows = []
     if current:
         lines += [_order_line(_, *row) for row in current]
-        for order, offer, _business in current:
+        for order, offer, business in current:
             label = f"{order.quantity} × {isolate(offer.title[:28])}"
             if order.status == OrderStatus.HELD and order.checkout_url:
                 rows.append([{"text": _("💳 Pay: {label}", label=label), "url": order.checkout_url}])
             if order.status == OrderStatus.PAID and order.pickup_code:
                 rows.append([key(_("🔳 Pickup pass: {label}", label=label), data("opass", order.id))])
             rows.append([key(_("✖️ Cancel: {label}", label=label), data("ocancel", order.id))])
+            if order.status == OrderStatus.PAID and business.latitude is not None:
+                rows.append([key(_("📍 Map and phone: {label}", label=label), data("venue", order.id))])
     else:
         lines.append(_("No open orders. Find something good with /deals."))
     if past:
@@ -409,6 +471,25 @@ def _own_order(ctx: Context, args: list[str]) -> tuple[Order, Offer]:
     if order is None or order.customer_id != ctx.user.id:
         raise StaleButton  # someone else's order looks exactly like a missing one
     return order, order.offer
+
+
+@button("venue")
+def btn_venue(ctx: Context, args: list[str]) -> None:
+    """Where to pick up an order: the store as a map pin, with its address and phone (sendVenue)."""
+    order, offer = _own_order(ctx, args)
+    business = offer.business
+    _ = ctx._
+    if order.status not in (OrderStatus.PAID, OrderStatus.COLLECTED) or business.latitude is None \
+            or business.longitude is None:
+        ctx.toast(_("The map is shown for paid orders of shops with a location."), alert=True)
+        return
+    address = _("{address} · ☎ {phone}", address=business.address, phone=business.phone)
+    ctx.outcome.replies.append(Reply(
+        text=f"📍 {user_text(business.name)}\n{user_text(address)}",
+        venue={"latitude": business.latitude, "longitude": business.longitude, "title": business.name,
+               "address": address},
+        keyboard=[[key(_("🧾 My orders"), data("orders")), *menus.home_row(_)]],
+    ))
 
 
 def _cancelling(ctx: Context, args: list[str]) -> tuple[Order, Offer, CancelPolicy]:

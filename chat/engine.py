@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from telegram import Update
 
-from chat import menus, router
+from chat import inline, menus, router
 from chat.context import Context
 from core import db, handover, outbox
 from core.i18n import Translator, pick_language
@@ -88,6 +88,9 @@ def handle(session: Session, update: Update) -> Handled:
         handled.duplicate = True
         handled.notification_ids = outbox.pending_ids(session, outbox_key(update.update_id))
         handover.resend_after_commit(session, origin(update.update_id))
+        return handled
+    if update.inline_query is not None:
+        _record_inline_answer(session, update, handled)
         return handled
     if chat is None or sender is None or sender.is_bot or chat.type != "private":
         _record_answer(session, update, handled)  # a press in a group: answered, without a word
@@ -160,6 +163,16 @@ def _record_answer(session: Session, update: Update, handled: Handled) -> None:
     chat_id = handled.chat_id if handled.chat_id is not None else query.from_user.id
     handled.answer_id = outbox.record_answer(session, f"{outbox_key(update.update_id)}answer", chat_id, query.id,
                                              text=handled.callback_text, show_alert=handled.callback_alert)
+
+
+def _record_inline_answer(session: Session, update: Update, handled: Handled) -> None:
+    """The deals answering `@bot words` (chat/inline.py), sent after the commit like a reply."""
+    query = update.inline_query
+    assert query is not None, "called for inline queries"
+    note = outbox.record_inline_answer(session, f"{outbox_key(update.update_id)}inline", query.from_user.id, query.id,
+                                       inline.results(session, query))
+    if note is not None:
+        handled.notification_ids = [note]
 
 
 def _record_replies(session: Session, update_id: int, chat_id: int, replies: list[Reply],

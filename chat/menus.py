@@ -38,7 +38,8 @@ def main_menu_keyboard(_: Translator, is_admin: bool = False) -> Keyboard:
     rows = [
         *([[web_app_button(_("🗺 Map"), url)]] if (url := get_settings().webapp_url) else []),
         [button(_("🔎 Browse deals"), "deals"), button(_("📍 Deals near me"), "near")],
-        [button(_("🧾 My orders"), "orders"), button(_("🏪 For businesses"), "biz")],
+        [button(_("🧾 My orders"), "orders"), button(_("❤️ My favourites"), "favs")],
+        [button(_("🏪 For businesses"), "biz")],
         [button(_("🌐 Language"), "lang"), button(_("ℹ️ Help"), "help"), button(_("🔒 Privacy"), "privacy")],
     ]
     if is_admin:

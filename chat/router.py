@@ -19,6 +19,9 @@ from chat.registry import BUTTONS, COMMANDS, FLOWS, NotAllowed, StaleButton
 FEATURES = (
     "chat.menus",
     "chat.customer",
+    "chat.filters",
+    "chat.ratings",
+    "chat.favourites",
     "chat.business",
     "chat.business.pickup",
     "chat.admin",

@@ -84,6 +84,9 @@ class Reply:
     # (inline keyboards cannot ask for it); `remove_keyboard` takes such a keyboard away again.
     location_request: str | None = None
     remove_keyboard: bool = False
+    # A map pin with a name and an address (sendVenue): {"latitude", "longitude", "title", "address"};
+    # `text` is then what a chat that can't show the pin reads instead.
+    venue: dict[str, Any] | None = None
     kind: str = "reply"
 
     def to_payload(self) -> dict[str, Any]:
@@ -202,6 +205,24 @@ def record_answer(session: Session, key: str, chat_id: int, callback_query_id: s
 
 _RECORD_ANSWER = ("INSERT INTO notifications (idempotency_key, chat_id, kind, payload) VALUES (%(key)s, %(chat_id)s,"
                   " %(kind)s, %(payload)s::jsonb) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id")
+
+
+INLINE_KIND = "inline_answer"
+
+
+def record_inline_answer(session: Session, key: str, chat_id: int, inline_query_id: str,
+                         results: list[dict[str, str]]) -> int | None:
+    """Record the answer to an inline query (`@bot croissant` typed in any chat): result articles,
+    each {"id", "title", "description", "text" (HTML), "url", "url_text"}. Sent by `deliver` like a
+    button's answer: not a message, so it takes no turn under the rate limits."""
+    payload = {"inline_query_id": inline_query_id, "results": results}
+    row = session.connection().exec_driver_sql(_RECORD_ANSWER, {
+        "key": key, "chat_id": chat_id, "kind": INLINE_KIND, "payload": json.dumps(payload),
+    }).first()
+    return row[0] if row else None
+
+
+ANSWER_KINDS = (ANSWER_KIND, INLINE_KIND)
 
 
 class Answering:
@@ -340,7 +361,7 @@ def _send_and_record(notification_id: int, progress: dict[str, int | None]) -> S
         ).scalar_one_or_none()
         if note is None:
             return Sent(Delivery.ALREADY_DONE)
-        if note.kind != ANSWER_KIND:  # answers are not messages: no turn under the rate limits
+        if note.kind not in ANSWER_KINDS:  # answers are not messages: no turn under the rate limits
             _supersede_earlier_edits(session, note)
             _take_turn(note.chat_id, MAX_INLINE_WAIT_SECONDS)
         return _attempt(session, note, progress)
@@ -381,9 +402,9 @@ def _attempt(session: Session, note: Notification, progress: dict[str, int | Non
     taken: 429 waits (every worker holds off), 403 stops writing to the user, 400 drops the
     message, a network failure is retried."""
     note.attempts += 1
-    reply = Reply.from_payload(note.payload, kind=note.kind) if note.kind != ANSWER_KIND else None
+    reply = Reply.from_payload(note.payload, kind=note.kind) if note.kind not in ANSWER_KINDS else None
     try:
-        message_id, uploaded = _send(note.chat_id, reply) if reply is not None else _answer(note.payload)
+        message_id, uploaded = _send(note.chat_id, reply) if reply is not None else _answer(note.kind, note.payload)
     except tg.RetryAfter as error:
         metrics.TELEGRAM_FLOOD.inc()
         note.last_error = "429 retry after"
@@ -421,8 +442,11 @@ def _drop(session: Session, note: Notification, reason: str) -> None:
     log.warning("notification_dropped", notification_id=note.id, chat_id=note.chat_id, reason=reason)
 
 
-def _answer(payload: dict[str, Any]) -> tuple[None, None]:
-    """Answer a button press (a `record_answer` row)."""
+def _answer(kind: str, payload: dict[str, Any]) -> tuple[None, None]:
+    """Answer a button press (a `record_answer` row) or an inline query (`record_inline_answer`)."""
+    if kind == INLINE_KIND:
+        tg.telegram_api().answer_inline_query(payload["inline_query_id"], payload["results"])
+        return None, None
     tg.telegram_api().start_answer_callback_query(
         payload["callback_query_id"], text=payload.get("text"), show_alert=bool(payload.get("show_alert"))
     ).result(timeout=60)
@@ -432,6 +456,10 @@ def _answer(payload: dict[str, Any]) -> tuple[None, None]:
 def _send(chat_id: int, reply: Reply) -> tuple[int | None, str | None]:
     """Send a reply; its message id and, for an uploaded photo, the file_id Telegram gave it."""
     api = tg.telegram_api()
+    if reply.venue is not None:
+        venue = reply.venue
+        return api.send_venue(chat_id, float(venue["latitude"]), float(venue["longitude"]), str(venue["title"]),
+                              str(venue["address"]), keyboard=reply.keyboard).message_id, None
     if reply.document is not None:
         content = base64.b64decode(reply.document["content_b64"])
         return api.send_document(chat_id, reply.document["filename"], content, caption=reply.text,

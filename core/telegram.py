@@ -21,7 +21,9 @@ from telegram import (
     BotCommandScopeChat,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InlineQueryResultArticle,
     InputFile,
+    InputTextMessageContent,
     KeyboardButton,
     Message,
     ReplyKeyboardMarkup,
@@ -82,7 +84,7 @@ def retry_after_seconds(error: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 
 
-ALLOWED_UPDATES = ["message", "callback_query"]
+ALLOWED_UPDATES = ["message", "callback_query", "inline_query"]
 
 BOT_COMMANDS = [
     ("start", N_("Main menu")),
@@ -178,6 +180,25 @@ class TelegramApi:
             self.bot.send_document(chat_id, InputFile(content, filename=filename), caption=caption,
                                    reply_markup=inline_keyboard(keyboard), parse_mode=parse_mode)
         )
+
+    def send_venue(self, chat_id: int, latitude: float, longitude: float, title: str, address: str, *,
+                   keyboard: list | None = None) -> Message:
+        """A map pin with the place's name and address (sendVenue)."""
+        return self.run(self.bot.send_venue(chat_id, latitude, longitude, title, address,
+                                            reply_markup=inline_keyboard(keyboard)))
+
+    def answer_inline_query(self, inline_query_id: str, results: list[dict[str, str]]) -> bool:
+        """Deal cards for `@bot words` typed in any chat: articles whose message opens the deal in the bot.
+        Personal and not cached: each customer's language and the deals now."""
+        articles = [
+            InlineQueryResultArticle(
+                id=result["id"], title=result["title"], description=result.get("description"),
+                input_message_content=InputTextMessageContent(result["text"], parse_mode="HTML"),
+                reply_markup=InlineKeyboardMarkup([[InlineKeyboardButton(result["url_text"], url=result["url"])]]),
+            )
+            for result in results
+        ]
+        return self.run(self.bot.answer_inline_query(inline_query_id, articles, cache_time=0, is_personal=True))
 
     def set_chat_commands(self, chat_id: int, language: str) -> bool:
         """This chat's own "/" menu, in ``language`` whatever the language of the person's app."""

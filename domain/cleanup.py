@@ -8,7 +8,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from core.db import rows_affected
-from core.outbox import ANSWER_KIND
+from core.outbox import ANSWER_KINDS
 from models import Handover, Notification, NotificationStatus, ProcessedUpdate
 
 # Telegram stops redelivering an update within a day; a week is a generous margin.
@@ -32,7 +32,7 @@ def cleanup(session: Session, now: datetime | None = None) -> dict[str, int]:
         ),
     )
     answers = rows_affected(session, delete(Notification).where(
-        Notification.kind == ANSWER_KIND, Notification.created_at < now - CALLBACK_ANSWERS_KEPT))
+        Notification.kind.in_(ANSWER_KINDS), Notification.created_at < now - CALLBACK_ANSWERS_KEPT))
     handovers = rows_affected(session, delete(Handover).where(Handover.sent_at < now - HANDOVERS_KEPT))
     return {"processed_updates_deleted": updates, "notifications_deleted": notifications + answers,
             "handovers_deleted": handovers}

@@ -17,7 +17,7 @@ import csv
 import io
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -25,7 +25,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from core.settings import get_settings
-from domain import reservations
+from domain import reservations, tags
 from domain.money import money_parts
 from models import Business, BusinessStatus, Offer, OfferStatus, Order, OrderStatus, PhotoStatus, User
 
@@ -218,6 +218,9 @@ class DraftFields:
     quantity: int
     pickup_start: datetime
     pickup_end: datetime
+    category: str | None = None
+    diet: list[str] = field(default_factory=list)
+    allergens: list[str] = field(default_factory=list)
 
 
 def business_of(session: Session, owner_id: int) -> Business | None:
@@ -258,10 +261,33 @@ def save_draft_photo(session: Session, business: Business, fields: DraftFields |
         offer.quantity = fields.quantity
         offer.pickup_start = fields.pickup_start
         offer.pickup_end = fields.pickup_end
+        set_tags(offer, fields.category, fields.diet, fields.allergens)
     offer.photo_status = PhotoStatus.PROCESSING
     offer.photo_source_file_id = file_id
     offer.photo_card_file_id = None
     offer.photo_error = None
+    session.flush()
+    return offer
+
+
+def set_tags(offer: Offer, category: str | None, diet: list[str], allergens: list[str]) -> None:
+    """What the offer is (domain/tags.py); unknown values are left out."""
+    offer.category = tags.category(category)
+    offer.diet = tags.known(diet, tags.DIETS)
+    offer.allergens = tags.known(allergens, tags.ALLERGENS)
+
+
+TAGGABLE = (OfferStatus.DRAFT, OfferStatus.ACTIVE, OfferStatus.PAUSED, OfferStatus.SOLD_OUT)
+
+
+def edit_tags(session: Session, offer_id: int, owner_id: int, *, category: str | None, diet: list[str],
+              allergens: list[str]) -> Offer:
+    """Change an offer's category, diet and allergens (not once it is over); customers see it at once."""
+    offer = owned_offer(session, offer_id, owner_id, lock=True)
+    if offer.status not in TAGGABLE:
+        raise WrongState(offer.status.value)
+    set_tags(offer, category, diet, allergens)
+    offer.version += 1
     session.flush()
     return offer
 

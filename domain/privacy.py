@@ -30,6 +30,7 @@ from models import (
     Offer,
     Order,
     OrderStatus,
+    Rating,
     User,
 )
 
@@ -70,6 +71,7 @@ def export_user_data(session: Session, user_id: int, now: datetime | None = None
                           "updated_at": _iso(user.location_updated_at)}
                          if user.latitude is not None else None),
             "deal_alerts_km": user.deal_alerts_km,
+            "deal_filters": user.deal_filters,
             "reachable": user.reachable,
             "created_at": _iso(user.created_at),
             "last_seen_at": _iso(user.last_seen_at),
@@ -87,6 +89,10 @@ def export_user_data(session: Session, user_id: int, now: datetime | None = None
             "pickup_code": order.pickup_code, "created_at": _iso(order.created_at), "paid_at": _iso(order.paid_at),
             "closed_at": _iso(order.closed_at),
         } for order, title, business_name in orders],
+        "ratings": [{
+            "order_id": rating.order_id, "stars": rating.stars, "reasons": list(rating.reasons),
+            "comment": rating.comment, "created_at": _iso(rating.created_at), "updated_at": _iso(rating.updated_at),
+        } for rating in session.scalars(select(Rating).where(Rating.customer_id == user_id).order_by(Rating.id))],
         "conversation": ({"flow": state.flow, "step": state.step} if state and state.flow else None),
     }
 
@@ -156,6 +162,8 @@ def delete_user_data(session: Session, user_id: int, now: datetime | None = None
         has_checkout = session.scalars(select(Order.id).where(
             Order.id.in_(released_with_checkout), Order.checkout_session_id.is_not(None))).all()
         close_checkouts_after_commit(session, list(has_checkout))
+    # Their ratings keep counting for the business's average, but no longer say who or what they wrote.
+    session.execute(update(Rating).where(Rating.customer_id == user_id).values(customer_id=None, comment=None))
     result.orders_anonymised = rows_affected(
         session, update(Order).where(Order.customer_id == user_id).values(customer_id=None)
     )
@@ -173,6 +181,7 @@ def delete_user_data(session: Session, user_id: int, now: datetime | None = None
     user.longitude = None
     user.location_updated_at = None
     user.deal_alerts_km = None
+    user.deal_filters = {}
     if user.deleted_at is None:
         user.deleted_at = now
     # The chat's own "/" menu (set in the language they chose) goes too: their app's language

@@ -22,8 +22,18 @@ def _database_url() -> str:
     return get_settings().database_url
 
 
+# Tables that come with an extension, not from our models: PostGIS's table of coordinate systems.
+EXTENSION_TABLES = frozenset({"spatial_ref_sys"})
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """Leave what an extension created out of the models-versus-database comparison."""
+    return not (type_ == "table" and reflected and compare_to is None and name in EXTENSION_TABLES)
+
+
 def run_migrations_offline() -> None:
-    context.configure(url=_database_url(), target_metadata=Base.metadata, literal_binds=True)
+    context.configure(url=_database_url(), target_metadata=Base.metadata, literal_binds=True,
+                      include_object=include_object)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -31,7 +41,8 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = create_engine(_database_url(), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=Base.metadata, compare_type=True)
+        context.configure(connection=connection, target_metadata=Base.metadata, compare_type=True,
+                          include_object=include_object)
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

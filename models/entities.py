@@ -4,13 +4,16 @@ Telegram ids are 64-bit. State columns are strings checked against their enum.""
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
+from geoalchemy2 import Geography
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
+    Date,
     DateTime,
     Enum,
     Float,
@@ -22,10 +25,25 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, utc_now_column
+
+# A point on the earth (PostGIS geography, WGS 84) computed by Postgres from latitude and longitude,
+# so every writer keeps setting those two and the point follows; NULL while either is unknown.
+_POINT = "ST_SetSRID(ST_MakePoint(longitude, latitude), 4326)::geography"
+
+
+# The box around a deal-alert subscriber's point that their alert radius reaches (degrees, a little
+# generous: 110.5 km a degree), GiST-indexed: the audience of a new offer is the subscribers whose
+# box holds the business (the index), then whose exact radius reaches it (ST_DWithin).
+ALERT_AREA = ("ST_Expand(location::geometry, deal_alerts_km / (110.5 * greatest(cos(radians(latitude)), 0.01)), "
+              "deal_alerts_km / 110.5)")
+
+
+def _location() -> Mapped[Any]:
+    return mapped_column(Geography("POINT", srid=4326, spatial_index=False), Computed(_POINT, persisted=True))
 
 
 def _state(enum_cls: type[enum.Enum], name: str):
@@ -111,6 +129,11 @@ class NotificationStatus(enum.StrEnum):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (
+        # The deal-alert audience (domain/announcements.py): only subscribers are in it.
+        Index("ix_users_alert_area", text(ALERT_AREA), postgresql_using="gist",
+              postgresql_where=text("deal_alerts_km IS NOT NULL")),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # Telegram user id
     first_name: Mapped[str | None] = mapped_column(String(128))
@@ -121,6 +144,11 @@ class User(Base):
     location_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Tell this customer about new deals within this many km of their location (None: don't).
     deal_alerts_km: Mapped[float | None] = mapped_column(Float)
+    location: Mapped[Any] = _location()
+    # No new-deal alerts at all until then (muted for a day or a week).
+    alerts_muted_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The /deals filters this customer chose last (domain/filters.py reads and writes them).
+    deal_filters: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
     reachable: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = utc_now_column()
@@ -132,6 +160,7 @@ class Business(Base):
     __table_args__ = (
         CheckConstraint("latitude BETWEEN -90 AND 90", name="latitude_range"),
         CheckConstraint("longitude BETWEEN -180 AND 180", name="longitude_range"),
+        Index("ix_businesses_location", "location", postgresql_using="gist"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -140,6 +169,7 @@ class Business(Base):
     address: Mapped[str] = mapped_column(String(300), nullable=False)
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
+    location: Mapped[Any] = _location()
     phone: Mapped[str] = mapped_column(String(32), nullable=False)
     timezone: Mapped[str] = mapped_column(String(64), nullable=False, server_default="Europe/Berlin")
     currency: Mapped[str] = mapped_column(String(3), nullable=False, server_default="EUR")
@@ -162,7 +192,22 @@ class Business(Base):
     offers: Mapped[list[Offer]] = relationship(back_populates="business")
 
 
-class Offer(Base):
+class OfferContent:
+    """What an offer says, shared by an offer and the template that repeats it."""
+
+    title: Mapped[str] = mapped_column(String(120), nullable=False)
+    description: Mapped[str] = mapped_column(String(1000), nullable=False, server_default="")
+    price_minor: Mapped[int] = mapped_column(Integer, nullable=False)
+    original_price_minor: Mapped[int] = mapped_column(Integer, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    # What it is (domain/tags.py): one category, dietary tags, and which of the EU's 14 allergens it contains.
+    category: Mapped[str | None] = mapped_column(String(24))
+    diet: Mapped[list[str]] = mapped_column(ARRAY(String(24)), nullable=False, server_default=text("'{}'"))
+    allergens: Mapped[list[str]] = mapped_column(ARRAY(String(24)), nullable=False, server_default=text("'{}'"))
+
+
+class Offer(OfferContent, Base):
     __tablename__ = "offers"
     __table_args__ = (
         # Invariant 1 held by the database itself: never oversell, whatever the code does.
@@ -172,16 +217,14 @@ class Offer(Base):
         CheckConstraint("price_minor > 0 AND price_minor <= original_price_minor", name="price_is_a_discount"),
         CheckConstraint("pickup_end > pickup_start", name="pickup_window_order"),
         Index("ix_offers_status_published", "status", "published_at"),
+        Index("ix_offers_active_business", "business_id", "pickup_end",
+              postgresql_where=text("status = 'active'")),
+        Index("uq_offers_template_day", "template_id", "template_day", unique=True,
+              postgresql_where=text("template_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     business_id: Mapped[int] = mapped_column(ForeignKey("businesses.id"), nullable=False, index=True)
-    title: Mapped[str] = mapped_column(String(120), nullable=False)
-    description: Mapped[str] = mapped_column(String(1000), nullable=False, server_default="")
-    price_minor: Mapped[int] = mapped_column(Integer, nullable=False)
-    original_price_minor: Mapped[int] = mapped_column(Integer, nullable=False)
-    currency: Mapped[str] = mapped_column(String(3), nullable=False)
-    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
     units_sold: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     units_held: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     pickup_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
@@ -195,6 +238,9 @@ class Offer(Base):
     photo_source_file_id: Mapped[str | None] = mapped_column(String(256))
     photo_card_file_id: Mapped[str | None] = mapped_column(String(256))  # uploaded once, reused
     photo_error: Mapped[str | None] = mapped_column(String(64))
+    # Made from a repeating template (domain/repeats.py) for this local pickup day: one per day.
+    template_id: Mapped[int | None] = mapped_column(ForeignKey("offer_templates.id"))
+    template_day: Mapped[date | None] = mapped_column(Date)
     # Bumped on every change a customer can see, so a stale button can tell it is stale.
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
     created_at: Mapped[datetime] = utc_now_column()
@@ -205,6 +251,35 @@ class Offer(Base):
     @property
     def units_left(self) -> int:
         return self.quantity - self.units_sold - self.units_held
+
+
+class TemplateStatus(enum.StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+class OfferTemplate(OfferContent, Base):
+    """A repeating offer: beat makes each chosen day's offer from it, with the same card."""
+
+    __tablename__ = "offer_templates"
+    __table_args__ = (
+        CheckConstraint("weekdays BETWEEN 1 AND 127", name="weekdays_range"),
+        CheckConstraint("end_minute > start_minute AND start_minute >= 0 AND end_minute <= 1440",
+                        name="window_in_a_day"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    business_id: Mapped[int] = mapped_column(ForeignKey("businesses.id"), nullable=False, index=True)
+    start_minute: Mapped[int] = mapped_column(Integer, nullable=False)  # local time of day, in minutes
+    end_minute: Mapped[int] = mapped_column(Integer, nullable=False)
+    weekdays: Mapped[int] = mapped_column(Integer, nullable=False)  # bit 0 Monday … bit 6 Sunday
+    photo_source_file_id: Mapped[str | None] = mapped_column(String(256))
+    photo_card_file_id: Mapped[str] = mapped_column(String(256), nullable=False)
+    status: Mapped[TemplateStatus] = mapped_column(
+        _state(TemplateStatus, "template_status"), nullable=False, server_default=TemplateStatus.ACTIVE.value
+    )
+    created_at: Mapped[datetime] = utc_now_column()
 
 
 class Order(Base):
@@ -250,6 +325,7 @@ class Order(Base):
     checkout_url: Mapped[str | None] = mapped_column(Text)
     payment_intent_id: Mapped[str | None] = mapped_column(String(255))
     reminder_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rating_asked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # domain/ratings.py
     created_at: Mapped[datetime] = utc_now_column()
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -262,6 +338,23 @@ class Order(Base):
     no_show_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     offer: Mapped[Offer] = relationship()
+
+
+class Rating(Base):
+    """A customer's rating of a collected order: one per order (changed within 24 hours, not added)."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (CheckConstraint("stars BETWEEN 1 AND 5", name="stars_range"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), nullable=False, unique=True)
+    business_id: Mapped[int] = mapped_column(ForeignKey("businesses.id"), nullable=False, index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # null once erased
+    stars: Mapped[int] = mapped_column(Integer, nullable=False)
+    reasons: Mapped[list[str]] = mapped_column(ARRAY(String(24)), nullable=False, server_default=text("'{}'"))
+    comment: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = utc_now_column()
+    updated_at: Mapped[datetime] = utc_now_column()
 
 
 class LedgerEntry(Base):
@@ -356,6 +449,8 @@ class Follow(Base):
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     business_id: Mapped[int] = mapped_column(ForeignKey("businesses.id", ondelete="CASCADE"), primary_key=True)
+    # New-deal alerts from this business (a follower may keep it as a favourite without them).
+    alerts: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     created_at: Mapped[datetime] = utc_now_column()
 
 

@@ -50,15 +50,17 @@ class DemoOffer:
     quantity: int
     window: str
     picture: str  # which drawing
+    category: str = "other"  # domain/tags.py codes
+    allergens: tuple[str, ...] = ()
 
 
 OFFERS = [
     DemoOffer("Surprise bag of pastries", "Croissants, buns and a pretzel from this morning.", "3.90", "12",
-              5, "18:00-19:30", "pastries"),
+              5, "18:00-19:30", "pastries", "bakery", ("gluten", "eggs", "milk")),
     DemoOffer("Sourdough loaf", "A whole rye sourdough loaf, baked today.", "2.50", "5.80", 4, "17:30-19:00",
-              "loaf"),
+              "loaf", "bakery", ("gluten",)),
     DemoOffer("Fruit box", "Apples and pears that are a little bruised but sweet.", "4", "11", 3, "16:00-18:00",
-              "fruit"),
+              "fruit", "produce"),
 ]
 
 
@@ -296,7 +298,12 @@ def post_offer(greta: Chatter, offer: DemoOffer, progress: Callable[[str], None]
     greta.say(offer.original_price, "How many units")
     days = greta.say(str(offer.quantity), "When can customers pick it up")
     greta.tap(days, "Pickup window", text="Tomorrow")
-    greta.say(offer.window, "send a photo")
+    category = greta.say(offer.window, "Which category fits best")
+    diet = greta.tap(category, "suitable for any of these diets", data=f"flow:pick:category:{offer.category}")
+    allergens = greta.tap(diet, "14 allergens", data="flow:pick:diet:done")
+    for allergen in offer.allergens:
+        allergens = greta.tap(allergens, "14 allergens", data=f"flow:pick:allergens:{allergen}")
+    greta.tap(allergens, "send a photo", data="flow:pick:allergens:done")
     sent = greta.client.send_photo(greta.user_id, food_photo(offer.picture), filename=f"{offer.picture}.jpg")
     preview = greta.expect(sent["seq"], "Preview", data_prefix="bizoffer:publish:")
     greta.tap(preview, "Published", data=_button_data(preview, "bizoffer:publish:"))

@@ -2,6 +2,8 @@
 # Installs the Debian packages the project runs on, when they are missing:
 #   redis-server  (unless REDIS_URL points at a Redis already; tests always need the binary)
 #   PostgreSQL    (initdb/pg_ctl, unless DATABASE_URL is set; tests always need them)
+#   PostGIS       (postgresql-15-postgis-3: the geography columns, nearby search and alert audience;
+#                  same rule as PostgreSQL, since migration 0007 runs CREATE EXTENSION postgis)
 #   docker-compose (tests: it validates docker-compose.yml without an engine)
 #   wrk            (tests and benchmarks: the HTTP load generator)
 #   chromium, fonts-noto-color-emoji (tests: the web chat's browser tests, with the bot's emoji)
@@ -20,6 +22,10 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 if ! have_pg; then
   if [ "$mode" != run ] || [ -z "${DATABASE_URL:-}" ]; then need+=(postgresql); fi
+fi
+have_postgis() { ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; }
+if ! have_postgis; then
+  if [ "$mode" != run ] || [ -z "${DATABASE_URL:-}" ]; then need+=(postgresql-15-postgis-3); fi
 fi
 # The deal card's fonts and Pillow's complex-script layout, in every mode (workers render cards).
 dpkg -s fonts-noto-core >/dev/null 2>&1 || need+=(fonts-noto-core)

@@ -26,7 +26,7 @@ from core import handover, inbox, redis_client
 from core.db import session_scope
 from core.logging import get_logger
 from core.outbox import notify
-from domain import audit, dead_letters, maintenance, payments, privacy
+from domain import audit, dead_letters, maintenance, payments, privacy, ratings, repeats
 from domain.cleanup import cleanup as cleanup_tables
 from models import User
 from tasks.app import app
@@ -47,6 +47,8 @@ ADMIN_JOBS = (
     "maintenance.retry_failed_notifications",
     "maintenance.resend_handovers",
     "maintenance.requeue_lost_updates",
+    "maintenance.ask_for_ratings",
+    "maintenance.repeat_offers",
     "maintenance.cleanup",
 )
 
@@ -122,6 +124,16 @@ def reconcile_payments(self: BaseTask, actor: str = "beat", report_to: int | Non
 @app.task(name="maintenance.send_pickup_reminders", base=BaseTask, bind=True, ignore_result=False)
 def send_pickup_reminders(self: BaseTask, actor: str = "beat", report_to: int | None = None) -> dict[str, Any]:
     return run_job(self, "maintenance.send_pickup_reminders", actor, report_to, maintenance.send_pickup_reminders)
+
+
+@app.task(name="maintenance.ask_for_ratings", base=BaseTask, bind=True, ignore_result=False)
+def ask_for_ratings(self: BaseTask, actor: str = "beat", report_to: int | None = None) -> dict[str, Any]:
+    return run_job(self, "maintenance.ask_for_ratings", actor, report_to, ratings.ask_for_ratings)
+
+
+@app.task(name="maintenance.repeat_offers", base=BaseTask, bind=True, ignore_result=False)
+def repeat_offers(self: BaseTask, actor: str = "beat", report_to: int | None = None) -> dict[str, Any]:
+    return run_job(self, "maintenance.repeat_offers", actor, report_to, repeats.repeat_offers)
 
 
 @app.task(name="maintenance.send_daily_summaries", base=BaseTask, bind=True, ignore_result=False)

@@ -1,6 +1,6 @@
-"""/myoffers: a business manages its own offers — publish a draft, pause / resume, edit price or
-quantity, cancel (buyers released or refunded, and told), see orders, confirm a pickup by code,
-export orders as CSV.
+"""/myoffers: a business manages its own offers — publish a draft, pause / resume, edit price,
+quantity or what it is (category, diet, allergens), cancel (buyers released or refunded, and
+told), see orders, confirm a pickup by code, export orders as CSV.
 
 Every handler loads the offer through domain.offers with the user's id as owner: an offer of
 another business (whatever ids a forged button carries) raises NotAllowed and changes nothing.
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from chat.business.newoffer import back_from_preview, change_photo, enqueue_photo, verified_business
 from chat.business.registration import status_text
+from chat.business.tagging import tag_steps
 from chat.business.texts import now, reask, reask_invalid
 from chat.cards import escape, isolate, offer_caption, status_label, user_text
 from chat.context import Context
@@ -23,13 +24,24 @@ from chat.flows import DONE, Flow, Step, ask
 from chat.registry import NotAllowed, StaleButton, command, data, flow
 from chat.registry import button as on_button
 from core import outbox
-from core.i18n import Translator
+from core.i18n import N_, Translator
 from core.outbox import Keyboard, Reply, button
-from domain import announcements, businesses, offers, payments
+from domain import announcements, businesses, offers, payments, repeats
 from domain.money import format_money
 from domain.offers import InvalidInput, NotOwner, WrongState
 from domain.shown import still_shown
-from models import Business, BusinessStatus, Offer, OfferStatus, Order, OrderStatus, PhotoStatus, User
+from models import (
+    Business,
+    BusinessStatus,
+    Offer,
+    OfferStatus,
+    OfferTemplate,
+    Order,
+    OrderStatus,
+    PhotoStatus,
+    TemplateStatus,
+    User,
+)
 
 LIVE = (OfferStatus.ACTIVE, OfferStatus.SOLD_OUT)
 EDITABLE = (OfferStatus.ACTIVE, OfferStatus.PAUSED, OfferStatus.SOLD_OUT)
@@ -120,6 +132,9 @@ def offer_details(ctx: Context, offer: Offer) -> tuple[str, Keyboard]:
             text += "\n" + _("⏳ The photo is being processed.")
         elif offer.photo_status == PhotoStatus.FAILED:
             text += "\n" + _("❗ The photo could not be used: please send another one.")
+    template = repeats.template_of(ctx.session, offer)
+    if template is not None:
+        text += "\n" + repeat_line(_, template)
     rows: Keyboard = []
     oid = offer.id
     if offer.status == OfferStatus.DRAFT:
@@ -135,6 +150,9 @@ def offer_details(ctx: Context, offer: Offer) -> tuple[str, Keyboard]:
     if offer.status in EDITABLE:
         rows.append([button(_("💶 Edit price"), data("bizoffer", "price", oid)),
                      button(_("🔢 Edit quantity"), data("bizoffer", "qty", oid))])
+    if offer.status in offers.TAGGABLE:
+        rows.append([button(_("🏷 Category, diet, allergens"), data("bizoffer", "tags", oid))])
+    rows.extend(repeat_rows(ctx, offer))
     if offer.status != OfferStatus.DRAFT:
         rows.append([button(_("🧾 Orders"), data("bizoffer", "orders", oid)),
                      button(_("✅ Confirm pickup"), data("bizoffer", "pickup", oid))])
@@ -415,11 +433,105 @@ def _pickup(ctx: Context, offer: Offer) -> None:
     PICKUP.start(ctx, {"offer_id": offer.id}, back_to=data("bizoffer", "show", offer.id))
 
 
+def _tags(ctx: Context, offer: Offer) -> None:
+    if offer.status not in offers.TAGGABLE:
+        ctx.toast(ctx._("This offer can't be changed now."), alert=True)
+        show_offer(ctx, offer)
+        return
+    EDIT_TAGS.start(ctx, {"offer_id": offer.id, "category": offer.category, "diet": list(offer.diet),
+                          "allergens": list(offer.allergens)}, back_to=data("bizoffer", "show", offer.id))
+
+
 _ACTIONS: dict[str, Callable[[Context, Offer], None]] = {
     "show": _show, "publish": _publish, "photo": _photo, "back": _back, "discard": _discard, "pause": _pause,
     "resume": _resume, "orders": _orders, "cancelask": _cancel_ask, "cancel": _cancel, "price": _price,
-    "qty": _quantity, "pickup": _pickup,
+    "qty": _quantity, "pickup": _pickup, "tags": _tags,
 }
+
+
+# --------------------------------------------------------------------------- repeating
+
+
+WEEKDAY_LABELS = (N_("Mon"), N_("Tue"), N_("Wed"), N_("Thu"), N_("Fri"), N_("Sat"), N_("Sun"))
+
+
+def _days(_: Translator, mask: int) -> str:
+    if mask == repeats.EVERY_DAY:
+        return _("every day")
+    return ", ".join(_(WEEKDAY_LABELS[day]) for day in repeats.days_of(mask))
+
+
+def repeat_line(_: Translator, template: OfferTemplate) -> str:
+    start, end = divmod(template.start_minute, 60), divmod(template.end_minute, 60)
+    window = f"{start[0]:02d}:{start[1]:02d}–{end[0]:02d}:{end[1]:02d}"
+    days = _days(_, template.weekdays)
+    if template.status == TemplateStatus.ACTIVE:
+        return _("🔁 Repeats {days}, {window}: the next day's offer is posted at {hour}:00 the evening before.",
+                 days=days, window=window, hour=repeats.REPEAT_HOUR)
+    if template.status == TemplateStatus.PAUSED:
+        return _("⏸ Repeating is paused ({days}, {window}).", days=days, window=window)
+    return _("⏹ Repeating was stopped.")
+
+
+def repeat_rows(ctx: Context, offer: Offer) -> Keyboard:
+    _ = ctx._
+    template = repeats.template_of(ctx.session, offer)
+    oid = offer.id
+    if template is None or template.status == TemplateStatus.STOPPED:
+        if offer.status in repeats.REPEATABLE and offer.photo_card_file_id:
+            return [[button(_("🔁 Repeat this offer"), data("bizrep", oid, "days", repeats.EVERY_DAY))]]
+        return []
+    pause = (button(_("⏸ Pause repeating"), data("bizrep", oid, "pause")) if template.status == TemplateStatus.ACTIVE
+             else button(_("▶️ Resume repeating"), data("bizrep", oid, "resume")))
+    return [[pause, button(_("⏹ Stop repeating"), data("bizrep", oid, "stop"))]]
+
+
+def _choose_days(ctx: Context, offer: Offer, mask: int) -> None:
+    _ = ctx._
+    oid = offer.id
+    keys = [button(("✅ " if mask & (1 << day) else "▫️ ") + _(label), data("bizrep", oid, "days", mask ^ (1 << day)))
+            for day, label in enumerate(WEEKDAY_LABELS)]
+    rows: Keyboard = [keys[:4], keys[4:], [button(_("Every day"), data("bizrep", oid, "days", repeats.EVERY_DAY)),
+                                          button(_("Mon–Fri"), data("bizrep", oid, "days", repeats.WEEKDAYS))]]
+    if mask:
+        rows.append([button(_("✅ Repeat {days}", days=_days(_, mask)), data("bizrep", oid, "save", mask))])
+    rows.append([button(_("⬅️ Back to the offer"), data("bizoffer", "show", oid))])
+    ctx.show(_("🔁 <b>Repeat {title}</b>\n\nOn which days? Each chosen day gets this offer again, with the same "
+               "card, price, quantity and pickup window, posted at {hour}:00 the evening before; your followers "
+               "are told as usual. You can pause or stop it any time.", title=user_text(offer.title),
+               hour=repeats.REPEAT_HOUR), rows)
+
+
+@on_button("bizrep")
+@owner_only
+def btn_repeat(ctx: Context, args: list[str]) -> None:
+    if len(args) < 2:
+        raise StaleButton
+    offer = offers.owned_offer(ctx.session, _offer_id(["", args[0]]), ctx.user.id)
+    action = args[1]
+    mask = int(args[2]) if len(args) > 2 and args[2].isdigit() else -1
+    _ = ctx._
+    try:
+        if action == "days" and 0 <= mask <= repeats.EVERY_DAY:
+            _choose_days(ctx, offer, mask)
+            return
+        if action == "save" and 1 <= mask <= repeats.EVERY_DAY:
+            made = repeats.create_template(ctx.session, offer.id, ctx.user.id, mask)
+            show_offer(ctx, offer, _("✅ This offer now repeats {days}.", days=_days(_, made.weekdays)))
+            return
+        template = repeats.template_of(ctx.session, offer)
+        status = {"pause": TemplateStatus.PAUSED, "resume": TemplateStatus.ACTIVE,
+                  "stop": TemplateStatus.STOPPED}.get(action)
+        if template is None or status is None:
+            raise StaleButton
+        repeats.set_status(ctx.session, template.id, ctx.user.id, status)
+    except WrongState:
+        ctx.toast(_("This offer can't be changed now."), alert=True)
+        show_offer(ctx, offer)
+        return
+    show_offer(ctx, offer, {TemplateStatus.PAUSED: _("⏸ Paused: no new days are posted until you resume."),
+                            TemplateStatus.ACTIVE: _("▶️ Repeating again."),
+                            TemplateStatus.STOPPED: _("⏹ Stopped: no more days are posted.")}[status])
 
 
 # --------------------------------------------------------------------------- small flows
@@ -531,11 +643,31 @@ def tell_collected(session: Session, offer: Offer, order: Order) -> None:
     )
 
 
+def _tags_intro(ctx: Context) -> str:
+    return ctx._("🏷 <b>{title}</b>: what it is", title=user_text(_flow_offer(ctx).title))
+
+
+def _save_tags(ctx: Context) -> str | None:
+    _ = ctx._
+    offer = _flow_offer(ctx)
+    values = ctx.state.data
+    try:
+        offer = offers.edit_tags(ctx.session, offer.id, ctx.user.id, category=values.get("category"),
+                                 diet=list(values.get("diet", [])), allergens=list(values.get("allergens", [])))
+    except WrongState:
+        ctx.reply(_("This offer can't be changed now."))
+        show_offer(ctx, offer)
+        return DONE
+    show_offer(ctx, offer, _("✅ Saved: customers see the category, diet and allergens as they are now."))
+    return DONE
+
+
 EDIT_PRICE = flow(Flow("offerprice", [Step("price", _ask_price, on_text=_on_price)], on_cancel=_back_to_offers,
                        refused_by=InvalidInput, on_refused=reask_invalid))
 EDIT_QUANTITY = flow(Flow("offerqty", [Step("quantity", _ask_quantity, on_text=_on_quantity)],
                           on_cancel=_back_to_offers, refused_by=InvalidInput, on_refused=reask_invalid))
 PICKUP = flow(Flow("pickup", [Step("code", _ask_code, on_text=_on_code)], on_cancel=_back_to_offers))
+EDIT_TAGS = flow(Flow("offertags", tag_steps(_save_tags, intro=_tags_intro), on_cancel=_back_to_offers))
 
 
 # --------------------------------------------------------------------------- CSV export

@@ -1,4 +1,5 @@
-"""/newoffer: title, description, price, original price, quantity, pickup day and window, photo.
+"""/newoffer: title, description, price, original price, quantity, pickup day and window, category,
+diet and allergens (optional, chat/business/tagging.py), photo.
 
 The draft offer row exists from the photo step on. The photo goes to the images queue; the business
 sees "⏳ Processing your photo…" and then the deal card as a preview with Publish / Change photo /
@@ -14,6 +15,7 @@ from sqlalchemy import delete
 
 from chat import menus
 from chat.business.registration import status_text
+from chat.business.tagging import tag_steps
 from chat.business.texts import now, photo_rejection, reask, reask_invalid
 from chat.cards import local_time
 from chat.context import Context
@@ -164,6 +166,10 @@ def _on_window(ctx: Context, text: str) -> str | None:
     day = offers.pickup_day(ctx.state.data.get("day", "today"), business.timezone, moment)
     start, end = offers.parse_time_window(text, day, business.timezone, moment)
     NEW_OFFER.remember(ctx, pickup_start=start.isoformat(), pickup_end=end.isoformat())
+    return "category"
+
+
+def _after_allergens(_ctx: Context) -> str | None:
     return "photo"
 
 
@@ -210,6 +216,8 @@ def _on_photo(ctx: Context, file_id: str, file_size: int) -> str | None:
             original_price_minor=values["original_price_minor"], quantity=values["quantity"],
             pickup_start=datetime.fromisoformat(values["pickup_start"]),
             pickup_end=datetime.fromisoformat(values["pickup_end"]),
+            category=values.get("category"), diet=list(values.get("diet", [])),
+            allergens=list(values.get("allergens", [])),
         )
     try:
         offer = offers.save_draft_photo(ctx.session, business, fields, values.get("offer_id"), file_id)
@@ -247,6 +255,7 @@ NEW_OFFER = flow(Flow("newoffer", [
     Step("quantity", _ask_quantity, on_text=_on_quantity),
     Step("day", _ask_day, on_choice=_on_day),
     Step("window", _ask_window, on_text=_on_window),
+    *tag_steps(_after_allergens),
     Step("photo", _ask_photo, on_photo=_on_photo, on_choice=_keep_photo),
 ], on_cancel=_cancelled, refused_by=InvalidInput, on_refused=reask_invalid, back_to="biz"))
 
@@ -268,5 +277,6 @@ def back_from_preview(ctx: Context, offer: Offer) -> None:
     NEW_OFFER.start(ctx, {
         "offer_id": offer.id, "currency": offer.currency, "title": offer.title, "description": offer.description,
         "price_minor": offer.price_minor, "original_price_minor": offer.original_price_minor,
-        "quantity": offer.quantity, "day": day,
+        "quantity": offer.quantity, "day": day, "category": offer.category, "diet": list(offer.diet),
+        "allergens": list(offer.allergens),
     }, at="window", history=["title", "description", "price", "original", "quantity", "day"])

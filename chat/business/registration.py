@@ -50,7 +50,8 @@ def show_hub(ctx: Context) -> None:
             [[button(_("➕ New offer"), data("biznew")), button(_("📋 My offers"), data("bizoffers"))],
              [button(_("💶 Payouts") if business.payouts_status == PayoutsStatus.ACTIVE else _("💶 Set up payouts"),
                      data("bizpay")),
-              button(_("📄 Export orders (CSV)"), data("bizcsv"))], home],
+              button(_("📄 Export orders (CSV)"), data("bizcsv"))],
+             [button(_("⭐ Ratings"), data("bizrated"))], home],
         )
 
 

@@ -5,4 +5,4 @@ here, registered with `core.outbox.renders`, turn each into a `Reply` in the rec
 with its buttons. Importing this package registers them all (`tasks.app` and the tests do).
 """
 
-from chat.messages import admin, offers, orders, payouts, pickup, reminders  # noqa: F401 - registration
+from chat.messages import admin, offers, orders, payouts, pickup, ratings, reminders  # noqa: F401 - registration

@@ -456,14 +456,30 @@ def send_message(ctx: CallContext) -> dict[str, Any]:
     return _send(ctx, chat, content, parse_mode=parse_mode, source_text=source, extra=_link_preview(ctx))
 
 
-@bot_method("sendLocation")
-def send_location(ctx: CallContext) -> dict[str, Any]:
+def _location(ctx: CallContext) -> dict[str, float]:
     latitude = ctx.params.get_float("latitude", missing="latitude is empty")
     longitude = ctx.params.get_float("longitude", missing="longitude is empty")
     if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):  # type: ignore[operator]
         raise bad_request("LOCATION_INVALID")
+    return {"latitude": latitude, "longitude": longitude}  # type: ignore[dict-item]
+
+
+@bot_method("sendLocation")
+def send_location(ctx: CallContext) -> dict[str, Any]:
+    location = _location(ctx)
     chat = _target_chat(ctx, sending=True)
-    return _send(ctx, chat, {"location": {"latitude": latitude, "longitude": longitude}})
+    return _send(ctx, chat, {"location": location})
+
+
+@bot_method("sendVenue")
+def send_venue(ctx: CallContext) -> dict[str, Any]:
+    location = _location(ctx)
+    title = ctx.params.get_str("title", missing="title is empty")
+    address = ctx.params.get_str("address", missing="address is empty")
+    chat = _target_chat(ctx, sending=True)
+    # As Telegram's Message: a venue also carries its location.
+    return _send(ctx, chat, {"venue": {"location": location, "title": str(title), "address": str(address)},
+                             "location": location})
 
 
 @bot_method("editMessageText")
@@ -556,6 +572,48 @@ def answer_callback_query(ctx: CallContext) -> bool:
     chat = ctx.bot.chats.get(record.user_id)
     if chat is not None:
         ctx.state.emit("callback_answer", chat=chat, callback_answer=record.describe())
+    return True
+
+
+MAX_INLINE_RESULTS = 50
+
+
+def _inline_result(raw: Any) -> dict[str, Any]:
+    """One InlineQueryResultArticle as Telegram checks it: type, a unique id, a title, a message."""
+    if not isinstance(raw, dict) or raw.get("type") != "article":
+        raise bad_request("RESULT_TYPE_INVALID")
+    result_id, title = raw.get("id"), raw.get("title")
+    if not isinstance(result_id, str) or not 1 <= len(result_id.encode()) <= 64:
+        raise bad_request("RESULT_ID_INVALID")
+    content = raw.get("input_message_content")
+    if not isinstance(title, str) or not title or not isinstance(content, dict) \
+            or not isinstance(content.get("message_text"), str) or not content["message_text"].strip():
+        raise bad_request("MESSAGE_EMPTY")
+    markup = validate_reply_markup(raw.get("reply_markup"), inline_only=True) if raw.get("reply_markup") else None
+    text, entities = _format(content["message_text"], content.get("parse_mode") or None, content.get("entities"))
+    if utf16_len(text) > MAX_TEXT_LENGTH:
+        raise bad_request("MESSAGE_TOO_LONG")
+    message: dict[str, Any] = {"text": text, **({"entities": entities} if entities else {})}
+    return {"id": result_id, "title": title, "description": raw.get("description"), "message": message,
+            "reply_markup": markup}
+
+
+@bot_method("answerInlineQuery")
+def answer_inline_query(ctx: CallContext) -> bool:
+    query_id = ctx.params.get_str("inline_query_id") or ""
+    record = ctx.bot.inline_queries.get(query_id)
+    if record is None or record.results is not None:
+        raise bad_request("query is too old and response timeout expired or query ID is invalid")
+    raw = ctx.params.get_json("results")
+    if not isinstance(raw, list) or len(raw) > MAX_INLINE_RESULTS:
+        raise bad_request("RESULTS_TOO_MUCH" if isinstance(raw, list) else "can't parse results JSON object")
+    results = [_inline_result(item) for item in raw]
+    if len({r["id"] for r in results}) != len(results):
+        raise bad_request("RESULT_ID_DUPLICATE")
+    record.results = results
+    chat = ctx.bot.chats.get(record.user_id)
+    if chat is not None:
+        ctx.state.emit("inline_answer", chat=chat, inline_answer=record.describe())
     return True
 
 

@@ -27,7 +27,16 @@ from .files import guess_mime_type, prepare_photo
 from .formatting import detect_entities, utf16_len
 from .http_params import read_request_values
 from .markup import inline_buttons
-from .state import BotAccount, CallbackQueryRecord, Chat, SandboxState, StoredMessage, now_timestamp, update_kind
+from .state import (
+    BotAccount,
+    CallbackQueryRecord,
+    Chat,
+    InlineQueryRecord,
+    SandboxState,
+    StoredMessage,
+    now_timestamp,
+    update_kind,
+)
 
 DEFAULT_WAIT_SECONDS = 10.0
 MAX_WAIT_SECONDS = 120.0
@@ -375,6 +384,55 @@ async def open_web_app(request: Request) -> Response:
 
 
 @_endpoint
+async def inline_query(request: Request) -> Response:
+    """`@bot words` typed in any chat -> an ``inline_query`` update; the bot's answer is read back
+    with GET (``inline_query_id``), and choosing a result posts it in the user's chat with the bot,
+    marked as sent via the bot (Telegram would post it in whichever chat the user typed in)."""
+    state = _state(request)
+    values = await _values(request)
+    bot = _bot(state, values)
+    query = str(values.get("query", ""))[:256]  # Telegram cuts an inline query at 256 characters
+    with state.lock:
+        chat = _chat_for_user(state, bot, values)
+        query_id = str(secrets.randbits(63))
+        bot.inline_queries[query_id] = InlineQueryRecord(query_id, bot.id, chat.user.id, query, time.time())
+        inline = {"id": query_id, "from": chat.user.api(), "query": query, "offset": "", "chat_type": "sender"}
+        update = state.queue_update(bot, {"inline_query": inline})
+        return _ok(update_id=update["update_id"], inline_query_id=query_id, inline_query=inline)
+
+
+@_endpoint
+async def inline_answer(request: Request) -> Response:
+    state = _state(request)
+    values = dict(request.query_params)
+    bot = _bot(state, values)
+    with state.lock:
+        record = bot.inline_queries.get(str(request.path_params["query_id"]))
+        if record is None:
+            raise UserApiError(404, "no such inline query")
+        return _ok(**record.describe())
+
+
+@_endpoint
+async def choose_inline_result(request: Request) -> Response:
+    state = _state(request)
+    values = await _values(request)
+    bot = _bot(state, values)
+    with state.lock:
+        record = bot.inline_queries.get(str(request.path_params["query_id"]))
+        if record is None or record.results is None:
+            raise UserApiError(400, "the inline query has no answer (yet)")
+        result = next((r for r in record.results if r["id"] == str(values.get("result_id"))), None)
+        if result is None:
+            raise UserApiError(400, f"no result {values.get('result_id')!r} in the answer")
+        chat = _chat_for_user(state, bot, {**values, "user_id": record.user_id})
+        content = {**result["message"], "via_bot": bot.identity.api()}
+        message = state.add_message(chat, "user", content, reply_markup=result["reply_markup"])
+        return _ok(message_id=message.message_id, chat_id=chat.id, seq=message.seq,
+                   message=chat.message_api(message))
+
+
+@_endpoint
 async def inject_update(request: Request) -> Response:
     """Deliver a raw update as is (update_id assigned when missing) - for malformed-input tests."""
     state = _state(request)
@@ -713,6 +771,9 @@ def routes() -> list[Route]:
         Route(f"{prefix}/documents", send_document, methods=["POST"]),
         Route(f"{prefix}/callbacks", press_button, methods=["POST"]),
         Route(f"{prefix}/web_apps", open_web_app, methods=["POST"]),
+        Route(f"{prefix}/inline_queries", inline_query, methods=["POST"]),
+        Route(f"{prefix}/inline_queries/{{query_id}}", inline_answer, methods=["GET"]),
+        Route(f"{prefix}/inline_queries/{{query_id}}/choose", choose_inline_result, methods=["POST"]),
         Route(f"{prefix}/updates", inject_update, methods=["POST"]),
         Route(f"{prefix}/updates", list_updates, methods=["GET"]),
         Route(f"{prefix}/commands", list_commands, methods=["GET"]),

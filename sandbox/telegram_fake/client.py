@@ -187,6 +187,18 @@ class TelegramFakeClient:
     def calls(self, method: str | None = None, *, since: int | None = None) -> list[dict[str, Any]]:
         return self._get("/calls", method=method, since=since)["calls"]
 
+    def inline_query(self, user_id: int, query: str) -> dict[str, Any]:
+        """Type `@bot query` in a chat: ``{update_id, inline_query_id, inline_query}``."""
+        return self._post("/inline_queries", {"user_id": user_id, "query": query})
+
+    def inline_answer(self, inline_query_id: str) -> dict[str, Any]:
+        """The bot's answer so far: ``{answered, results, ...}``."""
+        return self._get(f"/inline_queries/{inline_query_id}")
+
+    def choose_inline_result(self, inline_query_id: str, result_id: str) -> dict[str, Any]:
+        """Send one of the answer's results (it appears in the user's chat with the bot, via the bot)."""
+        return self._post(f"/inline_queries/{inline_query_id}/choose", {"result_id": result_id})
+
     def callback_answers(self) -> list[dict[str, Any]]:
         return self._get("/callback_answers")["callback_answers"]
 

@@ -180,6 +180,22 @@ class WebhookConfig:
 
 
 @dataclass
+class InlineQueryRecord:
+    """`@bot words` typed by a user, and the bot's answer (answerInlineQuery) once it came."""
+
+    id: str
+    bot_id: int
+    user_id: int
+    query: str
+    created: float
+    results: list[dict[str, Any]] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"inline_query_id": self.id, "bot_id": self.bot_id, "user_id": self.user_id, "query": self.query,
+                "answered": self.results is not None, "results": self.results or []}
+
+
+@dataclass
 class CallbackQueryRecord:
     id: str
     bot_id: int
@@ -248,6 +264,7 @@ class BotAccount:
         self.busy_chats: set[int] = set()
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.callback_queries: dict[str, CallbackQueryRecord] = {}
+        self.inline_queries: dict[str, InlineQueryRecord] = {}
 
     def is_allowed(self, update: dict[str, Any]) -> bool:
         kind = update_kind(update)

@@ -39,7 +39,11 @@ def test_bench_smoke_writes_a_report(tmp_path):
     notifications = report["notifications"]
     assert notifications["received"] == notifications["count"] > 0
     assert notifications["duplicates"] == 0 and notifications["lost"] == 0
+    discovery = report["discovery"]
+    assert discovery["nearby"]["postgis"]["count"] == 20 and discovery["audience"]["postgis"]["count"] == 5
+    assert discovery["nearby"]["found"]["postgis"] > 0 and discovery["jit"] == "off"
     text = (tmp_path / "report.md").read_text()
     assert "# Benchmarks" in text and "## 2. Flash sale" in text and "## 4. Task overhead" in text
+    assert "## 7. Finding deals" in text
     for plot in ("gateway_fixed_rate.png", "flash_sale.png", "task_overhead.png", "reservations.png"):
         assert (tmp_path / plot).stat().st_size > 0 and f"({plot})" in text

@@ -176,7 +176,15 @@ def new_offer_until_photo(stack, owner: int, day: str = "tomorrow") -> list[dict
     days = last(say(stack, owner, "5"))
     window = last(tap(stack, owner, days, f"flow:pick:day:{day}"))
     assert "18:00-19:30" in text_of(window)
-    return say(stack, owner, "18:00-19:30")
+    return skip_tags(stack, owner, last(say(stack, owner, "18:00-19:30")))
+
+
+def skip_tags(stack, owner: int, category: dict) -> list[dict]:
+    """Past the optional questions about what the offer is: no category, no diet, no allergens."""
+    assert "Which category fits best" in text_of(category)
+    diet = last(tap(stack, owner, category, "flow:pick:category:none"))
+    allergens = last(tap(stack, owner, diet, "flow:pick:diet:done"))
+    return tap(stack, owner, allergens, "flow:pick:allergens:done")
 
 
 # --------------------------------------------------------------------------- the whole journey
@@ -252,9 +260,21 @@ def test_register_verify_create_with_photo_and_publish(stack):
     window = last(tap(stack, owner, days, "flow:pick:day:tomorrow"))
     replies = say(stack, owner, "19:30-18:00")
     assert "must start before it ends" in all_text(replies)
-    replies = say(stack, owner, "18:00-19:30")
-    assert "send a photo" in text_of(last(replies))
+    category = last(say(stack, owner, "18:00-19:30"))
     assert window
+
+    # What it is: a category, ticked diets and allergens (tapped twice: unticked), each optional.
+    assert "Which category fits best" in text_of(category) and "flow:back" in datas(category)
+    diet = last(tap(stack, owner, category, "flow:pick:category:bakery"))
+    assert "suitable for any of these diets" in text_of(diet)
+    diet = last(tap(stack, owner, diet, "flow:pick:diet:vegan"))
+    assert "✅ vegan" in [b["text"] for row in diet["reply_markup"]["inline_keyboard"] for b in row]
+    allergens = last(tap(stack, owner, diet, "flow:pick:diet:done"))
+    assert "14 allergens" in text_of(allergens)
+    for code in ("gluten", "nuts", "sesame", "nuts"):
+        allergens = last(tap(stack, owner, allergens, f"flow:pick:allergens:{code}"))
+    replies = tap(stack, owner, allergens, "flow:pick:allergens:done")
+    assert "send a photo" in text_of(last(replies))
 
     # The photo: processing, then the deal card as a preview with Publish / Change photo / Cancel.
     sent = stack.telegram.send_photo(owner, jpeg())
@@ -268,6 +288,8 @@ def test_register_verify_create_with_photo_and_publish(stack):
     assert offer.photo_card_file_id == preview["photo"][-1]["file_id"]
     assert (offer.price_minor, offer.original_price_minor, offer.quantity) == (450, 900, 5)
     assert offer.pickup_end - offer.pickup_start == timedelta(minutes=90)
+    assert (offer.category, offer.diet, offer.allergens) == ("bakery", ["vegan"], ["gluten", "sesame"])
+    assert "🥐 Bakery · 🌱 vegan" in preview["caption"] and "⚠️ Contains: gluten, sesame" in preview["caption"]
     uploads = len(stack.telegram.calls("sendPhoto"))
 
     # Publish: active, published, followers told with the card (no new upload).
@@ -594,7 +616,7 @@ def test_back_leaves_a_first_question_for_where_it_came_from_and_the_preview_has
     days = last(tap(stack, owner, window, "flow:back"))
     assert "When can customers pick it up?" in text_of(days)
     window = last(tap(stack, owner, days, "flow:pick:day:tomorrow"))
-    photo = last(say(stack, owner, "17:00-18:30"))
+    photo = last(skip_tags(stack, owner, last(say(stack, owner, "17:00-18:30"))))
     assert "send a photo" in text_of(photo) and "flow:pick:photo:keep" in datas(photo)
     assert "Processing your photo" in all_text(tap(stack, owner, photo, "flow:pick:photo:keep"))
     again = wait_for(lambda: next((m for m in reversed(bot_messages(stack, owner)) if "Preview" in text_of(m)

@@ -193,6 +193,10 @@ def test_a_business_posts_an_offer_with_a_photo_from_disk(stack, browser, tmp_pa
     tap(page, "Tomorrow", within=days)
     bot_message(page, "Pickup window")
     send(page, "17:00-18:30")
+    tap(page, "Bakery", within=bot_message(page, "Which category fits best"))
+    tap(page, "vegetarian", within=bot_message(page, "suitable for any of these diets"))
+    tap(page, "Done", within=bot_message(page, "✅ vegetarian"))
+    tap(page, "Done", within=bot_message(page, "14 allergens"))
     bot_message(page, "send a photo")
     # 📎 sends any file: a PDF goes as a document (as Telegram delivers it) and the bot answers it.
     menu = tmp_path / "menu.pdf"
@@ -212,6 +216,7 @@ def test_a_business_posts_an_offer_with_a_photo_from_disk(stack, browser, tmp_pa
     preview = bot_message(page, "Preview")
     expect(preview.locator("img.photo")).to_be_visible()
     expect(preview).to_contain_text("Cinnamon rolls")
+    expect(preview).to_contain_text("Bakery · 🌱 vegetarian")
     expect(preview).to_contain_text("€3.20")
     expect(preview.locator(".bubble s", has_text="€8.00")).to_be_visible()  # the original price, struck through
     assert preview.locator("img.photo").evaluate("img => img.complete && img.naturalWidth > 0")
@@ -344,5 +349,27 @@ def test_a_message_over_telegrams_limit_stays_in_the_box_with_the_reason(stack, 
     box.press("Enter")
     expect(page.locator(".msg-wrap.out")).to_have_count(1)
     expect(box).to_have_value("")
+    no_page_errors(page)
+    page.close()
+
+
+def test_inline_mode_in_the_page_and_the_deal_link_opens_the_bot(stack, browser):
+    bob = 1002
+    token = f"pg{new_user_id()}"
+    offer = make_offer(make_business(name=f"Inline café {token}"), f"Cinnamon bun {token}")
+    page = open_chat(browser, stack, f"persona={bob}")
+    box = page.locator("#composer-input")
+    box.fill(f"@surplus_sandbox_bot cinnamon {token}")
+    results = page.locator("#inline-results")
+    result = results.locator(".inline-result", has_text=f"Cinnamon bun {token}")
+    expect(result).to_be_visible()
+    result.click()
+    sent = page.locator(".msg-wrap.out").filter(has_text=f"Cinnamon bun {token}").last
+    expect(sent).to_contain_text("via @surplus_sandbox_bot")
+    expect(box).to_have_value("")
+    tap(page, "🛒 Open in the bot", within=sent)  # the deal's t.me link opens it in the bot
+    card = bot_message(page, f"Inline café {token}")
+    expect(card.get_by_role("button", name="Order 1")).to_be_visible()
+    assert str(offer) in card.get_by_role("button", name="Order 1").get_attribute("title")
     no_page_errors(page)
     page.close()

@@ -153,7 +153,7 @@ function chatOf(id) {
 
 function textOf(message) {
   return message.text || message.caption || (message.photo ? "🖼 Photo" : message.document ? "📄 " + (message.document.file_name || "File")
-    : message.location ? "📍 Location" : "");
+    : message.venue ? "📍 " + message.venue.title : message.location ? "📍 Location" : "");
 }
 
 // ------------------------------------------------------------------------------------ entities
@@ -235,6 +235,7 @@ function renderMessage(message) {
   if (message.reply_to_message) {
     bubble.append(el("div", {class: "reply-quote", text: textOf(message.reply_to_message)}));
   }
+  if (message.via_bot) bubble.append(el("div", {class: "via-bot muted small", text: "via @" + message.via_bot.username}));
   if (message.photo && message.photo.length) {
     const largest = message.photo[message.photo.length - 1];
     const src = "/_sandbox/files/" + encodeURIComponent(largest.file_id);
@@ -253,7 +254,11 @@ function renderMessage(message) {
       el("span", {}, el("div", {class: "document-name", text: doc.file_name || "file"}),
         el("div", {class: "muted small", text: (doc.mime_type || "file") + size}))));
   }
-  if (message.location) {
+  if (message.venue) {
+    const {title, address} = message.venue;
+    bubble.append(el("div", {class: "location venue"}, el("span", {class: "location-pin", text: "📍"}),
+      el("span", {}, el("b", {text: title}), el("div", {class: "muted small", text: address}))));
+  } else if (message.location) {
     const {latitude, longitude} = message.location;
     bubble.append(el("div", {class: "location"}, el("span", {class: "location-pin", text: "📍"}),
       el("span", {}, el("b", {text: "Location"}),
@@ -297,6 +302,8 @@ async function pressInline(message, button, node) {
     return;
   }
   if (button.url) {
+    const start = botDeepLink(button.url);
+    if (start !== null) { sendText(start ? "/start " + start : "/start"); return; }  // as Telegram opens the bot
     const href = safeUrl(button.url);
     if (href) window.open(href, "_blank", "noopener");
     return;
@@ -322,6 +329,80 @@ async function pressInline(message, button, node) {
     app.pending.set(pressed.callback_query_id, {node, timer});
   } catch (error) {
     node.classList.remove("loading");
+    fail(error);
+  }
+}
+
+function botDeepLink(url) {
+  // t.me/<this bot>?start=<payload>: the payload ("" without one), or null for any other link.
+  try {
+    const parsed = new URL(url);
+    if (parsed.hostname !== "t.me" || !app.bot || parsed.pathname.slice(1).toLowerCase()
+        !== String(app.bot.username).toLowerCase()) return null;
+    return parsed.searchParams.get("start") || "";
+  } catch (_) {
+    return null;
+  }
+}
+
+// ------------------------------------------------------------------------------------ inline mode
+
+const INLINE_WAIT_MS = 10000;  // Telegram drops an inline query the bot has not answered by then
+
+function inlineQueryOf(value) {
+  // "@<this bot> words": the words ("" for none); null for anything else.
+  const match = /^@(\w+)(?:\s([\s\S]*))?$/.exec(value);
+  if (!match || !app.bot || match[1].toLowerCase() !== String(app.bot.username).toLowerCase()) return null;
+  return match[2] === undefined ? null : match[2];
+}
+
+let inlineTimer = null;
+let inlineSeq = 0;
+
+function scheduleInlineQuery() {
+  clearTimeout(inlineTimer);
+  const query = inlineQueryOf($("composer-input").value);
+  if (query === null) { $("inline-results").hidden = true; return; }
+  inlineTimer = setTimeout(() => runInlineQuery(query), 350);  // after a pause in typing, like the apps
+}
+
+async function runInlineQuery(query) {
+  const seq = ++inlineSeq;
+  const box = $("inline-results");
+  try {
+    const sent = await post("/inline_queries", {user_id: app.active, query});
+    const deadline = Date.now() + INLINE_WAIT_MS;
+    let answer = null;
+    while (Date.now() < deadline && seq === inlineSeq) {
+      answer = await api(`/inline_queries/${sent.inline_query_id}`);
+      if (answer.answered) break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    if (seq !== inlineSeq) return;  // a newer query replaced this one
+    if (!answer || !answer.answered) {
+      box.replaceChildren(el("div", {class: "inline-empty muted", text: "The bot did not answer in time."}));
+    } else if (!answer.results.length) {
+      box.replaceChildren(el("div", {class: "inline-empty muted", text: "No results."}));
+    } else {
+      box.replaceChildren(...answer.results.map((result) => el("div", {
+        class: "inline-result", role: "option",
+        onmousedown: (event) => { event.preventDefault(); chooseInlineResult(sent.inline_query_id, result.id); },
+      }, el("b", {text: result.title}), el("span", {class: "muted small", text: result.description || ""}))));
+    }
+    box.hidden = false;
+  } catch (error) {
+    fail(error);
+  }
+}
+
+async function chooseInlineResult(queryId, resultId) {
+  inlineSeq++;
+  $("inline-results").hidden = true;
+  try {
+    await post(`/inline_queries/${queryId}/choose`, {result_id: resultId});
+    $("composer-input").value = "";
+    autosize();
+  } catch (error) {
     fail(error);
   }
 }
@@ -968,6 +1049,7 @@ function wire() {
     app.commandIndex = 0;
     autosize();
     showCommands();
+    scheduleInlineQuery();
     showComposerNote(textTooLong(input.value));
   });
   input.addEventListener("keydown", (event) => {
@@ -994,7 +1076,10 @@ function wire() {
       $("composer").requestSubmit();
     }
   });
-  input.addEventListener("blur", () => setTimeout(() => { $("command-popup").hidden = true; }, 150));
+  input.addEventListener("blur", () => setTimeout(() => {
+    $("command-popup").hidden = true;
+    $("inline-results").hidden = true;
+  }, 150));
   $("menu-button").addEventListener("click", async () => {
     await loadCommands();
     if ($("command-popup").hidden) { app.commandIndex = 0; showCommands(true); } else $("command-popup").hidden = true;

@@ -1,0 +1,136 @@
+"""How a category, a dietary tag and an allergen read, in the reader's language (domain/tags.py
+has the codes). One place, so the card, the list, the filters and /newoffer say the same."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from core.i18n import N_, Translator
+from domain.catalog import Filters
+from domain.money import format_money
+
+CATEGORY_LABELS = {
+    "bakery": N_("🥐 Bakery"),
+    "meals": N_("🍲 Meals"),
+    "groceries": N_("🛒 Groceries"),
+    "produce": N_("🥕 Fruit & vegetables"),
+    "dairy": N_("🧀 Dairy"),
+    "other": N_("📦 Other"),
+}
+
+DIET_LABELS = {
+    "vegetarian": N_("vegetarian"),
+    "vegan": N_("vegan"),
+    "gluten_free": N_("gluten-free"),
+    "lactose_free": N_("lactose-free"),
+    "halal": N_("halal"),
+    "kosher": N_("kosher"),
+    "organic": N_("organic"),
+}
+
+ALLERGEN_LABELS = {
+    "gluten": N_("gluten"),
+    "crustaceans": N_("crustaceans"),
+    "eggs": N_("eggs"),
+    "fish": N_("fish"),
+    "peanuts": N_("peanuts"),
+    "soy": N_("soy"),
+    "milk": N_("milk"),
+    "nuts": N_("nuts"),
+    "celery": N_("celery"),
+    "mustard": N_("mustard"),
+    "sesame": N_("sesame"),
+    "sulphites": N_("sulphites"),
+    "lupin": N_("lupin"),
+    "molluscs": N_("molluscs"),
+}
+
+
+def category(_: Translator, code: str | None) -> str | None:
+    return _(CATEGORY_LABELS[code]) if code in CATEGORY_LABELS else None
+
+
+def diets(_: Translator, codes: Iterable[str]) -> str:
+    """The tags in the list's own order (the same in every language), unknown codes left out."""
+    chosen = set(codes)
+    return ", ".join(_(label) for code, label in DIET_LABELS.items() if code in chosen)
+
+
+def allergens(_: Translator, codes: Iterable[str]) -> str:
+    chosen = set(codes)
+    return ", ".join(_(label) for code, label in ALLERGEN_LABELS.items() if code in chosen)
+
+
+def card_lines(_: Translator, category_code: str | None, diet: Iterable[str],
+               allergen_codes: Iterable[str]) -> list[str]:
+    """The card's lines about what the offer is: category and diet on one, allergens on the next."""
+    lines = []
+    eats = diets(_, diet)
+    what = [part for part in (category(_, category_code), f"🌱 {eats}" if eats else "") if part]
+    if what:
+        lines.append(" · ".join(what))
+    contains = allergens(_, allergen_codes)
+    if contains:
+        lines.append(_("⚠️ Contains: {allergens}", allergens=contains))
+    return lines
+
+
+def list_details(_: Translator, category_code: str | None, diet: Iterable[str],
+                 allergen_codes: Iterable[str]) -> list[str]:
+    """What an offer is, short, for a line of the deal list."""
+    details = []
+    label = category(_, category_code)
+    if label:
+        details.append(label)
+    eats = diets(_, diet)
+    if eats:
+        details.append(f"🌱 {eats}")
+    contains = allergens(_, allergen_codes)
+    if contains:
+        details.append(f"⚠️ {contains}")
+    return details
+
+
+WHEN_LABELS = {
+    "now": N_("now"),
+    "tonight": N_("tonight"),
+    "tomorrow": N_("tomorrow"),
+}
+
+FILTER_NAMES = {
+    "words": N_("your search"),
+    "category": N_("category"),
+    "diet": N_("diet"),
+    "avoid": N_("allergens to avoid"),
+    "when": N_("pickup time"),
+    "max_price_minor": N_("maximum price"),
+    "radius_km": N_("distance"),
+}
+
+
+def filter_name(_: Translator, name: str) -> str:
+    return _(FILTER_NAMES[name]) if name in FILTER_NAMES else name
+
+
+def price_limit(_: Translator, minor: int) -> str:
+    return _("up to {price}", price=format_money(minor, "EUR", _.language))
+
+
+def filter_summary(_: Translator, filters: Filters, words: str | None = None) -> str:
+    """The active filters in a line: "“croissant” · 🥐 Bakery · 🌱 vegan · without gluten · ≤ 5 km"
+    (``words``: the search, already made safe for HTML by the caller)."""
+    parts = [f"“{words}”"] if words else []
+    label = category(_, filters.category)
+    if label:
+        parts.append(label)
+    if filters.diet:
+        parts.append("🌱 " + diets(_, filters.diet))
+    if filters.avoid:
+        parts.append(_("without {allergens}", allergens=allergens(_, filters.avoid)))
+    if filters.when is not None:
+        parts.append("🕒 " + _(WHEN_LABELS[filters.when.value]))
+    if filters.max_price_minor is not None:
+        parts.append("💶 " + price_limit(_, filters.max_price_minor))
+    if filters.radius_km is not None:
+        parts.append(f"📍 ≤ {filters.radius_km} km")
+    return " · ".join(parts)
