@@ -498,6 +498,30 @@ def test_rate_limit_enforcement(fake: TelegramFake, client: TelegramFakeClient) 
     client.set_rate_limit(False)
 
 
+def test_paid_broadcasts_have_their_own_budget(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    chats = [USER + n for n in range(6)]
+    for chat in chats:
+        client.send_text(chat, "/start")
+    client.set_rate_limit(global_per_second=0.1, global_burst=2, paid_per_second=0.1, paid_burst=3)
+
+    async def scenario() -> list[str]:
+        outcomes = []
+        async with fake.make_bot() as bot:
+            for index, chat_id in enumerate(chats):
+                paid = index >= 2
+                try:
+                    await bot.send_message(chat_id, "deal", allow_paid_broadcast=paid or None)
+                    outcomes.append("ok")
+                except RetryAfter as error:
+                    outcomes.append(f"retry {retry_after_seconds(error):g}")
+        return outcomes
+
+    # Two free messages use up the global budget; paid ones still go, three of them, then wait 10 s.
+    assert run(scenario()) == ["ok", "ok", "ok", "ok", "ok", "retry 10"]
+    assert client.stats()["paid_broadcasts"] == 3
+    client.set_rate_limit(False)
+
+
 # --------------------------------------------------------------------------- getUpdates
 
 
