@@ -283,6 +283,7 @@ def deliver_now(session: Session, key: str, chat_id: int, message: Reply | objec
         return Sent(Delivery.ALREADY_DONE, earlier.telegram_message_id, (earlier.payload or {}).get("photo"),
                     error=earlier.last_error)
     note = session.get_one(Notification, note_id)
+    _supersede_earlier_edits(session, note)
     try:
         _take_turn(chat_id, max_wait)
         sent = _attempt(session, note, {})
@@ -337,8 +338,31 @@ def _send_and_record(notification_id: int, progress: dict[str, int | None]) -> S
         if note is None:
             return Sent(Delivery.ALREADY_DONE)
         if note.kind != ANSWER_KIND:  # answers are not messages: no turn under the rate limits
+            _supersede_earlier_edits(session, note)
             _take_turn(note.chat_id, MAX_INLINE_WAIT_SECONDS, paid=bool(note.payload.get("paid_broadcast")))
         return _attempt(session, note, progress)
+
+
+SUPERSEDED = "superseded by a later edit of the same message"
+
+
+def _supersede_earlier_edits(session: Session, note: Notification) -> None:
+    """Telegram shows whichever edit of a message arrives last, so an edit recorded earlier must
+    never arrive after this one ("⏳ Reserving…" over "Sold out" left a customer waiting forever).
+    Earlier edits of the same message that are not sent yet are dropped: this one says what is true
+    now. One being sent at this moment holds its row lock until its send is recorded; this UPDATE
+    waits for that, then finds it sent and leaves it, so this edit arrives after it. Locks are only
+    ever waited for towards smaller ids, so two deliveries never wait on each other."""
+    edited = (note.payload or {}).get("edit_message_id")
+    if edited is None:
+        return
+    session.execute(
+        update(Notification)
+        .where(Notification.chat_id == note.chat_id, Notification.id < note.id,
+               Notification.status.in_((NotificationStatus.PENDING, NotificationStatus.FAILED)),
+               Notification.payload["edit_message_id"].as_integer() == int(edited))
+        .values(status=NotificationStatus.DROPPED, last_error=SUPERSEDED)
+    )
 
 
 def _take_turn(chat_id: int, max_wait: float, paid: bool = False) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from core.db import session_scope
 from domain import ordering
 from tasks.app import app
 from tasks.base import BaseTask
-from tasks.notifications import after_earlier_messages, send_now
+from tasks.notifications import send_now
 
 
 @app.task(name="reservations.place_order", base=BaseTask)
@@ -19,15 +17,13 @@ def place_order(offer_id: int, customer_id: int, quantity: int, request_key: str
 
     A refusal ("just sold out") is sent from here, right after the commit, like an update's own
     replies: in a flash sale most taps end this way, and a task per refusal would double the work.
-    With ``edit_message_id`` (the customer's "⏳ Reserving…") the answer replaces that message, so
-    it waits for "⏳ Reserving…" to be shown first: an answer overtaken by it would be lost.
+    With ``edit_message_id`` (the customer's "⏳ Reserving…") the answer replaces that message at
+    once: the outbox never lets the earlier "⏳ Reserving…" arrive after it (a later edit of a
+    message supersedes an earlier one), so it need not wait for it.
     """
-    started = datetime.now(UTC)
     with session_scope() as session:
         placed = ordering.place_order(session, offer_id, customer_id, quantity, request_key,
                                       edit_message_id=edit_message_id)
     if placed.refusal_id is not None:
-        if edit_message_id is not None:
-            after_earlier_messages(customer_id, started)
         send_now([placed.refusal_id])
     return placed.result.outcome.value

@@ -3,6 +3,7 @@ answers 429 beyond), none is lost, none is sent twice, and a user who blocked th
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 
 import redis as redis_lib
@@ -167,3 +168,67 @@ def _sent_rows(note_ids: list[int]) -> int:
     with db.session_scope() as session:
         return session.scalar(sa.select(sa.func.count()).select_from(Notification).where(
             Notification.id.in_(note_ids), Notification.status == NotificationStatus.SENT))
+
+
+def _record(chat: int, key: str, reply: Reply) -> int:
+    with db.session_scope() as session:
+        note_id = outbox.record(session, f"{key}:{chat}", chat, reply)
+    assert note_id is not None
+    return note_id
+
+
+def _deliver_in_turn(note_id: int) -> outbox.Delivery:
+    """Deliver as the notifications queue does: when our own limiter says "later", wait, then again."""
+    while True:
+        try:
+            return outbox.deliver(note_id)
+        except outbox.RetryLater as wait:
+            time.sleep(wait.delay)
+
+
+def _shown(stack, chat: int, message_id: int) -> str:
+    return next(m for m in stack.telegram.messages(chat) if m["message_id"] == message_id)["text"]
+
+
+def test_an_earlier_edit_of_a_message_never_lands_after_a_later_one(stack):
+    """Telegram shows whichever edit arrives last. '⏳ Reserving…' recorded before 'Sold out' must
+    not overwrite it, whichever is delivered first, even while it is being sent."""
+    chat = new_user_id()
+    stack.telegram.create_user(chat)
+    make_user(chat)
+    screen = _record(chat, "screen", Reply(text="Reserve 1 × Last loaf?"))
+    assert _deliver_in_turn(screen) == outbox.Delivery.SENT
+    with db.session_scope() as session:
+        message_id = session.get(Notification, screen).telegram_message_id
+
+    # Delivered out of order: the later edit first, then the earlier one, which is dropped.
+    reserving = _record(chat, "reserving", Reply(text="⏳ Reserving…", edit_message_id=message_id))
+    sold_out = _record(chat, "sold-out", Reply(text="Sold out", edit_message_id=message_id))
+    assert _deliver_in_turn(sold_out) == outbox.Delivery.SENT
+    assert _deliver_in_turn(reserving) == outbox.Delivery.ALREADY_DONE
+    assert _shown(stack, chat, message_id) == "Sold out"
+    with db.session_scope() as session:
+        dropped = session.get(Notification, reserving)
+        assert (dropped.status, dropped.last_error) == (NotificationStatus.DROPPED, outbox.SUPERSEDED)
+
+    # The earlier edit is in flight (Telegram holds the call, its row is locked) when the later one
+    # is delivered: the later one waits for it, and so arrives after it.
+    reserving = _record(chat, "reserving-again", Reply(text="⏳ Reserving…", edit_message_id=message_id))
+    sold_out = _record(chat, "sold-out-again", Reply(text="Sold out, sorry", edit_message_id=message_id))
+    held = lambda: stack.telegram.set_unreachable(True, methods=["editMessageText"])["held_calls"]  # noqa: E731
+    held()
+    pool = concurrent.futures.ThreadPoolExecutor(2)
+    try:
+        first = pool.submit(_deliver_in_turn, reserving)
+        _wait(lambda: held() == 1 or first.done(), timeout=10)
+        assert not first.done(), first.result()
+        later = pool.submit(_deliver_in_turn, sold_out)
+        time.sleep(1.0)  # room for the later edit to overtake, were it allowed to
+        assert held() == 1 and not later.done()
+        stack.telegram.set_unreachable(False)
+        assert first.result(timeout=15) == outbox.Delivery.SENT
+        assert later.result(timeout=15) == outbox.Delivery.SENT
+    finally:
+        stack.telegram.set_unreachable(False)
+        pool.shutdown()
+    assert _shown(stack, chat, message_id) == "Sold out, sorry"
