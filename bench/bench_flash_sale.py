@@ -461,7 +461,7 @@ def summarize(runs: list[dict]) -> dict:
     return {k: statistics.median(r[k] for r in runs if r[k] is not None) for k in keys}
 
 
-def run(customers: int = 2000, units: int = 100, concurrencies: tuple[int, ...] = (1, 2), repeat: int = 3,
+def run(customers: int = 2000, units: int = 100, concurrencies: tuple[int, ...] = (1, 2), repeat: int = 3, *,
         timeout_s: float = 180.0, peer: bool = True) -> dict:
     """``runs``: ours by worker processes (``runs["2"]``); ``peer``: the peer bot's runs."""
     (ROOT / ".run").mkdir(exist_ok=True)

@@ -37,6 +37,8 @@ CONFIGS = {  # name: (worker app, queue, task)
     "defaults": ("bench.plain_app", "celery", "bench.noop"),
     "project": ("bench.worker", "maintenance", "bench.noop"),
     "project_base": ("bench.worker", "maintenance", "bench.noop_base"),
+    # The same, without task events (as updates.handle_update runs): what the events cost.
+    "project_base_quiet": ("bench.worker", "maintenance", "bench.noop_base_quiet"),
 }
 
 

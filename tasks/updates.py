@@ -17,7 +17,10 @@ from tasks.notifications import send_now
 log = get_logger(__name__)
 
 
-@app.task(name="updates.handle_update", base=BaseTask, bind=True)
+# No task events for this one task (Flower's live view of single updates): three event messages per
+# update were a tenth of its worker CPU in a flash sale (bench/report.md). Its metrics come from the
+# task signals (core/metrics.py), Flower still shows the updates queue, and acks stay late.
+@app.task(name="updates.handle_update", base=BaseTask, bind=True, send_events=False)
 def handle_update(self: BaseTask, update: dict[str, Any]) -> None:
     try:
         parsed = engine.parse(update)
