@@ -29,7 +29,7 @@ from unittest import mock
 
 from bench.bench_flash_sale import Harness, _thread_client
 
-FOLLOWER_BASE = 9_000_000_000  # Telegram-sized ids, away from anything else
+FOLLOWER_BASE = 5_000_000_000  # Telegram-sized ids, away from anything else (tests.factories: 9e9 up)
 SEND_METHODS = ("sendMessage", "sendPhoto")
 
 
@@ -38,6 +38,7 @@ def _announce(env: dict[str, str], offer_id: int, results) -> None:
     try:
         from datetime import UTC, datetime
 
+        import chat.messages  # noqa: F401 - the renderers (DealAlert), as in a worker
         from core.db import session_scope
         from domain import announcements
 
@@ -85,7 +86,7 @@ def _one_offer(harness: Harness, business_id: int, followers: set[int], paid: bo
     too_many_before = harness.telegram.state.stats()["too_many_requests"]
     paid_before = harness.telegram.state.stats()["paid_broadcasts"]
     env = {**harness.env, "TELEGRAM_PAID_BROADCAST": "true" if paid else "false",
-           "TELEGRAM_PAID_BROADCAST_MIN_AUDIENCE": "100"}
+           "TELEGRAM_PAID_BROADCAST_MIN_AUDIENCE": str(min(100, len(followers)))}
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
     child = ctx.Process(target=_announce, args=(env, offer_id, results), daemon=True)

@@ -109,7 +109,7 @@ def _measure(configs: list[str], redis_url: str, round_trips: int, batch: int) -
 
 
 def run(round_trips: int = 300, batch: int = 3000, repeat: int = 3,
-        configs: tuple[str, ...] = ("defaults", "project", "project_base")) -> dict:
+        configs: tuple[str, ...] = ("defaults", "project", "project_base", "project_base_quiet")) -> dict:
     from localenv.services import RedisServer, free_port
 
     (ROOT / ".run").mkdir(exist_ok=True)
