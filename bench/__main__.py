@@ -407,7 +407,6 @@ def main() -> None:
         bench_notifications,
         bench_reservations,
         bench_task_overhead,
-        plots,
     )
 
     started = time.monotonic()
@@ -470,13 +469,20 @@ def main() -> None:
             results["alerts"] = timed("alerts", bench_alerts.run, subscribers=3000, offers=10)
     results["timings_s"] = timings
     results["elapsed_s"] = round(time.monotonic() - started, 1)
+    print(write_report(results, args.output))
 
-    args.output.mkdir(parents=True, exist_ok=True)
+
+def write_report(results: dict, output: Path) -> str:
+    """bench/report.md, report.json and the plots from a run's results (a whole run's, or an earlier
+    report.json whose sections were measured again: ``remeasured`` says which and when)."""
+    from bench import plots
+
+    output.mkdir(parents=True, exist_ok=True)
     images = {
-        "gateway": plots.gateway_fixed_rate(results.get("gateway_fixed_rate"), args.output),
-        "flash_sale": plots.flash_sale(results.get("flash_sale"), args.output),
-        "reservations": plots.reservations(results.get("reservations"), args.output),
-        "task_overhead": plots.task_overhead(results.get("task_overhead"), args.output),
+        "gateway": plots.gateway_fixed_rate(results.get("gateway_fixed_rate"), output),
+        "flash_sale": plots.flash_sale(results.get("flash_sale"), output),
+        "reservations": plots.reservations(results.get("reservations"), output),
+        "task_overhead": plots.task_overhead(results.get("task_overhead"), output),
     }
     m = results["machine"]
     lines = [
@@ -488,6 +494,9 @@ def main() -> None:
          "one run next to its alternative; each table gives the median of the repeated runs and (min–max)."),
         "",
     ]
+    for again in results.get("remeasured", []):
+        lines[-1:-1] = ["", (f"Measured again on {again['date']} (load average {again['load_average_at_start'][0]:.2f} "
+                             f"at the start, on a machine shared with other work): {', '.join(again['sections'])}.")]
     if "gateway" in results:
         lines += gateway_section(results["gateway"], results.get("gateway_fixed_rate"), images["gateway"])
     if "flash_sale" in results:
@@ -503,9 +512,9 @@ def main() -> None:
         lines += notifications_section(results["notifications"])
     if "alerts" in results:
         lines += alerts_section(results["alerts"])
-    (args.output / "report.json").write_text(json.dumps(results, indent=2))
-    (args.output / "report.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    (output / "report.json").write_text(json.dumps(results, indent=2))
+    (output / "report.md").write_text("\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
