@@ -245,9 +245,10 @@ SCALING_LIMITS = [
     ("* 1 worker process: that process's CPU. It is busy the whole sale; Postgres, Redis, the gateway and the "
      "fakes use the other core only in part."),
     ("* 2 processes: the two cores. The worker's two processes, Postgres, the fakes and Redis share them, so the "
-     "second process adds less than a core."),
-    ("* 4 processes on 2 cores: the cores are already full; more processes only take turns on them. More speed "
-     "from here needs more cores (workers on another machine, on the same Redis and Postgres) or less CPU per tap."),
+     "second process adds less than a core, and on a machine busy with other work nothing at all."),
+    ("* 4 processes on 2 cores: the cores are already full; more processes only take turns on them, and each tap "
+     "costs more CPU (the processes evict each other's caches and wait for Postgres). More speed from here needs "
+     "more cores (workers on another machine, on the same Redis and Postgres) or less CPU per tap."),
     ("* The peer: its one process (one event loop, plus threads for the synchronous database and Stripe calls), "
      "so one core at most. It records nothing durable: no processed-update row, no outbox, no chat lock, no "
      "hand-over."),
