@@ -19,7 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ("gateway", "gateway_fixed_rate", "flash_sale", "reservations", "task_overhead", "images",
-              "notifications", "discovery")
+              "notifications", "discovery", "alerts")
 
 
 def machine() -> dict:
@@ -162,38 +162,51 @@ def _mark(ok: bool) -> str:
     return "✅" if ok else "❌"
 
 
+def _load(runs: list[dict]) -> str:
+    loads = [r["load_average"][0] for r in runs if r.get("load_average")]
+    return spread(loads, 1) if loads else "–"
+
+
 def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
     units, customers = result["units"], result["customers"]
+    processes = ", ".join(result["runs"])
     lines = [
         "## 2. Flash sale through the real path",
         "",
         (f"{customers:,} customers tap “✅ Reserve and pay” (quantity 1: the confirmation screen a tap on "
          f"“Order 1” leads to) on one offer with {units} units, all within one second: the updates go to the "
          "gateway's webhook (bench/loadgen.py), one Celery worker consuming every queue handles them with "
-         "1 or 2 prefork processes, and the replies go to the Telegram fake; winners get a Stripe Checkout "
+         f"{processes} prefork processes, and the replies go to the Telegram fake; winners get a Stripe Checkout "
          "Session from the Stripe fake and the Pay link. An answer is the Pay link or “sold out” in the "
          f"customer's chat. {result['repeat']} runs each, interleaved; median (min–max). The workers' outbound "
          f"limiter and the fake both allow {result['telegram_rate']:,} messages/s (Telegram's ceiling with paid "
-         "broadcasts), so this measures the workers."),
+         "broadcasts), so this measures the workers. The peer, in the same run, is the bot a team would write "
+         "instead (bench/peer_bot.py): a python-telegram-bot `Application` with its webhook server and "
+         "`concurrent_updates`, the same domain functions, Postgres, Stripe client and fakes, no Celery; the load "
+         "generator posts the same updates to its webhook. Worker CPU is the Celery worker's (all its processes), "
+         "or the peer's process; the load average is the machine's (1 min) when the run began: the machine is "
+         "shared, and wall-clock figures move with it, CPU per tap much less."),
         "",
-        ("| worker processes | all answered after s | tap → answer p50 s | p99 s | units reserved | "
-         "without an answer | Celery tasks per tap | same number of no-op tasks drained in s | ratio (target ≤ 1.3) |"),
+        ("| handled by | all answered after s | tap → answer p50 s | p99 s | worker CPU ms per tap | units reserved | "
+         "without an answer | Celery tasks per tap | load average at start |"),
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for concurrency, runs in result["runs"].items():
+
+    def row(label: str, runs: list[dict]) -> str:
         reserved = [r["units_reserved"] for r in runs]
         unanswered = [r["without_answer"] for r in runs]
-        lines.append(
-            f"| {concurrency} | {spread([r['sale_s'] for r in runs], 2)} "
-            f"| {spread([r['answer_p50_ms'] / 1000 for r in runs], 2)} "
-            f"| {spread([r['answer_p99_ms'] / 1000 for r in runs], 2)} "
-            f"| {_mark(all(n == units for n in reserved))} {', '.join(str(n) for n in reserved)} "
-            f"| {_mark(all(n == 0 for n in unanswered))} {', '.join(str(n) for n in unanswered)} "
-            f"| {_mark(statistics.median(r['tasks_per_tap'] for r in runs) <= 2)} "
-            f"{spread([r['tasks_per_tap'] for r in runs], 2)} "
-            f"| {spread([r['noop_drain_s'] for r in runs], 2)} "
-            f"| {spread([r['ratio_to_noop'] for r in runs if r['ratio_to_noop']], 2)} |"
-        )
+        return (f"| {label} | {spread([r['sale_s'] for r in runs], 2)} "
+                f"| {spread([r['answer_p50_ms'] / 1000 for r in runs], 2)} "
+                f"| {spread([r['answer_p99_ms'] / 1000 for r in runs], 2)} "
+                f"| {spread([r['worker_cpu_ms_per_tap'] for r in runs], 2)} "
+                f"| {_mark(all(n == units for n in reserved))} {', '.join(str(n) for n in reserved)} "
+                f"| {_mark(all(n == 0 for n in unanswered))} {', '.join(str(n) for n in unanswered)} "
+                f"| {spread([r['tasks_per_tap'] for r in runs], 2)} | {_load(runs)} |")
+
+    for concurrency, runs in result["runs"].items():
+        lines.append(row(f"ours, {concurrency} worker process{'es' if concurrency != '1' else ''}", runs))
+    if result.get("peer"):
+        lines.append(row("peer: PTB `Application`, webhook, `concurrent_updates` (not durable)", result["peer"]))
     sample = next(iter(result["runs"].values()))[0]
     names = sorted({name for runs in result["runs"].values() for r in runs for name in r["tasks_executed"]})
 
@@ -207,39 +220,99 @@ def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
         f"Of {customers:,} taps, {sample['pay_links']} got a Pay link and {sample['refused']:,} were told it sold out "
         "(first run). A tap on an offer that is visibly sold out is answered by the update's own task (one task); "
         "a tap that gets through to the reservation costs two more when it wins (the checkout, the Pay message) "
-        "and one when it loses (the refusal is sent by the reservation task itself). Each won order also "
-        "schedules `payments.expire_checkout` for when its hold lapses (not counted: it runs 10 minutes later). "
-        "429s from the fake: "
+        "and one when it loses (the refusal is sent by the reservation task itself). 429s from the fake: "
         + ", ".join(str(r["too_many_requests"]) for runs in result["runs"].values() for r in runs) + ".",
     ]
     cpu_lines = []
     for concurrency, runs in result["runs"].items():
-        cpu = runs[0]["cpu_s"]
-        by_cpu = sorted(cpu.items(), key=lambda kv: -kv[1])
+        by_cpu = sorted(runs[0]["cpu_s"].items(), key=lambda kv: -kv[1])
         cpu_lines.append(f"{concurrency} process(es): " + ", ".join(f"{k} {v:.1f}" for k, v in by_cpu))
-    cpu = sample.get("cpu_s", {})
-    lines += [
+    if result.get("peer"):
+        by_cpu = sorted(result["peer"][0]["cpu_s"].items(), key=lambda kv: -kv[1])
+        cpu_lines.append("peer: " + ", ".join(f"{'peer bot' if k == 'worker' else k} {v:.1f}" for k, v in by_cpu
+                                              if k != "gateway"))
+    lines += ["", "CPU seconds during the sale (first run): " + "; ".join(cpu_lines) + "."]
+    if plot:
+        lines += ["", f"![Tap to answer]({plot})"]
+    lines += ["", *SCALING_LIMITS, "", *flash_sale_options(), ""]
+    return lines
+
+
+# What limits each step of the flash sale's scaling (read off the CPU split above; the figures
+# themselves are in the table).
+SCALING_LIMITS = [
+    "**What limits each step.**",
+    ("* 1 worker process: that process's CPU. It is busy the whole sale; Postgres, Redis, the gateway and the "
+     "fakes use the other core only in part."),
+    ("* 2 processes: the two cores. The worker's two processes, Postgres, the fakes and Redis share them, so the "
+     "second process adds less than a core, and on a machine busy with other work nothing at all."),
+    ("* 4 processes on 2 cores: the cores are already full; more processes only take turns on them, and each tap "
+     "costs more CPU (the processes evict each other's caches and wait for Postgres). More speed from here needs "
+     "more cores (workers on another machine, on the same Redis and Postgres) or less CPU per tap."),
+    ("* The peer: its one process (one event loop, plus threads for the synchronous database and Stripe calls), "
+     "so one core at most. It records nothing durable: no processed-update row, no outbox, no chat lock, no "
+     "hand-over."),
+    ("* Then Telegram itself: at the free tier's 30 messages/s, 2,000 answers alone take 71 s whatever the "
+     "workers do."),
+]
+
+
+def flash_sale_options() -> list[str]:
+    """The options tried for the flash sale, each with its figure (bench/flash_sale_options.json:
+    measured one at a time with the tools named there, kept or dropped)."""
+    options = json.loads((HERE / "flash_sale_options.json").read_text())
+    lines = [("**Options measured** (one at a time, on the shared development machine; how each was measured "
+              "is named in its row):"), "",
+             "| option | how measured | before | after | kept? |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {o['option']} | {o['measured']} | {o['before']} | {o['after']} | {o['verdict']} |"
+              for o in options]
+    return lines
+
+
+def alerts_section(result: dict) -> list[str]:
+    free, paid, fair = result["free"], result["paid"], result["fairness"]
+    lasts = [r["last_alert_s"] for r in paid if r["last_alert_s"] is not None]
+    lines = [
+        "## 8. Deal alerts to a large audience",
         "",
-        "CPU seconds during the sale (first run): " + "; ".join(cpu_lines) + ".",
+        (f"One business with {result['subscribers']:,} followers publishes an offer; the alerts go out through the "
+         f"outbox and one Celery worker on the `notifications` queue ({result['concurrency']} processes) to the "
+         "Telegram fake, which enforces Telegram's limits (30 messages/s overall, 1/s per chat, and 1,000/s for "
+         "messages sent with `allow_paid_broadcast`; 429 beyond them). From the commit that publishes the offer "
+         "to the alert the fake received."),
         "",
-        (f"Limit: the worker's CPU — {cpu.get('worker', 0):.1f} s in the first run, "
-         f"{1000 * cpu.get('worker', 0) / max(sample['tasks_total'], 1):.1f} ms per task, where the same worker drains "
-         f"a no-op in {1000 * sample['noop_drain_s'] / max(sample['noop_tasks'], 1):.1f} ms: per update a transaction "
-         "with the chat lock, the conversation and the outbox, then two Bot API calls through the shared rate limiter. "
-         f"The Telegram and Stripe fakes (the benchmark's own process) used {cpu.get('bench (fakes)', 0):.1f} s. "
-         "Then Telegram itself: at the free tier's 30 messages/s, "
-         f"{customers:,} answers alone take {customers / 28:.0f} s whatever the workers do."),
+        ("| sent as | offers | first alert after s | half the audience after s | last alert after s | 429s "
+         "| paid broadcasts |"),
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        (f"| free (`TELEGRAM_PAID_BROADCAST` off, 30/s) | 1 | {free['first_alert_s']} | {free['median_alert_s']} "
+         f"| {free['last_alert_s']} | {free['too_many_requests']} | {free['paid_broadcasts']} |"),
+        (f"| paid broadcast (`TELEGRAM_PAID_BROADCAST` on, 1,000/s) | {len(paid)} "
+         f"| {spread([r['first_alert_s'] for r in paid], 2)} | {spread([r['median_alert_s'] for r in paid], 2)} "
+         f"| {spread(lasts, 2)} | {sum(r['too_many_requests'] for r in paid)} "
+         f"| {sum(r['paid_broadcasts'] for r in paid):,} |"),
+        "",
+        (f"Fairness across the {fair.get('offers', 0)} paid offers: each offer's audience is told in an order of its "
+         "own (a shuffle seeded by the offer). Each follower's place in each offer's sequence, as the fake "
+         "received the alerts, as a share of the audience (1.0 is last), averaged over the offers: "
+         f"lowest {fair.get('mean_place_min')}, 10th percentile {fair.get('mean_place_p10')}, median "
+         f"{fair.get('mean_place_median')}, 90th percentile {fair.get('mean_place_p90')}, highest "
+         f"{fair.get('mean_place_max')}; followers in the last tenth every time: "
+         f"{fair.get('always_in_last_tenth')}. In the fixed order alerts went out in before (by user id), the "
+         "same follower was last every time (mean 1.0) and the same tenth of the audience always heard last."),
+        "",
+        ("Limit: free, Telegram's 30 messages/s (the workers' limiter grants 29/s). Paid, the notifications "
+         "worker's CPU: each alert is its own outbox transaction and Bot API call, so two processes on two cores "
+         "send a few hundred a second, under the 1,000/s Telegram would allow."),
         "",
     ]
-    if plot:
-        lines[-2:-2] = [f"![Tap to answer]({plot})", ""]
     return lines
 
 
 def task_overhead_section(result: dict, plot: str | None = None) -> list[str]:
     names = {"defaults": "Celery defaults (prefetch 4, early ack, no events), plain task",
              "project": "this project's celeryconfig, plain task",
-             "project_base": "this project's celeryconfig and `BaseTask`"}
+             "project_base": "this project's celeryconfig and `BaseTask`",
+             "project_base_quiet": "the same without task events (as `updates.handle_update` runs)"}
     lines = [
         "## 4. Task overhead",
         "",
@@ -378,6 +451,7 @@ def main() -> None:
     prune_finished_logs()  # earlier runs' worker and gateway logs
 
     from bench import (
+        bench_alerts,
         bench_discovery,
         bench_flash_sale,
         bench_gateway,
@@ -385,7 +459,6 @@ def main() -> None:
         bench_notifications,
         bench_reservations,
         bench_task_overhead,
-        plots,
     )
 
     started = time.monotonic()
@@ -426,6 +499,8 @@ def main() -> None:
         if wanted("discovery"):
             results["discovery"] = timed("discovery", bench_discovery.run, offers=500, subscribers=2000, queries=20,
                                          audiences=5)
+        if wanted("alerts"):
+            results["alerts"] = timed("alerts", bench_alerts.run, subscribers=20, offers=2, timeout_s=30)
     else:
         if wanted("gateway"):
             results["gateway"] = timed("gateway", bench_gateway.run, duration=5, connections=50, repeat=3)
@@ -434,7 +509,7 @@ def main() -> None:
                                                   rates=(1000, 2500, 5000), duration=3, connections=50, repeat=2)
         if wanted("flash_sale"):
             results["flash_sale"] = timed("flash_sale", bench_flash_sale.run, customers=2000, units=100,
-                                          concurrencies=(1, 2), repeat=2)
+                                          concurrencies=(1, 2, 4), repeat=2)
         if wanted("reservations"):
             results["reservations"] = timed("reservations", lambda: [
                 bench_reservations.run(duration_s=3.0, clients=(1, 8, 32)) for _ in range(2)])
@@ -447,15 +522,24 @@ def main() -> None:
             results["notifications"] = timed("notifications", bench_notifications.run, count=3000, chats=300)
         if wanted("discovery"):
             results["discovery"] = timed("discovery", bench_discovery.run, offers=50_000, subscribers=200_000)
+        if wanted("alerts"):
+            results["alerts"] = timed("alerts", bench_alerts.run, subscribers=3000, offers=10)
     results["timings_s"] = timings
     results["elapsed_s"] = round(time.monotonic() - started, 1)
+    print(write_report(results, args.output))
 
-    args.output.mkdir(parents=True, exist_ok=True)
+
+def write_report(results: dict, output: Path) -> str:
+    """bench/report.md, report.json and the plots from a run's results (a whole run's, or an earlier
+    report.json whose sections were measured again: ``remeasured`` says which and when)."""
+    from bench import plots
+
+    output.mkdir(parents=True, exist_ok=True)
     images = {
-        "gateway": plots.gateway_fixed_rate(results.get("gateway_fixed_rate"), args.output),
-        "flash_sale": plots.flash_sale(results.get("flash_sale"), args.output),
-        "reservations": plots.reservations(results.get("reservations"), args.output),
-        "task_overhead": plots.task_overhead(results.get("task_overhead"), args.output),
+        "gateway": plots.gateway_fixed_rate(results.get("gateway_fixed_rate"), output),
+        "flash_sale": plots.flash_sale(results.get("flash_sale"), output),
+        "reservations": plots.reservations(results.get("reservations"), output),
+        "task_overhead": plots.task_overhead(results.get("task_overhead"), output),
     }
     m = results["machine"]
     lines = [
@@ -467,6 +551,9 @@ def main() -> None:
          "one run next to its alternative; each table gives the median of the repeated runs and (min–max)."),
         "",
     ]
+    for again in results.get("remeasured", []):
+        lines[-1:-1] = ["", (f"Measured again on {again['date']} (load average {again['load_average_at_start'][0]:.2f} "
+                             f"at the start, on a machine shared with other work): {', '.join(again['sections'])}.")]
     if "gateway" in results:
         lines += gateway_section(results["gateway"], results.get("gateway_fixed_rate"), images["gateway"])
     if "flash_sale" in results:
@@ -482,9 +569,11 @@ def main() -> None:
         lines += notifications_section(results["notifications"])
     if "discovery" in results:
         lines += discovery_section(results["discovery"])
-    (args.output / "report.json").write_text(json.dumps(results, indent=2))
-    (args.output / "report.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    if "alerts" in results:
+        lines += alerts_section(results["alerts"])
+    (output / "report.json").write_text(json.dumps(results, indent=2))
+    (output / "report.md").write_text("\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -205,6 +205,7 @@ class Harness:
         return client
 
     def pids(self, worker) -> dict[str, int]:
+        """The processes whose CPU is counted; ``worker`` is our Celery worker, or the peer bot."""
         pids = {"gateway": self.gateway.process.pid, "worker": worker.process.pid, "bench (fakes)": os.getpid(),
                 "redis": self.redis.pid(), "postgres": self.postgres.pid()}
         return {name: pid for name, pid in pids.items() if pid is not None}
@@ -298,7 +299,36 @@ class Harness:
             calls = self.telegram.state.calls
             return calls[-1]["id"] if calls else 0
 
-    def sale(self, customers: int, units: int, concurrency: int, timeout_s: float) -> dict:
+    def start_peer(self):
+        """The peer (bench/peer_bot.py) on a free port: the process, and the port it listens on."""
+        import socket
+
+        from localenv.services import free_port
+        from tests.processes import ManagedProcess
+
+        port = free_port()
+        peer = ManagedProcess("bench-flash-peer", [sys.executable, "-m", "bench.peer_bot", "--port", str(port),
+                                                   "--secret", SECRET], self.env)
+        peer.wait_for_output(peer_bot_ready(), timeout=60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return peer, port
+            except OSError:
+                time.sleep(0.05)
+        peer.stop()
+        raise RuntimeError("the peer bot did not listen")
+
+    def stop_peer(self, peer) -> None:
+        peer.stop()
+        import httpx
+
+        # No webhook delivery to a peer that is gone: the next run's taps stay with the fake.
+        httpx.post(f"{self.telegram.url}/bot{self.telegram.token}/deleteWebhook", timeout=10)
+
+    def sale(self, customers: int, units: int, concurrency: int, timeout_s: float, peer: bool = False) -> dict:
+        """One sale, handled by our worker with ``concurrency`` processes, or by the peer."""
         from sqlalchemy import func, select
 
         from core import db
@@ -313,16 +343,22 @@ class Harness:
         bodies = Path(tempfile.mkdtemp(prefix="bench-flash-", dir=ROOT / ".run")) / "taps.jsonl"
         bodies.write_text("\n".join(json.dumps(t, separators=(",", ":")) for t in taps))
 
-        worker = start_worker(f"bench-flash-c{concurrency}", concurrency=concurrency, env=self.env,
-                              app="bench.worker")
+        load_average = [round(x, 2) for x in os.getloadavg()]
+        if peer:
+            worker, port = self.start_peer()
+        else:
+            worker = start_worker(f"bench-flash-c{concurrency}", concurrency=concurrency, env=self.env,
+                                  app="bench.worker")
+            port = int(self.gateway_url.rsplit(":", 1)[1])
         try:
-            self.executed()  # the worker answers control commands: it is consuming
-            before = collections.Counter(self.executed())
+            if not peer:
+                self.executed()  # the worker answers control commands: it is consuming
+            before = collections.Counter(self.executed() if not peer else {})
             calls_before = self.last_call_id()
             cpu = CpuMeter(self.pids(worker))
             cpu.start()
             loadgen = subprocess.run(
-                [sys.executable, "-m", "bench.loadgen", "--port", self.gateway_url.rsplit(":", 1)[1],
+                [sys.executable, "-m", "bench.loadgen", "--port", str(port),
                  "--secret", SECRET, "--bodies", str(bodies), "--duration", "1", "--timestamps",
                  "--connections", "40"],
                 cwd=ROOT, capture_output=True, text=True, check=True, timeout=120,
@@ -348,7 +384,7 @@ class Harness:
                 time.sleep(0.02)
             cpu_s = cpu.stop()
             time.sleep(0.5)  # anything still running settles, then count
-            after = collections.Counter(self.executed())
+            after = collections.Counter(self.executed() if not peer else {})
             executed = {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)}
             total_tasks = sum(executed.values())
 
@@ -364,12 +400,18 @@ class Harness:
             kinds = collections.Counter(kind for _t, kind in answers.values())
             sale_s = last_answer - first_tap
 
-            drain = self.noop_drain(max(total_tasks, 1))
+            drain = self.noop_drain(max(total_tasks, 1)) if not peer else {"count": 0, "seconds": 0.0}
         finally:
-            worker.stop()
+            if peer:
+                self.stop_peer(worker)
+            else:
+                worker.stop()
             shutil.rmtree(bodies.parent, ignore_errors=True)
         return {
             "concurrency": concurrency,
+            "peer": peer,
+            "load_average": load_average,
+            "worker_cpu_ms_per_tap": round(1000 * cpu_s.get("worker", 0.0) / len(ids), 2),
             "customers": customers,
             "units": units,
             "setup_s": round(setup_s, 1),
@@ -419,27 +461,42 @@ def summarize(runs: list[dict]) -> dict:
     return {k: statistics.median(r[k] for r in runs if r[k] is not None) for k in keys}
 
 
-def run(customers: int = 2000, units: int = 100, concurrencies: tuple[int, ...] = (1, 2), repeat: int = 3,
-        timeout_s: float = 180.0) -> dict:
+def run(customers: int = 2000, units: int = 100, concurrencies: tuple[int, ...] = (1, 2), repeat: int = 3, *,
+        timeout_s: float = 180.0, peer: bool = True) -> dict:
+    """``runs``: ours by worker processes (``runs["2"]``); ``peer``: the peer bot's runs."""
     (ROOT / ".run").mkdir(exist_ok=True)
     runs: dict[str, list[dict]] = {str(c): [] for c in concurrencies}
+    peer_runs: list[dict] = []
     with Harness() as harness:
-        for _ in range(repeat):  # interleaved, so drift in the machine affects both alike
+        for _ in range(repeat):  # interleaved, so drift in the machine affects all alike
             for concurrency in concurrencies:
                 runs[str(concurrency)].append(harness.sale(customers, units, concurrency, timeout_s))
-    return {"customers": customers, "units": units, "repeat": repeat, "telegram_rate": TELEGRAM_RATE,
-            "runs": runs, "median": {c: summarize(r) for c, r in runs.items()}}
+            if peer:
+                peer_runs.append(harness.sale(customers, units, 1, timeout_s, peer=True))
+    result = {"customers": customers, "units": units, "repeat": repeat, "telegram_rate": TELEGRAM_RATE,
+              "runs": runs, "median": {c: summarize(r) for c, r in runs.items()}}
+    if peer_runs:
+        result["peer"] = peer_runs
+    return result
+
+
+def peer_bot_ready() -> str:
+    from bench.peer_bot import READY
+
+    return READY
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--units", type=int, default=100)
-    parser.add_argument("--concurrency", default="1,2")
+    parser.add_argument("--concurrency", default="1,2,4")
+    parser.add_argument("--no-peer", action="store_true", help="leave out the peer bot (bench/peer_bot.py)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
-    result = run(args.customers, args.units, tuple(int(c) for c in args.concurrency.split(",")), args.repeat)
+    result = run(args.customers, args.units, tuple(int(c) for c in args.concurrency.split(",")), args.repeat,
+                 peer=not args.no_peer)
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

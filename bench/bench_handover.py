@@ -44,8 +44,10 @@ def _updates(kind: str, count: int) -> list[dict]:
     from tests.factories import make_business, make_offer
 
     url = get_settings().telegram_api_url
-    offer_id = make_offer(make_business(name="Bench bakery"), "Bench bag", quantity=10_000)
-    data = f"buy:{offer_id}:1:350" if kind == "reserve" else "menu"
+    # sold_out: the "Reserve" tap of a flash sale's late comer, refused at sight.
+    sold = {"units_sold": 1, "quantity": 1} if kind == "sold_out" else {"quantity": 10_000}
+    offer_id = make_offer(make_business(name="Bench bakery"), "Bench bag", **sold)
+    data = f"buy:{offer_id}:1:350" if kind in ("reserve", "sold_out") else "menu"
     updates = []
     base = int(time.time() * 1000) % 1_000_000_000 * 1000
     with TelegramFakeClient(url) as client, httpx.Client(timeout=10) as http:
@@ -85,12 +87,21 @@ def child(kind: str, count: int) -> dict:
         task(*args)
     counts = _count_database_work()
     timings = []
+    profiler = None
+    if os.environ.get("BENCH_PROFILE"):  # a cProfile of the measured calls, to this file
+        import cProfile
+
+        profiler = cProfile.Profile(time.process_time)  # CPU time, not waiting
+        profiler.enable()
     cpu_started = time.process_time()
     for task, args in calls[WARM_UP:]:
         started = time.perf_counter()
         task(*args)
         timings.append(time.perf_counter() - started)
     cpu = time.process_time() - cpu_started
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(os.environ["BENCH_PROFILE"])
     ordered = sorted(timings)
     return {"kind": kind, "updates": count,
             "median_ms": round(statistics.median(ordered) * 1000, 3),

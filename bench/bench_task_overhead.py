@@ -37,6 +37,8 @@ CONFIGS = {  # name: (worker app, queue, task)
     "defaults": ("bench.plain_app", "celery", "bench.noop"),
     "project": ("bench.worker", "maintenance", "bench.noop"),
     "project_base": ("bench.worker", "maintenance", "bench.noop_base"),
+    # The same, without task events (as updates.handle_update runs): what the events cost.
+    "project_base_quiet": ("bench.worker", "maintenance", "bench.noop_base_quiet"),
 }
 
 
@@ -107,7 +109,7 @@ def _measure(configs: list[str], redis_url: str, round_trips: int, batch: int) -
 
 
 def run(round_trips: int = 300, batch: int = 3000, repeat: int = 3,
-        configs: tuple[str, ...] = ("defaults", "project", "project_base")) -> dict:
+        configs: tuple[str, ...] = ("defaults", "project", "project_base", "project_base_quiet")) -> dict:
     from localenv.services import RedisServer, free_port
 
     (ROOT / ".run").mkdir(exist_ok=True)

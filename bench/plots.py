@@ -63,7 +63,8 @@ def flash_sale(result: dict | None, directory: Path) -> str | None:
 def task_overhead(result: dict | None, directory: Path) -> str | None:
     if not result:
         return None
-    names = {"defaults": "Celery defaults", "project": "project config", "project_base": "project config\n+ BaseTask"}
+    names = {"defaults": "Celery defaults", "project": "project config", "project_base": "project config\n+ BaseTask",
+             "project_base_quiet": "+ BaseTask,\nno events"}
     configs = list(result["runs"])
     rates = [[r["tasks_per_s"] for r in result["runs"][c]] for c in configs]
     medians = [statistics.median(v) for v in rates]
@@ -71,7 +72,7 @@ def task_overhead(result: dict | None, directory: Path) -> str | None:
               [max(v) - m for m, v in zip(medians, rates, strict=True)]]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.bar([names.get(c, c) for c in configs], medians, yerr=errors, capsize=5,
-           color=["#999", "#4a7", "#27a"][:len(configs)])
+           color=["#999", "#4a7", "#27a", "#a72"][:len(configs)])
     ax.set(ylabel="no-op tasks / s (one worker process)", title="Task overhead: no-op drain rate")
     return _save(fig, directory, "task_overhead.png")
 

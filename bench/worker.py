@@ -3,6 +3,7 @@ every task), plus no-op tasks to compare against. Started as ``celery -A bench.w
 
 * ``bench.noop``: a bare no-op (``@app.task``), what the flash sale's work is compared with;
 * ``bench.noop_base``: the same on the project's ``BaseTask`` (retry policy, correlation id);
+* ``bench.noop_base_quiet``: the same without task events (as ``updates.handle_update`` runs);
 * ``bench.mark``: a no-op that stores a result (the last of a batch: when it is done, the batch is).
 
 With ``BENCH_TELEGRAM_RATE`` set (messages per second), the workers' shared outbound limiter lets
@@ -34,6 +35,11 @@ def noop() -> None:
 
 @app.task(name="bench.noop_base", base=BaseTask)
 def noop_base() -> None:
+    return None
+
+
+@app.task(name="bench.noop_base_quiet", base=BaseTask, send_events=False)
+def noop_base_quiet() -> None:
     return None
 
 

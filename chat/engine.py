@@ -10,6 +10,7 @@ finishes what the first attempt left undone: replies and answer still pending, h
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +22,7 @@ from telegram import Update
 
 from chat import inline, menus, router
 from chat.context import Context
-from core import db, handover, outbox
+from core import handover, metrics, outbox
 from core.i18n import Translator, pick_language
 from core.outbox import Reply
 from core.settings import get_settings
@@ -74,14 +75,15 @@ def handle(session: Session, update: Update) -> Handled:
         chat_id=chat.id if chat else None,
         callback_query_id=query.id if query else None,
     )
-    if chat is not None:
-        db.lock_chat(session, chat.id)
     handover.set_origin(session, origin(update.update_id))
-    first_time = session.execute(
-        insert(ProcessedUpdate).values(update_id=update.update_id).on_conflict_do_nothing().returning(
-            ProcessedUpdate.update_id
-        )
-    ).first()
+    if chat is not None:
+        first_time = _lock_chat_and_record(session, chat.id, update.update_id)
+    else:
+        first_time = session.execute(
+            insert(ProcessedUpdate).values(update_id=update.update_id).on_conflict_do_nothing().returning(
+                ProcessedUpdate.update_id
+            )
+        ).first()
     if first_time is None:
         # Done before: finish what that attempt may have left undone when its process died after the
         # commit (the button's answer and replies still pending, tasks never published).
@@ -111,6 +113,24 @@ def handle(session: Session, update: Update) -> Handled:
     _record_answer(session, update, handled)
     handled.notification_ids = _record_replies(session, update.update_id, chat.id, ctx.outcome.replies)
     return handled
+
+
+# The chat's advisory lock, then the update id, in one round trip: the lock is taken while the row
+# to insert is computed, so the dedup check runs under it (as two statements did before).
+_LOCK_AND_RECORD = ("INSERT INTO processed_updates (update_id) SELECT %(update_id)s"
+                    " FROM (SELECT pg_advisory_xact_lock(%(chat_id)s)) AS chat_lock"
+                    " ON CONFLICT (update_id) DO NOTHING RETURNING update_id")
+
+
+def _lock_chat_and_record(session: Session, chat_id: int, update_id: int) -> Any:
+    """Take the chat's lock (updates of one chat one at a time; timed as `db.lock_chat` times it)
+    and record the update id: the row if this is the first time, else None."""
+    started = time.perf_counter()
+    try:
+        return session.connection().exec_driver_sql(
+            _LOCK_AND_RECORD, {"update_id": update_id, "chat_id": chat_id}).first()
+    finally:
+        metrics.CHAT_LOCK_WAIT_SECONDS.observe(time.perf_counter() - started)
 
 
 def handle_failure(session: Session, update: Update) -> Handled:

@@ -87,6 +87,9 @@ class Reply:
     # A map pin with a name and an address (sendVenue): {"latitude", "longitude", "title", "address"};
     # `text` is then what a chat that can't show the pin reads instead.
     venue: dict[str, Any] | None = None
+    # Sent as a Telegram paid broadcast (`allow_paid_broadcast`): past the free 30 messages/s, up to
+    # 1,000/s, for a fee (deal alerts to a large audience, see domain.announcements).
+    paid_broadcast: bool = False
     kind: str = "reply"
 
     def to_payload(self) -> dict[str, Any]:
@@ -363,7 +366,7 @@ def _send_and_record(notification_id: int, progress: dict[str, int | None]) -> S
             return Sent(Delivery.ALREADY_DONE)
         if note.kind not in ANSWER_KINDS:  # answers are not messages: no turn under the rate limits
             _supersede_earlier_edits(session, note)
-            _take_turn(note.chat_id, MAX_INLINE_WAIT_SECONDS)
+            _take_turn(note.chat_id, MAX_INLINE_WAIT_SECONDS, paid=bool(note.payload.get("paid_broadcast")))
         return _attempt(session, note, progress)
 
 
@@ -389,10 +392,11 @@ def _supersede_earlier_edits(session: Session, note: Notification) -> None:
     )
 
 
-def _take_turn(chat_id: int, max_wait: float) -> None:
-    """Telegram's limits are shared by every worker: wait our turn here up to `max_wait`, else later."""
+def _take_turn(chat_id: int, max_wait: float, paid: bool = False) -> None:
+    """Telegram's limits are shared by every worker: wait our turn here up to `max_wait`, else later.
+    A paid broadcast waits for its own, faster, global turn."""
     try:
-        rate_limiter().acquire(chat_id, max_wait=max_wait)
+        rate_limiter().acquire(chat_id, max_wait=max_wait, paid=paid)
     except RateLimitTimeout as error:
         raise RetryLater(error.wait, "rate limit", pacing=True) from error
 
@@ -487,7 +491,8 @@ def _send(chat_id: int, reply: Reply) -> tuple[int | None, str | None]:
                 raise
     if reply.photo is not None:
         try:
-            return api.send_photo(chat_id, reply.photo, caption=reply.text, keyboard=reply.keyboard).message_id, None
+            return api.send_photo(chat_id, reply.photo, caption=reply.text, keyboard=reply.keyboard,
+                                  paid_broadcast=reply.paid_broadcast).message_id, None
         except tg.BadRequest as error:
             text = error.message.lower()
             if not any(marker in text for marker in ("wrong file identifier", "wrong remote file identifier",
@@ -497,4 +502,4 @@ def _send(chat_id: int, reply: Reply) -> tuple[int | None, str | None]:
             # or it was another bot's): the same words and buttons as a text message, not nothing.
             log.warning("photo_sent_as_text", chat_id=chat_id, photo=reply.photo[:24], error=error.message)
     return api.send_message(chat_id, reply.text, reply.keyboard, location_request=reply.location_request,
-                            remove_keyboard=reply.remove_keyboard).message_id, None
+                            remove_keyboard=reply.remove_keyboard, paid_broadcast=reply.paid_broadcast).message_id, None

@@ -2,7 +2,9 @@
 
 Telegram allows a bot about 30 messages a second overall and about 1 a second per chat (short
 bursts tolerated). Every process that sends calls `rate_limiter().acquire(chat_id)` just before
-its Bot API call, and all of them draw from the same buckets in Redis.
+its Bot API call, and all of them draw from the same buckets in Redis. A paid broadcast (a message
+sent with `allow_paid_broadcast`, up to 1,000 a second) draws from a global bucket of its own
+instead (`acquire(chat_id, paid=True)`); the chat's bucket is the same.
 
 Algorithm: GCRA (the "generic cell rate algorithm", a token bucket kept as one timestamp). Each
 bucket stores its theoretical arrival time (TAT), in microseconds of Redis server time. With
@@ -122,12 +124,14 @@ class TelegramRateLimiter:
         global_burst: int = 30,
         chat_rate: float = 1.0,
         chat_burst: int = 3,
+        paid_rate: float = 1000.0,
+        paid_burst: int = 100,
         key_prefix: str = "ratelimit:tg:",
     ) -> None:
-        for name, rate in (("global_rate", global_rate), ("chat_rate", chat_rate)):
+        for name, rate in (("global_rate", global_rate), ("chat_rate", chat_rate), ("paid_rate", paid_rate)):
             if not (rate > 0 and math.isfinite(rate)):
                 raise ValueError(f"{name} must be a positive number, got {rate!r}")
-        for name, burst in (("global_burst", global_burst), ("chat_burst", chat_burst)):
+        for name, burst in (("global_burst", global_burst), ("chat_burst", chat_burst), ("paid_burst", paid_burst)):
             if int(burst) != burst or burst < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {burst!r}")
         self.redis = redis_client
@@ -136,7 +140,10 @@ class TelegramRateLimiter:
         self.chat_rate = float(chat_rate)
         self.chat_burst = int(chat_burst)
         self.key_prefix = key_prefix
+        self.paid_rate = float(paid_rate)
+        self.paid_burst = int(paid_burst)
         self.global_key = f"{key_prefix}global"
+        self.paid_key = f"{key_prefix}paid"
         self._global_interval = _interval_us(global_rate)
         self._chat_interval = _interval_us(chat_rate)
         self._acquire_args = (
@@ -146,16 +153,20 @@ class TelegramRateLimiter:
             self._chat_interval * self.chat_burst,
             _EXPIRY_MARGIN_MS,
         )
+        paid_interval = _interval_us(paid_rate)
+        self._paid_args = (paid_interval, paid_interval * self.paid_burst, *self._acquire_args[2:])
         self._acquire_script = redis_client.register_script(_ACQUIRE_LUA)
         self._penalize_script = redis_client.register_script(_PENALIZE_LUA)
 
     def chat_key(self, chat_id: int) -> str:
         return f"{self.key_prefix}chat:{int(chat_id)}"
 
-    def attempt(self, chat_id: int) -> Attempt:
-        """One atomic check of both buckets; consumes from both only if both allow."""
+    def attempt(self, chat_id: int, paid: bool = False) -> Attempt:
+        """One atomic check of both buckets (the paid broadcasts' global one for `paid`); consumes
+        from both only if both allow."""
         wait_us, seconds, micros = self._acquire_script(
-            keys=[self.global_key, self.chat_key(chat_id)], args=self._acquire_args
+            keys=[self.paid_key if paid else self.global_key, self.chat_key(chat_id)],
+            args=self._paid_args if paid else self._acquire_args,
         )
         return Attempt(int(wait_us) / 1_000_000, int(seconds) + int(micros) / 1_000_000)
 
@@ -164,15 +175,15 @@ class TelegramRateLimiter:
         (nothing consumed)."""
         return self.attempt(chat_id).wait
 
-    def acquire(self, chat_id: int, max_wait: float = 30.0) -> None:
+    def acquire(self, chat_id: int, max_wait: float = 30.0, paid: bool = False) -> None:
         """Block (sleep) until allowed; raise RateLimitTimeout if it would exceed max_wait."""
-        self._acquire(chat_id, max_wait)
+        self._acquire(chat_id, max_wait, paid)
 
-    def _acquire(self, chat_id: int, max_wait: float) -> float:
+    def _acquire(self, chat_id: int, max_wait: float, paid: bool = False) -> float:
         """`acquire`, returning the Redis server time at which the send was granted."""
         deadline = time.monotonic() + max_wait
         while True:
-            wait, granted_at = self.attempt(chat_id)
+            wait, granted_at = self.attempt(chat_id, paid)
             if wait == 0.0:
                 return granted_at
             remaining = deadline - time.monotonic()
@@ -204,9 +215,13 @@ class Limits(TypedDict):
     global_burst: int
     chat_rate: float
     chat_burst: int
+    paid_rate: float
+    paid_burst: int
 
 
-SAFE_LIMITS: Limits = {"global_rate": 29.0, "global_burst": 25, "chat_rate": 0.95, "chat_burst": 2}
+# Paid broadcasts: Telegram's 1,000/s, with the same margin.
+SAFE_LIMITS: Limits = {"global_rate": 29.0, "global_burst": 25, "chat_rate": 0.95, "chat_burst": 2,
+                       "paid_rate": 970.0, "paid_burst": 50}
 
 
 def rate_limiter() -> TelegramRateLimiter:

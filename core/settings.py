@@ -85,6 +85,19 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = None
     sentry_dsn: SecretStr | None = None
 
+    # Telegram's paid broadcasts (`allow_paid_broadcast`: up to 1,000 messages/s instead of 30, for
+    # 0.1 Telegram Stars a message) for a deal alert whose audience has at least
+    # TELEGRAM_PAID_BROADCAST_MIN_AUDIENCE people: at 30/s, 300 people wait 10 s for the last alert.
+    # Off by default: it costs the bot's Stars balance.
+    telegram_paid_broadcast: bool = False
+    telegram_paid_broadcast_min_audience: int = Field(default=300, ge=1)
+
+    # Celery task events (what Flower shows live) for `updates.handle_update`, one task per update:
+    # three event messages per task cost a tenth of a flash sale's worker CPU (bench/report.md), so
+    # they are off; the updates queue, its rates (task signals) and every other task still show.
+    # `make run`'s sandbox turns them on for the chat page's 🛠 panel.
+    update_task_events: bool = False
+
     # A reservation waits this long for its payment before the units go back on sale.
     hold_minutes: int = Field(default=10, ge=1, le=60)
     # Customers may cancel a paid order (and get a refund) until this long before pickup starts.

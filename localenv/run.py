@@ -95,6 +95,8 @@ def prepare_environment() -> tuple[dict[str, str], list[RedisServer | PostgresSe
         env["TELEGRAM_FAKE_WEB_ADMIN_ID"] = first_admin if first_admin.isdigit() else str(SANDBOX_ADMIN_ID)
         # The web chat links to Flower and shows the chat's tasks (fetched by the fake, credentials stay there).
         env["TELEGRAM_FAKE_FLOWER_URL"] = f"http://127.0.0.1:{FLOWER_PORT}"
+        # The chat page's 🛠 panel finds each update's task in Flower: the sandbox keeps its events.
+        env.setdefault("UPDATE_TASK_EVENTS", "true")
         env["TELEGRAM_FAKE_FLOWER_AUTH"] = env["FLOWER_BASIC_AUTH"]
     env.setdefault("LOG_JSON", "false")  # readable lines in a terminal; JSON in production
     env["PYTHONUNBUFFERED"] = "1"

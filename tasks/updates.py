@@ -10,6 +10,7 @@ from chat import engine, flood
 from core import inbox, outbox, redis_client
 from core.db import session_scope
 from core.logging import get_logger
+from core.settings import get_settings
 from tasks.app import app
 from tasks.base import TRANSIENT_ERRORS, BaseTask
 from tasks.notifications import send_now
@@ -17,7 +18,10 @@ from tasks.notifications import send_now
 log = get_logger(__name__)
 
 
-@app.task(name="updates.handle_update", base=BaseTask, bind=True)
+# Task events for this one task only with UPDATE_TASK_EVENTS (core/settings.py): three event messages
+# per update cost 0.9 ms of worker CPU (bench/report.md). Its metrics come from the task signals
+# (core/metrics.py), Flower still shows the updates queue, and acks stay late.
+@app.task(name="updates.handle_update", base=BaseTask, bind=True, send_events=get_settings().update_task_events)
 def handle_update(self: BaseTask, update: dict[str, Any]) -> None:
     try:
         parsed = engine.parse(update)

@@ -24,7 +24,8 @@ def deal_alert(notice: DealAlert) -> Reply:
     keyboard = [[button(_("View"), data("offer", offer.id))]]
     if not notice.follower:
         keyboard[0].append(button(_("🔕 Stop alerts"), data("alerts", "off")))
-    return Reply(text=caption, photo=offer.photo_card_file_id, keyboard=keyboard, kind="announcement")
+    return Reply(text=caption, photo=offer.photo_card_file_id, keyboard=keyboard, kind="announcement",
+                 paid_broadcast=notice.paid_broadcast)
 
 
 # --------------------------------------------------------------------------- the photo task's results

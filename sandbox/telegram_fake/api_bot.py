@@ -268,10 +268,13 @@ def _send(
     extra = dict(extra or {})
     if ctx.params.get_bool("protect_content"):
         extra["has_protected_content"] = True
+    paid = ctx.params.get_bool("allow_paid_broadcast")
     with ctx.state.lock:
-        flood = ctx.state.faults.check_flood(ctx.bot.id, chat.id)
+        flood = ctx.state.faults.check_flood(ctx.bot.id, chat.id, paid=paid)
         if flood is not None:
             raise flood
+        if paid:
+            ctx.state.paid_broadcasts += 1  # 0.1 Stars each on Telegram
         message = ctx.state.add_message(
             chat,
             "bot",

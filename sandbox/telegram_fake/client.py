@@ -235,7 +235,11 @@ class TelegramFakeClient:
         global_burst: int = 30,
         per_chat_per_second: float = 1.0,
         per_chat_burst: int = 3,
+        paid_per_second: float = 1000.0,
+        paid_burst: int = 100,
     ) -> dict[str, Any]:
+        """Enforce Telegram's flood limits (429 beyond them); a message sent with
+        `allow_paid_broadcast` draws from the paid bucket instead of the global one."""
         settings: dict[str, Any] | bool = False
         if enabled:
             settings = {
@@ -243,6 +247,8 @@ class TelegramFakeClient:
                 "global_burst": global_burst,
                 "per_chat_per_second": per_chat_per_second,
                 "per_chat_burst": per_chat_burst,
+                "paid_per_second": paid_per_second,
+                "paid_burst": paid_burst,
             }
         return self._request("POST", "/faults", json={"rate_limit": settings})
 

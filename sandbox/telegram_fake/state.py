@@ -294,6 +294,7 @@ class SandboxState:
         self.calls: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDED_CALLS)
         self._call_ids = itertools.count(1)
         self.status_counts: Counter[int] = Counter()
+        self.paid_broadcasts = 0  # messages sent with allow_paid_broadcast (Telegram charges for them)
         self.events: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDED_EVENTS)
         # Every update handed to a bot (for the web UI's "last updates" panel), newest last.
         self.update_log: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDED_UPDATES)
@@ -569,6 +570,7 @@ class SandboxState:
                 "by_method": dict(by_method),
                 "by_status": {str(status): count for status, count in self.status_counts.items()},
                 "too_many_requests": self.status_counts[429],
+                "paid_broadcasts": self.paid_broadcasts,
                 "pending_updates": {str(bot.id): len(bot.pending_updates) for bot in self.bots.values()},
             }
 
@@ -585,6 +587,7 @@ class SandboxState:
             self.calls.clear()
             self.update_log.clear()
             self.status_counts.clear()
+            self.paid_broadcasts = 0
             self.emit("reset")
 
     def close(self) -> None:

@@ -30,8 +30,14 @@ def test_bench_smoke_writes_a_report(tmp_path):
     assert sale["units_reserved"] == sale["units"] == sale["orders"] == sale["buyers"] == sale["pay_links"]
     assert sale["tasks_executed"]["updates.handle_update"] == sale["customers"]
     assert sale["noop_tasks"] == sale["tasks_total"] and sale["noop_drain_s"] > 0
+    (peer,) = report["flash_sale"]["peer"]  # the conventional PTB bot, in the same run
+    assert peer["without_answer"] == 0 and peer["units_reserved"] == peer["units"] == peer["pay_links"]
+    alerts = report["alerts"]
+    assert alerts["free"]["alerts_received"] == alerts["subscribers"] and alerts["free"]["paid_broadcasts"] == 0
+    assert all(r["alerts_received"] == r["paid_broadcasts"] == alerts["subscribers"] for r in alerts["paid"])
+    assert alerts["fairness"]["offers"] == alerts["offers"]
     overhead = report["task_overhead"]["runs"]
-    assert set(overhead) == {"defaults", "project", "project_base"}
+    assert set(overhead) == {"defaults", "project", "project_base", "project_base_quiet"}
     assert all(run["tasks_per_s"] > 0 and run["round_trip_p50_ms"] > 0 for runs in overhead.values() for run in runs)
     (reservations,) = report["reservations"]
     assert reservations["oversold_units"] == 0 and reservations["ledger_rows_match"]
@@ -44,6 +50,6 @@ def test_bench_smoke_writes_a_report(tmp_path):
     assert discovery["nearby"]["found"]["postgis"] > 0 and discovery["jit"] == "off"
     text = (tmp_path / "report.md").read_text()
     assert "# Benchmarks" in text and "## 2. Flash sale" in text and "## 4. Task overhead" in text
-    assert "## 7. Finding deals" in text
+    assert "## 7. Finding deals" in text and "## 8. Deal alerts" in text and "peer" in text
     for plot in ("gateway_fixed_rate.png", "flash_sale.png", "task_overhead.png", "reservations.png"):
         assert (tmp_path / plot).stat().st_size > 0 and f"({plot})" in text

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from core import handover, outbox
 from core.db import session_scope
+from core.settings import get_settings
 from domain import announcements
 from models import Follow, Notification, Offer, User
 from tests.factories import make_business, make_offer, make_user
@@ -70,3 +71,50 @@ def _note_ids(offer_id: int) -> list[int]:
     with session_scope() as session:
         return list(session.scalars(sa.select(Notification.id).where(
             Notification.idempotency_key.startswith(f"offer:{offer_id}:announced:"))))
+
+
+def test_each_offer_tells_its_audience_in_an_order_of_its_own(db, monkeypatch):
+    """Fair alerts: the same followers are told in a different order for each offer (nobody is
+    always last), the same order again for the same offer; a large enough audience goes out as
+    paid broadcasts when TELEGRAM_PAID_BROADCAST is on, a small one never."""
+    owner = _user(1)
+    business = make_business(owner)
+    followers = [_user(100 + n) for n in range(40)]
+    with session_scope() as session:
+        session.add_all([Follow(user_id=user_id, business_id=business) for user_id in followers])
+    monkeypatch.setattr(handover, "send_task", lambda *args, **kwargs: None)
+    monkeypatch.setenv("TELEGRAM_PAID_BROADCAST", "true")
+    monkeypatch.setenv("TELEGRAM_PAID_BROADCAST_MIN_AUDIENCE", "40")
+    get_settings.cache_clear()
+    try:
+        orders = []
+        for _ in range(3):
+            offer_id = make_offer(business)
+            with session_scope() as session:
+                offer = session.get(Offer, offer_id)
+                assert [r.user_id for r in announcements.fair_order(offer_id, announcements.audience(session, offer))] \
+                    == [r.user_id for r in announcements.fair_order(offer_id, announcements.audience(session, offer))]
+                announcements.announce(session, offer_id, datetime.now(UTC))
+            with session_scope() as session:
+                notes = session.scalars(sa.select(Notification).where(
+                    Notification.idempotency_key.startswith(f"offer:{offer_id}:announced:")).order_by(Notification.id)
+                ).all()
+                orders.append([note.chat_id for note in notes])
+                assert all(note.payload.get("paid_broadcast") is True for note in notes)
+        assert all(sorted(order) == followers for order in orders)
+        assert len({tuple(order) for order in orders}) == 3
+        assert len({order[-1] for order in orders}) > 1  # not the same person last every time
+
+        monkeypatch.setenv("TELEGRAM_PAID_BROADCAST_MIN_AUDIENCE", "41")
+        get_settings.cache_clear()
+        offer_id = make_offer(business)
+        with session_scope() as session:
+            announcements.announce(session, offer_id, datetime.now(UTC))
+        with session_scope() as session:
+            payloads = session.scalars(sa.select(Notification.payload).where(
+                Notification.idempotency_key.startswith(f"offer:{offer_id}:announced:"))).all()
+        assert len(payloads) == 40 and not any(p.get("paid_broadcast") for p in payloads)
+    finally:
+        monkeypatch.delenv("TELEGRAM_PAID_BROADCAST")
+        monkeypatch.delenv("TELEGRAM_PAID_BROADCAST_MIN_AUDIENCE")
+        get_settings.cache_clear()

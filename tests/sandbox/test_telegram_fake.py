@@ -505,25 +505,43 @@ def test_blocked_user_raises_forbidden_and_notifies_bot(fake: TelegramFake, clie
     run(scenario())
 
 
-def test_rate_limit_enforcement(fake: TelegramFake, client: TelegramFakeClient) -> None:
-    client.send_text(USER, "/start")
-    client.send_text(USER + 1, "/start")
-    client.set_rate_limit(per_chat_per_second=0.5, per_chat_burst=3, global_per_second=0.1, global_burst=4)
+def _send_each(fake: TelegramFake, sends: list[tuple[int, bool]]) -> list[str]:
+    """Send a message to each (chat, paid broadcast?) in turn: "ok", or "retry <seconds>" for a 429."""
 
     async def scenario() -> list[str]:
         outcomes = []
         async with fake.make_bot() as bot:
-            for chat_id in [USER] * 4 + [USER + 1] * 2:
+            for chat_id, paid in sends:
                 try:
-                    await bot.send_message(chat_id, "spam")
+                    await bot.send_message(chat_id, "deal", allow_paid_broadcast=paid or None)
                     outcomes.append("ok")
                 except RetryAfter as error:
                     outcomes.append(f"retry {retry_after_seconds(error):g}")
         return outcomes
 
+    return run(scenario())
+
+
+def test_rate_limit_enforcement(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    client.send_text(USER, "/start")
+    client.send_text(USER + 1, "/start")
+    client.set_rate_limit(per_chat_per_second=0.5, per_chat_burst=3, global_per_second=0.1, global_burst=4)
     # Per chat: a burst of 3, then 2 s until the next token; globally a burst of 4, then 10 s.
-    assert run(scenario()) == ["ok", "ok", "ok", "retry 2", "ok", "retry 10"]
+    outcomes = _send_each(fake, [(chat, False) for chat in [USER] * 4 + [USER + 1] * 2])
+    assert outcomes == ["ok", "ok", "ok", "retry 2", "ok", "retry 10"]
     assert client.stats()["too_many_requests"] == 2
+    client.set_rate_limit(False)
+
+
+def test_paid_broadcasts_have_their_own_budget(fake: TelegramFake, client: TelegramFakeClient) -> None:
+    chats = [USER + n for n in range(6)]
+    for chat in chats:
+        client.send_text(chat, "/start")
+    client.set_rate_limit(global_per_second=0.1, global_burst=2, paid_per_second=0.1, paid_burst=3)
+    # Two free messages use up the global budget; paid ones still go, three of them, then wait 10 s.
+    outcomes = _send_each(fake, [(chat, index >= 2) for index, chat in enumerate(chats)])
+    assert outcomes == ["ok", "ok", "ok", "ok", "ok", "retry 10"]
+    assert client.stats()["paid_broadcasts"] == 3
     client.set_rate_limit(False)
 
 
