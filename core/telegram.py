@@ -101,7 +101,16 @@ def raw_markup(keyboard: list | None = None, location_request: str | None = None
                 "one_time_keyboard": True}
     if remove_keyboard:
         return {"remove_keyboard": True}
-    return {"inline_keyboard": keyboard} if keyboard else None
+    if not keyboard:
+        return None
+    return {"inline_keyboard": [[_raw_button(button) for button in row] for row in keyboard]}
+
+
+def _raw_button(button: dict[str, Any]) -> dict[str, Any]:
+    """A stored button as the Bot API's JSON: a Mini App button is stored flat (`web_app_url`)."""
+    if "web_app_url" in button:
+        return {"text": button["text"], "web_app": {"url": button["web_app_url"]}}
+    return button
 
 
 def _sent(result: Any, fallback: int | None = None) -> SentMessage | bool:
