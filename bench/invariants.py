@@ -250,8 +250,10 @@ class Pending:
                     update_id, *(k.format(update_id) for k in keys)) else 0
                 if self._strikes[strike] >= 3 and update_id not in self.lost_for_good[name]:
                     self.lost_for_good[name].append(update_id)
+        gone = self.lost_for_good["updates_unhandled"]  # a lost update's tap and reservation go with it
         for name, lost in self.lost_for_good.items():
-            counts[name] -= len([u for u in lost if self._still_counted(name, u)])
+            ids = set(lost) | (set(gone) if name != "updates_unhandled" else set())
+            counts[name] -= len([u for u in ids if self._still_counted(name, u)])
 
     def _still_counted(self, name: str, update_id: int) -> bool:
         if name == "updates_unhandled":

@@ -379,8 +379,10 @@ class Customer(Person):
             raise GiveUp  # sold out (or gone) meanwhile
         self.think()
         seq = self.tap(card, one, "quantity", offer_id)
+        # The confirmation; or, sold out meanwhile, the offer's card again, or the deals.
         return self.expect(seq, lambda m: any(d.startswith(f"buy:{offer_id}:1:") for d in datas(m))
-                           or f"offer:{offer_id}" in datas(m) or "Newest deals" in text_of(m), "quantity")
+                           or f"offer:{offer_id}" in datas(m) or "follow:" in " ".join(datas(m))
+                           or "Newest deals" in text_of(m), "quantity")
 
     def reserve(self, confirm: dict, offer_id: int) -> tuple[dict, str]:
         buy = next((d for d in datas(confirm) if d.startswith(f"buy:{offer_id}:1:")), None)
