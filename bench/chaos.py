@@ -59,7 +59,7 @@ KILLS = ("worker_child", "worker_main", "beat", "gateway")
 RESTORE_SWEEP_S = 100.0
 
 FULL = {"redis_down": 60.0, "postgres_down": 5.0, "traffic": 20.0, "settle": 120.0, "visibility_timeout": 60,
-        "profile": Profile()}
+        "profile": Profile(customers=24, businesses=5, subscribers=30)}
 SHORT = {"redis_down": 10.0, "postgres_down": 2.0, "traffic": 6.0, "settle": 60.0, "visibility_timeout": 15,
          "profile": Profile(customers=12, businesses=2, subscribers=10, think_s=(0.3, 0.8))}
 
@@ -500,7 +500,7 @@ FAULT_TITLES = {
 
 
 def _money_cell(money: dict) -> str:
-    return (f"{money['charges']} charges / {money['refunds']} refunds at Stripe; ledger {money['ledger_payments']} / "
+    return (f"{money['charges']} charges / {money['refunds']} refund(s) at Stripe; ledger {money['ledger_payments']} / "
             f"{money['ledger_refunds']}; net €{(money['charged_minor'] - money['refunded_minor']) / 100:.2f} "
             f"vs paid orders €{money['paid_orders_minor'] / 100:.2f}")
 
@@ -536,7 +536,7 @@ def section(result: dict) -> list[str]:
          f"`make run` runs it (a worker per queue, beat, gateway, under its supervisor) on a private Redis and "
          f"Postgres, against the Telegram and Stripe fakes. Each phase: {s['traffic_s']:.0f} s of traffic, the "
          "fault, then the traffic stops and the drill waits until nothing is pending. Visibility timeout "
-         f"{s['visibility_timeout_s']} s (production: 3,600 s). Reproduce with `make chaos` "
+         f"{s['visibility_timeout_s']} s (production: 3,600 s). Reproduce with `{s.get('command', 'make chaos')}` "
          f"({result['elapsed_s'] / 60:.0f} minutes); figures in `bench/chaos.json`."),
         "",
         ("| fault | updates sent / received / answered / answered twice | units: quantity, sold, held (stock exact) "
@@ -559,11 +559,16 @@ def section(result: dict) -> list[str]:
             f"| {phase['restart_s'] if phase['restart_s'] is not None else '–'} "
             f"| {_mark(done_ok)} {done if done is not None else 'not within ' + str(round(phase['waited_up_to_s']))} "
             f"| {phase['settled_s'] if phase['settled_s'] is not None else '–'} |")
-    lines += ["", f"Beat sent jobs again {result['beat_sending_again_after_s']} s after it was killed "
-              "(a restarted beat waits for its own lock, `redbeat_lock_timeout` 90 s)."
-              if result["beat_sending_again_after_s"] is not None else
-              "Beat had not sent a job again by the end of the drill (a restarted beat waits up to 90 s for its own "
-              "lock)."]
+    beat = result["beat_sending_again_after_s"]
+    if beat is not None:
+        beat_line = (f"Beat sent jobs again {beat} s after it was killed (a restarted beat waits for its own lock, "
+                     "`redbeat_lock_timeout` 90 s).")
+    elif s["beat_wait_s"] < 90:
+        beat_line = ("A short drill does not wait for beat to send again after its kill (a restarted beat waits up to "
+                     "90 s for its own lock).")
+    else:
+        beat_line = f"Beat had not sent a job again {s['beat_wait_s']:.0f} s after it was killed."
+    lines += ["", beat_line]
     details = [(p["phase"], p) for p in result["phases"] if p["lost"] or p["doubled"]]
     if details:
         lines += ["", "What each fault lost or doubled (new in that phase; first 12 of each):", ""]
@@ -599,9 +604,13 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(faults) - set(FAULTS)  # a fault may be named twice: it then happens twice
     if unknown:
         parser.error(f"unknown faults: {', '.join(sorted(unknown))}")
+    command = "make chaos CHAOS_ARGS=--short" if args.short else "make chaos"
+    if args.redis_down is not None:
+        command += f" REDIS_DOWN={args.redis_down:g}"
     result = run(short=args.short, faults=faults, redis_down=args.redis_down, postgres_down=args.postgres_down,
                  traffic_s=args.traffic, settle=args.settle, visibility_timeout=args.visibility_timeout,
                  kill_worker=args.kill_worker, baseline=not args.no_baseline, keep=args.keep)
+    result["settings"]["command"] = command
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "chaos.json").write_text(json.dumps(result, indent=2, default=str))
     lines = section(result)

@@ -98,18 +98,19 @@ def broker_whereabouts(stack, update_ids: list[int]) -> dict[int, str]:
     return found
 
 
-def broker_text(stack) -> str:
-    """Every task message in Redis now (queues and the unacknowledged set), bodies decoded, as
-    one text to search."""
+def broker_tasks(stack) -> list[tuple[str, str]]:
+    """Every task message in Redis now (waiting in a queue, or held by a worker: running, or
+    counting down to a retry or an ETA): its task name and its body, decoded."""
     import base64
 
     from core.queues import QUEUES
 
-    parts: list[str] = []
+    tasks: list[tuple[str, str]] = []
 
     def add(envelope: dict) -> None:
-        with contextlib.suppress(ValueError, TypeError):
-            parts.append(base64.b64decode(envelope.get("body", "")).decode(errors="replace"))
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            tasks.append((str(envelope.get("headers", {}).get("task", "")),
+                          base64.b64decode(envelope.get("body", "")).decode(errors="replace")))
 
     client = stack.redis_client()
     try:
@@ -122,7 +123,22 @@ def broker_text(stack) -> str:
                 add(json.loads(raw)[0])
     finally:
         client.close()
-    return "\n".join(parts)
+    return tasks
+
+
+def broker_text(stack, tasks: list[tuple[str, str]] | None = None) -> str:
+    """The bodies of every task message in Redis, as one text to search."""
+    return "\n".join(body for _name, body in (tasks if tasks is not None else broker_tasks(stack)))
+
+
+def queued_deliveries(tasks: list[tuple[str, str]]) -> set[int]:
+    """Outbox rows a notifications.deliver_in_order task in Redis will still send."""
+    ids: set[int] = set()
+    for name, body in tasks:
+        if name == "notifications.deliver_in_order":
+            with contextlib.suppress(ValueError, IndexError, TypeError):
+                ids.update(int(i) for i in json.loads(body)[0][0])
+    return ids
 
 
 def _db_rows(sql: str, **params: Any) -> list[Any]:
@@ -174,7 +190,8 @@ class Pending:
         self.unanswered: dict[str, Sent] = {}
         self.undecided: dict[int, Sent] = {}  # buy taps whose reservation is not decided yet
         self.lost_for_good: dict[str, list[int]] = {"updates_unhandled": [], "taps_unanswered": [],
-                                                    "reservations_undecided": []}
+                                                    "reservations_undecided": [], "outbox_unsent": []}
+        self.unsent: list[int] = []
         self._strikes: collections.Counter[tuple[str, int]] = collections.Counter()
         self._seen = 0
 
@@ -197,8 +214,8 @@ class Pending:
         stack, fake = self.stack, self.stack.telegram
         counts = {"telegram_undelivered": len(undelivered_updates(fake))}
         counts["queued"] = sum(stack.queue_lengths().values())
-        (outbox,) = _db_rows("SELECT count(*) FROM notifications WHERE status = 'pending'")
-        counts["outbox_unsent"] = int(outbox[0])
+        self.unsent = [row[0] for row in _db_rows("SELECT id FROM notifications WHERE status = 'pending'")]
+        counts["outbox_unsent"] = len(self.unsent)
         if self.unprocessed:
             done = {row[0] for row in _db_rows("SELECT update_id FROM processed_updates WHERE update_id = ANY(:ids)",
                                                ids=list(self.unprocessed))}
@@ -235,9 +252,11 @@ class Pending:
         delivered = [u for u in self.unprocessed if u not in undelivered_updates(self.stack.telegram)]
         handled_taps = [t.update_id for t in self.unanswered.values() if t.update_id not in self.unprocessed]
         handled_buys = [u for u in self.undecided if u not in self.unprocessed]
-        if not (delivered or handled_taps or handled_buys):
+        if not (delivered or handled_taps or handled_buys or self.unsent):
             return
-        text = broker_text(self.stack)
+        tasks = broker_tasks(self.stack)
+        text = broker_text(self.stack, tasks)
+        queued = queued_deliveries(tasks)
 
         def nowhere(update_id: int, *keys: str) -> bool:
             return not re.search(rf'"update_id":\s*{update_id}\b', text) and not any(k in text for k in keys)
@@ -250,12 +269,21 @@ class Pending:
                     update_id, *(k.format(update_id) for k in keys)) else 0
                 if self._strikes[strike] >= 3 and update_id not in self.lost_for_good[name]:
                     self.lost_for_good[name].append(update_id)
+        # An unsent outbox row that no delivery task in Redis will send (and no update being handled:
+        # three looks apart) waits for the ten-minute sweeper, maintenance.retry_failed_notifications.
+        for row_id in self.unsent:
+            strike = ("outbox_unsent", row_id)
+            self._strikes[strike] = self._strikes[strike] + 1 if row_id not in queued else 0
+            if self._strikes[strike] >= 3 and row_id not in self.lost_for_good["outbox_unsent"]:
+                self.lost_for_good["outbox_unsent"].append(row_id)
         gone = self.lost_for_good["updates_unhandled"]  # a lost update's tap and reservation go with it
         for name, lost in self.lost_for_good.items():
-            ids = set(lost) | (set(gone) if name != "updates_unhandled" else set())
+            ids = set(lost) | (set(gone) if name in ("taps_unanswered", "reservations_undecided") else set())
             counts[name] -= len([u for u in ids if self._still_counted(name, u)])
 
     def _still_counted(self, name: str, update_id: int) -> bool:
+        if name == "outbox_unsent":
+            return update_id in self.unsent
         if name == "updates_unhandled":
             return update_id in self.unprocessed
         if name == "reservations_undecided":
@@ -334,10 +362,14 @@ class Findings:
     def __init__(self) -> None:
         self.lost: list[dict[str, str]] = []
         self.doubled: list[dict[str, str]] = []
+        self.delayed: list[str] = []  # not lost: still on its way
 
     def lose(self, kind: str, what: str) -> None:
         assert kind in LOST_KINDS, kind
         self.lost.append({"kind": kind, "what": what})
+
+    def late(self, what: str) -> None:
+        self.delayed.append(what)
 
     def double(self, kind: str, what: str) -> None:
         assert kind in DOUBLED_KINDS, kind
@@ -368,7 +400,7 @@ def audit(stack, traffic: Traffic, calls: CallLog, phase: str | None = None) -> 
         if twin["key"] and not twin["key"].startswith("update:"):
             found.double("message", f"message {twin['key']} to chat {twin['chat_id']} sent twice: "
                                     f"{twin['text'][:60]!r}")
-    _handovers(sent, found)
+    _handovers(sent, found, broker_tasks(stack))
     stock = _stock(found)
     money = _money(stack, found)
     return {
@@ -378,21 +410,22 @@ def audit(stack, traffic: Traffic, calls: CallLog, phase: str | None = None) -> 
         "money": money,
         "lost": _unique(found.lost),
         "doubled": _unique(found.doubled),
+        "late": sorted(found.delayed),
         "sent_unrecorded": [t for t in twins if not t["key"]],
         "waits_without_answer": dict(collections.Counter(s["step"] for s in stuck)),
         "dead_letters": _dead_letters(),
     }
 
 
-def _replies_by_update(update_ids: list[int]) -> dict[int, list[tuple[str, int | None]]]:
-    replies: dict[int, list[tuple[str, int | None]]] = collections.defaultdict(list)
+def _replies_by_update(update_ids: list[int]) -> dict[int, list[tuple[int, str, int | None]]]:
+    replies: dict[int, list[tuple[int, str, int | None]]] = collections.defaultdict(list)
     if not update_ids:
         return replies
-    for key, status, message_id in _db_rows("""
-        SELECT idempotency_key, status, telegram_message_id FROM notifications
+    for row_id, key, status, message_id in _db_rows("""
+        SELECT id, idempotency_key, status, telegram_message_id FROM notifications
         WHERE idempotency_key LIKE 'update:%' AND split_part(idempotency_key, ':', 2)::bigint = ANY(:ids)
     """, ids=update_ids):
-        replies[int(key.split(":")[1])].append((str(status), message_id))
+        replies[int(key.split(":")[1])].append((row_id, str(status), message_id))
     return replies
 
 
@@ -403,6 +436,7 @@ def _updates(stack, sent: list[Sent], replies, twins, calls: CallLog, *, found: 
     handled = {row[0] for row in _db_rows("SELECT update_id FROM processed_updates WHERE update_id = ANY(:ids)",
                                           ids=ids)} if ids else set()
     unanswered_tap_ids = {t.update_id for t in unanswered_taps(fake, [s for s in sent if s.kind == "callback"])}
+    queued = queued_deliveries(broker_tasks(stack))
     twice = collections.Counter(int(t["key"].split(":")[1]) for t in twins if t["key"].startswith("update:"))
     counts: collections.Counter[str] = collections.Counter()
     unhandled: list[tuple[int, str]] = []
@@ -419,9 +453,11 @@ def _updates(stack, sent: list[Sent], replies, twins, calls: CallLog, *, found: 
             continue
         counts["handled"] += 1
         own = replies.get(s.update_id, [])
-        unsent = [status for status, _ in own if status not in ("sent", "dropped")]
-        if unsent:
+        unsent = [row_id for row_id, status, _ in own if status not in ("sent", "dropped")]
+        if [row_id for row_id in unsent if row_id not in queued]:
             found.lose("reply", f"{name}: {len(unsent)} of its {len(own)} replies never sent")
+        elif unsent:
+            found.late(f"{name}: {len(unsent)} of its replies still queued (Telegram's pace for one chat)")
         if s.update_id in unanswered_tap_ids:
             found.lose("tap", f"{name}: tap never answered (the spinner stays)")
         if not unsent and s.update_id not in unanswered_tap_ids and (own or s.kind == "callback"):
@@ -472,7 +508,7 @@ def doubled_messages(stack) -> list[dict[str, Any]]:
     return found
 
 
-def _handovers(sent: list[Sent], found: Findings) -> None:
+def _handovers(sent: list[Sent], found: Findings, tasks: list[tuple[str, str]]) -> None:
     buys = [s for s in sent if s.step == "buy"]
     if buys:
         undecided = {b.update_id for b in buys} - reservations_decided(buys)
@@ -488,10 +524,15 @@ def _handovers(sent: list[Sent], found: Findings) -> None:
                                "(no Pay button)")
     for offer_id, business in _db_rows("SELECT id, business_id FROM offers WHERE photo_status = 'processing'"):
         found.lose("handover", f"offer {offer_id} (business {business}): photo never processed (no preview)")
-    for key, chat_id, kind in _db_rows(
-            "SELECT idempotency_key, chat_id, kind FROM notifications WHERE status IN ('pending', 'failed') "
+    queued = queued_deliveries(tasks)
+    for row_id, key, chat_id, kind in _db_rows(
+            "SELECT id, idempotency_key, chat_id, kind FROM notifications WHERE status IN ('pending', 'failed') "
             "AND idempotency_key NOT LIKE 'update:%'"):
-        found.lose("handover", f"message {key} ({kind}) to chat {chat_id}: recorded, never sent")
+        if row_id in queued:
+            found.late(f"message {key} ({kind}) to chat {chat_id}: still queued (Telegram's pace for one chat)")
+        else:
+            found.lose("handover", f"message {key} ({kind}) to chat {chat_id}: recorded, no task will send it "
+                                   "(only the ten-minute sweeper)")
     for order_id, status, amount in _db_rows("""
         SELECT o.id, o.status, p.amount_minor FROM orders o
         JOIN ledger_entries p ON p.order_id = o.id AND p.kind = 'payment'

@@ -161,9 +161,10 @@ class Traffic:
         self.customers = [next(ids) for _ in range(p.customers)]
         self.subscribers = [next(ids) for _ in range(p.subscribers)]
         self.probes = [next(ids) for _ in range(PROBES)]
+        probe_owner = next(ids)  # the probes' bakery is nobody's to run: its chat only gets order news
         users = []
-        for user_id in (*self.owners, *self.customers, *self.subscribers, *self.probes):
-            near = user_id not in self.owners
+        for user_id in (*self.owners, probe_owner, *self.customers, *self.subscribers, *self.probes):
+            near = user_id not in self.owners and user_id != probe_owner
             lat, lon = BAKERY
             users.append({"id": user_id, "first_name": f"Person {user_id % 10000}", "language": "en",
                           "latitude": lat + self.random.uniform(-0.004, 0.004) if near else None,
@@ -187,7 +188,12 @@ class Traffic:
                                       quantity=self.random.randint(*p.units), pickup_start=now + timedelta(hours=8),
                                       pickup_end=now + timedelta(hours=9), status=OfferStatus.ACTIVE,
                                       published_at=now))
-            probe_offer = Offer(business_id=self.businesses[self.owners[0]], title="Bag 0 of the drill",
+            probe_bakery = Business(owner_id=probe_owner, name="Bäckerei Probe", address="Hauptstraße 99",
+                                    phone="+49301234567", latitude=BAKERY[0], longitude=BAKERY[1] + 0.002,
+                                    status=BusinessStatus.VERIFIED)
+            session.add(probe_bakery)
+            session.flush()
+            probe_offer = Offer(business_id=probe_bakery.id, title="Bag 0 of the day",
                                 description="Kept for the drill's probes", price_minor=PRICE_MINOR,
                                 original_price_minor=900, currency="EUR", quantity=100,
                                 pickup_start=now + timedelta(hours=8), pickup_end=now + timedelta(hours=9),
