@@ -1,7 +1,7 @@
 """`make chaos`: fault drills under mixed traffic, with figures per fault.
 
-    python -m bench.chaos                      # Redis down 60 s, the full drill (about 10 minutes)
-    python -m bench.chaos --short              # Redis down 10 s, small traffic (about 3 minutes)
+    python -m bench.chaos                      # Redis down 60 s, the full drill
+    python -m bench.chaos --short              # Redis down 10 s, small traffic (about 2 minutes)
     python -m bench.chaos --redis-down 30 --faults redis,gateway
 
 The whole system runs as `make run` runs it (bench/stack.py: gateway, a worker per queue, beat,
@@ -14,16 +14,23 @@ The drill is a series of phases: first one without a fault (the baseline: what t
 say when nothing goes wrong), then one per fault. In each phase the traffic runs, the fault
 happens while it runs, the traffic stops (each person finishes the step they are in) once the
 fault has ended, and the drill measures how long the system takes until nothing is pending
-(bench/invariants.py: `Pending`), then audits what became of the phase's updates, the stock and
-the money. The faults:
+(bench/invariants.py: `Pending`; what nothing can move any more counts as lost, not pending),
+then audits what became of the phase's updates, the stock and the money.
+
+Where a fault hurts most at one line, a probe (a customer the drill moves itself) is held at that
+line when the fault strikes, so the drill finds the same thing every run:
 
 * ``redis``: Redis stopped for ``--redis-down`` seconds, then started again (its append-only file
-  keeps what it had);
+  keeps what it had); the probe's "Reserve and pay" is held at its chat's advisory lock and let go
+  once Redis is stopping, so its transaction commits while Redis is down;
 * ``postgres``: Postgres stopped (fast shutdown: every connection dropped) and started again
   after ``--postgres-down`` seconds;
-* ``worker_child``: the busiest pool process of ``--kill-worker`` SIGKILLed mid-task;
-* ``worker_main``: that worker's main process SIGKILLed (the supervisor kills its pool and starts
-  it again; the messages it held come back after the visibility timeout, ``--visibility-timeout``);
+* ``worker_child``: a pool process of ``--kill-worker`` SIGKILLed: the one handling the probe's
+  tap, after its commit, while Telegram holds its answer to the button press;
+* ``worker_main``: that worker's main process SIGKILLed, stopped (SIGSTOP) first so that its
+  waiting BRPOP takes the probe's update and cannot read it (the supervisor kills its pool and
+  starts it again; what it held properly comes back after the visibility timeout,
+  ``--visibility-timeout``, and kombu's restore sweep);
 * ``beat``: beat SIGKILLed (it waits for its own lock, up to 90 s, once restarted);
 * ``gateway``: the gateway SIGKILLed and restarted by the supervisor.
 
@@ -223,16 +230,16 @@ class Drill:
         return {"down_s": self.postgres_down}
 
     def _worker_child(self, restart: dict) -> dict[str, Any]:
-        """A pool process SIGKILLed between its commit and its hand-over: the probe's task is let
-        go while Redis is frozen (SIGSTOP, so publishing waits), and killed once its transaction
-        has committed; Redis then goes on (SIGCONT)."""
+        """A pool process SIGKILLed after its update's commit, before the button press was
+        answered: the probe's task is let go while Telegram holds answerCallbackQuery calls (as a
+        slow network does), and killed once it has committed and its answer is on its way."""
         children = self.stack.children(self.kill_worker)
         if not children:
             return {"error": f"{self.kill_worker} has no pool processes"}
         details: dict[str, Any] = {"worker": self.kill_worker}
         probe = self._probe()
         victim = None
-        with ChatLock(probe.user_id if probe else 0) as lock:
+        with ChatLock(probe.user_id if probe else 0) as lock, self.stack.telegram.client() as telegram:
             if probe is not None:
                 sent = probe.buy()
                 details["probe_update_id"] = sent.update_id
@@ -243,17 +250,16 @@ class Drill:
                 details["moment"] = "mid-task (the probe was not caught)"
                 os.kill(victim.pid, signal.SIGKILL)
             else:
-                redis_pid = self.stack.redis.pid()
-                assert redis_pid is not None
-                os.kill(redis_pid, signal.SIGSTOP)
+                telegram.set_unreachable(True, methods=["answerCallbackQuery"])
                 try:
                     lock.release()
-                    committed = wait_until(lambda: handled(sent.update_id), 10, 0.01)
-                    details["moment"] = ("after its commit, while publishing its hand-over (Redis frozen)" if committed
-                                         else "before its commit (not seen committed within 10 s)")
+                    answering = wait_until(lambda: handled(sent.update_id)
+                                           and telegram._get("/faults")["held_calls"] >= 1, 10, 0.02)
+                    details["moment"] = ("after its commit, while Telegram was answering its button press"
+                                         if answering else "at an unknown point (not seen answering within 10 s)")
                     os.kill(victim.pid, signal.SIGKILL)
                 finally:
-                    os.kill(redis_pid, signal.SIGCONT)
+                    telegram.set_unreachable(False)
         details["pid"] = victim.pid
         self.log(f"   SIGKILL to {self.kill_worker}'s pool process {victim.pid}: {details['moment']}")
         began = time.monotonic()
@@ -500,9 +506,13 @@ FAULT_TITLES = {
 
 
 def _money_cell(money: dict) -> str:
-    return (f"{money['charges']} charges / {money['refunds']} refund(s) at Stripe; ledger {money['ledger_payments']} / "
+    cell = (f"{money['charges']} charges / {money['refunds']} refund(s) at Stripe; ledger {money['ledger_payments']} / "
             f"{money['ledger_refunds']}; net €{(money['charged_minor'] - money['refunded_minor']) / 100:.2f} "
             f"vs paid orders €{money['paid_orders_minor'] / 100:.2f}")
+    if money.get("refunds_owed"):
+        cell += (f" + €{money['refunds_owed_minor'] / 100:.2f} owed back ({money['refunds_owed']} refund(s) "
+                 "never made ❌)")
+    return cell
 
 
 def _fault_line(phase: dict, settings: dict) -> str:
@@ -582,7 +592,9 @@ def section(result: dict) -> list[str]:
     final = result["final"]
     lines += ["", (f"At the end of the drill: {len(final['lost'])} lost and {len(final['doubled'])} doubled in all; "
                    f"stock exact {_mark(final['stock']['exact'])}, money exact {_mark(final['money']['exact'])}; "
-                   f"dead letters {sum(final['dead_letters'].values())}.")]
+                   "dead letters (tasks that gave up) "
+                   + (", ".join(f"{n} `{task}`" for task, n in sorted(final["dead_letters"].items())) or "none")
+                   + ".")]
     return lines
 
 

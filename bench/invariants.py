@@ -170,6 +170,9 @@ def stripe_idle(stack) -> bool:
     return bool(stack.stripe.state.wait_deliveries_idle(0))
 
 
+STRIKES = 6  # looks in a row, half a second apart, before something pending counts as lost for good
+
+
 class Pending:
     """What is left to do, counted cheaply enough to ask every half second. Sets of updates and
     taps only shrink, so each question is asked about what was not done at the last look."""
@@ -248,7 +251,8 @@ class Pending:
         """An update, tap or reservation that nothing can move any more is lost for good, not
         pending: Telegram has handed the update over, and no task that could still act on it is
         anywhere in Redis (waiting in a queue, or held by a worker, running or counting down).
-        Seen so at three looks in a row, it no longer keeps the phase from being done."""
+        Seen so at six looks in a row (three seconds: a worker that lost Redis keeps what it held
+        and puts it back once Redis answers), it no longer keeps the phase from being done."""
         delivered = [u for u in self.unprocessed if u not in undelivered_updates(self.stack.telegram)]
         handled_taps = [t.update_id for t in self.unanswered.values() if t.update_id not in self.unprocessed]
         handled_buys = [u for u in self.undecided if u not in self.unprocessed]
@@ -267,14 +271,14 @@ class Pending:
                 strike = (name, update_id)
                 self._strikes[strike] = self._strikes[strike] + 1 if nowhere(
                     update_id, *(k.format(update_id) for k in keys)) else 0
-                if self._strikes[strike] >= 3 and update_id not in self.lost_for_good[name]:
+                if self._strikes[strike] >= STRIKES and update_id not in self.lost_for_good[name]:
                     self.lost_for_good[name].append(update_id)
-        # An unsent outbox row that no delivery task in Redis will send (and no update being handled:
-        # three looks apart) waits for the ten-minute sweeper, maintenance.retry_failed_notifications.
+        # An unsent outbox row that no delivery task in Redis will send (and no update being handled,
+        # six looks in a row) waits for the ten-minute sweeper, maintenance.retry_failed_notifications.
         for row_id in self.unsent:
             strike = ("outbox_unsent", row_id)
             self._strikes[strike] = self._strikes[strike] + 1 if row_id not in queued else 0
-            if self._strikes[strike] >= 3 and row_id not in self.lost_for_good["outbox_unsent"]:
+            if self._strikes[strike] >= STRIKES and row_id not in self.lost_for_good["outbox_unsent"]:
                 self.lost_for_good["outbox_unsent"].append(row_id)
         gone = self.lost_for_good["updates_unhandled"]  # a lost update's tap and reservation go with it
         for name, lost in self.lost_for_good.items():
@@ -608,6 +612,15 @@ def _money(stack, found: Findings) -> dict[str, Any]:
     charged_total = sum(sum(a) for a in charged.values())
     refunded_total = sum(sum(a) for a in refunded.values())
     (row,) = _db_rows("SELECT coalesce(sum(amount_minor), 0) FROM orders WHERE status IN ('paid', 'collected')")
+    # Money taken for orders that were then called off, not given back yet: a refund whose hand-over
+    # was lost (reported as such), or one on its way.
+    (owed,) = _db_rows("""
+        SELECT count(*), coalesce(sum(p.amount_minor), 0) FROM orders o
+        JOIN ledger_entries p ON p.order_id = o.id AND p.kind = 'payment'
+        WHERE o.status IN ('expired', 'cancelled')
+          AND NOT EXISTS (SELECT 1 FROM ledger_entries r WHERE r.order_id = o.id AND r.kind = 'refund')
+    """)
+    money_problems = [p for p in problems if "(paid)" in p or "(collected)" in p]
     return {
         "checkout_sessions": len(sessions),
         "charges": sum(len(a) for a in charged.values()),
@@ -619,9 +632,13 @@ def _money(stack, found: Findings) -> dict[str, Any]:
         "ledger_refunds": len(ledger_refunded),
         "ledger_refunds_minor": sum(ledger_refunded.values()),
         "paid_orders_minor": int(row[0]),
+        "refunds_owed": int(owed[0]),
+        "refunds_owed_minor": int(owed[1]),
         "problems": problems,
+        # Stripe and the ledger agree, order by order, and what was kept is what paid orders cost
+        # (plus what is owed back, counted apart).
         "exact": (charged_total == sum(ledger_paid.values()) and refunded_total == sum(ledger_refunded.values())
-                  and charged_total - refunded_total == int(row[0]) and not problems),
+                  and charged_total - refunded_total == int(row[0]) + int(owed[1]) and not money_problems),
     }
 
 
