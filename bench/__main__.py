@@ -335,6 +335,7 @@ def main() -> None:
         bench_reservations,
         bench_task_overhead,
         plots,
+        report_md,
     )
 
     started = time.monotonic()
@@ -425,7 +426,10 @@ def main() -> None:
     if "notifications" in results:
         lines += notifications_section(results["notifications"])
     (args.output / "report.json").write_text(json.dumps(results, indent=2))
-    (args.output / "report.md").write_text("\n".join(lines))
+    report = args.output / "report.md"
+    # The sections `make chaos` and `make soak` write between their markers stay.
+    kept = report_md.sections(report.read_text()) if report.exists() else ""
+    report.write_text("\n".join(lines) + ("\n\n" + kept if kept else ""))
     print("\n".join(lines))
 
 
