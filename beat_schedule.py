@@ -49,6 +49,14 @@ DEFAULT_SCHEDULE: dict[str, dict[str, Any]] = {
         "kwargs": dict(BEAT),
         "options": {"expires": 30},
     },
+    # An acknowledged update that a dying worker took from the queue and lost (core/inbox.py): queued
+    # again once unprocessed past the `updates` visibility timeout + 15 s, so answered within 2 min.
+    "requeue-lost-updates": {
+        "task": "maintenance.requeue_lost_updates",
+        "schedule": timedelta(seconds=30),
+        "kwargs": dict(BEAT),
+        "options": {"expires": 30},
+    },
     "pickup-reminders": {
         "task": "maintenance.send_pickup_reminders",
         "schedule": timedelta(minutes=5),

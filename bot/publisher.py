@@ -5,7 +5,8 @@ gateway builds the same message Celery would (headers from Celery's `as_task_v2`
 kombu's Redis transport) and pushes it with an asynchronous Redis client. Requests that arrive in
 the same event-loop tick share one round trip: a Lua script that, per update, sets the dedup key
 (SET NX with a TTL) and pushes the message only if the key was new, atomically, so a repeated
-update_id is dropped and an update is never marked seen without being queued.
+update_id is dropped and an update is never marked seen without being queued. The same script keeps
+a copy of each new update in the inbox (core/inbox.py) until a worker has processed it.
 """
 
 from __future__ import annotations
@@ -19,19 +20,28 @@ import orjson
 import redis.asyncio as aioredis
 from celery import Celery
 
+from core import inbox
+
 UPDATES_QUEUE = "updates"
 HANDLE_UPDATE_TASK = "updates.handle_update"
 DEDUP_KEY_PREFIX = "tg:update:"
 
-# KEYS[1] = queue; then per update i: KEYS[i+1] = dedup key, ARGV[i+1] = message; ARGV[1] = TTL.
+# KEYS[1] = queue, KEYS[2] and KEYS[3] = the inbox (core.inbox); then per update i: KEYS[i+3] = its
+# dedup key, ARGV[i+1] = its message, ARGV[1] = the dedup TTL. A new update's copy is kept in the
+# inbox, stamped with Redis's clock, in the same script that queues it.
 _ENQUEUE_NEW_SCRIPT = """
 local results = {}
-for i = 2, #KEYS do
+local now = redis.call('TIME')
+local stamp = now[1] * 1000 + math.floor(now[2] / 1000)
+for i = 4, #KEYS do
   if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
-    redis.call('LPUSH', KEYS[1], ARGV[i])
-    results[i - 1] = 1
+    local update_id = string.sub(KEYS[i], """ + str(len(DEDUP_KEY_PREFIX) + 1) + """)
+    redis.call('HSET', KEYS[2], update_id, ARGV[i - 2])
+    redis.call('ZADD', KEYS[3], stamp, update_id)
+    redis.call('LPUSH', KEYS[1], ARGV[i - 2])
+    results[i - 3] = 1
   else
-    results[i - 1] = 0
+    results[i - 3] = 0
   end
 end
 return results
@@ -136,7 +146,7 @@ class UpdatePublisher:
                 future.set_result(result)
 
     async def _run(self, items: list[tuple[str, bytes]]) -> list[int]:
-        keys = [UPDATES_QUEUE, *(key for key, _ in items)]
+        keys = [UPDATES_QUEUE, inbox.MESSAGES_KEY, inbox.TIMES_KEY, *(key for key, _ in items)]
         args: list[int | bytes] = [self._ttl, *(message for _, message in items)]
         try:
             return await self._script(keys=keys, args=args)

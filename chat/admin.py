@@ -32,6 +32,7 @@ JOBS = {
     "summary": "maintenance.send_daily_summaries",
     "retry": "maintenance.retry_failed_notifications",
     "handovers": "maintenance.resend_handovers",
+    "updates": "maintenance.requeue_lost_updates",
     "cleanup": "maintenance.cleanup",
 }
 JOB_LABELS = {
@@ -42,6 +43,7 @@ JOB_LABELS = {
     "summary": N_("📊 Daily summaries"),
     "retry": N_("📨 Retry failed messages"),
     "handovers": N_("📮 Resend stuck hand-overs"),
+    "updates": N_("📥 Requeue lost updates"),
     "cleanup": N_("🧹 Clean up"),
 }
 

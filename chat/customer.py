@@ -13,12 +13,12 @@ from chat.messages.orders import describe_cancellation, refusal
 from chat.registry import StaleButton, button, command, data, deep_link
 from core.handover import enqueue_after_commit
 from core.i18n import N_, Translator
-from core.outbox import Reply
+from core.outbox import Reply, render
 from core.outbox import button as key
 from domain import announcements, catalog, ordering, payments
 from domain.catalog import Sort
 from domain.money import discount_percent, format_money
-from domain.payments import CancelPolicy
+from domain.payments import CancelPolicy, notices
 from models import Business, Offer, OfferStatus, Order, OrderStatus
 
 
@@ -386,6 +386,8 @@ def show_orders(ctx: Context) -> None:
             label = f"{order.quantity} × {isolate(offer.title[:28])}"
             if order.status == OrderStatus.HELD and order.checkout_url:
                 rows.append([{"text": _("💳 Pay: {label}", label=label), "url": order.checkout_url}])
+            if order.status == OrderStatus.PAID and order.pickup_code:
+                rows.append([key(_("🔳 Pickup pass: {label}", label=label), data("opass", order.id))])
             rows.append([key(_("✖️ Cancel: {label}", label=label), data("ocancel", order.id))])
     else:
         lines.append(_("No open orders. Find something good with /deals."))
@@ -400,6 +402,27 @@ def _own_open_order(ctx: Context, order_id: int) -> tuple[Order, Offer]:
     if order is None or order.customer_id != ctx.user.id:
         raise StaleButton  # someone else's order looks exactly like a missing one
     return order, order.offer
+
+
+@button("opass")
+def btn_pickup_pass(ctx: Context, args: list[str]) -> None:
+    """The pickup pass (QR code and code) again, for the counter: the one sent after "✅ Paid" may be
+    far up the chat by now."""
+    if len(args) != 1:
+        raise StaleButton
+    order, offer = _own_open_order(ctx, _int(args[0]))
+    if order.status != OrderStatus.PAID or not order.pickup_code:
+        ctx.toast(_pass_gone(ctx._, order.status))
+        show_orders(ctx)
+        return
+    ctx.outcome.replies.append(render(notices.PickupPass(order, offer, offer.business, ctx._.language,
+                                                         order.pickup_code)))
+
+
+def _pass_gone(_: Translator, status: OrderStatus) -> str:
+    if status == OrderStatus.COLLECTED:
+        return _("This order was collected already.")
+    return _("This order has no pickup pass any more.")
 
 
 @button("ocancel")

@@ -7,38 +7,23 @@ a minute. The check costs one Redis round trip and no database work.
 
 from __future__ import annotations
 
-import os
 import time
 
-import redis
-
-from core.settings import get_settings
+from core import redis_client
 
 WINDOW_SECONDS = 10
 MAX_UPDATES_PER_WINDOW = 30  # a person tapping fast stays far below this; a script does not
 NOTICE_EVERY_SECONDS = 60
 
-_client: redis.Redis | None = None
-_client_pid: int | None = None
-
-
-def _redis() -> redis.Redis:
-    global _client, _client_pid
-    if _client is None or _client_pid != os.getpid():
-        _client = redis.Redis.from_url(get_settings().redis_url, socket_timeout=2, socket_connect_timeout=2)
-        _client_pid = os.getpid()
-    return _client
-
-
 def allowed(user_id: int) -> tuple[bool, bool]:
     """(handle this update?, tell the user to slow down now?)"""
     window = int(time.time()) // WINDOW_SECONDS
     key = f"flood:{user_id}:{window}"
-    pipe = _redis().pipeline()
+    pipe = redis_client.client().pipeline()
     pipe.incr(key)
     pipe.expire(key, WINDOW_SECONDS * 2)
     count, _ = pipe.execute()
     if count <= MAX_UPDATES_PER_WINDOW:
         return True, False
-    first_notice = bool(_redis().set(f"flood:noticed:{user_id}", 1, nx=True, ex=NOTICE_EVERY_SECONDS))
+    first_notice = bool(redis_client.client().set(f"flood:noticed:{user_id}", 1, nx=True, ex=NOTICE_EVERY_SECONDS))
     return False, first_notice

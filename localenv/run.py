@@ -22,6 +22,7 @@ from bot import setup
 from core.settings import load_settings
 from localenv.services import PostgresServer, RedisServer, port_open
 from localenv.supervisor import Supervisor
+from localenv.terminal import own_foreground_group
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = ROOT / ".run"
@@ -200,6 +201,11 @@ def banner(env: dict[str, str]) -> str:
 
 
 def main() -> None:
+    with own_foreground_group():
+        _run()
+
+
+def _run() -> None:
     os.chdir(ROOT)
     env, started = prepare_environment()
     os.environ.update(env)

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from chat.messages import admin as messages
-from core import handover
+from core import handover, inbox, redis_client
 from core.db import session_scope
 from core.logging import get_logger
 from core.outbox import notify
@@ -45,6 +45,7 @@ ADMIN_JOBS = (
     "maintenance.send_daily_summaries",
     "maintenance.retry_failed_notifications",
     "maintenance.resend_handovers",
+    "maintenance.requeue_lost_updates",
     "maintenance.cleanup",
 )
 
@@ -141,6 +142,27 @@ def resend_handovers(self: BaseTask, actor: str = "beat", report_to: int | None 
     grace = timedelta(seconds=max(0.0, float(grace_seconds)))
     return run_job(self, "maintenance.resend_handovers", actor, report_to,
                    lambda session, now: handover.resend_unsent(session, now - grace))
+
+
+def _updates_grace() -> float:
+    """An update taken by a worker that died comes back by itself after the `updates` queue's
+    visibility timeout (core/broker.py); the inbox queues it again only if that did not happen."""
+    timeouts = app.conf.broker_transport_options.get("visibility_timeouts", {})
+    return float(timeouts.get("updates", app.conf.broker_transport_options.get("visibility_timeout", 60))) + 15.0
+
+
+@app.task(name="maintenance.requeue_lost_updates", base=BaseTask, bind=True, ignore_result=False)
+def requeue_lost_updates(self: BaseTask, actor: str = "beat", report_to: int | None = None,
+                         grace_seconds: float | None = None) -> dict[str, Any]:
+    """Queue again the acknowledged updates that no worker processed (core.inbox): a worker's main
+    process killed right after taking one from the queue lost it from Redis."""
+    grace = _updates_grace() if grace_seconds is None else max(0.0, float(grace_seconds))
+
+    def work(session: Session, _now: datetime) -> dict[str, Any]:
+        swept = inbox.sweep(redis_client.client(), session, "updates", grace)
+        return {"forgotten": swept.forgotten, "requeued": len(swept.requeued), "update_ids": swept.requeued[:50]}
+
+    return run_job(self, "maintenance.requeue_lost_updates", actor, report_to, work)
 
 
 def _cleanup(session: Session, now: datetime) -> dict[str, Any]:

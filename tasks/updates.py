@@ -7,7 +7,7 @@ from typing import Any
 from telegram import Update
 
 from chat import engine, flood
-from core import outbox
+from core import inbox, outbox, redis_client
 from core.db import session_scope
 from core.logging import get_logger
 from tasks.app import app
@@ -23,8 +23,10 @@ def handle_update(self: BaseTask, update: dict[str, Any]) -> None:
         parsed = engine.parse(update)
     except engine.MalformedUpdate as error:
         log.warning("malformed_update_dropped", reason=str(error))
+        _forget(update)
         return
     if _flooding(parsed):
+        _forget(update)
         return
     try:
         with session_scope() as session:
@@ -37,6 +39,13 @@ def handle_update(self: BaseTask, update: dict[str, Any]) -> None:
         with session_scope() as session:
             handled = engine.handle_failure(session, parsed)
     _answer_and_send(handled)
+
+
+def _forget(update: Any) -> None:
+    """An update dropped on purpose is never processed: its inbox copy must not come back."""
+    update_id = update.get("update_id") if isinstance(update, dict) else None
+    if isinstance(update_id, int):
+        inbox.forget(redis_client.client(), update_id)
 
 
 def _flooding(update: Update) -> bool:

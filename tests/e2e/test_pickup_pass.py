@@ -122,3 +122,32 @@ def test_only_the_owner_confirms_and_a_second_scan_says_collected(stack):
 
     replies = scan(stack, owner, "pickup_NOSUCH")
     assert "Only the business this order is from" in text_of(replies)
+
+
+def test_the_pass_can_be_shown_again_from_my_orders(stack):
+    """The pass sent after "✅ Paid" may be far up the chat at the counter: /orders shows it again."""
+    owner, buyer = new_user_id(), new_user_id()
+    for person in (owner, buyer):
+        stack.telegram.create_user(person, "Person")
+    order_id, code = paid_order(owner, buyer, "Soup jar")
+    sent = stack.telegram.send_text(buyer, "/orders")
+    (orders,) = stack.telegram.wait_for_reply(buyer, sent["message_id"], timeout=15)
+    (pass_button,) = [b for row in orders["reply_markup"]["inline_keyboard"] for b in row
+                      if b.get("callback_data") == f"opass:{order_id}"]
+    assert "Pickup pass: 2 × " in pass_button["text"] and "Soup jar" in pass_button["text"]
+
+    pressed = stack.telegram.press_button(buyer, orders["message_id"], f"opass:{order_id}")
+    (shown,) = stack.telegram.wait_for_reply(buyer, after_seq=pressed["seq"], timeout=15)
+    assert shown["photo"] and code in shown["caption"]
+    assert decode_qr(stack, shown) == f"https://t.me/{BOT}?start=pickup_{code}"
+
+    # Once collected, the button (from the old list) says so instead of showing a spent pass.
+    scan(stack, owner, f"pickup_{code}")
+    assert order_status(order_id) == OrderStatus.COLLECTED
+    pressed = stack.telegram.press_button(buyer, orders["message_id"], f"opass:{order_id}")
+    listing = stack.telegram.wait_for_reply(buyer, after_seq=pressed["seq"], timeout=15)[-1]
+    assert "My orders" in plain(listing["text"]) and f"opass:{order_id}" not in str(listing.get("reply_markup"))
+    answer = wait_until(lambda: next((q["answer"] for q in stack.telegram.callback_answers()
+                                      if q["callback_query_id"] == pressed["callback_query_id"] and q.get("answer")),
+                                     None))
+    assert answer["text"] == "This order was collected already."

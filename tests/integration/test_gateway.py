@@ -157,3 +157,53 @@ def test_fuzzed_bodies_never_get_a_5xx_and_refused_ones_queue_nothing(client, pr
     assert response.status_code in (200, 400, 413), response.text
     if response.status_code != 200:
         assert len(queued(private_redis)) == before
+
+
+def test_an_update_lost_from_the_queue_after_its_acknowledgement_is_queued_again(client, private_redis, migrated):
+    """kombu takes a message with BRPOP, then records it as unacknowledged: a worker's main process
+    killed in between leaves no copy in the queue. The gateway's inbox keeps one until the update is
+    processed; the sweeper queues it again, and forgets it once processed."""
+    import sqlalchemy as sa
+
+    from core import db, inbox
+
+    lost, slow, done = an_update(), an_update(), an_update()
+    for update in (lost, slow, done):
+        assert post(client, update).status_code == 200
+    broker = redis.Redis.from_url(private_redis.url)
+    (taken,) = [orjson.loads(broker.rpop(UPDATES_QUEUE))]  # the dying worker's BRPOP: the oldest, `lost`
+    assert taken["headers"]["argsrepr"] == f"(update {lost['update_id']})"
+    with db.session_scope() as session:
+        session.execute(sa.text("INSERT INTO processed_updates (update_id) VALUES (:id)"), {"id": done["update_id"]})
+    # Copies are looked at once they settled; make them older than that, as time would.
+    for update in (lost, slow, done):
+        broker.zincrby(inbox.TIMES_KEY, -10_000, str(update["update_id"]))
+
+    with db.session_scope() as session:
+        swept = inbox.sweep(broker, session, UPDATES_QUEUE, requeue_after_s=5)
+    assert swept.forgotten == 1  # `done`: processed, its copy gone
+    assert sorted(swept.requeued) == sorted([lost["update_id"], slow["update_id"]])
+    again = [m for m in queued(private_redis) if m["headers"]["id"] == taken["headers"]["id"]]
+    assert len(again) == 1  # the same task, so a redelivery of it...
+    assert again[0]["properties"]["delivery_tag"] != taken["properties"]["delivery_tag"]  # ...with a tag of its own
+    assert inbox.size(broker) == 2
+
+    # Requeued just now: not again at the next sweep. Processed: forgotten.
+    with db.session_scope() as session:
+        session.execute(sa.text("INSERT INTO processed_updates (update_id) VALUES (:a), (:b)"),
+                        {"a": lost["update_id"], "b": slow["update_id"]})
+        for update in (lost, slow):
+            broker.zincrby(inbox.TIMES_KEY, -3_000, str(update["update_id"]))
+        swept = inbox.sweep(broker, session, UPDATES_QUEUE, requeue_after_s=5)
+    assert (swept.forgotten, swept.requeued, inbox.size(broker)) == (2, [], 0)
+
+
+def test_an_update_dropped_on_purpose_is_forgotten(client, private_redis):
+    from core import inbox
+
+    update = an_update()
+    assert post(client, update).status_code == 200
+    broker = redis.Redis.from_url(private_redis.url)
+    assert inbox.size(broker) == 1
+    inbox.forget(broker, update["update_id"])
+    assert inbox.size(broker) == 0 and broker.hlen(inbox.MESSAGES_KEY) == 0
