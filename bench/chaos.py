@@ -56,6 +56,7 @@ from bench import report_md
 from bench.invariants import CallLog, Pending, audit, broker_whereabouts, stripe_idle, undelivered_updates
 from bench.stack import Stack, wait_until
 from bench.traffic import Probe, Profile, Traffic, next_probe
+from core.inbox import SETTLE_MS
 
 HERE = Path(__file__).resolve().parent
 FAULTS = ("redis", "postgres", "worker_child", "worker_main", "beat", "gateway")
@@ -65,15 +66,19 @@ KILLS = ("worker_child", "worker_main", "beat", "gateway")
 # times unacked_restore_throttle (10) per worker process: up to 100 s after the visibility timeout.
 RESTORE_SWEEP_S = 100.0
 
+# operator_sweep: after the worker's main process is killed, the drill does what an operator would
+# (`maintenance.requeue_lost_updates` with grace 0) instead of waiting for beat's sweep, which
+# queues an update again once it is unprocessed for the updates queue's visibility timeout + 15 s.
 FULL = {"redis_down": 60.0, "postgres_down": 5.0, "traffic": 20.0, "settle": 120.0, "visibility_timeout": 60,
-        "profile": Profile(customers=24, businesses=5, subscribers=30)}
+        "operator_sweep": False, "profile": Profile(customers=24, businesses=5, subscribers=30)}
 SHORT = {"redis_down": 10.0, "postgres_down": 2.0, "traffic": 6.0, "settle": 60.0, "visibility_timeout": 15,
-         "profile": Profile(customers=12, businesses=2, subscribers=10, think_s=(0.3, 0.8))}
+         "operator_sweep": True, "profile": Profile(customers=12, businesses=2, subscribers=10, think_s=(0.3, 0.8))}
 
 
 class Drill:
     def __init__(self, stack: Stack, traffic: Traffic, *, redis_down: float, postgres_down: float, traffic_s: float,
-                 settle: float, kill_worker: str, kill_settle: float | None = None, log=print) -> None:
+                 settle: float, kill_worker: str, kill_settle: float | None = None, operator_sweep: bool = False,
+                 log=print) -> None:
         self.stack = stack
         self.traffic = traffic
         self.redis_down = redis_down
@@ -82,6 +87,7 @@ class Drill:
         self.settle = settle
         self.kill_settle = kill_settle if kill_settle is not None else settle
         self.kill_worker = kill_worker
+        self.operator_sweep = operator_sweep
         self.log = log
         self.calls = CallLog(stack.telegram).start()
         self.carried: dict[str, int] = {}  # what the previous phase left pending (lost for good, or late)
@@ -121,6 +127,10 @@ class Drill:
         self.traffic.join(30)
         if watcher is not None:
             watcher.join(60)
+        if "probe_update_id" in fault_info:
+            fault_info["probe_handled"] = handled(fault_info["probe_update_id"])
+        if fault == "worker_main":
+            fault_info["sweeps"] = sweeps_since(began)
         audited = time.monotonic()
         result = audit(self.stack, self.traffic, self.calls, phase=name)
         result["audit_s"] = round(time.monotonic() - audited, 1)
@@ -145,9 +155,12 @@ class Drill:
             "pending_at_end": {k: v for k, v in counts.items() if v},
             "lost_for_good_while_waiting": {k: v for k, v in pending.lost_for_good.items() if v},
             "errors": self._take_errors(),
+            "outcomes": dict(self.traffic.record.outcomes.get(name, {})),
+            "steps": dict(collections.Counter(s.step for s in self.traffic.record.sent if s.phase == name)),
         })
         self.log(f"   done after {done_s} s, settled after {settled_s} s; lost {len(result['lost'])}, "
-                 f"doubled {len(result['doubled'])}; phase {result['phase_s']} s (audit {result['audit_s']} s)")
+                 f"doubled {len(result['doubled'])}; phase {result['phase_s']} s (audit {result['audit_s']} s); "
+                 f"{result['updates']['sent']} updates, {_outcomes(result['outcomes'])}")
         return result
 
     def _wait_done(self, pending: Pending, ended: float,
@@ -308,11 +321,34 @@ class Drill:
                 and not broker_whereabouts(self.stack, [update_id]), 3, 0.05))
             probe.close()
         self.log(f"   SIGKILL to {name} (pid {pid}), stopped with its BRPOP waiting")
+        killed = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         self._watch(restart, name, pid, since)
         time.sleep(0.5)  # the supervisor has killed the pool: what the worker held stays unacknowledged
         details["unacked_messages_after_kill"] = self._unacked()
+        details["inbox_copies_after_kill"] = self._inbox_size()
+        if self.operator_sweep:
+            # The inbox looks only at copies older than a few seconds (core.inbox.SETTLE_MS).
+            time.sleep(max(0.0, killed + SETTLE_MS / 1000 + 1.0 - time.monotonic()))
+            self.log("   operator: maintenance.requeue_lost_updates sent (grace 0), as an admin would, instead of "
+                     "waiting for beat's sweep")
+            sweep_lost_updates(self.stack)
+            details["requeued_by"] = "the drill, as an operator: maintenance.requeue_lost_updates with grace 0"
+        else:
+            details["requeued_by"] = ("beat's maintenance.requeue_lost_updates (every 30 s, for updates unprocessed "
+                                      f"{self.stack.visibility_timeout + 15} s)")
         return details
+
+    def _inbox_size(self) -> int | None:
+        from core.inbox import TIMES_KEY
+
+        with contextlib.suppress(Exception):
+            client = self.stack.redis_client()
+            try:
+                return int(client.zcard(TIMES_KEY))
+            finally:
+                client.close()
+        return None
 
     def _beat(self, restart: dict) -> dict[str, Any]:
         self.beat_killed_at = time.time()
@@ -330,7 +366,7 @@ class Drill:
         killed = datetime.fromtimestamp(self.beat_killed_at, UTC)
 
         def first_run():
-            rows = _db_rows("SELECT min(created_at) FROM audit_entries WHERE actor = 'beat' AND created_at > :t",
+            rows = _db_rows("SELECT min(created_at) FROM audit_log WHERE actor = 'beat' AND created_at > :t",
                             t=killed)
             return rows[0][0]
 
@@ -378,6 +414,33 @@ def sa_text(sql: str):
     import sqlalchemy as sa
 
     return sa.text(sql)
+
+
+def sweep_lost_updates(stack: Stack) -> None:
+    """What an operator does after a worker was lost: queue again, now, the acknowledged updates
+    nobody processed (`maintenance.requeue_lost_updates`, grace 0; README "Dead letters and lost
+    updates"). Published by a Celery app of its own, pointed at this system's Redis."""
+    from celery import Celery
+
+    app = Celery("drill", broker=stack.redis.url, set_as_current=False)
+    app.conf.update(task_serializer="json", accept_content=["json"])
+    try:
+        app.send_task("maintenance.requeue_lost_updates", kwargs={"actor": "drill", "grace_seconds": 0},
+                      queue="maintenance")
+    finally:
+        app.close()
+
+
+def sweeps_since(began_monotonic: float) -> list[dict[str, Any]]:
+    """The runs of `maintenance.requeue_lost_updates` since then (its audit entries): who ran it, and
+    which updates it queued again."""
+    from bench.invariants import _db_rows
+
+    since = datetime.now(UTC).timestamp() - (time.monotonic() - began_monotonic)
+    rows = _db_rows("SELECT actor, details FROM audit_log WHERE action = 'maintenance.requeue_lost_updates' "
+                    "AND created_at >= to_timestamp(:since) ORDER BY created_at", since=since)
+    return [{"actor": actor, "requeued": (details or {}).get("update_ids", [])} for actor, details in rows
+            if (details or {}).get("requeued")]
 
 
 def handled(update_id: int) -> bool:
@@ -430,7 +493,7 @@ def settings_for(*, short: bool = False, faults: tuple[str, ...] = FAULTS, redis
                  postgres_down: float | None = None, traffic_s: float | None = None, settle: float | None = None,
                  visibility_timeout: int | None = None, profile: Profile | None = None,
                  kill_worker: str = "worker-updates", baseline: bool = True, beat_wait: float | None = None,
-                 kill_settle: float | None = None) -> dict[str, Any]:
+                 kill_settle: float | None = None, operator_sweep: bool | None = None) -> dict[str, Any]:
     """The drill's settings: the full or the short preset, with these changes."""
     preset = SHORT if short else FULL
 
@@ -446,6 +509,7 @@ def settings_for(*, short: bool = False, faults: tuple[str, ...] = FAULTS, redis
         # kombu's restore sweep on top; shorter when given (then no more than that).
         "kill_settle_s": kill_settle if kill_settle is not None else pick(settle, "settle"),
         "visibility_timeout_s": pick(visibility_timeout, "visibility_timeout"),
+        "operator_sweep": pick(operator_sweep, "operator_sweep"),
         "kill_worker": kill_worker,
         "faults": list(faults),
         "baseline": baseline,
@@ -460,7 +524,7 @@ def drill(stack: Stack, traffic: Traffic, settings: dict[str, Any], log=print) -
     started = time.monotonic()
     runner = Drill(stack, traffic, redis_down=settings["redis_down_s"], postgres_down=settings["postgres_down_s"],
                    traffic_s=settings["traffic_s"], settle=settings["settle_s"], kill_worker=settings["kill_worker"],
-                   kill_settle=settings["kill_settle_s"], log=log)
+                   kill_settle=settings["kill_settle_s"], operator_sweep=settings["operator_sweep"], log=log)
     faults = ((None,) if settings["baseline"] else ()) + tuple(settings["faults"])
     phases = [runner.phase(fault) for fault in faults]
     beat_back = runner.beat_back_after(settings["beat_wait_s"])
@@ -530,6 +594,10 @@ def _fault_line(phase: dict, settings: dict) -> str:
         parts.append("the stopped worker's BRPOP had taken it from the queue" if d["probe_taken_from_queue"]
                      else "it was still in the queue at the kill")
     return "; ".join(parts) or FAULT_TITLES.get(phase["fault"], phase["fault"]).format(**settings)
+
+
+def _outcomes(outcomes: dict[str, int]) -> str:
+    return ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in sorted(outcomes.items())) or "nobody got far"
 
 
 def _mark(ok: bool) -> str:

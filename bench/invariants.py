@@ -27,7 +27,7 @@ from bench.traffic import Sent, Traffic, text_of
 
 class CallLog:
     """Reads the Telegram fake's Bot API call log as it goes (it keeps the last 20,000 calls):
-    answers per callback query, and calls by method and status."""
+    answers Telegram took per callback query, and calls by method and status."""
 
     def __init__(self, fake) -> None:
         self.fake = fake
@@ -54,7 +54,9 @@ class CallLog:
         for call in self.fake.state.recorded_calls(since=self.last_id):
             self.last_id = call["id"]
             self.by_method[f"{call['method']} {call['status']}"] += 1
-            if call["method"].lower() == "answercallbackquery":
+            # Answers Telegram took: a second one is refused ("query is too old"), which the person
+            # never sees (a redelivered update answering again, harmlessly).
+            if call["method"].lower() == "answercallbackquery" and call.get("ok"):
                 self.answers[str(call["params"].get("callback_query_id"))] += 1
 
 
@@ -132,12 +134,17 @@ def broker_text(stack, tasks: list[tuple[str, str]] | None = None) -> str:
 
 
 def queued_deliveries(tasks: list[tuple[str, str]]) -> set[int]:
-    """Outbox rows a notifications.deliver_in_order task in Redis will still send."""
+    """Outbox rows a notifications.deliver_in_order task will still send: in Redis, or recorded as a
+    hand-over not published yet (a retry or redelivery of its task, or the sweeper, publishes it)."""
     ids: set[int] = set()
     for name, body in tasks:
         if name == "notifications.deliver_in_order":
             with contextlib.suppress(ValueError, IndexError, TypeError):
                 ids.update(int(i) for i in json.loads(body)[0][0])
+    for _origin, name, args in unsent_handovers():
+        if name == "notifications.deliver_in_order" and args:
+            with contextlib.suppress(ValueError, TypeError):
+                ids.update(int(i) for i in args[0])
     return ids
 
 
@@ -158,6 +165,54 @@ def undelivered_updates(fake) -> set[int]:
     bot = _bot(fake)
     with fake.state.lock:
         return {u["update_id"] for u in bot.pending_updates} | set(bot.in_flight)
+
+
+def in_inbox(stack, update_ids: list[int]) -> set[int]:
+    """Of these updates, those whose copy the inbox keeps (core.inbox): acknowledged to Telegram and
+    not processed yet; `maintenance.requeue_lost_updates` queues them again if a worker lost them."""
+    from core.inbox import MESSAGES_KEY
+
+    if not update_ids:
+        return set()
+    client = stack.redis_client()
+    try:
+        found = client.hmget(MESSAGES_KEY, [str(u) for u in update_ids])
+    finally:
+        client.close()
+    return {update_id for update_id, copy in zip(update_ids, found, strict=True) if copy is not None}
+
+
+def unsent_handovers() -> list[tuple[str, str, list[Any]]]:
+    """Hand-overs recorded and not published yet (core.handover): their origin, task and arguments.
+    The origin's redelivery or the `maintenance.resend_handovers` sweeper publishes them."""
+    return [(str(origin or ""), str(name), list(args or [])) for origin, name, args in _db_rows(
+        "SELECT origin, task_name, args FROM handovers WHERE sent_at IS NULL")]
+
+
+def checkouts_on_their_way(tasks: list[tuple[str, str]]) -> set[int]:
+    """Orders whose payments.create_checkout is in Redis or recorded as an unsent hand-over."""
+    orders: set[int] = set()
+    for name, body in tasks:
+        if name == "payments.create_checkout":
+            with contextlib.suppress(ValueError, IndexError, TypeError):
+                orders.add(int(json.loads(body)[0][0]))
+    for _origin, name, args in unsent_handovers():
+        if name == "payments.create_checkout" and args:
+            with contextlib.suppress(ValueError, TypeError):
+                orders.add(int(args[0]))
+    return orders
+
+
+def answers_unmarked(fake) -> list[int]:
+    """Answers to button presses recorded as pending whose press Telegram shows answered: sent, and
+    their "sent" mark was never written (core.marks: a batch lost while Postgres was away). Nothing
+    is owed; a redelivery or the ten-minute sweeper would find Telegram refusing a second answer."""
+    rows = _db_rows("SELECT id, payload->>'callback_query_id' FROM notifications "
+                    "WHERE status = 'pending' AND kind = 'callback_answer'")
+    queries = _bot(fake).callback_queries
+    with fake.state.lock:
+        return [row_id for row_id, query_id in rows
+                if (record := queries.get(str(query_id))) is not None and record.answer is not None]
 
 
 def unanswered_taps(fake, taps: list[Sent]) -> list[Sent]:
@@ -217,7 +272,9 @@ class Pending:
         stack, fake = self.stack, self.stack.telegram
         counts = {"telegram_undelivered": len(undelivered_updates(fake))}
         counts["queued"] = sum(stack.queue_lengths().values())
-        self.unsent = [row[0] for row in _db_rows("SELECT id FROM notifications WHERE status = 'pending'")]
+        unmarked = set(answers_unmarked(fake))
+        self.unsent = [row[0] for row in _db_rows("SELECT id FROM notifications WHERE status = 'pending'")
+                       if row[0] not in unmarked]
         counts["outbox_unsent"] = len(self.unsent)
         if self.unprocessed:
             done = {row[0] for row in _db_rows("SELECT update_id FROM processed_updates WHERE update_id = ANY(:ids)",
@@ -261,9 +318,12 @@ class Pending:
         tasks = broker_tasks(self.stack)
         text = broker_text(self.stack, tasks)
         queued = queued_deliveries(tasks)
+        kept = in_inbox(self.stack, delivered)  # the inbox queues them again (a sweep): late, not lost
+        origins = {origin for origin, _name, _args in unsent_handovers()}
 
         def nowhere(update_id: int, *keys: str) -> bool:
-            return not re.search(rf'"update_id":\s*{update_id}\b', text) and not any(k in text for k in keys)
+            return (not re.search(rf'"update_id":\s*{update_id}\b', text) and not any(k in text for k in keys)
+                    and update_id not in kept and f"update:{update_id}" not in origins)
 
         for name, ids, keys in (("updates_unhandled", delivered, ()), ("taps_unanswered", handled_taps, ()),
                                 ("reservations_undecided", handled_buys, ("tap:{}",))):
@@ -367,6 +427,7 @@ class Findings:
         self.lost: list[dict[str, str]] = []
         self.doubled: list[dict[str, str]] = []
         self.delayed: list[str] = []  # not lost: still on its way
+        self.failed: list[str] = []  # handled, and the user told it failed (not lost, not right either)
 
     def lose(self, kind: str, what: str) -> None:
         assert kind in LOST_KINDS, kind
@@ -374,6 +435,9 @@ class Findings:
 
     def late(self, what: str) -> None:
         self.delayed.append(what)
+
+    def fail(self, what: str) -> None:
+        self.failed.append(what)
 
     def double(self, kind: str, what: str) -> None:
         assert kind in DOUBLED_KINDS, kind
@@ -415,21 +479,26 @@ def audit(stack, traffic: Traffic, calls: CallLog, phase: str | None = None) -> 
         "lost": _unique(found.lost),
         "doubled": _unique(found.doubled),
         "late": sorted(found.delayed),
+        "failed": sorted(found.failed),
+        "answers_sent_unmarked": len(answers_unmarked(stack.telegram)),
         "sent_unrecorded": [t for t in twins if not t["key"]],
         "waits_without_answer": dict(collections.Counter(s["step"] for s in stuck)),
         "dead_letters": _dead_letters(),
     }
 
 
-def _replies_by_update(update_ids: list[int]) -> dict[int, list[tuple[int, str, int | None]]]:
-    replies: dict[int, list[tuple[int, str, int | None]]] = collections.defaultdict(list)
+def _replies_by_update(update_ids: list[int]) -> dict[int, list[tuple[int, str, str]]]:
+    """An update's own outbox rows (id, status, key), its button's answer aside (checked at Telegram:
+    a tap is answered or not)."""
+    replies: dict[int, list[tuple[int, str, str]]] = collections.defaultdict(list)
     if not update_ids:
         return replies
-    for row_id, key, status, message_id in _db_rows("""
-        SELECT id, idempotency_key, status, telegram_message_id FROM notifications
+    for row_id, key, status in _db_rows("""
+        SELECT id, idempotency_key, status FROM notifications
         WHERE idempotency_key LIKE 'update:%' AND split_part(idempotency_key, ':', 2)::bigint = ANY(:ids)
+          AND kind <> 'callback_answer'
     """, ids=update_ids):
-        replies[int(key.split(":")[1])].append((row_id, str(status), message_id))
+        replies[int(key.split(":")[1])].append((row_id, str(status), str(key)))
     return replies
 
 
@@ -457,6 +526,9 @@ def _updates(stack, sent: list[Sent], replies, twins, calls: CallLog, *, found: 
             continue
         counts["handled"] += 1
         own = replies.get(s.update_id, [])
+        if any(key.endswith(":error") for _row, _status, key in own):
+            counts["failed"] += 1
+            found.fail(f"{name}: told “something went wrong, not completed” (engine.handle_failure)")
         unsent = [row_id for row_id, status, _ in own if status not in ("sent", "dropped")]
         if [row_id for row_id in unsent if row_id not in queued]:
             found.lose("reply", f"{name}: {len(unsent)} of its {len(own)} replies never sent")
@@ -475,11 +547,16 @@ def _updates(stack, sent: list[Sent], replies, twins, calls: CallLog, *, found: 
         if answers > 1:
             found.double("tap", f"{name}: tap answered {answers} times")
     whereabouts = broker_whereabouts(stack, [update_id for update_id, _name in unhandled])
+    kept = in_inbox(stack, [update_id for update_id, _name in unhandled])
     for update_id, name in unhandled:
+        if update_id in kept:
+            found.late(f"{name}: acknowledged, not handled yet; its copy is in the inbox "
+                       "(maintenance.requeue_lost_updates queues it again)")
+            continue
         found.lose("update", f"{name}: acknowledged, never handled; its task is "
                              + whereabouts.get(update_id, "nowhere in Redis"))
     return {k: counts.get(k, 0) for k in ("sent", "sent_message", "sent_callback", "received", "handled",
-                                          "answered", "answered_more_than_once")}
+                                          "answered", "answered_more_than_once", "failed")}
 
 
 def doubled_messages(stack) -> list[dict[str, Any]]:
@@ -514,18 +591,28 @@ def doubled_messages(stack) -> list[dict[str, Any]]:
 
 def _handovers(sent: list[Sent], found: Findings, tasks: list[tuple[str, str]]) -> None:
     buys = [s for s in sent if s.step == "buy"]
+    text = "\n".join(body for _name, body in tasks)
+    origins = {origin for origin, _name, _args in unsent_handovers()}
     if buys:
         undecided = {b.update_id for b in buys} - reservations_decided(buys)
         handled = {row[0] for row in _db_rows("SELECT update_id FROM processed_updates WHERE update_id = ANY(:ids)",
                                               ids=list(undecided))} if undecided else set()
         for b in buys:
             if b.update_id in undecided and b.update_id in handled:
-                found.lose("handover", f"update {b.update_id} (buy, chat {b.chat_id}): answered “Reserving…”, "
-                                       f"reservation never placed (offer {b.offer_id})")
+                what = (f"update {b.update_id} (buy, chat {b.chat_id}): answered “Reserving…”, reservation "
+                        f"not placed (offer {b.offer_id})")
+                if f"tap:{b.update_id}" in text or f"update:{b.update_id}" in origins:
+                    found.late(f"{what} yet: its task is in Redis or its hand-over is recorded unsent")
+                else:
+                    found.lose("handover", f"{what}, nor on its way")
+    on_their_way = checkouts_on_their_way(tasks)
     for order_id, customer in _db_rows(
             "SELECT id, customer_id FROM orders WHERE status = 'held' AND checkout_session_id IS NULL"):
-        found.lose("handover", f"order {order_id} (chat {customer}): held, Checkout Session never created "
-                               "(no Pay button)")
+        if order_id in on_their_way:
+            found.late(f"order {order_id} (chat {customer}): held, its Checkout Session on its way")
+        else:
+            found.lose("handover", f"order {order_id} (chat {customer}): held, Checkout Session never created "
+                                   "(no Pay button)")
     for offer_id, business in _db_rows("SELECT id, business_id FROM offers WHERE photo_status = 'processing'"):
         found.lose("handover", f"offer {offer_id} (business {business}): photo never processed (no preview)")
     queued = queued_deliveries(tasks)
@@ -533,7 +620,8 @@ def _handovers(sent: list[Sent], found: Findings, tasks: list[tuple[str, str]]) 
             "SELECT id, idempotency_key, chat_id, kind FROM notifications WHERE status IN ('pending', 'failed') "
             "AND idempotency_key NOT LIKE 'update:%'"):
         if row_id in queued:
-            found.late(f"message {key} ({kind}) to chat {chat_id}: still queued (Telegram's pace for one chat)")
+            found.late(f"message {key} ({kind}) to chat {chat_id}: still queued (Telegram's pace for one chat), "
+                       "or its hand-over not published yet")
         else:
             found.lose("handover", f"message {key} ({kind}) to chat {chat_id}: recorded, no task will send it "
                                    "(only the ten-minute sweeper)")

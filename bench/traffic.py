@@ -19,6 +19,7 @@ the phase it was sent in, so the checks can say what became of it.
 
 from __future__ import annotations
 
+import collections
 import io
 import itertools
 import random
@@ -83,7 +84,15 @@ class Record:
     sent: list[Sent] = field(default_factory=list)
     payments: list[Payment] = field(default_factory=list)
     stuck: list[dict[str, Any]] = field(default_factory=list)  # waits that ended by an abort
+    # How far people got, per phase: "reserved", "paid", "released", "cancelled_paid", "published".
+    outcomes: dict[str, collections.Counter[str]] = field(
+        default_factory=lambda: collections.defaultdict(collections.Counter))
+    phase: str = "setup"
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, outcome: str) -> None:
+        with self.lock:
+            self.outcomes[self.phase][outcome] += 1
 
     def add(self, item: Sent) -> None:
         with self.lock:
@@ -118,8 +127,17 @@ def urls(message: dict) -> list[str]:
     return [b["url"] for row in markup.get("inline_keyboard", []) for b in row if "url" in b]
 
 
+ISOLATES = str.maketrans("", "", "\u2066\u2067\u2068\u2069")  # around user text (chat.cards.isolate)
+
+
 def text_of(message: dict) -> str:
-    return message.get("text") or message.get("caption") or ""
+    """What a message reads (its caption for a photo), without the direction isolates around titles."""
+    return (message.get("text") or message.get("caption") or "").translate(ISOLATES)
+
+
+def starting(message: dict, prefix: str) -> str | None:
+    """The first button of a message whose data starts with `prefix`."""
+    return next((d for d in datas(message) if d.startswith(prefix)), None)
 
 
 class Traffic:
@@ -215,7 +233,7 @@ class Traffic:
 
     def start(self, phase: str) -> None:
         """Everyone goes on from where they were (a business in the middle of an offer carries on)."""
-        self.phase = phase
+        self.phase = self.record.phase = phase
         self._stop.clear()
         self._abort.clear()
         if not self.people:
@@ -379,52 +397,55 @@ class Customer(Person):
 
     def choose_one(self, deals: dict, offer_id: int) -> dict:
         seq = self.tap(deals, f"offer:{offer_id}", "offer", offer_id)
-        card = self.expect(seq, lambda m: "follow:" in " ".join(datas(m)) or "Newest deals" in text_of(m), "offer")
-        one = f"qty:{offer_id}:1"
-        if one not in datas(card):
+        # The card (with "Order 1", "2", … while any are left), or the deals when the offer is gone.
+        card = self.expect(seq, lambda m: starting(m, "follow:") is not None or "Newest deals" in text_of(m), "offer")
+        one = starting(card, f"qty:{offer_id}:1:")
+        if one is None:
             raise GiveUp  # sold out (or gone) meanwhile
         self.think()
         seq = self.tap(card, one, "quantity", offer_id)
-        # The confirmation; or, sold out meanwhile, the offer's card again, or the deals.
-        return self.expect(seq, lambda m: any(d.startswith(f"buy:{offer_id}:1:") for d in datas(m))
-                           or f"offer:{offer_id}" in datas(m) or "follow:" in " ".join(datas(m))
+        # The confirmation; or, sold out or fewer left meanwhile, the refusal, the quantities again,
+        # the offer's card, or the deals.
+        return self.expect(seq, lambda m: starting(m, f"buy:{offer_id}:1:") is not None or _refused(m)
+                           or starting(m, f"qty:{offer_id}:") is not None or starting(m, "follow:") is not None
                            or "Newest deals" in text_of(m), "quantity")
 
     def reserve(self, confirm: dict, offer_id: int) -> tuple[dict, str]:
-        buy = next((d for d in datas(confirm) if d.startswith(f"buy:{offer_id}:1:")), None)
+        buy = starting(confirm, f"buy:{offer_id}:1:")
         if buy is None:
             raise GiveUp
-        title = text_of(confirm).split(" × ", 1)[1].split(" for ", 1)[0] if " × " in text_of(confirm) else "?"
+        text = text_of(confirm)
+        title = text.split(" × ", 1)[1].split(" for ", 1)[0] if " × " in text else "?"
         self.think()
         seq = self.tap(confirm, buy, "buy", offer_id)
-        first = self.expect(seq, lambda m: "Reserving" in text_of(m) or "sold out" in text_of(m)
-                            or "left of" in text_of(m) or "follow:" in " ".join(datas(m))
-                            or "Newest deals" in text_of(m), "buy")
-        if "Reserving" not in text_of(first):
-            raise GiveUp  # refused at sight
-        result = self.expect(seq, lambda m: (title in text_of(m) and ("Please pay by" in text_of(m)
-                                                                      or "sold out" in text_of(m)
-                                                                      or "left of" in text_of(m)))
-                             or "can't be ordered any more" in text_of(m)
-                             or "card payment is not available" in text_of(m), "reservation")
+        # "⏳ Reserving…" takes the confirmation's place, and then the Pay message or the refusal
+        # takes its place; refused at sight, the refusal comes at once. Card payment unavailable is
+        # a message of its own; an offer gone meanwhile shows its card again.
+        here = confirm["message_id"]
+        result = self.expect(seq, lambda m: (m["message_id"] == here and "Reserving" not in text_of(m))
+                             or "card payment is not available" in text_of(m)
+                             or starting(m, "follow:") is not None, "buy")
         return result, title
 
     def pay_or_not(self, result: dict, title: str) -> None:
         p = self.traffic.profile
         pay_url = next((u for u in urls(result) if "/checkout/" in u), None)
-        if pay_url is None:
+        cancel = starting(result, "ocancel:")
+        if pay_url is None or cancel is None:
             raise GiveUp  # refused
-        cancel = next((d for d in datas(result) if d.startswith("ocancel:")), None)
+        order_id = int(cancel.split(":")[1])
+        self.traffic.record.count("reserved")
         self.think()
         roll = self.random.random()
         if roll < p.pay:
             seq = self.pay(pay_url)
             self.expect(seq, lambda m: "Your pickup code" in text_of(m) and title in text_of(m), "paid")
-            if cancel and self.random.random() < p.cancel_paid:
+            self.traffic.record.count("paid")
+            if self.random.random() < p.cancel_paid:
                 self.think()
-                self.cancel(result, cancel)
-        elif cancel and self.random.random() < p.release:
-            self.cancel(result, cancel)
+                self.cancel(order_id, "cancelled_paid")
+        elif self.random.random() < p.release:
+            self.cancel(order_id, "released")
 
     def pay(self, url: str) -> int:
         """Pay on the hosted checkout page, as a browser posts its form; the feed's position before."""
@@ -439,16 +460,28 @@ class Customer(Person):
         self.traffic.record.paid(Payment(session_id, self.user_id, time.time(), self.traffic.phase))
         return seq
 
-    def cancel(self, message: dict, data: str) -> None:
-        seq = self.tap(message, data, "cancel")
-        order_id = data.split(":")[1]
+    def cancel(self, order_id: int, outcome: str) -> None:
+        """Through "My orders", as a customer would once the Pay message has moved up the chat (paid,
+        it no longer offers to cancel)."""
+        seq = self.say("/orders", "orders")
+        orders = self.expect(seq, lambda m: "My orders" in text_of(m), "orders")
+        if f"ocancel:{order_id}" not in datas(orders):
+            return  # paid orders past the cut-off, or lapsed meanwhile
+        self.think()
+        seq = self.tap(orders, f"ocancel:{order_id}", "cancel")
         confirm = self.expect(seq, lambda m: f"ocancelok:{order_id}" in datas(m) or "My orders" in text_of(m),
                               "cancel")
         if f"ocancelok:{order_id}" not in datas(confirm):
             return
         self.think()
         seq = self.tap(confirm, f"ocancelok:{order_id}", "cancel_confirmed")
-        self.expect(seq, _has("My orders"), "cancel_confirmed")
+        self.expect(seq, lambda m: "My orders" in text_of(m), "cancel_confirmed")
+        self.traffic.record.count(outcome)
+
+
+def _refused(message: dict) -> bool:
+    text = text_of(message)
+    return any(words in text for words in ("sold out", "left of", "can't be ordered any more", "at most"))
 
 
 class Business(Person):
@@ -513,6 +546,7 @@ class Business(Person):
         publish = next(d for d in datas(self.message) if d.startswith("bizoffer:publish:"))
         seq = self.tap(self.message, publish, "publish")
         self.expect(seq, _has("Published!"), "publish")
+        self.traffic.record.count("published")
         self.pause(*self.traffic.profile.business_pause_s)
 
 
@@ -529,15 +563,13 @@ class Probe(Person):
     def ready(self) -> None:
         offer_id = self.traffic.probe_offer
         seq = self.say(f"/start offer_{offer_id}", "probe_open")
-        card = self.expect(seq, lambda m: f"qty:{offer_id}:1" in datas(m), "probe_open")
-        seq = self.tap(card, f"qty:{offer_id}:1", "quantity", offer_id)
-        self.confirm = self.expect(seq, lambda m: any(d.startswith(f"buy:{offer_id}:1:") for d in datas(m)),
-                                   "quantity")
+        card = self.expect(seq, lambda m: starting(m, f"qty:{offer_id}:1:") is not None, "probe_open")
+        seq = self.tap(card, str(starting(card, f"qty:{offer_id}:1:")), "quantity", offer_id)
+        self.confirm = self.expect(seq, lambda m: starting(m, f"buy:{offer_id}:1:") is not None, "quantity")
 
     def buy(self) -> Sent:
         offer_id = self.traffic.probe_offer
-        data = next(d for d in datas(self.confirm) if d.startswith(f"buy:{offer_id}:1:"))
-        self.tap(self.confirm, data, "buy", offer_id)
+        self.tap(self.confirm, str(starting(self.confirm, f"buy:{offer_id}:1:")), "buy", offer_id)
         assert self.last is not None
         return self.last
 
