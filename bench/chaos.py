@@ -55,7 +55,7 @@ from typing import Any, Self
 from bench import report_md
 from bench.invariants import CallLog, Pending, audit, broker_whereabouts, stripe_idle, undelivered_updates
 from bench.stack import Stack, wait_until
-from bench.traffic import Probe, Profile, Traffic, next_probe
+from bench.traffic import Probe, Profile, Sent, Traffic, next_probe, text_of
 from core.inbox import SETTLE_MS
 
 HERE = Path(__file__).resolve().parent
@@ -129,6 +129,7 @@ class Drill:
             watcher.join(60)
         if "probe_update_id" in fault_info:
             fault_info["probe_handled"] = handled(fault_info["probe_update_id"])
+            fault_info.update(probe_outcome(self.stack, fault_info))
         if fault == "worker_main":
             fault_info["sweeps"] = sweeps_since(began)
         audited = time.monotonic()
@@ -221,7 +222,7 @@ class Drill:
         probe = self._probe()
         with ChatLock(probe.user_id if probe else 0) as lock:
             if probe is not None:
-                details["probe_update_id"] = probe.buy().update_id
+                details.update(probe_details(probe, probe.buy()))
                 details["probe_held_before_commit"] = bool(wait_until(lock.waiter, 10, 0.02))
             self.log(f"   Redis stopped for {self.redis_down:.0f} s")
             self.stack.redis.stop()
@@ -255,7 +256,7 @@ class Drill:
         with ChatLock(probe.user_id if probe else 0) as lock, self.stack.telegram.client() as telegram:
             if probe is not None:
                 sent = probe.buy()
-                details["probe_update_id"] = sent.update_id
+                details.update(probe_details(probe, sent))
                 backend = wait_until(lock.waiter, 10, 0.02)
                 victim = process_of_backend(backend, children) if backend else None
             if victim is None:
@@ -313,8 +314,9 @@ class Drill:
         details: dict[str, Any] = {"process": name, "pid": pid, "unacked_messages_before": self._unacked()}
         os.kill(pid, signal.SIGSTOP)
         if probe is not None:
-            update_id = probe.buy().update_id
-            details["probe_update_id"] = update_id
+            sent = probe.buy()
+            update_id = sent.update_id
+            details.update(probe_details(probe, sent))
             # Acknowledged by the gateway, then taken from the queue (by the stopped BRPOP).
             details["probe_taken_from_queue"] = bool(wait_until(
                 lambda: update_id not in undelivered_updates(self.stack.telegram)
@@ -431,6 +433,35 @@ def sweep_lost_updates(stack: Stack) -> None:
         app.close()
 
 
+def probe_details(probe: Probe, sent: Sent) -> dict[str, Any]:
+    """Where the probe's "Reserve and pay" is: its update, its chat, the message it was pressed on."""
+    return {"probe_update_id": sent.update_id, "probe_chat_id": sent.chat_id,
+            "probe_message_id": probe.confirm.get("message_id"), "probe_callback_query_id": sent.callback_query_id}
+
+
+def probe_outcome(stack: Stack, details: dict[str, Any]) -> dict[str, Any]:
+    """What the probe's customer sees in the end: the message the button was pressed on (the Pay
+    message, the refusal, or still "⏳ Reserving…"), and whether the press was answered."""
+    fake = stack.telegram
+    bot = fake.state.default_bot
+    with fake.state.lock:
+        chat = bot.chats.get(details["probe_chat_id"])
+        message = chat.live_message(details["probe_message_id"]) if chat is not None else None
+        text = chat.transcript_entry(message) if message is not None else {}
+        query = bot.callback_queries.get(str(details["probe_callback_query_id"]))
+        answered = query is not None and query.answer is not None
+    shown = text_of(text) if text else ""
+    if "Please pay by" in shown:
+        outcome = "pay"
+    elif "Reserving" in shown:
+        outcome = "still reserving"
+    elif shown:
+        outcome = "refused"
+    else:
+        outcome = "message gone"
+    return {"probe_sees": outcome, "probe_tap_answered": answered}
+
+
 def sweeps_since(began_monotonic: float) -> list[dict[str, Any]]:
     """The runs of `maintenance.requeue_lost_updates` since then (its audit entries): who ran it, and
     which updates it queued again."""
@@ -522,6 +553,7 @@ def drill(stack: Stack, traffic: Traffic, settings: dict[str, Any], log=print) -
     """The phases on a running system whose people are seeded (`run` sets both up; the tests share
     them with a soak)."""
     started = time.monotonic()
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     runner = Drill(stack, traffic, redis_down=settings["redis_down_s"], postgres_down=settings["postgres_down_s"],
                    traffic_s=settings["traffic_s"], settle=settings["settle_s"], kill_worker=settings["kill_worker"],
                    kill_settle=settings["kill_settle_s"], operator_sweep=settings["operator_sweep"], log=log)
@@ -532,7 +564,8 @@ def drill(stack: Stack, traffic: Traffic, settings: dict[str, Any], log=print) -
     final = audit(stack, traffic, runner.calls)
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cores": os.cpu_count(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {"cores": os.cpu_count(), "load_average_at_start": load_at_start,
+                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "settings": settings,
         "phases": phases,
         "beat_sending_again_after_s": beat_back,
@@ -593,11 +626,32 @@ def _fault_line(phase: dict, settings: dict) -> str:
     if "probe_taken_from_queue" in d:
         parts.append("the stopped worker's BRPOP had taken it from the queue" if d["probe_taken_from_queue"]
                      else "it was still in the queue at the kill")
+    if d.get("requeued_by"):
+        requeued = [u for sweep in d.get("sweeps", []) for u in sweep["requeued"]]
+        parts.append(f"lost updates queued again by {d['requeued_by']} ({len(requeued)} update(s)"
+                     + (", the probe's among them" if d.get("probe_update_id") in requeued else "") + ")")
+    if "probe_sees" in d:
+        parts.append(f"in the end the probe's customer sees {SEES.get(d['probe_sees'], d['probe_sees'])}, "
+                     f"the button press {'answered' if d.get('probe_tap_answered') else 'NOT answered'}")
     return "; ".join(parts) or FAULT_TITLES.get(phase["fault"], phase["fault"]).format(**settings)
+
+
+SEES = {"pay": "the Pay button", "refused": "why not (sold out)", "still reserving": "“⏳ Reserving…” still ❌",
+        "message gone": "no message ❌"}
 
 
 def _outcomes(outcomes: dict[str, int]) -> str:
     return ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in sorted(outcomes.items())) or "nobody got far"
+
+
+def _load(result: dict) -> str:
+    """The machine's load while the figures were taken (it is shared: other work slows ours)."""
+    machine = result.get("machine", {})
+    start, end = machine.get("load_average_at_start"), machine.get("load_average_at_end")
+    if not end:
+        return ""
+    at = f"{start[0]:.2f} at the start, " if start else ""
+    return f"Load average (1 min) {at}{end[0]:.2f} at the end, on {machine.get('cores')} cores (a shared machine)."
 
 
 def _mark(ok: bool) -> str:
@@ -615,12 +669,12 @@ def section(result: dict) -> list[str]:
          f"Postgres, against the Telegram and Stripe fakes. Each phase: {s['traffic_s']:.0f} s of traffic, the "
          "fault, then the traffic stops and the drill waits until nothing is pending. Visibility timeout "
          f"{s['visibility_timeout_s']} s (production: 3,600 s). Reproduce with `{s.get('command', 'make chaos')}` "
-         f"({result['elapsed_s'] / 60:.0f} minutes); figures in `bench/chaos.json`."),
+         f"({result['elapsed_s'] / 60:.0f} minutes); figures in `bench/chaos.json`. {_load(result)}"),
         "",
         ("| fault | updates sent / received / answered / answered twice | units: quantity, sold, held (stock exact) "
-         "| money: Stripe vs ledger (exact) | lost | doubled | back after s | all done after s "
+         "| money: Stripe vs ledger (exact) | lost | doubled | told it failed | back after s | all done after s "
          f"(target ≤ {DONE_TARGET_S:.0f} after Redis/Postgres) | Stripe settled after s |"),
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for phase in result["phases"]:
         u, stock, money = phase["updates"], phase["stock"], phase["money"]
@@ -634,6 +688,7 @@ def section(result: dict) -> list[str]:
             f"| {_money_cell(money)} {_mark(money['exact'])} "
             f"| {_mark(not phase['lost'])} {len(phase['lost'])} "
             f"| {_mark(not phase['doubled'])} {len(phase['doubled'])} "
+            f"| {_mark(not phase.get('failed'))} {len(phase.get('failed', []))} "
             f"| {phase['restart_s'] if phase['restart_s'] is not None else '–'} "
             f"| {_mark(done_ok)} {done if done is not None else 'not within ' + str(round(phase['waited_up_to_s']))} "
             f"| {phase['settled_s'] if phase['settled_s'] is not None else '–'} |")
@@ -647,16 +702,18 @@ def section(result: dict) -> list[str]:
     else:
         beat_line = f"Beat had not sent a job again {s['beat_wait_s']:.0f} s after it was killed."
     lines += ["", beat_line]
-    details = [(p["phase"], p) for p in result["phases"] if p["lost"] or p["doubled"]]
-    if details:
-        lines += ["", "What each fault lost or doubled (new in that phase; first 12 of each):", ""]
-        for name, phase in details:
-            lines.append(f"* **{name}**: {_fault_line(phase, s)}")
-            for which in ("lost", "doubled"):
-                for item in phase[which][:12]:
-                    lines.append(f"  * {which} ({item['kind']}): {item['what']}")
-                if len(phase[which]) > 12:
-                    lines.append(f"  * {which}: … {len(phase[which]) - 12} more")
+    lines += ["", ("How each fault struck, what the people got done in its phase, and what it lost or doubled "
+                   "(new in that phase; first 12 of each):"), ""]
+    for phase in result["phases"]:
+        people = _outcomes(phase.get("outcomes", {}))
+        lines.append(f"* **{phase['phase']}**: {_fault_line(phase, s)}. People: {people}.")
+        for which in ("lost", "doubled"):
+            for item in phase[which][:12]:
+                lines.append(f"  * {which} ({item['kind']}): {item['what']}")
+            if len(phase[which]) > 12:
+                lines.append(f"  * {which}: … {len(phase[which]) - 12} more")
+        for what in phase.get("failed", [])[:12]:
+            lines.append(f"  * told it failed: {what}")
     final = result["final"]
     lines += ["", (f"At the end of the drill: {len(final['lost'])} lost and {len(final['doubled'])} doubled in all; "
                    f"stock exact {_mark(final['stock']['exact'])}, money exact {_mark(final['money']['exact'])}; "
