@@ -33,3 +33,12 @@ def write_section(path: Path, name: str, lines: list[str]) -> None:
 def sections(text: str) -> str:
     """Every marked section of a report, in order (what a tool that rewrites the rest keeps)."""
     return "".join(match.group(0).rstrip("\n") + "\n" for match in _SECTION.finditer(text))
+
+
+def load_line(machine: dict) -> str:
+    """The machine's load while figures were taken (it is shared: other work slows ours)."""
+    start, end = machine.get("load_average_at_start"), machine.get("load_average_at_end")
+    if not end:
+        return ""
+    at = f"{start[0]:.2f} at the start, " if start else ""
+    return f"Load average (1 min) {at}{end[0]:.2f} at the end, on {machine.get('cores')} cores (a shared machine)."

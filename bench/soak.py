@@ -176,7 +176,8 @@ def run(minutes: float = 30.0, *, interval: float | None = None, profile: Profil
     """Soak for `minutes`; on a running stack (and its seeded traffic) when given, else on its own."""
     duration = minutes * 60
     interval = interval or (60.0 if duration >= 600 else max(3.0, duration / 30))
-    warmup_s = 300.0 if duration >= 1800 else duration / 6
+    warmup_s = 300.0 if duration >= 600 else duration / 6  # the target's "first 5 minutes"
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     with contextlib.ExitStack() as resources:
         if stack is None:
             began = time.monotonic()
@@ -224,7 +225,8 @@ def run(minutes: float = 30.0, *, interval: float | None = None, profile: Profil
     worst = max(ours.items(), key=lambda item: item[1]["rss_growth_percent"], default=(None, None))
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cores": os.cpu_count(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {"cores": os.cpu_count(), "load_average_at_start": load_at_start,
+                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "minutes": minutes, "interval_s": interval, "warmup_s": warmup_s,
         "samples": sampler.samples,
         "growth": by_process,
@@ -247,7 +249,8 @@ def section(result: dict) -> list[str]:
          f"{audit_['stock']['orders']:,} orders) through the system as `make run` runs it; a sample every "
          f"{result['interval_s']:g} s; warm-up {result['warmup_s'] / 60:.1f} min. Target: no process of ours grows "
          f"its memory by more than {GROWTH_TARGET:.0f} % after the warm-up. Reproduce with "
-         f"`make soak MINUTES={result['minutes']:g}`; figures in `bench/soak.json`."),
+         f"`make soak MINUTES={result['minutes']:g}`; figures in `bench/soak.json`. "
+         + report_md.load_line(result.get("machine", {}))),
         "",
         f"![Soak]({result['chart']})",
         "",
