@@ -464,8 +464,10 @@ def probe_outcome(stack: Stack, details: dict[str, Any]) -> dict[str, Any]:
         outcome = "pay"
     elif "Reserving" in shown:
         outcome = "still reserving"
-    elif shown:
+    elif any(words in shown for words in ("sold out", "left of", "can't be ordered", "at most")):
         outcome = "refused"
+    elif shown:
+        outcome = "unchanged"  # the confirmation still: the tap was never handled, or its answer never sent
     else:
         outcome = "message gone"
     return {"probe_sees": outcome, "probe_tap_answered": answered}
@@ -646,7 +648,7 @@ def _fault_line(phase: dict, settings: dict) -> str:
 
 
 SEES = {"pay": "the Pay button", "refused": "why not (sold out)", "still reserving": "“⏳ Reserving…” still ❌",
-        "message gone": "no message ❌"}
+        "unchanged": "the confirmation, unanswered ❌", "message gone": "no message ❌"}
 
 
 def _outcomes(outcomes: dict[str, int]) -> str:
@@ -714,6 +716,9 @@ def section(result: dict) -> list[str]:
                 lines.append(f"  * {which}: … {len(phase[which]) - 12} more")
         for what in phase.get("failed", [])[:12]:
             lines.append(f"  * told it failed: {what}")
+        if phase.get("queues_at_end"):
+            waiting = ", ".join(f"{queue} {n}" for queue, n in sorted(phase["queues_at_end"].items()))
+            lines.append(f"  * still waiting in their queues when the drill stopped waiting: {waiting}")
     final = result["final"]
     lines += ["", (f"At the end of the drill: {len(final['lost'])} lost and {len(final['doubled'])} doubled in all; "
                    f"stock exact {_mark(final['stock']['exact'])}, money exact {_mark(final['money']['exact'])}; "
