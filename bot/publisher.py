@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ import redis.asyncio as aioredis
 from celery import Celery
 
 from core import inbox
+from core.celery_app import PUBLISHED_AT_HEADER
 
 UPDATES_QUEUE = "updates"
 HANDLE_UPDATE_TASK = "updates.handle_update"
@@ -75,7 +77,7 @@ def task_envelope(app: Celery, task_name: str, queue: str, body: bytes, *, argsr
         "body": base64.b64encode(body).decode(),
         "content-encoding": "utf-8",
         "content-type": "application/json",
-        "headers": {**message.headers, "cid": cid},
+        "headers": {**message.headers, "cid": cid, PUBLISHED_AT_HEADER: time.time()},
         "properties": {
             **message.properties,
             "delivery_mode": 2,

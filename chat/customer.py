@@ -397,20 +397,27 @@ def show_orders(ctx: Context) -> None:
     ctx.show("\n".join(lines), rows)
 
 
-def _own_open_order(ctx: Context, order_id: int) -> tuple[Order, Offer]:
-    order = ctx.session.get(Order, order_id)
+def _own_order(ctx: Context, args: list[str]) -> tuple[Order, Offer]:
+    """The order a button names (its one argument), if it is this customer's."""
+    if len(args) != 1:
+        raise StaleButton
+    order = ctx.session.get(Order, _int(args[0]))
     if order is None or order.customer_id != ctx.user.id:
         raise StaleButton  # someone else's order looks exactly like a missing one
     return order, order.offer
+
+
+def _cancelling(ctx: Context, args: list[str]) -> tuple[Order, Offer, CancelPolicy]:
+    """The order a cancel button names, and how it may be cancelled now."""
+    order, offer = _own_order(ctx, args)
+    return order, offer, payments.cancellation_policy(order, offer, ctx.user.id, _now())
 
 
 @button("opass")
 def btn_pickup_pass(ctx: Context, args: list[str]) -> None:
     """The pickup pass (QR code and code) again, for the counter: the one sent after "✅ Paid" may be
     far up the chat by now."""
-    if len(args) != 1:
-        raise StaleButton
-    order, offer = _own_open_order(ctx, _int(args[0]))
+    order, offer = _own_order(ctx, args)
     if order.status != OrderStatus.PAID or not order.pickup_code:
         ctx.toast(_pass_gone(ctx._, order.status))
         show_orders(ctx)
@@ -427,11 +434,8 @@ def _pass_gone(_: Translator, status: OrderStatus) -> str:
 
 @button("ocancel")
 def btn_cancel_order(ctx: Context, args: list[str]) -> None:
-    if len(args) != 1:
-        raise StaleButton
-    order, offer = _own_open_order(ctx, _int(args[0]))
+    order, offer, policy = _cancelling(ctx, args)
     _ = ctx._
-    policy = payments.cancellation_policy(order, offer, ctx.user.id, _now())
     if policy is CancelPolicy.LET_GO:
         text = _("Let go of your reservation of {count} × {title}?", count=order.quantity, title=user_text(offer.title))
     elif policy is CancelPolicy.NOT_CANCELLABLE:
@@ -447,11 +451,8 @@ def btn_cancel_order(ctx: Context, args: list[str]) -> None:
 
 @button("ocancelok")
 def btn_cancel_order_confirmed(ctx: Context, args: list[str]) -> None:
-    if len(args) != 1:
-        raise StaleButton
-    order, offer = _own_open_order(ctx, _int(args[0]))
+    order, _offer, policy = _cancelling(ctx, args)
     _ = ctx._
-    policy = payments.cancellation_policy(order, offer, ctx.user.id, _now())
     if policy is CancelPolicy.LET_GO:
         done = ordering.cancel_hold(ctx.session, order.id, ctx.user.id)
         ctx.toast(_("Reservation released.") if done else _("This order can't be cancelled any more."))

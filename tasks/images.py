@@ -25,7 +25,6 @@ import hashlib
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chat.messages.offers import deal_card, photo_rejected
@@ -33,9 +32,9 @@ from core import outbox
 from core import telegram as tg
 from core.db import session_scope
 from core.logging import get_logger
-from domain import images
+from domain import images, photos
 from domain.images import PhotoRejected
-from models import Offer, OfferStatus, PhotoStatus, User
+from models import Offer, User
 from tasks.app import app
 from tasks.base import BaseTask
 from tasks.notifications import after_earlier_messages
@@ -53,12 +52,7 @@ def _file_key(file_id: str) -> str:
 def process_offer_photo(self: BaseTask, offer_id: int, file_id: str) -> str:
     started = datetime.now(UTC)
     with session_scope() as session:
-        offer = session.execute(
-            select(Offer)
-            .where(Offer.id == offer_id, Offer.photo_source_file_id == file_id,
-                   Offer.photo_status == PhotoStatus.PROCESSING)
-            .with_for_update(skip_locked=True)
-        ).scalar_one_or_none()
+        offer = photos.claim(session, offer_id, file_id)
         if offer is None:
             return "nothing_to_do"  # done before, replaced by a newer photo, or in hand elsewhere
         business = offer.business
@@ -102,28 +96,20 @@ def _card_sent(session: Session, offer: Offer, sent: outbox.Sent, *, language: s
         return "nothing_to_do"  # this run's card was sent and stored before
     if sent.blocked:  # the owner blocked the bot: nobody to show a preview to
         log.warning("photo_preview_undeliverable", offer_id=offer.id, error=sent.error)
-        offer.photo_status = PhotoStatus.FAILED if offer.status == OfferStatus.DRAFT else PhotoStatus.READY
-        offer.photo_error = "undeliverable"
+        photos.card_undeliverable(offer)
         return "undeliverable"
     if sent.delivery is outbox.Delivery.DROPPED:  # Telegram refused the card itself: say so
         log.error("photo_preview_refused", offer_id=offer.id, error=sent.error)
         return _rejected(session, offer, language, started, PhotoRejected("corrupt", sent.error or ""))
-    offer.photo_card_file_id = sent.photo
-    offer.photo_status = PhotoStatus.READY
-    offer.photo_error = None
-    if offer.status != OfferStatus.DRAFT:
-        offer.version += 1  # customers' buttons made before the new card are stale now
+    photos.card_shown(offer, sent.photo)
     log.info("offer_photo_ready", offer_id=offer.id, photo=repr(processed))
     return "ready"
 
 
 def _rejected(session: Session, offer: Offer, language: str, started: datetime, rejection: PhotoRejected) -> str:
     log.info("offer_photo_rejected", offer_id=offer.id, reason=rejection.reason, detail=rejection.detail)
-    if offer.status != OfferStatus.DRAFT and offer.photo_card_file_id:
-        offer.photo_status = PhotoStatus.READY  # a published offer keeps the card it had
-        return f"rejected:{rejection.reason}"
-    offer.photo_status = PhotoStatus.FAILED
-    offer.photo_error = rejection.reason
+    if not photos.rejected(offer, rejection.reason):
+        return f"rejected:{rejection.reason}"  # a published offer keeps the card it had
     after_earlier_messages(offer.business.owner_id, started)
     outbox.notify(
         session, f"offer:{offer.id}:photo:{_file_key(offer.photo_source_file_id or '')}:rejected",

@@ -26,12 +26,14 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 
+import orjson
 import redis
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from core.celery_app import PUBLISHED_AT_HEADER
 from core.logging import configure_logging, get_logger
 from core.metrics import BEAT_LAST_TICK_KEY
 from core.queues import QUEUES
@@ -95,9 +97,22 @@ _DATABASE_SQL = sa.text(
                AS oldest_pending_age,
            (SELECT count(*) FROM (SELECT 1 FROM notifications WHERE status = 'pending' LIMIT {_COUNT_CAP}) p)
                AS pending,
-           (SELECT count(*) FROM (SELECT 1 FROM dead_letters LIMIT {_COUNT_CAP}) d) AS dead_letters
+           (SELECT count(*) FROM (SELECT 1 FROM dead_letters LIMIT {_COUNT_CAP}) d) AS dead_letters,
+           (SELECT extract(epoch FROM now() - min(created_at)) FROM handovers WHERE sent_at IS NULL)
+               AS oldest_unsent_handover_age
     """
 )
+
+
+def _published_at(raw: bytes | None) -> float | None:
+    """When a queued task message was published (its `published_at` header), if it says."""
+    if raw is None:
+        return None
+    try:
+        stamp = orjson.loads(raw)["headers"].get(PUBLISHED_AT_HEADER)
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return None
+    return float(stamp) if isinstance(stamp, int | float) else None
 
 
 class SystemCollector:
@@ -131,9 +146,12 @@ class SystemCollector:
                 for queue in self._queues:
                     for suffix in _PRIORITY_SUFFIXES:
                         pipe.llen(queue + suffix)
+                for queue in self._queues:
+                    for suffix in _PRIORITY_SUFFIXES:
+                        pipe.lindex(queue + suffix, -1)  # the oldest: LPUSH in, BRPOP out
                 pipe.hlen("unacked")
                 pipe.get(BEAT_LAST_TICK_KEY)
-                *lengths, unacked, last_tick = pipe.execute()
+                *lengths_and_oldest, unacked, last_tick = pipe.execute()
         except redis.RedisError as error:
             self._source_down("redis", error)
             up.add_metric([], 0)
@@ -143,10 +161,20 @@ class SystemCollector:
         up.add_metric([], 1)
         yield up
         per_queue = GaugeMetricFamily("celery_queue_length", "Messages waiting in a Celery queue", labels=["queue"])
+        waited = GaugeMetricFamily(
+            "celery_queue_oldest_task_age_seconds",
+            "Seconds the oldest task waiting in a queue has waited since it was handed over (published); 0 when "
+            "the queue is empty", labels=["queue"])
         steps = len(_PRIORITY_SUFFIXES)
+        lengths, oldest = lengths_and_oldest[:len(self._queues) * steps], lengths_and_oldest[len(self._queues) * steps:]
+        now = time.time()
         for position, queue in enumerate(self._queues):
-            per_queue.add_metric([queue], sum(lengths[position * steps:(position + 1) * steps]))
+            span = slice(position * steps, (position + 1) * steps)
+            per_queue.add_metric([queue], sum(lengths[span]))
+            published = [at for at in map(_published_at, oldest[span]) if at is not None]
+            waited.add_metric([queue], max(now - min(published), 0.0) if published else 0.0)
         yield per_queue
+        yield waited
         yield GaugeMetricFamily(
             "celery_unacked_messages", "Messages taken by workers and not yet acknowledged (running, or waiting "
             "for their countdown)", value=unacked)
@@ -173,6 +201,10 @@ class SystemCollector:
             "Age of the oldest outbox message not yet sent (notifications pending); 0 when none",
             value=float(row.oldest_pending_age or 0.0))
         yield GaugeMetricFamily("outbox_pending_messages", "Outbox messages not yet sent", value=row.pending)
+        yield GaugeMetricFamily(
+            "handovers_oldest_unsent_age_seconds",
+            "Age of the oldest hand-over (a follow-up task recorded in a transaction) not yet published; 0 when none",
+            value=float(row.oldest_unsent_handover_age or 0.0))
         yield GaugeMetricFamily("dead_letters_rows",
                                 "Rows in dead_letters: tasks that gave up after their retries", value=row.dead_letters)
 

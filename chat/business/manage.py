@@ -209,21 +209,24 @@ def _spend_previews(ctx: Context, offer: Offer, caption: str, keyboard: Keyboard
             ctx.outcome.replies.append(Reply(text=message.payload.get("text", ""), edit_message_id=message.message_id))
 
 
+def _still_a_draft(ctx: Context, offer: Offer) -> bool:
+    """For a draft's buttons: False, with the offer as it is now shown instead, once it is published."""
+    if offer.status == OfferStatus.DRAFT:
+        return True
+    ctx.toast(ctx._("This offer is published already."), alert=True)
+    show_offer(ctx, offer)
+    return False
+
+
 def _photo(ctx: Context, offer: Offer) -> None:
-    if offer.status != OfferStatus.DRAFT:
-        ctx.toast(ctx._("This offer is published already."), alert=True)
-        show_offer(ctx, offer)
-        return
-    change_photo(ctx, offer)
+    if _still_a_draft(ctx, offer):
+        change_photo(ctx, offer)
 
 
 def _back(ctx: Context, offer: Offer) -> None:
     """The preview's Back: the draft's questions again, from the one before the photo."""
-    if offer.status != OfferStatus.DRAFT:
-        ctx.toast(ctx._("This offer is published already."), alert=True)
-        show_offer(ctx, offer)
-        return
-    back_from_preview(ctx, offer)
+    if _still_a_draft(ctx, offer):
+        back_from_preview(ctx, offer)
 
 
 def _discard(ctx: Context, offer: Offer) -> None:

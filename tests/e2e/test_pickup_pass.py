@@ -144,6 +144,7 @@ def test_the_pass_can_be_shown_again_from_my_orders(stack):
     # Once collected, the button (from the old list) says so instead of showing a spent pass.
     scan(stack, owner, f"pickup_{code}")
     assert order_status(order_id) == OrderStatus.COLLECTED
+    wait_for_message(stack, buyer, "Enjoy your Soup jar")  # the collection's own message, first
     pressed = stack.telegram.press_button(buyer, orders["message_id"], f"opass:{order_id}")
     listing = stack.telegram.wait_for_reply(buyer, after_seq=pressed["seq"], timeout=15)[-1]
     assert "My orders" in plain(listing["text"]) and f"opass:{order_id}" not in str(listing.get("reply_markup"))

@@ -44,6 +44,14 @@ def scrape(collector: SystemCollector) -> dict[tuple[str, tuple], float]:
             for family in text_string_to_metric_families(text) for sample in family.samples}
 
 
+def scrape_once(broker: str, db) -> dict[tuple[str, tuple], float]:
+    collector = SystemCollector(broker, str(db.engine().url.render_as_string(hide_password=False)))
+    try:
+        return scrape(collector)
+    finally:
+        collector.close()
+
+
 def unreachable_database() -> str:
     return f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/nothing"
 
@@ -62,11 +70,7 @@ def test_queues_beat_outbox_and_dead_letters_are_reported(db, client, broker):
             " ('c', 1, 'reply', '{}', 'sent', now() - interval '1 hour')"))
         connection.execute(sa.text(
             "INSERT INTO dead_letters (task_name, task_id, error) VALUES ('t', 'id-1', 'e'), ('t', 'id-2', 'e')"))
-    collector = SystemCollector(broker, str(db.engine().url.render_as_string(hide_password=False)))
-    try:
-        samples = scrape(collector)
-    finally:
-        collector.close()
+    samples = scrape_once(broker, db)
 
     lengths = {dict(labels)["queue"]: value for (name, labels), value in samples.items()
                if name == "celery_queue_length"}
@@ -81,11 +85,7 @@ def test_queues_beat_outbox_and_dead_letters_are_reported(db, client, broker):
 
 
 def test_nothing_pending_and_a_beat_that_never_ticked(db, client, broker):
-    collector = SystemCollector(broker, str(db.engine().url.render_as_string(hide_password=False)))
-    try:
-        samples = scrape(collector)
-    finally:
-        collector.close()
+    samples = scrape_once(broker, db)
     assert samples[("outbox_oldest_pending_age_seconds", ())] == 0
     assert samples[("beat_last_tick_age_seconds", ())] == float("inf")
 
@@ -148,3 +148,33 @@ def test_the_exporter_process_serves_them_next_to_the_workers_metrics(db, client
                for family in text_string_to_metric_families(text) for s in family.samples}
     assert samples[("celery_queue_length", (("queue", "images"),))] == 1
     assert samples[("database_up", ())] == samples[("redis_up", ())] == 1
+
+
+def test_the_oldest_task_waiting_per_queue_and_the_oldest_unsent_hand_over(db, client, broker):
+    """Tasks published by Celery carry when they were published; the gauge is the age of each queue's
+    oldest. A hand-over recorded but never published is counted from its row."""
+    import orjson
+
+    from core.celery_app import PUBLISHED_AT_HEADER
+    from core.celery_app import app as celery_app
+
+    with celery_app.connection_for_write(broker) as connection:
+        for name in ("maintenance.cleanup", "maintenance.cleanup", "payments.expire_checkout"):
+            celery_app.send_task(name, args=[], connection=connection)
+    # The maintenance queue's oldest message was published 90 s ago (as if nobody consumed it).
+    oldest = orjson.loads(client.lindex("maintenance", -1))
+    assert isinstance(oldest["headers"][PUBLISHED_AT_HEADER], float)
+    oldest["headers"][PUBLISHED_AT_HEADER] -= 90
+    client.lset("maintenance", -1, orjson.dumps(oldest))
+    with db.engine().begin() as connection:
+        connection.execute(sa.text(
+            "INSERT INTO handovers (task_id, task_name, created_at, sent_at) VALUES"
+            " ('t-1', 'reservations.place_order', now() - interval '3 minutes', NULL),"
+            " ('t-2', 'reservations.place_order', now() - interval '1 hour', now())"))
+    samples = scrape_once(broker, db)
+    waited = {dict(labels)["queue"]: value for (name, labels), value in samples.items()
+              if name == "celery_queue_oldest_task_age_seconds"}
+    assert 90 <= waited["maintenance"] < 100
+    assert 0 <= waited["payments"] < 10
+    assert waited["updates"] == 0  # empty
+    assert 180 <= samples[("handovers_oldest_unsent_age_seconds", ())] < 200

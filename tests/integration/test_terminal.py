@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pty
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -39,6 +40,9 @@ def _make_run_and_press_ctrl_c(tmp_path: Path, hold: bool) -> tuple[int, str]:
     (tmp_path / "Makefile").write_text(f"run:\n\t{sys.executable} {program}\n")
     pid, terminal = pty.fork()
     if pid == 0:  # the child: a shell's job in the pseudo-terminal, as when a person types it
+        # A shell starts a foreground job with Ctrl-C's default action, whatever the test run inherited
+        # (a run started in the background, `make test &`, ignores SIGINT, and exec keeps that).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.chdir(tmp_path)
         os.execvp("make", ["make", "--no-print-directory", "run"])
     output = b""
