@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint bench venv clean messages backup restore demo
+.PHONY: run test lint bench chaos soak venv clean messages backup restore demo
 
 run: $(INSTALLED)
 	scripts/ensure-system-packages.sh run
@@ -32,6 +32,20 @@ lint: $(INSTALLED)
 bench: $(INSTALLED)
 	scripts/ensure-system-packages.sh bench
 	$(PY) -m bench
+
+# Fault drills under mixed traffic (Redis stopped REDIS_DOWN seconds, Postgres restarted, worker, beat
+# and gateway killed), on private Redis and Postgres: bench/chaos.json and the chaos section of
+# bench/report.md. `make chaos CHAOS_ARGS=--short REDIS_DOWN=10`: small traffic, short faults.
+chaos: $(INSTALLED)
+	REDIS_URL= DATABASE_URL= scripts/ensure-system-packages.sh run
+	$(PY) -m bench.chaos $(if $(REDIS_DOWN),--redis-down $(REDIS_DOWN)) $(CHAOS_ARGS)
+
+# Steady mixed traffic for MINUTES, every process's memory, open files and database connections
+# sampled: bench/soak.json, bench/soak.png and the soak section of bench/report.md.
+MINUTES ?= 30
+soak: $(INSTALLED)
+	REDIS_URL= DATABASE_URL= scripts/ensure-system-packages.sh run
+	$(PY) -m bench.soak --minutes $(MINUTES)
 
 venv: $(INSTALLED)
 

@@ -532,7 +532,7 @@ def main() -> None:
 def write_report(results: dict, output: Path) -> str:
     """bench/report.md, report.json and the plots from a run's results (a whole run's, or an earlier
     report.json whose sections were measured again: ``remeasured`` says which and when)."""
-    from bench import plots
+    from bench import plots, report_md
 
     output.mkdir(parents=True, exist_ok=True)
     images = {
@@ -572,7 +572,10 @@ def write_report(results: dict, output: Path) -> str:
     if "alerts" in results:
         lines += alerts_section(results["alerts"])
     (output / "report.json").write_text(json.dumps(results, indent=2))
-    (output / "report.md").write_text("\n".join(lines))
+    report = output / "report.md"
+    # The sections `make chaos` and `make soak` write between their markers stay.
+    kept = report_md.sections(report.read_text()) if report.exists() else ""
+    report.write_text("\n".join(lines) + ("\n\n" + kept if kept else ""))
     return "\n".join(lines)
 
 

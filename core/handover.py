@@ -167,11 +167,17 @@ def _publish_after_commit(session: Session, pending: Pending) -> None:
     queue.append(pending)
 
 
+def task_origin(task_id: str) -> str:
+    """Who hands over in a task that names no origin of its own: the task, by its id (the same for
+    its retries and redeliveries, which find what it left unsent with `resend_after_commit`)."""
+    return f"task:{task_id}"
+
+
 def _origin(session: Session) -> str | None:
     origin: str | None = session.info.get(_ORIGIN)
     if origin is None:
         task_id = structlog.contextvars.get_contextvars().get("task_id")
-        origin = f"task:{task_id}" if task_id else None
+        origin = task_origin(task_id) if task_id else None
     return origin
 
 

@@ -56,7 +56,10 @@ def after_earlier_messages(chat_id: int, before: datetime, timeout: float = 3.0)
             waiting = session.scalar(
                 select(func.count()).select_from(Notification)
                 .where(Notification.chat_id == chat_id, Notification.status == NotificationStatus.PENDING,
-                       Notification.created_at <= before)
+                       Notification.created_at <= before,
+                       # Answers to button presses are no messages of the chat (and one whose "sent"
+                       # mark was lost stays pending for good: core.marks).
+                       Notification.kind != outbox.ANSWER_KIND)
             )
         if not waiting:
             return

@@ -40,3 +40,13 @@ def test_an_exhausted_pool_is_retried():
 def test_a_programming_error_is_not_retried():
     wrapped = sqlalchemy.exc.DBAPIError.instance("SELEC 1", {}, psycopg2.errors.SyntaxError("boom"), psycopg2.Error)
     assert not isinstance(wrapped, BaseTask.autoretry_for)
+
+
+def test_a_publish_the_broker_refused_is_retried():
+    """A hand-over published after its commit while Redis is away (core.handover.publish): kombu
+    raises its OperationalError; the retry publishes it once Redis is back."""
+    import kombu.exceptions
+
+    error = kombu.exceptions.OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+    assert isinstance(error, BaseTask.autoretry_for)
+    assert transient_reason(error) == "network"
