@@ -31,9 +31,12 @@ from models import (
     NotificationStatus,
     Offer,
     OfferStatus,
+    OfferTemplate,
     Order,
     OrderStatus,
+    Payout,
     ProcessedUpdate,
+    Rating,
     StripeEvent,
     User,
 )
@@ -69,6 +72,11 @@ def _fill(engine: sa.Engine) -> None:
                       pickup_start=now + timedelta(hours=2), pickup_end=now + timedelta(hours=3),
                       status=OfferStatus.ACTIVE, published_at=now, version=3, photo_card_file_id="AgAD-file")
         session.add(offer)
+        template = OfferTemplate(business_id=business.id, title="Croissant bag", description="Fresh", price_minor=350,
+                                 original_price_minor=700, currency="EUR", quantity=5, category="bakery",
+                                 diet=["vegetarian"], allergens=["gluten", "milk"], start_minute=18 * 60,
+                                 end_minute=19 * 60, weekdays=0b0011111, photo_card_file_id="AgAD-file")
+        session.add(template)
         session.flush()
         paid = Order(offer_id=offer.id, customer_id=customer.id, quantity=2, unit_price_minor=350, amount_minor=700,
                      currency="EUR", status=OrderStatus.PAID, pickup_code="K7Q2X9", checkout_session_id="cs_test_1",
@@ -94,6 +102,10 @@ def _fill(engine: sa.Engine) -> None:
                        details={"reason": None}),
             DeadLetter(task_name="updates.handle", task_id="task-1", reference="update:40", error="Traceback…",
                        payload={"args": [40]}),
+            Rating(order_id=paid.id, business_id=business.id, customer_id=customer.id, stars=5,
+                   reasons=["quality", "amount"], comment="Sehr lecker 🥐"),
+            Payout(id="po_1", business_id=business.id, amount_minor=630, currency="EUR", status="paid",
+                   arrival_at=now + timedelta(days=2)),
             Handover(task_id="handover-1", task_name="payments.create_checkout", args=[paid.id],
                      origin="update:41", sent_at=now),
         ])
