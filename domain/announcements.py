@@ -107,6 +107,10 @@ def announce(session: Session, offer_id: int, now: datetime) -> dict[str, int]:
     if offer is None or offer.status not in (OfferStatus.ACTIVE, OfferStatus.SOLD_OUT):
         return {"followers": 0, "nearby": 0, "recorded": 0}
     business: Business = offer.business
+    if get_settings().payouts_require_connect and not business.charges_enabled:
+        # Its deals are not listed, as nobody could pay for them (restricted, disconnected): nobody is
+        # told about them either. An offer published while the account was active is not told again.
+        return {"followers": 0, "nearby": 0, "recorded": 0}
     recipients = fair_order(offer.id, audience(session, offer, now))
     paid = paid_broadcast(len(recipients))
     recorded: list[int] = []

@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from core import db
 from core.handover import enqueue_after_commit
 from core.settings import get_settings
 from domain.payments.notices import OrderNotice
@@ -95,6 +96,10 @@ def limited_now(session: Session, customer_id: int, offer_id: int, now: datetime
     again, so a repeated tap is not refused)."""
     if standing(no_shows(session, customer_id, now)) is not Standing.LIMITED:
         return False
+    # One of this customer's reservations at a time, until the caller's transaction ends (its hold
+    # commits before): else two taps on two offers at once both count no open order and both reserve.
+    # The chat's lock is the person's: their updates take it too, for as short.
+    db.lock_chat(session, customer_id)
     open_orders = session.scalar(
         select(func.count()).select_from(Order).where(
             Order.customer_id == customer_id,

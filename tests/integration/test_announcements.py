@@ -118,3 +118,24 @@ def test_each_offer_tells_its_audience_in_an_order_of_its_own(db, monkeypatch):
         monkeypatch.delenv("TELEGRAM_PAID_BROADCAST")
         monkeypatch.delenv("TELEGRAM_PAID_BROADCAST_MIN_AUDIENCE")
         get_settings.cache_clear()
+
+
+def test_no_alerts_for_a_business_that_cannot_take_payments(db, monkeypatch, request):
+    """With payouts required, a business whose account cannot take charges (restricted, disconnected)
+    has its deals hidden; alerts about them would only send people to a deal they cannot buy."""
+    monkeypatch.setenv("PAYOUTS_REQUIRE_CONNECT", "true")
+    get_settings.cache_clear()
+    request.addfinalizer(get_settings.cache_clear)
+    owner = _user(11, BAKERY, 5.0)
+    business = make_business(owner, latitude=BAKERY[0], longitude=BAKERY[1])
+    offer_id = make_offer(business)
+    near = _user(12, (52.5230, 13.4120), 5.0)
+    monkeypatch.setattr(handover, "send_task", lambda *args, **kwargs: None)
+    with session_scope() as session:
+        assert session.get(Offer, offer_id).business.charges_enabled is False
+        assert announcements.announce(session, offer_id, datetime.now(UTC)) == \
+            {"followers": 0, "nearby": 0, "recorded": 0}
+        session.get(Offer, offer_id).business.charges_enabled = True
+    with session_scope() as session:
+        assert announcements.announce(session, offer_id, datetime.now(UTC))["nearby"] == 1
+    assert _note_ids(offer_id) and near

@@ -155,11 +155,9 @@ def test_the_business_marks_didnt_come_once_the_window_started_and_only_its_own(
     consistent()
 
 
-def test_no_shows_warn_then_limit_the_customer_to_one_open_order(db, handed_over):
-    business = make_business()
+def no_shows_thrice(business: int, customer: int, now: datetime) -> list[str]:
+    """Three paid orders of `customer` marked "didn't come": what they were told each time."""
     owner = owner_of(business)
-    customer = make_user()
-    now = datetime.now(UTC)
     standings = []
     for _n in range(3):
         offer_id = open_offer(business)
@@ -168,6 +166,14 @@ def test_no_shows_warn_then_limit_the_customer_to_one_open_order(db, handed_over
             closing.mark_no_show(session, order_id, owner, now)
         (told,) = notes(f"order:{order_id}:not-collected")
         standings.append(told.payload["text"])
+    return standings
+
+
+def test_no_shows_warn_then_limit_the_customer_to_one_open_order(db, handed_over):
+    business = make_business()
+    customer = make_user()
+    now = datetime.now(UTC)
+    standings = no_shows_thrice(business, customer, now)
     assert "⚠️" not in standings[0]
     assert "2 orders not collected in 30 days. One more" in standings[1]
     assert "3 orders not collected in 30 days, so for now you can have only one open order" in standings[2]
@@ -209,3 +215,35 @@ def test_the_daily_summary_counts_orders_by_how_they_closed(db):
         start, end, _day = maintenance._local_day(now, "Europe/Berlin")
         figures = maintenance.business_day_figures(session, business, start, end)
     assert (figures["collected"], figures["not_collected"], figures["cancelled"], figures["refunded"]) == (1, 1, 0, 0)
+
+
+def test_a_limited_customer_tapping_two_offers_at_once_gets_one(db, handed_over):
+    """The limit is counted and the hold made in one go per customer: two taps at once on two
+    offers (real threads, several rounds) never both reserve."""
+    business = make_business()
+    customer = make_user()
+    no_shows_thrice(business, customer, datetime.now(UTC))
+    for round_ in range(5):
+        offer_ids = [make_offer(business), make_offer(business)]
+        start = threading.Barrier(2)
+        outcomes: list[rsv.ReserveOutcome] = []
+
+        threads = [threading.Thread(target=_tap_at_once,
+                                    args=(start, outcomes, offer_id, customer, f"round:{round_}:{n}"))
+                   for n, offer_id in enumerate(offer_ids)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert sorted(outcomes) == sorted([rsv.ReserveOutcome.RESERVED, rsv.ReserveOutcome.NO_SHOW_LIMIT]), round_
+        with session_scope() as session:  # let the hold go, so the next round starts without one
+            (held,) = session.scalars(sa.select(Order.id).where(Order.customer_id == customer,
+                                                                Order.status == OrderStatus.HELD))
+            assert ordering.cancel_hold(session, held, customer)
+    consistent()
+
+
+def _tap_at_once(start: threading.Barrier, outcomes: list, offer_id: int, customer: int, key: str) -> None:
+    start.wait()
+    with session_scope() as session:
+        outcomes.append(ordering.place_order(session, offer_id, customer, 1, key).result.outcome)
