@@ -122,6 +122,10 @@ class Stack:
             "WORKER_METRICS_HOST": "127.0.0.1", "WORKER_METRICS_PORT": str(free_port()),
             "BROKER_VISIBILITY_TIMEOUT": str(self.visibility_timeout),
             "ADMIN_IDS": str(ADMIN_ID), "LOG_JSON": "true", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1",
+            "WEBAPP_HOST": "127.0.0.1", "WEBAPP_PORT": str(free_port()),
+            # The drills are about faults, not Connect onboarding: the platform collects and pays the
+            # businesses itself (the operator's alternative), so the seeded businesses can sell.
+            "PAYOUTS_REQUIRE_CONNECT": "false",
         }
         # This process reads the same services (seeding, checks): settings and engine follow os.environ.
         self._environ = mock.patch.dict(os.environ, self.env)

@@ -6,9 +6,9 @@
   some of those cancel the paid order afterwards (a refund), some let the reservation go, the
   rest leave it held. Every customer has asked for deal alerts near the bakeries.
 * **Businesses** post offers through the chat, step by step (/newoffer, title, description,
-  price, original price, quantity, pickup day and window, a photo), wait for the deal card
-  preview (the images queue) and publish it, which sends a deal alert to every customer and
-  subscriber nearby (the notifications queue).
+  price, original price, quantity, pickup day and window, category, diets and allergens, a
+  photo), wait for the deal card preview (the images queue) and publish it, which sends a deal
+  alert to every customer and subscriber nearby (the notifications queue).
 * **Subscribers** only receive deal alerts (a larger audience for each publication).
 
 Each person acts one step at a time and waits for the bot's answer before the next, as a person
@@ -520,9 +520,22 @@ class Business(Person):
             (str(self.random.randint(*p.units)), "quantity", "When can customers pick it up"),
         ]
         steps += [lambda t=t: self.answer(*t) for t in texts]
-        steps += [self.day, lambda: self.answer("18:00-19:30", "window", "send a photo"), self.photo_step,
-                  self.publish]
+        steps += [self.day, self.window, self.what_it_is, self.photo_step, self.publish]
         return steps
+
+    def window(self) -> None:
+        seq = self.say("18:00-19:30", "window")
+        self.message = self.expect(seq, lambda m: "flow:pick:category:bakery" in datas(m), "window")
+        self.pause(0.2, 0.5)
+
+    def what_it_is(self) -> None:
+        """The optional questions: a category, then diets and allergens left unticked."""
+        for tapped, then in (("flow:pick:category:bakery", "flow:pick:diet:done"),
+                             ("flow:pick:diet:done", "flow:pick:allergens:done")):
+            seq = self.tap(self.message, tapped, "what_it_is")
+            self.message = self.expect(seq, lambda m, then=then: then in datas(m), "what_it_is")
+        seq = self.tap(self.message, "flow:pick:allergens:done", "what_it_is")
+        self.message = self.expect(seq, _has("send a photo"), "what_it_is")
 
     def answer(self, text: str, step: str, needle: str) -> None:
         seq = self.say(text, step)
