@@ -35,6 +35,7 @@ from tasks.app import app
 from tests.e2e.conftest import new_user_id
 from tests.factories import make_business, make_offer
 from tests.processes import ROOT, ManagedProcess, start_worker
+from tests.support.waiting import bot_texts, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -70,22 +71,8 @@ def fault_stack(migrated, tmp_path_factory):
     telegram.stop()
 
 
-def _wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not reached in {timeout:.0f} s: {what}")
-
-
-def _texts(client: TelegramFakeClient, chat_id: int) -> list[str]:
-    return [m.get("text") or m.get("caption") or "" for m in client.messages(chat_id)
-            if m.get("from", {}).get("is_bot")]
-
-
 def _finals(client: TelegramFakeClient, chat_id: int) -> list[str]:
-    return [text for text in _texts(client, chat_id) if PAY in text or PAY_SPENT in text or SOLD_OUT in text]
+    return [text for text in bot_texts(client, chat_id) if PAY in text or PAY_SPENT in text or SOLD_OUT in text]
 
 
 def _reserve_button(telegram_url: str, chat_id: int, offer_id: int, price_minor: int) -> int:
@@ -152,13 +139,13 @@ def _taps_through_a_fault(fault_stack, tmp_path: Path, arm: str, *, sweep: bool 
     normal = None
     try:
         presses = {c: client.press_button(c, screens[c], f"buy:{offer_id}:1:350") for c in customers}
-        _wait_until(lambda: not once.exists(), 40, f"the fault point {arm} reached")
-        _wait_until(lambda: "fault_point_fired" in armed.output(), 5, "the fault logged")
+        wait_until(lambda: not once.exists(), 40, f"the fault point {arm} reached")
+        wait_until(lambda: "fault_point_fired" in armed.output(), 5, "the fault logged")
         _stop_cleanly(armed)
         normal = start_worker("handover-normal", concurrency=2, env={**env, "BROKER_VISIBILITY_TIMEOUT": "1"})
 
         for customer in customers:
-            _wait_until(lambda c=customer: _finals(client, c), 40, f"a final answer for customer {customer}")
+            wait_until(lambda c=customer: _finals(client, c), 40, f"a final answer for customer {customer}")
         if sweep:
             # A hand-over committed by the killed process is published by the sweeper, whatever
             # the redelivered task did meanwhile; publishing it again must have one effect.
@@ -166,29 +153,29 @@ def _taps_through_a_fault(fault_stack, tmp_path: Path, arm: str, *, sweep: bool 
             with Connection(env["REDIS_URL"]) as broker:
                 app.send_task("maintenance.resend_handovers", kwargs={"actor": actor, "grace_seconds": 0},
                               connection=broker)
-            report = _wait_until(lambda: _audit_details(actor), 30, "the sweeper's audit entry")
+            report = wait_until(lambda: _audit_details(actor), 30, "the sweeper's audit entry")
             assert report["published"] >= 1 and report["tasks"].get("payments.create_checkout"), report
 
         def paying() -> list[int] | None:
-            with_pay = [c for c in customers if any(PAY in t for t in _texts(client, c))]
+            with_pay = [c for c in customers if any(PAY in t for t in bot_texts(client, c))]
             return with_pay if len(with_pay) == UNITS else None
 
-        buyers = _wait_until(paying, 30, "a Pay button for each unit")
+        buyers = wait_until(paying, 30, "a Pay button for each unit")
         # Every buyer pays once (Stripe's webhooks reach the gateway, the payments queue confirms).
         for customer in buyers:
             stripe.pay(_checkout_session(client, customer, stripe.url))
         for customer in buyers:
-            _wait_until(lambda c=customer: any(PAID in t for t in _texts(client, c)), 30, f"{customer} paid")
+            wait_until(lambda c=customer: any(PAID in t for t in bot_texts(client, c)), 30, f"{customer} paid")
         answered_ids = {p["callback_query_id"] for p in presses.values()}
-        _wait_until(lambda: answered_ids <= {q["callback_query_id"] for q in client.callback_answers()
+        wait_until(lambda: answered_ids <= {q["callback_query_id"] for q in client.callback_answers()
                                              if q["answered"]}, 20, "every button press answered")
-        _wait_until(lambda: _unsent_handovers(started) == 0, 20, "every hand-over sent")
+        wait_until(lambda: _unsent_handovers(started) == 0, 20, "every hand-over sent")
         time.sleep(2.0)  # a second delivery of anything would show by now
 
         for customer in customers:
             finals = _finals(client, customer)
-            assert len(finals) == 1, (customer, _texts(client, customer))
-            assert sum(PAID in t for t in _texts(client, customer)) == (1 if customer in buyers else 0)
+            assert len(finals) == 1, (customer, bot_texts(client, customer))
+            assert sum(PAID in t for t in bot_texts(client, customer)) == (1 if customer in buyers else 0)
         assert sorted(c for c in customers if SOLD_OUT in _finals(client, c)[0]) == sorted(set(customers) - set(buyers))
         with db.session_scope() as session:
             offer = session.get_one(Offer, offer_id)

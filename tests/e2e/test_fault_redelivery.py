@@ -21,21 +21,13 @@ from localenv.services import RedisServer, free_port
 from sandbox.telegram_fake import TelegramFake, TelegramFakeClient
 from tests.e2e.conftest import new_user_id
 from tests.processes import ROOT, start_gateway, start_worker
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
 UPDATES_TIMEOUT = 8
 SWEEP_INTERVAL = 5  # celeryconfig: unacked_restore_interval
 SLACK = 12  # a worker's start on a busy machine, and the handling itself
-
-
-def _wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not reached in {timeout:.0f} s: {what}")
 
 
 def _advisory_waiters(engine: sa.Engine) -> int:
@@ -75,7 +67,7 @@ def test_a_tap_held_by_a_killed_worker_is_answered_within_the_timeout(tap_stack)
         lock.execute(sa.text("SELECT pg_advisory_lock(:chat)"), {"chat": user})
         pressed = client.press_button(user, help_message["message_id"], "menu")
         tapped_at = time.monotonic()
-        _wait_until(lambda: _advisory_waiters(engine) == 1, 10, "the worker waiting for the chat's lock")
+        wait_until(lambda: _advisory_waiters(engine) == 1, 10, "the worker waiting for the chat's lock")
         worker.kill()  # SIGKILL to the whole group: no warm shutdown gives the message back
         worker.process.wait(10)
     finally:
@@ -91,9 +83,9 @@ def test_a_tap_held_by_a_killed_worker_is_answered_within_the_timeout(tap_stack)
     assert not answered()
     survivor = start_worker("tap-worker-b", queues="updates", env=env)
     try:
-        _wait_until(answered, UPDATES_TIMEOUT + SWEEP_INTERVAL + SLACK, "the tap answered")
+        wait_until(answered, UPDATES_TIMEOUT + SWEEP_INTERVAL + SLACK, "the tap answered")
         elapsed = time.monotonic() - tapped_at
-        _wait_until(lambda: "What would you like to do?" in (client.messages(user)[-1].get("text") or ""), 5,
+        wait_until(lambda: "What would you like to do?" in (client.messages(user)[-1].get("text") or ""), 5,
                     "the main menu shown")
         assert elapsed >= UPDATES_TIMEOUT - 1, "answered before the timeout: by what?"
         time.sleep(2.0)  # a second handling would show up by now

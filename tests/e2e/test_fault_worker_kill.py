@@ -30,28 +30,15 @@ from tasks.app import app
 from tests.e2e.conftest import new_user_id
 from tests.factories import make_business, make_offer, make_user
 from tests.processes import ROOT, start_gateway, start_worker
+from tests.support.waiting import bot_texts, wait_until
 
 pytestmark = pytest.mark.slow
 
 STRIPE_SECRET = "whsec_kill_test"
 
 
-def _wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not reached in {timeout:.0f} s: {what}")
-
-
-def _bot_texts(client: TelegramFakeClient, chat_id: int) -> list[str]:
-    return [m.get("text") or m.get("caption") or "" for m in client.messages(chat_id)
-            if m.get("from", {}).get("is_bot")]
-
-
 def _count(client: TelegramFakeClient, chat_id: int, needle: str) -> int:
-    return sum(needle in text for text in _bot_texts(client, chat_id))
+    return sum(needle in text for text in bot_texts(client, chat_id))
 
 
 def _lock_waiters(engine: sa.Engine) -> int:
@@ -95,7 +82,7 @@ def test_every_queue_survives_a_sigkill_with_each_effect_once(kill_stack):
     with db.session_scope() as session:
         held = rsv.reserve(session, paid_offer, payer, 1)
         note = outbox.record(session, f"kill-test:{reader}", reader, Reply(text="Your bag is waiting 🥐"))
-    owner_messages_before = len(_bot_texts(client, owner))
+    owner_messages_before = len(bot_texts(client, owner))
     calls_before = max((call["id"] for call in client.calls()), default=0)
 
     # Hold everything the six tasks will wait on.
@@ -120,9 +107,9 @@ def test_every_queue_survives_a_sigkill_with_each_effect_once(kill_stack):
         # Every one of them is in flight: Telegram holds the calls of three, two wait on row locks, and Stripe
         # has created the Checkout Session but not answered yet. Telegram calls time out after 15 s, so the
         # kill comes well before.
-        _wait_until(lambda: client._get("/faults")["held_calls"] == 3, 10, "three Bot API calls held")
-        _wait_until(lambda: _lock_waiters(engine) >= 2, 5, "two tasks waiting on row locks")
-        _wait_until(lambda: stripe.objects("checkout.session"), 5, "the Checkout Session created")
+        wait_until(lambda: client._get("/faults")["held_calls"] == 3, 10, "three Bot API calls held")
+        wait_until(lambda: _lock_waiters(engine) >= 2, 5, "two tasks waiting on row locks")
+        wait_until(lambda: stripe.objects("checkout.session"), 5, "the Checkout Session created")
         worker.kill()
         worker.process.wait(10)
     finally:
@@ -134,12 +121,12 @@ def test_every_queue_survives_a_sigkill_with_each_effect_once(kill_stack):
 
     survivor = start_worker("kill-worker-b", concurrency=2, env={**env, "BROKER_VISIBILITY_TIMEOUT": "1"})
     try:
-        _wait_until(lambda: _count(client, talker, "How it works"), 60, "the /help reply")
-        _wait_until(lambda: _count(client, buyer, "Please pay by"), 60, "the buyer's Pay button")
-        _wait_until(lambda: _count(client, payer, "Please pay by"), 60, "the payer's Pay button")
-        _wait_until(lambda: _count(client, reader, "Your bag is waiting"), 60, "the outbox message")
-        _wait_until(lambda: _count(client, leaver, "personal data was deleted"), 60, "the erasure notice")
-        _wait_until(lambda: _photo_status(draft) == PhotoStatus.READY, 60, "the deal card")
+        wait_until(lambda: _count(client, talker, "How it works"), 60, "the /help reply")
+        wait_until(lambda: _count(client, buyer, "Please pay by"), 60, "the buyer's Pay button")
+        wait_until(lambda: _count(client, payer, "Please pay by"), 60, "the payer's Pay button")
+        wait_until(lambda: _count(client, reader, "Your bag is waiting"), 60, "the outbox message")
+        wait_until(lambda: _count(client, leaver, "personal data was deleted"), 60, "the erasure notice")
+        wait_until(lambda: _photo_status(draft) == PhotoStatus.READY, 60, "the deal card")
         time.sleep(2.0)  # a second delivery of anything would show up by now
 
         assert _count(client, talker, "How it works") == 1
@@ -161,7 +148,7 @@ def test_every_queue_survives_a_sigkill_with_each_effect_once(kill_stack):
         previews = [c for c in client.calls("sendPhoto", since=calls_before)
                     if str(c["params"].get("chat_id")) == str(owner) and c["status"] == 200]
         assert len(previews) == 1
-        assert len(_bot_texts(client, owner)) == owner_messages_before + 1
+        assert len(bot_texts(client, owner)) == owner_messages_before + 1
     finally:
         survivor.stop()
 
