@@ -1,50 +1,17 @@
 """How a category, a dietary tag and an allergen read, in the reader's language (domain/tags.py
-has the codes). One place, so the card, the list, the filters and /newoffer say the same."""
+has the codes and their names). One place, so the card, the list, the filters and /newoffer say
+the same."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from core.i18n import N_, Translator
+from core.i18n import Translator
 from domain.catalog import Filters
 from domain.money import format_money
+from domain.tags import ALLERGEN_LABELS, CATEGORY_LABELS, DIET_LABELS, FILTER_NAMES, WHEN_LABELS
 
-CATEGORY_LABELS = {
-    "bakery": N_("🥐 Bakery"),
-    "meals": N_("🍲 Meals"),
-    "groceries": N_("🛒 Groceries"),
-    "produce": N_("🥕 Fruit & vegetables"),
-    "dairy": N_("🧀 Dairy"),
-    "other": N_("📦 Other"),
-}
-
-DIET_LABELS = {
-    "vegetarian": N_("vegetarian"),
-    "vegan": N_("vegan"),
-    "gluten_free": N_("gluten-free"),
-    "lactose_free": N_("lactose-free"),
-    "halal": N_("halal"),
-    "kosher": N_("kosher"),
-    "organic": N_("organic"),
-}
-
-ALLERGEN_LABELS = {
-    "gluten": N_("gluten"),
-    "crustaceans": N_("crustaceans"),
-    "eggs": N_("eggs"),
-    "fish": N_("fish"),
-    "peanuts": N_("peanuts"),
-    "soy": N_("soy"),
-    "milk": N_("milk"),
-    "nuts": N_("nuts"),
-    "celery": N_("celery"),
-    "mustard": N_("mustard"),
-    "sesame": N_("sesame"),
-    "sulphites": N_("sulphites"),
-    "lupin": N_("lupin"),
-    "molluscs": N_("molluscs"),
-}
-
+__all__ = ["ALLERGEN_LABELS", "CATEGORY_LABELS", "DIET_LABELS", "FILTER_NAMES", "WHEN_LABELS"]
 
 def category(_: Translator, code: str | None) -> str | None:
     return _(CATEGORY_LABELS[code]) if code in CATEGORY_LABELS else None
@@ -89,23 +56,6 @@ def list_details(_: Translator, category_code: str | None, diet: Iterable[str],
     if contains:
         details.append(f"⚠️ {contains}")
     return details
-
-
-WHEN_LABELS = {
-    "now": N_("now"),
-    "tonight": N_("tonight"),
-    "tomorrow": N_("tomorrow"),
-}
-
-FILTER_NAMES = {
-    "words": N_("your search"),
-    "category": N_("category"),
-    "diet": N_("diet"),
-    "avoid": N_("allergens to avoid"),
-    "when": N_("pickup time"),
-    "max_price_minor": N_("maximum price"),
-    "radius_km": N_("distance"),
-}
 
 
 def filter_name(_: Translator, name: str) -> str:

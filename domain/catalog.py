@@ -25,7 +25,8 @@ from models import Business, BusinessStatus, Follow, Offer, OfferStatus, Order, 
 
 NEARBY_RADIUS_KM = 15.0  # "near me" until the customer chooses a distance
 DISTANCES_KM = (1, 2, 5, 10, 25)  # the distances a customer can choose
-PAGE_SIZE = 5
+PRICE_LIMITS_MINOR = (300, 500, 1000)  # the maximum prices a customer can choose (EUR cents)
+PAGE_SIZE = 5  # a page of /deals in the chat
 MAX_QUERY_WORDS = 5
 MAX_WORD_LENGTH = 40
 # Distances on the sphere (PostGIS's use_spheroid = false): within 0.5 % of the spheroid, and measured
@@ -173,11 +174,13 @@ def _base(now: datetime) -> list[ColumnElement[bool]]:
 
 def browse(session: Session, now: datetime, sort: Sort, page: int = 0, *,
            latitude: float | None = None, longitude: float | None = None,
-           filters: Filters | None = None) -> Page:
-    """One page of offers a customer can order now, matching the filters. Nearest needs a location
-    (within the chosen distance, or NEARBY_RADIUS_KM). A location also limits the other sorts to the
-    chosen distance, if one is chosen. When nothing matches, says which filter to loosen."""
+           filters: Filters | None = None, size: int = PAGE_SIZE) -> Page:
+    """One page of ``size`` offers a customer can order now, matching the filters, in one query
+    (the chat's pages of PAGE_SIZE, the Mini App's map of more). Nearest needs a location (within
+    the chosen distance, or NEARBY_RADIUS_KM). A location also limits the other sorts to the chosen
+    distance, if one is chosen. When nothing matches, says which filter to loosen."""
     page = max(page, 0)
+    size = max(size, 1)
     filters = filters or Filters()
     here = point(latitude, longitude) if latitude is not None and longitude is not None else None
     if sort is Sort.NEAREST:
@@ -201,13 +204,13 @@ def browse(session: Session, now: datetime, sort: Sort, page: int = 0, *,
     else:
         query = query.order_by(Offer.published_at.desc().nulls_last(), Offer.id.desc())
     conditions = _base(now) + _conditions(filters, now, here)
-    rows = session.execute(query.where(and_(*conditions)).offset(page * PAGE_SIZE).limit(PAGE_SIZE + 1)).all()
+    rows = session.execute(query.where(and_(*conditions)).offset(page * size).limit(size + 1)).all()
     items = [Listing(offer, business, None if dist is None else float(dist))
-             for offer, business, dist in rows[:PAGE_SIZE]]
+             for offer, business, dist in rows[:size]]
     loosen = None
     if not items and page == 0:
         loosen = _what_to_loosen(session, now, filters, here, sort)
-    return Page(items, page, has_next=len(rows) > PAGE_SIZE, loosen=loosen)
+    return Page(items, page, has_next=len(rows) > size, loosen=loosen)
 
 
 def _rating() -> ColumnElement:
