@@ -62,9 +62,9 @@ def _fill(connection, offers: int, subscribers: int, seed: int) -> None:
         "INSERT INTO users (id, first_name) SELECT :base + g, 'owner' FROM generate_series(1, :n) g"),
         {"base": OWNER_BASE, "n": businesses})
     connection.execute(sa.text(
-        "INSERT INTO businesses (owner_id, name, address, phone, latitude, longitude, status) "
+        "INSERT INTO businesses (owner_id, name, address, phone, latitude, longitude, status, charges_enabled) "
         "SELECT :base + g, 'Shop ' || g, 'Street ' || g, '+4930123456', "
-        ":lat + (random() - 0.5) * :dlat, :lon + (random() - 0.5) * :dlon, 'verified' "
+        ":lat + (random() - 0.5) * :dlat, :lon + (random() - 0.5) * :dlon, 'verified', true "
         "FROM generate_series(1, :n) g"),
         {"base": OWNER_BASE, "n": businesses, "lat": CENTRE[0], "lon": CENTRE[1], "dlat": SPAN_LAT,
          "dlon": SPAN_LON})
