@@ -1,7 +1,7 @@
 """Benchmark the Mini App's nearby search: GET /api/deals near a point, over HTTP against the real
 webapp process, with 50 sessions at once, next to the same search through the chat's path.
 
-    python -m bench.bench_mini_app [--offers 50000] [--sessions 50] [--seconds 15] [--json out.json]
+    python -m bench.bench_mini_app [--offers 50000] [--sessions 50] [--seconds 15] [--think 1.0]
 
 A private Postgres (migrated to head: PostGIS, JIT off) on a free port in ``.run/``, filled with the
 city of bench/bench_discovery.py: 50,000 active offers, ten from each of 5,000 businesses spread
@@ -187,27 +187,17 @@ def run(offers: int = 50_000, sessions: int = 50, seconds: float = 15.0, *, thin
         ceiling_s: float = CEILING_SECONDS, queries: int = 200, seed: int = 23) -> dict:
     import sqlalchemy as sa
 
-    from bench.bench_discovery import OFFERS_PER_BUSINESS, _fill
-    from bench.bench_notifications import _migrate
+    from bench.bench_discovery import OFFERS_PER_BUSINESS, start_city
     from core.settings import get_settings
-    from localenv.services import PostgresServer, free_port
+    from localenv.services import free_port
     from tests.processes import start_webapp
     from webapp import auth
 
     directory = ROOT / ".run" / f"bench-mini-app-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     postgres = webapp = None
     try:
-        postgres = PostgresServer(directory / "postgres", free_port(), database="bench").start()
-        _migrate(postgres.url)
-        engine = sa.create_engine(postgres.url)
-        began = time.monotonic()
-        with engine.begin() as connection:
-            _fill(connection, offers, 0, seed)
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(sa.text("VACUUM ANALYZE"))
-        fill_s = time.monotonic() - began
-        engine.dispose()
-        engine = sa.create_engine(postgres.url, pool_size=sessions, max_overflow=0)  # jit = off from here on
+        postgres, fill_s = start_city(directory, offers, 0, seed)
+        engine = sa.create_engine(postgres.url, pool_size=sessions, max_overflow=0)
         now = datetime.now(UTC)
         positions = _Positions(seed)
 
@@ -264,13 +254,8 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--think", type=float, default=1.0, help="mean seconds between a session's searches")
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    result = run(args.offers, args.sessions, args.seconds, think_s=args.think)
-    text = json.dumps(result, indent=2)
-    if args.json:
-        args.json.write_text(text)
-    print(text)
+    print(json.dumps(run(args.offers, args.sessions, args.seconds, think_s=args.think), indent=2))
 
 
 if __name__ == "__main__":
