@@ -174,6 +174,15 @@ def test_the_menu_button_opens_the_map_where_a_customer_filters_and_sees_a_deals
     shot(page, "mini-app-deal.png")
     back.click()
     expect(app.locator(".card.deal")).to_have_count(1)
+
+    # Nothing matches dairy without milk: the app says which filter to drop, as /deals does.
+    app.locator("#filters-button").click()
+    app.locator('[data-filter="category"] [data-value="dairy"]').click()
+    main.click()
+    expect(app.locator("#deals")).to_contain_text("Without “category” there are deals")
+    app.locator("#drop-filter").click()
+    expect(app.locator(f'.card.deal[data-offer="{soup}"]')).to_be_visible()
+    expect(app.locator("#filter-summary")).to_have_text("🔎 Filters: without milk")
     no_page_errors(page)
     page.close()
 

@@ -186,9 +186,12 @@
   function nothingFound(found) {
     if (found.loosen) {
       const name = me.filter_choices.names[found.loosen] || found.loosen;
+      const status = el("div", {});
       return [el("p", { class: "note" }, t("nothing_loosen", { filter: name })),
-        el("button", { id: "drop-filter", onclick: () => changeFilters({ ...filters, [found.loosen]: cleared(found.loosen) }) },
-          t("without_filter", { filter: name }))];
+        el("button", { id: "drop-filter", onclick: async () => {
+          const failed = await changeFilters({ ...filters, [found.loosen]: cleared(found.loosen) });
+          if (failed) status.replaceChildren(problem(failed));
+        } }, t("without_filter", { filter: name })), status];
     }
     if (activeFilters().length) return [el("p", { class: "note" }, t("nothing_filters"))];
     return [el("p", { class: "note" }, here ? t("no_deals_near", { km: filters.radius_km || me.filter_choices.nearby_km }) : t("no_deals"))];
