@@ -448,6 +448,7 @@ def mini_app_section(result: dict) -> list[str]:
 
     app_p99 = result["app"]["p99_ms"]
     load = result.get("load_average_at_start", [None])[0]
+    end = result.get("load_average_at_end", [None])[0]
     return [
         "## 9. Mini App: deals near a point",
         "",
@@ -460,8 +461,8 @@ def mini_app_section(result: dict) -> list[str]:
          "user's initData (checked), answered with the deals as JSON. The chat path, timed the same way: the same "
          "sessions as threads of one process, each with its own database connection, calling the function the "
          "chat's /deals calls in a transaction of its own. Latency from the request to the whole answer, queueing "
-         "included" + (f"; load average {load:.2f} at the start (the machine is shared)." if load is not None
-                        else ".")),
+         "included" + (f"; load average {load:.2f} at the start" if load is not None else "")
+         + (f", {end:.2f} at the end" if end is not None else "") + " (on 2 cores, shared with other work)."),
         "",
         ("| search | searches / s | p50 ms | p99 ms | max ms | ceiling: searches / s | p50 ms | p99 ms |"),
         "| --- | --- | --- | --- | --- | --- | --- | --- |",

@@ -224,6 +224,7 @@ def run(offers: int = 50_000, sessions: int = 50, seconds: float = 15.0, *, thin
             "one_at_a_time": _one_at_a_time(engine, positions, now, queries),
         }
         engine.dispose()
+        result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         return result
     finally:
         if webapp is not None:
