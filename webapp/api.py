@@ -516,9 +516,10 @@ def own_offer(request: Request, session: Session, caller: Caller) -> Response:
 
 def offer_card(request: Request, session: Session, caller: Caller) -> Response:
     offer = _my_offer(request, session, caller)
-    if not offer.photo_card_file_id:
+    card = sources.card_jpeg(offer.photo_card_file_id) if offer.photo_card_file_id else None
+    if card is None:
         raise ApiError("not_found")
-    return Response(sources.card_jpeg(offer.photo_card_file_id), media_type="image/jpeg",
+    return Response(card, media_type="image/jpeg",
                     headers={"cache-control": "private, max-age=86400"})  # its address changes with the card
 
 
@@ -575,9 +576,12 @@ def edit_offer(request: Request, session: Session, caller: Caller) -> Response:
         changes = [name for name in ("price", "quantity", "category", "diet", "allergens") if name in body]
         if not changes:
             raise ApiError("nothing_to_change")
-        if {"category", "diet", "allergens"} & set(changes):
-            offer = sources.edit_tags(session, offer_id, caller.user.id, category=_category(body),
-                                      diet=_codes(body, "diet"), allergens=_codes(body, "allergens"))
+        if {"category", "diet", "allergens"} & set(changes):  # what is not given stays as it is
+            offer = sources.edit_tags(
+                session, offer_id, caller.user.id,
+                category=_category(body) if "category" in body else offer.category,
+                diet=_codes(body, "diet") if "diet" in body else list(offer.diet),
+                allergens=_codes(body, "allergens") if "allergens" in body else list(offer.allergens))
         if "price" in changes:
             price = _checked("price", sources.parse_money, _text(body, "price"), offer.currency)
             if price != offer.price_minor:

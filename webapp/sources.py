@@ -181,13 +181,17 @@ _cards: OrderedDict[str, bytes] = OrderedDict()
 _cards_lock = threading.Lock()
 
 
-def card_jpeg(file_id: str) -> bytes:
-    """An offer's deal card, by the file_id Telegram gave it when it was sent to the owner."""
+def card_jpeg(file_id: str) -> bytes | None:
+    """An offer's deal card, by the file_id Telegram gave it when it was sent to the owner (None:
+    Telegram does not know it any more)."""
     with _cards_lock:
         if file_id in _cards:
             _cards.move_to_end(file_id)
             return _cards[file_id]
-    content = tg.telegram_api().download_file(file_id)
+    try:
+        content = tg.telegram_api().download_file(file_id)
+    except tg.BadRequest:
+        return None
     with _cards_lock:
         _cards[file_id] = content
         while len(_cards) > CARDS_KEPT:

@@ -228,6 +228,10 @@ def test_a_draft_is_published_discarded_or_edited_as_in_myoffers(client, broker)
     assert not_a_discount.status_code == 422 and not_a_discount.json()["field"] == "price"
     assert client.post(f"/api/business/offers/{ready}/edit", headers=headers(owner),
                        json={"request_id": "req-edit-0003"}).status_code == 422
+    only_allergens = client.post(f"/api/business/offers/{ready}/edit", headers=headers(owner),
+                                 json={"allergens": ["eggs"], "request_id": "req-edit-0005"}).json()
+    assert (only_allergens["category"], only_allergens["diet"], only_allergens["allergens"]) == (
+        "bakery", ["vegan"], ["eggs"])  # what is not given stays as it is
     assert client.post(f"/api/business/offers/{waiting}/edit", headers=headers(owner),
                        json={"price": "1", "request_id": "req-edit-0004"}).status_code == 409  # a draft's price
 
@@ -241,6 +245,7 @@ def test_a_draft_is_published_discarded_or_edited_as_in_myoffers(client, broker)
         ("notifications.tell_app_action", ["published", owner, ready, "req-publish-0002"]),
         ("images.process_offer_photo", [ready, "AgACAgIAAxkBAAI-source"]),
         ("notifications.tell_app_action", ["edited", owner, ready, "req-edit-0001"]),
+        ("notifications.tell_app_action", ["edited", owner, ready, "req-edit-0005"]),
         ("notifications.tell_app_action", ["discarded", owner, waiting, "req-discard-0001"]),
     ]
 
