@@ -34,9 +34,12 @@ task_reject_on_worker_lost = True
 # buffer. The updates worker raises this on its command line (its tasks are short).
 worker_prefetch_multiplier = 1
 
-# A stuck task is interrupted (soft) and then killed (hard), instead of holding a process forever.
-task_soft_time_limit = 60
-task_time_limit = 90
+# A stuck task is interrupted (soft) and then failed (hard), instead of holding a process forever:
+# TASK_SOFT_TIME_LIMIT_SECONDS and TASK_TIME_LIMIT_SECONDS, kept by the process running the task
+# (core/time_limits.py, armed in tasks/app.py). Celery's own limits stay off: they are timers in the
+# worker's main process, which fire late after a broker outage and wedged workers (Celery #4789).
+task_soft_time_limit = None
+task_time_limit = None
 
 # Results are rarely read (maintenance reports); the ones kept expire after a day.
 task_ignore_result = True

@@ -703,7 +703,8 @@ def section(result: dict) -> list[str]:
                      "90 s for its own lock).")
     else:
         beat_line = f"Beat had not sent a job again {s['beat_wait_s']:.0f} s after it was killed."
-    lines += ["", beat_line]
+    if "beat" in (phase["fault"] for phase in result["phases"]):
+        lines += ["", beat_line]
     lines += ["", ("How each fault struck, what the people got done in its phase, and what it lost or doubled "
                    "(new in that phase; first 12 of each):"), ""]
     for phase in result["phases"]:

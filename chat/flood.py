@@ -1,8 +1,10 @@
 """Per-user flood protection: one noisy user must not fill the updates queue for everyone else.
 
-A fixed window in Redis counts each user's updates; past the limit, updates are answered (a
-button press gets a short note) but not handled, and the user is told to slow down at most once
-a minute. The check costs one Redis round trip and no database work.
+A sliding window in Redis (a sorted set of the user's update ids by time) counts each user's
+updates of the last WINDOW_SECONDS; past the limit, updates are answered (a button press gets a
+short note) but not handled, and the user is told to slow down at most once a minute. A fixed
+window let a burst that straddled its boundary through, half in each window. An update delivered
+again counts once. The check costs one Redis round trip and no database work.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ WINDOW_SECONDS = 10
 MAX_UPDATES_PER_WINDOW = 30  # a person tapping fast stays far below this; a script does not
 NOTICE_EVERY_SECONDS = 60
 
-def allowed(user_id: int) -> tuple[bool, bool]:
+
+def allowed(user_id: int, update_id: int) -> tuple[bool, bool]:
     """(handle this update?, tell the user to slow down now?)"""
-    window = int(time.time()) // WINDOW_SECONDS
-    key = f"flood:{user_id}:{window}"
+    now = time.time()
+    key = f"flood:{user_id}"
     pipe = redis_client.client().pipeline()
-    pipe.incr(key)
+    pipe.zadd(key, {str(update_id): now}, nx=True)
+    pipe.zremrangebyscore(key, "-inf", now - WINDOW_SECONDS)
+    pipe.zcard(key)
     pipe.expire(key, WINDOW_SECONDS * 2)
-    count, _ = pipe.execute()
+    _, _, count, _ = pipe.execute()
     if count <= MAX_UPDATES_PER_WINDOW:
         return True, False
     first_notice = bool(redis_client.client().set(f"flood:noticed:{user_id}", 1, nx=True, ex=NOTICE_EVERY_SECONDS))

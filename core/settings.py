@@ -124,6 +124,12 @@ class Settings(BaseSettings):
     broker_visibility_timeout: int | None = Field(default=None, ge=1)
     broker_visibility_timeouts: Annotated[dict[str, PositiveInt], NoDecode] = Field(default_factory=dict)
 
+    # A stuck task is interrupted (SoftTimeLimitExceeded) and then failed (TimeLimitExceeded), by a
+    # timer in the process running it (core/time_limits.py). Seconds; 0 turns one off. Every queue's
+    # visibility timeout must exceed the hard limit (celeryconfig.VISIBILITY_TIMEOUTS).
+    task_soft_time_limit_seconds: float = Field(default=60, ge=0)
+    task_time_limit_seconds: float = Field(default=90, ge=0)
+
     # How long the gateway remembers an update_id to drop Telegram's redeliveries.
     update_dedup_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     log_level: str = "INFO"

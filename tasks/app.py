@@ -17,7 +17,7 @@ from celery.signals import (
 )
 
 import chat.messages  # noqa: F401 - registers how each domain notice reads, before any task runs
-from core import db, metrics
+from core import db, metrics, time_limits
 from core.celery_app import app
 from core.logging import configure_logging, init_error_reporting
 from core.settings import get_settings
@@ -56,11 +56,14 @@ _started: dict[str, float] = {}
 def _task_started(task_id: str | None = None, **_kwargs) -> None:
     if task_id:
         _started[task_id] = time.perf_counter()
+    settings = get_settings()
+    time_limits.arm(settings.task_soft_time_limit_seconds, settings.task_time_limit_seconds)
 
 
 @task_postrun.connect
 def _task_finished(task_id: str | None = None, task=None, retval=None, state: str | None = None,
                    **_kwargs) -> None:
+    time_limits.disarm()
     started = _started.pop(task_id, None) if task_id else None
     name = getattr(task, "name", "unknown")
     if started is not None:

@@ -58,7 +58,7 @@ def _flooding(update: Update) -> bool:
     sender = update.effective_user
     if sender is None:
         return False
-    handle, tell = flood.allowed(sender.id)
+    handle, tell = flood.allowed(sender.id, update.update_id)
     if handle:
         return False
     log.warning("update_dropped_flood", user_id=sender.id)

@@ -4,20 +4,16 @@ handled exactly once. The stack here has its own Redis, so stopping it disturbs 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 
 import httpx
 import pytest
 
-from localenv.services import RedisServer, free_port
-from sandbox.telegram_fake import TelegramFake, TelegramFakeClient
-from tests.conftest import separate_database
+from sandbox.telegram_fake import TelegramFakeClient
 from tests.e2e.conftest import new_user_id
-from tests.processes import ROOT, start_gateway, start_worker
+from tests.support.redis_fault_stack import help_replies
+from tests.support.redis_fault_stack import redis_fault_stack as own_redis_stack
 
 pytestmark = pytest.mark.slow
 
@@ -27,25 +23,8 @@ MESSAGES_PER_USER = 6
 
 @pytest.fixture(scope="module")
 def redis_fault_stack(database_url, tmp_path_factory):
-    fake = TelegramFake(webhook_retry_initial=0.2, webhook_retry_max=1.0).start()
-    redis = RedisServer(tmp_path_factory.mktemp("fault-redis"), free_port()).start()
-    env = {"TELEGRAM_API_URL": fake.url, "REDIS_URL": redis.url, "TELEGRAM_WEBHOOK_SECRET": "fault-secret",
-           "DATABASE_URL": separate_database(database_url, "surplus_redis_fault")}
-    worker = start_worker("redis-fault-worker", queues="updates,notifications", env=env)
-    gateway, gateway_url = start_gateway(env)
-    subprocess.run([sys.executable, "-m", "bot.setup", "webhook"], cwd=ROOT,
-                   env={**os.environ, **env, "PUBLIC_URL": gateway_url}, check=True, capture_output=True)
-    client = TelegramFakeClient(fake.url)
-    yield client, fake.url, redis, worker, gateway_url
-    client.close()
-    gateway.stop()
-    worker.stop()
-    redis.stop()
-    fake.stop()
-
-
-def _help_replies(client: TelegramFakeClient, user: int) -> list[dict]:
-    return [m for m in client.messages(user) if m.get("from", {}).get("is_bot") and "How it works" in m["text"]]
+    with own_redis_stack(database_url, tmp_path_factory.mktemp("fault-redis"), "redis_fault") as stack:
+        yield stack.client, stack.telegram_url, stack.redis, stack.worker, stack.gateway_url
 
 
 def test_a_redis_restart_under_a_stream_of_updates_loses_and_repeats_nothing(redis_fault_stack):
@@ -75,11 +54,11 @@ def test_a_redis_restart_under_a_stream_of_updates_loses_and_repeats_nothing(red
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if all(len(_help_replies(client, user)) >= MESSAGES_PER_USER for user in users):
+        if all(len(help_replies(client, user)) >= MESSAGES_PER_USER for user in users):
             break
         time.sleep(0.25)
     time.sleep(2.0)  # anything redelivered late would show up as a seventh reply
-    counts = {user: len(_help_replies(client, user)) for user in users}
+    counts = {user: len(help_replies(client, user)) for user in users}
     assert counts == dict.fromkeys(users, MESSAGES_PER_USER), worker.output()[-3000:]
 
     metrics = httpx.get(f"{gateway_url}/metrics", timeout=5).text
