@@ -250,6 +250,22 @@ def test_a_draft_is_published_discarded_or_edited_as_in_myoffers(client, broker)
     ]
 
 
+def test_a_photo_the_images_task_could_not_use_is_explained_and_can_be_replaced(client, broker):
+    business = make_business(make_user(language="de"))
+    owner = owner_of(business)
+    draft = make_offer(business, status=OfferStatus.DRAFT, photo_status=PhotoStatus.FAILED, photo_error="truncated",
+                       photo_source_file_id="upload:1")
+    shown = client.get(f"/api/business/offers/{draft}", headers=headers(owner)).json()
+    assert (shown["photo"]["status"], shown["can_publish"]) == ("failed", False)
+    assert shown["photo"]["problem"] == "Dieses Foto scheint abgeschnitten. Bitte wähle es noch einmal."
+    photo = upload(client, owner).json()["photo"]
+    replaced = client.post(f"/api/business/offers/{draft}/photo", headers=headers(owner),
+                           json={"photo": photo, "request_id": "req-photo-0001"})
+    assert replaced.status_code == 200 and replaced.json()["photo"] == {"status": "processing", "problem": None,
+                                                                        "card_url": None}
+    assert broker.published == [("images.process_offer_photo", [draft, photo])]
+
+
 def test_another_businesss_offer_looks_missing_whatever_is_asked(client, broker):
     mine, theirs = make_business(name="Mine"), make_business(name="Theirs")
     me = owner_of(mine)
