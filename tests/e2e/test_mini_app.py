@@ -186,6 +186,7 @@ def test_a_business_creates_an_offer_with_a_photo_and_confirms_a_pickup_by_scann
     main.click()
     expect(form.locator('[data-field="original_price"] .field-error')).to_contain_text(
         "The original price must be higher than the price customers pay")
+    shot(page, "mini-app-new-offer.png")
     form.locator("[name=original_price]").fill("12")
     main.click()
     card = app.locator("#deal-card")  # made by the images task, then shown: the page asked until it was
