@@ -210,6 +210,10 @@ def test_a_business_creates_an_offer_with_a_photo_and_confirms_a_pickup_by_scann
     app.locator("#scan-pass").click()
     scanner = page.locator("#qr-dialog")
     expect(scanner).to_be_visible()
+    scanner.locator("#qr-input").fill("https://example.com/menu")  # the camera caught the wrong code
+    scanner.get_by_role("button", name="Scan this text").click()
+    expect(app.locator("#pickup-answer")).to_contain_text("That QR code is not a pickup pass")
+    app.locator("#scan-pass").click()
     scanner.locator(f'.qr-code[data-qr-text$="pickup_{code}"]').click()
     expect(scanner).to_be_hidden()  # the app closed it once it read the pass
     expect(app.locator("#pickup-answer")).to_contain_text(f"Code {code} is valid: hand over 1× Fish rolls")
