@@ -1,5 +1,6 @@
 """How a category, a dietary tag and an allergen read, in the reader's language (domain/tags.py
-has the codes). One place, so the card, the list, the filters and /newoffer say the same."""
+has the codes and their labels). One place, so the card, the list, the filters and /newoffer say
+the same."""
 
 from __future__ import annotations
 
@@ -8,42 +9,7 @@ from collections.abc import Iterable
 from core.i18n import N_, Translator
 from domain.catalog import Filters
 from domain.money import format_money
-
-CATEGORY_LABELS = {
-    "bakery": N_("🥐 Bakery"),
-    "meals": N_("🍲 Meals"),
-    "groceries": N_("🛒 Groceries"),
-    "produce": N_("🥕 Fruit & vegetables"),
-    "dairy": N_("🧀 Dairy"),
-    "other": N_("📦 Other"),
-}
-
-DIET_LABELS = {
-    "vegetarian": N_("vegetarian"),
-    "vegan": N_("vegan"),
-    "gluten_free": N_("gluten-free"),
-    "lactose_free": N_("lactose-free"),
-    "halal": N_("halal"),
-    "kosher": N_("kosher"),
-    "organic": N_("organic"),
-}
-
-ALLERGEN_LABELS = {
-    "gluten": N_("gluten"),
-    "crustaceans": N_("crustaceans"),
-    "eggs": N_("eggs"),
-    "fish": N_("fish"),
-    "peanuts": N_("peanuts"),
-    "soy": N_("soy"),
-    "milk": N_("milk"),
-    "nuts": N_("nuts"),
-    "celery": N_("celery"),
-    "mustard": N_("mustard"),
-    "sesame": N_("sesame"),
-    "sulphites": N_("sulphites"),
-    "lupin": N_("lupin"),
-    "molluscs": N_("molluscs"),
-}
+from domain.tags import ALLERGEN_LABELS, CATEGORY_LABELS, DIET_LABELS
 
 
 def category(_: Translator, code: str | None) -> str | None:

@@ -1,13 +1,16 @@
 """What an offer is: one category, dietary tags, and the allergens it contains.
 
 The values are stable codes stored on the offer (``offers.category``, ``offers.diet``,
-``offers.allergens``); the chat words them in the reader's language (chat/tags.py). Allergens are
-the fourteen the EU requires food businesses to declare (Regulation (EU) No 1169/2011, Annex II).
+``offers.allergens``). Each has its label here, the one sentence the chat (chat/tags.py) and the
+Mini App (webapp/) both translate for the reader, so the two say the same. Allergens are the
+fourteen the EU requires food businesses to declare (Regulation (EU) No 1169/2011, Annex II).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+from core.i18n import N_
 
 CATEGORIES = ("bakery", "meals", "groceries", "produce", "dairy", "other")
 
@@ -17,6 +20,43 @@ ALLERGENS = (
     "gluten", "crustaceans", "eggs", "fish", "peanuts", "soy", "milk", "nuts",
     "celery", "mustard", "sesame", "sulphites", "lupin", "molluscs",
 )  # fmt: skip
+
+
+CATEGORY_LABELS = {
+    "bakery": N_("🥐 Bakery"),
+    "meals": N_("🍲 Meals"),
+    "groceries": N_("🛒 Groceries"),
+    "produce": N_("🥕 Fruit & vegetables"),
+    "dairy": N_("🧀 Dairy"),
+    "other": N_("📦 Other"),
+}
+
+DIET_LABELS = {
+    "vegetarian": N_("vegetarian"),
+    "vegan": N_("vegan"),
+    "gluten_free": N_("gluten-free"),
+    "lactose_free": N_("lactose-free"),
+    "halal": N_("halal"),
+    "kosher": N_("kosher"),
+    "organic": N_("organic"),
+}
+
+ALLERGEN_LABELS = {
+    "gluten": N_("gluten"),
+    "crustaceans": N_("crustaceans"),
+    "eggs": N_("eggs"),
+    "fish": N_("fish"),
+    "peanuts": N_("peanuts"),
+    "soy": N_("soy"),
+    "milk": N_("milk"),
+    "nuts": N_("nuts"),
+    "celery": N_("celery"),
+    "mustard": N_("mustard"),
+    "sesame": N_("sesame"),
+    "sulphites": N_("sulphites"),
+    "lupin": N_("lupin"),
+    "molluscs": N_("molluscs"),
+}
 
 
 def category(value: str | None) -> str | None:
