@@ -1,5 +1,5 @@
 """How a category, a dietary tag and an allergen read, in the reader's language (domain/tags.py
-has the codes and their names). One place, so the card, the list, the filters and /newoffer say
+has the codes and their labels). One place, so the card, the list, the filters and /newoffer say
 the same."""
 
 from __future__ import annotations

@@ -219,7 +219,8 @@ class Limits(TypedDict):
     paid_burst: int
 
 
-# Paid broadcasts: Telegram's 1,000/s, with the same margin.
+# Paid broadcasts: Telegram's 1,000/s, with the same margin. The per-chat pair is a setting
+# (TELEGRAM_CHAT_RATE, TELEGRAM_CHAT_BURST, with these defaults).
 SAFE_LIMITS: Limits = {"global_rate": 29.0, "global_burst": 25, "chat_rate": 0.95, "chat_burst": 2,
                        "paid_rate": 970.0, "paid_burst": 50}
 
@@ -233,7 +234,10 @@ def rate_limiter() -> TelegramRateLimiter:
         return limiter
     with _lock:
         if _limiter is None or _limiter_pid != pid:
-            client = redis.Redis.from_url(get_settings().redis_url, socket_timeout=5, socket_connect_timeout=5)
-            _limiter = TelegramRateLimiter(client, **SAFE_LIMITS)
+            settings = get_settings()
+            client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+            limits: Limits = {**SAFE_LIMITS, "chat_rate": settings.telegram_chat_rate,
+                              "chat_burst": settings.telegram_chat_burst}
+            _limiter = TelegramRateLimiter(client, **limits)
             _limiter_pid = pid
         return _limiter

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     # Off by default: it costs the bot's Stars balance.
     telegram_paid_broadcast: bool = False
     telegram_paid_broadcast_min_audience: int = Field(default=300, ge=1)
+    # Messages per second into one chat, and how many may go at once, for every process together
+    # (core/ratelimit.py): a little under Telegram's 1/s with bursts of about 3, as beyond it Telegram
+    # answers 429. Only a Telegram with other limits (a local fake) calls for other values.
+    telegram_chat_rate: float = Field(default=0.95, gt=0)
+    telegram_chat_burst: int = Field(default=2, ge=1)
 
     # Celery task events (what Flower shows live) for `updates.handle_update`, one task per update:
     # three event messages per task cost a tenth of a flash sale's worker CPU (bench/report.md), so

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from core.db import rows_affected
 from core.outbox import ANSWER_KINDS
+from domain.photos import forget_unused_uploads
 from models import Handover, Notification, NotificationStatus, ProcessedUpdate
 
 # Telegram stops redelivering an update within a day; a week is a generous margin.
@@ -35,4 +36,4 @@ def cleanup(session: Session, now: datetime | None = None) -> dict[str, int]:
         Notification.kind.in_(ANSWER_KINDS), Notification.created_at < now - CALLBACK_ANSWERS_KEPT))
     handovers = rows_affected(session, delete(Handover).where(Handover.sent_at < now - HANDOVERS_KEPT))
     return {"processed_updates_deleted": updates, "notifications_deleted": notifications + answers,
-            "handovers_deleted": handovers}
+            "handovers_deleted": handovers, "photo_uploads_deleted": forget_unused_uploads(session, now)}

@@ -1,10 +1,10 @@
 """The earnings chart: a business's month, day by day, as a PNG (Pillow).
 
 One bar per day: its height is the day's sales, the darker part what the business earned of them
-(sales less refunds and the platform's fee). The chat words every label (``chat.business.earnings``
-passes them in, in the owner's language, money already formatted), so the image says what the
-chat next to it says; the text is drawn with the deal card's fonts (``domain.card_text``: Noto
-Sans and DejaVu Sans from Debian's packages).
+(sales less refunds and the platform's fee). The chat and the Mini App word every label
+(``chat.business.earnings`` and ``webapp/api.py`` pass them in, in the owner's language), so the
+image says what the screen next to it says; the text is drawn with the deal card's fonts
+(``domain.card_text``: Noto Sans and DejaVu Sans from Debian's packages).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw
 
 from domain.card_text import draw_text, ellipsize, text_width
+from domain.money import format_money
+from domain.payments.earnings import Statement
 
 WIDTH, HEIGHT = 960, 540
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 40, 40, 110, 70
@@ -40,6 +42,28 @@ class ChartText:
     gross_legend: str  # "Sales"
     net_legend: str  # "Earned"
     top_value: str  # the money the top grid line stands for, formatted
+
+
+@dataclass(frozen=True)
+class ChartWords:
+    """The words on a month's chart, in the reader's language."""
+
+    title: str  # "Earnings — December 2026"
+    subtitle: str  # "Earned €12.30 of €15.00 in sales"
+    gross_legend: str
+    net_legend: str
+
+
+def month_chart(statement: Statement, words: ChartWords, language: str) -> bytes:
+    """The statement's month, day by day, as a PNG (a label under every day, or every third in a
+    long month, and under the last)."""
+    step = 1 if len(statement.days) <= 10 else 3
+    bars = [ChartBar(str(day.day.day) if (i % step == 0 or i == len(statement.days) - 1) else "", day.gross, day.net)
+            for i, day in enumerate(statement.days)]
+    top = max([day.gross for day in statement.days] + [0])
+    return render_chart(bars, ChartText(title=words.title, subtitle=words.subtitle, gross_legend=words.gross_legend,
+                                        net_legend=words.net_legend,
+                                        top_value=format_money(top, statement.currency, language)))
 
 
 def render_chart(bars: list[ChartBar], text: ChartText) -> bytes:

@@ -57,6 +57,7 @@ __all__ = [
     "THUMBNAIL_MAX_SIDE",
     "PhotoRejected",
     "ProcessedPhoto",
+    "check_header",
     "process_offer_photo",
     "render_card",
 ]
@@ -359,9 +360,11 @@ def _normalised_mode(im: Image.Image, icc: object) -> tuple[Image.Image, object]
     return im, icc
 
 
-def _decode_large(data: bytes) -> tuple[Image.Image, str, tuple[int, int]]:
-    """Validate ``data`` and return (upright sRGB image fitting LARGE_MAX_SIDE,
-    detected format, upright original size)."""
+def check_header(data: bytes) -> str:
+    """The checks that need no decoding: not empty, at most MAX_FILE_BYTES, JPEG, PNG or WebP, and
+    pixel dimensions (read from the header) within the limits. Returns the format; raises
+    ``PhotoRejected``. Cheap, so an upload can be refused at once; decoding may still find the
+    file truncated or corrupt."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"photo data must be bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -371,6 +374,14 @@ def _decode_large(data: bytes) -> tuple[Image.Image, str, tuple[int, int]]:
         raise PhotoRejected("too_large_file", f"{len(data)} bytes")
     fmt = _sniff(data)
     _check_dimensions(*_HEADER_SIZE[fmt](data))  # before Pillow touches the data
+    return fmt
+
+
+def _decode_large(data: bytes) -> tuple[Image.Image, str, tuple[int, int]]:
+    """Validate ``data`` and return (upright sRGB image fitting LARGE_MAX_SIDE,
+    detected format, upright original size)."""
+    fmt = check_header(data)
+    data = bytes(data)
 
     try:
         im: Image.Image = Image.open(io.BytesIO(data), formats=(fmt,))

@@ -21,7 +21,7 @@ from qrcode.image.pil import PilImage
 from core.settings import SANDBOX_BOT_USERNAME, Settings
 from domain.card_text import draw_text, text_width
 
-__all__ = ["DEEP_LINK_PREFIX", "bot_username", "pickup_link", "qr_png"]
+__all__ = ["DEEP_LINK_PREFIX", "bot_username", "code_of_scan", "pickup_link", "qr_png"]
 
 DEEP_LINK_PREFIX = "pickup_"
 MODULE_PX = 12  # one QR module, in pixels: large enough for a phone camera after Telegram's JPEG
@@ -44,6 +44,26 @@ def bot_username(settings: Settings) -> str | None:
 def pickup_link(bot_username: str, code: str) -> str:
     """The deep link that opens the bot with ``/start pickup_<code>``."""
     return f"https://t.me/{bot_username}?start={DEEP_LINK_PREFIX}{code}"
+
+
+_SCANNED_LINK = re.compile(r"https?://t\.me/([A-Za-z][A-Za-z0-9_]{4,31})/?\?(?:.*&)?start=" + DEEP_LINK_PREFIX
+                           + r"([A-Za-z0-9-]{1,16})(?:&.*)?")
+_SCANNED_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 -]{0,15}")
+
+
+def code_of_scan(text: str, bot: str | None) -> str | None:
+    """The pickup code a scanned QR code holds: a pass's deep link to ``bot`` (any bot's, when
+    ``bot`` is None), or a bare code (the pass of a deployment without the bot's username). None
+    for anything else: another bot's link, a web address, a payment code, …"""
+    text = text.strip()
+    link = _SCANNED_LINK.fullmatch(text)
+    if link is not None:
+        if bot is not None and link.group(1).lower() != bot.lower():
+            return None
+        return link.group(2).replace("-", "").upper()
+    if _SCANNED_CODE.fullmatch(text):
+        return re.sub(r"[\s-]", "", text).upper()
+    return None
 
 
 def _qr(data: str) -> qrcode.QRCode:

@@ -1,10 +1,10 @@
 """What an offer is: one category, dietary tags, and the allergens it contains.
 
 The values are stable codes stored on the offer (``offers.category``, ``offers.diet``,
-``offers.allergens``). Their names (and those of the /deals filters) are marked here for
-translation, once, and worded in the reader's language where they are shown: the chat
-(chat/tags.py) and the Mini App (webapp/). Allergens are the fourteen the EU requires food
-businesses to declare (Regulation (EU) No 1169/2011, Annex II).
+``offers.allergens``). Each has its label here, and so have the /deals filters: the one sentence the
+chat (chat/tags.py) and the Mini App (webapp/) both translate for the reader, so the two say the
+same. Allergens are the fourteen the EU requires food businesses to declare (Regulation (EU)
+No 1169/2011, Annex II).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -251,6 +252,29 @@ class Offer(OfferContent, Base):
     @property
     def units_left(self) -> int:
         return self.quantity - self.units_sold - self.units_held
+
+
+# A photo uploaded from the Mini App is at most what a bot may download from Telegram (domain/images.py).
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+class PhotoUpload(Base):
+    """A photo a business uploaded from the Mini App (webapp/), kept for the images task, which
+    makes the offer's deal card from it as from a photo sent in the chat: the offer names it
+    ``upload:<id>`` in ``photo_source_file_id`` where a chat photo has Telegram's file_id. Kept while
+    an offer or a repeating offer names it (a price change makes the card again from it);
+    ``maintenance.cleanup`` forgets the others after a day (domain/photos.py)."""
+
+    __tablename__ = "photo_uploads"
+    __table_args__ = (
+        CheckConstraint(f"octet_length(content) BETWEEN 1 AND {MAX_UPLOAD_BYTES}", name="content_size"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    business_id: Mapped[int] = mapped_column(ForeignKey("businesses.id", ondelete="CASCADE"), nullable=False,
+                                             index=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = utc_now_column()
 
 
 class TemplateStatus(enum.StrEnum):

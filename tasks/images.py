@@ -1,6 +1,7 @@
 """The `images` queue: an offer's photo becomes its deal card.
 
-Download the photo from Telegram, validate and render it (domain.images), upload the card once to
+Download the photo from Telegram (or, uploaded from the Mini App, read it from Postgres:
+domain.photos), validate and render it (domain.images), upload the card once to
 the business's chat as the preview, and keep the uploaded photo's file_id on the offer so showing
 it later costs no upload. A photo that can't be used marks the offer's photo failed with the reason
 and tells the business, in their language, what to send instead; the offer stays a draft.
@@ -59,13 +60,18 @@ def process_offer_photo(self: BaseTask, offer_id: int, file_id: str) -> str:
         owner = session.get(User, business.owner_id)
         language = owner.language if owner else "en"
 
-        try:
-            raw = tg.telegram_api().download_file(file_id)
-        except tg.BadRequest as error:  # e.g. "file is too big" (over the Bot API's 20 MB)
-            reason = "too_large_file" if "too big" in error.message.lower() else "corrupt"
-            return _rejected(session, offer, language, started, PhotoRejected(reason, error.message))
-        except (tg.TimedOut, tg.NetworkError) as error:
-            raise self.retry(countdown=min(60, 2 ** self.request.retries), exc=error) from error
+        if photos.is_upload(file_id):  # uploaded from the Mini App: kept in Postgres
+            raw = photos.uploaded(session, file_id)
+            if raw is None:
+                return _rejected(session, offer, language, started, PhotoRejected("empty_file", "upload forgotten"))
+        else:
+            try:
+                raw = tg.telegram_api().download_file(file_id)
+            except tg.BadRequest as error:  # e.g. "file is too big" (over the Bot API's 20 MB)
+                reason = "too_large_file" if "too big" in error.message.lower() else "corrupt"
+                return _rejected(session, offer, language, started, PhotoRejected(reason, error.message))
+            except (tg.TimedOut, tg.NetworkError) as error:
+                raise self.retry(countdown=min(60, 2 ** self.request.retries), exc=error) from error
 
         try:
             processed = images.process_offer_photo(

@@ -23,6 +23,9 @@ _RUN_DIR = ROOT / ".run" / f"test-{os.getpid()}"
 _started: list[object] = []
 
 WEBHOOK_SECRET = "test-webhook-secret-" + secrets.token_hex(8)
+# The workers' per-chat limit in tests (TELEGRAM_CHAT_RATE, TELEGRAM_CHAT_BURST; see below).
+CHAT_RATE_IN_TESTS = 19.0
+CHAT_BURST_IN_TESTS = 8
 
 
 def _interrupt(signum: int, _frame) -> None:
@@ -56,6 +59,12 @@ def pytest_configure(config: pytest.Config) -> None:
             # Most tests are about something else than Connect: their businesses sell without a
             # connected account, and the platform pays them by hand. Tests of Connect turn it on.
             "PAYOUTS_REQUIRE_CONNECT": os.environ.get("PAYOUTS_REQUIRE_CONNECT", "false"),
+            # The Telegram fake holds no chat to Telegram's 1 message/s unless a test turns its limits
+            # on, so the workers need not either: a conversation of 30 steps would otherwise take
+            # 30 s. The limiter's arithmetic at Telegram's values is tested on its own
+            # (tests/integration/test_ratelimit.py); tests that turn the fake's limits on use these.
+            "TELEGRAM_CHAT_RATE": str(CHAT_RATE_IN_TESTS),
+            "TELEGRAM_CHAT_BURST": str(CHAT_BURST_IN_TESTS),
         }
     )
     for variable in ("BOT_TOKEN", "PUBLIC_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "SENTRY_DSN"):

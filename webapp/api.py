@@ -12,6 +12,7 @@ broker never block the event loop.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import time
@@ -39,9 +40,9 @@ from domain.catalog import DISTANCES_KM, NEARBY_RADIUS_KM, PRICE_LIMITS_MINOR, F
 from domain.money import format_money
 from domain.offers import normalize_pickup_code
 from domain.ratings import Summary
-from models import Business, Offer, OfferStatus, Order, OrderStatus, User
-from webapp import auth, sources
-from webapp.errors import ApiError, error_response
+from models import Business, BusinessStatus, Offer, OfferStatus, Order, OrderStatus, PhotoStatus, User
+from webapp import auth, dashboard_texts, sources
+from webapp.errors import ApiError, error_response, photo_message
 from webapp.texts import texts
 
 log = get_logger(__name__)
@@ -82,24 +83,16 @@ def _remember(session: Session, user: auth.WebAppUser) -> str:
 Handler = Callable[[Request, Session, Caller], Response]
 
 
-def endpoint(settings: Settings, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+def endpoint(settings: Settings, handler: Handler, max_body: int = MAX_BODY_BYTES,
+             ) -> Callable[[Request], Awaitable[Response]]:
     """`handler` behind initData authentication, in one transaction, with refusals as JSON. The
-    body is read here (bounded), the rest runs in the thread pool."""
+    caller is authenticated and the body read here (bounded by ``max_body``: past it, reading stops
+    and ``webapp.body_too_large`` is set), the rest runs in the thread pool."""
 
     async def receive(request: Request) -> Response:
-        if request.method == "POST":
-            body = b""
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_BODY_BYTES:
-                    break
-            request.scope["webapp.body"] = body
-        return await run_in_threadpool(run, request)
-
-    def run(request: Request) -> Response:
         header = request.headers.get("authorization", "")
         scheme, _, init_data = header.partition(" ")
-        try:
+        try:  # before the body is read: nobody uploads anything unsigned
             if scheme.lower() != "tma":
                 raise auth.InvalidInitData("no_tma_header")
             user = auth.validate(init_data.strip(), settings.telegram_token, now=time.time(),
@@ -107,6 +100,23 @@ def endpoint(settings: Settings, handler: Handler) -> Callable[[Request], Awaita
         except auth.InvalidInitData as refused:
             log.info("webapp_unauthorized", reason=refused.reason, path=request.url.path)
             return error_response("unauthorized", accept_language(request))
+        if request.method == "POST":
+            chunks: list[bytes] = []
+            size = 0
+            declared = request.headers.get("content-length", "")
+            too_large = declared.isdigit() and int(declared) > max_body
+            if not too_large:
+                async for chunk in request.stream():
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > max_body:
+                        too_large = True
+                        break
+            request.scope["webapp.body"] = b"".join(chunks)
+            request.scope["webapp.body_too_large"] = too_large
+        return await run_in_threadpool(run, request, user)
+
+    def run(request: Request, user: auth.WebAppUser) -> Response:
         language = pick_language(user.language_code)
         committed: list[bool] = []
         response: Response | None = None
@@ -117,7 +127,7 @@ def endpoint(settings: Settings, handler: Handler) -> Callable[[Request], Awaita
                 response = handler(request, session, Caller(user, language, user.id in settings.admin_ids, settings))
             return response
         except ApiError as refused:
-            return error_response(refused.code, language, **refused.values)
+            return error_response(refused.code, language, field=refused.field, rule=refused.rule, **refused.values)
         except Exception:
             if committed and response is not None:
                 # Done and recorded; only publishing a hand-over failed (Redis away): the sweeper
@@ -328,13 +338,34 @@ def _order(order: Order, offer: Offer, business: Business, language: str) -> dic
     }
 
 
+_EDITABLE = (OfferStatus.ACTIVE, OfferStatus.PAUSED, OfferStatus.SOLD_OUT)  # price and quantity, as in /myoffers
+
+
+def _card_url(offer: Offer) -> str | None:
+    """Where the app gets the offer's deal card; the address changes with the card, so it can be kept."""
+    card = offer.photo_card_file_id
+    return f"/api/business/offers/{offer.id}/card.jpg?v={hashlib.sha256(card.encode()).hexdigest()[:12]}" \
+        if card else None
+
+
 def _own_offer(offer: Offer, language: str) -> dict[str, Any]:
-    return {"id": offer.id, "title": offer.title, "status": offer.status.value,
+    failed = offer.photo_status == PhotoStatus.FAILED
+    return {"id": offer.id, "title": offer.title, "description": offer.description, "status": offer.status.value,
             "price": _money(offer.price_minor, offer.currency, language),
-            "units_left": max(offer.units_left, 0), "units_sold": offer.units_sold, "quantity": offer.quantity,
+            "original_price": _money(offer.original_price_minor, offer.currency, language),
+            "units_left": max(offer.units_left, 0), "units_sold": offer.units_sold, "units_held": offer.units_held,
+            "quantity": offer.quantity,
             "pickup_start": offer.pickup_start.isoformat(), "pickup_end": offer.pickup_end.isoformat(),
+            "category": offer.category, "diet": list(offer.diet), "allergens": list(offer.allergens),
+            "photo": {"status": offer.photo_status.value,
+                      "problem": photo_message(language, offer.photo_error) if failed else None,
+                      "card_url": _card_url(offer)},
             "can_pause": offer.status in (OfferStatus.ACTIVE, OfferStatus.SOLD_OUT),
-            "can_resume": offer.status == OfferStatus.PAUSED}
+            "can_resume": offer.status == OfferStatus.PAUSED,
+            "can_publish": offer.status == OfferStatus.DRAFT and offer.photo_status == PhotoStatus.READY,
+            "is_draft": offer.status == OfferStatus.DRAFT,
+            "can_edit": offer.status in _EDITABLE,
+            "can_edit_tags": offer.status in sources.TAGGABLE}
 
 
 # --------------------------------------------------------------------------- roles
@@ -362,8 +393,8 @@ def me(_request: Request, session: Session, caller: Caller) -> Response:
     _ = Translator(caller.language)
     return _json({
         "id": caller.user.id, "first_name": caller.user.first_name, "language": caller.language, "roles": roles,
-        "business": {"id": business.id, "name": business.name, "status": business.status.value}
-        if business else None,
+        "business": {"id": business.id, "name": business.name, "status": business.status.value,
+                     "timezone": business.timezone} if business else None,
         "map": {"tile_url": caller.settings.map_tile_url, "attribution": caller.settings.map_attribution},
         # Where the customer last shared their location in the chat ("📍 Near me" there), if they did.
         "location": {"lat": known.latitude, "lon": known.longitude}
@@ -399,10 +430,12 @@ def deal_photo(request: Request, session: Session, caller: Caller) -> Response:
     if listing is None or listing.offer.status == OfferStatus.DRAFT or not listing.offer.photo_card_file_id:
         raise ApiError("not_found")
     try:
-        jpeg = sources.photo(listing.offer.photo_card_file_id)
+        jpeg = sources.card_jpeg(listing.offer.photo_card_file_id)
     except TelegramError as error:
         log.warning("webapp_photo_unavailable", offer_id=listing.offer.id, error=str(error))
         raise ApiError("photo_unavailable") from None
+    if jpeg is None:  # Telegram no longer has it
+        raise ApiError("not_found")
     # The address carries the offer's version, which a new card changes: cached until then.
     return Response(jpeg, media_type="image/jpeg", headers={"cache-control": "private, max-age=86400"})
 
@@ -475,10 +508,16 @@ def confirm_pickup(request: Request, session: Session, caller: Caller) -> Respon
     _business(session, caller)
     body = _body(request)
     request_id = _request_id(body)
-    raw = body.get("code")
-    code = normalize_pickup_code(raw) if isinstance(raw, str) and len(raw) <= 64 else ""
-    if not code or not code.isalnum():
-        raise ApiError("bad_code")
+    scanned = body.get("scanned")
+    if isinstance(scanned, str) and len(scanned) <= 512:  # the text of a QR code the camera read
+        code = sources.code_of_scan(scanned, sources.bot_username(caller.settings)) or ""
+        if not code.isalnum():
+            raise ApiError("bad_scan")
+    else:
+        raw = body.get("code")
+        code = normalize_pickup_code(raw) if isinstance(raw, str) and len(raw) <= 64 else ""
+        if not code or not code.isalnum():
+            raise ApiError("bad_code")
     offer_id = sources.offer_of_pickup_code(session, caller.user.id, code)
     if offer_id is None:
         return _json({"outcome": "not_found", "code": code})
@@ -510,6 +549,245 @@ def offer_action(action: str) -> Handler:
     return act
 
 
+# --------------------------------------------------------------------------- the dashboard: offers made in the app
+# The same rules as /newoffer and /myoffers (domain.offers), the photo made into a card by the same
+# images task, and the chat told of each change (chat/app_actions.py).
+
+
+def _verified_business(session: Session, caller: Caller) -> Business:
+    """The caller's business, if it may post offers (as /newoffer asks)."""
+    business = _business(session, caller)
+    if business.status != BusinessStatus.VERIFIED:
+        raise ApiError("not_verified")
+    return business
+
+
+def _checked(field: str, parse: Callable[..., Any], *args: Any) -> Any:
+    """A domain rule applied to a field; its refusal names the field and the rule."""
+    try:
+        return parse(*args)
+    except sources.InvalidInput as refused:
+        raise ApiError("invalid", field=field, rule=refused.code, **refused.values) from None
+
+
+def _text(body: dict[str, Any], name: str) -> str:
+    value = body.get(name, "")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ApiError("bad_request")
+    return value
+
+
+def _codes(body: dict[str, Any], name: str) -> list[str]:
+    value = body.get(name) or []
+    if not isinstance(value, list) or len(value) > 32:
+        raise ApiError("bad_request")
+    return [code for code in value if isinstance(code, str)]
+
+
+def _category(body: dict[str, Any]) -> str | None:
+    value = body.get("category")
+    if value is not None and not isinstance(value, str):
+        raise ApiError("bad_request")
+    return value
+
+
+def _draft_fields(body: dict[str, Any], business: Business) -> sources.DraftFields:
+    """The answers /newoffer asks for, checked by the same rules, in the same order."""
+    title = _checked("title", sources.parse_title, _text(body, "title"))
+    description = _checked("description", sources.parse_description, _text(body, "description"))
+    price = _checked("price", sources.parse_money, _text(body, "price"), business.currency)
+    original = _checked("original_price", sources.parse_money, _text(body, "original_price"), business.currency)
+    _checked("original_price", sources.check_discount, price, original)
+    quantity = _checked("quantity", sources.parse_quantity, _text(body, "quantity"))
+    moment = _now()
+    day = _checked("window", sources.pickup_day, _text(body, "day"), business.timezone, moment)
+    start, end = _checked("window", sources.parse_time_window, _text(body, "window"), day, business.timezone, moment)
+    return sources.DraftFields(title=title, description=description, price_minor=price, original_price_minor=original,
+                               quantity=quantity, pickup_start=start, pickup_end=end, category=_category(body),
+                               diet=_codes(body, "diet"), allergens=_codes(body, "allergens"))
+
+
+def _photo(session: Session, body: dict[str, Any], business: Business) -> str:
+    """The photo the app uploaded for this offer (POST /api/business/photos), if it is this business's."""
+    source = body.get("photo")
+    if not isinstance(source, str) or not source:
+        raise ApiError("no_photo", field="photo")
+    if sources.own_upload(session, source, business) is None:
+        raise ApiError("photo_gone", field="photo")
+    return source
+
+
+def upload_photo(request: Request, session: Session, caller: Caller) -> Response:
+    business = _verified_business(session, caller)
+    if request.scope.get("webapp.body_too_large"):
+        raise ApiError("bad_photo", field="photo", rule="too_large_file")
+    try:
+        source = sources.store_photo(session, business, request.scope.get("webapp.body", b""), _now())
+    except sources.PhotoRejected as rejected:
+        raise ApiError("bad_photo", field="photo", rule=rejected.reason) from None
+    except sources.TooManyUploads:
+        raise ApiError("too_many_uploads", field="photo") from None
+    return _json({"photo": source}, status=201)
+
+
+def create_offer(request: Request, session: Session, caller: Caller) -> Response:
+    business = _verified_business(session, caller)
+    body = _body(request)
+    request_id = _request_id(body)
+    fields = _draft_fields(body, business)
+    source = _photo(session, body, business)
+    made = sources.offer_with_photo(session, business, source)
+    if made is not None:  # this request was answered before (or the photo is another offer's already)
+        return _json(_own_offer(made, caller.language))
+    offer = sources.draft_with_photo(session, business, fields, None, source)
+    sources.tell_the_chat(session, "created", caller.user.id, offer.id, request_id)
+    return _json(_own_offer(offer, caller.language), status=201)
+
+
+def _my_offer(request: Request, session: Session, caller: Caller) -> Offer:
+    """The offer the path names, if it is the caller's (another business's looks missing)."""
+    _business(session, caller)
+    try:
+        return sources.owned_offer(session, _id(request), caller.user.id)
+    except sources.NotOwner:
+        raise ApiError("not_found") from None
+
+
+def own_offer(request: Request, session: Session, caller: Caller) -> Response:
+    return _json(_own_offer(_my_offer(request, session, caller), caller.language))
+
+
+def offer_card(request: Request, session: Session, caller: Caller) -> Response:
+    offer = _my_offer(request, session, caller)
+    card = sources.card_jpeg(offer.photo_card_file_id) if offer.photo_card_file_id else None
+    if card is None:
+        raise ApiError("not_found")
+    return Response(card, media_type="image/jpeg",
+                    headers={"cache-control": "private, max-age=86400"})  # its address changes with the card
+
+
+def change_photo(request: Request, session: Session, caller: Caller) -> Response:
+    business = _verified_business(session, caller)
+    body = _body(request)
+    _request_id(body)
+    source = _photo(session, body, business)
+    try:
+        offer = sources.draft_with_photo(session, business, None, _id(request), source)
+    except sources.NotOwner:
+        raise ApiError("not_found") from None
+    except sources.WrongState:
+        raise ApiError("not_draft") from None
+    return _json(_own_offer(offer, caller.language))
+
+
+def publish_offer(request: Request, session: Session, caller: Caller) -> Response:
+    _business(session, caller)
+    request_id = _request_id(_body(request))
+    try:
+        offer = sources.publish(session, _id(request), caller.user.id, _now())
+    except sources.NotOwner:
+        raise ApiError("not_found") from None
+    except sources.PublishRefused as refused:
+        raise ApiError(refused.reason) from None
+    # The chat's worker tells the offer's audience (domain.announcements), as the chat's Publish does.
+    sources.tell_the_chat(session, "published", caller.user.id, offer.id, request_id)
+    return _json(_own_offer(offer, caller.language))
+
+
+def discard_offer(request: Request, session: Session, caller: Caller) -> Response:
+    _business(session, caller)
+    request_id = _request_id(_body(request))
+    offer_id = _id(request)
+    try:
+        gone = sources.discard_draft(session, offer_id, caller.user.id)
+    except sources.NotOwner:
+        raise ApiError("not_found") from None
+    if not gone:
+        raise ApiError("not_draft")
+    sources.tell_the_chat(session, "discarded", caller.user.id, offer_id, request_id)
+    return _json({"id": offer_id, "status": "discarded"})
+
+
+def edit_offer(request: Request, session: Session, caller: Caller) -> Response:
+    """What /myoffers lets a business change, in one go: price, quantity, and what the offer is."""
+    _business(session, caller)
+    body = _body(request)
+    request_id = _request_id(body)
+    offer_id = _id(request)
+    try:
+        offer = sources.owned_offer(session, offer_id, caller.user.id)
+        changes = [name for name in ("price", "quantity", "category", "diet", "allergens") if name in body]
+        if not changes:
+            raise ApiError("nothing_to_change")
+        if {"category", "diet", "allergens"} & set(changes):  # what is not given stays as it is
+            offer = sources.edit_tags(
+                session, offer_id, caller.user.id,
+                category=_category(body) if "category" in body else offer.category,
+                diet=_codes(body, "diet") if "diet" in body else list(offer.diet),
+                allergens=_codes(body, "allergens") if "allergens" in body else list(offer.allergens))
+        if "price" in changes:
+            price = _checked("price", sources.parse_money, _text(body, "price"), offer.currency)
+            if price != offer.price_minor:
+                offer = _checked("price", sources.edit_price, session, offer_id, caller.user.id, price)
+                sources.remake_card(session, offer)
+        if "quantity" in changes:
+            quantity = _checked("quantity", sources.parse_quantity, _text(body, "quantity"))
+            offer = _checked("quantity", sources.edit_quantity, session, offer_id, caller.user.id, quantity)
+    except sources.NotOwner:
+        raise ApiError("not_found") from None
+    except sources.WrongState:
+        raise ApiError("wrong_state") from None
+    sources.tell_the_chat(session, "edited", caller.user.id, offer.id, request_id)
+    return _json(_own_offer(offer, caller.language))
+
+
+# --------------------------------------------------------------------------- the dashboard: earnings
+
+
+def _statement(session: Session, caller: Caller) -> Any:
+    _business(session, caller)
+    statement = sources.statement(session, caller.user.id, _now())
+    if statement is None:  # erased between the two reads
+        raise ApiError("not_business")
+    return statement
+
+
+def earnings(_request: Request, session: Session, caller: Caller) -> Response:
+    """This week and this month, as "💶 Earnings" in /myoffers shows them (domain.payments.earnings)."""
+    statement = _statement(session, caller)
+    language = caller.language
+
+    def period(figures: Any) -> dict[str, Any]:
+        return {name: _money(getattr(figures, name), statement.currency, language)
+                for name in ("gross", "refunds", "fee", "net", "paid_out")}
+
+    return _json({
+        "currency": statement.currency, "connected": statement.connected,
+        "week": {**period(statement.week), "since": dashboard_texts.day_label(statement.week_start, language)},
+        "month": {**period(statement.month), "name": dashboard_texts.month_label(statement.month_start, language)},
+        "days": [{"day": day.day.isoformat(), "gross": day.gross, "net": day.net} for day in statement.days],
+        "chart_url": "/api/business/earnings/chart.png", "csv_url": "/api/business/earnings/statement.csv",
+    })
+
+
+def earnings_chart(_request: Request, session: Session, caller: Caller) -> Response:
+    statement = _statement(session, caller)
+    png = sources.month_chart(statement, dashboard_texts.chart_words(statement, caller.language), caller.language)
+    return Response(png, media_type="image/png")
+
+
+def earnings_csv(_request: Request, session: Session, caller: Caller) -> Response:
+    _business(session, caller)
+    exported = sources.statement_csv(session, caller.user.id)
+    if exported is None:
+        raise ApiError("not_business")
+    name = f"statement-{_now().strftime('%Y%m%d-%H%M')}.csv"
+    return Response(exported[0], media_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": f'attachment; filename="{name}"'})
+
+
 def pending(_request: Request, session: Session, caller: Caller) -> Response:
     _admin(caller)
     return _json({"businesses": [
@@ -529,10 +807,27 @@ def verify(request: Request, session: Session, caller: Caller) -> Response:
     return _json({"id": business.id, "name": business.name, "status": business.status.value})
 
 
+def admin_stats(_request: Request, session: Session, caller: Caller) -> Response:
+    """The figures at the top of /admin (domain.stats)."""
+    _admin(caller)
+    figures = sources.admin_stats(session, _now())
+    return _json({
+        "active_offers": figures.active_offers, "orders_today": figures.orders_today,
+        "paid_today": figures.paid_today, "pending_businesses": figures.pending_businesses,
+        "revenue_today": [_money(amount, currency, caller.language)
+                          for currency, amount in figures.revenue_today.items()],
+        "queues": figures.queues,
+    })
+
+
 HANDLERS: dict[str, Handler] = {
     "me": me, "deals": deals, "deal": deal, "deal_photo": deal_photo, "save_filters": save_filters,
     "place_order": place_order, "my_orders": my_orders,
     "order_qr": order_qr, "business_today": business_today, "business_offers": business_offers,
     "confirm_pickup": confirm_pickup, "pause_offer": offer_action("pause"),
-    "resume_offer": offer_action("resume"), "pending_businesses": pending, "verify_business": verify,
+    "resume_offer": offer_action("resume"),
+    "upload_photo": upload_photo, "create_offer": create_offer, "own_offer": own_offer, "offer_card": offer_card,
+    "change_photo": change_photo, "publish_offer": publish_offer, "discard_offer": discard_offer,
+    "edit_offer": edit_offer, "earnings": earnings, "earnings_chart": earnings_chart, "earnings_csv": earnings_csv,
+    "pending_businesses": pending, "verify_business": verify, "admin_stats": admin_stats,
 }

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.logging import configure_logging, get_logger, init_error_reporting
 from core.settings import Settings, get_settings
+from models.entities import MAX_UPLOAD_BYTES
 from webapp import api, openapi
 from webapp.errors import error_response
 
@@ -55,7 +56,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes: list[Route | Mount] = [
         Route("/api/openapi.json", openapi_json, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
-        *(Route(op.path, api.endpoint(settings, api.HANDLERS[op.handler]), methods=[op.method])
+        *(Route(op.path, api.endpoint(settings, api.HANDLERS[op.handler],
+                                      MAX_UPLOAD_BYTES if op.upload else api.MAX_BODY_BYTES), methods=[op.method])
           for op in openapi.OPERATIONS),
         Route("/api/{rest:path}", unknown_api, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         Mount("/", StaticFiles(directory=STATIC, html=True), name="static"),

@@ -6,27 +6,32 @@ The API (webapp/api.py) calls only these. Deals are found by the chat's own /dea
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import handover
-from core.telegram import telegram_api
-from domain import businesses, catalog, offers, ratings
+from core import handover, redis_client
+from core import telegram as tg
+from domain import businesses, catalog, offers, photos, ratings, stats
 from domain.catalog import Filters, Listing, Sort
+from domain.earnings_chart import ChartWords, month_chart
+from domain.images import PhotoRejected
 from domain.ordering import MAX_PER_ORDER
-from domain.pickup_pass import bot_username, pickup_link, qr_png
+from domain.payments import earnings
+from domain.pickup_pass import bot_username, code_of_scan, pickup_link, qr_png
 from models import Business, Offer, Order, OrderStatus, User
 
-__all__ = ["MAX_PER_ORDER", "Filters", "Listing", "bot_username", "pickup_link", "qr_png"]
+__all__ = ["MAX_PER_ORDER", "ChartWords", "Filters", "Listing", "PhotoRejected", "bot_username", "code_of_scan",
+           "month_chart", "pickup_link", "qr_png"]
 
 # The deals a map shows at once: the same 20 it showed as four of the chat's pages, pins still apart
 # on a phone's map, and a list short enough to scroll.
 MAP_LIMIT = 4 * catalog.PAGE_SIZE
-PHOTOS_CACHED = 64  # deal cards (about 100 kB each) kept in memory, so a card is fetched from Telegram once
 TELL_THE_CHAT = "notifications.tell_app_action"  # chat/app_actions.py words it, in the chat
 
 
@@ -50,13 +55,6 @@ def deals(session: Session, now: datetime, *, latitude: float | None, longitude:
 
 def deal(session: Session, offer_id: int, *, latitude: float | None, longitude: float | None) -> Listing | None:
     return catalog.offer_listing(session, offer_id, latitude=latitude, longitude=longitude)
-
-
-@lru_cache(maxsize=PHOTOS_CACHED)
-def photo(file_id: str) -> bytes:
-    """A deal card's JPEG, from Telegram (where the images task uploaded it): Telegram errors
-    (core.telegram's) are the caller's to answer, and are not cached."""
-    return telegram_api().download_file(file_id)
 
 
 def customer_orders(session: Session, customer_id: int) -> tuple[list, list]:
@@ -119,3 +117,87 @@ review = businesses.review
 NotOwner = offers.NotOwner
 WrongState = offers.WrongState
 ReviewRefused = businesses.ReviewRefused
+
+
+# --------------------------------------------------------------------------- the business dashboard
+
+# The chat's photos go the same way (chat/business/newoffer.py): the card is made, and sent to the
+# owner's chat as the preview, by this task.
+IMAGES_TASK = "images.process_offer_photo"
+
+# What a business types, checked by the rules /newoffer and /myoffers apply.
+parse_title = offers.parse_title
+parse_description = offers.parse_description
+parse_money = offers.parse_money
+check_discount = offers.check_discount
+parse_quantity = offers.parse_quantity
+pickup_day = offers.pickup_day
+parse_time_window = offers.parse_time_window
+
+owned_offer = offers.owned_offer
+store_photo = photos.store_upload
+own_upload = photos.upload_of
+publish = offers.publish
+discard_draft = offers.discard_draft
+edit_price = offers.edit_price
+edit_quantity = offers.edit_quantity
+edit_tags = offers.edit_tags
+TAGGABLE = offers.TAGGABLE
+statement = earnings.statement
+statement_csv = earnings.statement_csv
+InvalidInput = offers.InvalidInput
+PublishRefused = offers.PublishRefused
+TooManyUploads = photos.TooManyUploads
+DraftFields = offers.DraftFields
+
+
+def offer_with_photo(session: Session, business: Business, source: str) -> Offer | None:
+    """The business's offer made with this photo already: one photo, one offer, so an app that
+    sends its "create" twice (a lost answer, a second tap) makes one offer."""
+    return session.scalar(select(Offer).where(Offer.business_id == business.id,
+                                              Offer.photo_source_file_id == source).limit(1))
+
+
+def draft_with_photo(session: Session, business: Business, fields: offers.DraftFields | None, offer_id: int | None,
+                     source: str) -> Offer:
+    """A new draft with its photo (``fields`` given), or a draft's new photo (``offer_id``), as the
+    chat's photo step saves it; the images task makes its card after the commit."""
+    offer = offers.save_draft_photo(session, business, fields, offer_id, source)
+    handover.enqueue_after_commit(session, IMAGES_TASK, offer.id, source)
+    return offer
+
+
+def remake_card(session: Session, offer: Offer) -> bool:
+    """After a price change the card shows the old price: made again from the offer's photo."""
+    if not offers.request_card_rerender(session, offer) or not offer.photo_source_file_id:
+        return False
+    handover.enqueue_after_commit(session, IMAGES_TASK, offer.id, offer.photo_source_file_id)
+    return True
+
+
+def admin_stats(session: Session, now: datetime) -> stats.Stats:
+    """What /admin shows: offers, orders and money today, businesses waiting, queue lengths."""
+    return stats.collect(session, now, redis_client.client())
+
+
+CARDS_KEPT = 64  # deal cards (~100 kB each) kept in memory, so a dashboard's reloads cost no download
+_cards: OrderedDict[str, bytes] = OrderedDict()
+_cards_lock = threading.Lock()
+
+
+def card_jpeg(file_id: str) -> bytes | None:
+    """An offer's deal card, by the file_id Telegram gave it when it was sent to the owner (None:
+    Telegram does not know it any more)."""
+    with _cards_lock:
+        if file_id in _cards:
+            _cards.move_to_end(file_id)
+            return _cards[file_id]
+    try:
+        content = tg.telegram_api().download_file(file_id)
+    except tg.BadRequest:
+        return None
+    with _cards_lock:
+        _cards[file_id] = content
+        while len(_cards) > CARDS_KEPT:
+            _cards.popitem(last=False)
+    return content

@@ -4,6 +4,7 @@ page with /api/me, so the front end holds no wording of its own."""
 from __future__ import annotations
 
 from core.i18n import N_, Translator
+from webapp import dashboard_texts
 
 TEXTS = {
     "title": N_("Surplus deals"),
@@ -91,6 +92,6 @@ TEXTS = {
 }
 
 
-def texts(language: str) -> dict[str, str]:
+def texts(language: str) -> dict[str, object]:
     _ = Translator(language)
-    return {key: _(text) for key, text in TEXTS.items()}
+    return {**{key: _(text) for key, text in TEXTS.items()}, **dashboard_texts.texts(language)}

@@ -16,7 +16,7 @@ from chat.registry import button as on_button
 from chat.registry import data
 from core.i18n import Translator
 from core.outbox import Keyboard, Reply, button
-from domain.earnings_chart import ChartBar, ChartText, render_chart
+from domain.earnings_chart import ChartWords, month_chart
 from domain.money import format_money
 from domain.payments import earnings
 
@@ -61,16 +61,12 @@ def earnings_chart(_: Translator, statement: earnings.Statement) -> bytes:
         return format_money(minor, statement.currency, _.language)
 
     month = format_date(statement.month_start, "LLLL yyyy", locale=_.language)
-    step = 1 if len(statement.days) <= 10 else 3
-    bars = [ChartBar(str(day.day.day) if (i % step == 0 or i == len(statement.days) - 1) else "", day.gross, day.net)
-            for i, day in enumerate(statement.days)]
-    top = max([day.gross for day in statement.days] + [0])
-    return render_chart(bars, ChartText(
+    return month_chart(statement, ChartWords(
         title=_("Earnings — {month}", month=month),
         subtitle=_("Earned {net} of {gross} in sales", net=money(statement.month.net),
                    gross=money(statement.month.gross)),
-        gross_legend=_("Sales"), net_legend=_("Earned"), top_value=money(top),
-    ))
+        gross_legend=_("Sales"), net_legend=_("Earned"),
+    ), _.language)
 
 
 @on_button("bizearn")

@@ -211,29 +211,44 @@ def _publish(ctx: Context, offer: Offer) -> None:
     note = _("🎉 <b>Published!</b> Customers can order it now.")
     _spend_previews(ctx, offer, note + "\n\n" + offer_caption(_, offer, offer.business, now()),
                     [[button(_("⚙️ Manage this offer"), data("bizoffer", "show", offer.id))]])
-    if told["followers"] or told["nearby"]:
-        note += "\n" + _("Being told now: {followers} and {nearby}.",
-                         followers=_.ngettext("{count} follower", "{count} followers", told["followers"]),
-                         nearby=_.ngettext("{count} customer nearby who asked for alerts",
-                                           "{count} customers nearby who asked for alerts", told["nearby"]))
+    audience = being_told(_, told)
+    if audience:
+        note += "\n" + audience
     ctx.reply(f"{note}\n\n{text}", rows)  # a new message: the preview above is a photo
 
 
 def _spend_previews(ctx: Context, offer: Offer, caption: str, keyboard: Keyboard | None) -> None:
+    ctx.outcome.replies.extend(spent_previews(ctx.session, ctx.chat_id, offer.id, caption, keyboard))
+
+
+def spent_previews(session: Session, chat_id: int, offer_id: int, caption: str, keyboard: Keyboard | None,
+                   ) -> list[Reply]:
     """The draft was published (or deleted): its previews' Publish / Change photo / Cancel, and a
     rejected photo's "Send another photo", can do nothing any more. Each such message the owner
     still sees is edited in place: a preview keeps its picture under ``caption`` and ``keyboard``;
-    a rejection keeps its words, without buttons."""
-    draft_buttons = {data("bizoffer", action, offer.id) for action in ("publish", "photo", "back", "discard")}
-    for message in still_shown(ctx.session, ctx.chat_id, key_prefix=f"offer:{offer.id}:photo:"):
+    a rejection keeps its words, without buttons. The edits, for the caller to send."""
+    draft_buttons = {data("bizoffer", action, offer_id) for action in ("publish", "photo", "back", "discard")}
+    edits = []
+    for message in still_shown(session, chat_id, key_prefix=f"offer:{offer_id}:photo:"):
         offered = {b.get("callback_data") for row in message.payload.get("keyboard") or [] for b in row}
         if not offered & draft_buttons:
             continue  # a published offer's new card: its "Manage this offer" still works
         if message.payload.get("photo"):
-            ctx.outcome.replies.append(Reply(text=caption, keyboard=keyboard, photo=message.payload["photo"],
-                                             edit_message_id=message.message_id))
+            edits.append(Reply(text=caption, keyboard=keyboard, photo=message.payload["photo"],
+                               edit_message_id=message.message_id))
         else:
-            ctx.outcome.replies.append(Reply(text=message.payload.get("text", ""), edit_message_id=message.message_id))
+            edits.append(Reply(text=message.payload.get("text", ""), edit_message_id=message.message_id))
+    return edits
+
+
+def being_told(_: Translator, told: dict[str, int]) -> str | None:
+    """Who hears of a just published offer (domain.announcements.announce's counts), if anyone."""
+    if not (told["followers"] or told["nearby"]):
+        return None
+    return _("Being told now: {followers} and {nearby}.",
+             followers=_.ngettext("{count} follower", "{count} followers", told["followers"]),
+             nearby=_.ngettext("{count} customer nearby who asked for alerts",
+                               "{count} customers nearby who asked for alerts", told["nearby"]))
 
 
 def _still_a_draft(ctx: Context, offer: Offer) -> bool:

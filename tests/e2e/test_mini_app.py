@@ -4,7 +4,10 @@ the Telegram fake signed for the bot and this persona, and the panel plays Teleg
 Mini App protocol (the Back and Main buttons the app asks for). A customer sees the deal as a pin
 and in the list, orders it, and the Pay link (the same Checkout as in the chat) shows in the app
 and in the chat; once paid, the app shows the pickup code and its QR. A business confirms a pickup
-in its dashboard, and the chat says so too. The bot's menu button opens the same app, where the
+in its dashboard, and the chat says so too; it creates an offer with a photo from the phone (made
+into the deal card by the images task while the page waits), publishes it, and confirms a pickup by
+scanning the customer's pickup pass with Telegram's QR scanner (which the panel plays: its camera
+sees the QR codes in the sandbox's chats). The bot's menu button opens the same app, where the
 customer filters the map as /deals filters (and for /deals too), and a deal shows its photo and
 allergens. Without MAP_TILE_URL (the sandbox), the page asks nothing of any other host."""
 
@@ -21,19 +24,24 @@ import sqlalchemy as sa
 from PIL import Image
 from playwright.sync_api import FrameLocator, Page, expect
 
-from core import db
+import chat.messages  # noqa: F401 - renders the pickup pass recorded here, as in the worker
+from core import db, outbox
 from domain import catalog, images, reservations
-from models import Business, BusinessStatus, Order, OrderStatus, PhotoStatus
+from domain.payments.notices import PickupPass
+from models import Business, BusinessStatus, Offer, OfferStatus, Order, OrderStatus, PhotoStatus
+from sandbox.demo import food_photo
 from tests.e2e.conftest import new_user_id
 from tests.e2e.test_web_chat import ADMIN, bot_message, browser, no_page_errors, open_chat, playwright, shot, tap
 from tests.factories import make_business, make_offer, make_user
 from tests.processes import start_webapp
+from tests.support.waiting import bot_texts, wait_until
 
 __all__ = ["browser", "playwright"]  # the browser fixtures, shared with the web chat's tests
 
 HALLE_MARKT = (51.4826, 11.9697)  # no other test puts a shop here
 ERFURT_DOM = (50.9756, 11.0237)
 LUEBECK_HOLSTENTOR = (53.8662, 10.6797)
+ROSTOCK_HAFEN = (54.0924, 12.1286)
 
 
 @pytest.fixture(scope="module")
@@ -204,9 +212,98 @@ def test_a_business_confirms_a_pickup_in_its_dashboard_and_hears_it_in_the_chat(
     expect(app.locator("#pickup-answer")).to_contain_text(f"Code {code} is valid: hand over 2× Cake box")
     bot_message(page, re.compile(f"Code {code} is valid"))  # told in the chat too
     expect(app.locator(".card", has_text=f"#{order_id} ")).to_contain_text("collected")  # the dashboard reloaded
-    shot(page, "mini-app-dashboard.png")
     with db.session_scope() as session:
         assert session.get(Order, order_id).status == OrderStatus.COLLECTED
+    no_page_errors(page)
+    page.close()
+
+
+def paid_order_with_its_pass(stack, business_id: int, title: str) -> tuple[int, str, int]:
+    """A customer's paid order of a new offer of the business, and the pickup pass (the QR code)
+    in the customer's chat, as the payments flow sends it: (order id, code, customer)."""
+    customer = new_user_id()
+    stack.telegram.create_user(customer, first_name="Carla")
+    offer_id = make_offer(business_id, title, quantity=3)
+    make_user(customer, name="Carla")
+    with db.session_scope() as session:
+        order_id = reservations.reserve(session.connection(), offer_id, customer, 1, hold_minutes=10).order_id
+    with db.session_scope() as session:
+        code = reservations.confirm_sale(session.connection(), order_id, 350, "EUR", f"pi_e2e_{order_id}").pickup_code
+        order = session.get(Order, order_id)
+        outbox.notify(session, f"order:{order_id}:pickup_pass", customer, PickupPass(
+            order=order, offer=order.offer, business=order.offer.business, language="en", pickup_code=code))
+    return order_id, code, customer
+
+
+def test_a_business_creates_an_offer_with_a_photo_and_confirms_a_pickup_by_scanning_the_pass(stack, browser, webapp,
+                                                                                             tmp_path):
+    owner = new_user_id()
+    business_id = make_business(owner, name="Hafenbäckerei", latitude=ROSTOCK_HAFEN[0], longitude=ROSTOCK_HAFEN[1],
+                                charges_enabled=True)
+    order_id, code, customer = paid_order_with_its_pass(stack, business_id, "Fish rolls")
+    photo = tmp_path / "pastries.jpg"
+    photo.write_bytes(food_photo("pastries"))
+    page, app = open_mini_app(browser, stack, f"user={owner}&name=Hanna")
+    app.get_by_role("button", name="🏪 My business").click()
+
+    # A new offer from the dashboard, with a photo from the phone.
+    app.locator("#new-offer").click()
+    form = app.locator("#offer-form")
+    form.locator("[name=title]").fill("Surprise bag of pastries")
+    form.locator("[name=price]").fill("4.50")
+    form.locator("[name=original_price]").fill("3")  # not a discount: refused next to the field
+    form.locator("[name=quantity]").fill("4")
+    form.locator("[name=day]").select_option("tomorrow")
+    form.locator("[name=category]").select_option("bakery")
+    form.locator('[data-ticks="allergens"] input[value="gluten"]').check()
+    app.locator("#offer-photo").set_input_files(str(photo))
+    expect(app.locator("#photo-state")).to_have_text("✅ Photo received.")
+    main = page.locator("#mini-app-main")
+    expect(main).to_have_text("Create the offer")
+    main.click()
+    expect(form.locator('[data-field="original_price"] .field-error')).to_contain_text(
+        "The original price must be higher than the price customers pay")
+    shot(page, "mini-app-new-offer.png")
+    form.locator("[name=original_price]").fill("12")
+    main.click()
+    card = app.locator("#deal-card")  # made by the images task, then shown: the page asked until it was
+    expect(card).to_have_attribute("src", re.compile("^blob:"))
+    assert card.evaluate("image => image.decode().then(() => image.naturalWidth)") == 960
+    bot_message(page, "was created in the app")  # the chat has it too, with the preview
+    with db.session_scope() as session:
+        offer = session.scalar(sa.select(Offer).where(Offer.business_id == business_id,
+                                                       Offer.title == "Surprise bag of pastries"))
+        assert (offer.status, offer.price_minor, offer.original_price_minor, offer.quantity, offer.allergens) == (
+            OfferStatus.DRAFT, 450, 1200, 4, ["gluten"])
+        assert offer.photo_status == PhotoStatus.READY and offer.photo_source_file_id.startswith("upload:")
+    expect(main).to_have_text("🚀 Publish")
+    main.click()
+    expect(app.locator("#offer-note")).to_contain_text("Published! Customers can order it now.")
+    bot_message(page, "is published (in the app)")
+    shot(page, "mini-app-offer.png")
+
+    # The customer shows the pickup pass: the dashboard scans it with Telegram's QR scanner.
+    page.locator("#mini-app-back").click()
+    app.locator("#scan-pass").click()
+    scanner = page.locator("#qr-dialog")
+    expect(scanner).to_be_visible()
+    scanner.locator("#qr-input").fill("https://example.com/menu")  # the camera caught the wrong code
+    scanner.get_by_role("button", name="Scan this text").click()
+    expect(app.locator("#pickup-answer")).to_contain_text("That QR code is not a pickup pass")
+    app.locator("#scan-pass").click()
+    scanner.locator(f'.qr-code[data-qr-text$="pickup_{code}"]').click()
+    expect(scanner).to_be_hidden()  # the app closed it once it read the pass
+    expect(app.locator("#pickup-answer")).to_contain_text(f"Code {code} is valid: hand over 1× Fish rolls")
+    bot_message(page, re.compile(f"Code {code} is valid"))
+    expect(app.locator(".card", has_text=f"#{order_id} ")).to_contain_text("collected")  # the dashboard reloaded
+    expect(app.locator(f'[data-own-offer="{offer.id}"] img.thumb')).to_have_attribute("src", re.compile("^blob:"))
+    expect(app.locator("#earnings-chart")).to_have_attribute("src", re.compile("^blob:"))
+    shot(page, "mini-app-dashboard.png")
+    with db.session_scope() as session:
+        assert session.get(Offer, offer.id).status == OfferStatus.ACTIVE
+        assert session.get(Order, order_id).status == OrderStatus.COLLECTED
+    wait_until(lambda: any("Enjoy your" in text and "Fish rolls" in text  # the title is direction-isolated
+                           for text in bot_texts(stack.telegram, customer)), 20, "the customer hears of the pickup")
     no_page_errors(page)
     page.close()
 

@@ -1,5 +1,6 @@
 """The pickup pass's QR code: it decodes (with zxing-cpp, a real decoder) to the deep link that
-opens the bot with /start pickup_<code>, and the bot's username comes from the settings."""
+opens the bot with /start pickup_<code>, and the bot's username comes from the settings; what a scanner
+reads off it gives back the code (the Mini App's scanner), and nothing else does."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import chat.messages  # noqa: F401 - registers the renderers
 from core import outbox
 from core.settings import Settings
 from domain.payments.notices import PickupPass
-from domain.pickup_pass import bot_username, pickup_link, qr_png
+from domain.pickup_pass import bot_username, code_of_scan, pickup_link, qr_png
 from models import Business, Offer, Order
 
 
@@ -78,3 +79,24 @@ def test_the_pass_is_a_photo_of_the_qr_code_in_the_customers_language(monkeypatc
     assert reply.photo is None and reply.photo_upload
     assert decode(base64.b64decode(reply.photo_upload)) == ["https://t.me/surplus_sandbox_bot?start=pickup_K7Q2MX"]
     assert len(reply.text) <= 1024  # a photo's caption
+
+
+@pytest.mark.parametrize(("scanned", "bot", "code"), [
+    ("https://t.me/surplus_sandbox_bot?start=pickup_AB12CD", "surplus_sandbox_bot", "AB12CD"),
+    ("  https://t.me/Surplus_Sandbox_Bot?start=pickup_ab12cd\n", "surplus_sandbox_bot", "AB12CD"),
+    ("https://t.me/any_other_bot?start=pickup_AB12CD", None, "AB12CD"),  # no username known: any bot's pass
+    ("https://t.me/any_other_bot?start=pickup_AB12CD", "surplus_sandbox_bot", None),  # another bot's pass
+    ("https://t.me/surplus_sandbox_bot?start=offer_42", "surplus_sandbox_bot", None),
+    ("https://example.com/?start=pickup_AB12CD", "surplus_sandbox_bot", None),
+    ("ab12-cd", "surplus_sandbox_bot", "AB12CD"),  # a pass of a deployment without the bot's username
+    ("WIFI:S:Cafe;T:WPA;P:secret;;", "surplus_sandbox_bot", None),
+    ("", None, None),
+])
+def test_a_scanned_qr_code_gives_the_pickup_code_only_of_a_pass(scanned, bot, code):
+    assert code_of_scan(scanned, bot) == code
+
+
+def test_the_pass_scans_back_to_its_code():
+    link = pickup_link("surplus_sandbox_bot", "K7Q2XZ")
+    (text,) = decode(qr_png(link, label="K7Q2XZ"))
+    assert code_of_scan(text, "surplus_sandbox_bot") == "K7Q2XZ"

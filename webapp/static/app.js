@@ -41,14 +41,19 @@
   async function api(path, options) {
     const response = await fetch(path, {
       ...(options || {}),
-      headers: { "Authorization": "tma " + Bridge.initData(), "Content-Type": "application/json" },
+      headers: { "Authorization": "tma " + Bridge.initData(), "Content-Type": "application/json",
+        ...((options || {}).headers || {}) },
     });
-    if ((response.headers.get("content-type") || "").startsWith("image/")) {
+    if (!(response.headers.get("content-type") || "").startsWith("application/json")) { // a picture, a CSV
       if (!response.ok) throw new Error(t("error"));
       return response.blob();
     }
     const data = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(data.message || t("error"));
+    if (!response.ok) {
+      const error = new Error(data.message || t("error"));
+      error.field = data.field; // the form field it is about, if any
+      throw error;
+    }
     return data;
   }
 
@@ -393,73 +398,15 @@
     return card;
   }
 
-  // ------------------------------------------------------------------ businesses
+  // ------------------------------------------------------------------ businesses and admins (dashboard.js)
 
-  async function showBusiness() {
-    let today, mine;
-    try {
-      [today, mine] = await Promise.all([api("/api/business/today"), api("/api/business/offers")]);
-    } catch (error) {
-      show(problem(error));
-      return;
-    }
-    const input = el("input", { id: "pickup-code", placeholder: t("code_placeholder"), maxlength: "16",
-      autocomplete: "off" });
-    const answer = el("div", { id: "pickup-answer" });
-    const confirm = el("button", { class: "primary", onclick: async () => {
-      try {
-        const result = await post("/api/business/pickups", { code: input.value });
-        const values = { code: result.code, quantity: result.order ? result.order.quantity : "",
-          title: result.order ? result.order.offer.title : "" };
-        const key = { collected: "collected_ok", already_collected: "already_collected", not_paid: "not_paid" }[
-          result.outcome] || "unknown_code";
-        answer.replaceChildren(el("p", { class: "note" }, t(key, values)));
-        if (result.outcome === "collected") { input.value = ""; setTimeout(showBusiness, 1500); }
-      } catch (error) { answer.replaceChildren(problem(error)); }
-    } }, t("confirm"));
-    const todays = today.offers.filter((o) => o.orders.length);
-    show(
-      el("h2", {}, today.business.name),
-      el("div", { class: "card" }, el("h3", {}, t("confirm_code")), el("div", { class: "row" }, input), confirm, answer),
-      el("h2", {}, t("today")),
-      ...(todays.length ? todays.map((offer) => el("div", { class: "card" }, el("h3", {}, offer.title),
-        ...offer.orders.map((o) => el("div", { class: "hint" }, "#" + o.id + " · " + o.quantity + " × · " +
-          o.amount.text + " · " + t(o.status))))) : [el("p", { class: "note" }, t("no_orders_today"))]),
-      el("h2", {}, t("your_offers")),
-      ...mine.offers.map(ownOfferCard));
+  function dashboardKit() {
+    return { el, api, post, t, show, problem, window_, fractionDigits, me };
   }
 
-  function ownOfferCard(offer) {
-    const card = el("div", { class: "card", "data-own-offer": offer.id },
-      el("h3", {}, offer.title),
-      el("div", { class: "hint" }, offer.price.text + " · " + t("left", { count: offer.units_left }) + " · " +
-        t("status_" + offer.status)));
-    const act = (action) => async () => {
-      try { await post("/api/business/offers/" + offer.id + "/" + action); showBusiness(); }
-      catch (error) { card.append(problem(error)); }
-    };
-    if (offer.can_pause) card.append(el("button", { onclick: act("pause") }, t("pause")));
-    if (offer.can_resume) card.append(el("button", { onclick: act("resume") }, t("resume")));
-    return card;
-  }
+  function showBusiness() { Dashboard.business(dashboardKit()); }
 
-  // ------------------------------------------------------------------ admins
-
-  async function showAdmin() {
-    let data;
-    try { data = await api("/api/admin/businesses/pending"); } catch (error) { show(problem(error)); return; }
-    show(el("h2", {}, t("pending")), ...(data.businesses.length ? data.businesses.map((b) => {
-      const card = el("div", { class: "card", "data-business": b.id }, el("h3", {}, b.name),
-        el("div", { class: "hint" }, b.address + " · " + b.phone));
-      card.append(el("button", { class: "primary", onclick: async () => {
-        try {
-          const done = await post("/api/admin/businesses/" + b.id + "/verify");
-          card.replaceChildren(el("p", { class: "note" }, t("verified", { name: done.name })));
-        } catch (error) { card.append(problem(error)); }
-      } }, t("verify")));
-      return card;
-    }) : [el("p", { class: "note" }, t("no_pending"))]));
-  }
+  function showAdmin() { Dashboard.admin(dashboardKit()); }
 
   // ------------------------------------------------------------------ start
 

@@ -15,7 +15,7 @@ window.Bridge = (function () {
     ? window.Telegram.WebApp : null;
   const launch = new URLSearchParams(window.location.hash.slice(1));
   const native = !sdk && !!launch.get("tgWebAppData") && (!!window.TelegramWebviewProxy || window.parent !== window);
-  const handlers = { back: null, main: null };
+  const handlers = { back: null, main: null, qr: null };
   let theme = {};
 
   function initData() {
@@ -34,6 +34,8 @@ window.Bridge = (function () {
     if (eventType === "back_button_pressed" && handlers.back) handlers.back();
     else if (eventType === "main_button_pressed") pressMain();
     else if (eventType === "theme_changed" && eventData && eventData.theme_params) applyTheme(eventData.theme_params);
+    else if (eventType === "qr_text_received" && eventData && typeof eventData.data === "string") qrRead(eventData.data);
+    else if (eventType === "scan_qr_popup_closed") handlers.qr = null;
   }
 
   function applyTheme(params) {
@@ -106,6 +108,38 @@ window.Bridge = (function () {
     handler();
   }
 
+  // ------------------------------------------------------------------ QR scanner (Bot API 6.4+)
+
+  // Telegram's own scanner: Telegram.WebApp.showScanQrPopup, or the web_app_open_scan_qr_popup event;
+  // every code it reads comes back (qrTextReceived / qr_text_received) until `onText` returns true,
+  // which closes it. A page opened in a tab of its own has no scanner.
+  function canScanQr() {
+    return sdk ? typeof sdk.showScanQrPopup === "function" : native;
+  }
+
+  function qrRead(text) {
+    const handler = handlers.qr;
+    if (handler && handler(text) === true) closeScanQr();
+  }
+
+  function scanQr(text, onText) {
+    handlers.qr = onText;
+    if (sdk) {
+      sdk.showScanQrPopup({ text }, (read) => {
+        const done = onText(read) === true;
+        if (done) handlers.qr = null;
+        return done; // true closes Telegram's scanner
+      });
+    }
+    else if (native) postEvent("web_app_open_scan_qr_popup", { text });
+  }
+
+  function closeScanQr() {
+    handlers.qr = null;
+    if (sdk) sdk.closeScanQrPopup();
+    else if (native) postEvent("web_app_close_scan_qr_popup");
+  }
+
   function openLink(url) {
     if (sdk && sdk.openLink) sdk.openLink(url);
     else if (native) postEvent("web_app_open_link", { url });
@@ -122,6 +156,7 @@ window.Bridge = (function () {
       if (sdk.BackButton) sdk.BackButton.onClick(() => handlers.back && handlers.back());
       if (sdk.MainButton) sdk.MainButton.onClick(pressMain);
       if (sdk.onEvent) sdk.onEvent("themeChanged", () => applyTheme(sdk.themeParams));
+      if (sdk.onEvent) sdk.onEvent("scanQrPopupClosed", () => { handlers.qr = null; });
     } else if (native) {
       window.Telegram = window.Telegram || {};
       window.Telegram.WebView = { receiveEvent };
@@ -136,5 +171,5 @@ window.Bridge = (function () {
     }
   }
 
-  return { initData, start, showBack, hideBack, showMain, hideMain, openLink };
+  return { initData, start, showBack, hideBack, showMain, hideMain, openLink, canScanQr, scanQr, closeScanQr };
 })();

@@ -14,10 +14,16 @@ what it shows is what a real client would see. This module adds what the page ne
   the tasks they started by Celery's ``root_id``.
 * ``POST``/``GET /_sandbox/demo``: runs (or reports) the demo scenario of :mod:`sandbox.demo` in a
   background thread; the scenario itself drives the fake over HTTP like any user would.
+* ``GET /_sandbox/web/qr_codes``: the camera of the Mini App panel's QR scanner (a Mini App's
+  ``web_app_open_scan_qr_popup``): the QR codes in the photos the bots sent to any chat of the
+  sandbox, newest first, each with the text it holds, read by a real decoder (zxing-cpp, which
+  ``make run`` installs with the development requirements). Picking one is holding the phone up to
+  another phone showing it, e.g. a customer's pickup pass.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -29,6 +35,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -46,6 +54,7 @@ DEFAULT_TIME_ZONE = "Europe/Berlin"
 FLOWER_TIMEOUT_SECONDS = 3.0
 FLOWER_TASK_LIMIT = 1000
 _UPDATE_ARG = re.compile(r"\(update (\d+)\)")
+QR_PHOTOS_LOOKED_AT = 40  # the newest photos of the bots' messages the scanner's list looks at
 
 # Real places, so "near me" means something: the demo bakery sits at Berlin Mitte.
 PLACES = [
@@ -157,8 +166,55 @@ class DemoRunner:
             return {**self.status, "steps": list(self.status["steps"])}
 
 
+class QrCamera:
+    """What the sandbox's QR scanner can point at: the QR codes in photos the bots sent."""
+
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+        self._read: dict[str, str | None] = {}  # file_id -> the QR code's text (None: no QR code)
+        try:
+            import zxingcpp  # noqa: PLC0415 - a development requirement: without it the list is empty
+
+            self._decoder: Any = zxingcpp
+        except ImportError:
+            self._decoder = None
+
+    @property
+    def available(self) -> bool:
+        return self._decoder is not None
+
+    def _text(self, file_id: str) -> str | None:
+        if file_id not in self._read:
+            stored = self.state.files.get(file_id)
+            found = None
+            if stored is not None and self._decoder is not None:
+                with Image.open(io.BytesIO(stored.data)) as image:
+                    codes = self._decoder.read_barcodes(image, formats=self._decoder.BarcodeFormat.QRCode)
+                found = codes[0].text if codes else None
+            self._read[file_id] = found
+        return self._read[file_id]
+
+    def codes(self) -> list[dict[str, Any]]:
+        with self.state.lock:
+            photos = [(message.date, chat, message) for bot in self.state.bots.values() for chat in bot.chats.values()
+                      for message in chat.messages.values()
+                      if message.sender == "bot" and not message.deleted and message.content.get("photo")]
+            photos.sort(key=lambda item: (item[0], item[2].message_id), reverse=True)
+            shown = [(chat.user.first_name, chat.id, message.message_id, message.content["photo"][-1]["file_id"],
+                      str(message.content.get("caption") or "")) for _date, chat, message in
+                     photos[:QR_PHOTOS_LOOKED_AT]]
+        found = []
+        for name, chat_id, message_id, file_id, caption in shown:
+            text = self._text(file_id)
+            if text is not None:
+                found.append({"chat_id": chat_id, "name": name, "message_id": message_id, "file_id": file_id,
+                              "caption": caption.split("\n", 1)[0][:120], "text": text})
+        return found
+
+
 def routes(state: SandboxState, config: WebConfig) -> list[BaseRoute]:
     runner = DemoRunner()
+    camera = QrCamera(state)
 
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
@@ -192,6 +248,10 @@ def routes(state: SandboxState, config: WebConfig) -> list[BaseRoute]:
             return json_response({"ok": False, "error": f"Flower did not answer: {error}"}, 502)
         return json_response({"ok": True, "tasks": tasks_for_chat(all_tasks, update_ids)})
 
+    async def qr_codes(request: Request) -> Response:
+        codes = await run_in_threadpool(camera.codes)
+        return json_response({"ok": True, "decoder": camera.available, "codes": codes})
+
     async def demo_status(request: Request) -> Response:
         return json_response({"ok": True, **runner.describe()})
 
@@ -207,6 +267,7 @@ def routes(state: SandboxState, config: WebConfig) -> list[BaseRoute]:
         Mount("/web", app=StaticFiles(directory=STATIC), name="web"),
         Route("/_sandbox/web/config", web_config, methods=["GET"]),
         Route("/_sandbox/web/tasks", tasks, methods=["GET"]),
+        Route("/_sandbox/web/qr_codes", qr_codes, methods=["GET"]),
         Route("/_sandbox/demo", demo_status, methods=["GET"]),
         Route("/_sandbox/demo", demo_start, methods=["POST"]),
     ]

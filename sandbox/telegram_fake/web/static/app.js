@@ -432,6 +432,7 @@ async function openMiniApp(tapped, title) {
 }
 
 function closeMiniApp() {
+  closeScanner();
   $("mini-app").hidden = true;
   $("mini-app-frame").src = "about:blank";
   miniApp.origin = null;
@@ -468,8 +469,53 @@ function fromMiniApp(event) {
     case "web_app_close":
       closeMiniApp();
       break;
+    case "web_app_open_scan_qr_popup":
+      openScanner(typeof data.text === "string" ? data.text : "");
+      break;
+    case "web_app_close_scan_qr_popup":
+      closeScanner();
+      break;
     default:  // web_app_ready, web_app_expand, …: nothing to do in a panel
   }
+}
+
+// Telegram's QR scanner (web_app_open_scan_qr_popup): a dialog in place of the camera. It lists the
+// QR codes in photos the bot sent to the sandbox's chats (read by the fake with a real decoder), and
+// takes typed text too; each one "scanned" goes to the app as qr_text_received, and the scanner stays
+// open until the app closes it (web_app_close_scan_qr_popup) or the person does (scan_qr_popup_closed).
+async function openScanner(text) {
+  const dialog = $("qr-dialog");
+  $("qr-app-text").textContent = text;
+  $("qr-input").value = "";
+  const list = $("qr-list");
+  list.replaceChildren(el("div", {class: "muted small", text: "Looking for QR codes in the sandbox's chats…"}));
+  if (!dialog.open) dialog.showModal();
+  let found;
+  try {
+    found = await api("/web/qr_codes");
+  } catch (error) {
+    list.replaceChildren(el("div", {class: "muted small", text: "The camera can't see the chats: " + error.message}));
+    return;
+  }
+  if (!found.codes.length) {
+    list.replaceChildren(el("div", {class: "muted small", text: found.decoder ? "No QR code in the sandbox's chats yet."
+      : "No QR decoder here (pip install zxing-cpp, a development requirement): type the text instead."}));
+    return;
+  }
+  const names = new Map(app.personas.map((persona) => [persona.id, persona.first_name]));
+  list.replaceChildren(...found.codes.map((code) => el("button", {
+    type: "button", class: "qr-code", title: code.text, "data-qr-text": code.text,
+    onclick: () => scanned(code.text),
+  }, el("img", {src: "/_sandbox/files/" + encodeURIComponent(code.file_id), alt: ""}),
+  el("span", {text: (names.get(code.chat_id) || code.name) + " · " + (code.caption || "QR code")}))));
+}
+
+function scanned(text) {
+  if (text) toMiniApp("qr_text_received", {data: text});
+}
+
+function closeScanner() {
+  if ($("qr-dialog").open) $("qr-dialog").close("app");
 }
 
 function callbackAnswered(event) {
@@ -1135,6 +1181,16 @@ function wire() {
   });
   $("panel-toggle").addEventListener("click", () => togglePanel());
   $("mini-app-close").addEventListener("click", closeMiniApp);
+  $("qr-scan-typed").addEventListener("click", () => scanned($("qr-input").value.trim()));
+  $("qr-input").addEventListener("keydown", (event) => {
+    if (event.key !== "Enter") return;
+    event.preventDefault();  // Enter scans what was typed; it does not close the scanner
+    scanned($("qr-input").value.trim());
+  });
+  $("qr-dialog").addEventListener("close", () => {
+    if ($("qr-dialog").returnValue !== "app") toMiniApp("scan_qr_popup_closed");  // the person closed it
+    $("qr-dialog").returnValue = "";
+  });
   $("mini-app-back").addEventListener("click", () => toMiniApp("back_button_pressed"));
   $("mini-app-main").addEventListener("click", () => toMiniApp("main_button_pressed"));
   window.addEventListener("message", fromMiniApp);
