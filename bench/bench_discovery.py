@@ -62,9 +62,9 @@ def _fill(connection, offers: int, subscribers: int, seed: int) -> None:
         "INSERT INTO users (id, first_name) SELECT :base + g, 'owner' FROM generate_series(1, :n) g"),
         {"base": OWNER_BASE, "n": businesses})
     connection.execute(sa.text(
-        "INSERT INTO businesses (owner_id, name, address, phone, latitude, longitude, status) "
+        "INSERT INTO businesses (owner_id, name, address, phone, latitude, longitude, status, charges_enabled) "
         "SELECT :base + g, 'Shop ' || g, 'Street ' || g, '+4930123456', "
-        ":lat + (random() - 0.5) * :dlat, :lon + (random() - 0.5) * :dlon, 'verified' "
+        ":lat + (random() - 0.5) * :dlat, :lon + (random() - 0.5) * :dlon, 'verified', true "
         "FROM generate_series(1, :n) g"),
         {"base": OWNER_BASE, "n": businesses, "lat": CENTRE[0], "lon": CENTRE[1], "dlat": SPAN_LAT,
          "dlon": SPAN_LON})
@@ -84,6 +84,30 @@ def _fill(connection, offers: int, subscribers: int, seed: int) -> None:
         "(ARRAY[1, 2, 5, 10])[1 + floor(random() * 4)::int] FROM generate_series(1, :n) g"),
         {"base": SUBSCRIBER_BASE, "n": subscribers, "lat": CENTRE[0], "lon": CENTRE[1], "dlat": SPAN_LAT,
          "dlon": SPAN_LON})
+
+
+def start_city(directory: Path, offers: int, subscribers: int, seed: int):
+    """A private Postgres in ``directory`` (migrated to head), filled with the city and analysed:
+    (the server, for the caller to stop, and the seconds the filling took)."""
+    import sqlalchemy as sa
+
+    from bench.bench_notifications import _migrate
+    from localenv.services import PostgresServer, free_port
+
+    postgres = PostgresServer(directory / "postgres", free_port(), database="bench").start()
+    try:
+        _migrate(postgres.url)
+        engine = sa.create_engine(postgres.url)
+        began = time.monotonic()
+        with engine.begin() as connection:
+            _fill(connection, offers, subscribers, seed)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(sa.text("VACUUM ANALYZE"))
+        engine.dispose()
+        return postgres, time.monotonic() - began
+    except BaseException:
+        postgres.stop(mode="immediate")
+        raise
 
 
 def _haversine(lat1, lon1, lat2, lon2):
@@ -149,26 +173,16 @@ def run(offers: int = 50_000, subscribers: int = 200_000, queries: int = 300, au
     import sqlalchemy as sa
     from sqlalchemy.orm import Session
 
-    from bench.bench_notifications import _migrate
     from domain import announcements, catalog
     from domain.catalog import Filters, Sort
-    from localenv.services import PostgresServer, free_port
     from models import Business, Offer
 
     directory = ROOT / ".run" / f"bench-discovery-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     postgres = None
     rng = random.Random(seed)
     try:
-        postgres = PostgresServer(directory / "postgres", free_port(), database="bench").start()
-        _migrate(postgres.url)
-        engine = sa.create_engine(postgres.url)
-        began = time.monotonic()
-        with engine.begin() as connection:
-            _fill(connection, offers, subscribers, seed)
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(sa.text("VACUUM ANALYZE"))
-        fill_s = time.monotonic() - began
-        engine.dispose()  # new connections: the database's settings (jit = off) apply to them
+        postgres, fill_s = start_city(directory, offers, subscribers, seed)
+        engine = sa.create_engine(postgres.url)  # new connections: the database's settings (jit = off)
         now = datetime.now(UTC)
 
         def position() -> tuple[float, float]:

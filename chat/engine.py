@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import case, func
+from sqlalchemy import Boolean, case, func, literal_column
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from telegram import Update
@@ -23,7 +23,7 @@ from telegram import Update
 from chat import inline, menus, router
 from chat.context import Context
 from core import handover, metrics, outbox
-from core.i18n import Translator, pick_language
+from core.i18n import DEFAULT_LANGUAGE, Translator, pick_language
 from core.outbox import Reply
 from core.settings import get_settings
 from models import ConversationState, ProcessedUpdate, User
@@ -97,7 +97,11 @@ def handle(session: Session, update: Update) -> Handled:
     if chat is None or sender is None or sender.is_bot or chat.type != "private":
         _record_answer(session, update, handled)  # a press in a group: answered, without a word
         return handled  # channel posts, groups, service updates: nothing to say
-    user = _upsert_user(session, sender)
+    user, first_contact = _upsert_user(session, sender)
+    if first_contact and user.language != DEFAULT_LANGUAGE and get_settings().webapp_url:
+        # Telegram's default menu button ("🗺 Map") is in English: this chat gets its own, in its
+        # person's language (with the "/" menu, by the same task).
+        handover.enqueue_after_commit(session, "notifications.set_chat_commands", user.id)
     state = session.get(ConversationState, chat.id, with_for_update=True) or ConversationState(
         chat_id=chat.id, data={}
     )
@@ -205,7 +209,8 @@ def _record_replies(session: Session, update_id: int, chat_id: int, replies: lis
     return ids
 
 
-def _upsert_user(session: Session, sender) -> User:
+def _upsert_user(session: Session, sender) -> tuple[User, bool]:
+    """The sender's row, and whether it was made just now (their first contact)."""
     values = {"id": sender.id, "first_name": (sender.first_name or "")[:128], "username": sender.username,
               "language": pick_language(sender.language_code)}
     statement = insert(User).values(**values)
@@ -219,4 +224,7 @@ def _upsert_user(session: Session, sender) -> User:
               "last_seen_at": func.now(), "deleted_at": None, "reachable": True},
     )
     # RETURNING the row saves a read per update; populate_existing refreshes a User already loaded.
-    return session.scalars(statement.returning(User), execution_options={"populate_existing": True}).one()
+    # A row inserted by this statement has no xmax; one it updated has this transaction's.
+    user, inserted = session.execute(statement.returning(User, literal_column("xmax = 0", Boolean)),
+                                     execution_options={"populate_existing": True}).one()
+    return user, inserted

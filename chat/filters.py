@@ -20,9 +20,7 @@ from core.outbox import Keyboard
 from core.outbox import button as key
 from domain import catalog
 from domain import tags as codes
-from domain.catalog import Filters, Sort, When
-
-PRICE_LIMITS_MINOR = (300, 500, 1000)
+from domain.catalog import PRICE_LIMITS_MINOR, Filters, Sort, When
 
 
 def _mark(on: bool, label: str) -> str:

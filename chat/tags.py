@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from core.i18n import N_, Translator
+from core.i18n import Translator
 from domain.catalog import Filters
 from domain.money import format_money
-from domain.tags import ALLERGEN_LABELS, CATEGORY_LABELS, DIET_LABELS
+from domain.tags import ALLERGEN_LABELS, CATEGORY_LABELS, DIET_LABELS, FILTER_NAMES, WHEN_LABELS
 
+__all__ = ["ALLERGEN_LABELS", "CATEGORY_LABELS", "DIET_LABELS", "FILTER_NAMES", "WHEN_LABELS"]
 
 def category(_: Translator, code: str | None) -> str | None:
     return _(CATEGORY_LABELS[code]) if code in CATEGORY_LABELS else None
@@ -55,23 +56,6 @@ def list_details(_: Translator, category_code: str | None, diet: Iterable[str],
     if contains:
         details.append(f"⚠️ {contains}")
     return details
-
-
-WHEN_LABELS = {
-    "now": N_("now"),
-    "tonight": N_("tonight"),
-    "tomorrow": N_("tomorrow"),
-}
-
-FILTER_NAMES = {
-    "words": N_("your search"),
-    "category": N_("category"),
-    "diet": N_("diet"),
-    "avoid": N_("allergens to avoid"),
-    "when": N_("pickup time"),
-    "max_price_minor": N_("maximum price"),
-    "radius_km": N_("distance"),
-}
 
 
 def filter_name(_: Translator, name: str) -> str:

@@ -32,6 +32,8 @@ from telegram import (
     InputFile,
     InputTextMessageContent,
     KeyboardButton,
+    MenuButtonDefault,
+    MenuButtonWebApp,
     Message,
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
@@ -58,6 +60,7 @@ __all__ = [
     "bot_commands",
     "inline_keyboard",
     "make_bot",
+    "map_menu_button",
     "retry_after_seconds",
     "telegram_api",
 ]
@@ -145,6 +148,15 @@ def bot_commands(language: str) -> list[BotCommand]:
     """The "/" menu in ``language`` (set for everyone by bot.setup, per chat after /language)."""
     _ = Translator(language)
     return [BotCommand(name, _(description)) for name, description in BOT_COMMANDS]
+
+
+MAP_BUTTON = N_("🗺 Map")
+
+
+def map_menu_button(language: str, url: str) -> MenuButtonWebApp:
+    """The menu button beside the message field: "🗺 Map" in ``language``, opening the Mini App at
+    ``url`` (set for everyone by bot.setup, per chat in its person's language)."""
+    return MenuButtonWebApp(Translator(language)(MAP_BUTTON), WebAppInfo(url))
 
 
 def make_bot(token: str, api_url: str) -> Bot:
@@ -266,6 +278,15 @@ class TelegramApi:
     def delete_chat_commands(self, chat_id: int) -> bool:
         """Drop this chat's own "/" menu: the app shows the one for its language again."""
         return self.run(self.bot.delete_my_commands(scope=BotCommandScopeChat(chat_id)))
+
+    def set_chat_menu_button(self, chat_id: int, language: str, url: str) -> bool:
+        """This chat's menu button opens the Mini App at ``url``, its text in ``language`` (Telegram
+        keeps one menu button per chat, with no language of its own)."""
+        return self.run(self.bot.set_chat_menu_button(chat_id, map_menu_button(language, url)))
+
+    def reset_chat_menu_button(self, chat_id: int) -> bool:
+        """The chat shows the bot's default menu button again."""
+        return self.run(self.bot.set_chat_menu_button(chat_id, MenuButtonDefault()))
 
     def start_answer_callback_query(self, callback_query_id: str, text: str | None = None,
                                     show_alert: bool = False) -> concurrent.futures.Future[bool]:

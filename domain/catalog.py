@@ -3,7 +3,8 @@
 Geography is PostGIS's: businesses have a geography point (``businesses.location``, GiST-indexed),
 and "near" is ``ST_DWithin`` on it, so Postgres looks only at the businesses within the radius
 (the index) and then at their active offers (``ix_offers_active_business``), instead of computing a
-distance for every offer in town.
+distance for every offer in town. "Nearest first" walks that index outward from the customer and
+stops once it has a page's worth of businesses with a matching offer (`_nearest_businesses`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from geoalchemy2 import Geography
-from sqlalchemy import ColumnElement, Float, and_, cast, delete, func, literal, not_, or_, select, text
+from sqlalchemy import ColumnElement, Float, Subquery, and_, cast, delete, func, literal, not_, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.orm import Session
 from sqlalchemy.types import String
@@ -25,7 +26,8 @@ from models import Business, BusinessStatus, Follow, Offer, OfferStatus, Order, 
 
 NEARBY_RADIUS_KM = 15.0  # "near me" until the customer chooses a distance
 DISTANCES_KM = (1, 2, 5, 10, 25)  # the distances a customer can choose
-PAGE_SIZE = 5
+PRICE_LIMITS_MINOR = (300, 500, 1000)  # the maximum prices a customer can choose (EUR cents)
+PAGE_SIZE = 5  # a page of /deals in the chat
 MAX_QUERY_WORDS = 5
 MAX_WORD_LENGTH = 40
 # Distances on the sphere (PostGIS's use_spheroid = false): within 0.5 % of the spheroid, and measured
@@ -159,25 +161,35 @@ def _conditions(filters: Filters, now: datetime, here: ColumnElement | None) -> 
         else:
             conditions += [end > today + text("interval '1 day'"), start < today + text("interval '2 days'")]
     if here is not None and filters.radius_km is not None:
-        conditions.append(func.ST_DWithin(Business.location, here, filters.radius_km * 1000.0, SPHERE))
+        conditions.append(_within(here, filters.radius_km))
     return conditions
 
 
-def _base(now: datetime) -> list[ColumnElement[bool]]:
-    conditions = [Offer.status == OfferStatus.ACTIVE, Offer.pickup_end > now,
-                  Business.status == BusinessStatus.VERIFIED]
+def _business_base() -> list[ColumnElement[bool]]:
+    conditions = [Business.status == BusinessStatus.VERIFIED]
     if get_settings().payouts_require_connect:  # its customers could not pay (restricted, disconnected)
         conditions.append(Business.charges_enabled.is_(True))
     return conditions
 
 
+def _base(now: datetime) -> list[ColumnElement[bool]]:
+    return [Offer.status == OfferStatus.ACTIVE, Offer.pickup_end > now, *_business_base()]
+
+
+def _within(here: ColumnElement, radius_km: int) -> ColumnElement[bool]:
+    return func.ST_DWithin(Business.location, here, radius_km * 1000.0, SPHERE)
+
+
 def browse(session: Session, now: datetime, sort: Sort, page: int = 0, *,
            latitude: float | None = None, longitude: float | None = None,
-           filters: Filters | None = None) -> Page:
-    """One page of offers a customer can order now, matching the filters. Nearest needs a location
-    (within the chosen distance, or NEARBY_RADIUS_KM). A location also limits the other sorts to the
-    chosen distance, if one is chosen. When nothing matches, says which filter to loosen."""
+           filters: Filters | None = None, size: int = PAGE_SIZE) -> Page:
+    """One page of ``size`` offers a customer can order now, matching the filters, in one query
+    (the chat's pages of PAGE_SIZE, the Mini App's map of more). Nearest needs a location (within
+    the chosen distance, or NEARBY_RADIUS_KM): nearest businesses first, each one's offers by id.
+    A location also limits the other sorts to the chosen distance, if one is chosen. When nothing
+    matches, says which filter to loosen."""
     page = max(page, 0)
+    size = max(size, 1)
     filters = filters or Filters()
     here = point(latitude, longitude) if latitude is not None and longitude is not None else None
     if sort is Sort.NEAREST:
@@ -188,9 +200,15 @@ def browse(session: Session, now: datetime, sort: Sort, page: int = 0, *,
     distance = (func.ST_Distance(Business.location, here, SPHERE) / 1000.0) if here is not None \
         else cast(None, Float)
     query = select(Offer, Business, distance.label("distance")).join(Business, Offer.business_id == Business.id)
+    conditions = _base(now) + _conditions(filters, now, here)
     if sort is Sort.NEAREST:
         assert here is not None
-        query = query.order_by(Business.location.op("<->")(here), Offer.id)
+        assert filters.radius_km is not None
+        # The offers' own conditions, for the businesses' EXISTS (the businesses' are the subquery's).
+        of_offers = [Offer.status == OfferStatus.ACTIVE, Offer.pickup_end > now,
+                     *_conditions(replace(filters, radius_km=None), now, here)]
+        nearest = _nearest_businesses(here, filters.radius_km, of_offers, (page + 1) * size + 1)
+        query = query.join(nearest, nearest.c.id == Business.id).order_by(nearest.c.knn, Business.id, Offer.id)
     elif sort is Sort.POPULAR:
         # Share sold (0..1), plus up to ±0.5 for a rating above or below 3 stars.
         sell_through = cast(Offer.units_sold, Float) / func.greatest(Offer.quantity, 1)
@@ -200,14 +218,30 @@ def browse(session: Session, now: datetime, sort: Sort, page: int = 0, *,
         query = query.order_by(_rating().desc().nulls_last(), Offer.published_at.desc(), Offer.id.desc())
     else:
         query = query.order_by(Offer.published_at.desc().nulls_last(), Offer.id.desc())
-    conditions = _base(now) + _conditions(filters, now, here)
-    rows = session.execute(query.where(and_(*conditions)).offset(page * PAGE_SIZE).limit(PAGE_SIZE + 1)).all()
+    rows = session.execute(query.where(and_(*conditions)).offset(page * size).limit(size + 1)).all()
     items = [Listing(offer, business, None if dist is None else float(dist))
-             for offer, business, dist in rows[:PAGE_SIZE]]
+             for offer, business, dist in rows[:size]]
     loosen = None
     if not items and page == 0:
         loosen = _what_to_loosen(session, now, filters, here, sort)
-    return Page(items, page, has_next=len(rows) > PAGE_SIZE, loosen=loosen)
+    return Page(items, page, has_next=len(rows) > size, loosen=loosen)
+
+
+def _nearest_businesses(here: ColumnElement, radius_km: int, conditions: list[ColumnElement[bool]],
+                        count: int) -> Subquery:
+    """The ``count`` businesses within ``radius_km`` nearest to ``here`` that have an offer matching
+    the offers' ``conditions``, nearest first. Ordered by the distance alone, so Postgres walks the
+    location's GiST index outward from the customer (``<->``) and stops at ``count``, instead of
+    joining every offer within the radius and sorting them all (10× the time with 50,000 offers,
+    bench/bench_mini_app.py); a second sort key would make it sort. ``count`` businesses hold at
+    least ``count`` matching offers, so the first ``count`` offers by (distance, business, offer)
+    are theirs; only businesses at exactly the same distance, at the last place, are picked by
+    the index rather than by id."""
+    knn = Business.location.op("<->")(here)
+    has_a_match = select(Offer.id).where(Offer.business_id == Business.id, *conditions).exists()
+    return (select(Business.id.label("id"), knn.label("knn"))
+            .where(*_business_base(), _within(here, radius_km), has_a_match)
+            .order_by(knn).limit(count).subquery("nearest"))
 
 
 def _rating() -> ColumnElement:

@@ -1,9 +1,10 @@
 """What an offer is: one category, dietary tags, and the allergens it contains.
 
 The values are stable codes stored on the offer (``offers.category``, ``offers.diet``,
-``offers.allergens``). Each has its label here, the one sentence the chat (chat/tags.py) and the
-Mini App (webapp/) both translate for the reader, so the two say the same. Allergens are the
-fourteen the EU requires food businesses to declare (Regulation (EU) No 1169/2011, Annex II).
+``offers.allergens``). Each has its label here, and so have the /deals filters: the one sentence the
+chat (chat/tags.py) and the Mini App (webapp/) both translate for the reader, so the two say the
+same. Allergens are the fourteen the EU requires food businesses to declare (Regulation (EU)
+No 1169/2011, Annex II).
 """
 
 from __future__ import annotations
@@ -56,6 +57,22 @@ ALLERGEN_LABELS = {
     "sulphites": N_("sulphites"),
     "lupin": N_("lupin"),
     "molluscs": N_("molluscs"),
+}
+
+WHEN_LABELS = {
+    "now": N_("now"),
+    "tonight": N_("tonight"),
+    "tomorrow": N_("tomorrow"),
+}
+
+FILTER_NAMES = {
+    "words": N_("your search"),
+    "category": N_("category"),
+    "diet": N_("diet"),
+    "avoid": N_("allergens to avoid"),
+    "when": N_("pickup time"),
+    "max_price_minor": N_("maximum price"),
+    "radius_km": N_("distance"),
 }
 
 

@@ -12,6 +12,7 @@ from core import handover, outbox
 from core import telegram as tg
 from core.db import session_scope
 from core.logging import get_logger
+from core.settings import get_settings
 from models import Notification, NotificationStatus, User
 from tasks.app import app
 from tasks.base import BaseTask
@@ -68,20 +69,27 @@ def after_earlier_messages(chat_id: int, before: datetime, timeout: float = 3.0)
 
 @app.task(name="notifications.set_chat_commands", base=BaseTask, bind=True, max_retries=10)
 def set_chat_commands(self: BaseTask, chat_id: int) -> str:
-    """Give a chat the "/" menu in its person's language (handed over after /language), or take the
-    chat's own menu away once we no longer know them (erased), so their app's language decides
-    again. The language is read when the task runs, so quick switches end in the last choice, and
-    running it twice does no harm."""
+    """Give a chat the "/" menu and the menu button ("🗺 Map", when the Mini App has an address) in its
+    person's language (handed over after /language, and at first contact in a language other than
+    the default's), or take the chat's own away once we no longer know them (erased), so their
+    app's language decides the "/" menu again and the bot's default menu button shows. The language
+    is read when the task runs, so quick switches end in the last choice, and running it twice
+    does no harm."""
     chat_id = int(chat_id)
     with session_scope() as session:
         user = session.get(User, chat_id)
         language = user.language if user is not None and user.deleted_at is None else None
     api = tg.telegram_api()
+    webapp_url = get_settings().webapp_url
     try:
         if language is None:
             api.delete_chat_commands(chat_id)
+            if webapp_url:
+                api.reset_chat_menu_button(chat_id)
             return "cleared"
         api.set_chat_commands(chat_id, language)
+        if webapp_url:
+            api.set_chat_menu_button(chat_id, language, webapp_url)
         return language
     except tg.RetryAfter as error:
         raise self.retry(countdown=tg.retry_after_seconds(error) + 1, exc=error) from error

@@ -16,7 +16,7 @@ import hashlib
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,11 +31,15 @@ from starlette.responses import Response
 
 from core.db import after_commit, session_scope
 from core.handover import set_origin
-from core.i18n import pick_language
+from core.i18n import Translator, pick_language
 from core.logging import get_logger
 from core.settings import Settings
+from core.telegram import TelegramError
+from domain import tags
+from domain.catalog import DISTANCES_KM, NEARBY_RADIUS_KM, PRICE_LIMITS_MINOR, Filters, When, search_words
 from domain.money import format_money
 from domain.offers import normalize_pickup_code
+from domain.ratings import Summary
 from models import Business, BusinessStatus, Offer, OfferStatus, Order, OrderStatus, PhotoStatus, User
 from webapp import auth, dashboard_texts, sources
 from webapp.errors import ApiError, error_response, photo_message
@@ -185,6 +189,87 @@ def _request_id(body: dict[str, Any]) -> str:
     return value
 
 
+# The /deals filters, as the chat offers them (domain.catalog.Filters), by their own names: in the
+# query of GET /api/deals (a list as "a,b" or repeated) and in the body of POST /api/filters.
+FILTER_PARAMETERS = Filters.NAMES
+MAX_SEARCH_CHARS = 200
+
+
+def _values(raw: Any) -> list[str]:
+    """One filter's values from a query (strings) or a JSON body (a string, number, list or null)."""
+    if raw is None:
+        return []
+    items = raw if isinstance(raw, list) else [raw]
+    values: list[str] = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, str | int):
+            raise ApiError("bad_filter")
+        values += [part.strip() for part in str(item).split(",") if part.strip()]
+    return values
+
+
+def _one(values: list[str], allowed: Any) -> str | None:
+    if len(values) > 1 or (values and values[0] not in allowed):
+        raise ApiError("bad_filter")
+    return values[0] if values else None
+
+
+def _number(values: list[str], allowed: Container[int]) -> int | None:
+    if not values:
+        return None
+    value = values[0]
+    if len(values) > 1 or not (value.isascii() and value.isdigit() and len(value) < 10) or int(value) not in allowed:
+        raise ApiError("bad_filter")
+    return int(value)
+
+
+def _many(values: list[str], vocabulary: tuple[str, ...]) -> tuple[str, ...]:
+    if any(value not in vocabulary for value in values):
+        raise ApiError("bad_filter")
+    return tuple(tags.known(values, vocabulary))
+
+
+def _filters(raw: dict[str, list[str]]) -> Filters:
+    """Filters from each parameter's values; an unknown code or a value out of range is refused
+    (422), a parameter that is not a filter is left alone."""
+    words = " ".join(raw.get("words", []))
+    if len(words) > MAX_SEARCH_CHARS:
+        raise ApiError("bad_filter")
+    when = _one(raw.get("when", []), set(When))
+    return Filters(category=_one(raw.get("category", []), tags.CATEGORIES),
+                   diet=_many(raw.get("diet", []), tags.DIETS), avoid=_many(raw.get("avoid", []), tags.ALLERGENS),
+                   when=When(when) if when else None,
+                   radius_km=_number(raw.get("radius_km", []), DISTANCES_KM),
+                   max_price_minor=_number(raw.get("max_price_minor", []), range(1, 10**9)),
+                   words=search_words(words))
+
+
+def _query_filters(request: Request) -> Filters:
+    return _filters({name: _values(request.query_params.getlist(name)) for name in FILTER_PARAMETERS})
+
+
+def _filters_json(filters: Filters) -> dict[str, Any]:
+    """Every filter by name, unset ones as null or [] (what the app's filter screen starts from)."""
+    return {"category": filters.category, "diet": list(filters.diet), "avoid": list(filters.avoid),
+            "when": filters.when.value if filters.when else None, "radius_km": filters.radius_km,
+            "max_price_minor": filters.max_price_minor, "words": " ".join(filters.words)}
+
+
+def _filter_choices(_: Translator) -> dict[str, Any]:
+    """What the filter screen offers, worded for the reader: the chat's /deals choices."""
+    return {
+        "category": _labelled(_, tags.CATEGORIES, tags.CATEGORY_LABELS),
+        "diet": _labelled(_, tags.DIETS, tags.DIET_LABELS),
+        "avoid": _labelled(_, tags.ALLERGENS, tags.ALLERGEN_LABELS),
+        "when": _labelled(_, [when.value for when in When], tags.WHEN_LABELS),
+        "radius_km": [{"code": km, "label": f"{km} km"} for km in DISTANCES_KM],
+        "max_price_minor": [{"code": limit, "label": _("up to {price}", price=format_money(limit, "EUR", _.language))}
+                            for limit in PRICE_LIMITS_MINOR],
+        "names": {name: _(label) for name, label in tags.FILTER_NAMES.items()},
+        "nearby_km": int(NEARBY_RADIUS_KM),  # "near me" until a distance is chosen
+    }
+
+
 def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
@@ -196,12 +281,33 @@ def _money(minor: int, currency: str, language: str) -> dict[str, Any]:
     return {"minor": minor, "currency": currency, "text": format_money(minor, currency, language)}
 
 
-def _deal(listing: sources.Listing, language: str) -> dict[str, Any]:
+def _labelled(_: Translator, codes: Any, labels: dict[str, str]) -> list[dict[str, str]]:
+    """Known codes in their vocabulary's order, each with its name in the reader's language."""
+    return [{"code": code, "label": _(label)} for code, label in labels.items() if code in set(codes or ())]
+
+
+def _rating(_: Translator, summary: Summary | None) -> dict[str, Any] | None:
+    """The business's stars, once it has enough ratings to show (as the chat's card shows them)."""
+    if summary is None or not summary.shown:
+        return None
+    return {"average": round(summary.average, 1), "count": summary.count,
+            "text": _.ngettext("⭐ {average} ({count} rating)", "⭐ {average} ({count} ratings)", summary.count,
+                               average=f"{summary.average:.1f}", count=summary.count)}
+
+
+def _deal(listing: sources.Listing, _: Translator, rating: Summary | None = None) -> dict[str, Any]:
     offer, business = listing.offer, listing.business
+    language = _.language
+    category = tags.category(offer.category)
     return {
         "id": offer.id,
         "title": offer.title,
         "description": offer.description,
+        "category": {"code": category, "label": _(tags.CATEGORY_LABELS[category])} if category else None,
+        "diet": _labelled(_, offer.diet, tags.DIET_LABELS),
+        "allergens": _labelled(_, offer.allergens, tags.ALLERGEN_LABELS),
+        "rating": _rating(_, rating),
+        "photo_url": f"/api/deals/{offer.id}/photo.jpg?v={offer.version}" if offer.photo_card_file_id else None,
         "price": _money(offer.price_minor, offer.currency, language),
         "original_price": _money(offer.original_price_minor, offer.currency, language),
         "units_left": max(offer.units_left, 0),
@@ -282,20 +388,30 @@ def _admin(caller: Caller) -> None:
 
 def me(_request: Request, session: Session, caller: Caller) -> Response:
     business = sources.business_of(session, caller.user.id)
+    known = sources.user(session, caller.user.id)
     roles = ["customer", *(["business"] if business else []), *(["admin"] if caller.is_admin else [])]
+    _ = Translator(caller.language)
     return _json({
         "id": caller.user.id, "first_name": caller.user.first_name, "language": caller.language, "roles": roles,
         "business": {"id": business.id, "name": business.name, "status": business.status.value,
                      "timezone": business.timezone} if business else None,
         "map": {"tile_url": caller.settings.map_tile_url, "attribution": caller.settings.map_attribution},
+        # Where the customer last shared their location in the chat ("📍 Near me" there), if they did.
+        "location": {"lat": known.latitude, "lon": known.longitude}
+        if known is not None and known.latitude is not None and known.longitude is not None else None,
+        "filters": _filters_json(sources.saved_filters(session, caller.user.id)),
+        "filter_choices": _filter_choices(_),
         "texts": texts(caller.language),
     })
 
 
 def deals(request: Request, session: Session, caller: Caller) -> Response:
     latitude, longitude = _point(request)
-    found = sources.deals(session, _now(), latitude=latitude, longitude=longitude)
-    return _json({"deals": [_deal(item, caller.language) for item in found.items], "has_more": found.has_more})
+    found = sources.deals(session, _now(), latitude=latitude, longitude=longitude, filters=_query_filters(request))
+    _ = Translator(caller.language)
+    rated = sources.rating_summaries(session, {item.business.id for item in found.items})
+    return _json({"deals": [_deal(item, _, rated.get(item.business.id)) for item in found.items],
+                  "has_more": found.has_more, "loosen": found.loosen})
 
 
 def deal(request: Request, session: Session, caller: Caller) -> Response:
@@ -303,7 +419,36 @@ def deal(request: Request, session: Session, caller: Caller) -> Response:
     listing = sources.deal(session, _id(request), latitude=latitude, longitude=longitude)
     if listing is None or listing.offer.status == OfferStatus.DRAFT:
         raise ApiError("not_found")
-    return _json(_deal(listing, caller.language))
+    business_id = listing.business.id
+    return _json(_deal(listing, Translator(caller.language),
+                       sources.rating_summaries(session, [business_id]).get(business_id)))
+
+
+def deal_photo(request: Request, session: Session, caller: Caller) -> Response:
+    """The deal's card (its photo with the price on it, as the chat shows it), from Telegram."""
+    listing = sources.deal(session, _id(request), latitude=None, longitude=None)
+    if listing is None or listing.offer.status == OfferStatus.DRAFT or not listing.offer.photo_card_file_id:
+        raise ApiError("not_found")
+    try:
+        jpeg = sources.card_jpeg(listing.offer.photo_card_file_id)
+    except TelegramError as error:
+        log.warning("webapp_photo_unavailable", offer_id=listing.offer.id, error=str(error))
+        raise ApiError("photo_unavailable") from None
+    if jpeg is None:  # Telegram no longer has it
+        raise ApiError("not_found")
+    # The address carries the offer's version, which a new card changes: cached until then.
+    return Response(jpeg, media_type="image/jpeg", headers={"cache-control": "private, max-age=86400"})
+
+
+def save_filters(request: Request, session: Session, caller: Caller) -> Response:
+    """Remember the customer's filters, where the chat's /deals keeps them: one choice for both."""
+    body = _body(request)
+    raw = body.get("filters")
+    if not isinstance(raw, dict):
+        raise ApiError("bad_request")
+    filters = _filters({name: _values(raw.get(name)) for name in FILTER_PARAMETERS})
+    sources.save_filters(session, caller.user.id, filters)
+    return _json({"filters": _filters_json(filters)})
 
 
 def place_order(request: Request, session: Session, caller: Caller) -> Response:
@@ -676,7 +821,8 @@ def admin_stats(_request: Request, session: Session, caller: Caller) -> Response
 
 
 HANDLERS: dict[str, Handler] = {
-    "me": me, "deals": deals, "deal": deal, "place_order": place_order, "my_orders": my_orders,
+    "me": me, "deals": deals, "deal": deal, "deal_photo": deal_photo, "save_filters": save_filters,
+    "place_order": place_order, "my_orders": my_orders,
     "order_qr": order_qr, "business_today": business_today, "business_offers": business_offers,
     "confirm_pickup": confirm_pickup, "pause_offer": offer_action("pause"),
     "resume_offer": offer_action("resume"),

@@ -3,7 +3,8 @@
 The status says what kind of refusal it is (DESIGN invariant 6): 401 no genuine initData, 403 not an
 admin, 404 no such thing *for this caller* (another business's offer looks exactly like a missing
 one), 409 not in a state for that, 413 a photo too large, 422 bad input (with ``field``, the form field
-it is about, and ``rule``, the domain's code for what is wrong, where there is one).
+it is about, and ``rule``, the domain's code for what is wrong, where there is one), 502 Telegram did not
+give us a photo.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ MESSAGES = {
     "already_reviewed": (409, N_("This business has been reviewed already.")),
     "bad_request": (422, N_("That request doesn't look right. Please reload the app and try again.")),
     "bad_location": (422, N_("That location doesn't look right: latitude -90…90, longitude -180…180.")),
+    "bad_filter": (422, N_("That filter doesn't look right. Please choose your filters again.")),
     "bad_quantity": (422, N_("You can order 1 to {most} at a time.")),
     "bad_code": (422, N_("Type the customer's pickup code: letters and digits.")),
+    "photo_unavailable": (502, N_("The photo can't be loaded right now. Please try again in a moment.")),
     "server_error": (500, N_("Something went wrong on our side. Please try again in a moment.")),
     # The business dashboard: an offer made or changed in the app.
     "no_photo": (422, N_("Choose a photo of the food: it becomes the deal card.")),

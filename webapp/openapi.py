@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.catalog import DISTANCES_KM, When
 from domain.tags import ALLERGENS, CATEGORIES, DIETS
 
 
@@ -23,6 +24,28 @@ class Operation:
     upload: bool = False  # the body is a photo's bytes (image/jpeg, image/png or image/webp), not JSON
 
 
+# The /deals filters (domain.catalog.Filters), as query parameters and as the saved filters' fields.
+_FILTERS: dict[str, dict[str, Any]] = {
+    "category": {"type": "string", "enum": list(CATEGORIES), "description": "one category"},
+    "diet": {"type": "array", "items": {"type": "string", "enum": list(DIETS)},
+             "description": "every one of these diets (comma-separated, or the parameter repeated)"},
+    "avoid": {"type": "array", "items": {"type": "string", "enum": list(ALLERGENS)},
+              "description": "none of these allergens (comma-separated, or the parameter repeated)"},
+    "when": {"type": "string", "enum": [when.value for when in When],
+             "description": "pickup time in the business's time zone: open within the hour, after 17:00 today, "
+                            "tomorrow"},
+    "radius_km": {"type": "integer", "enum": list(DISTANCES_KM),
+                  "description": "within this many km of lat/lon (nearest first: 15 km unless chosen)"},
+    "max_price_minor": {"type": "integer", "minimum": 1, "maximum": 10**9 - 1,
+                        "description": "at most this price, in minor units (cents)"},
+    "words": {"type": "string", "maxLength": 200,
+              "description": "words searched in titles, descriptions and business names (the first 5)"},
+}
+_PARAMETERS: dict[str, dict[str, Any]] = {
+    "lat": {"type": "number", "minimum": -90, "maximum": 90, "description": "the customer's latitude"},
+    "lon": {"type": "number", "minimum": -180, "maximum": 180, "description": "the customer's longitude"},
+    **_FILTERS,
+}
 _REQUEST_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$",
                "description": "made by the app once per action; repeating it repeats nothing"}
 _ACTION = {"type": "object", "required": ["request_id"], "properties": {"request_id": _REQUEST_ID}}
@@ -46,10 +69,19 @@ _EDIT = {"type": "object", "required": ["request_id"], "description": "only what
 
 OPERATIONS = (
     Operation("GET", "/api/me", "me", "Who I am: roles, language, the map's tiles, the screens' sentences", "customer"),
-    Operation("GET", "/api/deals", "deals", "Deals I can order now, nearest first around lat/lon (else newest)",
-              "customer", params=("lat", "lon"), statuses=(200, 422)),
-    Operation("GET", "/api/deals/{id}", "deal", "One deal, with its distance from lat/lon", "customer",
-              params=("lat", "lon"), statuses=(200, 404, 422)),
+    Operation("GET", "/api/deals", "deals",
+              "Deals I can order now, with the filters of the chat's /deals: nearest first around lat/lon (else "
+              "newest), at most 20; when none match, `loosen` names the filter whose removal finds some",
+              "customer", params=("lat", "lon", *_FILTERS), statuses=(200, 422)),
+    Operation("GET", "/api/deals/{id}", "deal",
+              "One deal, with its distance from lat/lon, allergens, diet, the business's rating and its photo's URL",
+              "customer", params=("lat", "lon"), statuses=(200, 404, 422)),
+    Operation("GET", "/api/deals/{id}/photo.jpg", "deal_photo", "The deal's photo (its card, as the chat shows it)",
+              "customer", answer="image/jpeg", statuses=(200, 404, 502)),
+    Operation("POST", "/api/filters", "save_filters",
+              "Remember my filters, where the chat's /deals keeps them (both use the same)", "customer",
+              body={"type": "object", "required": ["filters"], "properties": {
+                  "filters": {"type": "object", "properties": _FILTERS}}}, statuses=(200, 422)),
     Operation("POST", "/api/orders", "place_order",
               "Reserve: handed to the reservations queue; the Pay link then comes in the chat and in /api/orders",
               "customer", body={"type": "object", "required": ["offer_id", "request_id"], "properties": {
@@ -111,7 +143,7 @@ OPERATIONS = (
 _STATUS_TEXT = {200: "OK", 201: "Created", 202: "Accepted: handed over", 413: "Too large",
                 429: "Too many in a short time", 401: "No genuine initData (forged, tampered or stale)",
                 403: "Not allowed for this role", 404: "Not found (or not yours)", 409: "Not in a state for that",
-                422: "Bad input", 500: "Server error"}
+                422: "Bad input", 500: "Server error", 502: "Telegram did not give us the file"}
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -125,8 +157,10 @@ def _operation(op: Operation) -> dict[str, Any]:
             responses[str(status)] = {"description": _STATUS_TEXT[status],
                                       "content": {"application/json": {"schema": _ERROR}}}
     parameters = [{"name": name, "in": "query", "required": False,
-                   "schema": {"type": "number", "minimum": -90 if name == "lat" else -180,
-                              "maximum": 90 if name == "lat" else 180}} for name in op.params]
+                   "description": _PARAMETERS[name]["description"],
+                   "schema": {key: value for key, value in _PARAMETERS[name].items() if key != "description"},
+                   **({"style": "form", "explode": False} if _PARAMETERS[name]["type"] == "array" else {})}
+                  for name in op.params]
     if "{id}" in op.path:
         parameters.insert(0, {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}})
     document: dict[str, Any] = {"operationId": op.handler, "summary": op.summary, "tags": [op.role],

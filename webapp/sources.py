@@ -1,7 +1,7 @@
 """Where the Mini App reads from and acts through: the domain's public functions, in one place.
 
-The API (webapp/api.py) calls only these. When the catalogue's filters (issue 21) and a business's
-earnings (issue 20) land, they are wired in here, and the API and its document stay as they are.
+The API (webapp/api.py) calls only these. Deals are found by the chat's own /deals query
+(`domain.catalog.browse`, with the same filters), one query for a whole map.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from core import handover, redis_client
 from core import telegram as tg
-from domain import businesses, catalog, offers, photos, stats
-from domain.catalog import Listing, Sort
+from domain import businesses, catalog, offers, photos, ratings, stats
+from domain.catalog import Filters, Listing, Sort
 from domain.earnings_chart import ChartWords, month_chart
 from domain.images import PhotoRejected
 from domain.ordering import MAX_PER_ORDER
@@ -26,10 +26,12 @@ from domain.payments import earnings
 from domain.pickup_pass import bot_username, code_of_scan, pickup_link, qr_png
 from models import Business, Offer, Order, OrderStatus, User
 
-__all__ = ["MAX_PER_ORDER", "ChartWords", "Listing", "PhotoRejected", "bot_username", "code_of_scan", "month_chart",
-           "pickup_link", "qr_png"]
+__all__ = ["MAX_PER_ORDER", "ChartWords", "Filters", "Listing", "PhotoRejected", "bot_username", "code_of_scan",
+           "month_chart", "pickup_link", "qr_png"]
 
-MAP_PAGES = 4  # a map shows up to this many of the catalogue's pages at once
+# The deals a map shows at once: the same 20 it showed as four of the chat's pages, pins still apart
+# on a phone's map, and a list short enough to scroll.
+MAP_LIMIT = 4 * catalog.PAGE_SIZE
 TELL_THE_CHAT = "notifications.tell_app_action"  # chat/app_actions.py words it, in the chat
 
 
@@ -37,19 +39,18 @@ TELL_THE_CHAT = "notifications.tell_app_action"  # chat/app_actions.py words it,
 class Deals:
     items: list[Listing]
     has_more: bool
+    loosen: str | None  # nothing matched: the one filter whose removal finds something
 
 
-def deals(session: Session, now: datetime, *, latitude: float | None, longitude: float | None) -> Deals:
-    """What a customer can order now: nearest first around a point (within the catalogue's radius),
-    else newest first."""
+def deals(session: Session, now: datetime, *, latitude: float | None, longitude: float | None,
+          filters: Filters | None = None) -> Deals:
+    """What a customer can order now, matching the filters: nearest first around a point (within the
+    chosen distance, else the catalogue's radius), else newest first; MAP_LIMIT of them, in the one
+    query the chat's /deals runs for a page."""
     sort = Sort.NEAREST if latitude is not None and longitude is not None else Sort.NEWEST
-    items: list[Listing] = []
-    for page in range(MAP_PAGES):
-        found = catalog.browse(session, now, sort, page, latitude=latitude, longitude=longitude)
-        items += found.items
-        if not found.has_next:
-            return Deals(items, False)
-    return Deals(items, True)
+    found = catalog.browse(session, now, sort, latitude=latitude, longitude=longitude, filters=filters,
+                           size=MAP_LIMIT)
+    return Deals(found.items, found.has_next, found.loosen)
 
 
 def deal(session: Session, offer_id: int, *, latitude: float | None, longitude: float | None) -> Listing | None:
@@ -104,6 +105,9 @@ def tell_the_chat(session: Session, action: str, user_id: int, subject_id: int, 
     handover.enqueue_after_commit(session, TELL_THE_CHAT, action, user_id, subject_id, request_key)
 
 
+saved_filters = catalog.saved_filters
+save_filters = catalog.save_filters
+rating_summaries = ratings.summaries
 offer_of_pickup_code = offers.offer_of_pickup_code
 confirm_pickup = offers.confirm_pickup
 pause = offers.pause

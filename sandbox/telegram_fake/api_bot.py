@@ -744,3 +744,80 @@ def get_my_commands(ctx: CallContext) -> list[dict[str, Any]]:
 def delete_my_commands(ctx: CallContext) -> bool:
     ctx.bot.commands.pop(_commands_key(ctx), None)
     return True
+
+
+# --------------------------------------------------------------------------- menu button
+
+
+def _menu_button_chat(ctx: CallContext) -> int | None:
+    """setChatMenuButton's and getChatMenuButton's chat: a private chat (a user's id), or None for the
+    bot's default; a user Telegram doesn't know is refused."""
+    if not ctx.params.has("chat_id"):
+        return None
+    chat_id = ctx.params.get_int("chat_id", invalid="invalid chat_id specified")
+    if chat_id is None or chat_id <= 0:
+        raise bad_request("invalid chat_id specified")
+    with ctx.state.lock:
+        if chat_id not in ctx.bot.chats and chat_id not in ctx.state.users:
+            raise bad_request("user not found")
+    return chat_id
+
+
+def _menu_button(raw: Any) -> dict[str, Any]:
+    """A MenuButton as the Bot API parses it: ``default`` (also when absent), ``commands``, or
+    ``web_app`` with its text and an http(s) URL (Telegram's production servers take https only;
+    the fake, standing in for its test environment too, takes http for this machine's Mini App)."""
+    if raw is None:
+        return {"type": "default"}
+    if not isinstance(raw, dict):
+        raise bad_request("can't parse menu button: MenuButton must be an Object")
+    kind = raw.get("type")
+    if kind is None:
+        raise bad_request('can\'t parse menu button: Can\'t find field "type"')
+    if not isinstance(kind, str):
+        raise bad_request('can\'t parse menu button: Field "type" must be of type String')
+    if kind in ("default", "commands"):
+        return {"type": kind}
+    if kind != "web_app":
+        raise bad_request("can't parse menu button: MenuButton has unsupported type")
+    text, web_app = raw.get("text"), raw.get("web_app")
+    if not isinstance(text, str):
+        raise bad_request('can\'t parse menu button: Can\'t find field "text"')
+    if not isinstance(web_app, dict):
+        raise bad_request('can\'t parse menu button: Field "web_app" must be of type Object')
+    url = web_app.get("url")
+    if not isinstance(url, str):
+        raise bad_request('can\'t parse menu button: Can\'t find field "url"')
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise bad_request(f"menu button web app URL '{url}' is invalid: URL host is empty")
+    if parts.scheme not in ("http", "https"):
+        raise bad_request(f"menu button web app URL '{url}' is invalid: Only HTTPS links are allowed")
+    return {"type": "web_app", "text": text, "web_app": {"url": url}}
+
+
+@bot_method("setChatMenuButton")
+def set_chat_menu_button(ctx: CallContext) -> bool:
+    try:
+        raw = ctx.params.get_json("menu_button")
+    except ApiError:
+        raise bad_request("can't parse menu button JSON object") from None
+    button = _menu_button(raw)  # parsed before the chat is looked at, as Telegram does
+    chat_id = _menu_button_chat(ctx)
+    with ctx.state.lock:
+        ctx.bot.menu_buttons[chat_id] = button
+    return True
+
+
+@bot_method("getChatMenuButton")
+def get_chat_menu_button(ctx: CallContext) -> dict[str, Any]:
+    """The chat's own button ({"type": "default"} when it has none), or the bot's default
+    ({"type": "commands"} until one is set)."""
+    chat_id = _menu_button_chat(ctx)
+    with ctx.state.lock:
+        button = ctx.bot.menu_buttons.get(chat_id)
+    if button is None:
+        return {"type": "commands"} if chat_id is None else {"type": "default"}
+    if chat_id is None and button["type"] == "default":
+        return {"type": "commands"}
+    return button

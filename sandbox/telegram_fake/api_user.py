@@ -368,19 +368,40 @@ def web_app_launch_url(url: str, bot_token: str, user: dict[str, Any], *, auth_d
 
 @_endpoint
 async def open_web_app(request: Request) -> Response:
-    """A tap on a ``web_app`` button: what the Telegram client opens (only for a button that exists)."""
+    """A tap on a ``web_app`` button: what the Telegram client opens (only for a button that exists):
+    an inline button of a message (``message_id`` and its ``text``), or the chat's menu button
+    (``menu_button``: true)."""
     state = _state(request)
     values = await _values(request)
     bot = _bot(state, values)
     with state.lock:
-        chat, message_id, message = _pressed_message(state, bot, values)
-        text = values.get("text")
-        button = next((b for b in inline_buttons(message.reply_markup)
-                       if b.get("text") == text and isinstance(b.get("web_app"), dict)), None)
-        if button is None:
-            raise UserApiError(400, f"message {message_id} has no web_app button {text!r}")
-        token = min(bot.tokens)
-        return _ok(url=web_app_launch_url(str(button["web_app"].get("url", "")), token, chat.user.api()))
+        if values.get("menu_button") in (True, "true", "1"):
+            chat = _chat_for_user(state, bot, values)
+            menu = bot.menu_button(chat.id)
+            if menu["type"] != "web_app":
+                raise UserApiError(400, f"the menu button of chat {chat.id} opens no Mini App")
+            url = menu["web_app"]["url"]
+        else:
+            chat, message_id, message = _pressed_message(state, bot, values)
+            text = values.get("text")
+            button = next((b for b in inline_buttons(message.reply_markup)
+                           if b.get("text") == text and isinstance(b.get("web_app"), dict)), None)
+            if button is None:
+                raise UserApiError(400, f"message {message_id} has no web_app button {text!r}")
+            url = str(button["web_app"].get("url", ""))
+        return _ok(url=web_app_launch_url(url, min(bot.tokens), chat.user.api()))
+
+
+@_endpoint
+async def menu_button(request: Request) -> Response:
+    """The menu button a client shows beside the message field of a chat (the chat's own, else the
+    bot's default, else the "/" menu: ``{"type": "commands"}``)."""
+    state = _state(request)
+    query = dict(request.query_params)
+    bot = _bot(state, query)
+    chat_id = _int(query, "chat_id", required=True)
+    with state.lock:
+        return _ok(menu_button=bot.menu_button(chat_id))
 
 
 @_endpoint
@@ -777,6 +798,7 @@ def routes() -> list[Route]:
         Route(f"{prefix}/updates", inject_update, methods=["POST"]),
         Route(f"{prefix}/updates", list_updates, methods=["GET"]),
         Route(f"{prefix}/commands", list_commands, methods=["GET"]),
+        Route(f"{prefix}/menu_button", menu_button, methods=["GET"]),
         Route(f"{prefix}/block", block_user, methods=["POST"]),
         Route(f"{prefix}/chats", list_chats, methods=["GET"]),
         Route(f"{prefix}/chats/{{chat_id:int}}/messages", chat_messages, methods=["GET"]),

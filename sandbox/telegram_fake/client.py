@@ -115,6 +115,15 @@ class TelegramFakeClient:
         initData signed for the bot and the theme in its fragment."""
         return self._post("/web_apps", {"user_id": user_id, "message_id": message_id, "text": text})["url"]
 
+    def menu_button(self, chat_id: int) -> dict[str, Any]:
+        """The menu button this chat shows beside its message field (``{"type": "commands"}``: the
+        "/" menu)."""
+        return self._get("/menu_button", chat_id=chat_id)["menu_button"]
+
+    def open_menu_button(self, user_id: int) -> str:
+        """Tap the chat's menu button, when it opens a Mini App: the address it opens at."""
+        return self._post("/web_apps", {"user_id": user_id, "menu_button": True})["url"]
+
     def send_photo(
         self, user_id: int, image: bytes | str | Path, *, caption: str | None = None, filename: str = "photo.jpg"
     ) -> dict[str, Any]:

@@ -236,7 +236,7 @@ def update_chat_key(update: dict[str, Any]) -> int | None:
 
 
 class BotAccount:
-    """Everything Telegram keeps per bot: chats, undelivered updates, webhook, commands."""
+    """Everything Telegram keeps per bot: chats, undelivered updates, webhook, commands, menu buttons."""
 
     def __init__(self, identity: BotIdentity):
         self.identity = identity
@@ -263,8 +263,18 @@ class BotAccount:
         self.in_flight: set[int] = set()
         self.busy_chats: set[int] = set()
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        # setChatMenuButton: per private chat (user id), and the bot's default (key None). Unset or
+        # {"type": "default"} for a chat: the default applies; no default: the "/" menu (commands).
+        self.menu_buttons: dict[int | None, dict[str, Any]] = {}
         self.callback_queries: dict[str, CallbackQueryRecord] = {}
         self.inline_queries: dict[str, InlineQueryRecord] = {}
+
+    def menu_button(self, chat_id: int | None) -> dict[str, Any]:
+        """The menu button a client shows in this chat (None: the bot's default)."""
+        chosen = self.menu_buttons.get(chat_id) if chat_id is not None else None
+        if chosen is None or chosen["type"] == "default":
+            chosen = self.menu_buttons.get(None)
+        return chosen if chosen is not None and chosen["type"] != "default" else {"type": "commands"}
 
     def is_allowed(self, update: dict[str, Any]) -> bool:
         kind = update_kind(update)

@@ -1,15 +1,18 @@
-"""A person's language, through the Telegram fake and a real worker: the "/" menu follows the
-language chosen with /language, and after "delete my data" they start afresh in their app's
+"""A person's language, through the Telegram fake and a real worker: the "/" menu and the menu
+button follow the language chosen with /language, and after "delete my data" they start afresh in their app's
 language, as a new user would."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import httpx
 
 from core import db
+from core.settings import SANDBOX_BOT_TOKEN
 from models import User
+from tests.e2e.conftest import new_user_id
 
 
 def buttons(message: dict) -> list[str]:
@@ -92,3 +95,23 @@ def test_after_deleting_my_data_i_start_afresh_in_my_apps_language(stack, user):
     assert "Hi" in menu["text"] and "Hallo" not in menu["text"]
     with db.session_scope() as session:
         assert session.get(User, user).language == "en"
+
+
+def test_the_menu_button_opens_the_map_in_my_language(stack, user):
+    """Telegram's menu button has no language: the bot's default one is English, and a chat whose
+    person speaks another language gets its own, from the first message on and after /language."""
+    stack.telegram.create_user(user, "Greta", language_code="de")
+    say(stack, user, "/start")
+    german = wait_for(lambda: (button := stack.telegram.menu_button(user)).get("text") == "🗺 Karte" and button)
+    assert german["web_app"]["url"] == os.environ["WEBAPP_URL"]
+    picker = say(stack, user, "/language")
+    tap(stack, user, picker, "lang:en")
+    wait_for(lambda: stack.telegram.menu_button(user).get("text") == "🗺 Map")
+
+    english = new_user_id()
+    stack.telegram.create_user(english, "Emma", language_code="en")
+    say(stack, english, "/start")
+    # No chat of its own: the bot's default, which bot.setup set, opens the same app.
+    assert httpx.get(f"{stack.telegram_url}/bot{SANDBOX_BOT_TOKEN}/getChatMenuButton",
+                     params={"chat_id": english}, timeout=10).json()["result"] == {"type": "default"}
+    assert stack.telegram.menu_button(english) == german | {"text": "🗺 Map"}

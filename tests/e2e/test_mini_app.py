@@ -7,11 +7,13 @@ and in the chat; once paid, the app shows the pickup code and its QR. A business
 in its dashboard, and the chat says so too; it creates an offer with a photo from the phone (made
 into the deal card by the images task while the page waits), publishes it, and confirms a pickup by
 scanning the customer's pickup pass with Telegram's QR scanner (which the panel plays: its camera
-sees the QR codes in the sandbox's chats). Without MAP_TILE_URL (the sandbox), the page asks
-nothing of any other host."""
+sees the QR codes in the sandbox's chats). The bot's menu button opens the same app, where the
+customer filters the map as /deals filters (and for /deals too), and a deal shows its photo and
+allergens. Without MAP_TILE_URL (the sandbox), the page asks nothing of any other host."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import time
@@ -19,11 +21,12 @@ from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
+from PIL import Image
 from playwright.sync_api import FrameLocator, Page, expect
 
 import chat.messages  # noqa: F401 - renders the pickup pass recorded here, as in the worker
 from core import db, outbox
-from domain import reservations
+from domain import catalog, images, reservations
 from domain.payments.notices import PickupPass
 from models import Business, BusinessStatus, Offer, OfferStatus, Order, OrderStatus, PhotoStatus
 from sandbox.demo import food_photo
@@ -37,6 +40,7 @@ __all__ = ["browser", "playwright"]  # the browser fixtures, shared with the web
 
 HALLE_MARKT = (51.4826, 11.9697)  # no other test puts a shop here
 ERFURT_DOM = (50.9756, 11.0237)
+LUEBECK_HOLSTENTOR = (53.8662, 10.6797)
 ROSTOCK_HAFEN = (54.0924, 12.1286)
 
 
@@ -74,7 +78,6 @@ def test_a_customer_opens_the_map_from_the_chat_orders_pays_and_sees_the_code(st
     expect(deal).to_contain_text("Soup of the day")
     expect(deal).to_contain_text("€4.50")
     expect(app.locator("#map path.leaflet-interactive")).not_to_have_count(0)  # the pins, on a plain ground
-    shot(page, "mini-app-map.png")
     deal.click()
     # The app asked for Telegram's Back and Main buttons (web_app_setup_*), which the panel draws.
     back = page.locator("#mini-app-back")
@@ -114,6 +117,80 @@ def test_a_customer_opens_the_map_from_the_chat_orders_pays_and_sees_the_code(st
 
     hosts = {urlsplit(url).hostname for url in requested if url.startswith("http")}
     assert hosts <= {"127.0.0.1"}, hosts  # no tiles, no CDN: nothing leaves the machine
+    no_page_errors(page)
+    page.close()
+
+
+def _a_card(stack, owner: int, title: str, price_minor: int) -> str:
+    """A deal card on the Telegram fake, drawn as the images task draws it (here sent by the owner,
+    where the task would upload it): Telegram's file_id for it."""
+    photo = io.BytesIO()
+    Image.linear_gradient("L").resize((640, 480)).convert("RGB").save(photo, "JPEG")
+    card = images.process_offer_photo(photo.getvalue(), price_minor=price_minor, original_price_minor=700,
+                                      currency="EUR", title=title).card
+    sent = stack.telegram.send_photo(owner, card, caption=title)
+    return max(sent["message"]["photo"], key=lambda size: size["width"])["file_id"]
+
+
+def test_the_menu_button_opens_the_map_where_a_customer_filters_and_sees_a_deals_photo_and_allergens(
+        stack, browser, webapp):
+    owner = new_user_id()
+    soup_kitchen = make_business(owner, name="Suppenbar", latitude=LUEBECK_HOLSTENTOR[0],
+                                 longitude=LUEBECK_HOLSTENTOR[1] + 0.002)
+    dairy = make_business(name="Käserei", latitude=LUEBECK_HOLSTENTOR[0], longitude=LUEBECK_HOLSTENTOR[1] + 0.004)
+    soup = make_offer(soup_kitchen, "Lentil soup", price_minor=400, category="meals", diet=["vegan"],
+                      allergens=["celery"], photo_card_file_id=_a_card(stack, owner, "Lentil soup", 400),
+                      photo_status=PhotoStatus.READY)
+    cheese = make_offer(dairy, "Cheese bag", price_minor=500, category="dairy", allergens=["milk"])
+    # The customer shared their location in the chat: the app starts there, nearest first.
+    customer = make_user(new_user_id(), latitude=LUEBECK_HOLSTENTOR[0], longitude=LUEBECK_HOLSTENTOR[1])
+    page = open_chat(browser, stack, f"user={customer}&name=Lea")
+    menu = page.locator("#menu-button")
+    expect(menu).to_have_text("🗺 Map")  # setChatMenuButton at setup: the Mini App, not the "/" menu
+    menu.click()
+    expect(page.locator("#mini-app")).to_be_visible()
+    app = page.frame_locator("#mini-app-frame")
+    expect(app.locator(".card.deal")).to_have_count(2)
+    expect(app.locator(".card.deal").first).to_contain_text("Lentil soup")  # the nearer one first
+    expect(app.locator(f'.card.deal[data-offer="{cheese}"]')).to_contain_text("⚠️ Contains: milk")
+    expect(app.locator("#map path.leaflet-interactive")).to_have_count(3)  # the customer and two pins
+    shot(page, "mini-app-map.png")
+
+    app.locator("#filters-button").click()
+    back, main = page.locator("#mini-app-back"), page.locator("#mini-app-main")
+    expect(back).to_be_visible()  # Telegram's BackButton: leaves the filters unchanged
+    app.locator('[data-filter="category"] [data-value="meals"]').click()
+    app.locator('[data-filter="avoid"] [data-value="milk"]').click()
+    expect(app.locator('[data-filter="avoid"] [data-value="milk"]')).to_have_attribute("aria-pressed", "true")
+    shot(page, "mini-app-filters.png")
+    expect(main).to_have_text("✅ Show deals")  # Telegram's MainButton applies them
+    main.click()
+    expect(app.locator("#filter-summary")).to_contain_text("🍲 Meals · without milk")
+    expect(app.locator(".card.deal")).to_have_count(1)
+    expect(app.locator("#filters-button")).to_have_text("🔎 Filters (2)")
+    expect(app.locator("#map path.leaflet-interactive")).to_have_count(2)  # the customer, and the one pin
+    with db.session_scope() as session:  # the chat's /deals has the same filters now
+        assert catalog.saved_filters(session, customer) == catalog.Filters(category="meals", avoid=("milk",))
+
+    app.locator(f'.card.deal[data-offer="{soup}"]').click()
+    expect(app.locator("#deal-allergens")).to_have_text("⚠️ Contains: celery")
+    expect(app.locator("#deal-rating")).to_have_text("⭐ Not enough ratings yet")
+    photo = app.locator("img.photo")
+    expect(photo).to_have_attribute("src", re.compile("^blob:"))  # fetched with the initData, from Telegram
+    assert photo.evaluate("image => image.decode().then(() => image.naturalWidth)") == images.CARD_SIZE[0]
+    expect(main).to_have_text("Order 1 for €4.00")
+    shot(page, "mini-app-deal.png")
+    back.click()
+    expect(app.locator(".card.deal")).to_have_count(1)
+
+    # Nothing matches dairy without milk: the app says which filter to drop, as /deals does.
+    app.locator("#filters-button").click()
+    app.locator('[data-filter="category"] [data-value="dairy"]').click()
+    main.click()
+    expect(app.locator("#deals")).to_contain_text("Without “category” there are deals")
+    app.locator("#drop-filter").click()
+    expect(app.locator(f'.card.deal[data-offer="{soup}"]')).to_be_visible()
+    expect(app.locator("#filter-summary")).to_have_text("🔎 Filters: without milk")
     no_page_errors(page)
     page.close()
 

@@ -211,3 +211,29 @@ def test_search_folds_case_in_both_languages(db):
     assert _titles(_browse(Sort.NEWEST, words=catalog.search_words("roggen"))) == ["Brötchen-Tüte"]
     assert set(_titles(_browse(Sort.NEWEST, words=catalog.search_words("bäckerei")))) == {
         "Brötchen-Tüte", "Croissant bag"}
+
+
+def test_nearest_first_walks_the_nearest_businesses_and_pages_add_up_to_one_long_page(db):
+    """The nearest businesses with a matching offer first, each one's offers by id: page after page
+    of the chat's five are the Mini App's one page of twenty, and a business whose offers all fail
+    the filters takes no place (catalog._nearest_businesses)."""
+    rostock = (54.0887, 12.1405)  # no other test puts a shop here
+    everything, bakery = [], []
+    for n in range(9):  # 300 m apart, outward, with one to three offers each, a third of them bakery's
+        business = make_business(latitude=rostock[0] + 0.0027 * (n + 1), longitude=rostock[1])
+        for k in range(1 + n % 3):
+            category = "meals" if (n + k) % 3 else "bakery"
+            everything.append(make_offer(business, f"Bag {n}.{k}", category=category))
+            if category == "bakery":
+                bakery.append(everything[-1])
+
+    def ids(page: int = 0, size: int = catalog.PAGE_SIZE, **filters) -> tuple[list[int], bool]:
+        with session_scope() as session:
+            found = catalog.browse(session, datetime.now(UTC), Sort.NEAREST, page, latitude=rostock[0],
+                                   longitude=rostock[1], filters=Filters(radius_km=5, **filters), size=size)
+            return [item.offer.id for item in found.items], found.has_next
+
+    assert ids(size=20) == (everything, False) and len(everything) == 18
+    assert [offer for page in range(4) for offer in ids(page)[0]] == everything
+    assert ids(size=3, category="bakery") == (bakery[:3], True)  # the second business has none: no place
+    assert ids(1, size=3, category="bakery") == (bakery[3:6], False) and len(bakery) == 6

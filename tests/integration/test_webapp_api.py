@@ -153,6 +153,124 @@ def test_deals_near_a_point_and_one_deal(client):
     assert client.get(f"/api/deals/{near}", headers=headers(me)).json()["title"] == "Bread bag"
 
 
+KIEL = (54.3233, 10.1228)  # no other test puts a shop here
+
+
+def _rated(business_id: int, offer_id: int, stars: list[int]) -> None:
+    """Collected orders of ``offer_id``, each rated with its stars."""
+    from models import Rating
+
+    with session_scope() as session:
+        for number, star in enumerate(stars):
+            customer = make_user()
+            order = Order(offer_id=offer_id, customer_id=customer, quantity=1, unit_price_minor=350,
+                          amount_minor=350, currency="EUR", status=OrderStatus.COLLECTED,
+                          pickup_code=f"K{offer_id}R{number}")
+            session.add(order)
+            session.flush()
+            session.add(Rating(order_id=order.id, business_id=business_id, customer_id=customer, stars=star))
+
+
+def test_deals_follow_the_filters_of_the_chats_deals_through_the_same_query(client):
+    from datetime import UTC, datetime
+
+    from domain import catalog
+
+    shop = make_business(latitude=KIEL[0], longitude=KIEL[1] + 0.001, name="Kieler Backstube")
+    kitchen = make_business(latitude=KIEL[0], longitude=KIEL[1] + 0.03, name="Förde Küche")  # 2 km east
+    vegan = make_offer(shop, "Vegan rolls", price_minor=300, category="bakery", diet=["vegan", "vegetarian"],
+                       allergens=["gluten"])
+    loaf = make_offer(shop, "Sourdough loaf", price_minor=450, category="bakery", allergens=["milk"])
+    curry = make_offer(kitchen, "Curry", price_minor=800, original_price_minor=1500, category="meals",
+                       allergens=["nuts"])
+    me = make_user(language="de")
+    here = {"lat": KIEL[0], "lon": KIEL[1]}
+
+    def found(**filters) -> dict:
+        answer = client.get("/api/deals", params={**here, **filters}, headers=headers(me, language="de"))
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def ids(**filters) -> list[int]:
+        return [deal["id"] for deal in found(**filters)["deals"]]
+
+    assert ids() == [vegan, loaf, curry]  # nearest first: the shop's two (by id), then the kitchen
+    assert ids(category="bakery") == [vegan, loaf]
+    assert ids(diet="vegan") == [vegan]
+    assert ids(avoid="gluten,nuts") == [loaf] == ids(avoid=["gluten", "nuts"])  # a list, either way
+    assert ids(max_price_minor=500) == [vegan, loaf]
+    assert ids(words="SOURDOUGH") == [loaf] == ids(words="backstube loaf")
+    assert ids(when="tomorrow") == []  # every pickup is in two hours
+    assert ids(radius_km=1) == [vegan, loaf]
+    # The same filters, the same answer as the chat's /deals query, page for page.
+    chosen = catalog.Filters(category="bakery", avoid=("nuts",), max_price_minor=1000)
+    with session_scope() as session:
+        page = catalog.browse(session, datetime.now(UTC), catalog.Sort.NEAREST, latitude=KIEL[0],
+                              longitude=KIEL[1], filters=chosen, size=20)
+        expected = [item.offer.id for item in page.items]
+    assert ids(category="bakery", avoid="nuts", max_price_minor=1000) == expected == [vegan, loaf]
+
+    nothing = found(category="dairy", diet="vegan")
+    assert nothing["deals"] == [] and nothing["loosen"] == "category"  # without it, the vegan rolls
+    first = found(category="bakery")["deals"][0]
+    assert first["category"] == {"code": "bakery", "label": "🥐 Backwaren"}
+    assert first["diet"] == [{"code": "vegetarian", "label": "vegetarisch"}, {"code": "vegan", "label": "vegan"}]
+    assert first["allergens"] == [{"code": "gluten", "label": "Gluten"}]
+
+    for bad in ({"category": "pizza"}, {"radius_km": "7"}, {"max_price_minor": "-1"}, {"when": "yesterday"},
+                {"diet": "vegan,paleo"}, {"category": ["bakery", "meals"]}, {"words": "x" * 201}):
+        refused = client.get("/api/deals", params={**here, **bad}, headers=headers(me, language="de"))
+        assert refused.status_code == 422, bad
+        assert refused.json()["error"] == "bad_filter" and "Filter" in refused.json()["message"]
+
+
+def test_a_deal_shows_its_allergens_rating_and_photo(client):
+    business = make_business(latitude=KIEL[0] + 0.2, longitude=KIEL[1])
+    offer = make_offer(business, "Cheese box", category="dairy", allergens=["milk", "nuts"],
+                       photo_card_file_id="AgADfake-card")
+    plain = make_offer(business, "Plain box")
+    me, german = make_user(), make_user(language="de")
+    deal = client.get(f"/api/deals/{offer}", headers=headers(me)).json()
+    assert deal["allergens"] == [{"code": "milk", "label": "milk"}, {"code": "nuts", "label": "nuts"}]
+    assert deal["rating"] is None  # fewer than five ratings are not shown, as in the chat
+    assert deal["photo_url"].startswith(f"/api/deals/{offer}/photo.jpg?v=")
+    _rated(business, offer, [5, 4, 4, 3, 4])
+    deal = client.get(f"/api/deals/{offer}", headers=headers(german)).json()
+    assert deal["rating"] == {"average": 4.0, "count": 5, "text": "⭐ 4.0 (5 Bewertungen)"}
+    listed = client.get("/api/deals", params={"lat": KIEL[0] + 0.2, "lon": KIEL[1]}, headers=headers(me)).json()
+    assert {d["id"]: d["rating"]["count"] if d["rating"] else None for d in listed["deals"]} == {offer: 5, plain: 5}
+    without = client.get(f"/api/deals/{plain}", headers=headers(me)).json()
+    assert (without["photo_url"], without["allergens"]) == (None, [])
+    assert client.get(f"/api/deals/{plain}/photo.jpg", headers=headers(me)).status_code == 404
+
+
+def test_filters_chosen_in_the_app_are_the_chats_and_back(client):
+    from domain import catalog
+
+    me = make_user(language="de", latitude=KIEL[0], longitude=KIEL[1])
+    profile = client.get("/api/me", headers=headers(me)).json()
+    assert profile["filters"] == {"category": None, "diet": [], "avoid": [], "when": None, "radius_km": None,
+                                  "max_price_minor": None, "words": ""}
+    assert profile["location"] == {"lat": KIEL[0], "lon": KIEL[1]}  # shared in the chat
+    choices = profile["filter_choices"]
+    assert [c["code"] for c in choices["radius_km"]] == list(catalog.DISTANCES_KM)
+    assert choices["max_price_minor"][0] == {"code": 300, "label": "bis 3,00\u00a0€"}
+    assert choices["names"]["avoid"] == "Allergene meiden" and choices["nearby_km"] == 15
+
+    saved = client.post("/api/filters", headers=headers(me), json={"filters": {
+        "category": "bakery", "avoid": ["nuts", "gluten"], "radius_km": 5, "words": "  Vegan  rolls "}})
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["filters"]["avoid"] == ["gluten", "nuts"] and saved.json()["filters"]["words"] == "vegan rolls"
+    with session_scope() as session:
+        assert catalog.saved_filters(session, me) == catalog.Filters(
+            category="bakery", avoid=("gluten", "nuts"), radius_km=5, words=("vegan", "rolls"))
+    assert client.get("/api/me", headers=headers(me)).json()["filters"]["category"] == "bakery"
+    for bad in ({"filters": {"category": 7}}, {"filters": {"diet": [None]}}, {"filters": "bakery"}, {}):
+        assert client.post("/api/filters", headers=headers(me), json=bad).status_code == 422, bad
+    cleared = client.post("/api/filters", headers=headers(me), json={"filters": {}}).json()["filters"]
+    assert cleared["category"] is None and cleared["avoid"] == []
+
+
 def test_ordering_hands_the_reservation_over_by_name(client, broker):
     offer = make_offer(make_business())
     me = make_user(language="de")
@@ -278,11 +396,23 @@ def test_what_is_done_in_the_app_is_told_in_the_chat(db):
 # --------------------------------------------------------------------------- fuzzing
 
 
+def openapi_filters() -> list[str]:
+    """The query parameters the document gives GET /api/deals."""
+    return [p["name"] for p in openapi.document()["paths"]["/api/deals"]["get"]["parameters"]]
+
+
+# Values a filter takes, so the fuzzer also reaches the queries (not only the refusals).
+FILTER_VALUES = ["bakery", "vegan", "vegan,halal", "nuts,gluten", "now", "tonight", "tomorrow", "5", "25", "500",
+                 "1000", "soup", "52.52", "13.40", "%", "_", "\\", "bakery,bakery", ","]
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.sampled_from(["/api/deals", "/api/deals/1", "/api/orders", "/api/business/today",
-                             "/api/admin/businesses/pending", "/api/deals/99999999999999999999999"]),
-       query=st.lists(st.tuples(st.sampled_from(["lat", "lon", "page", "x", "lat[]", ""]),
-                                st.one_of(st.text(max_size=30), st.floats().map(str))), max_size=4))
+                             "/api/admin/businesses/pending", "/api/deals/99999999999999999999999",
+                             "/api/deals/999999999999/photo.jpg"]),
+       query=st.lists(st.tuples(st.sampled_from(["lat", "lon", "page", "x", "lat[]", "", *openapi_filters()]),
+                                st.one_of(st.text(max_size=30), st.floats().map(str), st.integers().map(str),
+                                          st.sampled_from(FILTER_VALUES))), max_size=6))
 def test_a_fuzzed_query_string_never_gives_a_server_error(client, path, query):
     answer = client.get(path + "?" + urlencode(query), headers=headers(9_100_000_002))
     assert answer.status_code < 500, answer.text

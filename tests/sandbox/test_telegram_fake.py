@@ -320,6 +320,64 @@ def test_a_web_app_button_opens_with_init_data_signed_for_the_bot(fake: Telegram
         auth.validate(launch["tgWebAppData"], "1:ANOTHER-BOT", now=time.time(), max_age=60)
 
 
+def test_the_menu_button_per_chat_and_by_default_as_the_bot_api_answers(fake: TelegramFake,
+                                                                          client: TelegramFakeClient) -> None:
+    """setChatMenuButton / getChatMenuButton through python-telegram-bot, answered in Telegram's
+    wire format, and what a client then shows beside the message field and opens."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from webapp import auth
+
+    client.send_text(USER, "/start")
+    other = USER + 1
+    client.send_text(other, "/start")
+    map_en = telegram.MenuButtonWebApp("🗺 Map", telegram.WebAppInfo("https://app.example/"))
+    map_de = telegram.MenuButtonWebApp("🗺 Karte", telegram.WebAppInfo("https://app.example/"))
+
+    async def scenario() -> None:
+        async with fake.make_bot() as bot:
+            # Nothing set: the default is the "/" menu, a chat has none of its own.
+            assert await bot.get_chat_menu_button() == telegram.MenuButtonCommands()
+            assert await bot.get_chat_menu_button(USER) == telegram.MenuButtonDefault()
+            assert await bot.set_chat_menu_button(menu_button=map_en) is True
+            assert await bot.set_chat_menu_button(USER, map_de) is True
+            assert await bot.get_chat_menu_button() == map_en
+            assert await bot.get_chat_menu_button(USER) == map_de
+            assert await bot.get_chat_menu_button(other) == telegram.MenuButtonDefault()
+            for refused, match in ((9_999_999, "User not found"), (-5, "Invalid chat_id specified")):
+                with pytest.raises(BadRequest, match=match):
+                    await bot.set_chat_menu_button(refused, map_de)
+            with pytest.raises(BadRequest, match="only https links are allowed"):
+                await bot.set_chat_menu_button(
+                    USER, telegram.MenuButtonWebApp("🗺", telegram.WebAppInfo("ftp://app.example/")))
+
+    run(scenario())
+    for raw, description in (
+        ("[1]", "Bad Request: can't parse menu button: MenuButton must be an Object"),
+        ('{"type": "menu"}', "Bad Request: can't parse menu button: MenuButton has unsupported type"),
+        ("{", "Bad Request: can't parse menu button JSON object"),
+    ):
+        answer = httpx.post(f"{fake.url}/bot{DEFAULT_TOKEN}/setChatMenuButton", data={"menu_button": raw}).json()
+        assert answer == {"ok": False, "error_code": 400, "description": description}
+    assert client.menu_button(USER) == {"type": "web_app", "text": "🗺 Karte", "web_app": {"url": "https://app.example/"}}
+    assert client.menu_button(other)["text"] == "🗺 Map"  # the bot's default
+    opened = urlsplit(client.open_menu_button(USER))
+    assert (opened.netloc, opened.path) == ("app.example", "/")
+    launch = {name: values[0] for name, values in parse_qs(opened.fragment).items()}
+    assert auth.validate(launch["tgWebAppData"], DEFAULT_TOKEN, now=time.time(), max_age=60).id == USER
+
+    async def back_to_default() -> None:
+        async with fake.make_bot() as bot:
+            await bot.set_chat_menu_button(USER, telegram.MenuButtonDefault())  # the chat follows the default
+            assert await bot.get_chat_menu_button(USER) == telegram.MenuButtonDefault()
+            await bot.set_chat_menu_button(menu_button=telegram.MenuButtonCommands())
+
+    run(back_to_default())
+    assert client.menu_button(USER) == {"type": "commands"}
+    with pytest.raises(SandboxError, match="opens no Mini App"):
+        client.open_menu_button(USER)
+
+
 # --------------------------------------------------------------------------- files
 
 

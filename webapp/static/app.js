@@ -7,7 +7,8 @@
   const screen = document.getElementById("screen");
   let me = null;
   let T = {};
-  let here = null; // {lat, lon} once the customer shared it
+  let here = null; // {lat, lon}: where the customer shared their location (in the chat, or here)
+  let filters = null; // the /deals filters, as /api/me and /api/filters give them
   let map = null;
   let current = "map";
 
@@ -63,7 +64,7 @@
   function show(...nodes) {
     if (map) { map.remove(); map = null; }
     Bridge.hideMain();
-    screen.replaceChildren(...nodes);
+    screen.replaceChildren(...nodes.filter((node) => node !== null && node !== undefined));
   }
 
   function problem(error) {
@@ -98,23 +99,70 @@
 
   // ------------------------------------------------------------------ customers: map and list
 
+  // The filters of the chat's /deals (category, diet, allergens to avoid, pickup time, distance,
+  // maximum price, words), the same ones: /api/me gives the customer's current choice and what
+  // can be chosen; "Show deals" saves a new choice where the chat keeps it too.
+  function cleared(name) {
+    return Array.isArray(filters[name]) ? [] : (name === "words" ? "" : null);
+  }
+
+  function hasFilter(values, name) {
+    const value = values[name];
+    return Array.isArray(value) ? value.length > 0 : value !== null && value !== undefined && value !== "";
+  }
+
+  function activeFilters() {
+    return Object.keys(filters).filter((name) => hasFilter(filters, name));
+  }
+
+  function label(name, code) {
+    const choice = me.filter_choices[name].find((c) => c.code === code);
+    return choice ? choice.label : String(code);
+  }
+
+  function filterSummary() {
+    const parts = [];
+    if (filters.words) parts.push("“" + filters.words + "”");
+    if (filters.category) parts.push(label("category", filters.category));
+    if (filters.diet.length) parts.push("🌱 " + filters.diet.map((c) => label("diet", c)).join(", "));
+    if (filters.avoid.length) parts.push(t("without", { allergens: filters.avoid.map((c) => label("avoid", c)).join(", ") }));
+    if (filters.when) parts.push("🕒 " + label("when", filters.when));
+    if (filters.max_price_minor) parts.push("💶 " + label("max_price_minor", filters.max_price_minor));
+    if (filters.radius_km) parts.push("📍 ≤ " + filters.radius_km + " km");
+    return parts.join(" · ");
+  }
+
+  function dealsQuery() {
+    const query = new URLSearchParams();
+    if (here) { query.set("lat", here.lat); query.set("lon", here.lon); }
+    for (const name of activeFilters()) {
+      query.set(name, Array.isArray(filters[name]) ? filters[name].join(",") : String(filters[name]));
+    }
+    const text = query.toString();
+    return text ? "?" + text : "";
+  }
+
   async function showMap() {
     const mapBox = el("div", { id: "map" });
     const list = el("div", { id: "deals" }, el("p", { class: "note" }, "…"));
-    const nearMe = el("button", { onclick: locate }, t("near_me"));
-    show(mapBox, el("div", { class: "row" }, el("h2", {}, t(here ? "list" : "newest")), nearMe), list);
+    const count = activeFilters().length;
+    const nearMe = el("button", { id: "near-me", onclick: locate }, t("near_me"));
+    const filterButton = el("button", { id: "filters-button", onclick: showFilters },
+      count ? t("filters_count", { count }) : t("filters"));
+    const summary = count ? el("p", { class: "hint", id: "filter-summary" }, t("active_filters", { filters: filterSummary() })) : null;
+    show(mapBox, el("div", { class: "row" }, el("h2", {}, t(here ? "list" : "newest")), nearMe, filterButton), summary, list);
     map = L.map(mapBox, { zoomControl: true, attributionControl: true }).setView([52.52, 13.405], 12);
     if (me.map.tile_url) {
       L.tileLayer(me.map.tile_url, { maxZoom: 19, attribution: me.map.attribution }).addTo(map);
     }
     let found;
     try {
-      const query = here ? "?lat=" + here.lat + "&lon=" + here.lon : "";
-      found = await api("/api/deals" + query);
+      found = await api("/api/deals" + dealsQuery());
     } catch (error) {
       list.replaceChildren(problem(error));
       return;
     }
+    if (!map) return; // another screen was opened meanwhile
     const points = [];
     if (here) {
       L.circleMarker([here.lat, here.lon], { radius: 6, color: "#2a7ae2" }).addTo(map);
@@ -131,8 +179,37 @@
       }
     }
     if (points.length) map.fitBounds(points, { padding: [30, 30], maxZoom: 15 });
-    list.replaceChildren(...(found.deals.length ? found.deals.map(dealCard)
-      : [el("p", { class: "note" }, t("no_deals"))]));
+    if (found.deals.length) {
+      list.replaceChildren(...found.deals.map(dealCard),
+        ...(found.has_more ? [el("p", { class: "hint" }, t(here ? "more_nearest" : "more_newest", { count: found.deals.length }))] : []));
+    } else {
+      list.replaceChildren(...nothingFound(found));
+    }
+  }
+
+  // Nothing to show: why, in the chat's words, and the one filter to drop when that would help.
+  function nothingFound(found) {
+    if (found.loosen) {
+      const name = me.filter_choices.names[found.loosen] || found.loosen;
+      const status = el("div", {});
+      return [el("p", { class: "note" }, t("nothing_loosen", { filter: name })),
+        el("button", { id: "drop-filter", onclick: async () => {
+          const failed = await changeFilters({ ...filters, [found.loosen]: cleared(found.loosen) });
+          if (failed) status.replaceChildren(problem(failed));
+        } }, t("without_filter", { filter: name })), status];
+    }
+    if (activeFilters().length) return [el("p", { class: "note" }, t("nothing_filters"))];
+    return [el("p", { class: "note" }, here ? t("no_deals_near", { km: filters.radius_km || me.filter_choices.nearby_km }) : t("no_deals"))];
+  }
+
+  async function changeFilters(chosen) {
+    try {
+      filters = (await post("/api/filters", { filters: chosen })).filters;
+    } catch (error) {
+      return error;
+    }
+    open("map");
+    return null;
   }
 
   function locate() {
@@ -143,14 +220,82 @@
     });
   }
 
+  // The filter screen: tap to choose, tap again to clear; Telegram's MainButton shows the deals
+  // with the choice (and keeps it), its BackButton leaves without changing anything.
+  function showFilters() {
+    const draft = JSON.parse(JSON.stringify(filters));
+    const status = el("div", { id: "filters-status" });
+
+    function chips(name, single) {
+      return el("div", { class: "chips", "data-filter": name }, ...me.filter_choices[name].map((choice) => {
+        const on = single ? draft[name] === choice.code : draft[name].includes(choice.code);
+        return el("button", { class: "chip" + (on ? " on" : ""), "aria-pressed": String(on), "data-value": choice.code,
+          onclick: () => {
+            if (single) draft[name] = draft[name] === choice.code ? null : choice.code;
+            else draft[name] = draft[name].includes(choice.code) ? draft[name].filter((c) => c !== choice.code)
+              : me.filter_choices[name].map((c) => c.code).filter((c) => c === choice.code || draft[name].includes(c));
+            draw();
+          } }, choice.label);
+      }));
+    }
+
+    const words = el("input", { id: "filter-words", type: "search", maxlength: "200", placeholder: t("search_placeholder"),
+      autocomplete: "off" });
+    words.value = draft.words;
+    words.addEventListener("input", () => { draft.words = words.value; });
+
+    function draw() {
+      show(el("h2", {}, t("filters")),
+        el("p", { class: "hint" }, t("filters_hint")),
+        el("h3", {}, t("search_heading")), words,
+        el("h3", {}, t("category_heading")), chips("category", true),
+        el("h3", {}, t("diet_heading")), chips("diet", false),
+        el("h3", {}, t("avoid_heading")), el("p", { class: "hint" }, t("avoid_hint")), chips("avoid", false),
+        el("h3", {}, t("when_heading")), chips("when", true),
+        el("h3", {}, t("distance_heading")), here ? null : el("p", { class: "hint" }, t("distance_needs_location")),
+        chips("radius_km", true),
+        el("h3", {}, t("price_heading")), chips("max_price_minor", true),
+        el("div", { class: "row" }, el("button", { id: "clear-filters", onclick: () => {
+          for (const name of Object.keys(draft)) draft[name] = cleared(name);
+          words.value = "";
+          draw();
+        } }, t("clear_all"))),
+        status);
+      Bridge.showBack(t("back"), () => open("map"));
+      Bridge.showMain(t("show_deals"), apply);
+    }
+
+    async function apply() {
+      const failed = await changeFilters(draft);
+      if (failed) {
+        status.replaceChildren(problem(failed));
+        Bridge.showMain(t("show_deals"), apply);
+      }
+    }
+    draw();
+  }
+
   function dealCard(deal) {
     return el("div", { class: "card deal", "data-offer": deal.id, onclick: () => showDeal(deal.id) },
       el("h3", {}, deal.title),
-      el("div", {}, el("span", { class: "price" }, deal.price.text), el("span", { class: "was" }, deal.original_price.text)),
+      el("div", {}, el("span", { class: "price" }, deal.price.text), el("span", { class: "was" }, deal.original_price.text),
+        deal.rating ? el("span", { class: "rating" }, deal.rating.text) : null),
       el("div", { class: "hint" }, deal.business.name + " · " + t("pickup", {
         window: window_(deal.pickup_start, deal.pickup_end, deal.business.timezone) }) + " · " +
         t("left", { count: deal.units_left }) +
-        (deal.distance_km !== null ? " · " + t("km", { km: deal.distance_km.toFixed(1) }) : "")));
+        (deal.distance_km !== null ? " · " + t("km", { km: deal.distance_km.toFixed(1) }) : "")),
+      el("div", { class: "hint tags" }, kinds(deal) ? el("div", {}, kinds(deal)) : null,
+        contains(deal) ? el("div", { class: "allergens" }, contains(deal)) : null));
+  }
+
+  // What a deal is: category and diet on one line, its allergens on the next (as the chat's card says).
+  function kinds(deal) {
+    return [deal.category ? deal.category.label : null,
+      deal.diet.length ? "🌱 " + deal.diet.map((d) => d.label).join(", ") : null].filter(Boolean).join(" · ");
+  }
+
+  function contains(deal) {
+    return deal.allergens.length ? t("contains", { allergens: deal.allergens.map((a) => a.label).join(", ") }) : "";
   }
 
   async function showDeal(id) {
@@ -161,6 +306,7 @@
       deal = await api("/api/deals/" + id + (here ? "?lat=" + here.lat + "&lon=" + here.lon : ""));
     } catch (error) {
       show(problem(error));
+      Bridge.showBack(t("back"), () => open("map"));
       return;
     }
     let quantity = 1;
@@ -170,18 +316,25 @@
     const plus = el("button", { onclick: () => { if (quantity < deal.max_per_order) { quantity++; draw(); } } }, "+");
     const draw = () => { amount.textContent = String(quantity); setLabel(); };
     const status = el("div", { id: "order-status" });
-    show(el("div", { class: "card" },
+    // The photo is fetched with the initData (as the QR is) and shown from memory.
+    const photo = deal.photo_url ? el("img", { class: "photo", alt: t("photo_of", { title: deal.title }) }) : null;
+    show(photo, el("div", { class: "card", id: "deal" },
       el("h3", {}, deal.title),
       el("div", {}, el("span", { class: "price" }, deal.price.text),
         el("span", { class: "was" }, t("instead_of", { price: deal.original_price.text }))),
       el("p", {}, deal.description),
+      kinds(deal) ? el("div", { class: "hint" }, kinds(deal)) : null,
+      el("div", { class: "allergens", id: "deal-allergens" }, contains(deal) || t("no_allergens")),
       el("div", { class: "hint" }, deal.business.name + ", " + deal.business.address),
+      el("div", { class: "rating", id: "deal-rating" }, deal.rating ? deal.rating.text : t("not_rated")),
       el("div", { class: "hint" }, t("pickup", { window: window_(deal.pickup_start, deal.pickup_end,
-        deal.business.timezone) }) + " · " + t("left", { count: deal.units_left }))),
-    deal.orderable ? el("div", { class: "row qty" }, minus, amount, plus) : el("p", { class: "note" }, t("no_deals")),
+        deal.business.timezone) }) + " · " + t("left", { count: deal.units_left }) +
+        (deal.distance_km !== null ? " · " + t("km", { km: deal.distance_km.toFixed(1) }) : ""))),
+    deal.orderable ? el("div", { class: "row qty" }, minus, amount, plus) : el("p", { class: "note" }, t("not_orderable")),
     status);
     Bridge.showBack(t("back"), () => open("map"));
     if (deal.orderable) draw();
+    if (photo) api(deal.photo_url).then((blob) => { photo.src = URL.createObjectURL(blob); }).catch(() => { photo.remove(); });
 
     async function order() {
       try {
@@ -259,17 +412,17 @@
 
   async function start() {
     Bridge.start();
-    if (!Bridge.initData()) {
-      screen.replaceChildren(el("p", { class: "note error" }, "Open this app from the bot's chat in Telegram."));
-      return;
-    }
     try {
+      // Opened outside Telegram (no initData), this is refused, and the refusal says where to open
+      // the app, in the browser's language.
       me = await api("/api/me");
     } catch (error) {
       screen.replaceChildren(problem(error));
       return;
     }
     T = me.texts;
+    filters = me.filters;
+    if (me.location) here = { lat: me.location.lat.toFixed(5), lon: me.location.lon.toFixed(5) };
     document.documentElement.lang = me.language;
     document.getElementById("title").textContent = t("title");
     document.title = t("title");

@@ -30,6 +30,7 @@ const app = {
   chats: new Map(),     // persona id -> {messages: Map, replyKeyboard, unread, typingUntil, keyboardHidden}
   pending: new Map(),   // callback_query_id -> {button, timer}
   commands: [],
+  menuButton: {type: "commands"},  // the active chat's, as /_sandbox/menu_button gives it
   commandIndex: 0,
   panelTab: "updates",
   panelTimer: null,
@@ -298,7 +299,7 @@ function renderInlineKeyboard(message, rows) {
 
 async function pressInline(message, button, node) {
   if (button.web_app) {
-    openMiniApp(message, button);
+    openMiniApp({message_id: message.message_id, text: button.text}, button.text);
     return;
   }
   if (button.url) {
@@ -407,18 +408,19 @@ async function chooseInlineResult(queryId, resultId) {
   }
 }
 
-// A web_app button: the fake signs initData for the bot and this persona, as Telegram's client gets
-// it, and the app opens in a phone-sized panel beside the chat with it and the theme. The panel
+// A web_app button (or the chat's menu button, when the bot made it open a Mini App): the fake
+// signs initData for the bot and this persona, as Telegram's client gets it, and the app opens in
+// a phone-sized panel beside the chat with it and the theme. The panel
 // plays Telegram's side of the Mini App protocol (Telegram's "web events" page): the
 // app's web_app_* methods arrive as messages from its frame; the Back and Main buttons it asks for
 // are drawn here, and a press goes back to it as back_button_pressed / main_button_pressed.
 const miniApp = {origin: null};
 
-async function openMiniApp(message, button) {
+async function openMiniApp(tapped, title) {
   try {
-    const opened = await post("/web_apps", {user_id: app.active, message_id: message.message_id, text: button.text});
+    const opened = await post("/web_apps", {user_id: app.active, ...tapped});
     miniApp.origin = new URL(opened.url).origin;
-    $("mini-app-title").textContent = button.text;
+    $("mini-app-title").textContent = title;
     $("mini-app-back").hidden = true;
     $("mini-app-main").hidden = true;
     $("mini-app-frame").src = opened.url;
@@ -618,6 +620,7 @@ function upsert(chatId, message, kind) {
     }
   }
   if (chatId === app.active) {
+    if (kind === "message_new" && message.sender === "bot") loadMenuButton();  // it may have changed with it
     placeMessage(message, kind === "message_new");
     renderReplyKeyboard();
     renderStatus();
@@ -756,6 +759,22 @@ function autosize() {
 
 // ------------------------------------------------------------------------------------ commands
 
+// The button left of the message field: the bot's menu button for this chat (setChatMenuButton),
+// as Telegram's clients draw it. One that opens a Mini App shows its text; otherwise "☰" opens
+// the "/" menu.
+async function loadMenuButton() {
+  try {
+    app.menuButton = (await api("/menu_button?" + new URLSearchParams({chat_id: app.active}))).menu_button;
+  } catch (_) {
+    app.menuButton = {type: "commands"};
+  }
+  const button = $("menu-button");
+  const opensApp = app.menuButton.type === "web_app";
+  button.textContent = opensApp ? app.menuButton.text : "☰";
+  button.title = opensApp ? "Open the Mini App (the bot's menu button)" : "Commands";
+  button.classList.toggle("web-app", opensApp);
+}
+
 async function loadCommands() {
   const persona = app.personas.find((p) => p.id === app.active);
   const query = new URLSearchParams({chat_id: app.active, language_code: (persona && persona.language_code) || ""});
@@ -878,7 +897,7 @@ async function selectPersona(id) {
   renderStatus();
   renderPanelLinks();
   refreshPanel();
-  await loadCommands();
+  await Promise.all([loadCommands(), loadMenuButton()]);
   $("composer-input").focus();
 }
 
@@ -1127,6 +1146,11 @@ function wire() {
     $("inline-results").hidden = true;
   }, 150));
   $("menu-button").addEventListener("click", async () => {
+    await loadMenuButton();  // the bot may have changed it since (after /language, say)
+    if (app.menuButton.type === "web_app") {
+      openMiniApp({menu_button: true}, app.menuButton.text);
+      return;
+    }
     await loadCommands();
     if ($("command-popup").hidden) { app.commandIndex = 0; showCommands(true); } else $("command-popup").hidden = true;
   });
