@@ -38,7 +38,6 @@ from typing import Any, TypeVar
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from core import faults, handover, marks, metrics
@@ -154,12 +153,11 @@ def record(session: Session, key: str, chat_id: int, message: Reply | object) ->
     """Add a message (a `Reply` or a domain notice) to the outbox; returns its id, or None if that
     key was recorded before. Nothing is sent: the caller hands the id on (see `notify`)."""
     reply = render(message)
-    row = session.execute(
-        insert(Notification)
-        .values(idempotency_key=key, chat_id=chat_id, kind=reply.kind, payload=reply.to_payload())
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(Notification.id)
-    ).first()
+    # Straight to the driver, as `record_answer`: every update records its replies, and building the
+    # ORM insert cost more than the round trip (bench/report.md).
+    row = session.connection().exec_driver_sql(_RECORD_ANSWER, {
+        "key": key, "chat_id": chat_id, "kind": reply.kind, "payload": json.dumps(reply.to_payload()),
+    }).first()
     return row[0] if row else None
 
 
@@ -383,13 +381,15 @@ def _supersede_earlier_edits(session: Session, note: Notification) -> None:
     edited = (note.payload or {}).get("edit_message_id")
     if edited is None:
         return
-    session.execute(
-        update(Notification)
-        .where(Notification.chat_id == note.chat_id, Notification.id < note.id,
-               Notification.status.in_((NotificationStatus.PENDING, NotificationStatus.FAILED)),
-               Notification.payload["edit_message_id"].as_integer() == int(edited))
-        .values(status=NotificationStatus.DROPPED, last_error=SUPERSEDED)
-    )
+    # Straight to the driver (every edit of a tap's message runs it): the ORM's bulk UPDATE compiled
+    # and synchronised the session each time, for rows this session never loads.
+    session.connection().exec_driver_sql(_SUPERSEDE, {
+        "chat_id": note.chat_id, "id": note.id, "edited": int(edited), "why": SUPERSEDED})
+
+
+_SUPERSEDE = ("UPDATE notifications SET status = 'dropped', last_error = %(why)s WHERE chat_id = %(chat_id)s"
+              " AND id < %(id)s AND status IN ('pending', 'failed')"
+              " AND CAST(payload ->> 'edit_message_id' AS INTEGER) = %(edited)s")
 
 
 def _take_turn(chat_id: int, max_wait: float, paid: bool = False) -> None:
