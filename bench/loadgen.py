@@ -22,6 +22,7 @@ import asyncio
 import collections
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -247,6 +248,9 @@ def main(argv: list[str] | None = None) -> None:
         result = asyncio.run(generate(args, fixed))
     else:
         result = uvloop.run(generate(args, fixed))
+    # The event loop may leave stdout non-blocking: a result larger than the pipe's buffer (2,000
+    # timestamps) was then cut short whenever the reader was slow (a busy machine), and the run lost.
+    os.set_blocking(sys.stdout.fileno(), True)
     sys.stdout.write(json.dumps(result) + "\n")
 
 
