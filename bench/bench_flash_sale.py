@@ -161,6 +161,10 @@ class Harness:
             "TELEGRAM_WEBHOOK_SECRET": SECRET, "STRIPE_API_URL": self.stripe.url,
             "STRIPE_SECRET_KEY": "sk_test_bench", "STRIPE_WEBHOOK_SECRET": "whsec_bench",
             "BENCH_TELEGRAM_RATE": str(TELEGRAM_RATE),
+            # The platform collects the payment itself, as before payouts (the drills do the same):
+            # the sale measures the update path, not Connect onboarding, which the seeded business
+            # lacks (without this every checkout was refused and every hold released).
+            "PAYOUTS_REQUIRE_CONNECT": "false",
         }
         self.environ = mock.patch.dict(os.environ, self.env)
         self.environ.start()
