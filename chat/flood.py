@@ -12,10 +12,15 @@ from __future__ import annotations
 import time
 
 from core import redis_client
+from core.settings import get_settings
 
 WINDOW_SECONDS = 10
-MAX_UPDATES_PER_WINDOW = 30  # a person tapping fast stays far below this; a script does not
 NOTICE_EVERY_SECONDS = 60
+
+
+def max_updates_per_window() -> int:
+    """FLOOD_MAX_UPDATES_PER_WINDOW: a person tapping fast stays far below it; a script does not."""
+    return get_settings().flood_max_updates_per_window
 
 
 def allowed(user_id: int, update_id: int) -> tuple[bool, bool]:
@@ -28,7 +33,7 @@ def allowed(user_id: int, update_id: int) -> tuple[bool, bool]:
     pipe.zcard(key)
     pipe.expire(key, WINDOW_SECONDS * 2)
     _, _, count, _ = pipe.execute()
-    if count <= MAX_UPDATES_PER_WINDOW:
+    if count <= max_updates_per_window():
         return True, False
     first_notice = bool(redis_client.client().set(f"flood:noticed:{user_id}", 1, nx=True, ex=NOTICE_EVERY_SECONDS))
     return False, first_notice

@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     task_soft_time_limit_seconds: float = Field(default=60, ge=0)
     task_time_limit_seconds: float = Field(default=90, ge=0)
 
+    # A user who sends more updates than this in 10 s is slowed down (chat/flood.py): the rest are
+    # answered but not handled. A person tapping fast stays far below it; a script does not.
+    flood_max_updates_per_window: int = Field(default=30, ge=1)
+
     # How long the gateway remembers an update_id to drop Telegram's redeliveries.
     update_dedup_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     log_level: str = "INFO"

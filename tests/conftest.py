@@ -65,6 +65,9 @@ def pytest_configure(config: pytest.Config) -> None:
             # (tests/integration/test_ratelimit.py); tests that turn the fake's limits on use these.
             "TELEGRAM_CHAT_RATE": str(CHAT_RATE_IN_TESTS),
             "TELEGRAM_CHAT_BURST": str(CHAT_BURST_IN_TESTS),
+            # At that pace a scripted conversation sends more than a person's 30 updates in 10 s and
+            # would be slowed down as a flood (chat/flood.py); tests of the flood limit read this.
+            "FLOOD_MAX_UPDATES_PER_WINDOW": "100",
         }
     )
     for variable in ("BOT_TOKEN", "PUBLIC_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "SENTRY_DSN"):

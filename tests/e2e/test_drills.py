@@ -3,7 +3,7 @@ everything `make run` runs, under its supervisor, on a private Redis and Postgre
 acting through the Telegram and Stripe fakes. Each fault strikes while the traffic runs, then the
 invariants are checked: nothing lost, nothing doubled, nobody told their action failed, stock and
 money exact, and after Redis or Postgres comes back everything pending is done within 30 s. Then
-30 s of soak: samples of every process and the chart (no growth threshold on so short a run: that
+15 s of soak: samples of every process and the chart (no growth threshold on so short a run: that
 would be noise).
 
 Three faults are aimed by the drill's probe (a customer the drill moves itself, held at the line
@@ -24,14 +24,14 @@ from __future__ import annotations
 import pytest
 
 # The module's system, the drill and the soak run in the first test (the module fixture): about
-# 130 s on an idle machine; the limit leaves room for a shared, busy one.
+# 100 s on an idle machine; the limit leaves room for a shared, busy one.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 # Three seconds of traffic per phase, Redis down 5 s; after a kill, up to 20 s for what is pending.
 SETTINGS = {"short": True, "redis_down": 5.0, "postgres_down": 2.0, "traffic_s": 3.0, "settle": 30.0,
             "kill_settle": 20.0, "visibility_timeout": 15, "beat_wait": 0.0, "operator_sweep": True}
-SOAK_MINUTES = 0.5
-SOAK_INTERVAL_S = 2.0
+SOAK_MINUTES = 0.25
+SOAK_INTERVAL_S = 1.0
 FAULTS = ("baseline", "redis", "postgres", "worker_child", "worker_main", "beat", "gateway")
 
 # Seen in 1 of 7 runs each, not understood yet, so not strict (a strict xfail would fail the runs

@@ -35,18 +35,18 @@ def _burst(user: int, count: int) -> list[tuple[bool, bool]]:
 
 def test_a_burst_across_a_window_boundary_is_still_one_burst(clock):
     user = new_user_id()
-    half = flood.MAX_UPDATES_PER_WINDOW // 2 + 5
+    half = flood.max_updates_per_window() // 2 + 5
     first = _burst(user, half)
     clock.now += 1.0  # into the next fixed window: a fixed window would start counting again
     second = _burst(user, half)
     outcomes = first + second
-    assert [handle for handle, _ in outcomes].count(True) == flood.MAX_UPDATES_PER_WINDOW
+    assert [handle for handle, _ in outcomes].count(True) == flood.max_updates_per_window()
     assert [tell for _, tell in outcomes].count(True) == 1  # told once, not once per dropped update
 
 
 def test_the_limit_frees_up_as_the_window_slides(clock):
     user = new_user_id()
-    _burst(user, flood.MAX_UPDATES_PER_WINDOW)
+    _burst(user, flood.max_updates_per_window())
     assert _burst(user, 1) == [(False, True)]
     clock.now += flood.WINDOW_SECONDS + 0.1
     assert _burst(user, 1) == [(True, False)]
@@ -54,5 +54,5 @@ def test_the_limit_frees_up_as_the_window_slides(clock):
 
 def test_an_update_delivered_again_counts_once(clock):
     user = new_user_id()
-    for _ in range(flood.MAX_UPDATES_PER_WINDOW + 5):
+    for _ in range(flood.max_updates_per_window() + 5):
         assert flood.allowed(user, 42) == (True, False)
