@@ -61,11 +61,8 @@ def test_a_task_that_ends_during_an_outage_longer_than_its_limits_wedges_nothing
 
     # Everything goes on: the held update is answered once, and the worker still takes new work.
     client.send_text(later, "/help")
-    try:
-        wait_until(lambda: help_replies(client, later) and help_replies(client, held), timeout=45,
-                   what="both customers answered after Redis came back")
-    except AssertionError as missing:
-        raise AssertionError(f"{missing}; the worker's last words:\n{worker.output()[-4000:]}") from None
+    wait_until(lambda: help_replies(client, later) and help_replies(client, held), timeout=45,
+               what="both customers answered after Redis came back", process=worker)
     time.sleep(1.0)  # a second answer, if any, would arrive by now
     assert len(help_replies(client, held)) == 1
     assert len(help_replies(client, later)) == 1

@@ -11,20 +11,12 @@ import redis
 from core.metrics import BEAT_LAST_TICK_KEY
 from localenv.services import RedisServer, free_port
 from tests.processes import ManagedProcess
+from tests.support.waiting import wait_until
 
 
 def last_tick(client: redis.Redis) -> float | None:
     value = client.get(BEAT_LAST_TICK_KEY)
     return float(value) if value is not None else None
-
-
-def wait_for(predicate, timeout: float, beat: ManagedProcess):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"beat log:\n{beat.output()[-4000:]}")
 
 
 def test_beat_records_its_ticks_and_stops_when_it_stops(tmp_path):
@@ -37,8 +29,9 @@ def test_beat_records_its_ticks_and_stops_when_it_stops(tmp_path):
         {"REDIS_URL": server.url, "BEAT_SCHEDULE_JSON": "{}"},
     )
     try:
-        first = wait_for(lambda: last_tick(client), 30, beat)
-        later = wait_for(lambda: (t := last_tick(client)) is not None and t > first and t, 10, beat)
+        first = wait_until(lambda: last_tick(client), 30, "beat's first tick recorded", beat)
+        later = wait_until(lambda: (t := last_tick(client)) is not None and t > first and t, 10,
+                           "a later tick recorded", beat)
         assert abs(time.time() - later) < 5
         beat.stop()
         stopped_at = last_tick(client)

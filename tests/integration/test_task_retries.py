@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 
 import pytest
 import redis
@@ -22,6 +21,7 @@ from sqlalchemy.pool import NullPool
 from localenv.services import RedisServer, free_port
 from tests.processes import ManagedProcess
 from tests.support.db_fault_app import app as fault_app
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -70,15 +70,6 @@ def rows(test_engine) -> dict[int, int]:
         return dict(connection.execute(sa.text("SELECT id, n FROM guard_probe")).all())
 
 
-def wait_for(predicate, timeout: float, what: str, worker: ManagedProcess):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen in {timeout}s; worker log:\n{worker.output()[-6000:]}")
-
-
 def events(worker: ManagedProcess, name: str) -> list[dict]:
     found = []
     for line in worker.output().splitlines():
@@ -110,13 +101,13 @@ def test_a_task_that_loses_a_deadlock_is_retried_and_ends_correct(stack, probe):
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
                     " AND query LIKE 'UPDATE guard_probe SET n = n + 10 %'")))
 
-        wait_for(task_waits_for_row_2, 10, "the task waiting for row 2", worker)
+        wait_until(task_waits_for_row_2, 10, "the task waiting for row 2", worker)
         # Now each waits for the other. The task has waited longer, so its deadlock check (after
         # deadlock_timeout, 1 s) runs first and aborts its own transaction; ours then goes on.
         mine.execute(sa.text("UPDATE guard_probe SET n = n + 1000 WHERE id = 1"))
         mine.commit()
 
-    wait_for(lambda: rows(probe) == {1: 1001, 2: 110, 3: 0}, 30, "the retried task's commit", worker)
+    wait_until(lambda: rows(probe) == {1: 1001, 2: 110, 3: 0}, 30, "the retried task's commit", worker)
     retries = events(worker, "task_retrying")
     assert [(r["task"], r["reason"]) for r in retries] == [("maintenance.probe_deadlock", "deadlock")], retries
     assert "deadlock detected" in retries[0]["error"]
@@ -133,7 +124,7 @@ def test_a_task_that_hits_a_serialization_failure_is_retried_and_loses_no_update
         mine.execute(sa.text("UPDATE guard_probe SET n = n + 100 WHERE id = 1"))
     client.rpush(f"{key}:go", 1)  # the task now writes 0 + 1 over our 100: refused, then retried
 
-    wait_for(lambda: rows(probe)[1] == 101, 30, "the retried task's commit", worker)
+    wait_until(lambda: rows(probe)[1] == 101, 30, "the retried task's commit", worker)
     retries = [r for r in events(worker, "task_retrying") if r["task"] == "maintenance.probe_read_modify_write"]
     assert [r["reason"] for r in retries] == ["serialization_failure"], retries
     assert "could not serialize access" in retries[0]["error"]
@@ -150,7 +141,7 @@ def test_a_task_that_finds_the_pool_exhausted_fails_fast_and_is_retried(stack, p
     # ...when a task in the other thread needs one.
     send(redis_url, "maintenance.probe_increment", 3)
 
-    wait_for(lambda: rows(probe)[3] == 1, 60, "the retried task's commit", worker)
+    wait_until(lambda: rows(probe)[3] == 1, 60, "the retried task's commit", worker)
     exhausted = events(worker, "db_pool_exhausted")
     assert exhausted, worker.output()[-6000:]
     assert all(e["waited"] < POOL_TIMEOUT + 1.0 for e in exhausted), exhausted  # a fast failure, no hang

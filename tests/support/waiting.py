@@ -9,14 +9,16 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, what: str) -> T:
-    """The predicate's first truthy value, polled every 0.1 s for up to `timeout` seconds."""
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, process: Any = None) -> T:
+    """The predicate's first truthy value, polled every 0.1 s for up to `timeout` seconds; a failure
+    ends with the last of `process`'s output (a tests.processes.ManagedProcess), if given."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := predicate():
             return value
         time.sleep(0.1)
-    raise AssertionError(f"not reached in {timeout:.0f} s: {what}")
+    log = f"; {process.name}'s last output:\n{process.output()[-6000:]}" if process is not None else ""
+    raise AssertionError(f"not reached in {timeout:.0f} s: {what}{log}")
 
 
 def bot_texts(client: Any, chat_id: int) -> list[str]:
