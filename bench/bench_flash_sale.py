@@ -281,7 +281,8 @@ class Harness:
 
     def executed(self) -> dict[str, int]:
         """Tasks executed so far by name, summed over the workers (``celery inspect stats``)."""
-        stats = self.control.control.inspect(timeout=2.0).stats() or {}
+        # One worker per run (limit=1: its reply ends the wait instead of the whole timeout).
+        stats = self.control.control.inspect(timeout=2.0, limit=1).stats() or {}
         totals: collections.Counter[str] = collections.Counter()
         for worker in stats.values():
             totals.update(worker.get("total", {}))
@@ -448,14 +449,14 @@ class Harness:
         maintenance queue while the worker is not consuming it, then let go: seconds until the
         marker, the last of them, has run."""
         control = self.control.control
-        control.cancel_consumer("maintenance", reply=True, timeout=5)
+        control.cancel_consumer("maintenance", reply=True, timeout=5, limit=1)  # the run's one worker
         try:
             for _ in range(count - 1):
                 self.control.send_task("bench.noop", queue="maintenance")
             marker = self.control.send_task("bench.mark", queue="maintenance")
         finally:
             resumed = time.time()
-            control.add_consumer("maintenance", reply=True, timeout=5)
+            control.add_consumer("maintenance", reply=True, timeout=5, limit=1)
         finished = marker.get(timeout=120)
         return {"count": count, "seconds": round(finished - resumed, 3)}
 
