@@ -22,7 +22,7 @@ import redis
 
 from localenv.services import RedisServer, free_port
 from tests.e2e.test_beat import runs, wait_for_runs
-from tests.processes import ManagedProcess, start_worker
+from tests.processes import ManagedProcess, start_worker, stop_all
 
 pytestmark = pytest.mark.slow
 
@@ -114,8 +114,7 @@ def test_beats_outlive_a_redis_outage_and_only_the_lock_holder_sends(beat_redis,
         assert sent(waiting) == 0 and sent(late) == 0, (waiting.output()[-2000:], late.output()[-2000:])
     finally:
         beat_redis.start()  # when the test failed during the outage (a no-op when it runs)
-        for beat in beats:
-            beat.stop()
+        stop_all(beats)
 
     # Each period's job was sent once, by one beat or another (two would be moments apart).
     sends = sorted(at for beat in beats for at in send_times(beat))
