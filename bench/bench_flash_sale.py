@@ -130,9 +130,11 @@ class CpuMeter:
 
 
 class Harness:
-    """Services, fakes and the gateway, shared by every run; a worker per run."""
+    """Services, fakes and the gateway, shared by every run; a worker per run. ``gateway=False``: no
+    gateway (for a benchmark that sends no updates, like bench_alerts)."""
 
-    def __init__(self) -> None:
+    def __init__(self, gateway: bool = True) -> None:
+        self.with_gateway = gateway
         self.directory = ROOT / ".run" / f"bench-flash-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.redis = self.postgres = self.telegram = self.stripe = self.gateway = None
         self.environ = None  # this run's services in os.environ, for the code it calls in-process
@@ -171,7 +173,8 @@ class Harness:
         self._reset_settings()
         from tests.processes import start_gateway
 
-        self.gateway, self.gateway_url = start_gateway(self.env)
+        if self.with_gateway:
+            self.gateway, self.gateway_url = start_gateway(self.env)
         self.control = self._control_app()
         return self
 
