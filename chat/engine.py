@@ -102,16 +102,15 @@ def handle(session: Session, update: Update) -> Handled:
         # Telegram's default menu button ("🗺 Map") is in English: this chat gets its own, in its
         # person's language (with the "/" menu, by the same task).
         handover.enqueue_after_commit(session, "notifications.set_chat_commands", user.id)
-    state = session.get(ConversationState, chat.id, with_for_update=True) or ConversationState(
-        chat_id=chat.id, data={}
-    )
-    session.add(state)
+    state = session.get(ConversationState, chat.id, with_for_update=True)
+    if state is None:  # kept only once it holds a step (see _keep_state)
+        state = ConversationState(chat_id=chat.id, flow=None, step=None, data={})
     ctx = Context(
         session=session, update=update, user=user, chat_id=chat.id, state=state,
         settings=get_settings(), _=Translator(user.language),
     )
     router.route(ctx)
-    state.updated_at = datetime.now(UTC)
+    _keep_state(session, state)
     handled.callback_text = ctx.outcome.callback_text
     handled.callback_alert = ctx.outcome.callback_alert
     _record_answer(session, update, handled)
@@ -124,6 +123,17 @@ def handle(session: Session, update: Update) -> Handled:
 _LOCK_AND_RECORD = ("INSERT INTO processed_updates (update_id) SELECT %(update_id)s"
                     " FROM (SELECT pg_advisory_xact_lock(%(chat_id)s)) AS chat_lock"
                     " ON CONFLICT (update_id) DO NOTHING RETURNING update_id")
+
+
+def _keep_state(session: Session, state: ConversationState) -> None:
+    """Write the chat's state only when the update changed it: most updates (a tap on a menu, a
+    flash sale's "Reserve") are in no flow, and an INSERT or UPDATE of a state that says nothing new
+    was a statement and an ORM flush on every one of them. A chat without a row is in no flow."""
+    if state in session:
+        if session.is_modified(state):
+            state.updated_at = datetime.now(UTC)
+    elif state.flow is not None or state.step is not None or state.data:
+        session.add(state)
 
 
 def _lock_chat_and_record(session: Session, chat_id: int, update_id: int) -> Any:
