@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, case, func, literal_column
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.util import identity_key
 from telegram import Update
 
 from chat import inline, menus, router
@@ -220,21 +220,45 @@ def _record_replies(session: Session, update_id: int, chat_id: int, replies: lis
 
 
 def _upsert_user(session: Session, sender) -> tuple[User, bool]:
-    """The sender's row, and whether it was made just now (their first contact)."""
+    """The sender's row, and whether it was made just now (their first contact).
+
+    The language is chosen from Telegram's language_code at first contact only (and again after an
+    erasure: the user starts afresh); later the user's own choice (/language) wins. Writing to us
+    again undoes a block or an erasure. A row that would not change is not written (last_seen_at
+    is kept to the minute), and it is read in the same round trip instead. Straight to the driver,
+    and the `User` made from the row without the ORM's loading: every update does this, and the
+    ORM's upsert with RETURNING was the most expensive step of a tap (bench/report.md)."""
     values = {"id": sender.id, "first_name": (sender.first_name or "")[:128], "username": sender.username,
               "language": pick_language(sender.language_code)}
-    statement = insert(User).values(**values)
-    # The language is chosen from Telegram's language_code at first contact only (and again after an
-    # erasure: the user starts afresh); later the user's own choice (/language) wins. Writing to us
-    # again undoes a block or an erasure.
-    statement = statement.on_conflict_do_update(
-        index_elements=[User.id],
-        set_={"first_name": statement.excluded.first_name, "username": statement.excluded.username,
-              "language": case((User.deleted_at.is_not(None), statement.excluded.language), else_=User.language),
-              "last_seen_at": func.now(), "deleted_at": None, "reachable": True},
-    )
-    # RETURNING the row saves a read per update; populate_existing refreshes a User already loaded.
-    # A row inserted by this statement has no xmax; one it updated has this transaction's.
-    user, inserted = session.execute(statement.returning(User, literal_column("xmax = 0", Boolean)),
-                                     execution_options={"populate_existing": True}).one()
-    return user, inserted
+    row = session.connection().exec_driver_sql(_UPSERT_USER, values).first()
+    if row is None:  # the row came from another transaction after this statement began: read it now
+        row = session.connection().exec_driver_sql(_READ_USER, values).one()
+    *columns, inserted = row
+    loaded = dict(zip(_USER_KEYS, columns, strict=True))
+    user = session.identity_map.get(identity_key(User, sender.id))
+    if user is not None:  # loaded already in this session: brought up to date, as populate_existing did
+        session.refresh(user)
+        return user, bool(inserted)
+    user = User(**loaded)
+    make_transient_to_detached(user)  # as if loaded: no changes pending; `location` loads when asked for
+    session.add(user)
+    return user, bool(inserted)
+
+
+# Every column of users but the computed geography point (read from the ORM when a handler asks).
+_USER_KEYS = [column.key for column in User.__table__.columns if column.key != "location"]
+_USER_COLUMNS = ", ".join(f"users.{key}" for key in _USER_KEYS)
+_UPSERT_USER = (
+    "WITH upserted AS (INSERT INTO users (id, first_name, username, language)"
+    " VALUES (%(id)s, %(first_name)s, %(username)s, %(language)s)"
+    " ON CONFLICT (id) DO UPDATE SET first_name = excluded.first_name, username = excluded.username,"
+    " language = CASE WHEN users.deleted_at IS NOT NULL THEN excluded.language ELSE users.language END,"
+    " last_seen_at = now(), deleted_at = NULL, reachable = true"
+    " WHERE users.first_name IS DISTINCT FROM excluded.first_name"
+    " OR users.username IS DISTINCT FROM excluded.username OR users.deleted_at IS NOT NULL"
+    " OR NOT users.reachable OR users.last_seen_at < now() - interval '1 minute'"
+    f" RETURNING {_USER_COLUMNS}, xmax = 0 AS inserted)"
+    " SELECT * FROM upserted"
+    f" UNION ALL SELECT {_USER_COLUMNS}, false FROM users"
+    " WHERE users.id = %(id)s AND NOT EXISTS (SELECT FROM upserted)")
+_READ_USER = f"SELECT {_USER_COLUMNS}, false FROM users WHERE users.id = %(id)s"
