@@ -36,17 +36,16 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from sqlalchemy import Connection, select, update
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from core import faults, handover, marks, metrics
+from core import db, faults, handover, marks, metrics
 from core import telegram as tg
-from core.db import session_scope
 from core.handover import enqueue_after_commit
 from core.logging import get_logger
 from core.ratelimit import RateLimitTimeout, rate_limiter
-from models import Notification, NotificationStatus, User
+from models import Notification, NotificationStatus
 
 log = get_logger(__name__)
 
@@ -307,11 +306,12 @@ def deliver_now(session: Session, key: str, chat_id: int, message: Reply | objec
         earlier = session.scalars(select(Notification).where(Notification.idempotency_key == key)).one()
         return Sent(Delivery.ALREADY_DONE, earlier.telegram_message_id, (earlier.payload or {}).get("photo"),
                     error=earlier.last_error)
-    note = session.get_one(Notification, note_id)
-    _supersede_earlier_edits(session, note)
+    conn = session.connection()
+    row = _take(conn, note_id)
+    assert row is not None, "a row this transaction inserted is pending and locked by it"
     try:
         _take_turn(chat_id, max_wait)
-        sent = _attempt(session, note, {})
+        sent = _attempt(conn, row, {})
     except RetryLater:
         metrics.NOTIFICATIONS.labels("retry_later").inc()
         raise
@@ -337,7 +337,7 @@ def _record_sent(notification_id: int, message_id: int | None, patience_s: float
     pause = 0.2
     while True:
         try:
-            with session_scope() as session:
+            with db.session_scope() as session:
                 session.execute(
                     update(Notification)
                     .where(Notification.id == notification_id, Notification.status == NotificationStatus.PENDING)
@@ -354,42 +354,54 @@ def _record_sent(notification_id: int, message_id: int | None, patience_s: float
 
 
 def _send_and_record(notification_id: int, progress: dict[str, int | None]) -> Sent:
-    with session_scope() as session:
-        note = session.execute(
-            select(Notification)
-            .where(Notification.id == notification_id, Notification.status == NotificationStatus.PENDING)
-            .with_for_update(skip_locked=True)
-        ).scalar_one_or_none()
-        if note is None:
+    with db.engine().begin() as conn:
+        row = _take(conn, notification_id)
+        if row is None:
             return Sent(Delivery.ALREADY_DONE)
-        if note.kind not in ANSWER_KINDS:  # answers are not messages: no turn under the rate limits
-            _supersede_earlier_edits(session, note)
-            _take_turn(note.chat_id, MAX_INLINE_WAIT_SECONDS, paid=bool(note.payload.get("paid_broadcast")))
-        return _attempt(session, note, progress)
+        if row.kind not in ANSWER_KINDS:  # answers are not messages: no turn under the rate limits
+            _take_turn(row.chat_id, MAX_INLINE_WAIT_SECONDS, paid=bool(row.payload.get("paid_broadcast")))
+        return _attempt(conn, row, progress)
+
+
+@dataclass(frozen=True)
+class _Taken:
+    """A pending outbox row, locked for sending until its transaction ends."""
+
+    id: int
+    chat_id: int
+    kind: str
+    payload: dict[str, Any]
 
 
 SUPERSEDED = "superseded by a later edit of the same message"
 
 
-def _supersede_earlier_edits(session: Session, note: Notification) -> None:
-    """Telegram shows whichever edit of a message arrives last, so an edit recorded earlier must
-    never arrive after this one ("⏳ Reserving…" over "Sold out" left a customer waiting forever).
-    Earlier edits of the same message that are not sent yet are dropped: this one says what is true
-    now. One being sent at this moment holds its row lock until its send is recorded; this UPDATE
-    waits for that, then finds it sent and leaves it, so this edit arrives after it. Locks are only
-    ever waited for towards smaller ids, so two deliveries never wait on each other."""
-    edited = (note.payload or {}).get("edit_message_id")
-    if edited is None:
-        return
-    # Straight to the driver (every edit of a tap's message runs it): the ORM's bulk UPDATE compiled
-    # and synchronised the session each time, for rows this session never loads.
-    session.connection().exec_driver_sql(_SUPERSEDE, {
-        "chat_id": note.chat_id, "id": note.id, "edited": int(edited), "why": SUPERSEDED})
+def _take(conn: Connection, notification_id: int) -> _Taken | None:
+    """Lock a pending row for sending (FOR UPDATE SKIP LOCKED: None when it is sent, dropped, or
+    being sent by another worker), and for an edit drop the earlier edits of the same message that
+    are not sent yet, in one statement straight to the driver (every reply and answer goes through
+    here; the ORM's load, flush and bulk UPDATE cost more than the round trips, bench/report.md).
+
+    Telegram shows whichever edit of a message arrives last, so an edit recorded earlier must never
+    arrive after this one ("⏳ Reserving…" over "Sold out" left a customer waiting forever): this
+    one says what is true now. One being sent at this moment holds its row lock until its send is
+    recorded; the UPDATE waits for that, then finds it sent and leaves it, so this edit arrives
+    after it. Locks are only ever waited for towards smaller ids, so two deliveries never wait on
+    each other."""
+    row = conn.exec_driver_sql(_TAKE, {"id": notification_id, "why": SUPERSEDED}).first()
+    return None if row is None else _Taken(notification_id, *row)
 
 
-_SUPERSEDE = ("UPDATE notifications SET status = 'dropped', last_error = %(why)s WHERE chat_id = %(chat_id)s"
-              " AND id < %(id)s AND status IN ('pending', 'failed')"
-              " AND CAST(payload ->> 'edit_message_id' AS INTEGER) = %(edited)s")
+_TAKE = (
+    "WITH taken AS (SELECT id, chat_id, kind, payload FROM notifications"
+    " WHERE id = %(id)s AND status = 'pending' FOR UPDATE SKIP LOCKED),"
+    " superseded AS (UPDATE notifications SET status = 'dropped', last_error = %(why)s FROM taken"
+    f" WHERE taken.kind NOT IN ('{ANSWER_KIND}', '{INLINE_KIND}') AND taken.payload ? 'edit_message_id'"
+    " AND notifications.chat_id = taken.chat_id AND notifications.id < taken.id"
+    " AND notifications.status IN ('pending', 'failed')"
+    " AND CAST(notifications.payload ->> 'edit_message_id' AS INTEGER)"
+    " = CAST(taken.payload ->> 'edit_message_id' AS INTEGER))"
+    " SELECT chat_id, kind, payload FROM taken")
 
 
 def _take_turn(chat_id: int, max_wait: float, paid: bool = False) -> None:
@@ -401,49 +413,60 @@ def _take_turn(chat_id: int, max_wait: float, paid: bool = False) -> None:
         raise RetryLater(error.wait, "rate limit", pacing=True) from error
 
 
-def _attempt(session: Session, note: Notification, progress: dict[str, int | None]) -> Sent:
-    """Send a pending row and record the outcome on it (in `session`); how every Bot API answer is
-    taken: 429 waits (every worker holds off), 403 stops writing to the user, 400 drops the
-    message, a network failure is retried."""
-    note.attempts += 1
-    reply = Reply.from_payload(note.payload, kind=note.kind) if note.kind not in ANSWER_KINDS else None
+def _attempt(conn: Connection, row: _Taken, progress: dict[str, int | None]) -> Sent:
+    """Send a taken row and record the outcome on it (in `conn`'s transaction); how every Bot API
+    answer is taken: 429 waits (every worker holds off), 403 stops writing to the user, 400 drops
+    the message, a network failure is retried (nothing is written: the caller rolls back)."""
+    reply = Reply.from_payload(row.payload, kind=row.kind) if row.kind not in ANSWER_KINDS else None
     try:
-        message_id, uploaded = _send(note.chat_id, reply) if reply is not None else _answer(note.kind, note.payload)
+        message_id, uploaded = _send(row.chat_id, reply) if reply is not None else _answer(row.kind, row.payload)
     except tg.RetryAfter as error:
         metrics.TELEGRAM_FLOOD.inc()
-        note.last_error = "429 retry after"
         rate_limiter().penalize(tg.retry_after_seconds(error))  # every worker holds off
         raise RetryLater(tg.retry_after_seconds(error), "telegram flood control", pacing=True) from error
     except tg.Forbidden as error:
         # The user blocked the bot: stop writing to them until they come back.
-        _drop(session, note, f"403 {error.message}")
-        session.execute(update(User).where(User.id == note.chat_id).values(reachable=False))
-        return Sent(Delivery.DROPPED, blocked=True, error=note.last_error)
+        reason = _drop(conn, row, f"403 {error.message}")
+        conn.exec_driver_sql(_UNREACHABLE, {"user_id": row.chat_id})
+        return Sent(Delivery.DROPPED, blocked=True, error=reason)
     except tg.BadRequest as error:
         if reply is not None and "message is not modified" in error.message.lower():
-            note.status = NotificationStatus.SENT
-            note.sent_at = datetime.now(UTC)
+            _mark(conn, row.id, NotificationStatus.SENT, sent_at=datetime.now(UTC))
             return Sent(Delivery.SENT, reply.edit_message_id, reply.photo)
-        _drop(session, note, f"400 {error.message}")
-        return Sent(Delivery.DROPPED, error=note.last_error)
+        return Sent(Delivery.DROPPED, error=_drop(conn, row, f"400 {error.message}"))
     except (tg.TimedOut, tg.NetworkError) as error:
         raise RetryLater(2.0, f"network: {error}") from error
-    faults.kill_point(faults.MID_SEND, note.kind)
+    faults.kill_point(faults.MID_SEND, row.kind)
     progress["message_id"] = message_id
-    note.status = NotificationStatus.SENT
-    note.sent_at = datetime.now(UTC)
-    note.telegram_message_id = message_id
-    if uploaded is not None:
-        # Keep Telegram's file_id instead of the bytes: showing the photo again costs no upload.
-        payload = {k: v for k, v in note.payload.items() if k != "photo_upload"}
-        note.payload = {**payload, "photo": uploaded}
+    # Keep Telegram's file_id instead of the bytes of an upload: showing the photo again costs no upload.
+    payload = None if uploaded is None else {
+        **{k: v for k, v in row.payload.items() if k != "photo_upload"}, "photo": uploaded}
+    _mark(conn, row.id, NotificationStatus.SENT, sent_at=datetime.now(UTC), message_id=message_id, payload=payload)
     return Sent(Delivery.SENT, message_id, uploaded or (reply.photo if reply is not None else None))
 
 
-def _drop(session: Session, note: Notification, reason: str) -> None:
-    note.status = NotificationStatus.DROPPED
-    note.last_error = reason[:500]
-    log.warning("notification_dropped", notification_id=note.id, chat_id=note.chat_id, reason=reason)
+def _mark(conn: Connection, notification_id: int, status: NotificationStatus, *, sent_at: datetime | None = None,
+          message_id: int | None = None, payload: dict[str, Any] | None = None, error: str | None = None) -> None:
+    """What became of an attempt, on its row (one more attempt)."""
+    conn.exec_driver_sql(_MARK, {
+        "id": notification_id, "status": status.value, "sent_at": sent_at, "message_id": message_id,
+        "payload": None if payload is None else json.dumps(payload), "error": error})
+
+
+_MARK = ("UPDATE notifications SET status = %(status)s, attempts = attempts + 1,"
+         " sent_at = COALESCE(%(sent_at)s, sent_at),"
+         " telegram_message_id = COALESCE(%(message_id)s, telegram_message_id),"
+         " payload = COALESCE(%(payload)s::jsonb, payload), last_error = COALESCE(%(error)s, last_error)"
+         " WHERE id = %(id)s")
+_UNREACHABLE = "UPDATE users SET reachable = false WHERE id = %(user_id)s"
+
+
+def _drop(conn: Connection, row: _Taken, reason: str) -> str:
+    """Drop a row Telegram refused for good; the reason, as recorded."""
+    reason = reason[:500]
+    _mark(conn, row.id, NotificationStatus.DROPPED, error=reason)
+    log.warning("notification_dropped", notification_id=row.id, chat_id=row.chat_id, reason=reason)
+    return reason
 
 
 def _answer(kind: str, payload: dict[str, Any]) -> tuple[None, None]:
