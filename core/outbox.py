@@ -281,10 +281,11 @@ class Sent:
     error: str | None = None  # why it was dropped
 
 
-def deliver(notification_id: int) -> Delivery:
-    """Send one outbox message through the Bot API, at most once unless a crash hits mid-send."""
+def deliver(notification_id: int, connection: Connection | None = None) -> Delivery:
+    """Send one outbox message through the Bot API, at most once unless a crash hits mid-send; in a
+    transaction of its own, on `connection` when the caller holds one (`db.connected`)."""
     try:
-        delivery = _deliver(notification_id)
+        delivery = _deliver(notification_id, connection)
     except RetryLater:
         metrics.NOTIFICATIONS.labels("retry_later").inc()
         raise
@@ -319,10 +320,10 @@ def deliver_now(session: Session, key: str, chat_id: int, message: Reply | objec
     return sent
 
 
-def _deliver(notification_id: int) -> Delivery:
+def _deliver(notification_id: int, connection: Connection | None) -> Delivery:
     progress: dict[str, int | None] = {}
     try:
-        return _send_and_record(notification_id, progress).delivery
+        return _send_and_record(notification_id, progress, connection).delivery
     except (sa_exc.OperationalError, sa_exc.InterfaceError):
         if "message_id" not in progress:
             raise
@@ -353,8 +354,8 @@ def _record_sent(notification_id: int, message_id: int | None, patience_s: float
             pause = min(pause * 2, 5.0)
 
 
-def _send_and_record(notification_id: int, progress: dict[str, int | None]) -> Sent:
-    with db.engine().begin() as conn:
+def _send_and_record(notification_id: int, progress: dict[str, int | None], connection: Connection | None) -> Sent:
+    with db.transaction(connection) as conn:
         row = _take(conn, notification_id)
         if row is None:
             return Sent(Delivery.ALREADY_DONE)
