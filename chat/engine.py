@@ -13,11 +13,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
+from sqlalchemy import inspect
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, make_transient_to_detached
-from sqlalchemy.orm.util import identity_key
 from telegram import Update
 
 from chat import inline, menus, router
@@ -26,7 +26,7 @@ from core import handover, metrics, outbox
 from core.i18n import DEFAULT_LANGUAGE, Translator, pick_language
 from core.outbox import Reply
 from core.settings import get_settings
-from models import ConversationState, ProcessedUpdate, User
+from models import Base, ConversationState, ProcessedUpdate, User
 
 
 class MalformedUpdate(ValueError):
@@ -102,9 +102,7 @@ def handle(session: Session, update: Update) -> Handled:
         # Telegram's default menu button ("🗺 Map") is in English: this chat gets its own, in its
         # person's language (with the "/" menu, by the same task).
         handover.enqueue_after_commit(session, "notifications.set_chat_commands", user.id)
-    state = session.get(ConversationState, chat.id, with_for_update=True)
-    if state is None:  # kept only once it holds a step (see _keep_state)
-        state = ConversationState(chat_id=chat.id, flow=None, step=None, data={})
+    state = _read_state(session, chat.id)
     ctx = Context(
         session=session, update=update, user=user, chat_id=chat.id, state=state,
         settings=get_settings(), _=Translator(user.language),
@@ -123,6 +121,20 @@ def handle(session: Session, update: Update) -> Handled:
 _LOCK_AND_RECORD = ("INSERT INTO processed_updates (update_id) SELECT %(update_id)s"
                     " FROM (SELECT pg_advisory_xact_lock(%(chat_id)s)) AS chat_lock"
                     " ON CONFLICT (update_id) DO NOTHING RETURNING update_id")
+
+
+def _read_state(session: Session, chat_id: int) -> ConversationState:
+    """The chat's state, its row locked until the commit; a new one (not added to the session: see
+    `_keep_state`) for a chat in no flow. Straight to the driver, as the sender's row."""
+    row = session.connection().exec_driver_sql(_READ_STATE, {"chat_id": chat_id}).first()
+    if row is None:
+        return ConversationState(chat_id=chat_id, flow=None, step=None, data={})
+    flow, step, data, updated_at = row
+    return _as_loaded(session, ConversationState(chat_id=chat_id, flow=flow, step=step, data=data,
+                                                 updated_at=updated_at))
+
+
+_READ_STATE = "SELECT flow, step, data, updated_at FROM conversation_states WHERE chat_id = %(chat_id)s FOR UPDATE"
 
 
 def _keep_state(session: Session, state: ConversationState) -> None:
@@ -234,15 +246,24 @@ def _upsert_user(session: Session, sender) -> tuple[User, bool]:
     if row is None:  # the row came from another transaction after this statement began: read it now
         row = session.connection().exec_driver_sql(_READ_USER, values).one()
     *columns, inserted = row
-    loaded = dict(zip(_USER_KEYS, columns, strict=True))
-    user = session.identity_map.get(identity_key(User, sender.id))
-    if user is not None:  # loaded already in this session: brought up to date, as populate_existing did
-        session.refresh(user)
-        return user, bool(inserted)
-    user = User(**loaded)
-    make_transient_to_detached(user)  # as if loaded: no changes pending; `location` loads when asked for
-    session.add(user)
-    return user, bool(inserted)
+    # `location`, not read here, loads when a handler asks for it.
+    return _as_loaded(session, User(**dict(zip(_USER_KEYS, columns, strict=True)))), bool(inserted)
+
+
+Loaded = TypeVar("Loaded", bound=Base)
+
+
+def _as_loaded(session: Session, instance: Loaded) -> Loaded:
+    """An instance made from a row read straight from the driver, in the session as if the ORM had
+    loaded it (no changes pending; the columns not given load when first read). One this session
+    has loaded already is refreshed and kept instead."""
+    loaded = session.identity_map.get(inspect(type(instance)).identity_key_from_instance(instance))
+    if loaded is not None:
+        session.refresh(loaded)
+        return cast(Loaded, loaded)
+    make_transient_to_detached(instance)
+    session.add(instance)
+    return instance
 
 
 # Every column of users but the computed geography point (read from the ORM when a handler asks).
