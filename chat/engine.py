@@ -95,7 +95,7 @@ def handle(session: Session, update: Update) -> Handled:
         _record_inline_answer(session, update, handled)
         return handled
     if chat is None or sender is None or sender.is_bot or chat.type != "private":
-        _record_answer(session, update, handled)  # a press in a group: answered, without a word
+        _record_outcome(session, update, handled, [])  # a press in a group: answered, without a word
         return handled  # channel posts, groups, service updates: nothing to say
     user, first_contact = _upsert_user(session, sender)
     if first_contact and user.language != DEFAULT_LANGUAGE and get_settings().webapp_url:
@@ -111,8 +111,7 @@ def handle(session: Session, update: Update) -> Handled:
     _keep_state(session, state)
     handled.callback_text = ctx.outcome.callback_text
     handled.callback_alert = ctx.outcome.callback_alert
-    _record_answer(session, update, handled)
-    handled.notification_ids = _record_replies(session, update.update_id, chat.id, ctx.outcome.replies)
+    _record_outcome(session, update, handled, ctx.outcome.replies)
     return handled
 
 
@@ -167,16 +166,15 @@ def handle_failure(session: Session, update: Update) -> Handled:
                       callback_query_id=query.id if query else None)
     session.execute(insert(ProcessedUpdate).values(update_id=update.update_id).on_conflict_do_nothing())
     if chat is None or chat.type != "private":
-        _record_answer(session, update, handled)
+        _record_outcome(session, update, handled, [])
         return handled
     user = session.get(User, chat.id)
     _ = Translator(user.language if user else pick_language(getattr(update.effective_user, "language_code", None)))
     text = _("😕 Sorry, something went wrong on our side and your last action was not completed. "
              "Please try again in a moment.")
     handled.callback_text = _("Something went wrong.")
-    _record_answer(session, update, handled)
-    reply = Reply(text=text, keyboard=[menus.home_row(_)], kind="error")
-    handled.notification_ids = _record_replies(session, update.update_id, chat.id, [reply], suffix="error")
+    _record_outcome(session, update, handled, [Reply(text=text, keyboard=[menus.home_row(_)], kind="error")],
+                    suffix="error")
     return handled
 
 
@@ -192,23 +190,32 @@ def slow_down(session: Session, update: Update, tell: bool) -> Handled:
                       callback_query_id=query.id if query else None,
                       callback_text=_("Too fast — please wait a moment."))
     session.execute(insert(ProcessedUpdate).values(update_id=update.update_id).on_conflict_do_nothing())
-    _record_answer(session, update, handled)
+    replies = []
     if tell and chat is not None and chat.type == "private":
-        reply = Reply(text=_("🐢 You're sending messages very fast, so I'm skipping some. "
-                             "Please wait a few seconds, then carry on."), kind="flood")
-        handled.notification_ids = _record_replies(session, update.update_id, chat.id, [reply], suffix="flood")
+        replies.append(Reply(text=_("🐢 You're sending messages very fast, so I'm skipping some. "
+                                    "Please wait a few seconds, then carry on."), kind="flood"))
+    _record_outcome(session, update, handled, replies, suffix="flood")
     return handled
 
 
-def _record_answer(session: Session, update: Update, handled: Handled) -> None:
-    """The answer owed to a button press, recorded with the rest (before the replies: a redelivery
-    sends what is pending in order, and the spinner should stop first)."""
+def _record_outcome(session: Session, update: Update, handled: Handled, replies: list[Reply],
+                    suffix: str = "") -> None:
+    """The answer owed to a button press and the replies, in one statement: the answer first (a
+    redelivery sends what is pending in order, and the spinner should stop first)."""
     query = update.callback_query
-    if query is None:
-        return
-    chat_id = handled.chat_id if handled.chat_id is not None else query.from_user.id
-    handled.answer_id = outbox.record_answer(session, f"{outbox_key(update.update_id)}answer", chat_id, query.id,
-                                             text=handled.callback_text, show_alert=handled.callback_alert)
+    rows = []
+    if query is not None:
+        answer_chat = handled.chat_id if handled.chat_id is not None else query.from_user.id
+        rows.append(outbox.answer_row(f"{outbox_key(update.update_id)}answer", answer_chat, query.id,
+                                      text=handled.callback_text, show_alert=handled.callback_alert))
+    if replies:
+        assert handled.chat_id is not None, "replies go to the update's chat"
+        rows += [outbox.reply_row(f"{outbox_key(update.update_id)}{suffix}{index}", handled.chat_id, reply)
+                 for index, reply in enumerate(replies)]
+    ids = outbox.record_rows(session, rows)
+    if query is not None:
+        handled.answer_id, ids = ids[0], ids[1:]
+    handled.notification_ids = [note_id for note_id in ids if note_id is not None]
 
 
 def _record_inline_answer(session: Session, update: Update, handled: Handled) -> None:
@@ -219,16 +226,6 @@ def _record_inline_answer(session: Session, update: Update, handled: Handled) ->
                                        inline.results(session, query))
     if note is not None:
         handled.notification_ids = [note]
-
-
-def _record_replies(session: Session, update_id: int, chat_id: int, replies: list[Reply],
-                    suffix: str = "") -> list[int]:
-    ids = []
-    for index, reply in enumerate(replies):
-        note_id = outbox.record(session, f"{outbox_key(update_id)}{suffix}{index}", chat_id, reply)
-        if note_id is not None:
-            ids.append(note_id)
-    return ids
 
 
 def _upsert_user(session: Session, sender) -> tuple[User, bool]:

@@ -18,7 +18,7 @@ the same handling of every Bot API answer, and reports what Telegram returned (a
 file_id).
 
 The answer to a button press (answerCallbackQuery) is owed to Telegram like a message, so it is a
-row too (`record_answer`, kind ``callback_answer``), recorded in the update's transaction: the
+row too (`answer_row`, kind ``callback_answer``), recorded in the update's transaction: the
 update task answers it at once (`start_answer`), and a redelivered update that finds the row still
 pending answers it through `deliver`. Telegram refuses an answer that comes too late ("query is too
 old"): that is final, and the row is dropped.
@@ -151,13 +151,40 @@ class RetryLater(Exception):
 def record(session: Session, key: str, chat_id: int, message: Reply | object) -> int | None:
     """Add a message (a `Reply` or a domain notice) to the outbox; returns its id, or None if that
     key was recorded before. Nothing is sent: the caller hands the id on (see `notify`)."""
+    return record_rows(session, [reply_row(key, chat_id, message)])[0]
+
+
+# One outbox row to record: its idempotency key, the chat, its kind and its payload.
+Outgoing = tuple[str, int, str, dict[str, Any]]
+
+
+def reply_row(key: str, chat_id: int, message: Reply | object) -> Outgoing:
+    """The row for a message (a `Reply`, or a domain notice rendered now), for `record_rows`."""
     reply = render(message)
-    # Straight to the driver, as `record_answer`: every update records its replies, and building the
-    # ORM insert cost more than the round trip (bench/report.md).
-    row = session.connection().exec_driver_sql(_RECORD_ANSWER, {
-        "key": key, "chat_id": chat_id, "kind": reply.kind, "payload": json.dumps(reply.to_payload()),
-    }).first()
-    return row[0] if row else None
+    return key, chat_id, reply.kind, reply.to_payload()
+
+
+def record_rows(session: Session, rows: list[Outgoing]) -> list[int | None]:
+    """Record several rows in one statement, with ids in the order given (a redelivery sends what is
+    pending in id order); each one's id, or None where its key was recorded before. Straight to the
+    driver: every update records its answer and replies, and building ORM inserts cost more than
+    the round trips (bench/report.md)."""
+    if not rows:
+        return []
+    keys = [key for key, _, _, _ in rows]
+    result = session.connection().exec_driver_sql(_RECORD_ROWS, {
+        "keys": keys, "chat_ids": [chat_id for _, chat_id, _, _ in rows], "kinds": [kind for _, _, kind, _ in rows],
+        "payloads": [json.dumps(payload) for _, _, _, payload in rows]})
+    recorded: dict[str, int] = {row[0]: row[1] for row in result}
+    return [recorded.get(key) for key in keys]
+
+
+_RECORD_ROWS = (
+    "INSERT INTO notifications (idempotency_key, chat_id, kind, payload)"
+    " SELECT key, chat_id, kind, payload::jsonb"
+    " FROM unnest(%(keys)s::text[], %(chat_ids)s::bigint[], %(kinds)s::text[], %(payloads)s::text[])"
+    " WITH ORDINALITY AS given (key, chat_id, kind, payload, position) ORDER BY position"
+    " ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key, id")
 
 
 def notify(session: Session, key: str, chat_id: int, message: Reply | object) -> int | None:
@@ -191,20 +218,11 @@ def pending_ids(session: Session, key_prefix: str) -> list[int]:
 ANSWER_KIND = "callback_answer"
 
 
-def record_answer(session: Session, key: str, chat_id: int, callback_query_id: str, *, text: str | None = None,
-                  show_alert: bool = False) -> int | None:
-    """Record the answer to a button press (sent by `start_answer`, or by `deliver` for a row still
-    pending); its id, or None if that key was recorded before."""
-    payload = {"callback_query_id": callback_query_id, "text": text, "show_alert": show_alert}
-    # Straight to the driver: every button press records one (see core.handover's _RECORD).
-    row = session.connection().exec_driver_sql(_RECORD_ANSWER, {
-        "key": key, "chat_id": chat_id, "kind": ANSWER_KIND, "payload": json.dumps(payload),
-    }).first()
-    return row[0] if row else None
-
-
-_RECORD_ANSWER = ("INSERT INTO notifications (idempotency_key, chat_id, kind, payload) VALUES (%(key)s, %(chat_id)s,"
-                  " %(kind)s, %(payload)s::jsonb) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id")
+def answer_row(key: str, chat_id: int, callback_query_id: str, *, text: str | None = None,
+               show_alert: bool = False) -> Outgoing:
+    """The row for the answer to a button press, for `record_rows` (sent by `start_answer`, or by
+    `deliver` for a row still pending)."""
+    return key, chat_id, ANSWER_KIND, {"callback_query_id": callback_query_id, "text": text, "show_alert": show_alert}
 
 
 INLINE_KIND = "inline_answer"
@@ -216,10 +234,7 @@ def record_inline_answer(session: Session, key: str, chat_id: int, inline_query_
     each {"id", "title", "description", "text" (HTML), "url", "url_text"}. Sent by `deliver` like a
     button's answer: not a message, so it takes no turn under the rate limits."""
     payload = {"inline_query_id": inline_query_id, "results": results}
-    row = session.connection().exec_driver_sql(_RECORD_ANSWER, {
-        "key": key, "chat_id": chat_id, "kind": INLINE_KIND, "payload": json.dumps(payload),
-    }).first()
-    return row[0] if row else None
+    return record_rows(session, [(key, chat_id, INLINE_KIND, payload)])[0]
 
 
 ANSWER_KINDS = (ANSWER_KIND, INLINE_KIND)
@@ -471,7 +486,7 @@ def _drop(conn: Connection, row: _Taken, reason: str) -> str:
 
 
 def _answer(kind: str, payload: dict[str, Any]) -> tuple[None, None]:
-    """Answer a button press (a `record_answer` row) or an inline query (`record_inline_answer`)."""
+    """Answer a button press (an `answer_row` row) or an inline query (`record_inline_answer`)."""
     if kind == INLINE_KIND:
         tg.telegram_api().answer_inline_query(payload["inline_query_id"], payload["results"])
         return None, None

@@ -13,8 +13,10 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from chat import engine
+from core import outbox
 from core.db import session_scope
-from models import ConversationState, User
+from core.outbox import Reply
+from models import ConversationState, Notification, User
 
 _update_ids = itertools.count(9_300_000_000)
 
@@ -128,3 +130,22 @@ def test_a_chat_in_no_flow_has_no_state_row_and_one_in_a_flow_has(db):
     with session_scope() as session:
         state = session.get_one(ConversationState, user)
         assert state.flow is None and state.updated_at > started
+
+
+def test_rows_recorded_together_keep_their_order_and_are_recorded_once(db):
+    with session_scope() as session:
+        first = outbox.record_rows(session, [
+            outbox.answer_row("rows:answer", 8_300_000_007, "query"),
+            outbox.reply_row("rows:0", 8_300_000_007, Reply(text="one")),
+            outbox.reply_row("rows:1", 8_300_000_007, Reply(text="two")),
+        ])
+    assert None not in first and first == sorted(first), "the answer first, then the replies as given"
+    with session_scope() as session:
+        again = outbox.record_rows(session, [outbox.reply_row("rows:1", 8_300_000_007, Reply(text="two")),
+                                             outbox.reply_row("rows:2", 8_300_000_007, Reply(text="three"))])
+        kinds = session.execute(sa.select(Notification.idempotency_key, Notification.kind, Notification.payload)
+                                .where(Notification.chat_id == 8_300_000_007).order_by(Notification.id)).all()
+    assert again[0] is None and again[1] is not None and again[1] > first[2]
+    assert [(key, kind, payload.get("text")) for key, kind, payload in kinds] == [
+        ("rows:answer", outbox.ANSWER_KIND, None), ("rows:0", "reply", "one"), ("rows:1", "reply", "two"),
+        ("rows:2", "reply", "three")]
