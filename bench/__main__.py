@@ -545,6 +545,15 @@ def mini_app_section(result: dict) -> list[str]:
          f"{one['four_pages']['p50_ms']:.2f} ms, p99 {one['four_pages']['p99_ms']:.2f} ms; positions where the "
          f"two found different deals: {one['results_differ']}."),
         "",
+        (f"Where the time goes: the webapp spends {app['ceiling'].get('cpu_ms_per_search', 0):.1f} ms of CPU on a "
+         "search (initData, the caller's language, the statement built once and run, 20 rows into objects, the "
+         "ratings, JSON, and uvicorn's HTTP and thread hand-off); Postgres finds the nearest businesses through "
+         "the location's GiST index and stops after a page's worth (about 1 ms). The webapp, Postgres and the load "
+         "generator share the machine's 2 cores with whatever else runs on it (the load average above): a search "
+         "that finds no free core waits, which is where the tail comes from. The chat's path in the same run "
+         "(one process, no HTTP): p99 "
+         f"{result['chat']['paced']['p99_ms']:.1f} ms."),
+        "",
         *mini_app_options(),
         "",
     ]
