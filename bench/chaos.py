@@ -470,7 +470,12 @@ def probe_outcome(stack: Stack, details: dict[str, Any]) -> dict[str, Any]:
         outcome = "unchanged"  # the confirmation still: the tap was never handled, or its answer never sent
     else:
         outcome = "message gone"
-    return {"probe_sees": outcome, "probe_tap_answered": answered}
+    result: dict[str, Any] = {"probe_sees": outcome, "probe_tap_answered": answered}
+    if outcome not in ("pay", "refused"):  # what its chat's outbox holds says why
+        from bench.invariants import stuck_details
+
+        (result["probe_chat"],) = stuck_details(stack, [{"chat_id": details["probe_chat_id"], "step": "probe"}])
+    return result
 
 
 def sweeps_since(began_monotonic: float) -> list[dict[str, Any]]:

@@ -400,6 +400,30 @@ def handed_over_reservations(update_ids: list[int]) -> set[int]:
     return {int(row[0].split(":")[1]) for row in rows}
 
 
+def stuck_details(stack, stuck: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each wait that ended without its answer: what the person's chat shows last, and the
+    chat's outbox rows of the last minutes (an edit dropped, superseded or never sent tells which
+    it was), so an intermittent finding can be explained from the report alone."""
+    fake = stack.telegram
+    details = []
+    for wait in stuck[:5]:
+        chat_id = wait["chat_id"]
+        with fake.state.lock:
+            chat = _bot(fake).chats.get(chat_id)
+            shown = [] if chat is None else [
+                {"message_id": m["message_id"], "text": text_of(m)[:70]}
+                for m in (chat.transcript_entry(m) for m in chat.messages.values() if m.sender == "bot")][-3:]
+        rows = [{"id": r[0], "key": r[1], "kind": r[2], "status": str(r[3]), "error": r[4], "edits": r[5],
+                 "text": (r[6] or "")[:50]}
+                for r in _db_rows("""
+                    SELECT id, idempotency_key, kind, status, last_error, payload->>'edit_message_id',
+                           payload->>'text'
+                    FROM notifications WHERE chat_id = :chat AND created_at > now() - interval '3 minutes'
+                    ORDER BY id DESC LIMIT 8""", chat=chat_id)]
+        details.append({**wait, "chat_shows": shown, "outbox": rows})
+    return details
+
+
 def payments_unrecorded(stack) -> list[str]:
     """Checkout Sessions Stripe has taken the money for, whose order has no payment row yet."""
     paid = {s["metadata"].get("order_id"): s["id"] for s in stack.stripe.state.all_objects("checkout.session")
@@ -483,6 +507,7 @@ def audit(stack, traffic: Traffic, calls: CallLog, phase: str | None = None) -> 
         "answers_sent_unmarked": len(answers_unmarked(stack.telegram)),
         "sent_unrecorded": [t for t in twins if not t["key"]],
         "waits_without_answer": dict(collections.Counter(s["step"] for s in stuck)),
+        "waits_without_answer_details": stuck_details(stack, stuck),
         "dead_letters": _dead_letters(),
     }
 

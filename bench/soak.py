@@ -172,8 +172,10 @@ def chart(samples: list[dict[str, Any]], warmup_s: float, path: Path) -> None:
 
 def run(minutes: float = 30.0, *, interval: float | None = None, profile: Profile | None = None,
         flower: bool = True, stack: Stack | None = None, traffic: Traffic | None = None,
-        chart_path: Path | None = None, log=print) -> dict[str, Any]:
-    """Soak for `minutes`; on a running stack (and its seeded traffic) when given, else on its own."""
+        chart_path: Path | None = None, min_samples: int = 2, log=print) -> dict[str, Any]:
+    """Soak for `minutes`, and on until `min_samples` samples were taken (a sample of every process
+    takes a while on a busy machine); on a running stack (and its seeded traffic) when given, else
+    on its own."""
     duration = minutes * 60
     interval = interval or (60.0 if duration >= 600 else max(3.0, duration / 30))
     warmup_s = 300.0 if duration >= 600 else duration / 6  # the target's "first 5 minutes"
@@ -200,9 +202,11 @@ def run(minutes: float = 30.0, *, interval: float | None = None, profile: Profil
                 log(f"   {sample['t_s'] / 60:5.1f} min: {len(sample['processes'])} processes, "
                     f"ours {total:.0f} MB RSS")
             remaining = started + duration - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 and len(sampler.samples) >= min_samples:
                 break
-            time.sleep(min(interval, remaining))
+            # On a fixed grid from the start: the time a sample takes does not stretch the interval.
+            next_at = started + len(sampler.samples) * interval
+            time.sleep(max(0.0, min(next_at - time.monotonic(), remaining if remaining > 0 else interval)))
         traffic.stop()
         pending = Pending(stack, traffic, "soak")
         settled = None

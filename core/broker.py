@@ -15,6 +15,12 @@ again. Without that they would wait in Redis's
 unacked set for the whole visibility timeout. Putting a message back twice is harmless: the second
 time finds nothing under its tag.
 
+A message Redis hands over just as it stops: kombu takes it off its queue (BRPOP) and only then, in
+a second command, records it as unacknowledged. When Redis is gone in between, the record fails,
+the message is in no queue and no unacked set, and the consumer drops it as it reconnects: lost for
+good (the drills saw a Pay message never sent). Here it is kept in the process and put back on its
+queue as soon as there is a channel again.
+
 Redelivery after a lost worker: every consumer of a Redis database shares one `unacked` set, and
 each worker sweeps all of it, whatever queue it consumes. kombu's sweep gives back every message
 delivered more than `visibility_timeout` seconds ago, so the shortest timeout of any worker would
@@ -43,6 +49,7 @@ logger = structlog.get_logger(__name__)
 
 _lock = threading.Lock()
 _tags_to_restore: set[str] = set()  # per worker process: the consumer lives in the main process
+_messages_to_put_back: dict[str, str] = {}  # delivery tag → the message as kombu saves it (unacked)
 
 
 def due_at(headers: dict[str, Any] | None) -> float | None:
@@ -65,12 +72,21 @@ class QoS(kombu_redis.QoS):
         it runs, and its visibility timeout starts then, not when it was delivered."""
         delivery = message.delivery_info
         score = max(time(), due_at(message.headers) or 0.0)
-        with self.pipe_or_acquire() as pipe:
-            pipe.zadd(self.unacked_index_key, {delivery_tag: score}) \
-                .hset(self.unacked_key, delivery_tag,
-                      dumps([message._raw, delivery["exchange"], delivery["routing_key"]])) \
-                .execute()
-            virtual.QoS.append(self, message, delivery_tag)
+        saved = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        try:
+            with self.pipe_or_acquire() as pipe:
+                pipe.zadd(self.unacked_index_key, {delivery_tag: score}) \
+                    .hset(self.unacked_key, delivery_tag, saved) \
+                    .execute()
+        except (redis.ConnectionError, redis.TimeoutError):
+            # Redis went away between handing the message over (BRPOP took it off its queue) and
+            # this record: only this process has it now, and the delivery fails (the consumer
+            # reconnects). It goes back on its queue as soon as this process has a channel again.
+            with _lock:
+                _messages_to_put_back[delivery_tag] = saved
+            logger.warning("broker_put_back_deferred", queue=delivery["routing_key"])
+            raise
+        virtual.QoS.append(self, message, delivery_tag)
 
     def restore_visible(self, start=0, num=10, interval=10) -> None:
         """Give back to their queues the messages whose worker is presumed dead: those still
@@ -153,20 +169,31 @@ class Channel(kombu_redis.Channel):
 
     def _restore_deferred(self) -> None:
         with _lock:
-            tags = sorted(_tags_to_restore)
+            tags = set(_tags_to_restore)
             _tags_to_restore.clear()
-        if not tags:
+            taken = dict(_messages_to_put_back)
+            _messages_to_put_back.clear()
+        if not tags and not taken:
             return
-        restored = 0
+        saved: set[str] = set()
+        restored: set[str] = set()
         try:
-            for tag in tags:
+            # A message taken as Redis stopped is first recorded as unacknowledged, as its delivery
+            # would have done (if that record did reach Redis, this writes the same again), then put
+            # back like the others: restoring by tag moves it to its queue once, whoever does it.
+            for tag, message in taken.items():
+                self.client.pipeline().zadd(self.qos.unacked_index_key, {tag: time()}) \
+                    .hset(self.qos.unacked_key, tag, message).execute()
+                saved.add(tag)
+            for tag in sorted(tags | saved):
                 self.qos.restore_by_tag(tag, client=self.client)
-                restored += 1
+                restored.add(tag)
         except redis.ConnectionError:
             with _lock:
-                _tags_to_restore.update(tags[restored:])
+                _messages_to_put_back.update({tag: m for tag, m in taken.items() if tag not in saved})
+                _tags_to_restore.update((tags | saved) - restored)
             raise
-        logger.info("broker_restore_done", messages=restored)
+        logger.info("broker_restore_done", messages=len(restored))
 
 
 class Transport(kombu_redis.Transport):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from core import outbox
@@ -64,12 +64,35 @@ def place_order(session: Session, offer_id: int, customer_id: int, quantity: int
     with autocommit_connection(session) as conn:
         result = reservations.reserve(conn, offer_id, customer_id, quantity,
                                       hold_minutes=get_settings().hold_minutes, per_order_cap=MAX_PER_ORDER)
+    if result.outcome is ReserveOutcome.ALREADY_HELD and _lapsed(session, result):
+        result = _reserve_after_lapsed_hold(session, result, offer_id, customer_id, quantity)
     if result.outcome in (ReserveOutcome.RESERVED, ReserveOutcome.ALREADY_HELD):
         replacing = {"edit_message_id": edit_message_id, "customer_id": customer_id} if edit_message_id else None
         enqueue_after_commit(session, "payments.create_checkout", result.order_id, kwargs=replacing)
         return Placed(result)
     return Placed(result, _refuse(session, offer_id, customer_id, result, request_key=request_key,
                                    edit_message_id=edit_message_id))
+
+
+def _lapsed(session: Session, held: ReserveResult) -> bool:
+    """Whether the customer's open hold is over by the database's clock (as the sweep judges it)."""
+    return held.hold_expires_at is None or bool(
+        session.scalar(text("SELECT CAST(:t AS timestamptz) <= now()"), {"t": held.hold_expires_at}))
+
+
+def _reserve_after_lapsed_hold(session: Session, lapsed: ReserveResult, offer_id: int, customer_id: int,
+                               quantity: int) -> ReserveResult:
+    """The customer taps again after their hold lapsed and before the once-a-minute sweep released
+    it. Handing back that order would leave them at "⏳ Reserving…" (nobody may pay a lapsed hold,
+    so no Pay button comes). Release it as the sweep would (its Pay messages say it lapsed, its
+    checkout closes), then reserve again, both in this transaction."""
+    assert lapsed.order_id is not None, "ALREADY_HELD names the open order"
+    released = reservations.release(session, lapsed.order_id, ReleaseReason.EXPIRED)
+    if released.outcome is reservations.ReleaseOutcome.RELEASED:
+        spend_pay_buttons(session, lapsed.order_id, customer_id, PayButtonGone.LAPSED)
+        close_checkouts_after_commit(session, [lapsed.order_id])
+    return reservations.reserve(session, offer_id, customer_id, quantity,
+                                hold_minutes=get_settings().hold_minutes, per_order_cap=MAX_PER_ORDER)
 
 
 def _refuse(session: Session, offer_id: int, customer_id: int, result: ReserveResult, *, request_key: str,

@@ -32,19 +32,8 @@ SETTINGS = {"short": True, "redis_down": 5.0, "postgres_down": 2.0, "traffic_s":
             "kill_settle": 20.0, "visibility_timeout": 15, "beat_wait": 0.0, "operator_sweep": True}
 SOAK_MINUTES = 0.25
 SOAK_INTERVAL_S = 1.0
+SOAK_MIN_SAMPLES = 10  # 15 at one a second; a sample can take longer than that on a busy machine
 FAULTS = ("baseline", "redis", "postgres", "worker_child", "worker_main", "beat", "gateway")
-
-# Seen in 1 of 7 runs each, not understood yet, so not strict (a strict xfail would fail the runs
-# where nothing goes wrong); README "Fault drills" and the lead have the details.
-REDIS_PAY_BUTTON = pytest.mark.xfail(strict=False, reason=(
-    "Intermittent (1 of 7 runs): with Redis stopped 5 s, a Pay message recorded by "
-    "payments.create_checkout was never sent: no deliver task in Redis, no unsent hand-over (only the "
-    "ten-minute maintenance.retry_failed_notifications would send it), and its customer kept waiting."))
-
-
-def _faults(marked: dict) -> list:
-    return [pytest.param(fault, marks=marked.get(fault, ())) for fault in FAULTS]
-
 
 @pytest.fixture(scope="module")
 def drills(tmp_path_factory):
@@ -58,7 +47,8 @@ def drills(tmp_path_factory):
         traffic = Traffic(stack, Profile(**settings["profile"]))
         traffic.seed()
         drilled = chaos.drill(stack, traffic, settings)
-        soaked = soak.run(SOAK_MINUTES, interval=SOAK_INTERVAL_S, stack=stack, traffic=traffic, chart_path=chart)
+        soaked = soak.run(SOAK_MINUTES, interval=SOAK_INTERVAL_S, stack=stack, traffic=traffic, chart_path=chart,
+                          min_samples=SOAK_MIN_SAMPLES)
     done: dict[str, int] = {}  # how far the people got, over the drill and the soak
     for outcomes in traffic.record.outcomes.values():
         for what, count in outcomes.items():
@@ -82,7 +72,7 @@ def test_the_people_reserve_pay_cancel_and_publish(drills):
     assert done.get("released", 0) + done.get("cancelled_paid", 0) > 0, done
 
 
-@pytest.mark.parametrize("fault", _faults({"redis": REDIS_PAY_BUTTON}))
+@pytest.mark.parametrize("fault", FAULTS)
 def test_every_update_is_received_handled_and_answered_once(drills, fault):
     phase = _phase(drills, fault)
     updates = phase["updates"]
@@ -92,10 +82,10 @@ def test_every_update_is_received_handled_and_answered_once(drills, fault):
     assert updates["answered_more_than_once"] == 0
     assert _what(phase["lost"], {"update", "reply", "tap"}) == []
     assert phase["failed"] == []  # nobody was told "something went wrong"
-    assert phase["waits_without_answer"] == {}
+    assert phase["waits_without_answer"] == {}, phase["waits_without_answer_details"]
 
 
-@pytest.mark.parametrize("fault", _faults({"redis": REDIS_PAY_BUTTON}))
+@pytest.mark.parametrize("fault", FAULTS)
 def test_no_hand_over_is_lost(drills, fault):
     assert _what(_phase(drills, fault)["lost"], {"handover"}) == []
 
@@ -158,6 +148,10 @@ def test_an_update_lost_with_a_worker_main_process_comes_back_from_the_inbox(dri
     assert probe["probe_handled"] and probe["probe_tap_answered"], probe
 
 
+# Seen in 1 of 7 runs, not understood yet, so not strict (a strict xfail would fail the runs where
+# nothing goes wrong); README "Fault drills" has the details. (A Pay message lost as Redis stopped,
+# seen as often, was the transport dropping a message Redis handed over just as it stopped:
+# core/broker.py keeps it now, tests/integration/test_broker_transport.py.)
 @pytest.mark.xfail(strict=False, reason=(
     "Intermittent (1 of 7 runs, with 10 s to settle): after the probe's update came back from the inbox "
     "and was handled, its chat still showed “⏳ Reserving…” instead of the Pay button at the end of the "
@@ -177,7 +171,7 @@ def test_every_killed_process_came_back(drills):
 
 def test_the_soak_samples_every_process_and_draws_the_chart(drills):
     soaked = drills["soak"]
-    assert len(soaked["samples"]) >= 10
+    assert len(soaked["samples"]) >= SOAK_MIN_SAMPLES
     labels = set(soaked["growth"])
     assert {"gateway", "beat", "metrics", "worker-updates", "worker-updates pool 1", "redis", "postgres"} <= labels
     for label, figures in soaked["growth"].items():

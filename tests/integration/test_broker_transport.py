@@ -62,3 +62,47 @@ def test_a_task_in_flight_during_a_redis_restart_is_put_back_when_redis_returns(
     finally:
         worker.stop()
         server.stop()
+
+
+def test_a_message_taken_just_as_redis_stops_is_put_back_when_redis_returns(tmp_path, monkeypatch):
+    """Redis hands a message over (BRPOP) and stops before the consumer has recorded it as
+    unacknowledged: popped from its queue, in no unacked set, so nothing in Redis would ever give it
+    back. The transport keeps it and puts it back on its queue once Redis returns."""
+    import kombu
+
+    from core import broker
+
+    broker.install()
+    server = RedisServer(tmp_path / "redis", free_port()).start()
+    queue = kombu.Queue("updates", routing_key="updates")
+    record_unacknowledged = broker.QoS.append
+    stopped: list[bool] = []
+
+    def redis_stops_first(qos, message, delivery_tag):
+        if not stopped:
+            stopped.append(True)
+            server.stop()  # the message is in this process only
+        return record_unacknowledged(qos, message, delivery_tag)
+
+    monkeypatch.setattr(broker.QoS, "append", redis_stops_first)
+    received: list[dict] = []
+
+    def consume_once(url: str, timeout: float) -> None:
+        with kombu.Connection(url) as connection, connection.Consumer(
+                queue, callbacks=[lambda body, message: (received.append(body), message.ack())], accept=["json"]):
+            connection.drain_events(timeout=timeout)
+
+    try:
+        with kombu.Connection(server.url) as connection:
+            connection.Producer().publish({"update_id": 1}, routing_key="updates", declare=[queue],
+                                          serializer="json")
+        with pytest.raises(redis.ConnectionError):
+            consume_once(server.url, 10)
+        assert stopped and received == []
+        server.start()
+        consume_once(server.url, 10)  # a new channel, as a worker's consumer makes when it reconnects
+        assert received == [{"update_id": 1}]
+        client = redis.Redis.from_url(server.url)
+        assert client.llen("updates") == 0 and client.hlen("unacked") == 0
+    finally:
+        server.stop()

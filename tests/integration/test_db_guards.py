@@ -81,7 +81,7 @@ def test_a_statement_over_its_timeout_is_a_transient_error(guards):
     started = time.monotonic()
     with pytest.raises(BaseTask.autoretry_for) as caught, db.session_scope() as session:
         session.execute(sa.text("SELECT pg_sleep(5)"))
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 4  # pg_sleep(5) would take 5 s
     assert isinstance(caught.value, sa.exc.OperationalError)
     assert transient_reason(caught.value) == "statement_timeout"
 
@@ -137,7 +137,7 @@ def test_an_exhausted_pool_fails_fast_is_transient_and_is_counted(guards):
         started = time.monotonic()
         with pytest.raises(BaseTask.autoretry_for) as caught, db.session_scope() as session:
             session.execute(sa.text("SELECT 1"))
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 5  # the default pool timeout would be 30 s
     finally:
         for connection in held:
             connection.close()

@@ -247,3 +247,29 @@ def _tap_at_once(start: threading.Barrier, outcomes: list, offer_id: int, custom
     start.wait()
     with session_scope() as session:
         outcomes.append(ordering.place_order(session, offer_id, customer, 1, key).result.outcome)
+
+
+def test_a_tap_after_the_customers_hold_lapsed_reserves_anew_before_the_sweep_runs(db, handed_over):
+    """A hold lapses, and the once-a-minute sweep has not released it yet, when its customer taps
+    "Reserve and pay" again. That hold is over: it is released as the sweep would and the tap gets a
+    new one (and so its Pay message), instead of being handed the lapsed order, which nobody may pay,
+    and leaving the customer at "⏳ Reserving…"."""
+    business = make_business()
+    customer = make_user()
+    offer_id = make_offer(business, quantity=3)
+    with session_scope() as session:
+        first = ordering.place_order(session, offer_id, customer, 2, "tap:1").result
+    assert first.outcome is rsv.ReserveOutcome.RESERVED
+    with session_scope() as session:
+        session.execute(sa.text("UPDATE orders SET hold_expires_at = now() - interval '5 seconds' WHERE id = :id"),
+                        {"id": first.order_id})
+    with session_scope() as session:
+        again = ordering.place_order(session, offer_id, customer, 1, "tap:2").result
+    assert again.outcome is rsv.ReserveOutcome.RESERVED and again.order_id != first.order_id
+    assert status(first.order_id) is OrderStatus.EXPIRED
+    with session_scope() as session:
+        held = session.execute(sa.text("SELECT units_held FROM offers WHERE id = :id"), {"id": offer_id}).scalar()
+    assert held == 1  # the lapsed hold's two units went back; the new hold took one
+    assert ("payments.create_checkout", [again.order_id]) in handed_over
+    with session_scope() as session:  # the sweep finds nothing of it left to release
+        assert maintenance.release_expired_holds(session, datetime.now(UTC))["holds_released"] == 0

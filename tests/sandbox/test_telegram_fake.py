@@ -641,7 +641,7 @@ def test_get_updates_long_poll_wakes_on_new_update(fake: TelegramFake, client: T
             started = time.monotonic()
             await asyncio.to_thread(client.send_text, USER, "/start promo42")
             (update,) = await asyncio.wait_for(poll, 5)
-            assert time.monotonic() - started < 2
+            assert time.monotonic() - started < 5  # the poll itself would wait 10 s
             assert update.message.text == "/start promo42"
             assert update.message.entities[0].type == "bot_command"
             assert update.message.parse_entities(["bot_command"]).popitem()[1] == "/start"
@@ -929,7 +929,7 @@ def test_change_feed_wakes_threads_and_tasks_promptly() -> None:
     started = time.monotonic()
     assert run(scenario()) is True
     waiter.join(2)
-    assert results == [True] and time.monotonic() - started < 2
+    assert results == [True] and time.monotonic() - started < 5  # the waiter would give up after 10 s
     assert feed.wait_for_sync(lambda: False, 0.01) is False
 
 
