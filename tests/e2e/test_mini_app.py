@@ -334,6 +334,7 @@ def test_a_business_cancels_an_offer_in_the_dashboard_and_its_customers_are_told
         assert session.get(Offer, offer_id).status == OfferStatus.ACTIVE
 
     app.locator("#cancel-offer").click()
+    shot(page, "mini-app-cancel.png")
     app.locator("#cancel-yes").click()
     # A worker cancels it as the chat does; the page watches the offer until it is cancelled.
     expect(app.locator("#offer-note")).to_contain_text("Offer cancelled. Customers with a reservation or a paid "
@@ -366,6 +367,7 @@ def test_on_telegram_web_the_dashboard_offers_no_scanner_and_takes_the_typed_cod
     expect(app.locator("#pickup-code")).to_be_visible()
     expect(app.locator("#scan-unavailable")).to_contain_text("Scanning the pickup pass works in Telegram's phone app")
     expect(app.locator("#scan-pass")).to_have_count(0)
+    shot(page, "mini-app-no-scanner.png")
     app.locator("#pickup-code").fill(code)
     app.get_by_role("button", name="✅ Confirm").click()
     expect(app.locator("#pickup-answer")).to_contain_text(f"Code {code} is valid: hand over 1× Coffee beans")
