@@ -262,17 +262,28 @@ SCALING_LIMITS = [
 # A sold-out tap's CPU, profiled (bench/report.md's options table says how each change was measured).
 WHERE_THE_CPU_GOES = [
     "**Where a tap's CPU goes.**",
-    ("* In the update task (cProfile with a CPU clock in `bench.bench_handover --kinds sold_out`, 500 taps, "
-     "before this round's outbox change; cProfile's own overhead weighs on Python-heavy code, so read the "
-     "shares): the update's transaction 44 % (upserting the user 14 %, the reply's outbox row 11 %, the "
-     "reading of the offer 9 %, the chat lock with the dedup 3 %), sending the reply and answering the button "
-     "46 % (the reply's row locked, earlier edits superseded 13 %, the Bot API call 8 %, the commit and the "
-     "rest), parsing the update into python-telegram-bot objects 4 %, the flood check 3 %. By library: "
-     "SQLAlchemy about half of all, psycopg2 14 %, python-telegram-bot 4 %, Redis 4 %."),
-    ("* Celery's share is small: taking the waiting updates into one task (the option below) ran 220 update "
-     "tasks instead of 2,000 and the worker's CPU per tap did not fall measurably. What is left per tap is the "
-     "two transactions (the update's, then the reply's row marked sent under its lock) and the Python around "
-     "11 statements: fewer statements and less Python per tap is the lever the 3 ms target needs."),
+    ("* In the update task (cProfile with a CPU clock in `bench.bench_handover --kinds sold_out`, 500 "
+     "taps; cProfile's own overhead weighs on Python-heavy code, and a wait shows the CPU of the process's "
+     "other threads, such as the Bot API client's event loop, so read the shares). Before this round's "
+     "changes (`main` at 14.4 ms per tap in the flash sale): the update's transaction 41 % (upserting the "
+     "user 17 %, the reading of the offer 11 %, with the state's INSERT flushed before it, the answer and "
+     "reply rows 5 %, the chat lock with the dedup 3 %), sending the reply and answering the button 42 % "
+     "(its transaction apart from the Bot API call 29 %: a second checkout with its ping, the ORM's load "
+     "and flush of the row; the Bot API call 10 %), parsing the update into python-telegram-bot objects 5 "
+     "%, the flood check 5 %; SQLAlchemy 45 % of all, psycopg2 14 %. After them (the options below), the "
+     "profiled task costs half as much (19.7 → 9.8 ms per tap with the profiler on): the update's "
+     "transaction 28 % (upserting the user 8 %, the answer and reply rows in one statement 7 %, the chat "
+     "lock with the dedup 4 %, the state 4 %, the handler with the offer's read 4 %), sending the reply "
+     "and answering the button 50 % (the Bot API call 19 %, taking the row with its earlier edits 13 %, "
+     "the rate limiter's turn in Redis 10 %, marking it sent 2 %), parsing 9 %, the flood check 5 %, the "
+     "connection's checkout 4 %; SQLAlchemy 22 % of all, psycopg2 16 %, python-telegram-bot 8 %, Redis 7 "
+     "%."),
+    ("* Celery's share is small: taking the waiting updates into one task (the option below) ran 220 "
+     "update tasks instead of 2,000 and the worker's CPU per tap did not fall measurably. What is left per "
+     "tap is two transactions on one connection (the update's: the lock with the dedup, the user, the "
+     "state, the offer, the answer and reply rows; the send's: the row taken, then marked), two Bot API "
+     "calls through python-telegram-bot, two Redis scripts (the flood window, the rate limit) and the "
+     "parsing, with Celery around them: 3 ms per tap would need most of these gone, not trimmed."),
 ]
 
 
