@@ -250,7 +250,9 @@ class Harness:
 
         def prepare(customer: int) -> None:
             client = _thread_client(local)
-            client.post(f"{base}/_sandbox/users", json={"id": customer, "first_name": "Customer"}).raise_for_status()
+            # The name the bot stored from their earlier updates: a returning customer's row is not rewritten.
+            name = f"Customer {customer - CUSTOMER_BASE}"
+            client.post(f"{base}/_sandbox/users", json={"id": customer, "first_name": name}).raise_for_status()
             sent = client.post(f"{base}/bot{token}/sendMessage", json={
                 "chat_id": customer, "text": text, "parse_mode": "HTML", "reply_markup": markup})
             sent.raise_for_status()

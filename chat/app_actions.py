@@ -8,6 +8,10 @@ customers of an offer published in the app (`announcements.announce`, as the cha
 person who acted gets a line in their chat too, and the previews of a draft published or deleted in
 the app lose their buttons, as in the chat. Every message is keyed by the app's request, so a
 redelivery says nothing twice.
+
+One action is done here rather than in the webapp: cancelling an offer (`cancel_offer`, by the
+`payments.cancel_offer` task), because the domain function the chat calls tells each customer in
+their chat, which needs the chat's sentences (chat.messages), and the webapp has none of them.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
-from chat.business.manage import being_told, spent_previews, tell_collected
+from chat.business.manage import being_told, cancelled_note, spent_previews, tell_collected
 from chat.business.review import tell_owner
 from chat.cards import offer_caption, user_text
 from chat.menus import home_row
@@ -24,9 +28,10 @@ from chat.registry import data
 from core import outbox
 from core.i18n import Translator
 from core.outbox import Reply, button
-from domain import announcements
+from domain import announcements, payments
 from domain.money import format_money
-from models import Business, Offer, Order, User
+from domain.offers import NotOwner, WrongState
+from models import Business, Offer, OfferStatus, Order, User
 
 ACTIONS = ("collected", "pause", "resume", "verified", "created", "published", "discarded", "edited")
 OFFER_ACTIONS = ("pause", "resume", "created", "published", "discarded", "edited")
@@ -98,4 +103,29 @@ def _offer_action(session: Session, _: Translator, action: str, user_id: int, of
         for edit in spent_previews(session, user_id, offer.id, caption, [manage]):
             outbox.notify(session, f"{key}:preview:{edit.edit_message_id}", user_id, edit)
     outbox.notify(session, key, user_id, Reply(text=text, keyboard=[manage, biz_menu]))
+    return True
+
+
+def cancel_offer(session: Session, owner_id: int, offer_id: int, request_id: str) -> bool:
+    """The dashboard's "🗑 Cancel offer", done here as the chat's is (payments.cancel_offer: each
+    reservation released, each paid order called off and refunded, every customer told, in this
+    transaction), with the chat's note to the owner; False when there was nothing to cancel (a
+    redelivery after it was done, or the offer changed since the app asked: the owner is told)."""
+    actor = session.get(User, owner_id)
+    _ = Translator(actor.language if actor else "en")
+    key = f"app:{owner_id}:{request_id}:cancel"
+    biz_menu = [button(_("🏪 Business menu"), data("biz")), *home_row(_)]
+    manage = [button(_("⚙️ Manage this offer"), data("bizoffer", "show", offer_id))]
+    try:
+        result = payments.cancel_offer(session, offer_id, owner_id)
+    except NotOwner:
+        return False
+    except WrongState:
+        offer = session.get(Offer, offer_id)
+        if offer is not None and offer.status != OfferStatus.CANCELLED:
+            outbox.notify(session, key, owner_id, Reply(text=_("This offer can't be cancelled now."),
+                                                         keyboard=[manage, biz_menu]))
+        return False
+    text = cancelled_note(_, result) + " " + _("(in the app)")
+    outbox.notify(session, key, owner_id, Reply(text=text, keyboard=[manage, biz_menu]))
     return True

@@ -365,12 +365,12 @@ def _refused_at_sight(ctx: Context, offer_id: int, quantity: int) -> bool:
     """An offer that visibly has too few units left is refused here, with the reservation engine's
     own words, instead of queueing a reservation bound to fail (in a flash sale, most taps).
     Only advice: the engine's guarded update still decides every reservation that is queued."""
-    offer = ctx.session.get(Offer, offer_id)
+    offer = ordering.at_sight(ctx.session, offer_id)
     if offer is None or offer.pickup_end <= _now() or offer.units_left >= quantity \
             or offer.status not in (OfferStatus.ACTIVE, OfferStatus.SOLD_OUT):
         return False
     outcome = ordering.ReserveOutcome.SOLD_OUT if offer.units_left <= 0 else ordering.ReserveOutcome.NOT_ENOUGH_LEFT
-    reply = refusal(ctx._, outcome, offer.id, offer.title, max(offer.units_left, 0))
+    reply = refusal(ctx._, outcome, offer.offer_id, offer.title, max(offer.units_left, 0))
     ctx.show(reply.text, reply.keyboard)
     return True
 

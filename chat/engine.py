@@ -13,11 +13,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Boolean, case, func, literal_column
+from sqlalchemy import inspect
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 from telegram import Update
 
 from chat import inline, menus, router
@@ -26,7 +26,7 @@ from core import handover, metrics, outbox
 from core.i18n import DEFAULT_LANGUAGE, Translator, pick_language
 from core.outbox import Reply
 from core.settings import get_settings
-from models import ConversationState, ProcessedUpdate, User
+from models import Base, ConversationState, ProcessedUpdate, User
 
 
 class MalformedUpdate(ValueError):
@@ -95,27 +95,23 @@ def handle(session: Session, update: Update) -> Handled:
         _record_inline_answer(session, update, handled)
         return handled
     if chat is None or sender is None or sender.is_bot or chat.type != "private":
-        _record_answer(session, update, handled)  # a press in a group: answered, without a word
+        _record_outcome(session, update, handled, [])  # a press in a group: answered, without a word
         return handled  # channel posts, groups, service updates: nothing to say
     user, first_contact = _upsert_user(session, sender)
     if first_contact and user.language != DEFAULT_LANGUAGE and get_settings().webapp_url:
         # Telegram's default menu button ("🗺 Map") is in English: this chat gets its own, in its
         # person's language (with the "/" menu, by the same task).
         handover.enqueue_after_commit(session, "notifications.set_chat_commands", user.id)
-    state = session.get(ConversationState, chat.id, with_for_update=True) or ConversationState(
-        chat_id=chat.id, data={}
-    )
-    session.add(state)
+    state = _read_state(session, chat.id)
     ctx = Context(
         session=session, update=update, user=user, chat_id=chat.id, state=state,
         settings=get_settings(), _=Translator(user.language),
     )
     router.route(ctx)
-    state.updated_at = datetime.now(UTC)
+    _keep_state(session, state)
     handled.callback_text = ctx.outcome.callback_text
     handled.callback_alert = ctx.outcome.callback_alert
-    _record_answer(session, update, handled)
-    handled.notification_ids = _record_replies(session, update.update_id, chat.id, ctx.outcome.replies)
+    _record_outcome(session, update, handled, ctx.outcome.replies)
     return handled
 
 
@@ -124,6 +120,31 @@ def handle(session: Session, update: Update) -> Handled:
 _LOCK_AND_RECORD = ("INSERT INTO processed_updates (update_id) SELECT %(update_id)s"
                     " FROM (SELECT pg_advisory_xact_lock(%(chat_id)s)) AS chat_lock"
                     " ON CONFLICT (update_id) DO NOTHING RETURNING update_id")
+
+
+def _read_state(session: Session, chat_id: int) -> ConversationState:
+    """The chat's state, its row locked until the commit; a new one (not added to the session: see
+    `_keep_state`) for a chat in no flow. Straight to the driver, as the sender's row."""
+    row = session.connection().exec_driver_sql(_READ_STATE, {"chat_id": chat_id}).first()
+    if row is None:
+        return ConversationState(chat_id=chat_id, flow=None, step=None, data={})
+    flow, step, data, updated_at = row
+    return _as_loaded(session, ConversationState(chat_id=chat_id, flow=flow, step=step, data=data,
+                                                 updated_at=updated_at))
+
+
+_READ_STATE = "SELECT flow, step, data, updated_at FROM conversation_states WHERE chat_id = %(chat_id)s FOR UPDATE"
+
+
+def _keep_state(session: Session, state: ConversationState) -> None:
+    """Write the chat's state only when the update changed it: most updates (a tap on a menu, a
+    flash sale's "Reserve") are in no flow, and an INSERT or UPDATE of a state that says nothing new
+    was a statement and an ORM flush on every one of them. A chat without a row is in no flow."""
+    if state in session:
+        if session.is_modified(state):
+            state.updated_at = datetime.now(UTC)
+    elif state.flow is not None or state.step is not None or state.data:
+        session.add(state)
 
 
 def _lock_chat_and_record(session: Session, chat_id: int, update_id: int) -> Any:
@@ -145,16 +166,15 @@ def handle_failure(session: Session, update: Update) -> Handled:
                       callback_query_id=query.id if query else None)
     session.execute(insert(ProcessedUpdate).values(update_id=update.update_id).on_conflict_do_nothing())
     if chat is None or chat.type != "private":
-        _record_answer(session, update, handled)
+        _record_outcome(session, update, handled, [])
         return handled
     user = session.get(User, chat.id)
     _ = Translator(user.language if user else pick_language(getattr(update.effective_user, "language_code", None)))
     text = _("😕 Sorry, something went wrong on our side and your last action was not completed. "
              "Please try again in a moment.")
     handled.callback_text = _("Something went wrong.")
-    _record_answer(session, update, handled)
-    reply = Reply(text=text, keyboard=[menus.home_row(_)], kind="error")
-    handled.notification_ids = _record_replies(session, update.update_id, chat.id, [reply], suffix="error")
+    _record_outcome(session, update, handled, [Reply(text=text, keyboard=[menus.home_row(_)], kind="error")],
+                    suffix="error")
     return handled
 
 
@@ -170,23 +190,32 @@ def slow_down(session: Session, update: Update, tell: bool) -> Handled:
                       callback_query_id=query.id if query else None,
                       callback_text=_("Too fast — please wait a moment."))
     session.execute(insert(ProcessedUpdate).values(update_id=update.update_id).on_conflict_do_nothing())
-    _record_answer(session, update, handled)
+    replies = []
     if tell and chat is not None and chat.type == "private":
-        reply = Reply(text=_("🐢 You're sending messages very fast, so I'm skipping some. "
-                             "Please wait a few seconds, then carry on."), kind="flood")
-        handled.notification_ids = _record_replies(session, update.update_id, chat.id, [reply], suffix="flood")
+        replies.append(Reply(text=_("🐢 You're sending messages very fast, so I'm skipping some. "
+                                    "Please wait a few seconds, then carry on."), kind="flood"))
+    _record_outcome(session, update, handled, replies, suffix="flood")
     return handled
 
 
-def _record_answer(session: Session, update: Update, handled: Handled) -> None:
-    """The answer owed to a button press, recorded with the rest (before the replies: a redelivery
-    sends what is pending in order, and the spinner should stop first)."""
+def _record_outcome(session: Session, update: Update, handled: Handled, replies: list[Reply],
+                    suffix: str = "") -> None:
+    """The answer owed to a button press and the replies, in one statement: the answer first (a
+    redelivery sends what is pending in order, and the spinner should stop first)."""
     query = update.callback_query
-    if query is None:
-        return
-    chat_id = handled.chat_id if handled.chat_id is not None else query.from_user.id
-    handled.answer_id = outbox.record_answer(session, f"{outbox_key(update.update_id)}answer", chat_id, query.id,
-                                             text=handled.callback_text, show_alert=handled.callback_alert)
+    rows = []
+    if query is not None:
+        answer_chat = handled.chat_id if handled.chat_id is not None else query.from_user.id
+        rows.append(outbox.answer_row(f"{outbox_key(update.update_id)}answer", answer_chat, query.id,
+                                      text=handled.callback_text, show_alert=handled.callback_alert))
+    if replies:
+        assert handled.chat_id is not None, "replies go to the update's chat"
+        rows += [outbox.reply_row(f"{outbox_key(update.update_id)}{suffix}{index}", handled.chat_id, reply)
+                 for index, reply in enumerate(replies)]
+    ids = outbox.record_rows(session, rows)
+    if query is not None:
+        handled.answer_id, ids = ids[0], ids[1:]
+    handled.notification_ids = [note_id for note_id in ids if note_id is not None]
 
 
 def _record_inline_answer(session: Session, update: Update, handled: Handled) -> None:
@@ -199,32 +228,55 @@ def _record_inline_answer(session: Session, update: Update, handled: Handled) ->
         handled.notification_ids = [note]
 
 
-def _record_replies(session: Session, update_id: int, chat_id: int, replies: list[Reply],
-                    suffix: str = "") -> list[int]:
-    ids = []
-    for index, reply in enumerate(replies):
-        note_id = outbox.record(session, f"{outbox_key(update_id)}{suffix}{index}", chat_id, reply)
-        if note_id is not None:
-            ids.append(note_id)
-    return ids
-
-
 def _upsert_user(session: Session, sender) -> tuple[User, bool]:
-    """The sender's row, and whether it was made just now (their first contact)."""
+    """The sender's row, and whether it was made just now (their first contact).
+
+    The language is chosen from Telegram's language_code at first contact only (and again after an
+    erasure: the user starts afresh); later the user's own choice (/language) wins. Writing to us
+    again undoes a block or an erasure. A row that would not change is not written (last_seen_at
+    is kept to the minute), and it is read in the same round trip instead. Straight to the driver,
+    and the `User` made from the row without the ORM's loading: every update does this, and the
+    ORM's upsert with RETURNING was the most expensive step of a tap (bench/report.md)."""
     values = {"id": sender.id, "first_name": (sender.first_name or "")[:128], "username": sender.username,
               "language": pick_language(sender.language_code)}
-    statement = insert(User).values(**values)
-    # The language is chosen from Telegram's language_code at first contact only (and again after an
-    # erasure: the user starts afresh); later the user's own choice (/language) wins. Writing to us
-    # again undoes a block or an erasure.
-    statement = statement.on_conflict_do_update(
-        index_elements=[User.id],
-        set_={"first_name": statement.excluded.first_name, "username": statement.excluded.username,
-              "language": case((User.deleted_at.is_not(None), statement.excluded.language), else_=User.language),
-              "last_seen_at": func.now(), "deleted_at": None, "reachable": True},
-    )
-    # RETURNING the row saves a read per update; populate_existing refreshes a User already loaded.
-    # A row inserted by this statement has no xmax; one it updated has this transaction's.
-    user, inserted = session.execute(statement.returning(User, literal_column("xmax = 0", Boolean)),
-                                     execution_options={"populate_existing": True}).one()
-    return user, inserted
+    row = session.connection().exec_driver_sql(_UPSERT_USER, values).first()
+    if row is None:  # the row came from another transaction after this statement began: read it now
+        row = session.connection().exec_driver_sql(_READ_USER, values).one()
+    *columns, inserted = row
+    # `location`, not read here, loads when a handler asks for it.
+    return _as_loaded(session, User(**dict(zip(_USER_KEYS, columns, strict=True)))), bool(inserted)
+
+
+Loaded = TypeVar("Loaded", bound=Base)
+
+
+def _as_loaded(session: Session, instance: Loaded) -> Loaded:
+    """An instance made from a row read straight from the driver, in the session as if the ORM had
+    loaded it (no changes pending; the columns not given load when first read). One this session
+    has loaded already is refreshed and kept instead."""
+    loaded = session.identity_map.get(inspect(type(instance)).identity_key_from_instance(instance))
+    if loaded is not None:
+        session.refresh(loaded)
+        return cast(Loaded, loaded)
+    make_transient_to_detached(instance)
+    session.add(instance)
+    return instance
+
+
+# Every column of users but the computed geography point (read from the ORM when a handler asks).
+_USER_KEYS = [column.key for column in User.__table__.columns if column.key != "location"]
+_USER_COLUMNS = ", ".join(f"users.{key}" for key in _USER_KEYS)
+_UPSERT_USER = (
+    "WITH upserted AS (INSERT INTO users (id, first_name, username, language)"
+    " VALUES (%(id)s, %(first_name)s, %(username)s, %(language)s)"
+    " ON CONFLICT (id) DO UPDATE SET first_name = excluded.first_name, username = excluded.username,"
+    " language = CASE WHEN users.deleted_at IS NOT NULL THEN excluded.language ELSE users.language END,"
+    " last_seen_at = now(), deleted_at = NULL, reachable = true"
+    " WHERE users.first_name IS DISTINCT FROM excluded.first_name"
+    " OR users.username IS DISTINCT FROM excluded.username OR users.deleted_at IS NOT NULL"
+    " OR NOT users.reachable OR users.last_seen_at < now() - interval '1 minute'"
+    f" RETURNING {_USER_COLUMNS}, xmax = 0 AS inserted)"
+    " SELECT * FROM upserted"
+    f" UNION ALL SELECT {_USER_COLUMNS}, false FROM users"
+    " WHERE users.id = %(id)s AND NOT EXISTS (SELECT FROM upserted)")
+_READ_USER = f"SELECT {_USER_COLUMNS}, false FROM users WHERE users.id = %(id)s"

@@ -4,12 +4,15 @@ A sliding window in Redis (a sorted set of the user's update ids by time) counts
 updates of the last WINDOW_SECONDS; past the limit, updates are answered (a button press gets a
 short note) but not handled, and the user is told to slow down at most once a minute. A fixed
 window let a burst that straddled its boundary through, half in each window. An update delivered
-again counts once. The check costs one Redis round trip and no database work.
+again counts once. The check costs one Redis round trip (one script) and no database work.
 """
 
 from __future__ import annotations
 
 import time
+
+import redis
+from redis.commands.core import Script
 
 from core import redis_client
 from core.settings import get_settings
@@ -23,17 +26,34 @@ def max_updates_per_window() -> int:
     return get_settings().flood_max_updates_per_window
 
 
+# The window's four commands as one script: one command to send and one reply to read on every
+# update, where a MULTI/EXEC pipeline sent six and read six (bench/report.md). KEYS[1]: the user's
+# window; ARGV: the update id, now, the window's start, the key's lifetime in seconds.
+_COUNT_LUA = """
+redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local count = redis.call('ZCARD', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return count
+"""
+_script: tuple[redis.Redis, Script] | None = None
+
+
+def _count(client: redis.Redis) -> Script:
+    """The script, registered once for the process's client (a new one after a fork)."""
+    global _script
+    if _script is None or _script[0] is not client:
+        _script = (client, client.register_script(_COUNT_LUA))
+    return _script[1]
+
+
 def allowed(user_id: int, update_id: int) -> tuple[bool, bool]:
     """(handle this update?, tell the user to slow down now?)"""
     now = time.time()
-    key = f"flood:{user_id}"
-    pipe = redis_client.client().pipeline()
-    pipe.zadd(key, {str(update_id): now}, nx=True)
-    pipe.zremrangebyscore(key, "-inf", now - WINDOW_SECONDS)
-    pipe.zcard(key)
-    pipe.expire(key, WINDOW_SECONDS * 2)
-    _, _, count, _ = pipe.execute()
+    client = redis_client.client()
+    count = int(_count(client)(keys=[f"flood:{user_id}"],
+                               args=[str(update_id), repr(now), repr(now - WINDOW_SECONDS), WINDOW_SECONDS * 2]))
     if count <= max_updates_per_window():
         return True, False
-    first_notice = bool(redis_client.client().set(f"flood:noticed:{user_id}", 1, nx=True, ex=NOTICE_EVERY_SECONDS))
+    first_notice = bool(client.set(f"flood:noticed:{user_id}", 1, nx=True, ex=NOTICE_EVERY_SECONDS))
     return False, first_notice

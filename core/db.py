@@ -126,17 +126,39 @@ def reset_engine() -> None:
 
 
 @contextmanager
-def session_scope() -> Iterator[Session]:
+def session_scope(bind: Connection | None = None) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any exception. Callbacks registered with
-    `after_commit` run once the commit succeeded (never for a rolled-back transaction)."""
+    `after_commit` run once the commit succeeded (never for a rolled-back transaction). `bind`: a
+    connection the caller holds for several transactions in a row (`connected`), instead of one
+    checked out from the pool for this one."""
     engine()
     assert _sessionmaker is not None
-    with _sessionmaker() as session:
+    with (_sessionmaker() if bind is None else _sessionmaker(bind=bind)) as session:
         with session.begin():
             yield session
         callbacks = session.info.pop("after_commit", [])
     for callback in callbacks:
         callback()
+
+
+@contextmanager
+def connected() -> Iterator[Connection]:
+    """One pooled connection for a task's transactions in a row (the update's, then the sending of
+    its replies): checked out, and pinged, once instead of once per transaction."""
+    with engine().connect() as connection:
+        yield connection
+
+
+@contextmanager
+def transaction(connection: Connection | None = None) -> Iterator[Connection]:
+    """A transaction on `connection` (one the caller holds), or on a connection of its own from the
+    pool; committed on success, rolled back on any exception."""
+    if connection is None:
+        with engine().begin() as fresh:
+            yield fresh
+    else:
+        with connection.begin():
+            yield connection
 
 
 def rows_affected(session: Session, statement: Executable) -> int:

@@ -18,7 +18,7 @@ the same handling of every Bot API answer, and reports what Telegram returned (a
 file_id).
 
 The answer to a button press (answerCallbackQuery) is owed to Telegram like a message, so it is a
-row too (`record_answer`, kind ``callback_answer``), recorded in the update's transaction: the
+row too (`answer_row`, kind ``callback_answer``), recorded in the update's transaction: the
 update task answers it at once (`start_answer`), and a redelivered update that finds the row still
 pending answers it through `deliver`. Telegram refuses an answer that comes too late ("query is too
 old"): that is final, and the row is dropped.
@@ -36,17 +36,16 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from sqlalchemy import Connection, select, update
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from core import faults, handover, marks, metrics
+from core import db, faults, handover, marks, metrics
 from core import telegram as tg
-from core.db import session_scope
 from core.handover import enqueue_after_commit
 from core.logging import get_logger
 from core.ratelimit import RateLimitTimeout, rate_limiter
-from models import Notification, NotificationStatus, User
+from models import Notification, NotificationStatus
 
 log = get_logger(__name__)
 
@@ -152,13 +151,40 @@ class RetryLater(Exception):
 def record(session: Session, key: str, chat_id: int, message: Reply | object) -> int | None:
     """Add a message (a `Reply` or a domain notice) to the outbox; returns its id, or None if that
     key was recorded before. Nothing is sent: the caller hands the id on (see `notify`)."""
+    return record_rows(session, [reply_row(key, chat_id, message)])[0]
+
+
+# One outbox row to record: its idempotency key, the chat, its kind and its payload.
+Outgoing = tuple[str, int, str, dict[str, Any]]
+
+
+def reply_row(key: str, chat_id: int, message: Reply | object) -> Outgoing:
+    """The row for a message (a `Reply`, or a domain notice rendered now), for `record_rows`."""
     reply = render(message)
-    # Straight to the driver, as `record_answer`: every update records its replies, and building the
-    # ORM insert cost more than the round trip (bench/report.md).
-    row = session.connection().exec_driver_sql(_RECORD_ANSWER, {
-        "key": key, "chat_id": chat_id, "kind": reply.kind, "payload": json.dumps(reply.to_payload()),
-    }).first()
-    return row[0] if row else None
+    return key, chat_id, reply.kind, reply.to_payload()
+
+
+def record_rows(session: Session, rows: list[Outgoing]) -> list[int | None]:
+    """Record several rows in one statement, with ids in the order given (a redelivery sends what is
+    pending in id order); each one's id, or None where its key was recorded before. Straight to the
+    driver: every update records its answer and replies, and building ORM inserts cost more than
+    the round trips (bench/report.md)."""
+    if not rows:
+        return []
+    keys = [key for key, _, _, _ in rows]
+    result = session.connection().exec_driver_sql(_RECORD_ROWS, {
+        "keys": keys, "chat_ids": [chat_id for _, chat_id, _, _ in rows], "kinds": [kind for _, _, kind, _ in rows],
+        "payloads": [json.dumps(payload) for _, _, _, payload in rows]})
+    recorded: dict[str, int] = {row[0]: row[1] for row in result}
+    return [recorded.get(key) for key in keys]
+
+
+_RECORD_ROWS = (
+    "INSERT INTO notifications (idempotency_key, chat_id, kind, payload)"
+    " SELECT key, chat_id, kind, payload::jsonb"
+    " FROM unnest(%(keys)s::text[], %(chat_ids)s::bigint[], %(kinds)s::text[], %(payloads)s::text[])"
+    " WITH ORDINALITY AS given (key, chat_id, kind, payload, position) ORDER BY position"
+    " ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key, id")
 
 
 def notify(session: Session, key: str, chat_id: int, message: Reply | object) -> int | None:
@@ -192,20 +218,11 @@ def pending_ids(session: Session, key_prefix: str) -> list[int]:
 ANSWER_KIND = "callback_answer"
 
 
-def record_answer(session: Session, key: str, chat_id: int, callback_query_id: str, *, text: str | None = None,
-                  show_alert: bool = False) -> int | None:
-    """Record the answer to a button press (sent by `start_answer`, or by `deliver` for a row still
-    pending); its id, or None if that key was recorded before."""
-    payload = {"callback_query_id": callback_query_id, "text": text, "show_alert": show_alert}
-    # Straight to the driver: every button press records one (see core.handover's _RECORD).
-    row = session.connection().exec_driver_sql(_RECORD_ANSWER, {
-        "key": key, "chat_id": chat_id, "kind": ANSWER_KIND, "payload": json.dumps(payload),
-    }).first()
-    return row[0] if row else None
-
-
-_RECORD_ANSWER = ("INSERT INTO notifications (idempotency_key, chat_id, kind, payload) VALUES (%(key)s, %(chat_id)s,"
-                  " %(kind)s, %(payload)s::jsonb) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id")
+def answer_row(key: str, chat_id: int, callback_query_id: str, *, text: str | None = None,
+               show_alert: bool = False) -> Outgoing:
+    """The row for the answer to a button press, for `record_rows` (sent by `start_answer`, or by
+    `deliver` for a row still pending)."""
+    return key, chat_id, ANSWER_KIND, {"callback_query_id": callback_query_id, "text": text, "show_alert": show_alert}
 
 
 INLINE_KIND = "inline_answer"
@@ -217,10 +234,7 @@ def record_inline_answer(session: Session, key: str, chat_id: int, inline_query_
     each {"id", "title", "description", "text" (HTML), "url", "url_text"}. Sent by `deliver` like a
     button's answer: not a message, so it takes no turn under the rate limits."""
     payload = {"inline_query_id": inline_query_id, "results": results}
-    row = session.connection().exec_driver_sql(_RECORD_ANSWER, {
-        "key": key, "chat_id": chat_id, "kind": INLINE_KIND, "payload": json.dumps(payload),
-    }).first()
-    return row[0] if row else None
+    return record_rows(session, [(key, chat_id, INLINE_KIND, payload)])[0]
 
 
 ANSWER_KINDS = (ANSWER_KIND, INLINE_KIND)
@@ -282,10 +296,11 @@ class Sent:
     error: str | None = None  # why it was dropped
 
 
-def deliver(notification_id: int) -> Delivery:
-    """Send one outbox message through the Bot API, at most once unless a crash hits mid-send."""
+def deliver(notification_id: int, connection: Connection | None = None) -> Delivery:
+    """Send one outbox message through the Bot API, at most once unless a crash hits mid-send; in a
+    transaction of its own, on `connection` when the caller holds one (`db.connected`)."""
     try:
-        delivery = _deliver(notification_id)
+        delivery = _deliver(notification_id, connection)
     except RetryLater:
         metrics.NOTIFICATIONS.labels("retry_later").inc()
         raise
@@ -307,11 +322,12 @@ def deliver_now(session: Session, key: str, chat_id: int, message: Reply | objec
         earlier = session.scalars(select(Notification).where(Notification.idempotency_key == key)).one()
         return Sent(Delivery.ALREADY_DONE, earlier.telegram_message_id, (earlier.payload or {}).get("photo"),
                     error=earlier.last_error)
-    note = session.get_one(Notification, note_id)
-    _supersede_earlier_edits(session, note)
+    conn = session.connection()
+    row = _take(conn, note_id)
+    assert row is not None, "a row this transaction inserted is pending and locked by it"
     try:
         _take_turn(chat_id, max_wait)
-        sent = _attempt(session, note, {})
+        sent = _attempt(conn, row, {})
     except RetryLater:
         metrics.NOTIFICATIONS.labels("retry_later").inc()
         raise
@@ -319,10 +335,10 @@ def deliver_now(session: Session, key: str, chat_id: int, message: Reply | objec
     return sent
 
 
-def _deliver(notification_id: int) -> Delivery:
+def _deliver(notification_id: int, connection: Connection | None) -> Delivery:
     progress: dict[str, int | None] = {}
     try:
-        return _send_and_record(notification_id, progress).delivery
+        return _send_and_record(notification_id, progress, connection).delivery
     except (sa_exc.OperationalError, sa_exc.InterfaceError):
         if "message_id" not in progress:
             raise
@@ -337,7 +353,7 @@ def _record_sent(notification_id: int, message_id: int | None, patience_s: float
     pause = 0.2
     while True:
         try:
-            with session_scope() as session:
+            with db.session_scope() as session:
                 session.execute(
                     update(Notification)
                     .where(Notification.id == notification_id, Notification.status == NotificationStatus.PENDING)
@@ -353,43 +369,55 @@ def _record_sent(notification_id: int, message_id: int | None, patience_s: float
             pause = min(pause * 2, 5.0)
 
 
-def _send_and_record(notification_id: int, progress: dict[str, int | None]) -> Sent:
-    with session_scope() as session:
-        note = session.execute(
-            select(Notification)
-            .where(Notification.id == notification_id, Notification.status == NotificationStatus.PENDING)
-            .with_for_update(skip_locked=True)
-        ).scalar_one_or_none()
-        if note is None:
+def _send_and_record(notification_id: int, progress: dict[str, int | None], connection: Connection | None) -> Sent:
+    with db.transaction(connection) as conn:
+        row = _take(conn, notification_id)
+        if row is None:
             return Sent(Delivery.ALREADY_DONE)
-        if note.kind not in ANSWER_KINDS:  # answers are not messages: no turn under the rate limits
-            _supersede_earlier_edits(session, note)
-            _take_turn(note.chat_id, MAX_INLINE_WAIT_SECONDS, paid=bool(note.payload.get("paid_broadcast")))
-        return _attempt(session, note, progress)
+        if row.kind not in ANSWER_KINDS:  # answers are not messages: no turn under the rate limits
+            _take_turn(row.chat_id, MAX_INLINE_WAIT_SECONDS, paid=bool(row.payload.get("paid_broadcast")))
+        return _attempt(conn, row, progress)
+
+
+@dataclass(frozen=True)
+class _Taken:
+    """A pending outbox row, locked for sending until its transaction ends."""
+
+    id: int
+    chat_id: int
+    kind: str
+    payload: dict[str, Any]
 
 
 SUPERSEDED = "superseded by a later edit of the same message"
 
 
-def _supersede_earlier_edits(session: Session, note: Notification) -> None:
-    """Telegram shows whichever edit of a message arrives last, so an edit recorded earlier must
-    never arrive after this one ("⏳ Reserving…" over "Sold out" left a customer waiting forever).
-    Earlier edits of the same message that are not sent yet are dropped: this one says what is true
-    now. One being sent at this moment holds its row lock until its send is recorded; this UPDATE
-    waits for that, then finds it sent and leaves it, so this edit arrives after it. Locks are only
-    ever waited for towards smaller ids, so two deliveries never wait on each other."""
-    edited = (note.payload or {}).get("edit_message_id")
-    if edited is None:
-        return
-    # Straight to the driver (every edit of a tap's message runs it): the ORM's bulk UPDATE compiled
-    # and synchronised the session each time, for rows this session never loads.
-    session.connection().exec_driver_sql(_SUPERSEDE, {
-        "chat_id": note.chat_id, "id": note.id, "edited": int(edited), "why": SUPERSEDED})
+def _take(conn: Connection, notification_id: int) -> _Taken | None:
+    """Lock a pending row for sending (FOR UPDATE SKIP LOCKED: None when it is sent, dropped, or
+    being sent by another worker), and for an edit drop the earlier edits of the same message that
+    are not sent yet, in one statement straight to the driver (every reply and answer goes through
+    here; the ORM's load, flush and bulk UPDATE cost more than the round trips, bench/report.md).
+
+    Telegram shows whichever edit of a message arrives last, so an edit recorded earlier must never
+    arrive after this one ("⏳ Reserving…" over "Sold out" left a customer waiting forever): this
+    one says what is true now. One being sent at this moment holds its row lock until its send is
+    recorded; the UPDATE waits for that, then finds it sent and leaves it, so this edit arrives
+    after it. Locks are only ever waited for towards smaller ids, so two deliveries never wait on
+    each other."""
+    row = conn.exec_driver_sql(_TAKE, {"id": notification_id, "why": SUPERSEDED}).first()
+    return None if row is None else _Taken(notification_id, *row)
 
 
-_SUPERSEDE = ("UPDATE notifications SET status = 'dropped', last_error = %(why)s WHERE chat_id = %(chat_id)s"
-              " AND id < %(id)s AND status IN ('pending', 'failed')"
-              " AND CAST(payload ->> 'edit_message_id' AS INTEGER) = %(edited)s")
+_TAKE = (
+    "WITH taken AS (SELECT id, chat_id, kind, payload FROM notifications"
+    " WHERE id = %(id)s AND status = 'pending' FOR UPDATE SKIP LOCKED),"
+    " superseded AS (UPDATE notifications SET status = 'dropped', last_error = %(why)s FROM taken"
+    f" WHERE taken.kind NOT IN ('{ANSWER_KIND}', '{INLINE_KIND}') AND taken.payload ? 'edit_message_id'"
+    " AND notifications.chat_id = taken.chat_id AND notifications.id < taken.id"
+    " AND notifications.status IN ('pending', 'failed')"
+    " AND CAST(notifications.payload ->> 'edit_message_id' AS INTEGER)"
+    " = CAST(taken.payload ->> 'edit_message_id' AS INTEGER))"
+    " SELECT chat_id, kind, payload FROM taken")
 
 
 def _take_turn(chat_id: int, max_wait: float, paid: bool = False) -> None:
@@ -401,53 +429,64 @@ def _take_turn(chat_id: int, max_wait: float, paid: bool = False) -> None:
         raise RetryLater(error.wait, "rate limit", pacing=True) from error
 
 
-def _attempt(session: Session, note: Notification, progress: dict[str, int | None]) -> Sent:
-    """Send a pending row and record the outcome on it (in `session`); how every Bot API answer is
-    taken: 429 waits (every worker holds off), 403 stops writing to the user, 400 drops the
-    message, a network failure is retried."""
-    note.attempts += 1
-    reply = Reply.from_payload(note.payload, kind=note.kind) if note.kind not in ANSWER_KINDS else None
+def _attempt(conn: Connection, row: _Taken, progress: dict[str, int | None]) -> Sent:
+    """Send a taken row and record the outcome on it (in `conn`'s transaction); how every Bot API
+    answer is taken: 429 waits (every worker holds off), 403 stops writing to the user, 400 drops
+    the message, a network failure is retried (nothing is written: the caller rolls back)."""
+    reply = Reply.from_payload(row.payload, kind=row.kind) if row.kind not in ANSWER_KINDS else None
     try:
-        message_id, uploaded = _send(note.chat_id, reply) if reply is not None else _answer(note.kind, note.payload)
+        message_id, uploaded = _send(row.chat_id, reply) if reply is not None else _answer(row.kind, row.payload)
     except tg.RetryAfter as error:
         metrics.TELEGRAM_FLOOD.inc()
-        note.last_error = "429 retry after"
         rate_limiter().penalize(tg.retry_after_seconds(error))  # every worker holds off
         raise RetryLater(tg.retry_after_seconds(error), "telegram flood control", pacing=True) from error
     except tg.Forbidden as error:
         # The user blocked the bot: stop writing to them until they come back.
-        _drop(session, note, f"403 {error.message}")
-        session.execute(update(User).where(User.id == note.chat_id).values(reachable=False))
-        return Sent(Delivery.DROPPED, blocked=True, error=note.last_error)
+        reason = _drop(conn, row, f"403 {error.message}")
+        conn.exec_driver_sql(_UNREACHABLE, {"user_id": row.chat_id})
+        return Sent(Delivery.DROPPED, blocked=True, error=reason)
     except tg.BadRequest as error:
         if reply is not None and "message is not modified" in error.message.lower():
-            note.status = NotificationStatus.SENT
-            note.sent_at = datetime.now(UTC)
+            _mark(conn, row.id, NotificationStatus.SENT, sent_at=datetime.now(UTC))
             return Sent(Delivery.SENT, reply.edit_message_id, reply.photo)
-        _drop(session, note, f"400 {error.message}")
-        return Sent(Delivery.DROPPED, error=note.last_error)
+        return Sent(Delivery.DROPPED, error=_drop(conn, row, f"400 {error.message}"))
     except (tg.TimedOut, tg.NetworkError) as error:
         raise RetryLater(2.0, f"network: {error}") from error
-    faults.kill_point(faults.MID_SEND, note.kind)
+    faults.kill_point(faults.MID_SEND, row.kind)
     progress["message_id"] = message_id
-    note.status = NotificationStatus.SENT
-    note.sent_at = datetime.now(UTC)
-    note.telegram_message_id = message_id
-    if uploaded is not None:
-        # Keep Telegram's file_id instead of the bytes: showing the photo again costs no upload.
-        payload = {k: v for k, v in note.payload.items() if k != "photo_upload"}
-        note.payload = {**payload, "photo": uploaded}
+    # Keep Telegram's file_id instead of the bytes of an upload: showing the photo again costs no upload.
+    payload = None if uploaded is None else {
+        **{k: v for k, v in row.payload.items() if k != "photo_upload"}, "photo": uploaded}
+    _mark(conn, row.id, NotificationStatus.SENT, sent_at=datetime.now(UTC), message_id=message_id, payload=payload)
     return Sent(Delivery.SENT, message_id, uploaded or (reply.photo if reply is not None else None))
 
 
-def _drop(session: Session, note: Notification, reason: str) -> None:
-    note.status = NotificationStatus.DROPPED
-    note.last_error = reason[:500]
-    log.warning("notification_dropped", notification_id=note.id, chat_id=note.chat_id, reason=reason)
+def _mark(conn: Connection, notification_id: int, status: NotificationStatus, *, sent_at: datetime | None = None,
+          message_id: int | None = None, payload: dict[str, Any] | None = None, error: str | None = None) -> None:
+    """What became of an attempt, on its row (one more attempt)."""
+    conn.exec_driver_sql(_MARK, {
+        "id": notification_id, "status": status.value, "sent_at": sent_at, "message_id": message_id,
+        "payload": None if payload is None else json.dumps(payload), "error": error})
+
+
+_MARK = ("UPDATE notifications SET status = %(status)s, attempts = attempts + 1,"
+         " sent_at = COALESCE(%(sent_at)s, sent_at),"
+         " telegram_message_id = COALESCE(%(message_id)s, telegram_message_id),"
+         " payload = COALESCE(%(payload)s::jsonb, payload), last_error = COALESCE(%(error)s, last_error)"
+         " WHERE id = %(id)s")
+_UNREACHABLE = "UPDATE users SET reachable = false WHERE id = %(user_id)s"
+
+
+def _drop(conn: Connection, row: _Taken, reason: str) -> str:
+    """Drop a row Telegram refused for good; the reason, as recorded."""
+    reason = reason[:500]
+    _mark(conn, row.id, NotificationStatus.DROPPED, error=reason)
+    log.warning("notification_dropped", notification_id=row.id, chat_id=row.chat_id, reason=reason)
+    return reason
 
 
 def _answer(kind: str, payload: dict[str, Any]) -> tuple[None, None]:
-    """Answer a button press (a `record_answer` row) or an inline query (`record_inline_answer`)."""
+    """Answer a button press (an `answer_row` row) or an inline query (`record_inline_answer`)."""
     if kind == INLINE_KIND:
         tg.telegram_api().answer_inline_query(payload["inline_query_id"], payload["results"])
         return None, None

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     webapp_host: str = "127.0.0.1"
     webapp_port: int = Field(default=8082, ge=1, le=65535)
     webapp_url: str | None = Field(default=None, validate_default=True)
+    # How many processes answer the Mini App (uvicorn workers on one socket; 1: the started process
+    # answers itself). One process uses one core at most: more help where cores are free. On the
+    # 2-core development machine, shared with Postgres and other work, 2 measured no better than 1
+    # (bench/report.md, section 9), so 1 is the default.
+    webapp_workers: int = Field(default=1, ge=1, le=64)
     # How old a Mini App's initData may be (its auth_date) before the API refuses it.
     webapp_auth_max_age_seconds: int = Field(default=24 * 3600, ge=60)
     # The map's tiles ({z}/{x}/{y} URL template) and the attribution shown under them. Unset:

@@ -10,12 +10,28 @@ stops once it has a page's worth of businesses with a matching offer (`_nearest_
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from geoalchemy2 import Geography
-from sqlalchemy import ColumnElement, Float, Subquery, and_, cast, delete, func, literal, not_, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Select,
+    Subquery,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.orm import Session
 from sqlalchemy.types import String
@@ -127,15 +143,20 @@ class Page:
 
 def point(latitude: float, longitude: float) -> ColumnElement:
     """A customer's position as a PostGIS geography (WGS 84)."""
-    return cast(func.ST_SetSRID(func.ST_MakePoint(literal(longitude, Float), literal(latitude, Float)), 4326),
-                Geography(srid=4326))
+    return _position(literal(latitude, Float), literal(longitude, Float))
+
+
+def _position(latitude: ColumnElement, longitude: ColumnElement) -> ColumnElement:
+    return cast(func.ST_SetSRID(func.ST_MakePoint(longitude, latitude), 4326), Geography(srid=4326))
 
 
 def _like(word: str) -> str:
     return "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _conditions(filters: Filters, now: datetime, here: ColumnElement | None) -> list[ColumnElement[bool]]:
+def _conditions(filters: Filters, now: datetime | ColumnElement, here: ColumnElement | None,
+                ) -> list[ColumnElement[bool]]:
+    moment = now if isinstance(now, ColumnElement) else literal(now)
     conditions: list[ColumnElement[bool]] = []
     if filters.category is not None:
         conditions.append(Offer.category == filters.category)
@@ -150,12 +171,12 @@ def _conditions(filters: Filters, now: datetime, here: ColumnElement | None) -> 
         conditions.append(or_(Offer.title.ilike(pattern, escape="\\"), Offer.description.ilike(pattern, escape="\\"),
                               Business.name.ilike(pattern, escape="\\")))
     if filters.when is not None:
-        local_now = func.timezone(Business.timezone, literal(now))
+        local_now = func.timezone(Business.timezone, moment)
         today = func.date_trunc("day", local_now)
         start = func.timezone(Business.timezone, Offer.pickup_start)
         end = func.timezone(Business.timezone, Offer.pickup_end)
         if filters.when is When.NOW:
-            conditions.append(Offer.pickup_start <= literal(now) + text("interval '1 hour'"))
+            conditions.append(Offer.pickup_start <= moment + text("interval '1 hour'"))
         elif filters.when is When.TONIGHT:
             conditions += [end > today + text("interval '17 hours'"), start < today + text("interval '1 day'")]
         else:
@@ -172,7 +193,7 @@ def _business_base() -> list[ColumnElement[bool]]:
     return conditions
 
 
-def _base(now: datetime) -> list[ColumnElement[bool]]:
+def _base(now: datetime | ColumnElement) -> list[ColumnElement[bool]]:
     return [Offer.status == OfferStatus.ACTIVE, Offer.pickup_end > now, *_business_base()]
 
 
@@ -191,12 +212,35 @@ def browse(session: Session, now: datetime, sort: Sort, page: int = 0, *,
     page = max(page, 0)
     size = max(size, 1)
     filters = filters or Filters()
-    here = point(latitude, longitude) if latitude is not None and longitude is not None else None
+    located = latitude is not None and longitude is not None
     if sort is Sort.NEAREST:
-        if here is None:
+        if not located:
             raise ValueError("nearest needs a location")
         if filters.radius_km is None:
             filters = replace(filters, radius_km=int(NEARBY_RADIUS_KM))
+    statement = _browse_statement(sort, filters, page, size, located=located,
+                                  connect_required=get_settings().payouts_require_connect)
+    rows = session.execute(statement, {"now": now, "latitude": latitude, "longitude": longitude} if located
+                           else {"now": now}).all()
+    items = [Listing(offer, business, None if dist is None else float(dist))
+             for offer, business, dist in rows[:size]]
+    loosen = None
+    if not items and page == 0:
+        here = point(latitude, longitude) if latitude is not None and longitude is not None else None
+        loosen = _what_to_loosen(session, now, filters, here, sort)
+    return Page(items, page, has_next=len(rows) > size, loosen=loosen)
+
+
+@functools.lru_cache(maxsize=512)
+def _browse_statement(sort: Sort, filters: Filters, page: int, size: int, *, located: bool,
+                      connect_required: bool) -> Select:
+    """browse's statement for these filters and this page, with the moment and the customer's
+    position as parameters (``now``, ``latitude``, ``longitude``): built once per kind of search and
+    kept, since building it costs more Python than running it (bench/report.md, section 9).
+    ``connect_required`` is the setting `_business_base` reads, so a change of it is a new statement."""
+    del connect_required  # a key of the cache; _business_base reads the setting itself
+    now = bindparam("now", type_=Offer.pickup_end.type)
+    here = _position(bindparam("latitude", type_=Float), bindparam("longitude", type_=Float)) if located else None
     distance = (func.ST_Distance(Business.location, here, SPHERE) / 1000.0) if here is not None \
         else cast(None, Float)
     query = select(Offer, Business, distance.label("distance")).join(Business, Offer.business_id == Business.id)
@@ -218,13 +262,7 @@ def browse(session: Session, now: datetime, sort: Sort, page: int = 0, *,
         query = query.order_by(_rating().desc().nulls_last(), Offer.published_at.desc(), Offer.id.desc())
     else:
         query = query.order_by(Offer.published_at.desc().nulls_last(), Offer.id.desc())
-    rows = session.execute(query.where(and_(*conditions)).offset(page * size).limit(size + 1)).all()
-    items = [Listing(offer, business, None if dist is None else float(dist))
-             for offer, business, dist in rows[:size]]
-    loosen = None
-    if not items and page == 0:
-        loosen = _what_to_loosen(session, now, filters, here, sort)
-    return Page(items, page, has_next=len(rows) > size, loosen=loosen)
+    return query.where(and_(*conditions)).offset(page * size).limit(size + 1)
 
 
 def _nearest_businesses(here: ColumnElement, radius_km: int, conditions: list[ColumnElement[bool]],

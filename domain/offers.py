@@ -369,6 +369,7 @@ def resume(session: Session, offer_id: int, owner_id: int) -> Offer:
 
 
 _EDITABLE = (OfferStatus.ACTIVE, OfferStatus.PAUSED, OfferStatus.SOLD_OUT)
+CANCELLABLE = _EDITABLE  # what `cancel` cancels
 
 
 def edit_price(session: Session, offer_id: int, owner_id: int, price_minor: int) -> Offer:

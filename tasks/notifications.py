@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from chat import app_actions
 from core import handover, outbox
@@ -20,12 +20,13 @@ from tasks.base import BaseTask
 log = get_logger(__name__)
 
 
-def send_now(notification_ids: list[int]) -> None:
-    """Send a task's own replies straight away, in order. On flood control or a network hiccup
-    the rest go through this queue after the wait, so the worker moves on to its next task."""
+def send_now(notification_ids: list[int], connection: Connection | None = None) -> None:
+    """Send a task's own replies straight away, in order (on `connection`, when the task holds one).
+    On flood control or a network hiccup the rest go through this queue after the wait, so the
+    worker moves on to its next task."""
     for position, notification_id in enumerate(notification_ids):
         try:
-            outbox.deliver(notification_id)
+            outbox.deliver(notification_id, connection)
         except outbox.RetryLater as wait:
             handover.send_task(outbox.DELIVER_TASK, [notification_ids[position:]], countdown=wait.delay)
             return

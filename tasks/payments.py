@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from chat import app_actions
 from core.db import session_scope
 from core.logging import get_logger
 from domain import payments
@@ -48,6 +49,14 @@ def handle_event(self: BaseTask, event: dict[str, Any]) -> str:
         raise self.retry(countdown=min(2 ** self.request.retries, 120)) from waiting
     log.info("stripe_event_handled", event_id=event.get("id"), type=event.get("type"), outcome=outcome.value)
     return outcome.value
+
+
+@app.task(name="payments.cancel_offer", base=BaseTask)
+def cancel_offer(owner_id: int, offer_id: int, request_id: str) -> bool:
+    """A business cancelled its offer in the Mini App: done as the chat's "🗑 Cancel offer" does
+    (chat/app_actions.py); a redelivery finds it cancelled and does nothing again."""
+    with session_scope() as session:
+        return app_actions.cancel_offer(session, int(owner_id), int(offer_id), str(request_id))
 
 
 @app.task(name="payments.refund_order", base=BaseTask)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Connection
 from telegram import Update
 
 from chat import engine, flood
 from core import inbox, outbox, redis_client
-from core.db import session_scope
+from core.db import connected, session_scope
 from core.logging import get_logger
 from core.settings import get_settings
 from tasks.app import app
@@ -32,17 +33,18 @@ def handle_update(self: BaseTask, update: dict[str, Any]) -> None:
     if _flooding(parsed):
         _forget(update)
         return
-    try:
-        with session_scope() as session:
-            handled = engine.handle(session, parsed)
-    except TRANSIENT_ERRORS:
-        raise  # retried with backoff by the base task
-    except Exception as error:  # a bug or bad data: tell the user, keep the update for an operator
-        log.exception("update_failed", update_id=parsed.update_id)
-        self.record_dead_letter(self.request.id, error, reference=f"update:{parsed.update_id}")
-        with session_scope() as session:
-            handled = engine.handle_failure(session, parsed)
-    _answer_and_send(handled)
+    with connected() as connection:  # one checkout for the update's transaction and the sending after it
+        try:
+            with session_scope(connection) as session:
+                handled = engine.handle(session, parsed)
+        except TRANSIENT_ERRORS:
+            raise  # retried with backoff by the base task
+        except Exception as error:  # a bug or bad data: tell the user, keep the update for an operator
+            log.exception("update_failed", update_id=parsed.update_id)
+            self.record_dead_letter(self.request.id, error, reference=f"update:{parsed.update_id}")
+            with session_scope(connection) as session:
+                handled = engine.handle_failure(session, parsed)
+        _answer_and_send(handled, connection)
 
 
 def _forget(update: Any) -> None:
@@ -69,7 +71,7 @@ def _flooding(update: Update) -> bool:
     return True
 
 
-def _answer_and_send(handled: engine.Handled) -> None:
+def _answer_and_send(handled: engine.Handled, connection: Connection | None = None) -> None:
     """Answer the button press while the replies go out: two Bot API calls in flight at once. Both
     are outbox rows of the update's transaction: a redelivered update (this process died first)
     finds what is still pending among its `notification_ids` and sends it then."""
@@ -78,7 +80,7 @@ def _answer_and_send(handled: engine.Handled) -> None:
         answering = outbox.start_answer(handled.answer_id, handled.callback_query_id, text=handled.callback_text,
                                         show_alert=handled.callback_alert)
     try:
-        send_now(handled.notification_ids)
+        send_now(handled.notification_ids, connection)
     finally:
         if answering is not None:
             answering.finish()

@@ -1,3 +1,4 @@
 from webapp.app import main
 
-main()
+if __name__ == "__main__":  # not in a worker process, which imports this module again to start
+    main()

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -68,10 +68,14 @@ def accept_language(request: Request) -> str:
     return pick_language(header.split(",")[0].split(";")[0].strip() or None)
 
 
+# Built once: every request reads it (bench/report.md, section 9).
+_LANGUAGE = select(User.language).where(User.id == bindparam("id"))
+
+
 def _remember(session: Session, user: auth.WebAppUser) -> str:
     """The caller's language: their own choice in the chat, or, at first contact (someone who opened
     the app before writing to the bot), Telegram's, recorded as the chat records it."""
-    known = session.scalar(select(User.language).where(User.id == user.id))
+    known = session.scalar(_LANGUAGE, {"id": user.id})
     if known is not None:
         return known
     language = pick_language(user.language_code)
@@ -362,6 +366,7 @@ def _own_offer(offer: Offer, language: str) -> dict[str, Any]:
                       "card_url": _card_url(offer)},
             "can_pause": offer.status in (OfferStatus.ACTIVE, OfferStatus.SOLD_OUT),
             "can_resume": offer.status == OfferStatus.PAUSED,
+            "can_cancel": offer.status in _EDITABLE,
             "can_publish": offer.status == OfferStatus.DRAFT and offer.photo_status == PhotoStatus.READY,
             "is_draft": offer.status == OfferStatus.DRAFT,
             "can_edit": offer.status in _EDITABLE,
@@ -547,6 +552,21 @@ def offer_action(action: str) -> Handler:
         return _json(_own_offer(offer, caller.language))
 
     return act
+
+
+def cancel_offer(request: Request, session: Session, caller: Caller) -> Response:
+    """The chat's "🗑 Cancel offer", after the app asked "are you sure": checked here, done by a worker
+    as the chat does it (sources.cancel_offer), so the answer is 202 and the app watches the offer
+    until it is cancelled; the owner's chat gets the chat's note."""
+    _business(session, caller)
+    request_id = _request_id(_body(request))
+    try:
+        offer = sources.cancel_offer(session, _id(request), caller.user.id, request_id)
+    except sources.NotOwner:
+        raise ApiError("not_found") from None
+    except sources.WrongState:
+        raise ApiError("wrong_state") from None
+    return _json({**_own_offer(offer, caller.language), "cancelling": True}, status=202)
 
 
 # --------------------------------------------------------------------------- the dashboard: offers made in the app
@@ -825,7 +845,7 @@ HANDLERS: dict[str, Handler] = {
     "place_order": place_order, "my_orders": my_orders,
     "order_qr": order_qr, "business_today": business_today, "business_offers": business_offers,
     "confirm_pickup": confirm_pickup, "pause_offer": offer_action("pause"),
-    "resume_offer": offer_action("resume"),
+    "resume_offer": offer_action("resume"), "cancel_offer": cancel_offer,
     "upload_photo": upload_photo, "create_offer": create_offer, "own_offer": own_offer, "offer_card": offer_card,
     "change_photo": change_photo, "publish_offer": publish_offer, "discard_offer": discard_offer,
     "edit_offer": edit_offer, "earnings": earnings, "earnings_chart": earnings_chart, "earnings_csv": earnings_csv,

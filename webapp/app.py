@@ -7,6 +7,7 @@ Separate from the gateway, so the bot process still only acknowledges and enqueu
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -91,13 +92,28 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def main() -> None:
+def serve() -> Starlette:
+    """The app of one worker process (uvicorn's factory, imported in each process it starts), with
+    logging and error reporting set up in that process."""
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     init_error_reporting(settings.sentry_dsn.get_secret_value() if settings.sentry_dsn else None)
-    log.info("webapp_starting", host=settings.webapp_host, port=settings.webapp_port, url=settings.webapp_url)
-    uvicorn.run(create_app(settings), host=settings.webapp_host, port=settings.webapp_port, loop="uvloop",
-                http="httptools", access_log=False, log_config=None, server_header=False)
+    return create_app(settings)
+
+
+def main() -> None:
+    """WEBAPP_WORKERS processes answering on one socket (uvicorn's supervisor starts them and starts
+    a dead one again); with 1, this process answers itself."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    log.info("webapp_starting", host=settings.webapp_host, port=settings.webapp_port, url=settings.webapp_url,
+             workers=settings.webapp_workers)
+    options: dict[str, Any] = {"host": settings.webapp_host, "port": settings.webapp_port, "loop": "uvloop",
+                               "http": "httptools", "access_log": False, "log_config": None, "server_header": False}
+    if settings.webapp_workers == 1:
+        uvicorn.run(serve(), **options)
+    else:
+        uvicorn.run("webapp.app:serve", factory=True, workers=settings.webapp_workers, **options)
 
 
 if __name__ == "__main__":

@@ -53,9 +53,22 @@ TEXTS = {
     "card_updating": N_("The deal card is being updated."),
     "sold_held": N_("Sold: {sold} · Reserved: {held} · Left: {left}"),
     "manage": N_("⚙️ Manage"),
+    # cancelling an offer, as /myoffers asks and does it
+    "cancel_offer": N_("🗑 Cancel offer"),
+    "cancel_ask": N_("🗑 Cancel <b>{title}</b>?\n\nNobody can order it any more; reservations are released and every "
+                     "paid order is refunded. Customers are told."),
+    "cancel_yes": N_("Yes, cancel the offer"),
+    "cancel_no": N_("No, keep it"),
+    "cancelling": N_("⏳ Cancelling the offer…"),
+    "cancelled_ok": N_("🗑 Offer cancelled. Customers with a reservation or a paid order are told in their chat, "
+                       "and paid orders are refunded."),
+    "cancel_later": N_("The cancellation is taking longer than usual: your chat with the bot will say when it is "
+                       "done."),
     # pickups by scanning the customer's pickup pass
     "scan_qr": N_("📷 Scan the pickup pass"),
     "scan_hint": N_("Point the camera at the QR code in the customer's chat."),
+    "scan_unavailable": N_("📷 Scanning the pickup pass works in Telegram's phone app. Here, type the code "
+                           "shown under the customer's QR code."),
     # earnings, as "💶 Earnings" in /myoffers words them
     "earnings": N_("💶 Earnings"),
     "this_week": N_("<b>This week</b> (since {day})"),

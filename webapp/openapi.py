@@ -105,6 +105,9 @@ OPERATIONS = (
               statuses=(200, 403, 404, 409, 422)),
     Operation("POST", "/api/business/offers/{id}/resume", "resume_offer", "Put my paused offer on sale again",
               "business", body=_ACTION, statuses=(200, 403, 404, 409, 422)),
+    Operation("POST", "/api/business/offers/{id}/cancel", "cancel_offer",
+              "Cancel my offer as /myoffers does (by a worker, so 202): reservations released, paid orders "
+              "refunded, customers told", "business", body=_ACTION, statuses=(202, 403, 404, 409, 422)),
     Operation("POST", "/api/business/photos", "upload_photo",
               "Upload a photo for an offer (at most 20 MB): checked at once, made into the deal card later",
               "business", upload=True, statuses=(201, 403, 409, 413, 422, 429)),

@@ -100,6 +100,21 @@ def place_order(session: Session, offer_id: int, customer_id: int, quantity: int
     handover.enqueue_after_commit(session, "reservations.place_order", offer_id, customer_id, quantity, request_key)
 
 
+CANCEL_TASK = "payments.cancel_offer"  # chat/app_actions.py: the chat's cancellation, in a worker
+
+
+def cancel_offer(session: Session, offer_id: int, owner_id: int, request_key: str) -> Offer:
+    """Hand the offer's cancellation over, after this transaction commits, to the worker that does it
+    as the chat's "🗑 Cancel offer" does (domain.payments.cancel_offer: reservations released, paid
+    orders refunded, every customer told in their chat, which only a worker can word). NotOwner, or
+    WrongState when it can't be cancelled (any more)."""
+    offer = offers.owned_offer(session, offer_id, owner_id)
+    if offer.status not in offers.CANCELLABLE:
+        raise offers.WrongState(offer.status.value)
+    handover.enqueue_after_commit(session, CANCEL_TASK, owner_id, offer.id, request_key)
+    return offer
+
+
 def tell_the_chat(session: Session, action: str, user_id: int, subject_id: int, request_key: str) -> None:
     """What was done in the app, told in the chat too (after the commit, durably)."""
     handover.enqueue_after_commit(session, TELL_THE_CHAT, action, user_id, subject_id, request_key)

@@ -418,14 +418,18 @@ def _cancel(ctx: Context, offer: Offer) -> None:
         show_offer(ctx, offer)
         return
     ctx.toast(_("Offer cancelled."))
-    note = " ".join([
+    show_offer(ctx, result.offer, cancelled_note(_, result))
+
+
+def cancelled_note(_: Translator, result: offers.Cancellation) -> str:
+    """What the owner reads once an offer is cancelled (here, or in the app)."""
+    return " ".join([
         _("🗑 Offer cancelled."),
         _.ngettext("{count} reservation released.", "{count} reservations released.",
                    len(result.released_order_ids)),
         _.ngettext("{count} paid order is being refunded.", "{count} paid orders are being refunded.",
                    len(result.paid_order_ids)),
     ])
-    show_offer(ctx, result.offer, note)
 
 
 def _start_edit(ctx: Context, offer: Offer, edit: Flow) -> None:

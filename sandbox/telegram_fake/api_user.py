@@ -352,7 +352,15 @@ WEB_APP_THEME = {"bg_color": "#ffffff", "text_color": "#000000", "hint_color": "
                  "button_color": "#3390ec", "button_text_color": "#ffffff", "secondary_bg_color": "#f4f4f5"}
 
 
-def web_app_launch_url(url: str, bot_token: str, user: dict[str, Any], *, auth_date: int | None = None) -> str:
+# The client a Mini App is told it runs in (tgWebAppPlatform). The web chat's panel plays Telegram's
+# phone app by default: it has the QR scanner, which only the phone apps have; ?platform= on the web
+# chat's address plays another client (weba, webk: Telegram Web, no scanner).
+WEB_APP_PLATFORMS = ("android", "ios", "tdesktop", "macos", "web", "weba", "webk", "unknown")
+WEB_APP_VERSION = "8.0"
+
+
+def web_app_launch_url(url: str, bot_token: str, user: dict[str, Any], *, auth_date: int | None = None,
+                       platform: str = "android") -> str:
     """The address Telegram's client opens a Mini App at: its URL with the launch parameters in the
     fragment, ``tgWebAppData`` being the initData signed for the bot as Telegram signs it
     (https://core.telegram.org/bots/webapps#validating-data-received-via-the-mini-app)."""
@@ -361,7 +369,8 @@ def web_app_launch_url(url: str, bot_token: str, user: dict[str, Any], *, auth_d
     lines = "\n".join(f"{name}={signed[name]}" for name in sorted(signed))
     key = hmac.new(b"WebAppData", bot_token.encode(), hashlib.sha256).digest()
     signed["hash"] = hmac.new(key, lines.encode(), hashlib.sha256).hexdigest()
-    fragment = urlencode({"tgWebAppData": urlencode(signed), "tgWebAppVersion": "8.0", "tgWebAppPlatform": "web",
+    fragment = urlencode({"tgWebAppData": urlencode(signed), "tgWebAppVersion": WEB_APP_VERSION,
+                          "tgWebAppPlatform": platform,
                           "tgWebAppThemeParams": orjson.dumps(WEB_APP_THEME).decode()})
     return f"{url.split('#', 1)[0]}#{fragment}"
 
@@ -370,10 +379,13 @@ def web_app_launch_url(url: str, bot_token: str, user: dict[str, Any], *, auth_d
 async def open_web_app(request: Request) -> Response:
     """A tap on a ``web_app`` button: what the Telegram client opens (only for a button that exists):
     an inline button of a message (``message_id`` and its ``text``), or the chat's menu button
-    (``menu_button``: true)."""
+    (``menu_button``: true); ``platform``, the client it plays (WEB_APP_PLATFORMS, android unless given)."""
     state = _state(request)
     values = await _values(request)
     bot = _bot(state, values)
+    platform = str(values.get("platform") or "android")
+    if platform not in WEB_APP_PLATFORMS:
+        raise UserApiError(400, f"platform must be one of {', '.join(WEB_APP_PLATFORMS)}")
     with state.lock:
         if values.get("menu_button") in (True, "true", "1"):
             chat = _chat_for_user(state, bot, values)
@@ -389,7 +401,7 @@ async def open_web_app(request: Request) -> Response:
             if button is None:
                 raise UserApiError(400, f"message {message_id} has no web_app button {text!r}")
             url = str(button["web_app"].get("url", ""))
-        return _ok(url=web_app_launch_url(url, min(bot.tokens), chat.user.api()))
+        return _ok(url=web_app_launch_url(url, min(bot.tokens), chat.user.api(), platform=platform))
 
 
 @_endpoint

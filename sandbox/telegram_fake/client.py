@@ -110,10 +110,12 @@ class TelegramFakeClient:
         payload = {"user_id": user_id, "message_id": message_id, "data": data, "text": text, "forge": forge}
         return self._post("/callbacks", payload)
 
-    def open_web_app(self, user_id: int, message_id: int, text: str) -> str:
+    def open_web_app(self, user_id: int, message_id: int, text: str, *, platform: str | None = None) -> str:
         """Tap the ``web_app`` button with this ``text``: the address the Mini App opens at, with
-        initData signed for the bot and the theme in its fragment."""
-        return self._post("/web_apps", {"user_id": user_id, "message_id": message_id, "text": text})["url"]
+        initData signed for the bot, the client's version and platform (``platform``, or the phone
+        app the web chat plays) and the theme in its fragment."""
+        return self._post("/web_apps", {"user_id": user_id, "message_id": message_id, "text": text,
+                                        **({"platform": platform} if platform else {})})["url"]
 
     def menu_button(self, chat_id: int) -> dict[str, Any]:
         """The menu button this chat shows beside its message field (``{"type": "commands"}``: the

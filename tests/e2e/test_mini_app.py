@@ -308,6 +308,73 @@ def test_a_business_creates_an_offer_with_a_photo_and_confirms_a_pickup_by_scann
     page.close()
 
 
+def test_a_business_cancels_an_offer_in_the_dashboard_and_its_customers_are_told_as_from_the_chat(stack, browser,
+                                                                                                   webapp):
+    owner = new_user_id()
+    business_id = make_business(owner, name="Feinkost Lübeck", latitude=LUEBECK_HOLSTENTOR[0],
+                                longitude=LUEBECK_HOLSTENTOR[1])
+    paid, _code, payer = paid_order_with_its_pass(stack, business_id, "Antipasti box")
+    holder = new_user_id()
+    stack.telegram.create_user(holder, first_name="Hugo")
+    make_user(holder, name="Hugo")
+    with db.session_scope() as session:
+        offer_id = session.get(Order, paid).offer_id
+        held = reservations.reserve(session.connection(), offer_id, holder, 1, hold_minutes=10).order_id
+    page, app = open_mini_app(browser, stack, f"user={owner}&name=Lena")
+    app.get_by_role("button", name="🏪 My business").click()
+    app.locator(f'[data-own-offer="{offer_id}"] button.manage').click()
+
+    # Asked first, in the chat's words; "No" changes nothing.
+    app.locator("#cancel-offer").click()
+    expect(app.locator("#cancel-question")).to_contain_text("Cancel Antipasti box?")
+    expect(app.locator("#cancel-question")).to_contain_text("every paid order is refunded. Customers are told.")
+    app.locator("#cancel-no").click()
+    expect(app.locator("#cancel-question")).to_have_count(0)
+    with db.session_scope() as session:
+        assert session.get(Offer, offer_id).status == OfferStatus.ACTIVE
+
+    app.locator("#cancel-offer").click()
+    shot(page, "mini-app-cancel.png")
+    app.locator("#cancel-yes").click()
+    # A worker cancels it as the chat does; the page watches the offer until it is cancelled.
+    expect(app.locator("#offer-note")).to_contain_text("Offer cancelled. Customers with a reservation or a paid "
+                                                       "order are told in their chat")
+    expect(app.locator("[data-offer-screen]")).to_contain_text("cancelled")
+    expect(app.locator("#cancel-offer")).to_have_count(0)  # nothing left to cancel
+    bot_message(page, "🗑 Offer cancelled. 1 reservation released. 1 paid order is being refunded. (in the app)")
+    with db.session_scope() as session:
+        assert session.get(Offer, offer_id).status == OfferStatus.CANCELLED
+        assert session.get(Order, paid).status in (OrderStatus.CANCELLED, OrderStatus.REFUNDED)
+        assert session.get(Order, held).status != OrderStatus.HELD
+    # Each customer hears it in their chat, as when the business cancels from the chat.
+    wait_until(lambda: any("will be refunded" in text for text in bot_texts(stack.telegram, payer)), 20,
+               "the paying customer is told of the refund")
+    wait_until(lambda: any("you were not charged" in text for text in bot_texts(stack.telegram, holder)), 20,
+               "the customer with a reservation is told")
+    no_page_errors(page)
+    page.close()
+
+
+def test_on_telegram_web_the_dashboard_offers_no_scanner_and_takes_the_typed_code(stack, browser, webapp):
+    """Telegram Web has no QR scanner (only Telegram's phone apps do): the app does not offer one
+    there, and says to type the code, which confirms the pickup."""
+    owner = new_user_id()
+    business_id = make_business(owner, name="Kaffeerösterei", latitude=ERFURT_DOM[0] + 0.01,
+                                longitude=ERFURT_DOM[1] + 0.01)
+    _order_id, code, _customer = paid_order_with_its_pass(stack, business_id, "Coffee beans")
+    page, app = open_mini_app(browser, stack, f"user={owner}&name=Wera&platform=weba")
+    app.get_by_role("button", name="🏪 My business").click()
+    expect(app.locator("#pickup-code")).to_be_visible()
+    expect(app.locator("#scan-unavailable")).to_contain_text("Scanning the pickup pass works in Telegram's phone app")
+    expect(app.locator("#scan-pass")).to_have_count(0)
+    shot(page, "mini-app-no-scanner.png")
+    app.locator("#pickup-code").fill(code)
+    app.get_by_role("button", name="✅ Confirm").click()
+    expect(app.locator("#pickup-answer")).to_contain_text(f"Code {code} is valid: hand over 1× Coffee beans")
+    no_page_errors(page)
+    page.close()
+
+
 def test_an_admin_verifies_a_business_in_the_app_and_its_owner_hears_it(stack, browser, webapp):
     owner = new_user_id()
     business_id = make_business(owner, name="Neue Bäckerei", status=BusinessStatus.PENDING)

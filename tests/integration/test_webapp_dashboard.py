@@ -250,6 +250,56 @@ def test_a_draft_is_published_discarded_or_edited_as_in_myoffers(client, broker)
     ]
 
 
+def test_an_offer_cancelled_in_the_app_releases_refunds_and_tells_as_the_chats_cancel_does(client, broker):
+    """The dashboard's "🗑 Cancel offer" is checked by the API and handed to a worker, which calls the
+    chat's domain function: the reservation released and its Checkout closed, the paid order called
+    off and refunded, both customers told in their chat, and the owner told with the chat's note."""
+    from chat import app_actions
+
+    business = make_business(make_user(language="de"))
+    owner = owner_of(business)
+    offer = make_offer(business, quantity=5)
+    payer, holder = make_user(), make_user()
+    with session_scope() as session:
+        paid = reservations.reserve(session.connection(), offer, payer, 2, hold_minutes=10).order_id
+    with session_scope() as session:
+        reservations.confirm_sale(session.connection(), paid, 700, "EUR", "pi_test_cancel_app")
+    with session_scope() as session:
+        held = reservations.reserve(session.connection(), offer, holder, 1, hold_minutes=10).order_id
+    assert client.get(f"/api/business/offers/{offer}", headers=headers(owner)).json()["can_cancel"] is True
+
+    asked = client.post(f"/api/business/offers/{offer}/cancel", headers=headers(owner),
+                        json={"request_id": "req-cancel-0001"})
+    assert asked.status_code == 202, asked.text
+    assert (asked.json()["status"], asked.json()["cancelling"]) == ("active", True)
+    assert broker.published == [("payments.cancel_offer", [owner, offer, "req-cancel-0001"])]
+
+    # What the payments worker then does (tasks/payments.py: cancel_offer).
+    broker.published.clear()
+    with session_scope() as session:
+        assert app_actions.cancel_offer(session, owner, offer, "req-cancel-0001")
+    with session_scope() as session:  # a redelivery: nothing again
+        assert not app_actions.cancel_offer(session, owner, offer, "req-cancel-0001")
+    with session_scope() as session:
+        assert session.get(Offer, offer).status == OfferStatus.CANCELLED
+        assert session.get(Order, paid).status == OrderStatus.CANCELLED
+        assert session.get(Order, held).status != OrderStatus.HELD
+        told = {row.idempotency_key: (row.chat_id, row.payload["text"]) for row in session.scalars(
+            sa.select(Notification).where(Notification.chat_id.in_([payer, holder, owner])))}
+    assert told[f"order:{paid}:called_off"][0] == payer and "will be refunded" in told[f"order:{paid}:called_off"][1]
+    assert told[f"order:{held}:called_off"][0] == holder
+    assert told[f"app:{owner}:req-cancel-0001:cancel"] == (owner, (
+        "🗑 Angebot abgesagt. 1 Reservierung freigegeben. 1 bezahlte Bestellung wird erstattet. (in der App)"))
+    handed_over = sorted(task for task in broker.published if task[0] != "notifications.deliver_in_order")
+    assert handed_over == [("payments.expire_checkout", [held]), ("payments.refund_order", [paid])]
+
+    shown = client.get(f"/api/business/offers/{offer}", headers=headers(owner)).json()
+    assert (shown["status"], shown["can_cancel"], shown["can_pause"]) == ("cancelled", False, False)
+    again = client.post(f"/api/business/offers/{offer}/cancel", headers=headers(owner),
+                        json={"request_id": "req-cancel-0002"})
+    assert again.status_code == 409 and again.json()["error"] == "wrong_state"
+
+
 def test_a_photo_the_images_task_could_not_use_is_explained_and_can_be_replaced(client, broker):
     business = make_business(make_user(language="de"))
     owner = owner_of(business)
@@ -278,6 +328,7 @@ def test_another_businesss_offer_looks_missing_whatever_is_asked(client, broker)
         ("post", f"/api/business/offers/{their_draft}/publish", {"request_id": "req-theirs-0002"}),
         ("post", f"/api/business/offers/{their_draft}/discard", {"request_id": "req-theirs-0003"}),
         ("post", f"/api/business/offers/{their_draft}/edit", {"quantity": 9, "request_id": "req-theirs-0004"}),
+        ("post", f"/api/business/offers/{their_draft}/cancel", {"request_id": "req-theirs-0005"}),
     ]:
         answer = getattr(client, method)(path, headers=headers(me), **({"json": body} if body else {}))
         assert answer.status_code == 404, (path, answer.text)
@@ -367,11 +418,14 @@ def test_what_the_dashboard_does_is_told_in_the_chat(db):
         assert app_actions.tell(session, "edited", owner, offer, "req-told-0003")
         assert app_actions.tell(session, "discarded", owner, offer, "req-told-0004")
         assert not app_actions.tell(session, "edited", owner, offer + 1000, "req-told-0005")
+        expired = make_offer(business, "Soup pot", status=OfferStatus.EXPIRED)
+        assert not app_actions.cancel_offer(session, owner, expired, "req-told-0006")  # it ended meanwhile
     with session_scope() as session:
         told = [row.payload["text"] for row in session.scalars(sa.select(Notification).order_by(Notification.id))]
-    assert len(told) == 4
+    assert len(told) == 5
     assert "was created in the app" in told[0] and "is published (in the app)" in told[1]
     assert "changed in the app: €3.50, 5 of 5 left" in told[2] and "deleted (in the app)" in told[3]
+    assert told[4] == "This offer can't be cancelled now."
 
 
 # --------------------------------------------------------------------------- fuzzing

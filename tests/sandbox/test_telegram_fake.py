@@ -318,6 +318,12 @@ def test_a_web_app_button_opens_with_init_data_signed_for_the_bot(fake: Telegram
     assert json.loads(launch["tgWebAppThemeParams"])["bg_color"].startswith("#")
     with pytest.raises(auth.InvalidInitData):
         auth.validate(launch["tgWebAppData"], "1:ANOTHER-BOT", now=time.time(), max_age=60)
+    # The web chat plays Telegram's phone app (it has the QR scanner), or the client it is asked to.
+    assert (launch["tgWebAppVersion"], launch["tgWebAppPlatform"]) == ("8.0", "android")
+    on_the_web = urlsplit(client.open_web_app(USER, message_id, "🗺 Map", platform="weba"))
+    assert parse_qs(on_the_web.fragment)["tgWebAppPlatform"] == ["weba"]
+    with pytest.raises(SandboxError, match="platform must be one of"):
+        client.open_web_app(USER, message_id, "🗺 Map", platform="nokia")
 
 
 def test_the_menu_button_per_chat_and_by_default_as_the_bot_api_answers(fake: TelegramFake,

@@ -112,9 +112,29 @@ window.Bridge = (function () {
 
   // Telegram's own scanner: Telegram.WebApp.showScanQrPopup, or the web_app_open_scan_qr_popup event;
   // every code it reads comes back (qrTextReceived / qr_text_received) until `onText` returns true,
-  // which closes it. A page opened in a tab of its own has no scanner.
+  // which closes it. It came with Bot API 6.4 and only Telegram's phone apps have it: Telegram Web
+  // (web, weba, webk) and the desktop apps (tdesktop, macos) open no camera, so there the app does
+  // not offer it (the page asks for the typed code instead). A page in a tab of its own has none.
+  const SCANNER_PLATFORMS = ["android", "android_x", "ios"];
+
+  function versionAtLeast(wanted) {
+    if (sdk && typeof sdk.isVersionAtLeast === "function") return sdk.isVersionAtLeast(wanted);
+    const have = String(launch.get("tgWebAppVersion") || "6.0").split(".").map(Number);
+    const need = wanted.split(".").map(Number);
+    for (let i = 0; i < Math.max(have.length, need.length); i++) {
+      const a = have[i] || 0, b = need[i] || 0;
+      if (a !== b) return a > b;
+    }
+    return true;
+  }
+
+  function platform() {
+    return (sdk ? sdk.platform : launch.get("tgWebAppPlatform")) || "unknown";
+  }
+
   function canScanQr() {
-    return sdk ? typeof sdk.showScanQrPopup === "function" : native;
+    if (!sdk && !native) return false;
+    return versionAtLeast("6.4") && SCANNER_PLATFORMS.includes(platform());
   }
 
   function qrRead(text) {

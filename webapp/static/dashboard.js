@@ -90,6 +90,8 @@ window.Dashboard = (function () {
         // The first code read closes the scanner; its answer shows like a typed code's.
         Bridge.scanQr(t("scan_hint"), (text) => { confirm({ scanned: text }); return true; });
       } }, t("scan_qr")));
+    } else {
+      card.append(el("p", { class: "hint", id: "scan-unavailable" }, t("scan_unavailable")));
     }
     card.append(answer);
     return card;
@@ -279,6 +281,41 @@ window.Dashboard = (function () {
     if (offer.photo.problem) box.append(el("p", { class: "note error", role: "alert" }, offer.photo.problem));
     if (offer.is_draft) draftActions(offer, box);
     if (offer.can_edit || offer.can_edit_tags) box.append(editForm(offer));
+    if (offer.can_cancel) box.append(cancelArea(offer));
+  }
+
+  // The chat's "🗑 Cancel offer": asked first, in the chat's words; then a worker does it as the chat
+  // does (reservations released, paid orders refunded, every customer told in their chat), and the
+  // page watches the offer until it is cancelled.
+  function cancelArea(offer) {
+    const area = el("div", { class: "cancel-area", id: "cancel-area" });
+    const start = () => area.replaceChildren(el("button", { id: "cancel-offer", onclick: ask }, t("cancel_offer")));
+    const ask = () => {
+      const yes = el("button", { class: "danger", id: "cancel-yes", onclick: async () => {
+        yes.disabled = true;
+        try { await kit.post("/api/business/offers/" + offer.id + "/cancel"); }
+        catch (error) { yes.disabled = false; area.append(kit.problem(error)); return; }
+        area.replaceChildren(el("p", { class: "note", id: "cancel-progress" }, t("cancelling")));
+        waitForCancel(offer.id, area, screenNumber, 0);
+      } }, t("cancel_yes"));
+      area.replaceChildren(el("p", { class: "note question", id: "cancel-question" },
+        rich(t("cancel_ask", { title: offer.title }))),
+        el("div", { class: "row" }, yes, el("button", { id: "cancel-no", onclick: start }, t("cancel_no"))));
+    };
+    start();
+    return area;
+  }
+
+  function waitForCancel(id, area, shown, tries) {
+    setTimeout(async () => {
+      if (shown !== screenNumber) return;
+      let offer;
+      try { offer = await kit.api("/api/business/offers/" + id); } catch (error) { offer = null; }
+      if (shown !== screenNumber) return;
+      if (offer && offer.status === "cancelled") offerScreen(id, t("cancelled_ok"));
+      else if (tries + 1 >= POLL_TRIES) area.replaceChildren(el("p", { class: "note" }, t("cancel_later")));
+      else waitForCancel(id, area, shown, tries + 1);
+    }, POLL_MS);
   }
 
   // The images task makes the card (and sends it to the chat as the preview): asked every second

@@ -418,7 +418,9 @@ const miniApp = {origin: null};
 
 async function openMiniApp(tapped, title) {
   try {
-    const opened = await post("/web_apps", {user_id: app.active, ...tapped});
+    // ?platform=weba (or webk, tdesktop…) on this page's address: the app is told it runs there.
+    const platform = new URLSearchParams(window.location.search).get("platform");
+    const opened = await post("/web_apps", {user_id: app.active, ...tapped, ...(platform ? {platform} : {})});
     miniApp.origin = new URL(opened.url).origin;
     $("mini-app-title").textContent = title;
     $("mini-app-back").hidden = true;
