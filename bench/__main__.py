@@ -2,8 +2,9 @@
 written to bench/report.md and bench/report.json.
 
     python -m bench            # full sizes (several minutes)
-    python -m bench --smoke    # tiny sizes: checks the benchmarks still work (used by the tests;
-                               # mini_app only when named with --only: its Postgres and webapp take 20 s)
+    python -m bench --smoke    # tiny sizes: checks the benchmarks still work (used by the tests; two
+                               # lanes of sections side by side, see bench/smoke.py; mini_app only
+                               # when named with --only: its Postgres and webapp take 20 s)
     python -m bench --only gateway,flash_sale --output /tmp/before   # some of them, elsewhere
 """
 
@@ -585,6 +586,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=HERE)
     parser.add_argument("--only", type=lambda value: set(value.split(",")), default=None,
                         help=f"comma-separated benchmarks to run, of: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--sequential", action="store_true",
+                        help="with --smoke: the sections one after another, not in two lanes side by side")
     args = parser.parse_args()
     unknown = (args.only or set()) - set(BENCHMARKS)
     if unknown:
@@ -604,6 +607,7 @@ def main() -> None:
         bench_notifications,
         bench_reservations,
         bench_task_overhead,
+        smoke,
     )
 
     started = time.monotonic()
@@ -621,34 +625,11 @@ def main() -> None:
         finally:
             timings[name] = round(time.monotonic() - began, 1)
 
-    if args.smoke:
-        if wanted("gateway"):
-            results["gateway"] = timed("gateway", bench_gateway.run, duration=1, connections=10, repeat=1,
-                                       variants=("batched",))
-        if wanted("gateway_fixed_rate"):
-            results["gateway_fixed_rate"] = timed("gateway_fixed_rate", bench_gateway.run_fixed_rate, rates=(200,),
-                                                  duration=1, connections=10, repeat=1, variants=("batched",))
-        if wanted("flash_sale"):
-            results["flash_sale"] = timed("flash_sale", bench_flash_sale.run, customers=40, units=5,
-                                          concurrencies=(1,), repeat=1, timeout_s=60)
-        if wanted("reservations"):
-            results["reservations"] = [timed("reservations", bench_reservations.run, duration_s=0.5, clients=(2,),
-                                             pgbench=False)]
-        if wanted("task_overhead"):
-            results["task_overhead"] = timed("task_overhead", bench_task_overhead.run, round_trips=10, batch=50,
-                                             repeat=1)
-        if wanted("images"):
-            results["images"] = timed("images", bench_images.run, repeat=1)
-        if wanted("notifications"):
-            results["notifications"] = timed("notifications", bench_notifications.run, count=60, chats=30)
-        if wanted("discovery"):
-            results["discovery"] = timed("discovery", bench_discovery.run, offers=500, subscribers=2000, queries=20,
-                                         audiences=5)
-        if wanted("alerts"):
-            results["alerts"] = timed("alerts", bench_alerts.run, subscribers=20, offers=2, timeout_s=30)
-        if args.only and "mini_app" in args.only:
-            results["mini_app"] = timed("mini_app", bench_mini_app.run, offers=500, sessions=4, seconds=0.5,
-                                        think_s=0.05, ceiling_s=0.3, queries=5)
+    if args.smoke:  # mini_app only when named: its Postgres and webapp take 20 s
+        names = [name for name in BENCHMARKS if wanted(name) and (name != "mini_app" or args.only)]
+        section_results, section_timings = smoke.run(names, sequential=args.sequential)
+        results.update(section_results)
+        timings.update(section_timings)
     else:
         if wanted("gateway"):
             results["gateway"] = timed("gateway", bench_gateway.run, duration=5, connections=50, repeat=3)

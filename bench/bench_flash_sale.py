@@ -130,9 +130,11 @@ class CpuMeter:
 
 
 class Harness:
-    """Services, fakes and the gateway, shared by every run; a worker per run."""
+    """Services, fakes and the gateway, shared by every run; a worker per run. ``gateway=False``: no
+    gateway (for a benchmark that sends no updates, like bench_alerts)."""
 
-    def __init__(self) -> None:
+    def __init__(self, gateway: bool = True) -> None:
+        self.with_gateway = gateway
         self.directory = ROOT / ".run" / f"bench-flash-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.redis = self.postgres = self.telegram = self.stripe = self.gateway = None
         self.environ = None  # this run's services in os.environ, for the code it calls in-process
@@ -171,7 +173,8 @@ class Harness:
         self._reset_settings()
         from tests.processes import start_gateway
 
-        self.gateway, self.gateway_url = start_gateway(self.env)
+        if self.with_gateway:
+            self.gateway, self.gateway_url = start_gateway(self.env)
         self.control = self._control_app()
         return self
 
@@ -283,7 +286,8 @@ class Harness:
 
     def executed(self) -> dict[str, int]:
         """Tasks executed so far by name, summed over the workers (``celery inspect stats``)."""
-        stats = self.control.control.inspect(timeout=2.0).stats() or {}
+        # One worker per run (limit=1: its reply ends the wait instead of the whole timeout).
+        stats = self.control.control.inspect(timeout=2.0, limit=1).stats() or {}
         totals: collections.Counter[str] = collections.Counter()
         for worker in stats.values():
             totals.update(worker.get("total", {}))
@@ -450,14 +454,14 @@ class Harness:
         maintenance queue while the worker is not consuming it, then let go: seconds until the
         marker, the last of them, has run."""
         control = self.control.control
-        control.cancel_consumer("maintenance", reply=True, timeout=5)
+        control.cancel_consumer("maintenance", reply=True, timeout=5, limit=1)  # the run's one worker
         try:
             for _ in range(count - 1):
                 self.control.send_task("bench.noop", queue="maintenance")
             marker = self.control.send_task("bench.mark", queue="maintenance")
         finally:
             resumed = time.time()
-            control.add_consumer("maintenance", reply=True, timeout=5)
+            control.add_consumer("maintenance", reply=True, timeout=5, limit=1)
         finished = marker.get(timeout=120)
         return {"count": count, "seconds": round(finished - resumed, 3)}
 

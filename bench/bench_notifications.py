@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import json
 import multiprocessing
 import os
@@ -106,7 +107,7 @@ def run(count: int = 3000, chats: int = 300, workers: int = 2, concurrency: int 
     """Fan ``count`` messages out over ``chats`` chats; see the module doc."""
     from localenv.services import PostgresServer, RedisServer, free_port
     from sandbox.telegram_fake import TelegramFake, TelegramFakeClient
-    from tests.processes import start_worker
+    from tests.processes import start_worker, stop_all
 
     run_id = uuid.uuid4().hex[:8]
     directory = ROOT / ".run" / f"bench-notifications-{os.getpid()}-{run_id}"
@@ -125,10 +126,15 @@ def run(count: int = 3000, chats: int = 300, workers: int = 2, concurrency: int 
         for chat in chat_ids:
             client.create_user(chat, f"Bench {chat - USER_BASE}")
         env = {"REDIS_URL": redis.url, "DATABASE_URL": postgres.url, "TELEGRAM_API_URL": fake.url}
-        # One at a time, not a comprehension: workers started before a failing one are still stopped.
-        for n in range(workers):
-            worker = start_worker(f"bench-notify-{n}", queues="notifications", concurrency=concurrency, env=env)
-            started_workers.append(worker)
+        # Started side by side (a start is mostly one interpreter importing the app); every one started is
+        # kept, to be stopped, even when another failed.
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            starting = [pool.submit(start_worker, f"bench-notify-{n}", queues="notifications",
+                                    concurrency=concurrency, env=env) for n in range(workers)]
+        started_workers += [future.result() for future in starting if future.exception() is None]
+        for future in starting:
+            if (error := future.exception()) is not None:
+                raise error
         too_many_before = client.stats()["too_many_requests"]
 
         ctx = multiprocessing.get_context("spawn")
@@ -183,10 +189,10 @@ def run(count: int = 3000, chats: int = 300, workers: int = 2, concurrency: int 
             "statuses": _outcomes(postgres.url, run_id),
         }
     finally:
-        for worker in started_workers:
-            try:
-                worker.stop()
-            except Exception:  # noqa: BLE001 - keep tearing down the rest
+        try:
+            stop_all(started_workers)
+        except Exception:  # noqa: BLE001 - keep tearing down the rest
+            for worker in started_workers:
                 worker.kill()
         if client is not None:
             client.close()

@@ -36,9 +36,10 @@ WEBHOOK_SECRET = "chaos-" + secrets.token_hex(8)
 STRIPE_WEBHOOK_SECRET = "whsec_chaos_" + secrets.token_hex(8)
 ADMIN_ID = 4242
 _STARTED = re.compile(r"\| (?P<name>[\w-]+) (?:started|restarted) \(pid (?P<pid>\d+)\)")
-# Variables of the caller's environment that would point the processes at something else.
+# Variables of the caller's environment that would point the processes at something else (or, like
+# the tests' shorter MARKS_DELAY_SECONDS, change the timing of what a drill measures).
 _FOREIGN = ("BOT_TOKEN", "PUBLIC_URL", "SENTRY_DSN", "CHECKOUT_RETURN_URL", "BEAT_SCHEDULE_JSON",
-            "PROMETHEUS_MULTIPROC_DIR", "FLOWER_BASIC_AUTH", "SANDBOX_STRIPE")
+            "PROMETHEUS_MULTIPROC_DIR", "FLOWER_BASIC_AUTH", "SANDBOX_STRIPE", "MARKS_DELAY_SECONDS")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:

@@ -5,8 +5,8 @@ the database once done. The mark only saves a repetition: a row left unmarked (t
 or its batch was lost) is published or answered once more by a redelivery or a sweeper, which is
 harmless (the task is idempotent; Telegram refuses a second answer). So no task waits for it:
 `later` queues the ids, and one background thread per process writes each queued kind in one
-statement for all its ids about every `DELAY` seconds, in one transaction that does not wait for
-the disk. `flush` writes the queue now (tests; and at interpreter exit).
+statement for all its ids about every `MARKS_DELAY_SECONDS` (0.5 s; core.settings), in one
+transaction that does not wait for the disk. `flush` writes the queue now (tests; and at interpreter exit).
 
 Measured here (`python -m bench.bench_handover`): a separate statement per mark took a pooled
 connection (pinged on checkout) and a round trip, 0.25–0.5 ms per mark on the update task's path.
@@ -25,10 +25,9 @@ from sqlalchemy.sql.elements import TextClause
 
 from core import db
 from core.logging import get_logger
+from core.settings import get_settings
 
 log = get_logger(__name__)
-
-DELAY = 0.5  # seconds a mark may wait for others to share its statement
 
 _STATEMENTS: dict[str, TextClause] = {}
 
@@ -53,7 +52,7 @@ def register(kind: str, statement: str) -> None:
 
 
 def later(kind: str, ids: list[int]) -> None:
-    """Mark these rows as `kind` says, within about `DELAY` seconds."""
+    """Mark these rows as `kind` says, within about `MARKS_DELAY_SECONDS`."""
     if kind not in _STATEMENTS:
         raise KeyError(f"no mark registered as {kind!r}")
     queue = _queue
@@ -92,7 +91,7 @@ def _write(queue: _Queue) -> None:
 def _run(queue: _Queue) -> None:
     while True:
         queue.wake.wait()
-        time.sleep(DELAY)
+        time.sleep(get_settings().marks_delay_seconds)  # for others to share the statement
         queue.wake.clear()
         _write(queue)
 

@@ -144,6 +144,11 @@ class Settings(BaseSettings):
     # answered but not handled. A person tapping fast stays far below it; a script does not.
     flood_max_updates_per_window: int = Field(default=30, ge=1)
 
+    # How long a done-mark (a hand-over published, a button press answered: core/marks.py) may wait
+    # for others to share its UPDATE. Nothing waits for the marks but a reader of those rows (the
+    # tests read them to know an update is fully answered, and set 0.05).
+    marks_delay_seconds: float = Field(default=0.5, gt=0, le=60)
+
     # How long the gateway remembers an update_id to drop Telegram's redeliveries.
     update_dedup_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     log_level: str = "INFO"

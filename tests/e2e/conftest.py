@@ -15,7 +15,7 @@ import pytest
 from localenv.services import free_port
 from sandbox.stripe_fake import StripeFake
 from sandbox.telegram_fake import TelegramFake, TelegramFakeClient
-from tests.processes import ManagedProcess, start_gateway, start_worker
+from tests.processes import ManagedProcess, start_gateway, start_worker, stop_all
 
 _user_ids = itertools.count(5_000_000_001)
 
@@ -98,8 +98,7 @@ def stack(telegram_fake, stripe_fake, migrated):
     client = TelegramFakeClient(telegram_fake.url)
     yield Stack(client, telegram_fake.url, gateway_url, worker, gateway, stripe_fake)
     client.close()
-    gateway.stop()
-    worker.stop()
+    stop_all([gateway, worker])
     for variable in ("PUBLIC_URL", "ADMIN_IDS", "WEBAPP_URL"):
         os.environ.pop(variable, None)
     get_settings.cache_clear()

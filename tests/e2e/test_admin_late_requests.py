@@ -30,7 +30,7 @@ def wait_for(predicate, timeout: float = 20.0):
         value = predicate()
         if value:
             return value
-        time.sleep(0.1)
+        time.sleep(0.05)
     raise AssertionError("condition not reached in time")
 
 

@@ -26,7 +26,7 @@ from tasks.app import app
 from tests.conftest import migrate
 from tests.e2e.conftest import new_user_id
 from tests.factories import make_business, make_offer, make_user
-from tests.processes import ROOT, start_gateway, start_worker
+from tests.processes import ROOT, start_gateway, start_worker, stop_all
 
 pytestmark = pytest.mark.slow
 
@@ -61,8 +61,7 @@ def pg_fault_stack(tmp_path_factory):
         yield client, stripe, postgres, redis
     finally:
         client.close()
-        worker.stop()
-        gateway.stop()
+        stop_all([worker, gateway])
         environment.undo()
         get_settings.cache_clear()
         db.reset_engine()

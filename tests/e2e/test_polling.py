@@ -14,7 +14,7 @@ from localenv.services import RedisServer, free_port
 from sandbox.telegram_fake import TelegramFake, TelegramFakeClient
 from tests.conftest import separate_database
 from tests.e2e.conftest import new_user_id
-from tests.processes import ROOT, ManagedProcess, start_worker
+from tests.processes import ROOT, ManagedProcess, start_worker, stop_all
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,7 @@ def polling_stack(database_url, tmp_path_factory):
     client = TelegramFakeClient(fake.url)
     yield client, redis, poller
     client.close()
-    poller.stop()
-    worker.stop()
+    stop_all([poller, worker])
     redis.stop()
     fake.stop()
 

@@ -15,7 +15,7 @@ from sandbox.telegram_fake import TelegramFake, TelegramFakeClient
 from tasks.app import app
 from tests.e2e.conftest import new_user_id
 from tests.factories import make_business, make_offer, make_user
-from tests.processes import ManagedProcess, start_worker
+from tests.processes import ManagedProcess, start_worker, stop_all
 
 
 @pytest.fixture
@@ -31,8 +31,7 @@ def metrics_stack(migrated, tmp_path):
     exporter = ManagedProcess("metrics-exporter", [sys.executable, "-m", "tasks.metrics_exporter"], env)
     exporter.wait_for_output("metrics_exporter_started")
     yield TelegramFakeClient(telegram.url), redis, f"http://127.0.0.1:{port}/metrics"
-    exporter.stop()
-    worker.stop()
+    stop_all([exporter, worker])
     redis.stop()
     telegram.stop()
 

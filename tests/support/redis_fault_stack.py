@@ -14,7 +14,7 @@ from pathlib import Path
 from localenv.services import RedisServer, free_port
 from sandbox.telegram_fake import TelegramFake, TelegramFakeClient
 from tests.conftest import separate_database
-from tests.processes import ROOT, ManagedProcess, start_gateway, start_worker
+from tests.processes import ROOT, ManagedProcess, start_gateway, start_worker, stop_all
 
 
 @dataclass
@@ -46,8 +46,7 @@ def redis_fault_stack(database_url: str, directory: Path, name: str,
         yield RedisFaultStack(client, fake.url, redis, worker, gateway_url, database)
     finally:
         client.close()
-        gateway.stop()
-        worker.stop()
+        stop_all([gateway, worker])
         redis.stop()
         fake.stop()
 
