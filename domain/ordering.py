@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import outbox
@@ -13,7 +13,7 @@ from core.db import autocommit_connection
 from core.handover import enqueue_after_commit
 from core.settings import get_settings
 from domain import reservations
-from domain.payments import PayButtonGone, close_checkouts_after_commit, closing, spend_pay_buttons
+from domain.payments import PayButtonGone, close_checkouts_after_commit, closing, hold_ended, spend_pay_buttons
 from domain.reservations import ReleaseReason, ReserveOutcome, ReserveResult
 from models import Notification, NotificationStatus, Offer, OfferStatus, User
 
@@ -90,7 +90,7 @@ def place_order(session: Session, offer_id: int, customer_id: int, quantity: int
     with autocommit_connection(session) as conn:
         result = reservations.reserve(conn, offer_id, customer_id, quantity,
                                       hold_minutes=get_settings().hold_minutes, per_order_cap=MAX_PER_ORDER)
-    if result.outcome is ReserveOutcome.ALREADY_HELD and _lapsed(session, result):
+    if result.outcome is ReserveOutcome.ALREADY_HELD and hold_ended(session, result.hold_expires_at):
         result = _reserve_after_lapsed_hold(session, result, offer_id, customer_id, quantity)
     if result.outcome in (ReserveOutcome.RESERVED, ReserveOutcome.ALREADY_HELD):
         replacing = {"edit_message_id": edit_message_id, "customer_id": customer_id} if edit_message_id else None
@@ -98,12 +98,6 @@ def place_order(session: Session, offer_id: int, customer_id: int, quantity: int
         return Placed(result)
     return Placed(result, _refuse(session, offer_id, customer_id, result, request_key=request_key,
                                    edit_message_id=edit_message_id))
-
-
-def _lapsed(session: Session, held: ReserveResult) -> bool:
-    """Whether the customer's open hold is over by the database's clock (as the sweep judges it)."""
-    return held.hold_expires_at is None or bool(
-        session.scalar(text("SELECT CAST(:t AS timestamptz) <= now()"), {"t": held.hold_expires_at}))
 
 
 def _reserve_after_lapsed_hold(session: Session, lapsed: ReserveResult, offer_id: int, customer_id: int,

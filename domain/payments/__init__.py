@@ -44,7 +44,7 @@ from domain.payments.closing import NoShowOutcome, NotYours, close_uncollected_o
 from domain.payments.connect import OnboardingOutcome, start_onboarding
 from domain.payments.events import EventNotReady, EventOutcome, handle_event
 from domain.payments.notices import CallOffReason, PayButtonGone
-from domain.payments.orders import order_key, spend_pay_buttons
+from domain.payments.orders import hold_ended, order_key, spend_pay_buttons
 from domain.payments.reconcile import reconcile_payments
 from domain.payments.refunds import RefundOutcome, refund_order, refund_payment
 
@@ -72,6 +72,7 @@ __all__ = [
     "create_checkout",
     "expire_checkout",
     "handle_event",
+    "hold_ended",
     "mark_no_show",
     "order_key",
     "reconcile_payments",

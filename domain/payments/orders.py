@@ -3,6 +3,7 @@ read afresh, judged by the database's clock, and the notices that tell people ab
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select, text
@@ -50,8 +51,13 @@ def reload_order(session: Session, order_id: int) -> Order:
 
 def hold_due(session: Session, order: Order) -> bool:
     """By the database's clock, as the reservation engine judges holds."""
-    return order.hold_expires_at is None or bool(
-        session.scalar(text("SELECT CAST(:t AS timestamptz) <= now()"), {"t": order.hold_expires_at})
+    return hold_ended(session, order.hold_expires_at)
+
+
+def hold_ended(session: Session, expires_at: datetime | None) -> bool:
+    """Whether a hold ending at `expires_at` is over, by the database's clock (None: no hold)."""
+    return expires_at is None or bool(
+        session.scalar(text("SELECT CAST(:t AS timestamptz) <= now()"), {"t": expires_at})
     )
 
 
