@@ -266,6 +266,7 @@ def _as_loaded(session: Session, instance: Loaded) -> Loaded:
 # Every column of users but the computed geography point (read from the ORM when a handler asks).
 _USER_KEYS = [column.key for column in User.__table__.columns if column.key != "location"]
 _USER_COLUMNS = ", ".join(f"users.{key}" for key in _USER_KEYS)
+_READ_USER = f"SELECT {_USER_COLUMNS}, false FROM users WHERE users.id = %(id)s"
 _UPSERT_USER = (
     "WITH upserted AS (INSERT INTO users (id, first_name, username, language)"
     " VALUES (%(id)s, %(first_name)s, %(username)s, %(language)s)"
@@ -277,6 +278,4 @@ _UPSERT_USER = (
     " OR NOT users.reachable OR users.last_seen_at < now() - interval '1 minute'"
     f" RETURNING {_USER_COLUMNS}, xmax = 0 AS inserted)"
     " SELECT * FROM upserted"
-    f" UNION ALL SELECT {_USER_COLUMNS}, false FROM users"
-    " WHERE users.id = %(id)s AND NOT EXISTS (SELECT FROM upserted)")
-_READ_USER = f"SELECT {_USER_COLUMNS}, false FROM users WHERE users.id = %(id)s"
+    f" UNION ALL {_READ_USER} AND NOT EXISTS (SELECT FROM upserted)")
