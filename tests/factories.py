@@ -30,6 +30,11 @@ def make_business(owner_id: int | None = None, name: str = "Bäckerei Sonne", *,
         return business.id
 
 
+# A pickup window open now: it touches today in any time zone at any hour the suite runs (the default,
+# two hours ahead, is tomorrow in Berlin after 22:00), for views of "today" such as the dashboard's.
+OPEN_NOW = {"starts_in": -timedelta(minutes=30), "lasts": timedelta(hours=2)}
+
+
 def make_offer(business_id: int, title: str = "Croissant bag", *, quantity: int = 5, price_minor: int = 350,
                original_price_minor: int = 700, status: OfferStatus = OfferStatus.ACTIVE,
                starts_in: timedelta = timedelta(hours=2), lasts: timedelta = timedelta(hours=1), **fields) -> int:

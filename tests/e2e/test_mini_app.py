@@ -32,7 +32,7 @@ from models import Business, BusinessStatus, Offer, OfferStatus, Order, OrderSta
 from sandbox.demo import food_photo
 from tests.e2e.conftest import new_user_id
 from tests.e2e.test_web_chat import ADMIN, bot_message, browser, no_page_errors, open_chat, playwright, shot, tap
-from tests.factories import make_business, make_offer, make_user
+from tests.factories import OPEN_NOW, make_business, make_offer, make_user
 from tests.processes import start_webapp
 from tests.support.waiting import bot_texts, wait_until
 
@@ -198,7 +198,7 @@ def test_the_menu_button_opens_the_map_where_a_customer_filters_and_sees_a_deals
 def test_a_business_confirms_a_pickup_in_its_dashboard_and_hears_it_in_the_chat(stack, browser, webapp):
     owner = new_user_id()
     business_id = make_business(owner, name="Domcafé", latitude=ERFURT_DOM[0], longitude=ERFURT_DOM[1])
-    offer_id = make_offer(business_id, "Cake box", quantity=3)
+    offer_id = make_offer(business_id, "Cake box", quantity=3, **OPEN_NOW)
     customer = make_user(new_user_id())
     with db.session_scope() as session:
         order_id = reservations.reserve(session.connection(), offer_id, customer, 2, hold_minutes=10).order_id
@@ -223,7 +223,7 @@ def paid_order_with_its_pass(stack, business_id: int, title: str) -> tuple[int, 
     in the customer's chat, as the payments flow sends it: (order id, code, customer)."""
     customer = new_user_id()
     stack.telegram.create_user(customer, first_name="Carla")
-    offer_id = make_offer(business_id, title, quantity=3)
+    offer_id = make_offer(business_id, title, quantity=3, **OPEN_NOW)
     make_user(customer, name="Carla")
     with db.session_scope() as session:
         order_id = reservations.reserve(session.connection(), offer_id, customer, 1, hold_minutes=10).order_id

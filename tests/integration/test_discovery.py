@@ -68,12 +68,21 @@ def test_filters_by_what_an_offer_is(db):
     assert _titles(_browse(words=("fresh", "rye"))) == ["Rye bread"]  # title and description together
 
 
+def _zone_at_midday(now: datetime) -> tuple[str, timedelta]:
+    """A fixed-offset zone where it is now between 11:30 and 12:30, and its offset: a window open
+    now stays inside today there, whatever the hour the suite runs at."""
+    hours = (12 - now.hour - (1 if now.minute >= 30 else 0)) % 24
+    hours = hours - 24 if hours > 11 else hours  # Etc/GMT zones span UTC-12 to UTC+14
+    return f"Etc/GMT{-hours:+d}", timedelta(hours=hours)  # POSIX sign: Etc/GMT-3 is UTC+3
+
+
 def test_pickup_time_in_the_business_time_zone(db):
-    business = make_business(latitude=HERE[0], longitude=HERE[1], timezone="UTC")
     now = datetime.now(UTC)
-    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    zone, offset = _zone_at_midday(now)
+    business = make_business(latitude=HERE[0], longitude=HERE[1], timezone=zone)
+    local_today = (now + offset).replace(hour=0, minute=0, second=0, microsecond=0)
     make_offer(business, "open now", starts_in=timedelta(minutes=-10), lasts=timedelta(minutes=40))
-    tomorrow_start = today + timedelta(days=1, hours=12) - now
+    tomorrow_start = local_today + timedelta(days=1, hours=12) - offset - now
     make_offer(business, "tomorrow noon", starts_in=tomorrow_start, lasts=timedelta(hours=1))
     assert _titles(_browse(when=When.NOW)) == ["open now"]
     assert _titles(_browse(when=When.TOMORROW)) == ["tomorrow noon"]
