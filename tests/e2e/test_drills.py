@@ -78,9 +78,10 @@ def test_every_update_is_received_handled_and_answered_once(drills, fault):
     updates = phase["updates"]
     assert updates["sent"] > 0, "no traffic in this phase"
     assert updates["received"] == updates["sent"]
-    assert updates["answered"] == updates["sent"], phase["late"]
+    assert _what(phase["lost"], {"update", "reply", "tap"}) == []  # first: it names what is missing
+    assert updates["answered"] == updates["sent"], {"late": phase["late"], "lost": phase["lost"],
+                                                    "pending": phase.get("pending_at_end")}
     assert updates["answered_more_than_once"] == 0
-    assert _what(phase["lost"], {"update", "reply", "tap"}) == []
     assert phase["failed"] == []  # nobody was told "something went wrong"
     assert phase["waits_without_answer"] == {}, phase["waits_without_answer_details"]
 
