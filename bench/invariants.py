@@ -169,7 +169,8 @@ def undelivered_updates(fake) -> set[int]:
 
 def in_inbox(stack, update_ids: list[int]) -> set[int]:
     """Of these updates, those whose copy the inbox keeps (core.inbox): acknowledged to Telegram and
-    not processed yet; `maintenance.requeue_lost_updates` queues them again if a worker lost them."""
+    not done yet (not processed, or its own messages unsent); `maintenance.requeue_lost_updates`
+    queues them again if a worker lost them."""
     from core.inbox import MESSAGES_KEY
 
     if not update_ids:
@@ -485,9 +486,8 @@ def audit(stack, traffic: Traffic, calls: CallLog, phase: str | None = None) -> 
         payments = [p for p in traffic.record.payments if phase is None or p.phase == phase]
         stuck = [s for s in traffic.record.stuck if phase is None or s["phase"] == phase]
     found = Findings()
-    replies = _replies_by_update([s.update_id for s in sent])
     twins = doubled_messages(stack)
-    updates = _updates(stack, sent, replies, twins, calls, found=found)
+    updates = _updates(stack, sent, twins, calls, found=found)
     for twin in twins:
         if twin["key"] and not twin["key"].startswith("update:"):
             found.double("message", f"message {twin['key']} to chat {twin['chat_id']} sent twice: "
@@ -527,17 +527,21 @@ def _replies_by_update(update_ids: list[int]) -> dict[int, list[tuple[int, str, 
     return replies
 
 
-def _updates(stack, sent: list[Sent], replies, twins, calls: CallLog, *, found: Findings) -> dict[str, Any]:
+def _updates(stack, sent: list[Sent], twins, calls: CallLog, *, found: Findings) -> dict[str, Any]:
     fake = stack.telegram
     undelivered = undelivered_updates(fake)
     ids = [s.update_id for s in sent]
+    # Read in the order things happen (handled, then its replies, then their tasks), so an update
+    # committed while the audit reads is not taken for one handled without a reply.
     handled = {row[0] for row in _db_rows("SELECT update_id FROM processed_updates WHERE update_id = ANY(:ids)",
                                           ids=ids)} if ids else set()
+    replies = _replies_by_update(ids)
     unanswered_tap_ids = {t.update_id for t in unanswered_taps(fake, [s for s in sent if s.kind == "callback"])}
     queued = queued_deliveries(broker_tasks(stack))
     twice = collections.Counter(int(t["key"].split(":")[1]) for t in twins if t["key"].startswith("update:"))
     counts: collections.Counter[str] = collections.Counter()
     unhandled: list[tuple[int, str]] = []
+    unsent_unqueued: list[tuple[int, str, str, str]] = []  # handled, a message unsent and no task to send it
     for s in sent:
         counts["sent"] += 1
         counts[f"sent_{s.kind}"] += 1
@@ -556,11 +560,11 @@ def _updates(stack, sent: list[Sent], replies, twins, calls: CallLog, *, found: 
             found.fail(f"{name}: told “something went wrong, not completed” (engine.handle_failure)")
         unsent = [row_id for row_id, status, _ in own if status not in ("sent", "dropped")]
         if [row_id for row_id in unsent if row_id not in queued]:
-            found.lose("reply", f"{name}: {len(unsent)} of its {len(own)} replies never sent")
+            unsent_unqueued.append((s.update_id, "reply", name, f"{len(unsent)} of its {len(own)} replies never sent"))
         elif unsent:
             found.late(f"{name}: {len(unsent)} of its replies still queued (Telegram's pace for one chat)")
         if s.update_id in unanswered_tap_ids:
-            found.lose("tap", f"{name}: tap never answered (the spinner stays)")
+            unsent_unqueued.append((s.update_id, "tap", name, "tap never answered (the spinner stays)"))
         if not unsent and s.update_id not in unanswered_tap_ids and (own or s.kind == "callback"):
             counts["answered"] += 1
         if not own and s.kind == "message":
@@ -571,6 +575,14 @@ def _updates(stack, sent: list[Sent], replies, twins, calls: CallLog, *, found: 
             found.double("reply", f"{name}: its reply sent {1 + twice[s.update_id]} times")
         if answers > 1:
             found.double("tap", f"{name}: tap answered {answers} times")
+    # Its worker died between the update's commit and the sending: the inbox queues it again.
+    kept_unsent = in_inbox(stack, sorted({update_id for update_id, *_ in unsent_unqueued}))
+    for update_id, kind, name, what in unsent_unqueued:
+        if update_id in kept_unsent:
+            found.late(f"{name}: handled, its {kind} not sent yet; its copy is in the inbox "
+                       "(maintenance.requeue_lost_updates queues it again)")
+        else:
+            found.lose(kind, f"{name}: {what}")
     whereabouts = broker_whereabouts(stack, [update_id for update_id, _name in unhandled])
     kept = in_inbox(stack, [update_id for update_id, _name in unhandled])
     for update_id, name in unhandled:

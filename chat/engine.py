@@ -22,7 +22,7 @@ from telegram import Update
 
 from chat import inline, menus, router
 from chat.context import Context
-from core import handover, metrics, outbox
+from core import handover, inbox, metrics, outbox
 from core.i18n import DEFAULT_LANGUAGE, Translator, pick_language
 from core.outbox import Reply
 from core.settings import get_settings
@@ -57,7 +57,7 @@ def parse(raw: dict[str, Any]) -> Update:
 
 
 def outbox_key(update_id: int) -> str:
-    return f"update:{update_id}:"
+    return inbox.own_rows_key(update_id)
 
 
 def origin(update_id: int) -> str:

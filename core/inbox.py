@@ -6,10 +6,13 @@ transport takes a message with BRPOP and only then, in a separate command, recor
 unacknowledged, so a worker's main process killed between the two loses the message outright (the
 fault drill `worker_main` showed it). So the same Lua script that queues an update also keeps a
 copy here: the message in a hash, its time in a sorted set. `sweep` (the beat job
-`maintenance.requeue_lost_updates`) forgets the copies of updates that `processed_updates` has,
-and queues again the ones still unprocessed after `requeue_after` seconds. A copy queued again
-while the first is merely slow is harmless: the update is handled once (`processed_updates`), and
-the second delivery finishes what the first left undone.
+`maintenance.requeue_lost_updates`) forgets the copies of updates that are done, and queues again
+the ones not done after `requeue_after` seconds. Done is processed (`processed_updates`) with the
+update's own messages sent: a worker killed between the update's commit and its sending leaves
+its replies and its button's answer pending, and the delivery queued again finds the update
+processed and sends them (chat.engine), where kombu would give its message back only after the
+visibility timeout. A copy queued again while the first is merely slow is harmless: the update is
+handled once, and the second delivery finishes what the first left undone.
 
 Updates a worker drops on purpose (malformed, or from a flooding user) are never processed: the
 worker forgets their copy (`forget`), else they would be queued again.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import cast
 
 import orjson
@@ -35,20 +39,34 @@ TIMES_KEY = "tg:inbox:at"  # update_id -> when it was queued (or queued again), 
 
 # By name, not through models: the bot process (which keeps the copies) imports core only.
 _PROCESSED = sa.text("SELECT update_id FROM processed_updates WHERE update_id = ANY(:ids)")
+# Of those, the ones with own rows still pending (recorded within `unsent_within`: older ones are
+# the outbox's sweeper's, domain.maintenance.retry_failed_notifications).
+_UNSENT = sa.text(
+    "SELECT DISTINCT split_part(idempotency_key, ':', 2) FROM notifications"
+    " WHERE status = 'pending' AND idempotency_key LIKE 'update:%' AND created_at > now() - :within"
+    " AND split_part(idempotency_key, ':', 2) = ANY(:ids)")
 
 # Copies younger than this are not looked at: their updates are most likely being handled now.
 SETTLE_MS = 2_000
 BATCH = 2_000
 
 
+def own_rows_key(update_id: int) -> str:
+    """The start of the idempotency keys of an update's own outbox rows (its replies and its
+    button's answer): chat.engine records them so, and `sweep` finds the unsent ones by it."""
+    return f"update:{update_id}:"
+
+
 @dataclass(frozen=True)
 class Swept:
-    forgotten: int  # processed: their copies removed
-    requeued: list[int]  # unprocessed after `requeue_after`: queued again
+    forgotten: int  # done: their copies removed
+    requeued: list[int]  # not done after `requeue_after`: queued again
 
 
-def sweep(client: redis.Redis, session: Session, queue: str, requeue_after_s: float) -> Swept:
-    """Forget the copies of processed updates; queue again those unprocessed for `requeue_after_s`."""
+def sweep(client: redis.Redis, session: Session, queue: str, requeue_after_s: float,
+          unsent_within: timedelta) -> Swept:
+    """Forget the copies of done updates (processed, own rows sent); queue again those not done
+    for `requeue_after_s`."""
     seconds, micros = client.time()
     now_ms = seconds * 1000 + micros // 1000
     entries = cast(list[tuple[bytes, float]], client.zrangebyscore(
@@ -57,16 +75,19 @@ def sweep(client: redis.Redis, session: Session, queue: str, requeue_after_s: fl
         return Swept(0, [])
     queued_at = {int(member): score for member, score in entries}
     processed = set(session.scalars(_PROCESSED, {"ids": list(queued_at)}))
+    unsent = {int(update_id) for update_id in session.scalars(
+        _UNSENT, {"ids": [str(update_id) for update_id in processed], "within": unsent_within})} if processed else set()
+    done = processed - unsent
     stale = [update_id for update_id, at in queued_at.items()
-             if update_id not in processed and at <= now_ms - requeue_after_s * 1000]
+             if update_id not in done and at <= now_ms - requeue_after_s * 1000]
     with client.pipeline(transaction=False) as pipe:
-        if processed:
-            pipe.hdel(MESSAGES_KEY, *processed)
-            pipe.zrem(TIMES_KEY, *processed)
+        if done:
+            pipe.hdel(MESSAGES_KEY, *done)
+            pipe.zrem(TIMES_KEY, *done)
         for update_id in stale:
             pipe.hget(MESSAGES_KEY, update_id)
         results = pipe.execute()
-    messages = results[2:] if processed else results
+    messages = results[2:] if done else results
     requeued: list[int] = []
     with client.pipeline(transaction=True) as pipe:
         for update_id, message in zip(stale, messages, strict=True):
@@ -79,8 +100,9 @@ def sweep(client: redis.Redis, session: Session, queue: str, requeue_after_s: fl
         pipe.execute()
     if requeued:
         log.warning("updates_requeued", count=len(requeued), update_ids=requeued[:20],
-                    why="acknowledged, not processed after the grace: a worker lost them")
-    return Swept(len(processed), requeued)
+                    unsent=sorted(unsent.intersection(requeued))[:20],
+                    why="acknowledged, not processed (or its messages not sent) after the grace: a worker lost them")
+    return Swept(len(done), requeued)
 
 
 def _fresh_delivery(message: bytes) -> bytes:

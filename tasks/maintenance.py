@@ -180,7 +180,8 @@ def requeue_lost_updates(self: BaseTask, actor: str = "beat", report_to: int | N
     grace = _updates_grace() if grace_seconds is None else max(0.0, float(grace_seconds))
 
     def work(session: Session, _now: datetime) -> dict[str, Any]:
-        swept = inbox.sweep(redis_client.client(), session, "updates", grace)
+        swept = inbox.sweep(redis_client.client(), session, "updates", grace,
+                            unsent_within=maintenance.STUCK_NOTIFICATION_AGE)
         return {"forgotten": swept.forgotten, "requeued": len(swept.requeued), "update_ids": swept.requeued[:50]}
 
     return run_job(self, "maintenance.requeue_lost_updates", actor, report_to, work)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+from datetime import timedelta
 
 import orjson
 import pytest
@@ -20,6 +21,9 @@ from localenv.services import RedisServer, free_port
 
 SECRET = "s3cret-for-tests"
 _ids = itertools.count(1000)
+
+
+UNSENT_WITHIN = timedelta(minutes=10)
 
 
 def an_update(update_id: int | None = None, text: str = "/start") -> dict:
@@ -180,7 +184,7 @@ def test_an_update_lost_from_the_queue_after_its_acknowledgement_is_queued_again
         broker.zincrby(inbox.TIMES_KEY, -10_000, str(update["update_id"]))
 
     with db.session_scope() as session:
-        swept = inbox.sweep(broker, session, UPDATES_QUEUE, requeue_after_s=5)
+        swept = inbox.sweep(broker, session, UPDATES_QUEUE, requeue_after_s=5, unsent_within=UNSENT_WITHIN)
     assert swept.forgotten == 1  # `done`: processed, its copy gone
     assert sorted(swept.requeued) == sorted([lost["update_id"], slow["update_id"]])
     again = [m for m in queued(private_redis) if m["headers"]["id"] == taken["headers"]["id"]]
@@ -194,8 +198,49 @@ def test_an_update_lost_from_the_queue_after_its_acknowledgement_is_queued_again
                         {"a": lost["update_id"], "b": slow["update_id"]})
         for update in (lost, slow):
             broker.zincrby(inbox.TIMES_KEY, -3_000, str(update["update_id"]))
-        swept = inbox.sweep(broker, session, UPDATES_QUEUE, requeue_after_s=5)
+        swept = inbox.sweep(broker, session, UPDATES_QUEUE, requeue_after_s=5, unsent_within=UNSENT_WITHIN)
     assert (swept.forgotten, swept.requeued, inbox.size(broker)) == (2, [], 0)
+
+
+def test_a_processed_update_whose_reply_is_unsent_is_queued_again_until_it_is_sent(client, private_redis, migrated):
+    """A worker killed between an update's commit and its sending leaves the update processed and
+    its reply pending (its message waits for kombu's sweep, a visibility timeout away). The inbox
+    keeps the copy and queues it again; that delivery finds the update processed and sends the
+    reply. A reply older than the window is the outbox sweeper's, not the inbox's."""
+    import sqlalchemy as sa
+
+    from core import db, inbox
+
+    unsent, stale_reply, answered = an_update(), an_update(), an_update()
+    for update in (unsent, stale_reply, answered):
+        assert post(client, update).status_code == 200
+    broker = redis.Redis.from_url(private_redis.url)
+    broker.delete(UPDATES_QUEUE)  # taken by the worker that is killed
+    rows = {unsent["update_id"]: ("pending", "0 seconds"), stale_reply["update_id"]: ("pending", "11 minutes"),
+            answered["update_id"]: ("sent", "0 seconds")}
+    with db.session_scope() as session:
+        for update_id, (status, age) in rows.items():
+            session.execute(sa.text("INSERT INTO processed_updates (update_id) VALUES (:id)"), {"id": update_id})
+            session.execute(sa.text(
+                "INSERT INTO notifications (idempotency_key, chat_id, kind, payload, status, created_at)"
+                " VALUES (:key, 42, 'reply', '{}', :status, now() - CAST(:age AS interval))"),
+                {"key": f"{inbox.own_rows_key(update_id)}0", "status": status, "age": age})
+    for update in (unsent, stale_reply, answered):
+        broker.zincrby(inbox.TIMES_KEY, -10_000, str(update["update_id"]))
+
+    with db.session_scope() as session:
+        swept = inbox.sweep(broker, session, UPDATES_QUEUE, requeue_after_s=5, unsent_within=UNSENT_WITHIN)
+    assert (swept.forgotten, swept.requeued) == (2, [unsent["update_id"]])
+    assert [m["headers"]["argsrepr"] for m in queued(private_redis)] == [f"(update {unsent['update_id']})"]
+
+    # The delivery queued again sent it: the next sweep forgets the copy.
+    with db.session_scope() as session:
+        session.execute(sa.text("UPDATE notifications SET status = 'sent' WHERE idempotency_key = :key"),
+                        {"key": f"{inbox.own_rows_key(unsent['update_id'])}0"})
+    broker.zincrby(inbox.TIMES_KEY, -10_000, str(unsent["update_id"]))
+    with db.session_scope() as session:
+        swept = inbox.sweep(broker, session, UPDATES_QUEUE, requeue_after_s=5, unsent_within=UNSENT_WITHIN)
+    assert (swept.forgotten, swept.requeued, inbox.size(broker)) == (1, [], 0)
 
 
 def test_an_update_dropped_on_purpose_is_forgotten(client, private_redis):
