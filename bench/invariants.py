@@ -128,6 +128,21 @@ def broker_tasks(stack) -> list[tuple[str, str]]:
     return tasks
 
 
+def retrying_tasks(stack) -> int:
+    """Task messages a worker holds to run again after a countdown (Celery's retry after a
+    transient error, such as Postgres being away): work still to come, though no queue shows it."""
+    client = stack.redis_client()
+    try:
+        held = client.hvals("unacked")
+    finally:
+        client.close()
+    retrying = 0
+    for raw in held:
+        with contextlib.suppress(ValueError, IndexError, TypeError, AttributeError):
+            retrying += bool(json.loads(raw)[0].get("headers", {}).get("retries"))
+    return retrying
+
+
 def broker_text(stack, tasks: list[tuple[str, str]] | None = None) -> str:
     """The bodies of every task message in Redis, as one text to search."""
     return "\n".join(body for _name, body in (tasks if tasks is not None else broker_tasks(stack)))
@@ -233,8 +248,8 @@ class Pending:
     """What is left to do, counted cheaply enough to ask every half second. Sets of updates and
     taps only shrink, so each question is asked about what was not done at the last look."""
 
-    GLOBAL = ("telegram_undelivered", "queued", "outbox_unsent", "checkouts_missing", "photos_processing",
-              "refunds_awaiting", "payments_unrecorded")
+    GLOBAL = ("telegram_undelivered", "queued", "retrying", "outbox_unsent", "checkouts_missing",
+              "photos_processing", "refunds_awaiting", "payments_unrecorded")
 
     def __init__(self, stack, traffic: Traffic, phase: str | None = None,
                  carried: dict[str, int] | None = None) -> None:
@@ -273,6 +288,9 @@ class Pending:
         stack, fake = self.stack, self.stack.telegram
         counts = {"telegram_undelivered": len(undelivered_updates(fake))}
         counts["queued"] = sum(stack.queue_lengths().values())
+        # A buy's Pay button can hang on such a retry with nothing else pending: the order is held
+        # already (the customer tapped again), so only the retrying checkout task still has to send it.
+        counts["retrying"] = retrying_tasks(stack)
         unmarked = set(answers_unmarked(fake))
         self.unsent = [row[0] for row in _db_rows("SELECT id FROM notifications WHERE status = 'pending'")
                        if row[0] not in unmarked]
