@@ -43,7 +43,7 @@ _PROCESSED = sa.text("SELECT update_id FROM processed_updates WHERE update_id = 
 # the outbox's sweeper's, domain.maintenance.retry_failed_notifications).
 _UNSENT = sa.text(
     "SELECT DISTINCT split_part(idempotency_key, ':', 2) FROM notifications"
-    " WHERE status = 'pending' AND idempotency_key LIKE 'update:%' AND created_at > now() - :within"
+    " WHERE status = 'pending' AND idempotency_key LIKE :pattern AND created_at > now() - :within"
     " AND split_part(idempotency_key, ':', 2) = ANY(:ids)")
 
 # Copies younger than this are not looked at: their updates are most likely being handled now.
@@ -51,10 +51,13 @@ SETTLE_MS = 2_000
 BATCH = 2_000
 
 
+_OWN_ROWS = "update:"
+
+
 def own_rows_key(update_id: int) -> str:
     """The start of the idempotency keys of an update's own outbox rows (its replies and its
     button's answer): chat.engine records them so, and `sweep` finds the unsent ones by it."""
-    return f"update:{update_id}:"
+    return f"{_OWN_ROWS}{update_id}:"
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,7 @@ def sweep(client: redis.Redis, session: Session, queue: str, requeue_after_s: fl
         return Swept(0, [])
     queued_at = {int(member): score for member, score in entries}
     processed = set(session.scalars(_PROCESSED, {"ids": list(queued_at)}))
-    unsent = {int(update_id) for update_id in session.scalars(
-        _UNSENT, {"ids": [str(update_id) for update_id in processed], "within": unsent_within})} if processed else set()
+    unsent = _with_unsent_rows(session, processed, unsent_within)
     done = processed - unsent
     stale = [update_id for update_id, at in queued_at.items()
              if update_id not in done and at <= now_ms - requeue_after_s * 1000]
@@ -103,6 +105,15 @@ def sweep(client: redis.Redis, session: Session, queue: str, requeue_after_s: fl
                     unsent=sorted(unsent.intersection(requeued))[:20],
                     why="acknowledged, not processed (or its messages not sent) after the grace: a worker lost them")
     return Swept(len(done), requeued)
+
+
+def _with_unsent_rows(session: Session, update_ids: set[int], within: timedelta) -> set[int]:
+    """Of these processed updates, those with own rows still pending, recorded within `within`."""
+    if not update_ids:
+        return set()
+    found = session.scalars(_UNSENT, {"ids": [str(update_id) for update_id in update_ids], "within": within,
+                                      "pattern": f"{_OWN_ROWS}%"})
+    return {int(update_id) for update_id in found}
 
 
 def _fresh_delivery(message: bytes) -> bytes:
