@@ -56,10 +56,6 @@ def parse(raw: dict[str, Any]) -> Update:
         raise MalformedUpdate(str(error)) from error
 
 
-def outbox_key(update_id: int) -> str:
-    return inbox.own_rows_key(update_id)
-
-
 def origin(update_id: int) -> str:
     """Who hands over in an update's transaction (core.handover), so its redelivery finds them."""
     return f"update:{update_id}"
@@ -88,7 +84,7 @@ def handle(session: Session, update: Update) -> Handled:
         # Done before: finish what that attempt may have left undone when its process died after the
         # commit (the button's answer and replies still pending, tasks never published).
         handled.duplicate = True
-        handled.notification_ids = outbox.pending_ids(session, outbox_key(update.update_id))
+        handled.notification_ids = outbox.pending_ids(session, inbox.own_rows_key(update.update_id))
         handover.resend_after_commit(session, origin(update.update_id))
         return handled
     if update.inline_query is not None:
@@ -206,11 +202,11 @@ def _record_outcome(session: Session, update: Update, handled: Handled, replies:
     rows = []
     if query is not None:
         answer_chat = handled.chat_id if handled.chat_id is not None else query.from_user.id
-        rows.append(outbox.answer_row(f"{outbox_key(update.update_id)}answer", answer_chat, query.id,
+        rows.append(outbox.answer_row(f"{inbox.own_rows_key(update.update_id)}answer", answer_chat, query.id,
                                       text=handled.callback_text, show_alert=handled.callback_alert))
     if replies:
         assert handled.chat_id is not None, "replies go to the update's chat"
-        rows += [outbox.reply_row(f"{outbox_key(update.update_id)}{suffix}{index}", handled.chat_id, reply)
+        rows += [outbox.reply_row(f"{inbox.own_rows_key(update.update_id)}{suffix}{index}", handled.chat_id, reply)
                  for index, reply in enumerate(replies)]
     ids = outbox.record_rows(session, rows)
     if query is not None:
@@ -222,8 +218,8 @@ def _record_inline_answer(session: Session, update: Update, handled: Handled) ->
     """The deals answering `@bot words` (chat/inline.py), sent after the commit like a reply."""
     query = update.inline_query
     assert query is not None, "called for inline queries"
-    note = outbox.record_inline_answer(session, f"{outbox_key(update.update_id)}inline", query.from_user.id, query.id,
-                                       inline.results(session, query))
+    note = outbox.record_inline_answer(session, f"{inbox.own_rows_key(update.update_id)}inline", query.from_user.id,
+                                       query.id, inline.results(session, query))
     if note is not None:
         handled.notification_ids = [note]
 
