@@ -75,7 +75,9 @@ def test_ctrl_c_stops_make_run_cleanly(tmp_path):
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is what this is about")
 def test_without_a_terminal_of_its_own_make_dies_of_the_ctrl_c(tmp_path):
     """The reason for the above: make gets the same Ctrl-C, and however cleanly the program stops,
-    make dies of the signal (a shell's status 130, and `make run && …` goes no further)."""
+    make fails of it: usually it dies of the signal (a shell's status 130), and when the Ctrl-C
+    lands while make is reaping its child, make's own wait() races and it exits 2 ("wait: No child
+    processes"). Either way `make run && …` goes no further."""
     code, output = _make_run_and_press_ctrl_c(tmp_path, hold=False)
     assert "stopped cleanly" in output
-    assert code == -2, output  # killed by SIGINT
+    assert code in (-signal.SIGINT, 2), output  # killed by SIGINT, or make's error status
