@@ -93,6 +93,7 @@ class CpuMeter:
     def __init__(self, roots: dict[str, int]) -> None:
         self.roots = roots
         self.before: dict[str, dict[int, float]] = {}
+        self.after: dict[str, dict[int, float]] = {}
 
     def _sample(self) -> dict[str, dict[int, float]]:
         import psutil
@@ -123,8 +124,13 @@ class CpuMeter:
     def start(self) -> None:
         self.before = self._sample()
 
+    def alone(self, name: str) -> float:
+        """CPU seconds of the root process ``name`` itself, without its children (after stop())."""
+        pid = self.roots[name]
+        return round(self.after.get(name, {}).get(pid, 0.0) - self.before.get(name, {}).get(pid, 0.0), 2)
+
     def stop(self) -> dict[str, float]:
-        after = self._sample()
+        after = self.after = self._sample()
         return {name: round(sum(t - self.before.get(name, {}).get(pid, 0.0) for pid, t in per_pid.items()), 2)
                 for name, per_pid in after.items()}
 
@@ -422,6 +428,9 @@ class Harness:
             "peer": peer,
             "load_average": load_average,
             "worker_cpu_ms_per_tap": round(1000 * cpu_s.get("worker", 0.0) / len(ids), 2),
+            # Celery's main process (consuming, acknowledging, handing tasks to the pool) apart from
+            # the pool's processes that run the tasks; the peer has no such split.
+            "worker_main_cpu_ms_per_tap": None if peer else round(1000 * cpu.alone("worker") / len(ids), 2),
             "customers": customers,
             "units": units,
             "setup_s": round(setup_s, 1),
