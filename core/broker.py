@@ -33,6 +33,7 @@ from when the message was delivered or, with an ETA, from when it falls due.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from time import time
 from typing import Any
@@ -161,6 +162,23 @@ class Channel(kombu_redis.Channel):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)  # raises if Redis is still unreachable
         self._restore_deferred()
+
+    _sync_client: redis.Redis | None = None
+
+    @contextmanager
+    def conn_or_acquire(self, client=None):
+        """kombu builds a new Redis client for every call without one: each delivery's unacked
+        record and each ack, in the worker's main process. A client is only a thread-safe handle on
+        the connection pool, so one per pool serves them all; building it cost about 0.3 ms of the
+        main process's CPU per task (redis-py 8 copies its response callbacks per client)."""
+        if client:
+            yield client
+            return
+        pool = self.pool  # raises once the connection is closed, as kombu's own path does
+        cached = self._sync_client
+        if cached is None or cached.connection_pool is not pool:
+            cached = self._sync_client = self._create_client()
+        yield cached
 
     def _connparams(self, asynchronous=False):
         if self.connection is None or self.connection.client is None:
