@@ -1,0 +1,123 @@
+"""The Bot over aiohttp (core/telegram_http.py) against the Telegram fake and against servers that
+fail the way networks do: what reaches Telegram, and which of PTB's errors a failure becomes (the
+outbox and the tasks' retries decide on those errors)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+import telegram
+from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
+
+from core.telegram import TelegramApi, retry_after_seconds
+from core.telegram_http import AiohttpRequest
+from sandbox.telegram_fake import TelegramFake
+
+
+@pytest.fixture
+def fake() -> Iterator[TelegramFake]:
+    with TelegramFake() as running:
+        yield running
+
+
+@pytest.fixture
+def api(fake: TelegramFake) -> Iterator[TelegramApi]:
+    client = TelegramApi(fake.token, fake.url)
+    yield client
+    client.close()
+
+
+def test_messages_buttons_and_uploads_reach_telegram_as_sent(fake: TelegramFake, api: TelegramApi) -> None:
+    with fake.client() as people:
+        user = people.create_user(4101, "Ada", language_code="de")["id"]
+        keyboard = [[{"text": "🛒 Reserve", "callback_data": "r:1"}]]
+        sent = api.send_message(user, "Grüße <b>aus</b> der Bäckerei", keyboard)
+        document = b"\x00\x01 binary \xff" * 1000
+        uploaded = api.send_document(user, "pickups.csv", document, caption="März")
+        messages = people.messages(user)
+
+    text = next(m for m in messages if m["message_id"] == sent.message_id)
+    assert text["text"] == "Grüße aus der Bäckerei"  # HTML parsed, entities apart
+    assert text["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == "r:1"
+    assert uploaded.document is not None and uploaded.document.file_name == "pickups.csv"
+    assert uploaded.caption == "März"
+    assert api.download_file(uploaded.document.file_id) == document  # multipart carried every byte
+
+
+def test_telegrams_refusals_are_ptbs_errors(fake: TelegramFake, api: TelegramApi) -> None:
+    with pytest.raises(BadRequest, match=r"(?i)chat not found"):
+        api.send_message(987654321, "nobody here")
+    with fake.client() as people:
+        user = people.create_user(4102, "Bo")["id"]
+        people.set_fault("sendMessage", retry_after=7)
+        people.set_fault("sendMessage", status=502)
+    with pytest.raises(RetryAfter) as refused:
+        api.send_message(user, "too fast")
+    assert retry_after_seconds(refused.value) == 7
+    with pytest.raises(NetworkError, match="Bad Gateway"):
+        api.send_message(user, "through a broken proxy")
+    assert api.send_message(user, "and then through").message_id > 0
+
+
+def test_nobody_listening_is_a_network_error() -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: connection refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = TelegramApi("123456:TOKEN", f"http://127.0.0.1:{port}")
+    try:
+        with pytest.raises(NetworkError) as failed:
+            client.call("getMe")
+        assert not isinstance(failed.value, TimedOut)
+        assert "aiohttp." in str(failed.value)  # the cause's class named, even when its text is empty
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """Accepts connections, reads, never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(2)
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+def test_a_server_that_never_answers_times_out_after_the_read_timeout(silent_server: int) -> None:
+    async def scenario() -> float:
+        bot = telegram.Bot("123456:TOKEN", base_url=f"http://127.0.0.1:{silent_server}/bot",
+                           request=AiohttpRequest(read_timeout=0.5, connect_timeout=1.0))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            with pytest.raises(TimedOut):
+                await bot.get_me()
+            return loop.time() - started
+        finally:
+            await bot.shutdown()
+
+    waited = asyncio.run(scenario())
+    assert 0.4 < waited < 5, waited  # the read timeout, not the default 5 s connect + 5 s read
