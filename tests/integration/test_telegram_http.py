@@ -17,6 +17,13 @@ from core.telegram import TelegramApi, retry_after_seconds
 from core.telegram_http import AiohttpRequest
 from sandbox.telegram_fake import TelegramFake
 
+pytestmark = [
+    # PTB reads RetryAfter.retry_after while building the exception, and core/telegram.py's generic
+    # `call` is do_api_request by design (one code path for every method); both only warn.
+    pytest.mark.filterwarnings("ignore:Deprecated since version v22.2:telegram.warnings.PTBDeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:Please use 'Bot:telegram.warnings.PTBUserWarning"),
+]
+
 
 @pytest.fixture
 def fake() -> Iterator[TelegramFake]:
