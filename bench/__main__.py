@@ -169,6 +169,13 @@ def _load(runs: list[dict]) -> str:
     return spread(loads, 1) if loads else "–"
 
 
+def _main_process_share(runs: list[dict]) -> str:
+    """Celery's main process (consuming, acknowledging, handing tasks to the pool), ms per tap; the
+    peer has none, and runs measured before the split was recorded have no figure."""
+    shares = [r["worker_main_cpu_ms_per_tap"] for r in runs if r.get("worker_main_cpu_ms_per_tap") is not None]
+    return spread(shares, 2) if shares else "–"
+
+
 def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
     units, customers = result["units"], result["customers"]
     processes = ", ".join(result["runs"])
@@ -194,9 +201,10 @@ def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
          "figures measured before then include that write, which the code now skips for an unchanged row: part "
          "of the drop in CPU per tap comes from this change of the benchmark, not measured apart)."),
         "",
-        ("| handled by | all answered after s | tap → answer p50 s | p99 s | worker CPU ms per tap | units reserved | "
-         "without an answer | Celery tasks per tap | load average at start |"),
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ("| handled by | all answered after s | tap → answer p50 s | p99 s | worker CPU ms per tap "
+         "| of it, Celery's main process | units reserved | without an answer | Celery tasks per tap "
+         "| load average at start |"),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
 
     def row(label: str, runs: list[dict]) -> str:
@@ -206,6 +214,7 @@ def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
                 f"| {spread([r['answer_p50_ms'] / 1000 for r in runs], 2)} "
                 f"| {spread([r['answer_p99_ms'] / 1000 for r in runs], 2)} "
                 f"| {spread([r['worker_cpu_ms_per_tap'] for r in runs], 2)} "
+                f"| {_main_process_share(runs)} "
                 f"| {_mark(all(n == units for n in reserved))} {', '.join(str(n) for n in reserved)} "
                 f"| {_mark(all(n == 0 for n in unanswered))} {', '.join(str(n) for n in unanswered)} "
                 f"| {spread([r['tasks_per_tap'] for r in runs], 2)} | {_load(runs)} |")
@@ -249,13 +258,17 @@ def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
 # themselves are in the table).
 SCALING_LIMITS = [
     "**What limits each step.**",
-    ("* 1 worker process: that process's CPU. It is busy the whole sale; Postgres, Redis, the gateway and the "
-     "fakes use the other core only in part."),
-    ("* 2 processes: the two cores. The worker's two processes, Postgres, the fakes and Redis share them, so the "
-     "second process adds less than a core, and on a machine busy with other work nothing at all."),
-    ("* 4 processes on 2 cores: the cores are already full; more processes only take turns on them, and each tap "
-     "costs more CPU (the processes evict each other's caches and wait for Postgres). More speed from here needs "
-     "more cores (workers on another machine, on the same Redis and Postgres) or less CPU per tap."),
+    ("* 1 worker process: the chain of round trips more than the CPU. Its pool process is busy about half "
+     "the sale (measured 2026-12-04: 9.2 of 18.2 s); for the rest of each tap it waits for the main process "
+     "to hand it the next update (one at a time: late acks, prefetch 1), for Postgres, Redis and the Telegram "
+     "fake, which each do their part of the tap on the other core."),
+    ("* 2 processes: the machine's CPU per tap. The worker, Postgres, the fakes and Redis share the two "
+     "cores, about 1.5 of them in use (19.2 CPU-seconds in 12.8 s): the whole chain costs about 9.6 ms "
+     "of CPU per tap (worker 5.8, Postgres 2.3, fakes 0.8, Redis 0.4, gateway 0.2), so two cores cannot "
+     "answer 2,000 taps in less than 9.6 s, and 8 s needs that chain below 8 ms."),
+    ("* 4 processes on 2 cores: more of the cores in use (1.8), but each tap costs more CPU (6.7 against "
+     "5.9 ms): the processes take turns and evict each other's caches. More speed from here needs more "
+     "cores (workers on another machine, on the same Redis and Postgres) or less CPU per tap."),
     ("* The peer: its one process (one event loop, plus threads for the synchronous database and Stripe calls), "
      "so one core at most. It records nothing durable: no processed-update row, no outbox, no chat lock, no "
      "hand-over."),
@@ -283,12 +296,18 @@ WHERE_THE_CPU_GOES = [
      "the rate limiter's turn in Redis 10 %, marking it sent 2 %), parsing 9 %, the flood check 5 %, the "
      "connection's checkout 4 %; SQLAlchemy 22 % of all, psycopg2 16 %, python-telegram-bot 8 %, Redis 7 "
      "%."),
-    ("* Celery's share is small: taking the waiting updates into one task (the option below) ran 220 "
-     "update tasks instead of 2,000 and the worker's CPU per tap did not fall measurably. What is left per "
-     "tap is two transactions on one connection (the update's: the lock with the dedup, the user, the "
-     "state, the offer, the answer and reply rows; the send's: the row taken, then marked), two Bot API "
-     "calls through python-telegram-bot, two Redis scripts (the flood window, the rate limit) and the "
-     "parsing, with Celery around them: 3 ms per tap would need most of these gone, not trimmed."),
+    ("* Celery's main process: 1.3 ms per tap of the worker's 5.9 (the table's column, measured since "
+     "2026-12-04): taking each update from Redis, recording it as unacknowledged, handing it to a pool "
+     "process over a pipe and acknowledging it. A py-spy profile of it found kombu building a new Redis "
+     "client for every record and ack (fixed, 1.5 → 1.3 ms); the rest is kombu's and Celery's own work per "
+     "message. Taking the waiting updates into one task (the option below) ran 220 update tasks instead of "
+     "2,000 and the worker's CPU per tap did not fall measurably."),
+    ("* The Bot API calls: python-telegram-bot's default httpx cost 0.89 ms of CPU per call (0.65 ms of it "
+     "httpx), two per tap; over aiohttp 0.41 ms. What is left per tap is two transactions on one "
+     "connection (the update's: the lock with the dedup, the user, the state, the offer, the answer and "
+     "reply rows; the send's: the row taken, then marked), the two Bot API calls, two Redis scripts (the "
+     "flood window, the rate limit; 0.03 ms each) and the parsing (0.1 ms), with Celery around them: 3 ms "
+     "per tap would need most of these gone, not trimmed."),
 ]
 
 
