@@ -13,9 +13,14 @@ reported as failed, and the outbox decides (it knows whether the message may go 
 
 from __future__ import annotations
 
+import ssl
+
 import aiohttp
+import certifi
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
+
+_TLS = ssl.create_default_context(cafile=certifi.where())
 
 
 class AiohttpRequest(BaseRequest):
@@ -53,8 +58,11 @@ class AiohttpRequest(BaseRequest):
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._pool_size),
+                # certifi's CA bundle and the proxy from the environment (HTTPS_PROXY), as httpx did:
+                # a slim image without the system's CA certificates still reaches api.telegram.org.
+                connector=aiohttp.TCPConnector(limit=self._pool_size, ssl=_TLS),
                 headers={"User-Agent": self.USER_AGENT},
+                trust_env=True,
             )
         return self._session
 
