@@ -190,9 +190,16 @@ class TelegramApi:
 
     def close(self) -> None:
         try:
-            self.run(self.bot.shutdown(), timeout=5)
+            self.run(self._shutdown(), timeout=5)
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
+
+    async def _shutdown(self) -> None:
+        # Bot.shutdown() does nothing for a Bot that was never initialize()d, as this one (its calls
+        # need no getMe first), so the HTTP session it opened is closed here. getUpdates' own request
+        # is never used by this client, and opens no session.
+        await self.bot.shutdown()
+        await self.bot.request.shutdown()
 
     # The calls the project makes. Keyboards come as JSON-friendly rows (see inline_keyboard).
 

@@ -5,9 +5,13 @@ outbox and the tasks' retries decide on those errors)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import telegram
@@ -16,6 +20,8 @@ from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
 from core.telegram import TelegramApi, retry_after_seconds
 from core.telegram_http import AiohttpRequest
 from sandbox.telegram_fake import TelegramFake
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     # PTB reads RetryAfter.retry_after while building the exception, and core/telegram.py's generic
@@ -128,3 +134,33 @@ def test_a_server_that_never_answers_times_out_after_the_read_timeout(silent_ser
 
     waited = asyncio.run(scenario())
     assert 0.4 < waited < 5, waited  # the read timeout, not the default 5 s connect + 5 s read
+
+
+CLIENT_IN_A_SCRIPT = """
+import gc, os, sys
+from core.settings import get_settings
+from core.telegram import TelegramApi, telegram_api
+closed = TelegramApi(get_settings().telegram_token, os.environ["TELEGRAM_API_URL"])
+closed.call("getMe")
+closed.close()  # as a tool or a test does when it is done with its own client
+del closed
+gc.collect()
+telegram_api().call("getMe")
+child = os.fork()
+if child == 0:  # a forked child: its own client, the parent's copy left alone
+    telegram_api().call("getMe")
+    gc.collect()
+    sys.exit(0)
+_, status = os.waitpid(child, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_process_that_used_the_client_exits_without_leaving_a_session_open(fake: TelegramFake) -> None:
+    """aiohttp logs "Unclosed client session" for a session collected open: `close()` closes it,
+    each process closes its own client at exit, and a fork's copy of its parent's is never collected."""
+    done = subprocess.run([sys.executable, "-c", CLIENT_IN_A_SCRIPT], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "TELEGRAM_API_URL": fake.url, "PYTHONPATH": str(ROOT)},
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Unclosed" not in done.stderr, done.stderr
