@@ -88,10 +88,11 @@ class AiohttpRequest(BaseRequest):
             sock_connect=connect,
             sock_read=read,
         )
-        data: aiohttp.FormData | dict[str, str] | None = request_data.json_parameters if request_data else None
-        if files and request_data is not None:
+        parameters = request_data.json_parameters if request_data else None  # JSON-encodes each one
+        data: aiohttp.FormData | dict[str, str] | None = parameters
+        if files and parameters is not None:
             form = aiohttp.FormData()
-            for name, value in request_data.json_parameters.items():
+            for name, value in parameters.items():
                 form.add_field(name, value)
             for name, (filename, content, mimetype) in files.items():
                 form.add_field(name, content, filename=filename, content_type=mimetype)
