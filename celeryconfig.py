@@ -72,6 +72,8 @@ broker_transport_options = {
     # (kombu's default is 300 s). A sweep takes milliseconds.
     "unacked_mutex_expire": 30,
     "health_check_interval": 10,
+    # A worker of several queues takes a customer's reservation or checkout before new updates.
+    "queue_order_strategy": "core.broker:FollowUpsFirstCycle",
 }
 result_backend_transport_options = {"health_check_interval": 10}
 redis_backend_health_check_interval = 10

@@ -45,6 +45,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
+from kombu.utils.scheduling import round_robin_cycle
 
 logger = structlog.get_logger(__name__)
 
@@ -212,6 +213,25 @@ class Channel(kombu_redis.Channel):
                 _tags_to_restore.update((tags | saved) - restored)
             raise
         logger.info("broker_restore_done", messages=len(restored))
+
+
+# The queues that hold the next step of what a customer already started: a tap's reservation, its
+# checkout and Stripe's answer. Only customers' actions put work there, so they cannot starve the rest.
+FOLLOW_UP_QUEUES = ("reservations", "payments")
+
+
+class FollowUpsFirstCycle(round_robin_cycle):
+    """The order in which a worker that consumes several queues asks Redis for its next message
+    (transport option `queue_order_strategy`): kombu's round robin, except that the follow-up
+    queues are always asked first. With the updates that arrive together taken as one task, round
+    robin gave a flash sale's reservations one turn per batch of taps: they fell behind, and a
+    thousand taps saw units left that were already taken and queued reservations bound to fail
+    (bench/report.md). A worker of one queue, as `make run` starts them, is not affected."""
+
+    def consume(self, n: int) -> list[str]:
+        queues = self.items[:n]
+        return [queue for queue in FOLLOW_UP_QUEUES if queue in queues] + \
+            [queue for queue in queues if queue not in FOLLOW_UP_QUEUES]
 
 
 class Transport(kombu_redis.Transport):

@@ -106,3 +106,37 @@ def test_a_message_taken_just_as_redis_stops_is_put_back_when_redis_returns(tmp_
         assert client.llen("updates") == 0 and client.hlen("unacked") == 0
     finally:
         server.stop()
+
+
+def test_a_worker_of_several_queues_takes_a_reservation_before_waiting_updates(tmp_path):
+    """Round robin would give the reservation its turn after the next update; a customer's started
+    work (the follow-up queues) goes first, and the other queues still take turns."""
+    from kombu import Connection, Consumer, Queue
+
+    from core.broker import FollowUpsFirstCycle
+    from tasks.app import app
+
+    server = RedisServer(tmp_path / "redis", free_port()).start()
+    try:
+        names = ["updates", "notifications", "reservations", "payments"]
+        with Connection(server.url, transport_options=app.conf.broker_transport_options) as connection:
+            channel = connection.default_channel
+            assert isinstance(channel._queue_cycle, FollowUpsFirstCycle)
+            producer = connection.Producer(channel)
+            for body, queue in [("update 1", "updates"), ("update 2", "updates"), ("alert", "notifications"),
+                                ("update 3", "updates"), ("reserve", "reservations"), ("checkout", "payments")]:
+                producer.publish(body, routing_key=queue, declare=[Queue(queue, routing_key=queue)])
+            taken: list[str] = []
+
+            def take(body, message) -> None:
+                taken.append(body)
+                message.ack()
+
+            with Consumer(channel, [Queue(name, routing_key=name) for name in names], callbacks=[take]):
+                while len(taken) < 6:
+                    connection.drain_events(timeout=5)
+        assert taken[:2] == ["reserve", "checkout"]
+        # Then round robin: an update, the alert, then the updates left.
+        assert taken[2:] == ["update 1", "alert", "update 2", "update 3"]
+    finally:
+        server.stop()
