@@ -348,7 +348,7 @@ class Harness:
         from sqlalchemy import func, select
 
         from core import db
-        from models import Offer, Order
+        from models import Offer, Order, ProcessedUpdate
         from tests.processes import start_worker
 
         offer_id = self.seed(units)
@@ -410,6 +410,8 @@ class Harness:
                 orders = session.scalar(select(func.count()).select_from(Order).where(Order.offer_id == offer_id))
                 buyers = session.scalar(select(func.count(func.distinct(Order.customer_id)))
                                         .where(Order.offer_id == offer_id))
+                processed = session.scalar(select(func.count()).select_from(ProcessedUpdate).where(
+                    ProcessedUpdate.update_id.in_([tap["update_id"] for tap in taps])))
             first_tap = min(due.values())
             latencies = [answers[c][0] - due[c] for c in answers]
             last_answer = max((t for t, _kind in answers.values()), default=first_tap)
@@ -450,6 +452,10 @@ class Harness:
             "tasks_executed": executed,
             "tasks_total": total_tasks,
             "tasks_per_tap": round(total_tasks / len(ids), 3),
+            # The taps' updates handled, and in how many tasks (the gateway queues those that arrive
+            # together as one `updates.handle_updates`).
+            "updates_processed": processed,
+            "update_tasks": executed.get("updates.handle_update", 0) + executed.get("updates.handle_updates", 0),
             "noop_tasks": drain["count"],
             "noop_drain_s": drain["seconds"],
             "ratio_to_noop": round(sale_s / drain["seconds"], 2) if drain["seconds"] else None,

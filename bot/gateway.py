@@ -122,7 +122,8 @@ def create_app(settings: Settings | None = None, publisher: UpdatePublisher | No
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         app.state.publisher = publisher or UpdatePublisher(
-            settings.redis_url, celery_app, settings.update_dedup_ttl_seconds
+            settings.redis_url, celery_app, settings.update_dedup_ttl_seconds,
+            window_s=settings.update_batch_window_ms / 1000, max_batch=settings.update_batch_max,
         )
         stripe_webhook.open(celery_app)
         try:

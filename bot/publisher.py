@@ -2,12 +2,14 @@
 
 Celery's own `send_task` is synchronous (about 0.5 ms a publish, blocking the event loop), so the
 gateway builds the same message Celery would (headers from Celery's `as_task_v2`, the envelope of
-kombu's Redis transport) and pushes it with an asynchronous Redis client. Requests that arrive in
-the same event-loop tick share one round trip: a Lua script that, per update, sets the dedup key
-(SET NX with a TTL) and pushes the message only if the key was new, atomically, so a repeated
-update_id is dropped and an update is never marked seen without being queued. The same script keeps
-a copy of each new update in the inbox (core/inbox.py) until a worker has processed it.
-"""
+kombu's Redis transport) and pushes it with an asynchronous Redis client. Requests that arrive
+together (in the same event-loop tick, or when the gateway is busy within UPDATE_BATCH_WINDOW_MS of
+the last flush) share one round trip and one task: a Lua script that, per update, sets the dedup key
+(SET NX with a TTL) and queues the update only if the key was new, atomically, so a repeated
+update_id is dropped and an update is never marked seen without being queued. The new updates go on
+the queue as one `updates.handle_updates` message (or one `updates.handle_update` each when some
+were repeats). The same script keeps each new update's own message in the inbox (core/inbox.py)
+until a worker has processed it: that is what the inbox queues again if a worker loses the batch."""
 
 from __future__ import annotations
 
@@ -23,27 +25,37 @@ from celery import Celery
 
 from core import inbox
 from core.celery_app import PUBLISHED_AT_HEADER
+from core.queues import HANDLE_UPDATE_TASK, HANDLE_UPDATES_TASK, UPDATES_QUEUE
 
-UPDATES_QUEUE = "updates"
-HANDLE_UPDATE_TASK = "updates.handle_update"
 DEDUP_KEY_PREFIX = "tg:update:"
 
 # KEYS[1] = queue, KEYS[2] and KEYS[3] = the inbox (core.inbox); then per update i: KEYS[i+3] = its
-# dedup key, ARGV[i+1] = its message, ARGV[1] = the dedup TTL. A new update's copy is kept in the
-# inbox, stamped with Redis's clock, in the same script that queues it.
+# dedup key, ARGV[i+2] = its own message (`updates.handle_update`), ARGV[1] = the dedup TTL, ARGV[2]
+# = one message for all of them (`updates.handle_updates`, or empty). Each new update's own message
+# is kept in the inbox, stamped with Redis's clock, in the same script that queues it. When every
+# update is new the one message goes on the queue, else each new one's own (a repeat is never
+# handed to a worker again).
 _ENQUEUE_NEW_SCRIPT = """
 local results = {}
+local fresh = {}
 local now = redis.call('TIME')
 local stamp = now[1] * 1000 + math.floor(now[2] / 1000)
 for i = 4, #KEYS do
   if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
     local update_id = string.sub(KEYS[i], """ + str(len(DEDUP_KEY_PREFIX) + 1) + """)
-    redis.call('HSET', KEYS[2], update_id, ARGV[i - 2])
+    redis.call('HSET', KEYS[2], update_id, ARGV[i - 1])
     redis.call('ZADD', KEYS[3], stamp, update_id)
-    redis.call('LPUSH', KEYS[1], ARGV[i - 2])
+    fresh[#fresh + 1] = ARGV[i - 1]
     results[i - 3] = 1
   else
     results[i - 3] = 0
+  end
+end
+if ARGV[2] ~= '' and #fresh == #KEYS - 3 then
+  redis.call('LPUSH', KEYS[1], ARGV[2])
+else
+  for _, message in ipairs(fresh) do
+    redis.call('LPUSH', KEYS[1], message)
   end
 end
 return results
@@ -101,8 +113,31 @@ def celery_message(app: Celery, update_id: int, raw_update: bytes) -> bytes:
                          cid=f"tg:{update_id}")
 
 
+def batch_message(app: Celery, update_ids: list[int], raw_updates: list[bytes]) -> bytes:
+    """An `updates.handle_updates([update, ...])` task message, the updates spliced in as they came."""
+    body = b"[[[" + b",".join(raw_updates) + b"]" + _BODY_TAIL
+    listed = ", ".join(str(update_id) for update_id in update_ids)
+    return task_envelope(app, HANDLE_UPDATES_TASK, UPDATES_QUEUE, body, argsrepr=f"(updates {listed})",
+                         cid=f"tg:{update_ids[0]}+{len(update_ids) - 1}")
+
+
+@dataclass(frozen=True)
+class _Publishing:
+    """An update on its way to the queue, and the request waiting for it."""
+
+    update_id: int
+    raw_update: bytes
+    message: bytes  # its own `updates.handle_update` message
+    future: asyncio.Future
+
+
 class UpdatePublisher:
-    def __init__(self, redis_url: str, app: Celery, dedup_ttl_seconds: int, batch: bool = True) -> None:
+    """Queues updates for the gateway's requests. `batch`: the requests of one moment share a round
+    trip and a task (`window_s`: a request after a flush waits at most that long for others to
+    join; at most `max_batch` share one); else one round trip and one task each (the poller)."""
+
+    def __init__(self, redis_url: str, app: Celery, dedup_ttl_seconds: int, batch: bool = True, *,
+                 window_s: float = 0.0, max_batch: int = 50) -> None:
         self._redis = aioredis.Redis.from_url(
             redis_url, socket_connect_timeout=1.0, socket_timeout=2.0, max_connections=64,
             health_check_interval=10,
@@ -111,45 +146,63 @@ class UpdatePublisher:
         self._app = app
         self._ttl = dedup_ttl_seconds
         self._batch = batch
-        self._pending: list[tuple[str, bytes, asyncio.Future]] = []
+        self._window_s = window_s
+        self._max_batch = max_batch
+        self._pending: list[_Publishing] = []
+        self._flush_due: asyncio.Handle | None = None
+        self._last_flush = float("-inf")
         # The event loop keeps only a weak reference to a task: a flush in flight is held here until it
         # is done, or it could be garbage-collected with its requests' futures never resolved.
         self._flushing: set[asyncio.Future] = set()
 
     async def publish(self, update_id: int, raw_update: bytes) -> Enqueued:
-        key = f"{DEDUP_KEY_PREFIX}{update_id}"
         message = celery_message(self._app, update_id, raw_update)
-        if not self._batch:
-            (new,) = await self._run([(key, message)])
-            return Enqueued(update_id, bool(new))
         future = asyncio.get_running_loop().create_future()
-        self._pending.append((key, message, future))
-        if len(self._pending) == 1:
-            # The first request of this tick schedules the flush; the others ride along.
-            asyncio.get_running_loop().call_soon(self._flush)
+        item = _Publishing(update_id, raw_update, message, future)
+        if not self._batch:
+            (new,) = await self._run([item])
+            return Enqueued(update_id, bool(new))
+        self._pending.append(item)
+        if len(self._pending) >= self._max_batch:
+            self._flush()
+        elif len(self._pending) == 1:
+            # The first request schedules the flush, the others ride along: in this event-loop tick
+            # after a quiet moment, else once the window since the last flush has passed.
+            loop = asyncio.get_running_loop()
+            wait = self._last_flush + self._window_s - loop.time()
+            self._flush_due = loop.call_later(wait, self._flush) if wait > 0 else loop.call_soon(self._flush)
         return Enqueued(update_id, bool(await future))
 
     def _flush(self) -> None:
+        if self._flush_due is not None:
+            self._flush_due.cancel()
+            self._flush_due = None
+        self._last_flush = asyncio.get_running_loop().time()
         batch, self._pending = self._pending, []
+        if not batch:
+            return
         flush = asyncio.ensure_future(self._flush_batch(batch))
         self._flushing.add(flush)
         flush.add_done_callback(self._flushing.discard)
 
-    async def _flush_batch(self, batch: list[tuple[str, bytes, asyncio.Future]]) -> None:
+    async def _flush_batch(self, batch: list[_Publishing]) -> None:
         try:
-            results = await self._run([(key, message) for key, message, _ in batch])
+            results = await self._run(batch)
         except BrokerUnavailable as error:
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(error)
             return
-        for (_, _, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+        for item, result in zip(batch, results, strict=True):
+            if not item.future.done():
+                item.future.set_result(result)
 
-    async def _run(self, items: list[tuple[str, bytes]]) -> list[int]:
-        keys = [UPDATES_QUEUE, inbox.MESSAGES_KEY, inbox.TIMES_KEY, *(key for key, _ in items)]
-        args: list[int | bytes] = [self._ttl, *(message for _, message in items)]
+    async def _run(self, items: list[_Publishing]) -> list[int]:
+        together = batch_message(self._app, [item.update_id for item in items],
+                                 [item.raw_update for item in items]) if len(items) > 1 else b""
+        keys = [UPDATES_QUEUE, inbox.MESSAGES_KEY, inbox.TIMES_KEY,
+                *(f"{DEDUP_KEY_PREFIX}{item.update_id}" for item in items)]
+        args: list[int | bytes] = [self._ttl, together, *(item.message for item in items)]
         try:
             return await self._script(keys=keys, args=args)
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as error:

@@ -63,6 +63,29 @@ def origin(update_id: int) -> str:
 
 def handle(session: Session, update: Update) -> Handled:
     """Interpret one update (as :func:`parse` made it) inside the caller's transaction."""
+    return handle_batch(session, [update])[0]
+
+
+def handle_batch(session: Session, updates: list[Update]) -> list[Handled]:
+    """Interpret updates that arrived together (distinct update ids, in the order received) inside
+    the caller's one transaction: every chat's lock and every update id first, in one round trip,
+    then each update in turn, as if alone. A chat's updates are handled in their order; each
+    update's effects are its own (its replies keyed by its id, its hand-overs by its origin), so a
+    redelivered batch finishes what each left undone. An exception rolls back the whole batch: the
+    caller handles the updates one by one instead (tasks/updates.py)."""
+    first_times = _lock_chats_and_record(session, updates)
+    handled = []
+    for position, update in enumerate(updates):
+        if position:
+            # The statements straight to the driver (the chat's state, the sender's row) do not flush
+            # the session: what the update before changed (maybe in the same chat) is written first.
+            session.flush()
+        handled.append(_handle_recorded(session, update, update.update_id in first_times))
+    return handled
+
+
+def _handle_recorded(session: Session, update: Update, first_time: bool) -> Handled:
+    """One update, its chat locked and its id recorded (`first_time`: not handled before)."""
     chat = update.effective_chat
     sender = update.effective_user
     query = update.callback_query
@@ -72,15 +95,7 @@ def handle(session: Session, update: Update) -> Handled:
         callback_query_id=query.id if query else None,
     )
     handover.set_origin(session, origin(update.update_id))
-    if chat is not None:
-        first_time = _lock_chat_and_record(session, chat.id, update.update_id)
-    else:
-        first_time = session.execute(
-            insert(ProcessedUpdate).values(update_id=update.update_id).on_conflict_do_nothing().returning(
-                ProcessedUpdate.update_id
-            )
-        ).first()
-    if first_time is None:
+    if not first_time:
         # Done before: finish what that attempt may have left undone when its process died after the
         # commit (the button's answer and replies still pending, tasks never published).
         handled.duplicate = True
@@ -111,11 +126,16 @@ def handle(session: Session, update: Update) -> Handled:
     return handled
 
 
-# The chat's advisory lock, then the update id, in one round trip: the lock is taken while the row
-# to insert is computed, so the dedup check runs under it (as two statements did before).
-_LOCK_AND_RECORD = ("INSERT INTO processed_updates (update_id) SELECT %(update_id)s"
-                    " FROM (SELECT pg_advisory_xact_lock(%(chat_id)s)) AS chat_lock"
-                    " ON CONFLICT (update_id) DO NOTHING RETURNING update_id")
+# Every chat's advisory lock, then the update ids, in one round trip: the locks are taken (in the
+# order of the chat ids, so two batches never wait on each other's chat locks in a circle) while the
+# rows to insert are computed, so the dedup check runs under them. Updates without a chat (inline
+# queries) take no lock.
+_LOCK_AND_RECORD = (
+    "WITH chats AS MATERIALIZED (SELECT DISTINCT chat_id FROM unnest(%(chat_ids)s::bigint[]) AS chat_id"
+    " ORDER BY chat_id), chat_locks AS (SELECT count(pg_advisory_xact_lock(chat_id)) FROM chats)"
+    " INSERT INTO processed_updates (update_id) SELECT update_id"
+    " FROM unnest(%(update_ids)s::bigint[]) AS update_id, chat_locks"
+    " ON CONFLICT (update_id) DO NOTHING RETURNING update_id")
 
 
 def _read_state(session: Session, chat_id: int) -> ConversationState:
@@ -143,15 +163,18 @@ def _keep_state(session: Session, state: ConversationState) -> None:
         session.add(state)
 
 
-def _lock_chat_and_record(session: Session, chat_id: int, update_id: int) -> Any:
-    """Take the chat's lock (updates of one chat one at a time; timed as `db.lock_chat` times it)
-    and record the update id: the row if this is the first time, else None."""
+def _lock_chats_and_record(session: Session, updates: list[Update]) -> set[int]:
+    """Take the chats' locks (updates of one chat one at a time; timed as `db.lock_chat` times it)
+    and record the update ids: those recorded now, the first time."""
+    chat_ids = [update.effective_chat.id for update in updates if update.effective_chat is not None]
     started = time.perf_counter()
     try:
-        return session.connection().exec_driver_sql(
-            _LOCK_AND_RECORD, {"update_id": update_id, "chat_id": chat_id}).first()
+        rows = session.connection().exec_driver_sql(
+            _LOCK_AND_RECORD, {"chat_ids": chat_ids, "update_ids": [update.update_id for update in updates]})
+        return {row[0] for row in rows}
     finally:
-        metrics.CHAT_LOCK_WAIT_SECONDS.observe(time.perf_counter() - started)
+        if chat_ids:
+            metrics.CHAT_LOCK_WAIT_SECONDS.observe(time.perf_counter() - started)
 
 
 def handle_failure(session: Session, update: Update) -> Handled:

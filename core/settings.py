@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     telegram_chat_rate: float = Field(default=0.95, gt=0)
     telegram_chat_burst: int = Field(default=2, ge=1)
 
-    # Celery task events (what Flower shows live) for `updates.handle_update`, one task per update:
+    # Celery task events (what Flower shows live) for the updates' tasks, `updates.handle_update(s)`:
     # three event messages per task cost a tenth of a flash sale's worker CPU (bench/report.md), so
     # they are off; the updates queue, its rates (task signals) and every other task still show.
     # `make run`'s sandbox turns them on for the chat page's 🛠 panel.
@@ -151,6 +151,13 @@ class Settings(BaseSettings):
 
     # How long the gateway remembers an update_id to drop Telegram's redeliveries.
     update_dedup_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    # The gateway queues the updates that arrive within this many milliseconds of each other as one
+    # task (`updates.handle_updates`, at most UPDATE_BATCH_MAX updates): in a flash sale a worker then
+    # pays Celery's and the transaction's costs once for several taps (bench/report.md). An update
+    # arriving after a quiet moment is queued at once; only a busy gateway waits, that long at most.
+    # 0: one task per update.
+    update_batch_window_ms: float = Field(default=5.0, ge=0, le=100)
+    update_batch_max: int = Field(default=50, ge=1, le=500)
     log_level: str = "INFO"
     log_json: bool = True
 

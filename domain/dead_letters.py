@@ -27,11 +27,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import bindparam
 
 from core.handover import enqueue_after_commit
-from core.queues import QUEUES
+from core.queues import HANDLE_UPDATE_TASK, QUEUES
 from domain import audit
 from models import DeadLetter, ProcessedUpdate
 
-UPDATE_TASK = "updates.handle_update"
+UPDATE_TASK = HANDLE_UPDATE_TASK
 AUDIT_ACTION = "dead_letter.replay"
 REPLAY_ALL_BATCH = 200
 

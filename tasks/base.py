@@ -4,6 +4,7 @@ gives up, so every task behaves the same way."""
 from __future__ import annotations
 
 import traceback
+from typing import Any
 
 import kombu.exceptions
 import redis.exceptions
@@ -118,16 +119,20 @@ class BaseTask(Task):
         log.error("task_failed", error=repr(exc))
         self.record_dead_letter(task_id, exc)
 
-    def record_dead_letter(self, task_id: str, exc: BaseException, reference: str | None = None) -> None:
+    def record_dead_letter(self, task_id: str, exc: BaseException, reference: str | None = None, *,
+                           task_name: str | None = None, arguments: dict[str, Any] | None = None) -> None:
         """Keep a failed task for an operator, with its arguments so that it can be replayed
-        (domain/dead_letters.py); best effort (the database may be what failed)."""
+        (domain/dead_letters.py); best effort (the database may be what failed). `task_name` and
+        `arguments`: the one piece of this task's work that failed, kept as the task that replays
+        it alone (one update of a batch, as `updates.handle_update`)."""
         text = "".join(traceback.format_exception(exc))[-4000:]
-        arguments = {"args": list(self.request.args or ()), "kwargs": dict(self.request.kwargs or {})}
+        if arguments is None:
+            arguments = {"args": list(self.request.args or ()), "kwargs": dict(self.request.kwargs or {})}
         try:
             with session_scope() as session:
                 recorded = session.execute(
                     insert(DeadLetter)
-                    .values(task_name=self.name, task_id=task_id, error=text,
+                    .values(task_name=task_name or self.name, task_id=task_id, error=text,
                             reference=reference or self.request.get("cid"), payload=arguments)
                     .on_conflict_do_nothing(index_elements=["task_id"])
                     .returning(DeadLetter.id)
@@ -136,4 +141,4 @@ class BaseTask(Task):
             log.error("dead_letter_not_recorded", error=repr(error))
             return
         if recorded is not None:
-            metrics.DEAD_LETTERS.labels(self.name).inc()
+            metrics.DEAD_LETTERS.labels(task_name or self.name).inc()

@@ -28,7 +28,9 @@ def test_bench_smoke_writes_a_report(tmp_path):
     # Every customer answered, exactly the units on offer reserved, one order each.
     assert sale["without_answer"] == 0 and sale["answered"] == sale["customers"]
     assert sale["units_reserved"] == sale["units"] == sale["orders"] == sale["buyers"] == sale["pay_links"]
-    assert sale["tasks_executed"]["updates.handle_update"] == sale["customers"]
+    # Each tap's update handled once, in as many tasks as the gateway made of them (several share one).
+    assert sale["updates_processed"] == sale["customers"]
+    assert 0 < sale["update_tasks"] <= sale["customers"]
     assert sale["noop_tasks"] == sale["tasks_total"] and sale["noop_drain_s"] > 0
     (peer,) = report["flash_sale"]["peer"]  # the conventional PTB bot, in the same run
     assert peer["without_answer"] == 0 and peer["units_reserved"] == peer["units"] == peer["pay_links"]

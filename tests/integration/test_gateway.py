@@ -66,6 +66,15 @@ def queued(server: RedisServer) -> list[dict]:
     return [orjson.loads(item) for item in raw]
 
 
+def queued_update_ids(server: RedisServer) -> list[int]:
+    """The update ids on the queue, whether in a message of their own or in one they share."""
+    ids = []
+    for message in queued(server):
+        (argument,), _kwargs, _embed = orjson.loads(base64.b64decode(message["body"]))
+        ids += [update["update_id"] for update in (argument if isinstance(argument, list) else [argument])]
+    return ids
+
+
 def test_update_is_queued_as_a_celery_task(client, private_redis):
     update = an_update()
     response = post(client, update)
@@ -114,8 +123,8 @@ def test_concurrent_duplicates_are_queued_once(client, private_redis):
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(lambda u: post(client, u).status_code, updates * 4))
     assert set(statuses) == {200}
-    ids = sorted(orjson.loads(base64.b64decode(m["body"]))[0][0]["update_id"] for m in queued(private_redis))
-    assert ids == sorted(u["update_id"] for u in updates)
+    ids = queued_update_ids(private_redis)
+    assert sorted(ids) == sorted(u["update_id"] for u in updates)  # each once, alone or with others
 
 
 def test_broker_down_answers_503_and_recovers_without_loss(client, private_redis):
@@ -126,8 +135,7 @@ def test_broker_down_answers_503_and_recovers_without_loss(client, private_redis
     assert post(client, during).status_code == 503  # Telegram will deliver it again
     private_redis.start()  # append-only file: what was acknowledged survives the restart
     assert post(client, during).status_code == 200
-    ids = [orjson.loads(base64.b64decode(m["body"]))[0][0]["update_id"] for m in queued(private_redis)]
-    assert sorted(ids) == sorted([before["update_id"], during["update_id"]])
+    assert sorted(queued_update_ids(private_redis)) == sorted([before["update_id"], during["update_id"]])
 
 
 def test_health_and_metrics(client):
@@ -252,3 +260,90 @@ def test_an_update_dropped_on_purpose_is_forgotten(client, private_redis):
     assert inbox.size(broker) == 1
     inbox.forget(broker, update["update_id"])
     assert inbox.size(broker) == 0 and broker.hlen(inbox.MESSAGES_KEY) == 0
+
+
+def _publish_together(server: RedisServer, updates: list[dict], *, window_s: float = 0.0,
+                      max_batch: int = 50) -> list[bool]:
+    """Publish these updates from concurrent requests of one event loop; whether each was new."""
+    import asyncio
+
+    from bot.publisher import UpdatePublisher
+    from core.celery_app import app
+
+    async def run() -> list[bool]:
+        publisher = UpdatePublisher(server.url, app, 3600, window_s=window_s, max_batch=max_batch)
+        try:
+            results = await asyncio.gather(*(publisher.publish(u["update_id"], orjson.dumps(u)) for u in updates))
+        finally:
+            await publisher.close()
+        return [result.new for result in results]
+
+    return asyncio.run(run())
+
+
+def test_updates_arriving_together_are_one_task_and_each_keeps_its_own_copy(private_redis):
+    from core import inbox
+
+    updates = [an_update() for _ in range(7)]
+    assert _publish_together(private_redis, updates) == [True] * 7
+    (message,) = queued(private_redis)
+    assert message["headers"]["task"] == "updates.handle_updates"
+    ids = [u["update_id"] for u in updates]
+    assert message["headers"]["argsrepr"] == "(updates " + ", ".join(map(str, ids)) + ")"
+    assert "Ann" not in message["headers"]["argsrepr"]
+    (argument,), kwargs, _embed = orjson.loads(base64.b64decode(message["body"]))
+    assert argument == updates and kwargs == {}  # in the order they came
+    # The inbox keeps each update's own message: what is queued again if the batch is lost.
+    broker = redis.Redis.from_url(private_redis.url)
+    for update in updates:
+        own = orjson.loads(broker.hget(inbox.MESSAGES_KEY, update["update_id"]))
+        assert own["headers"]["task"] == "updates.handle_update"
+        assert orjson.loads(base64.b64decode(own["body"]))[0] == [update]
+    assert inbox.size(broker) == 7
+
+
+def test_a_repeat_among_them_is_dropped_and_the_new_ones_go_one_by_one(private_redis):
+    seen = an_update()
+    assert _publish_together(private_redis, [seen]) == [True]
+    redis.Redis.from_url(private_redis.url).delete(UPDATES_QUEUE)  # taken by a worker
+    first, second = an_update(), an_update()
+    assert _publish_together(private_redis, [first, seen, second]) == [True, False, True]
+    assert [m["headers"]["task"] for m in queued(private_redis)] == ["updates.handle_update"] * 2
+    assert sorted(queued_update_ids(private_redis)) == sorted([first["update_id"], second["update_id"]])
+
+
+def test_no_task_takes_more_than_the_most_a_batch_may_hold(private_redis):
+    updates = [an_update() for _ in range(12)]
+    assert _publish_together(private_redis, updates, window_s=0.05, max_batch=5) == [True] * 12
+    sizes = sorted(len(orjson.loads(base64.b64decode(m["body"]))[0][0]) if m["headers"]["task"].endswith("s")
+                   else 1 for m in queued(private_redis))
+    assert sum(sizes) == 12 and max(sizes) == 5
+    assert sorted(queued_update_ids(private_redis)) == sorted(u["update_id"] for u in updates)
+
+
+def test_a_busy_gateway_gathers_the_requests_of_its_window(private_redis):
+    """After a flush, requests within the window wait for each other: the first alone (nothing was
+    waiting), the two that follow it within the window together."""
+    import asyncio
+
+    from bot.publisher import UpdatePublisher
+    from core.celery_app import app
+
+    first, second, third = an_update(), an_update(), an_update()
+
+    async def run() -> None:
+        publisher = UpdatePublisher(private_redis.url, app, 3600, window_s=1.0)
+        try:
+            alone = asyncio.ensure_future(publisher.publish(first["update_id"], orjson.dumps(first)))
+            await asyncio.sleep(0)  # its flush goes out in this tick
+            later = [asyncio.ensure_future(publisher.publish(second["update_id"], orjson.dumps(second)))]
+            await asyncio.sleep(0.05)  # a later tick, still within the window
+            later.append(asyncio.ensure_future(publisher.publish(third["update_id"], orjson.dumps(third))))
+            await asyncio.gather(alone, *later)
+        finally:
+            await publisher.close()
+
+    asyncio.run(run())
+    tasks = sorted((m["headers"]["task"], m["headers"]["argsrepr"]) for m in queued(private_redis))
+    assert tasks == [("updates.handle_update", f"(update {first['update_id']})"),
+                     ("updates.handle_updates", f"(updates {second['update_id']}, {third['update_id']})")]

@@ -126,10 +126,12 @@ def test_tasks_of_a_chat_are_its_update_tasks_and_what_they_started():
         "d": {"name": "updates.handle_update", "args": "(update 11)", "received": 4.0},
         "e": {"name": "payments.handle_event", "args": "(stripe event evt_1)", "received": 5.0},
         "f": {"name": "notifications.deliver_in_order", "args": "([2],)", "root_id": "d", "received": 6.0},
+        "g": {"name": "updates.handle_updates", "args": "(updates 20, 21, 22)", "received": 7.0},
     }
     assert [t["uuid"] for t in tasks_for_chat(flower, {10})] == ["c", "b", "a"]
     assert [t["uuid"] for t in tasks_for_chat(flower, {10, 11})] == ["f", "d", "c", "b", "a"]
     assert tasks_for_chat(flower, {12}) == []
+    assert [t["uuid"] for t in tasks_for_chat(flower, {21})] == ["g"]  # one of the updates a task had together
 
 
 def test_tasks_need_flower_and_say_so_when_it_is_away(http):

@@ -53,7 +53,8 @@ DEFAULT_ADMIN_ID = 4242
 DEFAULT_TIME_ZONE = "Europe/Berlin"
 FLOWER_TIMEOUT_SECONDS = 3.0
 FLOWER_TASK_LIMIT = 1000
-_UPDATE_ARG = re.compile(r"\(update (\d+)\)")
+# A task's argsrepr as the gateway writes it: "(update 10)" for one, "(updates 10, 11, 12)" for several.
+_UPDATE_ARGS = re.compile(r"\(updates? ([\d, ]+)\)")
 QR_PHOTOS_LOOKED_AT = 40  # the newest photos of the bots' messages the scanner's list looks at
 
 # Real places, so "near me" means something: the demo bakery sits at Berlin Mitte.
@@ -275,12 +276,13 @@ def routes(state: SandboxState, config: WebConfig) -> list[BaseRoute]:
 
 def tasks_for_chat(flower_tasks: dict[str, dict[str, Any]], update_ids: set[int]) -> list[dict[str, Any]]:
     """The tasks of Flower's ``/api/tasks`` answer that belong to these updates: each
-    ``updates.handle_update`` whose argument is one of them, and every task it started
+    ``updates.handle_update`` whose argument is one of them (or ``updates.handle_updates`` that has
+    one of them among its arguments), and every task it started
     (same ``root_id``). Newest first."""
     roots: set[str] = set()
     for task_id, task in flower_tasks.items():
-        match = _UPDATE_ARG.search(str(task.get("args") or ""))
-        if match and int(match.group(1)) in update_ids:
+        match = _UPDATE_ARGS.search(str(task.get("args") or ""))
+        if match and update_ids.intersection(int(number) for number in match.group(1).split(",")):
             roots.add(task_id)
     chosen = [
         {
