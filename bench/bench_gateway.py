@@ -6,6 +6,7 @@ offered rates. Run: python -m bench.bench_gateway [--duration 10] [--fixed-rates
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -17,9 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import orjson
 import redis
 
-from bot.publisher import UPDATES_QUEUE
+from bot.publisher import HANDLE_UPDATES_TASK, UPDATES_QUEUE
 from localenv.services import RedisServer, free_port, port_open
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,6 +99,20 @@ def serving(variant: str, telegram_url: str | None):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def queued_updates(client) -> int:
+    """The updates on the queue, each in a message of its own or several in one (the shipped gateway
+    queues the updates that arrive together as one `updates.handle_updates`)."""
+    count = 0
+    for raw in client.lrange(UPDATES_QUEUE, 0, -1):
+        envelope = orjson.loads(raw)
+        if envelope["headers"]["task"] == HANDLE_UPDATES_TASK:
+            (updates,), _kwargs, _embed = orjson.loads(base64.b64decode(envelope["body"]))
+            count += len(updates)
+        else:
+            count += 1
+    return count
+
+
 def run_variant(variant: str, duration: float, connections: int, telegram_url: str | None) -> dict:
     with serving(variant, telegram_url) as (port, client):
         script = Path(tempfile.mkdtemp(prefix="bench-wrk-", dir=ROOT / ".run")) / "updates.lua"
@@ -105,7 +121,7 @@ def run_variant(variant: str, duration: float, connections: int, telegram_url: s
             # Warm up, then measure.
             subprocess.run(["wrk", "-t1", "-c", str(connections), "-d", "2s", "-s", str(script),
                             f"http://127.0.0.1:{port}", "--", "1"], capture_output=True, check=True)
-            queued_before = client.llen(UPDATES_QUEUE)
+            queued_before = queued_updates(client)
             result = subprocess.run(
                 ["wrk", "-t1", "-c", str(connections), "-d", f"{int(duration)}s", "--latency", "-s", str(script),
                  f"http://127.0.0.1:{port}", "--", str(10**9)], capture_output=True, text=True, check=True,
@@ -113,7 +129,7 @@ def run_variant(variant: str, duration: float, connections: int, telegram_url: s
         finally:
             shutil.rmtree(script.parent, ignore_errors=True)
         figures = parse_wrk(result.stdout)
-        figures["queued"] = client.llen(UPDATES_QUEUE) - queued_before if variant != "ptb" else None
+        figures["queued"] = queued_updates(client) - queued_before if variant != "ptb" else None
         figures["variant"] = variant
         return figures
 
@@ -147,11 +163,11 @@ def run_fixed_rate(rates: tuple[float, ...] = (1000, 2500, 5000), duration: floa
                 with serving(variant, telegram.url if telegram else None) as (port, client):
                     first_id = 1
                     for rate in rates:
-                        queued_before = client.llen(UPDATES_QUEUE)
+                        queued_before = queued_updates(client)
                         figures = loadgen(port, rate, duration, connections=connections, first_id=first_id,
                                           warmup=1.0)
                         first_id = figures["next_update_id"]
-                        figures["queued"] = (client.llen(UPDATES_QUEUE) - queued_before
+                        figures["queued"] = (queued_updates(client) - queued_before
                                              if variant != "ptb" else None)
                         runs[variant][str(int(rate))].append(figures)
     finally:

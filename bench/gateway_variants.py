@@ -1,6 +1,7 @@
 """Servers compared by the webhook-intake benchmark, each started as its own process:
 
-* `batched`   — the gateway as shipped (async publish, one Redis round trip per loop tick);
+* `batched`   — the gateway as shipped (async publish, one Redis round trip and one task for the
+                updates that arrive together);
 * `unbatched` — the gateway publishing each update in its own round trip;
 * `send_task` — what most people write first: Celery's `send_task` inside the async route;
 * `ptb`       — python-telegram-bot's own webhook server with a handler that does nothing
@@ -37,7 +38,8 @@ def serve_gateway(variant: str, port: int) -> None:
     settings = get_settings()
     publisher_class = SendTaskPublisher if variant == "send_task" else UpdatePublisher
     publisher = publisher_class(settings.redis_url, celery_app, settings.update_dedup_ttl_seconds,
-                                batch=variant == "batched")
+                                batch=variant == "batched", window_s=settings.update_batch_window_ms / 1000,
+                                max_batch=settings.update_batch_max)
     uvicorn.run(create_app(settings, publisher), host="127.0.0.1", port=port, loop="uvloop", http="httptools",
                 access_log=False, log_level="warning", backlog=2048)
 
