@@ -49,11 +49,26 @@ def _count(client: redis.Redis) -> Script:
 
 def allowed(user_id: int, update_id: int) -> tuple[bool, bool]:
     """(handle this update?, tell the user to slow down now?)"""
+    return allowed_many([(user_id, update_id)])[0]
+
+
+def allowed_many(updates: list[tuple[int, int]]) -> list[tuple[bool, bool]]:
+    """`allowed` for several (sender, update id) pairs at once, in order: one round trip for all
+    (the updates a worker takes together)."""
     now = time.time()
     client = redis_client.client()
-    count = int(_count(client)(keys=[f"flood:{user_id}"],
-                               args=[str(update_id), repr(now), repr(now - WINDOW_SECONDS), WINDOW_SECONDS * 2]))
-    if count <= max_updates_per_window():
-        return True, False
-    first_notice = bool(client.set(f"flood:noticed:{user_id}", 1, nx=True, ex=NOTICE_EVERY_SECONDS))
-    return False, first_notice
+    count = _count(client)
+    with client.pipeline(transaction=False) as pipe:
+        for user_id, update_id in updates:
+            count(keys=[f"flood:{user_id}"], args=[str(update_id), repr(now), repr(now - WINDOW_SECONDS),
+                                                   WINDOW_SECONDS * 2], client=pipe)
+        counts = pipe.execute()
+    limit = max_updates_per_window()
+    verdicts = []
+    for (user_id, _update_id), counted in zip(updates, counts, strict=True):
+        if int(counted) <= limit:
+            verdicts.append((True, False))
+            continue
+        first_notice = bool(client.set(f"flood:noticed:{user_id}", 1, nx=True, ex=NOTICE_EVERY_SECONDS))
+        verdicts.append((False, first_notice))
+    return verdicts

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextvars
+import os
 import time
 from datetime import datetime
 
@@ -30,6 +33,40 @@ def send_now(notification_ids: list[int], connection: Connection | None = None) 
         except outbox.RetryLater as wait:
             handover.send_task(outbox.DELIVER_TASK, [notification_ids[position:]], countdown=wait.delay)
             return
+
+
+# How many chats' replies a process sends side by side (`send_now_by_chat`), besides its own thread.
+REPLY_SENDER_THREADS = 3
+_reply_senders: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+
+
+def send_now_by_chat(chats: list[list[int]], connection: Connection | None = None) -> None:
+    """`send_now` for the replies of several chats (each list one chat's, in order): different chats'
+    side by side, so that the updates a task handled together wait for Telegram once, not once per
+    chat. Each chat's go out in order, each row in its own transaction as `send_now` sends it; this
+    thread sends the first chat's on `connection`, the others take connections of their own."""
+    if len(chats) <= 1:
+        for notification_ids in chats:
+            send_now(notification_ids, connection)
+        return
+    senders = _senders()
+    others = [senders.submit(contextvars.copy_context().run, send_now, notification_ids)
+              for notification_ids in chats[1:]]
+    try:
+        send_now(chats[0], connection)
+    finally:
+        concurrent.futures.wait(others)
+    for sent in others:
+        sent.result()  # a failure (Postgres away) fails the task, whose redelivery sends what is left
+
+
+def _senders() -> concurrent.futures.ThreadPoolExecutor:
+    """This process's reply-sending threads (a forked process makes its own)."""
+    global _reply_senders
+    if _reply_senders is None or _reply_senders[0] != os.getpid():
+        _reply_senders = (os.getpid(), concurrent.futures.ThreadPoolExecutor(
+            REPLY_SENDER_THREADS, thread_name_prefix="reply-sender"))
+    return _reply_senders[1]
 
 
 @app.task(name="notifications.deliver_in_order", base=BaseTask, bind=True, max_retries=20)

@@ -17,7 +17,7 @@ from core.queues import HANDLE_UPDATE_TASK, HANDLE_UPDATES_TASK
 from core.settings import get_settings
 from tasks.app import app
 from tasks.base import TRANSIENT_ERRORS, BaseTask
-from tasks.notifications import send_now
+from tasks.notifications import send_now_by_chat
 
 log = get_logger(__name__)
 
@@ -62,7 +62,7 @@ def _handle_all(task: BaseTask, updates: list[Any]) -> None:
 def _readable(updates: list[Any]) -> list[tuple[Update, dict[str, Any]]]:
     """The updates to handle, each once, in order: malformed ones and a flooding user's are dropped
     (their inbox copies forgotten)."""
-    readable: list[tuple[Update, dict[str, Any]]] = []
+    parsed_updates: list[tuple[Update, dict[str, Any]]] = []
     seen: set[int] = set()
     for raw in updates:
         try:
@@ -71,14 +71,14 @@ def _readable(updates: list[Any]) -> list[tuple[Update, dict[str, Any]]]:
             log.warning("malformed_update_dropped", reason=str(error))
             _forget(raw)
             continue
-        if parsed.update_id in seen:
-            continue
-        seen.add(parsed.update_id)
-        if _flooding(parsed):
+        if parsed.update_id not in seen:
+            seen.add(parsed.update_id)
+            parsed_updates.append((parsed, raw))
+    flooding = _flooding([parsed for parsed, _raw in parsed_updates])
+    for parsed, raw in parsed_updates:
+        if parsed.update_id in flooding:
             _forget(raw)
-            continue
-        readable.append((parsed, raw))
-    return readable
+    return [(parsed, raw) for parsed, raw in parsed_updates if parsed.update_id not in flooding]
 
 
 def _handle_one(task: BaseTask, update: Update, raw: dict[str, Any], connection: Connection) -> engine.Handled:
@@ -111,34 +111,40 @@ def _forget(update: Any) -> None:
         inbox.forget(redis_client.client(), update_id)
 
 
-def _flooding(update: Update) -> bool:
-    """Drop the update of a user who sends far too many (answering a button press, and telling
-    them once a minute to slow down)."""
-    sender = update.effective_user
-    if sender is None:
-        return False
-    handle, tell = flood.allowed(sender.id, update.update_id)
-    if handle:
-        return False
-    log.warning("update_dropped_flood", user_id=sender.id)
-    if tell or update.callback_query is not None:
-        with session_scope() as session:
-            handled = engine.slow_down(session, update, tell)
-        _answer_and_send([handled])
-    return True
+def _flooding(updates: list[Update]) -> set[int]:
+    """The updates of users who send far too many, dropped (a button press is still answered, and
+    the user told once a minute to slow down): their update ids."""
+    counted = [(update, update.effective_user.id) for update in updates if update.effective_user is not None]
+    if not counted:
+        return set()
+    verdicts = flood.allowed_many([(sender, update.update_id) for update, sender in counted])
+    dropped: set[int] = set()
+    for (update, sender), (handle, tell) in zip(counted, verdicts, strict=True):
+        if handle:
+            continue
+        dropped.add(update.update_id)
+        log.warning("update_dropped_flood", user_id=sender)
+        if tell or update.callback_query is not None:
+            with session_scope() as session:
+                handled = engine.slow_down(session, update, tell)
+            _answer_and_send([handled])
+    return dropped
 
 
 def _answer_and_send(handled: list[engine.Handled], connection: Connection | None = None) -> None:
-    """Answer the button presses while the replies go out: every answer in flight at once, then each
-    update's replies in order. All are outbox rows of the updates' transaction: a redelivered update
-    (this process died first) finds what is still pending among its `notification_ids` and sends it
-    then."""
+    """Answer the button presses while the replies go out: every answer in flight at once, and the
+    replies to different chats side by side, each chat's in the order of its updates. All are
+    outbox rows of the updates' transaction: a redelivered update (this process died first) finds
+    what is still pending among its `notification_ids` and sends it then."""
     answering = [outbox.start_answer(each.answer_id, each.callback_query_id, text=each.callback_text,
                                      show_alert=each.callback_alert)
                  for each in handled if each.answer_id is not None and each.callback_query_id is not None]
+    by_chat: dict[int | None, list[int]] = {}
+    for each in handled:
+        if each.notification_ids:
+            by_chat.setdefault(each.chat_id, []).extend(each.notification_ids)
     try:
-        for each in handled:
-            send_now(each.notification_ids, connection)
+        send_now_by_chat(list(by_chat.values()), connection)
     finally:
         for answer in answering:
             answer.finish()

@@ -56,3 +56,16 @@ def test_an_update_delivered_again_counts_once(clock):
     user = new_user_id()
     for _ in range(flood.max_updates_per_window() + 5):
         assert flood.allowed(user, 42) == (True, False)
+
+
+def test_updates_counted_together_are_judged_in_their_order(clock):
+    """A worker counts the updates it took together in one round trip: the same verdicts, in order,
+    as one by one; another user in the same call is not counted with them."""
+    user, other = new_user_id(), new_user_id()
+    limit = flood.max_updates_per_window()
+    taken = [(user, next(_update_ids)) for _ in range(limit + 3)]
+    taken.insert(5, (other, next(_update_ids)))
+    verdicts = flood.allowed_many(taken)
+    mine = [verdict for (sender, _), verdict in zip(taken, verdicts, strict=True) if sender == user]
+    assert mine == [(True, False)] * limit + [(False, True), (False, False), (False, False)]
+    assert verdicts[5] == (True, False)
