@@ -32,19 +32,20 @@ def _handle(update: dict) -> tuple[dict, bool, int]:
     """Handle one update; what its handler's `User` read (every column but the geography point),
     and the row's xmin afterwards (changes whenever the row is written)."""
     seen: dict = {}
-    original = engine._upsert_user
+    original = engine._upsert_users
 
-    def watching(session, sender):
-        user, first = original(session, sender)
+    def watching(session, senders):
+        users = original(session, senders)
+        ((user, first),) = users.values()
         seen.update({key: getattr(user, key) for key in _columns()}, first_contact=first)
-        return user, first
+        return users
 
-    engine._upsert_user = watching
+    engine._upsert_users = watching
     try:
         with session_scope() as session:
             engine.handle(session, engine.parse(update))
     finally:
-        engine._upsert_user = original
+        engine._upsert_users = original
     first_contact = seen.pop("first_contact")
     chat = update["message"]["chat"]["id"]
     with session_scope() as session:
@@ -149,3 +150,37 @@ def test_rows_recorded_together_keep_their_order_and_are_recorded_once(db):
     assert [(key, kind, payload.get("text")) for key, kind, payload in kinds] == [
         ("rows:answer", outbox.ANSWER_KIND, None), ("rows:0", "reply", "one"), ("rows:1", "reply", "two"),
         ("rows:2", "reply", "three")]
+
+
+def _xmin(user: int) -> int:
+    with session_scope() as session:
+        return session.execute(sa.text("SELECT xmin::text::bigint FROM users WHERE id = :id"), {"id": user}).scalar()
+
+
+def test_updates_handled_together_read_and_write_their_rows_as_one_by_one(db):
+    """Several senders' rows are upserted in one statement and several chats' states read in one;
+    a chat's second update in the batch sees what its first one changed."""
+    newcomer, regular, registering = 8_300_000_011, 8_300_000_012, 8_300_000_013
+    _handle(_message(regular, "/start"))
+    regular_written = _xmin(regular)
+    updates = [_message(newcomer, "/start"), _message(regular, "/help"), _message(registering, "/register"),
+               _message(newcomer, "/help", first_name="Ann"), _message(registering, "/cancel")]
+    with session_scope() as session:
+        handled = engine.handle_batch(session, [engine.parse(update) for update in updates])
+    assert [h.update_id for h in handled] == [u["update_id"] for u in updates]
+    assert all(h.notification_ids and not h.duplicate for h in handled)
+    assert _xmin(regular) == regular_written, "an unchanged row was written again"
+    assert _loaded(newcomer)["first_name"] == "Ann"  # the second update's name, written after the first's
+    with session_scope() as session:
+        state = session.get_one(ConversationState, registering)
+        assert state.flow is None, "the /cancel saw the flow its /register started"
+        chats = dict(session.execute(sa.select(Notification.id, Notification.chat_id).where(
+            Notification.id.in_([i for h in handled for i in h.notification_ids]))).all())
+    recorded = [i for h in handled for i in h.notification_ids]
+    assert recorded == sorted(recorded), "recorded in the updates' order"
+    assert [{chats[i] for i in h.notification_ids} for h in handled] == [
+        {newcomer}, {regular}, {registering}, {newcomer}, {registering}]
+
+    with session_scope() as session:  # the same batch again: each found done, nothing recorded twice
+        again = engine.handle_batch(session, [engine.parse(update) for update in updates])
+    assert all(h.duplicate for h in again)
