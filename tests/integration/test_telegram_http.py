@@ -5,6 +5,8 @@ outbox and the tasks' retries decide on those errors)."""
 from __future__ import annotations
 
 import asyncio
+import http.server
+import json
 import os
 import socket
 import subprocess
@@ -164,3 +166,48 @@ def test_a_process_that_used_the_client_exits_without_leaving_a_session_open(fak
                           check=False)
     assert done.returncode == 0, done.stderr
     assert "Unclosed" not in done.stderr, done.stderr
+
+
+class _Proxy(http.server.BaseHTTPRequestHandler):
+    """An HTTP proxy that answers every Bot API call itself, remembering the URL it was asked for."""
+
+    asked: list[str] = []  # noqa: RUF012 - the test's record, reset by it
+
+    def do_POST(self) -> None:
+        self.asked.append(self.path)  # a proxy is asked for the absolute URL
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = json.dumps({"ok": True, "result": {"id": 1, "is_bot": True, "first_name": "Proxied",
+                                                   "username": "proxied_bot"}}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args) -> None:
+        return
+
+
+def test_the_environments_proxy_carries_the_calls_unless_no_proxy_names_the_host(monkeypatch) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Proxy.asked = []
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = TelegramApi("123456:TOKEN", "http://telegram.invalid")  # resolvable through the proxy only
+    try:
+        assert client.call("getMe")["first_name"] == "Proxied"
+        assert client.call("getMe")["first_name"] == "Proxied"  # the proxy looked up once, used again
+        assert _Proxy.asked == ["http://telegram.invalid/bot123456:TOKEN/getMe"] * 2
+    finally:
+        client.close()
+    monkeypatch.setenv("NO_PROXY", "telegram.invalid")
+    direct = TelegramApi("123456:TOKEN", "http://telegram.invalid")
+    try:
+        with pytest.raises(NetworkError):  # straight to a host that does not exist
+            direct.call("getMe")
+    finally:
+        direct.close()
+        server.shutdown()
+    assert len(_Proxy.asked) == 2
