@@ -13,7 +13,7 @@ from sqlalchemy import Connection, func, select
 from chat import app_actions
 from core import handover, outbox
 from core import telegram as tg
-from core.db import session_scope
+from core.db import connected, session_scope
 from core.logging import get_logger
 from core.settings import get_settings
 from models import Notification, NotificationStatus, User
@@ -43,21 +43,33 @@ _reply_senders: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
 def send_now_by_chat(chats: list[list[int]], connection: Connection | None = None) -> None:
     """`send_now` for the replies of several chats (each list one chat's, in order): different chats'
     side by side, so that the updates a task handled together wait for Telegram once, not once per
-    chat. Each chat's go out in order, each row in its own transaction as `send_now` sends it; this
-    thread sends the first chat's on `connection`, the others take connections of their own."""
+    chat. Each chat's go out in order, each row in its own transaction as `send_now` sends it. The
+    chats are dealt to this thread (on `connection`) and up to REPLY_SENDER_THREADS more, each with
+    one connection for all of its chats: a checkout (with its liveness ping) per thread, not per chat."""
     if len(chats) <= 1:
         for notification_ids in chats:
             send_now(notification_ids, connection)
         return
+    lanes = [chats[start::REPLY_SENDER_THREADS + 1] for start in range(min(len(chats), REPLY_SENDER_THREADS + 1))]
     senders = _senders()
-    others = [senders.submit(contextvars.copy_context().run, send_now, notification_ids)
-              for notification_ids in chats[1:]]
+    others = [senders.submit(contextvars.copy_context().run, _send_lane, lane) for lane in lanes[1:]]
     try:
-        send_now(chats[0], connection)
+        _send_lane(lanes[0], connection)
     finally:
         concurrent.futures.wait(others)
     for sent in others:
         sent.result()  # a failure (Postgres away) fails the task, whose redelivery sends what is left
+
+
+def _send_lane(chats: list[list[int]], connection: Connection | None = None) -> None:
+    """Several chats' replies, one chat after the other, on one connection."""
+    if connection is not None:
+        for notification_ids in chats:
+            send_now(notification_ids, connection)
+        return
+    with connected() as own:
+        for notification_ids in chats:
+            send_now(notification_ids, own)
 
 
 def _senders() -> concurrent.futures.ThreadPoolExecutor:

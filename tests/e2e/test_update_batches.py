@@ -75,3 +75,15 @@ def test_one_failing_update_fails_alone_and_is_kept_to_replay_alone(stack):
         # Kept as the one update, so that an operator's replay runs it alone.
         assert letter.task_name == "updates.handle_update"
         assert letter.payload["args"] == [poison]
+
+
+def test_many_chats_together_each_get_their_replies_in_order(stack):
+    """More chats than a worker sends to side by side: each still gets its replies in its order."""
+    people = [new_user_id() for _ in range(9)]
+    for user in people:
+        stack.telegram.create_user(user, "Batch", language_code="en")
+    _queue_together([_text(user, "/help") for user in people] + [_text(user, "/language") for user in people])
+    _wait_until(lambda: all(len(bot_messages(stack, user)) == 2 for user in people), timeout=20)
+    for user in people:
+        first, second = bot_messages(stack, user)
+        assert "How it works" in first["text"] and "Choose your language" in second["text"]
