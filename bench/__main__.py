@@ -43,7 +43,8 @@ def spread(values: list[float], digits: int = 1) -> str:
 
 def gateway_section(result: dict, fixed: dict | None = None, plot: str | None = None) -> list[str]:
     labels = {
-        "batched": "gateway as shipped (async publish, batched per loop tick, durable)",
+        "batched": ("gateway as shipped (async publish; the updates of a moment share one Redis round trip and "
+                    "one task, when busy those within 5 ms; durable)"),
         "unbatched": "gateway, one Redis round trip per update",
         "send_task": "Celery `send_task` inside the async route",
         "ptb": "python-telegram-bot webhook server (in-memory queue, not durable)",
@@ -100,7 +101,10 @@ def gateway_section(result: dict, fixed: dict | None = None, plot: str | None = 
         "",
         ("Limit: the gateway's single event loop (one core: HTTP parsing and the route) while the load "
          "generator and redis-server share the other core; python-telegram-bot's server is bound by its own "
-         "event loop's per-request work; `send_task` by its synchronous publish."),
+         "event loop's per-request work; `send_task` by its synchronous publish. Since 2026-12-04 a busy "
+         "gateway gathers the updates of up to `UPDATE_BATCH_WINDOW_MS` (5 ms) into one task for the workers "
+         "(section 2), so at the higher rates an acknowledgement waits up to that long for its batch; "
+         "an update after a quiet moment is queued at once."),
         "",
     ]
     return lines
@@ -176,6 +180,13 @@ def _main_process_share(runs: list[dict]) -> str:
     return spread(shares, 2) if shares else "–"
 
 
+def _taps_per_update_task(runs: list[dict]) -> str:
+    """How many taps' updates shared an update task (the peer has none; runs measured before the
+    gateway queued updates together have no figure)."""
+    shares = [r["customers"] / r["update_tasks"] for r in runs if r.get("update_tasks")]
+    return spread(shares, 1) if shares else "–"
+
+
 def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
     units, customers = result["units"], result["customers"]
     processes = ", ".join(result["runs"])
@@ -184,8 +195,10 @@ def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
         "",
         (f"{customers:,} customers tap “✅ Reserve and pay” (quantity 1: the confirmation screen a tap on "
          f"“Order 1” leads to) on one offer with {units} units, all within one second: the updates go to the "
-         "gateway's webhook (bench/loadgen.py), one Celery worker consuming every queue handles them with "
-         f"{processes} prefork processes, and the replies go to the Telegram fake; winners get a Stripe Checkout "
+         "gateway's webhook (bench/loadgen.py), which queues the taps that arrive together as one task "
+         "(`UPDATE_BATCH_WINDOW_MS`, 5 ms by default, at most `UPDATE_BATCH_MAX` 50 a task), one Celery worker "
+         f"consuming every queue handles them with {processes} prefork processes, and the replies go to the "
+         "Telegram fake; winners get a Stripe Checkout "
          "Session from the Stripe fake and the Pay link. An answer is the Pay link or “sold out” in the "
          f"customer's chat. {result['repeat']} runs each, interleaved; median (min–max). The workers' outbound "
          f"limiter and the fake both allow {result['telegram_rate']:,} messages/s (Telegram's ceiling with paid "
@@ -203,8 +216,8 @@ def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
         "",
         ("| handled by | all answered after s | tap → answer p50 s | p99 s | worker CPU ms per tap "
          "| of it, Celery's main process | units reserved | without an answer | Celery tasks per tap "
-         "| load average at start |"),
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+         "| taps per update task | load average at start |"),
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
 
     def row(label: str, runs: list[dict]) -> str:
@@ -217,7 +230,7 @@ def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
                 f"| {_main_process_share(runs)} "
                 f"| {_mark(all(n == units for n in reserved))} {', '.join(str(n) for n in reserved)} "
                 f"| {_mark(all(n == 0 for n in unanswered))} {', '.join(str(n) for n in unanswered)} "
-                f"| {spread([r['tasks_per_tap'] for r in runs], 2)} | {_load(runs)} |")
+                f"| {spread([r['tasks_per_tap'] for r in runs], 2)} | {_taps_per_update_task(runs)} | {_load(runs)} |")
 
     for concurrency, runs in result["runs"].items():
         lines.append(row(f"ours, {concurrency} worker process{'es' if concurrency != '1' else ''}", runs))
@@ -234,7 +247,8 @@ def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
     lines += [
         "",
         f"Of {customers:,} taps, {sample['pay_links']} got a Pay link and {sample['refused']:,} were told it sold out "
-        "(first run). A tap on an offer that is visibly sold out is answered by the update's own task (one task); "
+        "(first run). A tap on an offer that is visibly sold out is answered by the task of the updates it arrived "
+        "with; "
         "a tap that gets through to the reservation costs two more when it wins (the checkout, the Pay message) "
         "and one when it loses (the refusal is sent by the reservation task itself). 429s from the fake: "
         + ", ".join(str(r["too_many_requests"]) for runs in result["runs"].values() for r in runs) + ".",
@@ -257,21 +271,21 @@ def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
 # What limits each step of the flash sale's scaling (read off the CPU split above; the figures
 # themselves are in the table).
 SCALING_LIMITS = [
-    "**What limits each step.**",
-    ("* 1 worker process: the chain of round trips more than the CPU. Its pool process is busy about half "
-     "the sale (measured 2026-12-04: 9.2 of 18.2 s); for the rest of each tap it waits for the main process "
-     "to hand it the next update (one at a time: late acks, prefetch 1), for Postgres, Redis and the Telegram "
-     "fake, which each do their part of the tap on the other core."),
-    ("* 2 processes: the machine's CPU per tap. The worker, Postgres, the fakes and Redis share the two "
-     "cores, about 1.5 of them in use (19.2 CPU-seconds in 12.8 s): the whole chain costs about 9.6 ms "
-     "of CPU per tap (worker 5.8, Postgres 2.3, fakes 0.8, Redis 0.4, gateway 0.2), so two cores cannot "
-     "answer 2,000 taps in less than 9.6 s, and 8 s needs that chain below 8 ms."),
-    ("* 4 processes on 2 cores: more of the cores in use (1.8), but each tap costs more CPU (6.7 against "
-     "5.9 ms): the processes take turns and evict each other's caches. More speed from here needs more "
-     "cores (workers on another machine, on the same Redis and Postgres) or less CPU per tap."),
+    "**What limits each step** (measured 2026-12-04, 05:39, machine otherwise idle).",
+    ("* 1 worker process: 8.5 s, and the lowest CPU per tap (2.9–3.0 ms): its one pool process is the "
+     "bottleneck, busy all the sale; 1.2 of the 2 cores are in use, the rest of the chain (Postgres 2.3 s, "
+     "the fakes 1.1 s) waiting on it."),
+    ("* 2 processes: 6.3 s. 1.66 of the 2 cores are busy (10.4 CPU-seconds in 6.3 s: worker 6.0–6.3, "
+     "Postgres 2.4–2.6, the fakes 1.0, Redis 0.4, gateway 0.3), about 5.2 ms of the machine's CPU per tap. "
+     "What keeps the cores from filling is waiting inside each task: every reply is still its own "
+     "transaction (taken, sent, marked), and each winner's checkout waits for Stripe and for its "
+     "synchronous commits. Worker CPU per tap is 3.0–3.2 ms; what is left of it is listed below."),
+    ("* 4 processes on 2 cores: 6.4 s, no faster: the cores are fuller (1.8) but each tap costs more "
+     "(3.5 ms) as the processes take turns. More speed from here needs more cores (workers on another "
+     "machine, on the same Redis and Postgres) or less CPU per tap."),
     ("* The peer: its one process (one event loop, plus threads for the synchronous database and Stripe calls), "
-     "so one core at most. It records nothing durable: no processed-update row, no outbox, no chat lock, no "
-     "hand-over."),
+     "so one core at most, at 7.2 ms per tap. It records nothing durable: no processed-update row, no outbox, "
+     "no chat lock, no hand-over."),
     ("* Then Telegram itself: at the free tier's 30 messages/s, 2,000 answers alone take 71 s whatever the "
      "workers do."),
 ]
@@ -280,6 +294,16 @@ SCALING_LIMITS = [
 # A sold-out tap's CPU, profiled (bench/report.md's options table says how each change was measured).
 WHERE_THE_CPU_GOES = [
     "**Where a tap's CPU goes.**",
+    ("* Now, with the updates that arrive together handled as one task (py-spy sampling the two pool "
+     "processes while they hold the GIL, 2026-12-04, at about 3.2 ms of worker CPU per tap): the updates' "
+     "task 31 % (the batch's transaction 16 %, parsing the updates into python-telegram-bot objects 7 %, "
+     "the flood window 1 %), sending each reply in its own transaction 17 % (of it the rate limiter's "
+     "Redis script 4 %), the Bot API client's event loop 24 % (python-telegram-bot and aiohttp per call: "
+     "two calls per tap), the 100 winners' checkouts 17 % (Stripe's client 4 %), and hand-overs published "
+     "through Celery's `send_task` 7 % of all (about 1 ms each, some 400 a sale). SQLAlchemy is a third of "
+     "the samples. What was found and removed on the way: aiohttp reading the proxy settings and ~/.netrc "
+     "on every request (4 %), and each request's parameters URL-encoded as a form (5 %). The rows "
+     "below describe the path before the batching."),
     ("* In the update task (cProfile with a CPU clock in `bench.bench_handover --kinds sold_out`, 500 "
      "taps; cProfile's own overhead weighs on Python-heavy code, and a wait shows the CPU of the process's "
      "other threads, such as the Bot API client's event loop, so read the shares). Before this round's "
