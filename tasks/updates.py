@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from sqlalchemy import Connection
 from telegram import Update
 
@@ -47,6 +48,8 @@ def _handle_all(task: BaseTask, updates: list[Any]) -> None:
             try:
                 with session_scope(connection) as session:
                     handled = engine.handle_batch(session, [update for update, _raw in parsed])
+            except (SoftTimeLimitExceeded, TimeLimitExceeded):
+                raise  # out of time: trying each again alone would only run further past the limit
             except Exception as error:  # noqa: BLE001 - rolled back whole; each update is tried alone below
                 # A bug or bad data in one update, a deadlock, a lost connection: nothing of the batch
                 # is kept, and each update on its own meets its own fate (retried, or told and kept
@@ -92,16 +95,19 @@ def _handle_one(task: BaseTask, update: Update, raw: dict[str, Any], connection:
         raise  # retried with backoff by the base task
     except Exception as error:
         log.exception("update_failed", update_id=update.update_id)
-        task.record_dead_letter(_dead_letter_id(task.request.id, update.update_id), error,
+        task.record_dead_letter(_dead_letter_id(task, update.update_id), error,
                                 reference=f"update:{update.update_id}", task_name=HANDLE_UPDATE_TASK,
                                 arguments={"args": [raw], "kwargs": {}})
         with session_scope(connection) as session:
             return engine.handle_failure(session, update)
 
 
-def _dead_letter_id(task_id: str | None, update_id: int) -> str:
-    """The dead letter's own id for one update of a task (a batch keeps one per failed update)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{task_id}/update/{update_id}"))
+def _dead_letter_id(task: BaseTask, update_id: int) -> str:
+    """The dead letter's task id: an update's own task's, or for one update of a batch an id of its
+    own (a batch keeps one per failed update)."""
+    if task.name == HANDLE_UPDATE_TASK and task.request.id:
+        return task.request.id
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{task.request.id}/update/{update_id}"))
 
 
 def _forget(update: Any) -> None:
