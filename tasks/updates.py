@@ -78,10 +78,13 @@ def _readable(updates: list[Any]) -> list[tuple[Update, dict[str, Any]]]:
             seen.add(parsed.update_id)
             parsed_updates.append((parsed, raw))
     flooding = _flooding([parsed for parsed, _raw in parsed_updates])
+    readable = []
     for parsed, raw in parsed_updates:
         if parsed.update_id in flooding:
             _forget(raw)
-    return [(parsed, raw) for parsed, raw in parsed_updates if parsed.update_id not in flooding]
+        else:
+            readable.append((parsed, raw))
+    return readable
 
 
 def _handle_one(task: BaseTask, update: Update, raw: dict[str, Any], connection: Connection) -> engine.Handled:
