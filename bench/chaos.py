@@ -28,9 +28,10 @@ line when the fault strikes, so the drill finds the same thing every run:
 * ``worker_child``: a pool process of ``--kill-worker`` SIGKILLed: the one handling the probe's
   tap, after its commit, while Telegram holds its answer to the button press;
 * ``worker_main``: that worker's main process SIGKILLed, stopped (SIGSTOP) first so that its
-  waiting BRPOP takes the probe's update and cannot read it (the supervisor kills its pool and
-  starts it again; what it held properly comes back after the visibility timeout,
-  ``--visibility-timeout``, and kombu's restore sweep);
+  waiting BRPOP takes the probe's update and cannot read it, and killed once its pool has finished
+  the tasks it was running (a process killed while Telegram takes a message is ``mid_send``'s, in
+  docs/reliability.md). The supervisor kills its pool and starts it again; what it held properly
+  comes back after the visibility timeout, ``--visibility-timeout``, and kombu's restore sweep;
 * ``beat``: beat SIGKILLed (it waits for its own lock, up to 90 s, once restarted);
 * ``gateway``: the gateway SIGKILLed and restarted by the supervisor.
 
@@ -64,9 +65,16 @@ HERE = Path(__file__).resolve().parent
 FAULTS = ("postgres", "worker_child", "worker_main", "beat", "gateway", "redis")
 DONE_TARGET_S = 30.0  # after Redis or Postgres is back, everything pending is done within this
 KILLS = ("worker_child", "worker_main", "beat", "gateway")
+# A pool this long without CPU has finished its tasks: longer than a reply waits for its turn
+# under Telegram's limits (core.outbox.MAX_INLINE_WAIT_SECONDS) before it is handed over.
+POOL_STILL_S = 0.5
 # kombu's Redis transport looks for messages whose worker died every unacked_restore_interval (10 s)
 # times unacked_restore_throttle (10) per worker process: up to 100 s after the visibility timeout.
 RESTORE_SWEEP_S = 100.0
+# beat's maintenance.requeue_lost_updates: every 30 s, for updates unprocessed for the updates queue's
+# visibility timeout plus 15 s (beat_schedule.py, tasks/maintenance.py).
+INBOX_SWEEP_EVERY_S = 30.0
+INBOX_GRACE_EXTRA_S = 15.0
 
 # operator_sweep: after the worker's main process is killed, the drill does what an operator would
 # (`maintenance.requeue_lost_updates` with grace 0) instead of waiting for beat's sweep, which
@@ -121,6 +129,11 @@ class Drill:
             settle = self.kill_settle
             if fault == "worker_main":  # what the killed worker held comes back after the visibility timeout
                 settle += (self.stack.visibility_timeout + RESTORE_SWEEP_S) if self.kill_settle >= self.settle else 0
+        if fault == "redis":
+            # An update a worker's BRPOP took as Redis stopped, before kombu recorded it as unacknowledged,
+            # is gone from the broker: beat's sweep of the inbox queues it again (core/inbox.py). Wait for
+            # that sweep when something is still pending; a phase with nothing lost ends when it is done.
+            settle = max(settle, self.stack.visibility_timeout + INBOX_GRACE_EXTRA_S + INBOX_SWEEP_EVERY_S + 10)
         pending = Pending(self.stack, self.traffic, name, self.carried)
         done_s, settled_s, counts = self._wait_done(pending, ended, settle)
         self.carried = pending.leftovers(counts)
@@ -315,7 +328,8 @@ class Drill:
     def _worker_main(self, restart: dict) -> dict[str, Any]:
         """The worker's main process SIGKILLed while its next message is on its way to it: it is
         stopped (SIGSTOP) with its BRPOP waiting, the probe taps, Redis hands the update to that
-        BRPOP, and the kill comes before the worker could read it."""
+        BRPOP, its pool finishes the tasks it runs, and the kill comes before the worker could read
+        the update."""
         name = self.kill_worker
         pid = self.stack.pid(name)
         since = self.stack.log_size()
@@ -331,6 +345,11 @@ class Drill:
                 lambda: update_id not in undelivered_updates(self.stack.telegram)
                 and not broker_whereabouts(self.stack, [update_id]), 3, 0.05))
             probe.close()
+        # A stopped main process gives its pool nothing more: once the pool has finished what it ran,
+        # the kill strikes what the main process held. A process killed while Telegram takes a new
+        # message sends it twice, as documented (docs/reliability.md, `mid_send`, tested on its own
+        # in tests/e2e/test_fault_handover.py); left to chance here, it would decide this phase.
+        details["pool_quiet_after_s"] = quiet(self.stack.children(name), POOL_STILL_S, 10.0)
         self.log(f"   SIGKILL to {name} (pid {pid}), stopped with its BRPOP waiting")
         killed = time.monotonic()
         os.kill(pid, signal.SIGKILL)
@@ -513,27 +532,43 @@ def process_of_backend(backend_pid: int, processes: list) -> Any:
     return None
 
 
+def _cpu(process) -> float:
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        times = process.cpu_times()
+        return times.user + times.system
+    return 0.0
+
+
 def busy(processes: list, timeout: float = 5.0) -> Any:
     """One of these processes caught running (it used CPU in the last few tens of milliseconds, so
     it is most likely in the middle of a task); the busiest one if none is within `timeout`."""
-    import psutil
-
-    def cpu(process) -> float:
-        with contextlib.suppress(psutil.Error):
-            times = process.cpu_times()
-            return times.user + times.system
-        return 0.0
-
-    first = before = {p.pid: cpu(p) for p in processes}
+    first = before = {p.pid: _cpu(p) for p in processes}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.03)
-        now = {p.pid: cpu(p) for p in processes}
+        now = {p.pid: _cpu(p) for p in processes}
         running = [p for p in processes if now[p.pid] > before[p.pid]]
         if running:
             return running[0]
         before = now
-    return max(processes, key=lambda p: cpu(p) - first[p.pid])
+    return max(processes, key=lambda p: _cpu(p) - first[p.pid])
+
+
+def quiet(processes: list, still_s: float, timeout: float) -> float | None:
+    """Seconds until none of these processes has used CPU for `still_s` (None: not within `timeout`)."""
+    began = time.monotonic()
+    before = {p.pid: _cpu(p) for p in processes}
+    still_since = began
+    while time.monotonic() - began < timeout:
+        time.sleep(0.05)
+        now = {p.pid: _cpu(p) for p in processes}
+        if now != before:
+            before, still_since = now, time.monotonic()
+        elif time.monotonic() - still_since >= still_s:
+            return round(still_since - began, 2)
+    return None
 
 
 def settings_for(*, short: bool = False, faults: tuple[str, ...] = FAULTS, redis_down: float | None = None,
@@ -642,6 +677,10 @@ def _fault_line(phase: dict, settings: dict) -> str:
     if "probe_taken_from_queue" in d:
         parts.append("the stopped worker's BRPOP had taken it from the queue" if d["probe_taken_from_queue"]
                      else "it was still in the queue at the kill")
+    if "pool_quiet_after_s" in d:
+        quiet_s = d["pool_quiet_after_s"]
+        parts.append("its pool still busy at the kill (not quiet within 10 s)" if quiet_s is None
+                     else f"its pool had finished its tasks {quiet_s} s after the stop")
     if d.get("requeued_by"):
         requeued = [u for sweep in d.get("sweeps", []) for u in sweep["requeued"]]
         parts.append(f"lost updates queued again by {d['requeued_by']} ({len(requeued)} update(s)"
