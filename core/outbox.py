@@ -202,6 +202,18 @@ def deliver_after_commit(session: Session, notification_ids: list[int]) -> None:
         enqueue_after_commit(session, DELIVER_TASK, list(notification_ids))
 
 
+def record_to_send(session: Session, key: str, chat_id: int, message: Reply | object) -> int | None:
+    """`record` for a message its caller sends itself straight after the commit (`send_now`): the id
+    to send, also when a redelivered task finds it recorded and not sent yet (None: sent already)."""
+    note_id = record(session, key, chat_id, message)
+    if note_id is not None:
+        return note_id
+    return session.connection().exec_driver_sql(_PENDING_BY_KEY, {"key": key}).scalar()
+
+
+_PENDING_BY_KEY = "SELECT id FROM notifications WHERE idempotency_key = %(key)s AND status = 'pending'"
+
+
 def pending_ids(session: Session, key_prefix: str) -> list[int]:
     return list(
         session.scalars(

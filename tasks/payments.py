@@ -16,7 +16,7 @@ from core.logging import get_logger
 from domain import payments
 from tasks.app import app
 from tasks.base import BaseTask
-from tasks.notifications import after_earlier_messages
+from tasks.notifications import after_earlier_messages, send_now
 
 log = get_logger(__name__)
 
@@ -24,12 +24,17 @@ log = get_logger(__name__)
 @app.task(name="payments.create_checkout", base=BaseTask, bind=True)
 def create_checkout(self: BaseTask, order_id: int, edit_message_id: int | None = None,
                     customer_id: int | None = None) -> str:
-    """A held order gets its Checkout Session; the customer gets the Pay button. With
-    ``edit_message_id`` the Pay button replaces that message (the customer's "⏳ Reserving…",
-    in chat ``customer_id``), once it has been shown: it must not overtake the Pay button."""
+    """A held order gets its Checkout Session; the customer gets the Pay button, sent from here
+    right after the commit, like a refusal from the reservation task. With ``edit_message_id`` the
+    Pay button replaces that message (the customer's "⏳ Reserving…", in chat ``customer_id``), once
+    it has been shown: it must not overtake the Pay button. A redelivery sends a button the task
+    recorded and did not send."""
     if edit_message_id is not None and customer_id is not None:
         after_earlier_messages(int(customer_id), datetime.now(UTC))
-    return payments.create_checkout(int(order_id), request=self.request.id, edit_message_id=edit_message_id).value
+    checkout = payments.create_checkout(int(order_id), request=self.request.id, edit_message_id=edit_message_id)
+    if checkout.pay_message is not None:
+        send_now([checkout.pay_message])
+    return checkout.outcome.value
 
 
 @app.task(name="payments.expire_checkout", base=BaseTask)

@@ -33,6 +33,7 @@ from domain.payments.cancellation import (
 )
 from domain.payments.checkout import (
     CLOSE_DELAY_SECONDS,
+    Checkout,
     CheckoutOutcome,
     CloseOutcome,
     checkout_params,
@@ -53,6 +54,7 @@ __all__ = [
     "CallOffReason",
     "CancelPolicy",
     "CancellationOutcome",
+    "Checkout",
     "CheckoutOutcome",
     "CloseOutcome",
     "EventNotReady",

@@ -96,6 +96,13 @@ def tell(session: Session, key: str, recipient: int, kind: type[NoticeT], order:
     outbox.notify(session, key, recipient, _notice(session, recipient, kind, order, **facts))
 
 
+def record_to_send(session: Session, key: str, recipient: int, kind: type[NoticeT], order: Order,
+                   **facts: Any) -> int | None:
+    """Like :func:`tell`, for a task that sends the notice itself after its commit: the outbox row to
+    send (also one a redelivered task recorded before and did not send), None if sent already."""
+    return outbox.record_to_send(session, key, recipient, _notice(session, recipient, kind, order, **facts))
+
+
 def tell_customer(session: Session, order: Order, what: str, kind: type[NoticeT], **facts: Any) -> None:
     """Notify the order's customer (if it still has one) under the key ``order:<id>:<what>``."""
     if order.customer_id is not None:

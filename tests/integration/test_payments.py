@@ -38,6 +38,7 @@ from models import (
     AuditEntry,
     Business,
     Notification,
+    NotificationStatus,
     Offer,
     OfferStatus,
     Order,
@@ -184,7 +185,7 @@ def reserved_and_checked_out(h: Harness, quantity: int = 2, offer_quantity: int 
     _business, offer_id = new_offer(offer_quantity)
     customer = make_user()
     order_id = reserve(h.db, offer_id, customer, quantity)
-    assert payments.create_checkout(order_id) is CheckoutOutcome.CREATED
+    assert payments.create_checkout(order_id).outcome is CheckoutOutcome.CREATED
     return offer_id, customer, order_id
 
 
@@ -212,9 +213,16 @@ def test_a_held_order_gets_one_checkout_session_and_a_pay_button(harness):
     assert {"text": "💳 Pay €7.00", "url": stripe_session["url"]} in [b for r in pay["keyboard"] for b in r]
     assert f"ocancel:{order_id}" in [b.get("callback_data") for r in pay["keyboard"] for b in r]
 
-    # A second tap (a new request) gets the same session, and the button once more.
-    assert payments.create_checkout(order_id, request="tap-2") is CheckoutOutcome.EXISTING
-    assert payments.create_checkout(order_id, request="tap-2") is CheckoutOutcome.EXISTING
+    # A second tap (a new request) gets the same session, and the button once more. The task sends
+    # the button itself: its redelivery hands back the same row while unsent, and nothing once sent.
+    again = payments.create_checkout(order_id, request="tap-2")
+    assert again.outcome is CheckoutOutcome.EXISTING and again.pay_message is not None
+    redelivered = payments.create_checkout(order_id, request="tap-2")
+    assert redelivered == again
+    with h.db.session_scope() as session:
+        session.execute(sa.update(Notification).where(Notification.id == again.pay_message)
+                        .values(status=NotificationStatus.SENT))
+    assert payments.create_checkout(order_id, request="tap-2") == payments.Checkout(CheckoutOutcome.EXISTING, None)
     assert len(h.fake.objects("checkout.session")) == 1
     assert messages_for(h.db, order_id) == [f"order:{order_id}:checkout", f"order:{order_id}:checkout:tap-2"]
 
@@ -257,7 +265,7 @@ def test_a_lost_answer_or_a_failing_stripe_never_makes_a_second_session(harness)
     h.fake.clear_faults()
     # One 500 is retried by the library itself, with the same key.
     h.fake.add_fault("api_error", path="/v1/checkout/sessions", method="POST", count=1)
-    assert payments.create_checkout(order_id) is CheckoutOutcome.CREATED
+    assert payments.create_checkout(order_id).outcome is CheckoutOutcome.CREATED
     assert [s["id"] for s in h.fake.objects("checkout.session")] == [first["id"]]
     assert order(h.db, order_id).checkout_session_id == first["id"]
 
@@ -269,11 +277,11 @@ def test_no_checkout_for_an_order_that_is_not_held(harness):
     order_id = reserve(h.db, offer_id, customer)
     with h.db.session_scope() as session:
         rsv.release(session, order_id, rsv.ReleaseReason.CANCELLED, customer_id=customer)
-    assert payments.create_checkout(order_id) is CheckoutOutcome.NOT_HELD
-    assert payments.create_checkout(10**12) is CheckoutOutcome.NOT_HELD
+    assert payments.create_checkout(order_id).outcome is CheckoutOutcome.NOT_HELD
+    assert payments.create_checkout(10**12).outcome is CheckoutOutcome.NOT_HELD
     other = reserve(h.db, offer_id, make_user())
     lapse(h.db, other, sweep=False)  # due, not swept yet: too late to start paying
-    assert payments.create_checkout(other) is CheckoutOutcome.NOT_HELD
+    assert payments.create_checkout(other).outcome is CheckoutOutcome.NOT_HELD
     assert h.fake.objects("checkout.session") == []
 
 
@@ -283,7 +291,7 @@ def test_without_stripe_the_hold_is_released_and_the_customer_told(harness):
     order_id = reserve(h.db, offer_id, make_user(), 2)
     os.environ.pop("STRIPE_SECRET_KEY")
     get_settings.cache_clear()
-    assert payments.create_checkout(order_id) is CheckoutOutcome.UNAVAILABLE
+    assert payments.create_checkout(order_id).outcome is CheckoutOutcome.UNAVAILABLE
     assert order(h.db, order_id).status == OrderStatus.CANCELLED
     assert "not available" in message(h.db, f"order:{order_id}:checkout_failed")["text"]
     consistent(h.db)
@@ -633,7 +641,7 @@ def test_a_cancelled_offer_releases_and_refunds_its_buyers_and_tells_each(harnes
     h = harness
     offer_id, _payer, paid = paid_order(h, quantity=2)
     held = reserve(h.db, offer_id, make_user())
-    assert payments.create_checkout(held) is CheckoutOutcome.CREATED
+    assert payments.create_checkout(held).outcome is CheckoutOutcome.CREATED
     h.queued.clear()
     with h.db.session_scope() as session:
         owner = session.get(Offer, offer_id).business.owner_id
@@ -695,7 +703,7 @@ def test_a_hold_released_while_stripe_answers_gets_its_new_session_closed(harnes
 
     releaser = threading.Thread(target=customer_lets_go)
     releaser.start()
-    assert payments.create_checkout(order_id) is CheckoutOutcome.NOT_HELD
+    assert payments.create_checkout(order_id).outcome is CheckoutOutcome.NOT_HELD
     releaser.join()
     assert message(h.db, f"order:{order_id}:checkout") is None  # no Pay button for a released order
     assert h.run_tasks() == [("payments.expire_checkout", CloseOutcome.CLOSED)]
@@ -914,7 +922,7 @@ def test_an_account_restricted_mid_sale_takes_no_money_and_the_customer_is_told(
     h.fake.restrict_account(account)
     h.fake.advance_clock(1)
     h.deliver_new()
-    assert payments.create_checkout(order_id) is CheckoutOutcome.UNAVAILABLE
+    assert payments.create_checkout(order_id).outcome is CheckoutOutcome.UNAVAILABLE
     assert order(h.db, order_id).status == OrderStatus.CANCELLED
     assert message(h.db, f"order:{order_id}:checkout_failed") is not None
     assert h.fake.objects("checkout.session") == [] and ledger_rows(h.db, order_id) == {}
