@@ -249,8 +249,8 @@ def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
         f"Of {customers:,} taps, {sample['pay_links']} got a Pay link and {sample['refused']:,} were told it sold out "
         "(first run). A tap on an offer that is visibly sold out is answered by the task of the updates it arrived "
         "with; "
-        "a tap that gets through to the reservation costs two more when it wins (the checkout, the Pay message) "
-        "and one when it loses (the refusal is sent by the reservation task itself). 429s from the fake: "
+        "a tap that gets through costs one task more, the reservation (which sends a refusal itself), and "
+        "when it wins one more, the checkout (which sends the Pay message itself). 429s from the fake: "
         + ", ".join(str(r["too_many_requests"]) for runs in result["runs"].values() for r in runs) + ".",
     ]
     cpu_lines = []
@@ -271,21 +271,24 @@ def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
 # What limits each step of the flash sale's scaling (read off the CPU split above; the figures
 # themselves are in the table).
 SCALING_LIMITS = [
-    "**What limits each step** (measured 2026-12-04, 05:39, machine otherwise idle).",
-    ("* 1 worker process: 8.5 s, and the lowest CPU per tap (2.9–3.0 ms): its one pool process is the "
-     "bottleneck, busy all the sale; 1.2 of the 2 cores are in use, the rest of the chain (Postgres 2.3 s, "
-     "the fakes 1.1 s) waiting on it."),
-    ("* 2 processes: 6.3 s. 1.66 of the 2 cores are busy (10.4 CPU-seconds in 6.3 s: worker 6.0–6.3, "
-     "Postgres 2.4–2.6, the fakes 1.0, Redis 0.4, gateway 0.3), about 5.2 ms of the machine's CPU per tap. "
+    ("**What limits each step** (measured 2026-12-04, 16:53, on an AMD EPYC machine about 1.5 times slower "
+     "for this work than the Intel Xeon of the morning's run: the peer took 10.0–11.8 ms per tap here, "
+     "7.2 there; so read ours next to the peer of the same run)."),
+    ("* 1 worker process: 11.5–13.1 s at 4.1–4.5 ms per tap: its one pool process is the bottleneck, busy "
+     "all the sale; 1.2 of the 2 cores are in use, the rest of the chain (Postgres 3.1–3.6 s, the fakes "
+     "1.7–2.0 s) waiting on it."),
+    ("* 2 processes: 8.4–8.8 s. 1.6 of the 2 cores are busy (13.7 CPU-seconds in 8.4 s: worker 7.8, "
+     "Postgres 3.4, the fakes 1.5, Redis 0.5, gateway 0.5), about 6.9 ms of the machine's CPU per tap. "
      "What keeps the cores from filling is waiting inside each task: every reply is still its own "
      "transaction (taken, sent, marked), and each winner's checkout waits for Stripe and for its "
-     "synchronous commits. Worker CPU per tap is 3.0–3.2 ms; what is left of it is listed below."),
-    ("* 4 processes on 2 cores: 6.4 s, no faster: the cores are fuller (1.8) but each tap costs more "
-     "(3.5 ms) as the processes take turns. More speed from here needs more cores (workers on another "
+     "synchronous commits. Worker CPU per tap is 3.9–4.3 ms, 0.38 of the peer's (it was 0.43 in the "
+     "morning's run, before the Pay message lost its task and a tap's parse its deal card)."),
+    ("* 4 processes on 2 cores: 9.3–10.7 s, slower: the cores are fuller (1.8) but each tap costs more "
+     "(5.1–5.7 ms) as the processes take turns. More speed from here needs more cores (workers on another "
      "machine, on the same Redis and Postgres) or less CPU per tap."),
     ("* The peer: its one process (one event loop, plus threads for the synchronous database and Stripe calls), "
-     "so one core at most, at 7.2 ms per tap. It records nothing durable: no processed-update row, no outbox, "
-     "no chat lock, no hand-over."),
+     "so one core at most (23.5 CPU-seconds in its 23.7 s), at 10.0–11.8 ms per tap. It records nothing "
+     "durable: no processed-update row, no outbox, no chat lock, no hand-over."),
     ("* Then Telegram itself: at the free tier's 30 messages/s, 2,000 answers alone take 71 s whatever the "
      "workers do."),
 ]
@@ -294,7 +297,16 @@ SCALING_LIMITS = [
 # A sold-out tap's CPU, profiled (bench/report.md's options table says how each change was measured).
 WHERE_THE_CPU_GOES = [
     "**Where a tap's CPU goes.**",
-    ("* Now, with the updates that arrive together handled as one task (py-spy sampling the two pool "
+    ("* Last, 2026-12-04 16:40 on the AMD machine (py-spy, GIL samples of the two pool processes, at about "
+     "4.9 ms per tap with the sampler on), after the Pay message lost its task and a tap's parse its deal "
+     "card: the updates' task 31 %, the Bot API client's event loop 18 % (of it aiohttp's request "
+     "machinery about half: python-telegram-bot's own share is small), sending the replies 10 % (the rate "
+     "limiter's Redis script and taking each row about a third each), the 100 winners' checkouts with "
+     "their Pay messages 13 % (Stripe's client 4 %, building its `StripeObject` 1.4 %), the reservations "
+     "4 %, Celery's pool loop around the tasks 7 %, and 8 % py-spy could not place. In Celery's main "
+     "process, task events (published for the reservation and checkout tasks, which Flower shows) are "
+     "13 % of its samples. The garbage collector is about 1 % of the worker's CPU."),
+    ("* Before, with the updates that arrive together handled as one task (py-spy sampling the two pool "
      "processes while they hold the GIL, 2026-12-04, at about 3.2 ms of worker CPU per tap): the updates' "
      "task 31 % (the batch's transaction 16 %, parsing the updates into python-telegram-bot objects 7 %, "
      "the flood window 1 %), sending each reply in its own transaction 17 % (of it the rate limiter's "
