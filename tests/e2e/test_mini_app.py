@@ -212,6 +212,9 @@ def test_a_business_confirms_a_pickup_in_its_dashboard_and_hears_it_in_the_chat(
     expect(app.locator("#pickup-answer")).to_contain_text(f"Code {code} is valid: hand over 2× Cake box")
     bot_message(page, re.compile(f"Code {code} is valid"))  # told in the chat too
     expect(app.locator(".card", has_text=f"#{order_id} ")).to_contain_text("collected")  # the dashboard reloaded
+    # ... and still says what to hand over: the reload kept the answer (it used to clear it after 1.5 s,
+    # so a busy machine's check of the answer sometimes found it empty).
+    expect(app.locator("#pickup-answer")).to_contain_text(f"Code {code} is valid: hand over 2× Cake box")
     with db.session_scope() as session:
         assert session.get(Order, order_id).status == OrderStatus.COLLECTED
     no_page_errors(page)
@@ -296,6 +299,7 @@ def test_a_business_creates_an_offer_with_a_photo_and_confirms_a_pickup_by_scann
     expect(app.locator("#pickup-answer")).to_contain_text(f"Code {code} is valid: hand over 1× Fish rolls")
     bot_message(page, re.compile(f"Code {code} is valid"))
     expect(app.locator(".card", has_text=f"#{order_id} ")).to_contain_text("collected")  # the dashboard reloaded
+    expect(app.locator("#pickup-answer")).to_contain_text(f"Code {code} is valid: hand over 1× Fish rolls")
     expect(app.locator(f'[data-own-offer="{offer.id}"] img.thumb')).to_have_attribute("src", re.compile("^blob:"))
     expect(app.locator("#earnings-chart")).to_have_attribute("src", re.compile("^blob:"))
     shot(page, "mini-app-dashboard.png")

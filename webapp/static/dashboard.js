@@ -39,7 +39,9 @@ window.Dashboard = (function () {
 
   // ------------------------------------------------------------------ the dashboard
 
-  async function business(given) {
+  // `pickupAnswer`: the answer to the code just confirmed, kept on the reloaded dashboard so that the
+  // person at the counter still reads "valid: hand over …" after the list below it updates.
+  async function business(given, pickupAnswer) {
     kit = given;
     let today, mine;
     try {
@@ -52,7 +54,7 @@ window.Dashboard = (function () {
     const earnings = el("div", { id: "earnings" });
     show(
       el("h2", {}, today.business.name),
-      pickupCard(),
+      pickupCard(pickupAnswer),
       el("h2", {}, t("today")),
       ...(todays.length ? todays.map((offer) => el("div", { class: "card" }, el("h3", {}, offer.title),
         ...offer.orders.map((o) => el("div", { class: "hint" }, "#" + o.id + " · " + o.quantity + " × · " +
@@ -64,10 +66,10 @@ window.Dashboard = (function () {
     showEarnings(earnings);
   }
 
-  function pickupCard() {
+  function pickupCard(kept) {
     const input = el("input", { id: "pickup-code", placeholder: t("code_placeholder"), maxlength: "16",
       autocomplete: "off" });
-    const answer = el("div", { id: "pickup-answer" });
+    const answer = el("div", { id: "pickup-answer" }, ...(kept ? kept.childNodes : []));
     const confirm = async (body) => {
       try {
         const result = await kit.post("/api/business/pickups", body);
@@ -79,7 +81,7 @@ window.Dashboard = (function () {
         if (result.outcome === "collected") {
           input.value = "";
           const shown = screenNumber;
-          setTimeout(() => { if (shown === screenNumber) business(kit); }, 1500);
+          setTimeout(() => { if (shown === screenNumber) business(kit, answer); }, 1500);
         }
       } catch (error) { answer.replaceChildren(kit.problem(error)); }
     };
