@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import outbox
@@ -15,7 +14,7 @@ from core.settings import get_settings
 from domain import reservations
 from domain.payments import PayButtonGone, close_checkouts_after_commit, closing, hold_ended, spend_pay_buttons
 from domain.reservations import ReleaseReason, ReserveOutcome, ReserveResult
-from models import Notification, NotificationStatus, Offer, OfferStatus, User
+from models import Offer, OfferStatus, User
 
 MAX_PER_ORDER = 5
 
@@ -122,12 +121,8 @@ def _refuse(session: Session, offer_id: int, customer_id: int, result: ReserveRe
     offer = session.get(Offer, offer_id)
     refused = ReservationRefused(user.language if user else "en", result.outcome, offer_id,
                                  offer.title if offer else "", result.units_left, edit_message_id)
-    key = refusal_key(request_key)
-    note_id = outbox.record(session, key, customer_id, refused)
-    if note_id is None:  # a redelivered task: the message may still be waiting to be sent
-        note_id = session.scalar(select(Notification.id).where(
-            Notification.idempotency_key == key, Notification.status == NotificationStatus.PENDING))
-    return note_id
+    # A redelivered task finds the refusal recorded: it may still be waiting to be sent.
+    return outbox.record_to_send(session, refusal_key(request_key), customer_id, refused)
 
 
 def cancel_hold(session: Session, order_id: int, customer_id: int) -> bool:
