@@ -53,11 +53,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
+from beat_schedule import DEFAULT_SCHEDULE
 from bench import report_md
 from bench.invariants import CallLog, Pending, audit, broker_whereabouts, stripe_idle, undelivered_updates
 from bench.stack import Stack, wait_until
 from bench.traffic import Probe, Profile, Sent, Traffic, next_probe, text_of
 from core.inbox import SETTLE_MS
+from core.outbox import MAX_INLINE_WAIT_SECONDS
 
 HERE = Path(__file__).resolve().parent
 # Redis last: stopped for 60 s it wedged three of the six workers for good (README, "Fault drills"),
@@ -65,15 +67,15 @@ HERE = Path(__file__).resolve().parent
 FAULTS = ("postgres", "worker_child", "worker_main", "beat", "gateway", "redis")
 DONE_TARGET_S = 30.0  # after Redis or Postgres is back, everything pending is done within this
 KILLS = ("worker_child", "worker_main", "beat", "gateway")
-# A pool this long without CPU has finished its tasks: longer than a reply waits for its turn
-# under Telegram's limits (core.outbox.MAX_INLINE_WAIT_SECONDS) before it is handed over.
-POOL_STILL_S = 0.5
+# A pool this long without CPU has finished its tasks: twice as long as a reply waits for its turn
+# under Telegram's limits before it is handed over.
+POOL_STILL_S = 2 * MAX_INLINE_WAIT_SECONDS
 # kombu's Redis transport looks for messages whose worker died every unacked_restore_interval (10 s)
 # times unacked_restore_throttle (10) per worker process: up to 100 s after the visibility timeout.
 RESTORE_SWEEP_S = 100.0
-# beat's maintenance.requeue_lost_updates: every 30 s, for updates unprocessed for the updates queue's
-# visibility timeout plus 15 s (beat_schedule.py, tasks/maintenance.py).
-INBOX_SWEEP_EVERY_S = 30.0
+# beat's maintenance.requeue_lost_updates: on its schedule (beat_schedule.py), for updates unprocessed
+# for the updates queue's visibility timeout plus 15 s (tasks/maintenance.py: _updates_grace).
+INBOX_SWEEP_EVERY_S = DEFAULT_SCHEDULE["requeue-lost-updates"]["schedule"].total_seconds()
 INBOX_GRACE_EXTRA_S = 15.0
 
 # operator_sweep: after the worker's main process is killed, the drill does what an operator would
