@@ -57,13 +57,6 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
     # httpx logs every request URL at INFO, and Bot API URLs contain the token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
-    # A Celery worker's line for every task received and every task succeeded: a flash sale's
-    # 400 tasks wrote 800, about 3 % of the worker's CPU (bench/report.md). Their timing and outcome
-    # are in the metrics (task_seconds, task_outcomes) and Flower; retries and failures are still
-    # logged (tasks/base.py, and Celery's own at ERROR). At DEBUG they are written again.
-    per_task_level = logging.NOTSET if logging.getLevelName(level.upper()) == logging.DEBUG else logging.WARNING
-    for per_task in ("celery.worker.strategy", "celery.app.trace"):
-        logging.getLogger(per_task).setLevel(per_task_level)
 
 
 def get_logger(name: str):

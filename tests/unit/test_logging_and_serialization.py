@@ -7,7 +7,6 @@ import json
 import logging
 
 import pytest
-from celery.app import trace
 from kombu.exceptions import ContentDisallowed
 from kombu.serialization import dumps, loads, prepare_accept_content
 
@@ -39,20 +38,3 @@ def test_workers_refuse_pickled_messages():
         loads(body, content_type, encoding, accept=accept)
     content_type, encoding, body = dumps({"task": "x"}, serializer="json")
     assert loads(body, content_type, encoding, accept=accept) == {"task": "x"}
-
-
-@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
-def test_a_workers_line_per_task_is_written_at_debug_only_and_its_failures_always(level: str) -> None:
-    configure_logging(level, json=True)
-    stream = io.StringIO()
-    logging.getLogger().handlers[0].stream = stream
-    succeeded = {"id": "t-1", "name": "updates.handle_updates", "return_value": "None", "runtime": 0.01,
-                 "args": "(updates 1)", "kwargs": "{}"}
-    trace.info(trace.LOG_SUCCESS, succeeded)
-    logging.getLogger("celery.worker.strategy").info(trace.LOG_RECEIVED, {"id": "t-2", "name": "x"})
-    trace.logger.log(logging.ERROR, trace.LOG_FAILURE.strip(), {**succeeded, "exc": "ValueError()",
-                                                                  "description": "raised unexpected"})
-    lines = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
-    assert any("raised unexpected" in line for line in lines)
-    assert any("succeeded in" in line for line in lines) is (level == "DEBUG")
-    assert any("t-2" in line and "received" in line for line in lines) is (level == "DEBUG")
