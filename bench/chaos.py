@@ -48,11 +48,13 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
+import celeryconfig
 from beat_schedule import DEFAULT_SCHEDULE
 from bench import report_md
 from bench.invariants import CallLog, Pending, audit, broker_whereabouts, stripe_idle, undelivered_updates
@@ -77,6 +79,11 @@ RESTORE_SWEEP_S = 100.0
 # for the updates queue's visibility timeout plus 15 s (tasks/maintenance.py: _updates_grace).
 INBOX_SWEEP_EVERY_S = DEFAULT_SCHEDULE["requeue-lost-updates"]["schedule"].total_seconds()
 INBOX_GRACE_EXTRA_S = 15.0
+# A beat started after its predecessor was killed sends nothing until the dead one's lock expires
+# (core/beat.py): up to the lock's timeout after the kill, then its next tick.
+BEAT_LOCK_FREE_S = celeryconfig.redbeat_lock_timeout + celeryconfig.beat_max_loop_interval
+# With operator_sweep, what an operator does when updates are still unanswered this long after Redis is back.
+OPERATOR_SWEEP_AFTER_S = 10.0
 
 # operator_sweep: after the worker's main process is killed, the drill does what an operator would
 # (`maintenance.requeue_lost_updates` with grace 0) instead of waiting for beat's sweep, which
@@ -131,13 +138,25 @@ class Drill:
             settle = self.kill_settle
             if fault == "worker_main":  # what the killed worker held comes back after the visibility timeout
                 settle += (self.stack.visibility_timeout + RESTORE_SWEEP_S) if self.kill_settle >= self.settle else 0
+        nudge = None
         if fault == "redis":
             # An update a worker's BRPOP took as Redis stopped, before kombu recorded it as unacknowledged,
             # is gone from the broker: beat's sweep of the inbox queues it again (core/inbox.py). Wait for
-            # that sweep when something is still pending; a phase with nothing lost ends when it is done.
-            settle = max(settle, self.stack.visibility_timeout + INBOX_GRACE_EXTRA_S + INBOX_SWEEP_EVERY_S + 10)
+            # that sweep when something is still pending (a beat killed in an earlier phase sweeps only
+            # once the dead one's lock expired); a phase with nothing lost ends when it is done. With
+            # operator_sweep, the drill sweeps as an operator would, if anything is still pending.
+            beat_free_in = 0.0 if self.beat_killed_at is None else self.beat_killed_at + BEAT_LOCK_FREE_S - time.time()
+            settle = max(settle, self.stack.visibility_timeout + INBOX_GRACE_EXTRA_S + INBOX_SWEEP_EVERY_S + 10,
+                         beat_free_in + INBOX_SWEEP_EVERY_S + 10)
+            fault_info["requeued_by"] = "beat's maintenance.requeue_lost_updates, if anything was lost"
+            if self.operator_sweep:
+                def operator() -> None:
+                    self._sweep_after_outage()
+                    fault_info["requeued_by"] = (f"the drill, as an operator, {OPERATOR_SWEEP_AFTER_S:.0f} s after "
+                                                 "Redis was back: maintenance.requeue_lost_updates with grace 0")
+                nudge = (OPERATOR_SWEEP_AFTER_S, operator)
         pending = Pending(self.stack, self.traffic, name, self.carried)
-        done_s, settled_s, counts = self._wait_done(pending, ended, settle)
+        done_s, settled_s, counts = self._wait_done(pending, ended, settle, nudge)
         self.carried = pending.leftovers(counts)
         # Whoever still waits now waits for something that is not coming (or late): stop waiting.
         self.traffic.abort()
@@ -183,9 +202,11 @@ class Drill:
         return result
 
     def _wait_done(self, pending: Pending, ended: float,
-                   settle: float) -> tuple[float | None, float | None, dict[str, int]]:
+                   settle: float, nudge: tuple[float, Callable[[], None]] | None = None,
+                   ) -> tuple[float | None, float | None, dict[str, int]]:
         """Seconds from the end of the fault until nothing is pending (done), and until Stripe has
-        delivered everything and the ledger shows every payment (settled); None: not within `settle`."""
+        delivered everything and the ledger shows every payment (settled); None: not within `settle`.
+        `nudge`: (seconds, action) done once if the system is not done that long after the fault."""
         done_s = settled_s = None
         counts: dict[str, int] = {}
         while time.monotonic() < ended + settle:
@@ -195,6 +216,10 @@ class Drill:
                 time.sleep(0.5)
                 continue
             now = round(time.monotonic() - ended, 1)
+            if nudge is not None and now >= nudge[0]:
+                if not pending.system_done(counts):
+                    nudge[1]()
+                nudge = None
             if done_s is None and pending.system_done(counts):
                 done_s = now
             if done_s is not None and pending.payments_done(counts) and stripe_idle(self.stack):
@@ -270,7 +295,8 @@ class Drill:
     def _worker_child(self, restart: dict) -> dict[str, Any]:
         """A pool process SIGKILLed after its update's commit, before the button press was
         answered: the probe's task is let go while Telegram holds answerCallbackQuery calls (as a
-        slow network does), and killed once it has committed and its answer is on its way."""
+        slow network does), and killed once it has committed, sent its replies, and its answer is on
+        its way."""
         children = self.stack.children(self.kill_worker)
         if not children:
             return {"error": f"{self.kill_worker} has no pool processes"}
@@ -295,6 +321,11 @@ class Drill:
                                            and telegram._get("/faults")["held_calls"] >= 1, 10, 0.02)
                     details["moment"] = ("after its commit, while Telegram was answering its button press"
                                          if answering else "at an unknown point (not seen answering within 10 s)")
+                    # The answers go out first, the batch's replies beside them: once the process is still,
+                    # the replies are sent and it waits for the held answer. Killed while a reply is taken by
+                    # Telegram, that reply goes out twice (docs/reliability.md, `mid_send`, tested on its own
+                    # in tests/e2e/test_fault_handover.py); left to chance here, it would decide this phase.
+                    details["pool_quiet_after_s"] = quiet([victim], POOL_STILL_S, 10.0)
                     os.kill(victim.pid, signal.SIGKILL)
                 finally:
                     telegram.set_unreachable(False)
@@ -370,6 +401,11 @@ class Drill:
             details["requeued_by"] = ("beat's maintenance.requeue_lost_updates (every 30 s, for updates unprocessed "
                                       f"{self.stack.visibility_timeout + 15} s)")
         return details
+
+    def _sweep_after_outage(self) -> None:
+        self.log(f"   operator: updates still unanswered {OPERATOR_SWEEP_AFTER_S:.0f} s after Redis is back: "
+                 "maintenance.requeue_lost_updates sent (grace 0), as an admin would, not waiting for beat's sweep")
+        sweep_lost_updates(self.stack)
 
     def _inbox_size(self) -> int | None:
         from core.inbox import TIMES_KEY
