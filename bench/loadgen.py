@@ -1,7 +1,7 @@
 """An open-loop HTTP load generator: POSTs Telegram updates at a fixed offered rate.
 
     python -m bench.loadgen --port 8080 --rate 2000 --duration 5 [--connections 50] [--warmup 1]
-    python -m bench.loadgen --port 8080 --bodies taps.jsonl --duration 1 --timestamps
+    python -m bench.loadgen --port 8080 --bodies taps.jsonl --duration 1 --timestamps [--output result.json]
 
 wrk sends the next request as soon as the previous answer arrives (closed loop), so a slow
 server is simply offered less and its queueing never shows in the latency. Here request ``i``
@@ -238,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bodies", help="JSON lines: the updates to send, in order")
     parser.add_argument("--timestamps", action="store_true", help="report per-request due and answer times")
     parser.add_argument("--timeout", type=float, default=30.0, help="wait this long for the last answers")
+    parser.add_argument("--output", help="write the result (JSON) to this file instead of stdout")
     args = parser.parse_args(argv)
     fixed = None
     if args.bodies:
@@ -248,6 +249,9 @@ def main(argv: list[str] | None = None) -> None:
         result = asyncio.run(generate(args, fixed))
     else:
         result = uvloop.run(generate(args, fixed))
+    if args.output:  # a large result (2,000 timestamps) never goes through a pipe at all
+        Path(args.output).write_text(json.dumps(result) + "\n")
+        return
     # The event loop may leave stdout non-blocking: a result larger than the pipe's buffer (2,000
     # timestamps) was then cut short whenever the reader was slow (a busy machine), and the run lost.
     os.set_blocking(sys.stdout.fileno(), True)
