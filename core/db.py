@@ -11,7 +11,9 @@ a log line, never a hang. The pool reports its use to Prometheus (core/metrics.p
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +29,12 @@ from core.logging import get_logger
 from core.settings import Settings, get_settings
 
 log = get_logger(__name__)
+
+# Statements that run on every tap or reservation are prepared on the server once per connection
+# (PREPARE, then EXECUTE), so Postgres parses and plans them once instead of on every call. A pooler
+# that resets sessions between transactions (PgBouncer in transaction mode, DISCARD ALL) would lose
+# them: switch this off there, and they are sent whole each time.
+PREPARE_STATEMENTS = True
 
 _engine: Engine | None = None
 _engine_pid: int | None = None
@@ -191,3 +199,31 @@ def lock_chat(session: Session, chat_id: int) -> None:
         session.execute(select(func.pg_advisory_xact_lock(chat_id)))
     finally:
         metrics.CHAT_LOCK_WAIT_SECONDS.observe(time.perf_counter() - started)
+
+
+class PreparedStatement:
+    """A statement with named parameters (``:name``), prepared once per database connection.
+
+    Which connections have it is remembered in the connection's ``info``, which lives exactly as
+    long as the database connection. PREPARE is not undone by a rollback, so a prepared statement
+    survives its transaction. `params` names each parameter's SQL type, in order."""
+
+    def __init__(self, name: str, sql: str, params: dict[str, str]) -> None:
+        self.name = f"{name}_{hashlib.sha1(sql.encode()).hexdigest()[:10]}"
+        body = sql
+        for position, param in enumerate(params, 1):
+            body = re.sub(rf"(?<![:\w]):{param}\b", f"${position}", body)
+        if re.search(r"(?<![:\w]):[a-z_]+\b", body):
+            raise ValueError(f"{name}: a parameter is missing from {list(params)}")
+        self.prepare_sql = f"PREPARE {self.name} ({', '.join(params.values())}) AS {body}"
+        self.execute_sql = f"EXECUTE {self.name} ({', '.join(f'%({p})s' for p in params)})"
+        self.inline_sql = re.sub(r"(?<![:\w]):([a-z_]+)\b", r"%(\1)s", sql)  # unprepared, same parameters
+
+    def __call__(self, conn: Connection, values: dict[str, Any]) -> CursorResult[Any]:
+        if not PREPARE_STATEMENTS:
+            return conn.exec_driver_sql(self.inline_sql, values)
+        prepared = conn.info.setdefault("core.db.prepared", set())
+        if self.name not in prepared:
+            conn.exec_driver_sql(self.prepare_sql)
+            prepared.add(self.name)
+        return conn.exec_driver_sql(self.execute_sql, values)

@@ -44,8 +44,6 @@ committing the statement synchronously).
 from __future__ import annotations
 
 import enum
-import hashlib
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,6 +53,8 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from core.db import PreparedStatement
+
 MAX_UNITS_PER_ORDER = 10
 DEFAULT_HOLD_MINUTES = 10
 
@@ -63,12 +63,10 @@ PICKUP_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 PICKUP_CODE_LENGTH = 6
 _CODE_CANDIDATES = 4  # tried in order; the first one not used on the offer wins
 
-# The statements below are prepared on the server once per connection (PREPARE, then EXECUTE):
+# The statements below are prepared on the server once per connection (core.db.PreparedStatement):
 # planning a statement of several CTEs costs more than running it (measured here on the
-# reservation statement: 1.2 ms per reservation unprepared, 0.5 ms prepared). A pooler that
-# resets sessions between transactions (PgBouncer in transaction mode, DISCARD ALL) would lose
-# them: switch this off there. (The reservation itself is a procedure: PL/pgSQL keeps its plan.)
-PREPARE_STATEMENTS = True
+# reservation statement: 1.2 ms per reservation unprepared, 0.5 ms prepared). (The reservation
+# itself is a procedure: PL/pgSQL keeps its plan.)
 
 # In autocommit mode, reserve() commits its statement without waiting for the disk and then waits
 # for the flush outside the offer's row lock (see make_durable), in the same call. False: the
@@ -81,34 +79,6 @@ Executor = Session | Connection
 def _conn(db: Executor) -> Connection:
     # Core execution on the session's connection: same transaction, less per-call overhead.
     return db.connection() if isinstance(db, Session) else db
-
-
-class _Statement:
-    """A statement with named parameters (``:name``), prepared once per database connection.
-
-    Which connections have it is remembered in the connection's ``info``, which lives exactly as
-    long as the database connection. PREPARE is not undone by a rollback, so a prepared statement
-    survives its transaction."""
-
-    def __init__(self, name: str, sql: str, params: dict[str, str]) -> None:
-        self.name = f"rsv_{name}_{hashlib.sha1(sql.encode()).hexdigest()[:10]}"
-        body = sql
-        for position, param in enumerate(params, 1):
-            body = re.sub(rf"(?<![:\w]):{param}\b", f"${position}", body)
-        if re.search(r"(?<![:\w]):[a-z_]+\b", body):
-            raise ValueError(f"{name}: a parameter is missing from {list(params)}")
-        self.prepare_sql = f"PREPARE {self.name} ({', '.join(params.values())}) AS {body}"
-        self.execute_sql = f"EXECUTE {self.name} ({', '.join(f'%({p})s' for p in params)})"
-        self.inline_sql = re.sub(r"(?<![:\w]):([a-z_]+)\b", r"%(\1)s", sql)  # unprepared, same parameters
-
-    def __call__(self, conn: Connection, values: dict):
-        if not PREPARE_STATEMENTS:
-            return conn.exec_driver_sql(self.inline_sql, values)
-        prepared = conn.info.setdefault("domain.reservations.prepared", set())
-        if self.name not in prepared:
-            conn.exec_driver_sql(self.prepare_sql)
-            prepared.add(self.name)
-        return conn.exec_driver_sql(self.execute_sql, values)
 
 
 def new_pickup_code() -> str:
@@ -205,7 +175,7 @@ def _call_reserve_hold(conn: Connection, params: dict) -> _ReserveRow:
 
 
 # The current state, read by a fresh statement (so, at READ COMMITTED, a fresh snapshot).
-_OFFER_AND_HOLD_SQL = _Statement(
+_OFFER_AND_HOLD_SQL = PreparedStatement(
     "offer_and_hold",
     """
     SELECT o.status, o.quantity - o.units_sold - o.units_held AS units_left, o.pickup_end > now() AS window_open,
@@ -326,7 +296,7 @@ def make_durable(conn: Connection) -> None:
     conn.exec_driver_sql(_DURABILITY_BARRIER_SQL)
 
 
-_LOCK_OFFER_SQL = _Statement(
+_LOCK_OFFER_SQL = PreparedStatement(
     "lock_offer",
     """
     SELECT status, quantity - units_sold - units_held AS units_left, pickup_end > now() AS window_open,
@@ -336,13 +306,13 @@ _LOCK_OFFER_SQL = _Statement(
     """,
     {"offer_id": "bigint"},
 )
-_OPEN_HOLD_SQL = _Statement(
+_OPEN_HOLD_SQL = PreparedStatement(
     "open_hold",
     "SELECT id, hold_expires_at FROM orders WHERE offer_id = :offer_id AND customer_id = :customer_id"
     " AND status = 'held'",
     {"offer_id": "bigint", "customer_id": "bigint"},
 )
-_INSERT_ORDER_SQL = _Statement(
+_INSERT_ORDER_SQL = PreparedStatement(
     "insert_order",
     """
     INSERT INTO orders (offer_id, customer_id, quantity, unit_price_minor, amount_minor, currency,
@@ -355,7 +325,7 @@ _INSERT_ORDER_SQL = _Statement(
     {"offer_id": "bigint", "customer_id": "bigint", "n": "int", "price": "int", "currency": "text",
      "hold_minutes": "int"},
 )
-_HOLD_UNITS_SQL = _Statement(
+_HOLD_UNITS_SQL = PreparedStatement(
     "hold_units",
     """
     UPDATE offers
@@ -367,7 +337,7 @@ _HOLD_UNITS_SQL = _Statement(
     """,
     {"n": "int", "offer_id": "bigint"},
 )
-_HOLD_ROW_SQL = _Statement(
+_HOLD_ROW_SQL = PreparedStatement(
     "hold_row",
     "INSERT INTO ledger_entries (order_id, offer_id, kind, units, amount_minor)"
     " VALUES (:order_id, :offer_id, 'hold', :n, 0)",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import time
 
+import pytest
 import redis as redis_lib
 import sqlalchemy as sa
 
@@ -198,9 +199,12 @@ def _shown(stack, chat: int, message_id: int) -> str:
     return next(m for m in stack.telegram.messages(chat) if m["message_id"] == message_id)["text"]
 
 
-def test_an_earlier_edit_of_a_message_never_lands_after_a_later_one(stack):
+@pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "sent_whole"])
+def test_an_earlier_edit_of_a_message_never_lands_after_a_later_one(stack, prepared, monkeypatch):
     """Telegram shows whichever edit arrives last. '⏳ Reserving…' recorded before 'Sold out' must
-    not overwrite it, whichever is delivered first, even while it is being sent."""
+    not overwrite it, whichever is delivered first, even while it is being sent. The same with the
+    outbox's statements sent whole, as behind a pooler that drops prepared statements."""
+    monkeypatch.setattr(db, "PREPARE_STATEMENTS", prepared)
     chat = new_user_id()
     stack.telegram.create_user(chat)
     make_user(chat)

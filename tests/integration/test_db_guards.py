@@ -146,3 +146,27 @@ def test_an_exhausted_pool_fails_fast_is_transient_and_is_counted(guards):
     assert sample("db_pool_waits_total") == before["db_pool_waits_total"] + 1
     assert sample("db_pool_timeouts_total") == before["db_pool_timeouts_total"] + 1
     assert sample("db_pool_checked_out_connections") == before["db_pool_checked_out_connections"]
+
+
+def test_a_prepared_statement_is_planned_once_per_connection_and_outlives_its_transaction(db, monkeypatch):
+    add = core_db.PreparedStatement("test_add", "SELECT :a + :b, :label", {"a": "int", "b": "int", "label": "text"})
+    with db.engine().connect() as connection:
+        with connection.begin():
+            assert add(connection, {"a": 1, "b": 2, "label": "it's"}).one() == (3, "it's")
+        with connection.begin() as rolled_back:
+            assert add(connection, {"a": 2, "b": 2, "label": "x"}).one() == (4, "x")
+            rolled_back.rollback()  # PREPARE is not transactional: still there
+        assert add(connection, {"a": 5, "b": 5, "label": None}).one() == (10, None)
+        names = connection.exec_driver_sql("SELECT name FROM pg_prepared_statements").scalars().all()
+        assert names == [add.name]  # prepared once on this connection
+        connection.invalidate()  # a new database connection has none, and prepares it again
+        connection.rollback()
+        assert add(connection, {"a": 1, "b": 1, "label": "y"}).one() == (2, "y")
+        connection.commit()
+    monkeypatch.setattr(core_db, "PREPARE_STATEMENTS", False)  # behind a pooler that drops them
+    whole = core_db.PreparedStatement("test_whole", "SELECT :a * 2", {"a": "int"})
+    with db.engine().connect() as connection:
+        assert whole(connection, {"a": 21}).scalar() == 42
+        assert not connection.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements WHERE name = %(name)s",
+                                              {"name": whole.name}).scalar()
+        connection.rollback()
