@@ -271,23 +271,24 @@ def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
 # What limits each step of the flash sale's scaling (read off the CPU split above; the figures
 # themselves are in the table).
 SCALING_LIMITS = [
-    ("**What limits each step** (measured 2026-12-04, 16:53, on an AMD EPYC machine about 1.5 times slower "
-     "for this work than the Intel Xeon of the morning's run: the peer took 10.0–11.8 ms per tap here, "
-     "7.2 there; so read ours next to the peer of the same run)."),
-    ("* 1 worker process: 11.5–13.1 s at 4.1–4.5 ms per tap: its one pool process is the bottleneck, busy "
-     "all the sale; 1.2 of the 2 cores are in use, the rest of the chain (Postgres 3.1–3.6 s, the fakes "
-     "1.7–2.0 s) waiting on it."),
-    ("* 2 processes: 8.4–8.8 s. 1.6 of the 2 cores are busy (13.7 CPU-seconds in 8.4 s: worker 7.8, "
-     "Postgres 3.4, the fakes 1.5, Redis 0.5, gateway 0.5), about 6.9 ms of the machine's CPU per tap. "
-     "What keeps the cores from filling is waiting inside each task: every reply is still its own "
-     "transaction (taken, sent, marked), and each winner's checkout waits for Stripe and for its "
-     "synchronous commits. Worker CPU per tap is 3.9–4.3 ms, 0.38 of the peer's (it was 0.43 in the "
-     "morning's run, before the Pay message lost its task and a tap's parse its deal card)."),
-    ("* 4 processes on 2 cores: 9.3–10.7 s, slower: the cores are fuller (1.8) but each tap costs more "
-     "(5.1–5.7 ms) as the processes take turns. More speed from here needs more cores (workers on another "
+    ("**What limits each step** (measured 2026-12-04, 19:38, on the AMD EPYC machine of the 16:53 run, "
+     "after the reply's statements were prepared; the machine's speed drifts within the hour: the peer "
+     "took 8.9–10.9 ms per tap here, 10.0–11.8 at 16:53 and 7.2 on the Intel Xeon of the morning; so read "
+     "ours next to the peer of the same run)."),
+    ("* 1 worker process: 10.4–11.1 s at 3.8–3.9 ms per tap: its one pool process is the bottleneck, busy "
+     "all the sale; 1.2 of the 2 cores are in use, the rest of the chain (Postgres 2.4–2.6 s, the fakes "
+     "1.6–1.7 s) waiting on it."),
+    ("* 2 processes: 7.9–8.0 s. 1.7 of the 2 cores are busy (13.3 CPU-seconds in 8.0 s: worker 7.9, "
+     "Postgres 2.7, the fakes 1.5, Redis 0.6, gateway 0.4), about 6.7 ms of the machine's CPU per tap; "
+     "Postgres took 3.4 s at 16:53, before the reply's two statements were prepared. What keeps the cores "
+     "from filling is waiting inside each task: every reply is still its own transaction (taken, sent, "
+     "marked), and each winner's checkout waits for Stripe and for its synchronous commits. Worker CPU "
+     "per tap is 3.9–4.0 ms, 0.40 of the peer's (0.38 at 16:53; 0.43 on the Xeon)."),
+    ("* 4 processes on 2 cores: 8.4–8.8 s, slower: the cores are fuller (1.9) but each tap costs more "
+     "(4.8–5.1 ms) as the processes take turns. More speed from here needs more cores (workers on another "
      "machine, on the same Redis and Postgres) or less CPU per tap."),
     ("* The peer: its one process (one event loop, plus threads for the synchronous database and Stripe calls), "
-     "so one core at most (23.5 CPU-seconds in its 23.7 s), at 10.0–11.8 ms per tap. It records nothing "
+     "so one core at most (21.7 CPU-seconds in its 21.8 s), at 8.9–10.9 ms per tap. It records nothing "
      "durable: no processed-update row, no outbox, no chat lock, no hand-over."),
     ("* Then Telegram itself: at the free tier's 30 messages/s, 2,000 answers alone take 71 s whatever the "
      "workers do."),
