@@ -30,12 +30,6 @@ from core.settings import Settings, get_settings
 
 log = get_logger(__name__)
 
-# Statements that run on every tap or reservation are prepared on the server once per connection
-# (PREPARE, then EXECUTE), so Postgres parses and plans them once instead of on every call. A pooler
-# that resets sessions between transactions (PgBouncer in transaction mode, DISCARD ALL) would lose
-# them: switch this off there, and they are sent whole each time.
-PREPARE_STATEMENTS = True
-
 _engine: Engine | None = None
 _engine_pid: int | None = None
 _sessionmaker: sessionmaker[Session] | None = None
@@ -206,7 +200,9 @@ class PreparedStatement:
 
     Which connections have it is remembered in the connection's ``info``, which lives exactly as
     long as the database connection. PREPARE is not undone by a rollback, so a prepared statement
-    survives its transaction. `params` names each parameter's SQL type, in order."""
+    survives its transaction. `params` names each parameter's SQL type, in order. Statements that
+    run on every tap or reservation are prepared so that Postgres parses and plans them once;
+    `DB_PREPARE_STATEMENTS=false` sends them whole, for a pooler that drops prepared statements."""
 
     def __init__(self, name: str, sql: str, params: dict[str, str]) -> None:
         self.name = f"{name}_{hashlib.sha1(sql.encode()).hexdigest()[:10]}"
@@ -220,7 +216,7 @@ class PreparedStatement:
         self.inline_sql = re.sub(r"(?<![:\w]):([a-z_]+)\b", r"%(\1)s", sql)  # unprepared, same parameters
 
     def __call__(self, conn: Connection, values: dict[str, Any]) -> CursorResult[Any]:
-        if not PREPARE_STATEMENTS:
+        if not get_settings().db_prepare_statements:
             return conn.exec_driver_sql(self.inline_sql, values)
         prepared = conn.info.setdefault("core.db.prepared", set())
         if self.name not in prepared:

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=5, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout_seconds: float = Field(default=10, gt=0)
+    # The statements of every reply and reservation are prepared on the server once per connection
+    # (core.db.PreparedStatement). A pooler that resets sessions between transactions (PgBouncer in
+    # transaction mode, DISCARD ALL) loses them: false there, and they are sent whole each time.
+    db_prepare_statements: bool = True
 
     stripe_secret_key: SecretStr | None = None
     stripe_webhook_secret: SecretStr | None = None

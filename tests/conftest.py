@@ -138,6 +138,18 @@ def db(migrated):
     return core_db
 
 
+@pytest.fixture
+def statements_sent_whole(monkeypatch):
+    """DB_PREPARE_STATEMENTS=false, as behind a pooler that drops prepared statements."""
+    from core.settings import get_settings
+
+    monkeypatch.setenv("DB_PREPARE_STATEMENTS", "false")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def notice_renderers():
     """The chat's renderers for the domain's notices, as every worker registers them (tasks.app):

@@ -200,11 +200,12 @@ def _shown(stack, chat: int, message_id: int) -> str:
 
 
 @pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "sent_whole"])
-def test_an_earlier_edit_of_a_message_never_lands_after_a_later_one(stack, prepared, monkeypatch):
+def test_an_earlier_edit_of_a_message_never_lands_after_a_later_one(stack, prepared, request):
     """Telegram shows whichever edit arrives last. '⏳ Reserving…' recorded before 'Sold out' must
     not overwrite it, whichever is delivered first, even while it is being sent. The same with the
     outbox's statements sent whole, as behind a pooler that drops prepared statements."""
-    monkeypatch.setattr(db, "PREPARE_STATEMENTS", prepared)
+    if not prepared:
+        request.getfixturevalue("statements_sent_whole")
     chat = new_user_id()
     stack.telegram.create_user(chat)
     make_user(chat)

@@ -148,7 +148,7 @@ def test_an_exhausted_pool_fails_fast_is_transient_and_is_counted(guards):
     assert sample("db_pool_checked_out_connections") == before["db_pool_checked_out_connections"]
 
 
-def test_a_prepared_statement_is_planned_once_per_connection_and_outlives_its_transaction(db, monkeypatch):
+def test_a_prepared_statement_is_planned_once_per_connection_and_outlives_its_transaction(db, request):
     add = core_db.PreparedStatement("test_add", "SELECT :a + :b, :label", {"a": "int", "b": "int", "label": "text"})
     with db.engine().connect() as connection:
         with connection.begin():
@@ -163,7 +163,7 @@ def test_a_prepared_statement_is_planned_once_per_connection_and_outlives_its_tr
         connection.rollback()
         assert add(connection, {"a": 1, "b": 1, "label": "y"}).one() == (2, "y")
         connection.commit()
-    monkeypatch.setattr(core_db, "PREPARE_STATEMENTS", False)  # behind a pooler that drops them
+    request.getfixturevalue("statements_sent_whole")  # DB_PREPARE_STATEMENTS=false: behind a pooler that drops them
     whole = core_db.PreparedStatement("test_whole", "SELECT :a * 2", {"a": "int"})
     with db.engine().connect() as connection:
         assert whole(connection, {"a": 21}).scalar() == 42

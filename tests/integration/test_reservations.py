@@ -287,9 +287,8 @@ def test_a_second_tap_waiting_on_the_first_gets_the_same_order_and_leaks_nothing
 
 
 @pytest.mark.parametrize("mode", [_in_tx, _autocommit])
-def test_reserve_works_without_prepared_statements(db, mode, monkeypatch):
+def test_reserve_works_without_prepared_statements(db, mode, statements_sent_whole):
     """The switch for a pooler that drops prepared statements (PgBouncer in transaction mode)."""
-    monkeypatch.setattr(db, "PREPARE_STATEMENTS", False)
     with db.session_scope() as s:
         offer_id = make_offer(s, 2)
         add_customers(s, [1, 2, 3])

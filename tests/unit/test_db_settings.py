@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = {
     "DB_STATEMENT_TIMEOUT_SECONDS": 30, "DB_LOCK_TIMEOUT_SECONDS": 10, "DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS": 60,
     "DB_CONNECT_TIMEOUT_SECONDS": 10, "DB_POOL_SIZE": 5, "DB_MAX_OVERFLOW": 10, "DB_POOL_TIMEOUT_SECONDS": 10,
+    "DB_PREPARE_STATEMENTS": True,
 }
 
 
@@ -48,4 +49,5 @@ def test_bad_values_are_named(monkeypatch, variable, value):
 def test_each_is_documented_in_env_example_with_its_default():
     documented = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
                       if line and not line.startswith("#"))
-    assert {name: documented.get(name) for name in DEFAULTS} == {name: str(v) for name, v in DEFAULTS.items()}
+    as_written = {name: str(v).lower() if isinstance(v, bool) else str(v) for name, v in DEFAULTS.items()}
+    assert {name: documented.get(name) for name in DEFAULTS} == as_written
