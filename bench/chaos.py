@@ -151,7 +151,9 @@ class Drill:
             fault_info["requeued_by"] = "beat's maintenance.requeue_lost_updates, if anything was lost"
             if self.operator_sweep:
                 def operator() -> None:
-                    self._sweep_after_outage()
+                    self.log(f"   operator: updates still unanswered {OPERATOR_SWEEP_AFTER_S:.0f} s after Redis is "
+                             "back: maintenance.requeue_lost_updates sent (grace 0), as an admin would")
+                    sweep_lost_updates(self.stack)
                     fault_info["requeued_by"] = (f"the drill, as an operator, {OPERATOR_SWEEP_AFTER_S:.0f} s after "
                                                  "Redis was back: maintenance.requeue_lost_updates with grace 0")
                 nudge = (OPERATOR_SWEEP_AFTER_S, operator)
@@ -401,11 +403,6 @@ class Drill:
             details["requeued_by"] = ("beat's maintenance.requeue_lost_updates (every 30 s, for updates unprocessed "
                                       f"{self.stack.visibility_timeout + 15} s)")
         return details
-
-    def _sweep_after_outage(self) -> None:
-        self.log(f"   operator: updates still unanswered {OPERATOR_SWEEP_AFTER_S:.0f} s after Redis is back: "
-                 "maintenance.requeue_lost_updates sent (grace 0), as an admin would, not waiting for beat's sweep")
-        sweep_lost_updates(self.stack)
 
     def _inbox_size(self) -> int | None:
         from core.inbox import TIMES_KEY
