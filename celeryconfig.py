@@ -71,6 +71,11 @@ broker_transport_options = {
     # The sweep's lock in Redis; a worker killed while holding it would block every sweep this long
     # (kombu's default is 300 s). A sweep takes milliseconds.
     "unacked_mutex_expire": 30,
+    # A task message Redis hands over and loses before the consumer records it (Redis stopping just
+    # then, or the consumer's main process killed) is pushed back by the same sweep this long after
+    # it was published. Every task queue; the inbox also covers updates the gateway pushes itself.
+    "recoverable_queues": QUEUES,
+    "lost_message_grace": 30,
     "health_check_interval": 10,
     # A worker of several queues takes a customer's reservation or checkout before new updates.
     "queue_order_strategy": "core.broker:FollowUpsFirstCycle",

@@ -101,8 +101,9 @@ def broker_whereabouts(stack, update_ids: list[int]) -> dict[int, str]:
 
 
 def broker_tasks(stack) -> list[tuple[str, str]]:
-    """Every task message in Redis now (waiting in a queue, or held by a worker: running, or
-    counting down to a retry or an ETA): its task name and its body, decoded."""
+    """Every task message in Redis now (waiting in a queue; held by a worker: running, or
+    counting down to a retry or an ETA; or taken and lost before a worker recorded it, which the
+    workers' sweep pushes back from its copy in `undelivered`): its task name and its body, decoded."""
     import base64
 
     from core.queues import QUEUES
@@ -123,6 +124,9 @@ def broker_tasks(stack) -> list[tuple[str, str]]:
         for raw in client.hvals("unacked"):
             with contextlib.suppress(ValueError, IndexError, TypeError):
                 add(json.loads(raw)[0])
+        for copy in client.hvals("undelivered"):  # "<queue>\n<message>" (core/broker.py)
+            with contextlib.suppress(ValueError, IndexError):
+                add(json.loads(copy.split(b"\n", 1)[1]))
     finally:
         client.close()
     return tasks

@@ -19,7 +19,14 @@ A message Redis hands over just as it stops: kombu takes it off its queue (BRPOP
 a second command, records it as unacknowledged. When Redis is gone in between, the record fails,
 the message is in no queue and no unacked set, and the consumer drops it as it reconnects: lost for
 good (the drills saw a Pay message never sent). Here it is kept in the process and put back on its
-queue as soon as there is a channel again.
+queue as soon as there is a channel again. Redis can also stop after serving the BRPOP and before
+its reply leaves (a shutdown writes the pop to its append-only file and exits with the reply
+unsent), or the consumer's main process can die between the two commands: then no process has the
+message. So every message published to a task queue (transport option `recoverable_queues`) is
+also copied, in the same transaction as its push, into the hash `undelivered`, and the consumer's
+unacknowledged record removes the copy in the same transaction as it writes the record. A copy
+older than `lost_message_grace` seconds whose message is no longer in its queue was lost between
+the two: the sweep pushes it back (`_LOST_IN_HANDOVER`).
 
 Redelivery after a lost worker: every consumer of a Redis database shares one `unacked` set, and
 each worker sweeps all of it, whatever queue it consumes. kombu's sweep gives back every message
@@ -79,6 +86,8 @@ class QoS(kombu_redis.QoS):
             with self.pipe_or_acquire() as pipe:
                 pipe.zadd(self.unacked_index_key, {delivery_tag: score}) \
                     .hset(self.unacked_key, delivery_tag, saved) \
+                    .zrem(self.channel.undelivered_index_key, delivery_tag) \
+                    .hdel(self.channel.undelivered_key, delivery_tag) \
                     .execute()
         except (redis.ConnectionError, redis.TimeoutError):
             # Redis went away between handing the message over (BRPOP took it off its queue) and
@@ -106,6 +115,7 @@ class QoS(kombu_redis.QoS):
         with self.channel.conn_or_acquire() as client:
             try:
                 with kombu_redis.Mutex(client, self.unacked_mutex_key, self.unacked_mutex_expire):
+                    self.channel.put_back_lost_in_handover(client, now)
                     candidates = client.zrange(
                         self.unacked_index_key, now - min([default, *timeouts.values()]), 0,
                         desc=True, byscore=True, offset=num and start, num=num, withscores=True)
@@ -157,8 +167,16 @@ class Channel(kombu_redis.Channel):
     # Queue name (routing key) → seconds; queues not named use `visibility_timeout`.
     visibility_timeouts: dict[str, int] = {}  # noqa: RUF012 - replaced per channel, never mutated
     # (kombu's stubs type the tuple by its exact length, so adding an option needs the ignore.)
+    # The queues whose messages are copied into `undelivered` until a consumer has recorded them
+    # (the task queues; not the replies of remote control, which are consumed without acks).
+    recoverable_queues: tuple[str, ...] = ()
+    # How old a copy must be before the sweep looks for its message; a live consumer records a
+    # message milliseconds after taking it.
+    lost_message_grace = 30
+    undelivered_key = "undelivered"  # delivery tag → "<queue's list key>\n<message as pushed>"
+    undelivered_index_key = "undelivered_index"  # delivery tag → when published, or last seen queued
     from_transport_options = (*kombu_redis.Channel.from_transport_options,  # type: ignore[assignment]
-                              "visibility_timeouts")
+                              "visibility_timeouts", "recoverable_queues", "lost_message_grace")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)  # raises if Redis is still unreachable
@@ -186,6 +204,52 @@ class Channel(kombu_redis.Channel):
             raise redis.ConnectionError("the broker connection is already closed")
         return super()._connparams(asynchronous=asynchronous)
 
+    def _put(self, queue, message, **kwargs):
+        """Push a message onto its queue, as kombu does, and for a task queue keep a copy in
+        `undelivered`, written in the same transaction, until a consumer records it."""
+        if queue not in self.recoverable_queues or (self._expires and queue in self._expires):
+            return super()._put(queue, message, **kwargs)
+        key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+        tag = message["properties"]["delivery_tag"]
+        pushed = dumps(message)
+        copy = f"{key}\n{pushed}"
+        published = time()
+        batch = kwargs.pop("_publish_batch", None)
+        if batch is not None:  # kombu's batches are not transactions: the copy goes first
+            batch.add("hset", self.undelivered_key, tag, copy)
+            batch.add("zadd", self.undelivered_index_key, {tag: published})
+            batch.add("lpush", key, pushed)
+            return None
+        with self.conn_or_acquire() as client:
+            client.pipeline().hset(self.undelivered_key, tag, copy) \
+                .zadd(self.undelivered_index_key, {tag: published}).lpush(key, pushed).execute()
+        return None
+
+    def _purge(self, queue):
+        """Empty a queue, as kombu does, and forget the copies of its messages with it (the sweep
+        would otherwise find them gone from their queue and push them back)."""
+        if queue not in self.recoverable_queues:
+            return super()._purge(queue)
+        keys = [self._q_for_pri(queue, priority) for priority in self.priority_steps]
+        with self.conn_or_acquire() as client:
+            return int(client.eval(_PURGE, 2 + len(keys), self.undelivered_key, self.undelivered_index_key, *keys))
+
+    def put_back_lost_in_handover(self, client: redis.Redis, now: float) -> None:
+        """Push back onto its queue every message published to a task queue that no consumer has
+        recorded and that is no longer in its queue: taken by a BRPOP whose reply never arrived, or
+        by a consumer that died before recording it. Run by every worker's sweep (under kombu's
+        sweep lock); checks at most `_SWEEP_BATCH` copies per run, oldest first."""
+        if not self.recoverable_queues:
+            return
+        put_back = client.eval(_LOST_IN_HANDOVER, 2, self.undelivered_key, self.undelivered_index_key,
+                               now - self.lost_message_grace, now, _SWEEP_BATCH)
+        if put_back:
+            by_queue: dict[str, int] = {}
+            for key in put_back:
+                queue = bytes_to_str(key).rsplit(self.sep, 1)[0]
+                by_queue[queue] = by_queue.get(queue, 0) + 1
+            logger.warning("broker_put_back_lost_in_handover", by_queue=by_queue)
+
     def _restore_deferred(self) -> None:
         with _lock:
             tags = set(_tags_to_restore)
@@ -202,7 +266,8 @@ class Channel(kombu_redis.Channel):
             # back like the others: restoring by tag moves it to its queue once, whoever does it.
             for tag, message in taken.items():
                 self.client.pipeline().zadd(self.qos.unacked_index_key, {tag: time()}) \
-                    .hset(self.qos.unacked_key, tag, message).execute()
+                    .hset(self.qos.unacked_key, tag, message) \
+                    .zrem(self.undelivered_index_key, tag).hdel(self.undelivered_key, tag).execute()
                 saved.add(tag)
             for tag in sorted(tags | saved):
                 self.qos.restore_by_tag(tag, client=self.client)
@@ -213,6 +278,55 @@ class Channel(kombu_redis.Channel):
                 _tags_to_restore.update((tags | saved) - restored)
             raise
         logger.info("broker_restore_done", messages=len(restored))
+
+
+_SWEEP_BATCH = 200
+
+# KEYS: undelivered, undelivered_index. ARGV: published before (Unix time), now, how many at most.
+# A copy whose message is still in its queue (a backlog) is looked at again a grace period later;
+# one whose message is gone is pushed back where BRPOP takes next, and kept until it is recorded.
+# The queue's key comes from the copy: only workers of one Redis (no cluster) use this.
+_LOST_IN_HANDOVER = r"""
+local put_back = {}
+local tags = redis.call('ZRANGE', KEYS[2], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]))
+for _, tag in ipairs(tags) do
+  local copy = redis.call('HGET', KEYS[1], tag)
+  local cut = copy and string.find(copy, '\n', 1, true)
+  if not cut then
+    redis.call('ZREM', KEYS[2], tag)
+    redis.call('HDEL', KEYS[1], tag)
+  else
+    local queue = string.sub(copy, 1, cut - 1)
+    local message = string.sub(copy, cut + 1)
+    if not redis.call('LPOS', queue, message, 'RANK', -1) then
+      redis.call('RPUSH', queue, message)
+      put_back[#put_back + 1] = queue
+    end
+    redis.call('ZADD', KEYS[2], ARGV[2], tag)
+  end
+end
+return put_back
+"""
+
+# KEYS: undelivered, undelivered_index, then the queue's lists. Returns how many messages were in them.
+_PURGE = r"""
+local purged = 0
+local emptied = {}
+for i = 3, #KEYS do
+  purged = purged + redis.call('LLEN', KEYS[i])
+  redis.call('DEL', KEYS[i])
+  emptied[KEYS[i]] = true
+end
+local copies = redis.call('HGETALL', KEYS[1])
+for i = 1, #copies, 2 do
+  local cut = string.find(copies[i + 1], '\n', 1, true)
+  if cut and emptied[string.sub(copies[i + 1], 1, cut - 1)] then
+    redis.call('HDEL', KEYS[1], copies[i])
+    redis.call('ZREM', KEYS[2], copies[i])
+  end
+end
+return purged
+"""
 
 
 # The queues that hold the next step of what a customer already started: a tap's reservation, its

@@ -128,7 +128,7 @@ def test_a_worker_killed_mid_fan_out_sends_nothing_twice(stack, tmp_path):
         # received also committed as sent. (Two windows a SIGKILL can hit are not what this tests:
         # between Telegram's answer and the commit, the Bot API having no idempotency key, that one
         # message would go again; between kombu's BRPOP and its write to `unacked`, a message
-        # would be lost to Redis, and maintenance.retry_failed_notifications re-sends its row.)
+        # is pushed back from its copy in `undelivered` by the sweep, 30 s later.)
         def holding_the_rest() -> bool:
             sent = _sent_count(stack, chats)
             return (sent >= 20 and sent == _sent_rows(note_ids) and broker.llen("notifications") == 0

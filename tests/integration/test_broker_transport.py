@@ -3,10 +3,13 @@ kills the worker nor parks the task's message for the whole visibility timeout."
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 
 import pytest
 import redis
+from celery import Celery
 
 from localenv.services import RedisServer, free_port
 from tests.processes import ManagedProcess
@@ -139,4 +142,132 @@ def test_a_worker_of_several_queues_takes_a_reservation_before_waiting_updates(t
         # Then round robin: an update, the alert, then the updates left.
         assert taken[2:] == ["update 1", "alert", "update 2", "update 3"]
     finally:
+        server.stop()
+
+
+def _lost_in_handover_options(**changes) -> dict:
+    from tasks.app import app
+
+    return {**app.conf.broker_transport_options, **changes}
+
+
+def test_a_task_message_lost_between_its_queue_and_its_consumer_is_pushed_back_once(tmp_path):
+    """kombu takes a message off its queue (BRPOP) and records it as unacknowledged in a second
+    command. A message taken and never recorded (the BRPOP's reply lost as Redis stopped, or the
+    consumer killed in between) is in no queue and no unacked set. Its copy in `undelivered` brings
+    it back, once; a message still waiting in its queue or recorded by its consumer is left alone."""
+    from kombu import Connection, Queue
+
+    from core import broker
+
+    broker.install()
+    server = RedisServer(tmp_path / "redis", free_port()).start()
+    queue = Queue("reservations", routing_key="reservations")
+    try:
+        with Connection(server.url, transport_options=_lost_in_handover_options()) as connection:
+            channel = connection.default_channel
+            producer = connection.Producer(channel)
+            for body in ("lost", "recorded", "waiting"):
+                producer.publish(body, routing_key="reservations", declare=[queue], serializer="json")
+            client = redis.Redis.from_url(server.url)
+            assert client.hlen("undelivered") == 3
+
+            # A consumer that never records what it took: the oldest message, as BRPOP takes it.
+            taken_off = json.loads(client.rpop("reservations"))
+            assert base64.b64decode(taken_off["body"]) == b'"lost"'
+            recorded = channel.basic_get("reservations", no_ack=False)  # taken and recorded, not acked
+            assert recorded.payload == "recorded"
+            assert not client.hexists("undelivered", recorded.delivery_tag)
+            assert client.hexists("unacked", recorded.delivery_tag)
+
+            # Within the grace period nothing is touched: a live consumer records within milliseconds.
+            channel.put_back_lost_in_handover(client, time.time())
+            assert client.llen("reservations") == 1
+
+            later = time.time() + channel.lost_message_grace + 1
+            channel.put_back_lost_in_handover(client, later)
+            assert client.llen("reservations") == 2  # "lost" is back; "waiting" is not doubled
+            channel.put_back_lost_in_handover(client, later + channel.lost_message_grace + 1)
+            assert client.llen("reservations") == 2  # back in its queue now: not pushed again
+
+            taken = []
+            while (message := channel.basic_get("reservations", no_ack=False)) is not None:
+                taken.append(message.payload)
+                message.ack()
+            recorded.ack()
+            assert taken == ["lost", "waiting"]  # the lost one first: where BRPOP takes next
+            assert client.hlen("undelivered") == 0 and client.zcard("undelivered_index") == 0
+            assert client.hlen("unacked") == 0
+    finally:
+        server.stop()
+
+
+def test_purging_a_task_queue_forgets_the_copies_of_its_messages(tmp_path):
+    """An operator's purge empties the queue for good: the sweep must not find the purged messages
+    missing from their queue and push them back."""
+    from kombu import Connection, Queue
+
+    from core import broker
+
+    broker.install()
+    server = RedisServer(tmp_path / "redis", free_port()).start()
+    try:
+        with Connection(server.url, transport_options=_lost_in_handover_options()) as connection:
+            channel = connection.default_channel
+            producer = connection.Producer(channel)
+            for body, name in [("a", "maintenance"), ("b", "maintenance"), ("c", "images")]:
+                producer.publish(body, routing_key=name, declare=[Queue(name, routing_key=name)])
+            client = redis.Redis.from_url(server.url)
+            assert channel.queue_purge("maintenance") == 2
+            channel.put_back_lost_in_handover(client, time.time() + channel.lost_message_grace + 1)
+            assert client.llen("maintenance") == 0
+            assert client.hlen("undelivered") == 1 and client.llen("images") == 1  # other queues keep theirs
+    finally:
+        server.stop()
+
+
+def test_a_reply_queue_of_remote_control_keeps_no_copies(tmp_path):
+    """Remote control's replies are consumed without acknowledgement, so nothing would ever remove
+    a copy: only the task queues are copied."""
+    from kombu import Connection, Queue
+
+    from core import broker
+
+    broker.install()
+    server = RedisServer(tmp_path / "redis", free_port()).start()
+    try:
+        with Connection(server.url, transport_options=_lost_in_handover_options()) as connection:
+            name = "abc.reply.celery.pidbox"
+            connection.Producer().publish("pong", routing_key=name, declare=[Queue(name, routing_key=name)])
+            client = redis.Redis.from_url(server.url)
+            assert client.llen(name) == 1 and client.hlen("undelivered") == 0
+    finally:
+        server.stop()
+
+
+def test_a_worker_runs_a_task_whose_message_was_lost_in_the_handover(tmp_path):
+    """End to end with a real worker and the project's configuration: a message taken off its queue
+    and never recorded runs once the worker's sweep finds it missing (its copy backdated past the
+    grace period, as if the loss had happened that long ago)."""
+    server = RedisServer(tmp_path / "redis", free_port()).start()
+    marker = tmp_path / "runs"
+    client = redis.Redis.from_url(server.url)
+    worker = None
+    try:
+        producer_app = Celery("producer", set_as_current=False)  # slow_app's pool knows earlier servers
+        producer_app.config_from_object("celeryconfig")
+        producer_app.conf.broker_url = server.url
+        producer_app.send_task("updates.slow_marker", args=[0.0, str(marker)])
+        assert client.rpop("updates") is not None  # taken, and lost before it was recorded
+        (tag,) = client.zrange("undelivered_index", 0, -1)
+        client.zadd("undelivered_index", {tag: time.time() - 3600})
+        worker = _worker(server.url)
+        assert _wait_for(marker.exists, 20), worker.output()
+        assert "broker_put_back_lost_in_handover" in worker.output()
+        assert _wait_for(lambda: client.hlen("undelivered") == 0 and client.hlen("unacked") == 0, 10)
+        time.sleep(1)
+        assert len(marker.read_text().split()) == 1  # once
+    finally:
+        if worker is not None:
+            worker.stop()
         server.stop()
