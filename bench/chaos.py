@@ -144,7 +144,9 @@ class Drill:
             # is gone from the broker: beat's sweep of the inbox queues it again (core/inbox.py). Wait for
             # that sweep when something is still pending (a beat killed in an earlier phase sweeps only
             # once the dead one's lock expired); a phase with nothing lost ends when it is done. With
-            # operator_sweep, the drill sweeps as an operator would, if anything is still pending.
+            # operator_sweep, the drill sweeps as an operator would, if anything is still pending. Any
+            # other task message taken so (a reservation, a Pay message) comes back from its copy in
+            # `undelivered` by the workers' own sweep, 30 s after it was published (core/broker.py).
             beat_free_in = 0.0 if self.beat_killed_at is None else self.beat_killed_at + BEAT_LOCK_FREE_S - time.time()
             settle = max(settle, self.stack.visibility_timeout + INBOX_GRACE_EXTRA_S + INBOX_SWEEP_EVERY_S + 10,
                          beat_free_in + INBOX_SWEEP_EVERY_S + 10)
