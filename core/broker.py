@@ -242,7 +242,7 @@ class Channel(kombu_redis.Channel):
         if not self.recoverable_queues:
             return
         put_back = client.eval(_LOST_IN_HANDOVER, 2, self.undelivered_key, self.undelivered_index_key,
-                               now - self.lost_message_grace, now, _SWEEP_BATCH)
+                               now - self.lost_message_grace, now, _SWEEP_BATCH, _SEARCH_DEPTH)
         if put_back:
             by_queue: dict[str, int] = {}
             for key in put_back:
@@ -280,14 +280,19 @@ class Channel(kombu_redis.Channel):
         logger.info("broker_restore_done", messages=len(restored))
 
 
-_SWEEP_BATCH = 200
+_SWEEP_BATCH = 100  # copies looked at per sweep, oldest first
+_SEARCH_DEPTH = 2000  # the longest queue searched for a copy's message
 
-# KEYS: undelivered, undelivered_index. ARGV: published before (Unix time), now, how many at most.
-# A copy whose message is still in its queue (a backlog) is looked at again a grace period later;
-# one whose message is gone is pushed back where BRPOP takes next, and kept until it is recorded.
-# The queue's key comes from the copy: only workers of one Redis (no cluster) use this.
+# KEYS: undelivered, undelivered_index. ARGV: published before (Unix time), now, how many at most,
+# the longest queue to search. A copy whose message is still in its queue (a backlog) is looked at
+# again a grace period later; one whose message is gone is pushed back where BRPOP takes next, and
+# kept until it is recorded. The search starts at that end, where the oldest messages wait. A
+# queue longer than the limit is not searched (a few ms of Redis's time per copy); its copies are
+# looked at again once it is shorter. The queue's key comes from the copy: only workers of one
+# Redis (no cluster) use this.
 _LOST_IN_HANDOVER = r"""
 local put_back = {}
+local depth = tonumber(ARGV[4])
 local tags = redis.call('ZRANGE', KEYS[2], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]))
 for _, tag in ipairs(tags) do
   local copy = redis.call('HGET', KEYS[1], tag)
@@ -298,7 +303,8 @@ for _, tag in ipairs(tags) do
   else
     local queue = string.sub(copy, 1, cut - 1)
     local message = string.sub(copy, cut + 1)
-    if not redis.call('LPOS', queue, message, 'RANK', -1) then
+    local waiting = redis.call('LLEN', queue)
+    if waiting <= depth and not (waiting > 0 and redis.call('LPOS', queue, message, 'RANK', -1)) then
       redis.call('RPUSH', queue, message)
       put_back[#put_back + 1] = queue
     end

@@ -202,6 +202,40 @@ def test_a_task_message_lost_between_its_queue_and_its_consumer_is_pushed_back_o
         server.stop()
 
 
+def test_a_queue_longer_than_the_search_limit_is_searched_once_it_is_shorter(tmp_path, monkeypatch):
+    """The sweep searches a queue for each old copy's message; a backlog longer than the limit is
+    not searched (Redis would spend milliseconds per copy), and its lost message comes back once the
+    backlog is short enough."""
+    from kombu import Connection, Queue
+
+    from core import broker
+
+    broker.install()
+    monkeypatch.setattr(broker, "_SEARCH_DEPTH", 1)
+    server = RedisServer(tmp_path / "redis", free_port()).start()
+    try:
+        with Connection(server.url, transport_options=_lost_in_handover_options()) as connection:
+            channel = connection.default_channel
+            producer = connection.Producer(channel)
+            for body in ("lost", "first", "second"):
+                producer.publish(body, routing_key="notifications",
+                                 declare=[Queue("notifications", routing_key="notifications")])
+            client = redis.Redis.from_url(server.url)
+            client.rpop("notifications")  # "lost", never recorded
+            later = time.time() + channel.lost_message_grace + 1
+            channel.put_back_lost_in_handover(client, later)
+            assert client.llen("notifications") == 2  # longer than the limit: not searched, nothing pushed
+            channel.basic_get("notifications", no_ack=False).ack()
+            channel.put_back_lost_in_handover(client, later + channel.lost_message_grace + 1)
+            taken = []
+            while (message := channel.basic_get("notifications", no_ack=False)) is not None:
+                taken.append(message.payload)
+                message.ack()
+            assert taken == ["lost", "second"]
+    finally:
+        server.stop()
+
+
 def test_purging_a_task_queue_forgets_the_copies_of_its_messages(tmp_path):
     """An operator's purge empties the queue for good: the sweep must not find the purged messages
     missing from their queue and push them back."""
