@@ -4,7 +4,10 @@ kills the worker nor parks the task's message for the whole visibility timeout."
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import signal
 import time
 
 import pytest
@@ -279,22 +282,39 @@ def test_a_reply_queue_of_remote_control_keeps_no_copies(tmp_path):
         server.stop()
 
 
-def test_a_worker_runs_a_task_whose_message_was_lost_in_the_handover(tmp_path):
-    """End to end with a real worker and the project's configuration: a message taken off its queue
-    and never recorded runs once the worker's sweep finds it missing (its copy backdated past the
-    grace period, as if the loss had happened that long ago)."""
+def test_a_task_message_whose_worker_died_between_brpop_and_its_record_runs_on_the_next_worker(tmp_path):
+    """The real thing, end to end: a worker's main process stopped with its BRPOP waiting, a task
+    published (Redis hands it to that BRPOP, off the queue), the worker SIGKILLed before it could
+    record it. Nothing in Redis's queues or unacked set has it; its copy does, and the next worker's
+    sweep pushes it back and runs it, once (the copy backdated past the grace period, as if the kill
+    had been that long ago)."""
     server = RedisServer(tmp_path / "redis", free_port()).start()
     marker = tmp_path / "runs"
     client = redis.Redis.from_url(server.url)
-    worker = None
+    producer_app = Celery("producer", set_as_current=False)  # slow_app's pool knows earlier servers
+    producer_app.config_from_object("celeryconfig")
+    producer_app.conf.broker_url = server.url
+    dying, worker = _worker(server.url), None
     try:
-        producer_app = Celery("producer", set_as_current=False)  # slow_app's pool knows earlier servers
-        producer_app.config_from_object("celeryconfig")
-        producer_app.conf.broker_url = server.url
-        producer_app.send_task("updates.slow_marker", args=[0.0, str(marker)])
-        assert client.rpop("updates") is not None  # taken, and lost before it was recorded
+        for _attempt in range(10):
+            assert _wait_for(lambda: any(c.get("cmd") == "brpop" and "b" in c.get("flags", "")
+                                         for c in client.client_list()), 10), dying.output()
+            os.kill(dying.process.pid, signal.SIGSTOP)  # the main process: its BRPOP stays registered
+            producer_app.send_task("updates.slow_marker", args=[0.0, str(marker)])
+            if _wait_for(lambda: client.llen("updates") == 0, 1):
+                break  # handed to the stopped BRPOP
+            # Its BRPOP timed out between the look and the stop: let it run and take this one.
+            os.kill(dying.process.pid, signal.SIGCONT)
+            assert _wait_for(marker.exists, 10), dying.output()
+            marker.unlink()
+        else:
+            pytest.fail("the stopped worker's BRPOP never took the message")
+        dying.kill()  # the group: main process and pool
+        dying.process.wait(10)
+        assert client.llen("updates") == 0 and client.hlen("unacked") == 0  # gone from kombu's view
         (tag,) = client.zrange("undelivered_index", 0, -1)
         client.zadd("undelivered_index", {tag: time.time() - 3600})
+
         worker = _worker(server.url)
         assert _wait_for(marker.exists, 20), worker.output()
         assert "broker_put_back_lost_in_handover" in worker.output()
@@ -302,6 +322,9 @@ def test_a_worker_runs_a_task_whose_message_was_lost_in_the_handover(tmp_path):
         time.sleep(1)
         assert len(marker.read_text().split()) == 1  # once
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(dying.process.pid, signal.SIGCONT)
+        dying.stop()
         if worker is not None:
             worker.stop()
         server.stop()
