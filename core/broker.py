@@ -241,8 +241,13 @@ class Channel(kombu_redis.Channel):
         sweep lock); checks at most `_SWEEP_BATCH` copies per run, oldest first."""
         if not self.recoverable_queues:
             return
-        put_back = client.eval(_LOST_IN_HANDOVER, 2, self.undelivered_key, self.undelivered_index_key,
-                               now - self.lost_message_grace, now, _SWEEP_BATCH, _SEARCH_DEPTH)
+        try:
+            put_back = client.eval(_LOST_IN_HANDOVER, 2, self.undelivered_key, self.undelivered_index_key,
+                                   now - self.lost_message_grace, now, _SWEEP_BATCH, _SEARCH_DEPTH)
+        except redis.ResponseError as error:  # a Redis before 6.2 (no ZRANGE BYSCORE, no LPOS)
+            # kombu's own sweep, after this in the same lock, must still run.
+            logger.error("broker_lost_message_sweep_failed", error=str(error)[:300])
+            return
         if put_back:
             by_queue: dict[str, int] = {}
             for key in put_back:

@@ -239,6 +239,30 @@ def test_a_queue_longer_than_the_search_limit_is_searched_once_it_is_shorter(tmp
         server.stop()
 
 
+def test_kombus_sweep_still_gives_back_a_dead_workers_message_when_the_copies_sweep_fails(tmp_path, monkeypatch):
+    """On a Redis too old for the copies' script (before 6.2), the failure is logged and the sweep
+    of unacknowledged messages, in the same lock, still runs."""
+    from kombu import Connection, Queue
+
+    from core import broker
+
+    broker.install()
+    monkeypatch.setattr(broker, "_LOST_IN_HANDOVER", "return redis.call('LPOS_UNKNOWN_HERE')")
+    server = RedisServer(tmp_path / "redis", free_port()).start()
+    try:
+        with Connection(server.url, transport_options=_lost_in_handover_options()) as connection:
+            channel = connection.default_channel
+            connection.Producer(channel).publish("held", routing_key="reservations",
+                                                 declare=[Queue("reservations", routing_key="reservations")])
+            held = channel.basic_get("reservations", no_ack=False)  # its worker then died
+            client = redis.Redis.from_url(server.url)
+            client.zadd("unacked_index", {held.delivery_tag: time.time() - 3600})
+            channel.qos.restore_visible(interval=1)
+            assert client.llen("reservations") == 1 and client.hlen("unacked") == 0
+    finally:
+        server.stop()
+
+
 def test_purging_a_task_queue_forgets_the_copies_of_its_messages(tmp_path):
     """An operator's purge empties the queue for good: the sweep must not find the purged messages
     missing from their queue and push them back."""
