@@ -24,9 +24,10 @@ its reply leaves (a shutdown writes the pop to its append-only file and exits wi
 unsent), or the consumer's main process can die between the two commands: then no process has the
 message. So every message published to a task queue (transport option `recoverable_queues`) is
 also copied, in the same transaction as its push, into the hash `undelivered`, and the consumer's
-unacknowledged record removes the copy in the same transaction as it writes the record. A copy
-older than `lost_message_grace` seconds whose message is no longer in its queue was lost between
-the two: the sweep pushes it back (`_LOST_IN_HANDOVER`).
+unacknowledged record removes the copy in the same transaction as it writes the record; a message
+given back to its queue gets one again. A copy older than `lost_message_grace` seconds whose
+message is no longer in its queue was lost between the two: the sweep pushes it back
+(`_LOST_IN_HANDOVER`).
 
 Redelivery after a lost worker: every consumer of a Redis database shares one `unacked` set, and
 each worker sweeps all of it, whatever queue it consumes. kombu's sweep gives back every message
@@ -224,6 +225,21 @@ class Channel(kombu_redis.Channel):
             client.pipeline().hset(self.undelivered_key, tag, copy) \
                 .zadd(self.undelivered_index_key, {tag: published}).lpush(key, pushed).execute()
         return None
+
+    def _do_restore_message(self, payload, exchange, routing_key, pipe, leftmost=False):
+        """Put a message back on its queue, as kombu does (a dead worker's, one Redis lost while a
+        worker held it, one rejected to be run again), and give it a copy like a new one, in the same
+        transaction: until a consumer records it again, it can be lost in the same way."""
+        super()._do_restore_message(payload, exchange, routing_key, pipe, leftmost)
+        tag = payload.get("properties", {}).get("delivery_tag")
+        if tag is None:
+            return
+        pushed = dumps(payload)  # as kombu pushed it, its redelivered flags set
+        for queue in self._lookup(exchange, routing_key):
+            if queue in self.recoverable_queues:
+                key = self._q_for_pri(queue, self._get_message_priority(payload, reverse=False))
+                pipe.hset(self.undelivered_key, tag, f"{key}\n{pushed}")
+                pipe.zadd(self.undelivered_index_key, {tag: time()})
 
     def _purge(self, queue):
         """Empty a queue, as kombu does, and forget the copies of its messages with it (the sweep

@@ -148,162 +148,145 @@ def test_a_worker_of_several_queues_takes_a_reservation_before_waiting_updates(t
         server.stop()
 
 
-def _lost_in_handover_options(**changes) -> dict:
+@pytest.fixture
+def copying(tmp_path):
+    """A kombu channel through the project's transport and options, on a Redis of its own, and a
+    plain client to look at (and tamper with) what is in that Redis."""
+    from kombu import Connection
+
+    from core import broker
     from tasks.app import app
 
-    return {**app.conf.broker_transport_options, **changes}
+    broker.install()
+    server = RedisServer(tmp_path / "redis", free_port()).start()
+    try:
+        with Connection(server.url, transport_options=app.conf.broker_transport_options) as connection:
+            yield connection.default_channel, redis.Redis.from_url(server.url)
+    finally:
+        server.stop()
 
 
-def test_a_task_message_lost_between_its_queue_and_its_consumer_is_pushed_back_once(tmp_path):
+def _publish(channel, body: str, queue: str) -> None:
+    from kombu import Producer, Queue
+
+    Producer(channel).publish(body, routing_key=queue, declare=[Queue(queue, routing_key=queue)], serializer="json")
+
+
+def _sweep_later(channel, client, rounds: int = 1) -> None:
+    """The copies' sweep as it runs `rounds` grace periods from now."""
+    channel.put_back_lost_in_handover(client, time.time() + rounds * (channel.lost_message_grace + 1))
+
+
+def test_a_task_message_lost_between_its_queue_and_its_consumer_is_pushed_back_once(copying):
     """kombu takes a message off its queue (BRPOP) and records it as unacknowledged in a second
     command. A message taken and never recorded (the BRPOP's reply lost as Redis stopped, or the
     consumer killed in between) is in no queue and no unacked set. Its copy in `undelivered` brings
     it back, once; a message still waiting in its queue or recorded by its consumer is left alone."""
-    from kombu import Connection, Queue
+    channel, client = copying
+    for body in ("lost", "recorded", "waiting"):
+        _publish(channel, body, "reservations")
+    assert client.hlen("undelivered") == 3
 
-    from core import broker
+    # A consumer that never records what it took: the oldest message, as BRPOP takes it.
+    taken_off = json.loads(client.rpop("reservations"))
+    assert base64.b64decode(taken_off["body"]) == b'"lost"'
+    recorded = channel.basic_get("reservations", no_ack=False)  # taken and recorded, not acked
+    assert recorded.payload == "recorded"
+    assert not client.hexists("undelivered", recorded.delivery_tag)
+    assert client.hexists("unacked", recorded.delivery_tag)
 
-    broker.install()
-    server = RedisServer(tmp_path / "redis", free_port()).start()
-    queue = Queue("reservations", routing_key="reservations")
-    try:
-        with Connection(server.url, transport_options=_lost_in_handover_options()) as connection:
-            channel = connection.default_channel
-            producer = connection.Producer(channel)
-            for body in ("lost", "recorded", "waiting"):
-                producer.publish(body, routing_key="reservations", declare=[queue], serializer="json")
-            client = redis.Redis.from_url(server.url)
-            assert client.hlen("undelivered") == 3
+    # Within the grace period nothing is touched: a live consumer records within milliseconds.
+    channel.put_back_lost_in_handover(client, time.time())
+    assert client.llen("reservations") == 1
 
-            # A consumer that never records what it took: the oldest message, as BRPOP takes it.
-            taken_off = json.loads(client.rpop("reservations"))
-            assert base64.b64decode(taken_off["body"]) == b'"lost"'
-            recorded = channel.basic_get("reservations", no_ack=False)  # taken and recorded, not acked
-            assert recorded.payload == "recorded"
-            assert not client.hexists("undelivered", recorded.delivery_tag)
-            assert client.hexists("unacked", recorded.delivery_tag)
+    _sweep_later(channel, client)
+    assert client.llen("reservations") == 2  # "lost" is back; "waiting" is not doubled
+    _sweep_later(channel, client, rounds=2)
+    assert client.llen("reservations") == 2  # back in its queue now: not pushed again
 
-            # Within the grace period nothing is touched: a live consumer records within milliseconds.
-            channel.put_back_lost_in_handover(client, time.time())
-            assert client.llen("reservations") == 1
-
-            later = time.time() + channel.lost_message_grace + 1
-            channel.put_back_lost_in_handover(client, later)
-            assert client.llen("reservations") == 2  # "lost" is back; "waiting" is not doubled
-            channel.put_back_lost_in_handover(client, later + channel.lost_message_grace + 1)
-            assert client.llen("reservations") == 2  # back in its queue now: not pushed again
-
-            taken = []
-            while (message := channel.basic_get("reservations", no_ack=False)) is not None:
-                taken.append(message.payload)
-                message.ack()
-            recorded.ack()
-            assert taken == ["lost", "waiting"]  # the lost one first: where BRPOP takes next
-            assert client.hlen("undelivered") == 0 and client.zcard("undelivered_index") == 0
-            assert client.hlen("unacked") == 0
-    finally:
-        server.stop()
+    taken = []
+    while (message := channel.basic_get("reservations", no_ack=False)) is not None:
+        taken.append(message.payload)
+        message.ack()
+    recorded.ack()
+    assert taken == ["lost", "waiting"]  # the lost one first: where BRPOP takes next
+    assert client.hlen("undelivered") == 0 and client.zcard("undelivered_index") == 0
+    assert client.hlen("unacked") == 0
 
 
-def test_a_queue_longer_than_the_search_limit_is_searched_once_it_is_shorter(tmp_path, monkeypatch):
+def test_a_message_given_back_after_its_worker_died_is_copied_again(copying):
+    """A dead worker's message, given back to its queue by the sweep of unacknowledged messages, can
+    be lost in the hand-over to the next worker like a new one; it has a copy again until then."""
+    channel, client = copying
+    _publish(channel, "again", "payments")
+    held = channel.basic_get("payments", no_ack=False)  # recorded: no copy any more
+    assert client.hlen("undelivered") == 0
+    channel.qos.restore_by_tag(held.delivery_tag)  # its worker died: the sweep gives it back
+    assert client.llen("payments") == 1 and client.hexists("undelivered", held.delivery_tag)
+
+    client.rpop("payments")  # and the next worker's hand-over loses it
+    _sweep_later(channel, client)
+    again = channel.basic_get("payments", no_ack=False)
+    assert again is not None and again.payload == "again"
+    assert again.headers.get("redelivered") is True  # as kombu gave it back
+    again.ack()
+    assert client.hlen("undelivered") == 0 and client.hlen("unacked") == 0
+
+
+def test_a_queue_longer_than_the_search_limit_is_searched_once_it_is_shorter(copying, monkeypatch):
     """The sweep searches a queue for each old copy's message; a backlog longer than the limit is
     not searched (Redis would spend milliseconds per copy), and its lost message comes back once the
     backlog is short enough."""
-    from kombu import Connection, Queue
-
     from core import broker
 
-    broker.install()
     monkeypatch.setattr(broker, "_SEARCH_DEPTH", 1)
-    server = RedisServer(tmp_path / "redis", free_port()).start()
-    try:
-        with Connection(server.url, transport_options=_lost_in_handover_options()) as connection:
-            channel = connection.default_channel
-            producer = connection.Producer(channel)
-            for body in ("lost", "first", "second"):
-                producer.publish(body, routing_key="notifications",
-                                 declare=[Queue("notifications", routing_key="notifications")])
-            client = redis.Redis.from_url(server.url)
-            client.rpop("notifications")  # "lost", never recorded
-            later = time.time() + channel.lost_message_grace + 1
-            channel.put_back_lost_in_handover(client, later)
-            assert client.llen("notifications") == 2  # longer than the limit: not searched, nothing pushed
-            channel.basic_get("notifications", no_ack=False).ack()
-            channel.put_back_lost_in_handover(client, later + channel.lost_message_grace + 1)
-            taken = []
-            while (message := channel.basic_get("notifications", no_ack=False)) is not None:
-                taken.append(message.payload)
-                message.ack()
-            assert taken == ["lost", "second"]
-    finally:
-        server.stop()
+    channel, client = copying
+    for body in ("lost", "first", "second"):
+        _publish(channel, body, "notifications")
+    client.rpop("notifications")  # "lost", never recorded
+    _sweep_later(channel, client)
+    assert client.llen("notifications") == 2  # longer than the limit: not searched, nothing pushed
+    channel.basic_get("notifications", no_ack=False).ack()
+    _sweep_later(channel, client, rounds=2)
+    taken = []
+    while (message := channel.basic_get("notifications", no_ack=False)) is not None:
+        taken.append(message.payload)
+        message.ack()
+    assert taken == ["lost", "second"]
 
 
-def test_kombus_sweep_still_gives_back_a_dead_workers_message_when_the_copies_sweep_fails(tmp_path, monkeypatch):
+def test_kombus_sweep_still_gives_back_a_dead_workers_message_when_the_copies_sweep_fails(copying, monkeypatch):
     """On a Redis too old for the copies' script (before 6.2), the failure is logged and the sweep
     of unacknowledged messages, in the same lock, still runs."""
-    from kombu import Connection, Queue
-
     from core import broker
 
-    broker.install()
     monkeypatch.setattr(broker, "_LOST_IN_HANDOVER", "return redis.call('LPOS_UNKNOWN_HERE')")
-    server = RedisServer(tmp_path / "redis", free_port()).start()
-    try:
-        with Connection(server.url, transport_options=_lost_in_handover_options()) as connection:
-            channel = connection.default_channel
-            connection.Producer(channel).publish("held", routing_key="reservations",
-                                                 declare=[Queue("reservations", routing_key="reservations")])
-            held = channel.basic_get("reservations", no_ack=False)  # its worker then died
-            client = redis.Redis.from_url(server.url)
-            client.zadd("unacked_index", {held.delivery_tag: time.time() - 3600})
-            channel.qos.restore_visible(interval=1)
-            assert client.llen("reservations") == 1 and client.hlen("unacked") == 0
-    finally:
-        server.stop()
+    channel, client = copying
+    _publish(channel, "held", "reservations")
+    held = channel.basic_get("reservations", no_ack=False)  # its worker then died
+    client.zadd("unacked_index", {held.delivery_tag: time.time() - 3600})
+    channel.qos.restore_visible(interval=1)
+    assert client.llen("reservations") == 1 and client.hlen("unacked") == 0
 
 
-def test_purging_a_task_queue_forgets_the_copies_of_its_messages(tmp_path):
+def test_purging_a_task_queue_forgets_the_copies_of_its_messages(copying):
     """An operator's purge empties the queue for good: the sweep must not find the purged messages
     missing from their queue and push them back."""
-    from kombu import Connection, Queue
-
-    from core import broker
-
-    broker.install()
-    server = RedisServer(tmp_path / "redis", free_port()).start()
-    try:
-        with Connection(server.url, transport_options=_lost_in_handover_options()) as connection:
-            channel = connection.default_channel
-            producer = connection.Producer(channel)
-            for body, name in [("a", "maintenance"), ("b", "maintenance"), ("c", "images")]:
-                producer.publish(body, routing_key=name, declare=[Queue(name, routing_key=name)])
-            client = redis.Redis.from_url(server.url)
-            assert channel.queue_purge("maintenance") == 2
-            channel.put_back_lost_in_handover(client, time.time() + channel.lost_message_grace + 1)
-            assert client.llen("maintenance") == 0
-            assert client.hlen("undelivered") == 1 and client.llen("images") == 1  # other queues keep theirs
-    finally:
-        server.stop()
+    channel, client = copying
+    for body, name in [("a", "maintenance"), ("b", "maintenance"), ("c", "images")]:
+        _publish(channel, body, name)
+    assert channel.queue_purge("maintenance") == 2
+    _sweep_later(channel, client)
+    assert client.llen("maintenance") == 0
+    assert client.hlen("undelivered") == 1 and client.llen("images") == 1  # other queues keep theirs
 
 
-def test_a_reply_queue_of_remote_control_keeps_no_copies(tmp_path):
+def test_a_reply_queue_of_remote_control_keeps_no_copies(copying):
     """Remote control's replies are consumed without acknowledgement, so nothing would ever remove
     a copy: only the task queues are copied."""
-    from kombu import Connection, Queue
-
-    from core import broker
-
-    broker.install()
-    server = RedisServer(tmp_path / "redis", free_port()).start()
-    try:
-        with Connection(server.url, transport_options=_lost_in_handover_options()) as connection:
-            name = "abc.reply.celery.pidbox"
-            connection.Producer().publish("pong", routing_key=name, declare=[Queue(name, routing_key=name)])
-            client = redis.Redis.from_url(server.url)
-            assert client.llen(name) == 1 and client.hlen("undelivered") == 0
-    finally:
-        server.stop()
+    channel, client = copying
+    _publish(channel, "pong", "abc.reply.celery.pidbox")
+    assert client.llen("abc.reply.celery.pidbox") == 1 and client.hlen("undelivered") == 0
 
 
 def test_a_task_message_whose_worker_died_between_brpop_and_its_record_runs_on_the_next_worker(tmp_path):
