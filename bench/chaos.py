@@ -214,6 +214,9 @@ class Drill:
         done_s = settled_s = None
         counts: dict[str, int] = {}
         while time.monotonic() < ended + settle:
+            # Read before the counts: a request that was still out when they were taken may cause
+            # what they could not see yet (a payment posted to Stripe, an update sent to Telegram).
+            quiet = self.traffic.in_flight == 0
             try:
                 counts = pending.count()
             except Exception:  # noqa: BLE001 - Redis or Postgres still coming back
@@ -224,9 +227,9 @@ class Drill:
                 if not pending.system_done(counts):
                     nudge[1]()
                 nudge = None
-            if done_s is None and pending.system_done(counts):
+            if done_s is None and quiet and pending.system_done(counts):
                 done_s = now
-            if done_s is not None and pending.payments_done(counts) and stripe_idle(self.stack):
+            if done_s is not None and quiet and pending.payments_done(counts) and stripe_idle(self.stack):
                 settled_s = now
                 break
             if done_s is not None and not pending.system_done(counts):

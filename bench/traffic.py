@@ -20,12 +20,13 @@ the phase it was sent in, so the checks can say what became of it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import itertools
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,6 +153,8 @@ class Traffic:
         self.phase = "setup"
         self._stop = threading.Event()
         self._abort = threading.Event()
+        self._acting = 0  # people in the middle of a request (an update sent, a payment posted)
+        self._acting_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._titles = itertools.count(1)
         self.customers: list[int] = []
@@ -264,6 +267,24 @@ class Traffic:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    @contextlib.contextmanager
+    def acting(self) -> Iterator[None]:
+        """Around a request a person makes: until it returns, what it causes may not show yet."""
+        with self._acting_lock:
+            self._acting += 1
+        try:
+            yield
+        finally:
+            with self._acting_lock:
+                self._acting -= 1
+
+    @property
+    def in_flight(self) -> int:
+        """Requests made and not yet answered: a phase is not done while one is (its payment may not
+        have reached Stripe yet)."""
+        with self._acting_lock:
+            return self._acting
+
     @property
     def aborted(self) -> bool:
         return self._abort.is_set()
@@ -312,22 +333,25 @@ class Person:
     # -- acting
 
     def say(self, text: str, step: str) -> int:
-        sent = self.client.send_text(self.user_id, text)
-        self.traffic.record.add(Sent(sent["update_id"], self.user_id, "message", step, time.time(),
-                                     self.traffic.phase))
+        with self.traffic.acting():
+            sent = self.client.send_text(self.user_id, text)
+            self.traffic.record.add(Sent(sent["update_id"], self.user_id, "message", step, time.time(),
+                                         self.traffic.phase))
         return sent["seq"]
 
     def tap(self, message: dict, data: str, step: str, offer_id: int | None = None) -> int:
-        pressed = self.client.press_button(self.user_id, message["message_id"], data)
-        self.last = Sent(pressed["update_id"], self.user_id, "callback", step, time.time(), self.traffic.phase,
-                         callback_query_id=pressed["callback_query_id"], offer_id=offer_id)
-        self.traffic.record.add(self.last)
+        with self.traffic.acting():
+            pressed = self.client.press_button(self.user_id, message["message_id"], data)
+            self.last = Sent(pressed["update_id"], self.user_id, "callback", step, time.time(), self.traffic.phase,
+                             callback_query_id=pressed["callback_query_id"], offer_id=offer_id)
+            self.traffic.record.add(self.last)
         return pressed["seq"]
 
     def photo(self, image: bytes, step: str) -> int:
-        sent = self.client.send_photo(self.user_id, image)
-        self.traffic.record.add(Sent(sent["update_id"], self.user_id, "message", step, time.time(),
-                                     self.traffic.phase))
+        with self.traffic.acting():
+            sent = self.client.send_photo(self.user_id, image)
+            self.traffic.record.add(Sent(sent["update_id"], self.user_id, "message", step, time.time(),
+                                         self.traffic.phase))
         return sent["seq"]
 
     # -- waiting
@@ -453,11 +477,12 @@ class Customer(Person):
 
         seq = self.fake.state.feed.version
         session_id = url.rstrip("/").rsplit("/", 1)[1]
-        response = httpx.post(f"{url}/pay", data={"method": "card"}, follow_redirects=False, timeout=30,
-                              trust_env=False)
-        if response.status_code not in (200, 303):
-            raise RuntimeError(f"checkout page answered {response.status_code}")
-        self.traffic.record.paid(Payment(session_id, self.user_id, time.time(), self.traffic.phase))
+        with self.traffic.acting():
+            response = httpx.post(f"{url}/pay", data={"method": "card"}, follow_redirects=False, timeout=30,
+                                  trust_env=False)
+            if response.status_code not in (200, 303):
+                raise RuntimeError(f"checkout page answered {response.status_code}")
+            self.traffic.record.paid(Payment(session_id, self.user_id, time.time(), self.traffic.phase))
         return seq
 
     def cancel(self, order_id: int, outcome: str) -> None:
