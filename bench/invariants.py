@@ -292,8 +292,7 @@ class Pending:
         stack, fake = self.stack, self.stack.telegram
         # First: a payment is recorded in the same transaction as the customer's messages about it,
         # so once it is seen recorded here, the questions below see those messages. Asked last, a
-        # payment committed between the questions counted as done with its messages unseen, and the
-        # phase ended with them still to send (seen once in a fresh-clone run).
+        # payment committed between the questions would read as done with its messages unseen.
         unrecorded_payments = len(payments_unrecorded(stack))
         counts = {"telegram_undelivered": len(undelivered_updates(fake))}
         counts["queued"] = sum(stack.queue_lengths().values())
