@@ -85,11 +85,8 @@ class QoS(kombu_redis.QoS):
         saved = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
         try:
             with self.pipe_or_acquire() as pipe:
-                pipe.zadd(self.unacked_index_key, {delivery_tag: score}) \
-                    .hset(self.unacked_key, delivery_tag, saved) \
-                    .zrem(self.channel.undelivered_index_key, delivery_tag) \
-                    .hdel(self.channel.undelivered_key, delivery_tag) \
-                    .execute()
+                pipe.zadd(self.unacked_index_key, {delivery_tag: score}).hset(self.unacked_key, delivery_tag, saved)
+                self.channel.forget_copy(pipe, delivery_tag).execute()
         except (redis.ConnectionError, redis.TimeoutError):
             # Redis went away between handing the message over (BRPOP took it off its queue) and
             # this record: only this process has it now, and the delivery fails (the consumer
@@ -213,17 +210,14 @@ class Channel(kombu_redis.Channel):
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
         tag = message["properties"]["delivery_tag"]
         pushed = dumps(message)
-        copy = f"{key}\n{pushed}"
-        published = time()
         batch = kwargs.pop("_publish_batch", None)
         if batch is not None:  # kombu's batches are not transactions: the copy goes first
-            batch.add("hset", self.undelivered_key, tag, copy)
-            batch.add("zadd", self.undelivered_index_key, {tag: published})
+            batch.add("hset", self.undelivered_key, tag, _copy(key, pushed))
+            batch.add("zadd", self.undelivered_index_key, {tag: time()})
             batch.add("lpush", key, pushed)
             return None
         with self.conn_or_acquire() as client:
-            client.pipeline().hset(self.undelivered_key, tag, copy) \
-                .zadd(self.undelivered_index_key, {tag: published}).lpush(key, pushed).execute()
+            self.keep_copy(client.pipeline(), tag, key, pushed).lpush(key, pushed).execute()
         return None
 
     def _do_restore_message(self, payload, exchange, routing_key, pipe, leftmost=False):
@@ -237,9 +231,16 @@ class Channel(kombu_redis.Channel):
         pushed = dumps(payload)  # as kombu pushed it, its redelivered flags set
         for queue in self._lookup(exchange, routing_key):
             if queue in self.recoverable_queues:
-                key = self._q_for_pri(queue, self._get_message_priority(payload, reverse=False))
-                pipe.hset(self.undelivered_key, tag, f"{key}\n{pushed}")
-                pipe.zadd(self.undelivered_index_key, {tag: time()})
+                self.keep_copy(pipe, tag, self._q_for_pri(queue, self._get_message_priority(payload, reverse=False)),
+                               pushed)
+
+    def keep_copy(self, pipe: Any, tag: str, key: str, pushed: str) -> Any:
+        """Add to `pipe` the copy of a message pushed onto the list `key`, kept until it is recorded."""
+        return pipe.hset(self.undelivered_key, tag, _copy(key, pushed)).zadd(self.undelivered_index_key, {tag: time()})
+
+    def forget_copy(self, pipe: Any, tag: str) -> Any:
+        """Add to `pipe` the removal of a message's copy: a consumer has recorded it."""
+        return pipe.zrem(self.undelivered_index_key, tag).hdel(self.undelivered_key, tag)
 
     def _purge(self, queue):
         """Empty a queue, as kombu does, and forget the copies of its messages with it (the sweep
@@ -286,9 +287,9 @@ class Channel(kombu_redis.Channel):
             # would have done (if that record did reach Redis, this writes the same again), then put
             # back like the others: restoring by tag moves it to its queue once, whoever does it.
             for tag, message in taken.items():
-                self.client.pipeline().zadd(self.qos.unacked_index_key, {tag: time()}) \
-                    .hset(self.qos.unacked_key, tag, message) \
-                    .zrem(self.undelivered_index_key, tag).hdel(self.undelivered_key, tag).execute()
+                recorded = self.client.pipeline().zadd(self.qos.unacked_index_key, {tag: time()}) \
+                    .hset(self.qos.unacked_key, tag, message)
+                self.forget_copy(recorded, tag).execute()
                 saved.add(tag)
             for tag in sorted(tags | saved):
                 self.qos.restore_by_tag(tag, client=self.client)
@@ -299,6 +300,12 @@ class Channel(kombu_redis.Channel):
                 _tags_to_restore.update((tags | saved) - restored)
             raise
         logger.info("broker_restore_done", messages=len(restored))
+
+
+def _copy(key: str, pushed: str) -> str:
+    """A copy in `undelivered`: the list its message was pushed onto, a newline, the message (the
+    scripts below, and the drills' instruments, split it at the first newline)."""
+    return f"{key}\n{pushed}"
 
 
 _SWEEP_BATCH = 100  # copies looked at per sweep, oldest first
