@@ -253,6 +253,11 @@ def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
         "when it wins one more, the checkout (which sends the Pay message itself). 429s from the fake: "
         + ", ".join(str(r["too_many_requests"]) for runs in result["runs"].values() for r in runs) + ".",
     ]
+    waits = _waits_by_answer(result)
+    if waits:
+        lines += ["", ("Tap → answer p50 by answer, winners (Pay link) / the others (sold out), s: " + "; ".join(waits)
+                       + ". The reservations and payments queues are asked first (core/broker.py), so the "
+                       "winners' checkouts go before the others' taps.")]
     cpu_lines = []
     for concurrency, runs in result["runs"].items():
         by_cpu = sorted(runs[0]["cpu_s"].items(), key=lambda kv: -kv[1])
@@ -266,6 +271,20 @@ def flash_sale_section(result: dict, plot: str | None = None) -> list[str]:
         lines += ["", f"![Tap to answer]({plot})"]
     lines += ["", *SCALING_LIMITS, "", *WHERE_THE_CPU_GOES, "", *flash_sale_options(), ""]
     return lines
+
+
+def _waits_by_answer(result: dict) -> list[str]:
+    """Each setting's median wait for a Pay link and for "sold out" (runs measured before the
+    bench split them have neither)."""
+    waits = []
+    labelled = [(f"{c} process(es)", runs) for c, runs in result["runs"].items()]
+    labelled += [("peer", result["peer"])] if result.get("peer") else []
+    for label, runs in labelled:
+        split = [r for r in runs if "pay_link_p50_ms" in r]
+        if split:
+            waits.append(f"{label} {spread([r['pay_link_p50_ms'] / 1000 for r in split], 2)} / "
+                         f"{spread([r['refused_p50_ms'] / 1000 for r in split], 2)}")
+    return waits
 
 
 # What limits each step of the flash sale's scaling (read off the CPU split above; the figures

@@ -416,6 +416,9 @@ class Harness:
                     ProcessedUpdate.update_id.in_([tap["update_id"] for tap in taps])))
             first_tap = min(due.values())
             latencies = [answers[c][0] - due[c] for c in answers]
+            by_kind: dict[str, list[float]] = {"pay_link": [], "refused": []}
+            for chat, (answered_at, kind) in answers.items():
+                by_kind[kind].append(answered_at - due[chat])
             last_answer = max((t for t, _kind in answers.values()), default=first_tap)
             kinds = collections.Counter(kind for _t, kind in answers.values())
             sale_s = last_answer - first_tap
@@ -443,6 +446,9 @@ class Harness:
             "sale_s": round(sale_s, 3),
             "answer_p50_ms": round(_percentile(latencies, 50) * 1000, 1),
             "answer_p99_ms": round(_percentile(latencies, 99) * 1000, 1),
+            # The buyers' wait for their Pay link apart from the others' for "sold out".
+            "pay_link_p50_ms": round(_percentile(by_kind["pay_link"], 50) * 1000, 1),
+            "refused_p50_ms": round(_percentile(by_kind["refused"], 50) * 1000, 1),
             "answered": len(answers),
             "without_answer": len(ids) - len(answers),
             "pay_links": kinds.get("pay_link", 0),
