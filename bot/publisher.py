@@ -9,7 +9,10 @@ the last flush) share one round trip and one task: a Lua script that, per update
 update_id is dropped and an update is never marked seen without being queued. The new updates go on
 the queue as one `updates.handle_updates` message (or one `updates.handle_update` each when some
 were repeats). The same script keeps each new update's own message in the inbox (core/inbox.py)
-until a worker has processed it: that is what the inbox queues again if a worker loses the batch."""
+until a worker has processed it: that is what the inbox queues again if a worker loses the batch.
+And it copies each message it pushes into the broker's `undelivered` hash, as the workers'
+transport copies the messages it publishes (core/broker.py), so a message Redis hands to a worker's
+BRPOP and loses before the worker records it is pushed back within half a minute."""
 
 from __future__ import annotations
 
@@ -18,44 +21,53 @@ import base64
 import time
 import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 import redis.asyncio as aioredis
 from celery import Celery
 
 from core import inbox
+from core.broker import UNDELIVERED_INDEX_KEY, UNDELIVERED_KEY
 from core.celery_app import PUBLISHED_AT_HEADER
 from core.queues import HANDLE_UPDATE_TASK, HANDLE_UPDATES_TASK, UPDATES_QUEUE
 
 DEDUP_KEY_PREFIX = "tg:update:"
 
-# KEYS[1] = queue, KEYS[2] and KEYS[3] = the inbox (core.inbox); then per update i: KEYS[i+3] = its
-# dedup key, ARGV[i+2] = its own message (`updates.handle_update`), ARGV[1] = the dedup TTL, ARGV[2]
-# = one message for all of them (`updates.handle_updates`, or empty). Each new update's own message
-# is kept in the inbox, stamped with Redis's clock, in the same script that queues it. When every
+# KEYS[1] = queue, KEYS[2] and KEYS[3] = the inbox (core.inbox), KEYS[4] and KEYS[5] = the broker's
+# copies (core.broker); then per update i: KEYS[i+5] = its dedup key, ARGV[2i+3] = its own message
+# (`updates.handle_update`) and ARGV[2i+4] its delivery tag. ARGV[1] = the dedup TTL, ARGV[2] = now
+# (the publisher's clock, as the workers stamp their copies), ARGV[3] and ARGV[4] = one message for
+# all of them (`updates.handle_updates`) and its tag, or empty. Each new update's own message is
+# kept in the inbox, stamped with Redis's clock, in the same script that queues it. When every
 # update is new the one message goes on the queue, else each new one's own (a repeat is never
-# handed to a worker again).
+# handed to a worker again); whatever goes on the queue is copied until a worker records it.
 _ENQUEUE_NEW_SCRIPT = """
 local results = {}
 local fresh = {}
 local now = redis.call('TIME')
 local stamp = now[1] * 1000 + math.floor(now[2] / 1000)
-for i = 4, #KEYS do
-  if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
-    local update_id = string.sub(KEYS[i], """ + str(len(DEDUP_KEY_PREFIX) + 1) + """)
-    redis.call('HSET', KEYS[2], update_id, ARGV[i - 1])
+local function push(message, tag)
+  redis.call('LPUSH', KEYS[1], message)
+  redis.call('HSET', KEYS[4], tag, KEYS[1] .. '\\n' .. message)
+  redis.call('ZADD', KEYS[5], ARGV[2], tag)
+end
+for i = 1, #KEYS - 5 do
+  if redis.call('SET', KEYS[i + 5], '1', 'NX', 'EX', ARGV[1]) then
+    local update_id = string.sub(KEYS[i + 5], """ + str(len(DEDUP_KEY_PREFIX) + 1) + """)
+    redis.call('HSET', KEYS[2], update_id, ARGV[2 * i + 3])
     redis.call('ZADD', KEYS[3], stamp, update_id)
-    fresh[#fresh + 1] = ARGV[i - 1]
-    results[i - 3] = 1
+    fresh[#fresh + 1] = i
+    results[i] = 1
   else
-    results[i - 3] = 0
+    results[i] = 0
   end
 end
-if ARGV[2] ~= '' and #fresh == #KEYS - 3 then
-  redis.call('LPUSH', KEYS[1], ARGV[2])
+if ARGV[3] ~= '' and #fresh == #KEYS - 5 then
+  push(ARGV[3], ARGV[4])
 else
-  for _, message in ipairs(fresh) do
-    redis.call('LPUSH', KEYS[1], message)
+  for _, i in ipairs(fresh) do
+    push(ARGV[2 * i + 3], ARGV[2 * i + 4])
   end
 end
 return results
@@ -69,13 +81,20 @@ class BrokerUnavailable(Exception):
     """The update could not be queued; the sender must retry (the gateway answers 503)."""
 
 
+class TaskMessage(NamedTuple):
+    """A task message as it goes on its queue, and its delivery tag (which names its copy)."""
+
+    pushed: bytes
+    tag: str
+
+
 @dataclass(frozen=True)
 class Enqueued:
     update_id: int
     new: bool  # False: this update_id was queued before, nothing was pushed
 
 
-def task_envelope(app: Celery, task_name: str, queue: str, body: bytes, *, argsrepr: str, cid: str) -> bytes:
+def task_envelope(app: Celery, task_name: str, queue: str, body: bytes, *, argsrepr: str, cid: str) -> TaskMessage:
     """The kombu Redis-transport envelope of a Celery task whose JSON body is already encoded.
 
     Headers come from Celery's own `as_task_v2`; `argsrepr` is what Flower shows (so never
@@ -85,6 +104,7 @@ def task_envelope(app: Celery, task_name: str, queue: str, body: bytes, *, argsr
     # ignore_result=None: the task's own setting decides. as_task_v2's default (False) would make
     # every worker store a STARTED and a SUCCESS result in Redis for each update, kept for a day.
     message = app.amqp.as_task_v2(task_id, task_name, argsrepr=argsrepr, kwargsrepr="{}", ignore_result=None)
+    tag = str(uuid.uuid4())
     envelope = {
         "body": base64.b64encode(body).decode(),
         "content-encoding": "utf-8",
@@ -96,13 +116,13 @@ def task_envelope(app: Celery, task_name: str, queue: str, body: bytes, *, argsr
             "delivery_info": {"exchange": "", "routing_key": queue},
             "priority": 0,
             "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
+            "delivery_tag": tag,
         },
     }
-    return orjson.dumps(envelope)
+    return TaskMessage(orjson.dumps(envelope), tag)
 
 
-def celery_message(app: Celery, update_id: int, raw_update: bytes) -> bytes:
+def celery_message(app: Celery, update_id: int, raw_update: bytes) -> TaskMessage:
     """An `updates.handle_update(update)` task message.
 
     `raw_update` must already be known to be a JSON object: it is spliced into the body as the
@@ -113,7 +133,7 @@ def celery_message(app: Celery, update_id: int, raw_update: bytes) -> bytes:
                          cid=f"tg:{update_id}")
 
 
-def batch_message(app: Celery, update_ids: list[int], raw_updates: list[bytes]) -> bytes:
+def batch_message(app: Celery, update_ids: list[int], raw_updates: list[bytes]) -> TaskMessage:
     """An `updates.handle_updates([update, ...])` task message, the updates spliced in as they came."""
     body = b"[[[" + b",".join(raw_updates) + b"]" + _BODY_TAIL
     listed = ", ".join(str(update_id) for update_id in update_ids)
@@ -127,7 +147,7 @@ class _Publishing:
 
     update_id: int
     raw_update: bytes
-    message: bytes  # its own `updates.handle_update` message
+    message: TaskMessage  # its own `updates.handle_update` message
     future: asyncio.Future
 
 
@@ -199,10 +219,12 @@ class UpdatePublisher:
 
     async def _run(self, items: list[_Publishing]) -> list[int]:
         together = batch_message(self._app, [item.update_id for item in items],
-                                 [item.raw_update for item in items]) if len(items) > 1 else b""
-        keys = [UPDATES_QUEUE, inbox.MESSAGES_KEY, inbox.TIMES_KEY,
+                                 [item.raw_update for item in items]) if len(items) > 1 else TaskMessage(b"", "")
+        keys = [UPDATES_QUEUE, inbox.MESSAGES_KEY, inbox.TIMES_KEY, UNDELIVERED_KEY, UNDELIVERED_INDEX_KEY,
                 *(f"{DEDUP_KEY_PREFIX}{item.update_id}" for item in items)]
-        args: list[int | bytes] = [self._ttl, together, *(item.message for item in items)]
+        args: list[int | float | bytes | str] = [self._ttl, time.time(), *together]
+        for item in items:
+            args += item.message
         try:
             return await self._script(keys=keys, args=args)
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as error:

@@ -5,13 +5,16 @@ signature (HMAC of the raw body with STRIPE_WEBHOOK_SECRET, at most five minutes
 first; then the event is trimmed to what the payments worker needs (no customer names, e-mail
 addresses or card details in Redis, task arguments or Flower) and pushed onto the `payments`
 queue together with a dedup key, by one Redis script, so a repeated event id is dropped and an
-event is never marked seen without being queued. 200 only once it is queued; 503 when Redis is
-down, so Stripe delivers it again. Event types we do not act on are acknowledged and dropped.
-The worker deduplicates by event id once more, in the transaction of its effects.
+event is never marked seen without being queued; the script also copies it for the workers' sweep
+(core/broker.py), as Stripe will not send an event again once it has its 200. 200 only once it is
+queued; 503 when Redis is down, so Stripe delivers it again. Event types we do not act on are
+acknowledged and dropped. The worker deduplicates by event id once more, in the transaction of its
+effects.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -21,8 +24,9 @@ from prometheus_client import Counter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from bot.publisher import BrokerUnavailable, task_envelope
+from bot.publisher import BrokerUnavailable, TaskMessage, task_envelope
 from core import stripe_api
+from core.broker import UNDELIVERED_INDEX_KEY, UNDELIVERED_KEY
 from core.logging import get_logger
 from core.settings import Settings
 
@@ -36,10 +40,15 @@ MAX_EVENT_BYTES = 512 * 1024  # Stripe caps an event's payload far below this
 
 EVENTS = Counter("gateway_stripe_events_total", "Stripe webhook deliveries by outcome", ["outcome"])
 
-# KEYS[1] = queue, KEYS[2] = dedup key; ARGV[1] = TTL, ARGV[2] = message.
+# KEYS[1] = queue, KEYS[2] = dedup key, KEYS[3] and KEYS[4] = the broker's copies (core.broker);
+# ARGV[1] = TTL, ARGV[2] = message, ARGV[3] = its delivery tag, ARGV[4] = now (the publisher's clock).
+# The message is copied until a worker records it: Stripe has its 200 and will not send the event
+# again, so a message lost between the queue and a worker's BRPOP must come back from the copy.
 _ENQUEUE_NEW_SCRIPT = """
 if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
   redis.call('LPUSH', KEYS[1], ARGV[2])
+  redis.call('HSET', KEYS[3], ARGV[3], KEYS[1] .. '\\n' .. ARGV[2])
+  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
   return 1
 end
 return 0
@@ -51,7 +60,7 @@ def _error(status: int, reason: str) -> JSONResponse:
     return JSONResponse({"ok": False, "error": reason}, status_code=status)
 
 
-def celery_message(app: Celery, event: dict[str, Any]) -> bytes:
+def celery_message(app: Celery, event: dict[str, Any]) -> TaskMessage:
     """A `payments.handle_event(event)` task message."""
     body = orjson.dumps([[event], {}, _EMBED])
     return task_envelope(app, HANDLE_EVENT_TASK, PAYMENTS_QUEUE, body, argsrepr=f"(stripe event {event['id']})",
@@ -72,8 +81,9 @@ class EventPublisher:
         """True if queued now, False if this event id was queued before."""
         message = celery_message(self._app, event)
         try:
-            new = await self._script(keys=[PAYMENTS_QUEUE, f"{DEDUP_KEY_PREFIX}{event['id']}"],
-                                     args=[self._ttl, message])
+            new = await self._script(
+                keys=[PAYMENTS_QUEUE, f"{DEDUP_KEY_PREFIX}{event['id']}", UNDELIVERED_KEY, UNDELIVERED_INDEX_KEY],
+                args=[self._ttl, message.pushed, message.tag, time.time()])
         except (aioredis.ConnectionError, aioredis.TimeoutError, aioredis.ResponseError, OSError) as error:
             raise BrokerUnavailable(str(error)) from error
         return bool(new)

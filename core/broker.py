@@ -27,7 +27,8 @@ also copied, in the same transaction as its push, into the hash `undelivered`, a
 unacknowledged record removes the copy in the same transaction as it writes the record; a message
 given back to its queue gets one again. A copy older than `lost_message_grace` seconds whose
 message is no longer in its queue was lost between the two: the sweep pushes it back
-(`_LOST_IN_HANDOVER`).
+(`_LOST_IN_HANDOVER`). The gateway pushes updates and Stripe events with scripts of its own, which
+write the same copies (bot/publisher.py, bot/stripe_webhook.py).
 
 Redelivery after a lost worker: every consumer of a Redis database shares one `unacked` set, and
 each worker sweeps all of it, whatever queue it consumes. kombu's sweep gives back every message
@@ -160,6 +161,12 @@ class QoS(kombu_redis.QoS):
             return None
 
 
+# The copies of task messages not yet recorded by a consumer (the gateway's scripts write them too,
+# bot/publisher.py and bot/stripe_webhook.py):
+UNDELIVERED_KEY = "undelivered"  # delivery tag → "<queue's list key>\n<message as pushed>"
+UNDELIVERED_INDEX_KEY = "undelivered_index"  # delivery tag → when published, or last seen queued
+
+
 class Channel(kombu_redis.Channel):
     QoS = QoS
     # Queue name (routing key) → seconds; queues not named use `visibility_timeout`.
@@ -171,8 +178,8 @@ class Channel(kombu_redis.Channel):
     # How old a copy must be before the sweep looks for its message; a live consumer records a
     # message milliseconds after taking it.
     lost_message_grace = 30
-    undelivered_key = "undelivered"  # delivery tag → "<queue's list key>\n<message as pushed>"
-    undelivered_index_key = "undelivered_index"  # delivery tag → when published, or last seen queued
+    undelivered_key = UNDELIVERED_KEY
+    undelivered_index_key = UNDELIVERED_INDEX_KEY
     from_transport_options = (*kombu_redis.Channel.from_transport_options,  # type: ignore[assignment]
                               "visibility_timeouts", "recoverable_queues", "lost_message_grace")
 

@@ -289,6 +289,95 @@ def test_a_reply_queue_of_remote_control_keeps_no_copies(copying):
     assert client.llen("abc.reply.celery.pidbox") == 1 and client.hlen("undelivered") == 0
 
 
+def _gateway_publishes(url: str, updates: list[dict] | None = None, event: dict | None = None) -> list[bool]:
+    """The gateway's publishers, as its requests use them: these updates together (one flush), or
+    this Stripe event; whether each was new."""
+    import asyncio
+
+    import orjson
+
+    from bot.publisher import UpdatePublisher
+    from bot.stripe_webhook import EventPublisher
+    from core.celery_app import app
+
+    async def run() -> list[bool]:
+        if event is not None:
+            events = EventPublisher(url, app, 3600)
+            try:
+                return [await events.publish(event)]
+            finally:
+                await events.close()
+        publisher = UpdatePublisher(url, app, 3600)
+        try:
+            published = await asyncio.gather(*(publisher.publish(u["update_id"], orjson.dumps(u))
+                                               for u in updates or []))
+        finally:
+            await publisher.close()
+        return [each.new for each in published]
+
+    return asyncio.run(run())
+
+
+def _url(client: redis.Redis) -> str:
+    where = client.connection_pool.connection_kwargs
+    return f"redis://{where['host']}:{where['port']}/0"
+
+
+def _tap(update_id: int) -> dict:
+    user = {"id": 42, "is_bot": False, "first_name": "Ann"}
+    return {"update_id": update_id, "callback_query": {"id": f"cq{update_id}", "from": user, "chat_instance": "1",
+                                                      "data": "menu"}}
+
+
+def test_the_gateways_update_messages_are_copied_until_a_worker_records_them(copying):
+    """The gateway pushes updates with a script of its own, not through kombu: it copies them too. A
+    batch lost between the queue and a worker comes back from its copy within the grace period (not
+    only from the inbox, a minute or more later); one a worker recorded leaves no copy. A repeated
+    update pushes nothing and copies nothing; the new ones beside it go one by one, each copied."""
+    channel, client = copying
+    url = _url(client)
+    assert _gateway_publishes(url, [_tap(1), _tap(2)]) == [True, True]
+    assert client.llen("updates") == 1 and client.hlen("undelivered") == 1
+    client.rpop("updates")  # taken by a BRPOP whose reply never arrived
+    _sweep_later(channel, client)
+    batch = channel.basic_get("updates", no_ack=False)
+    assert batch.headers["task"] == "updates.handle_updates"
+    assert [update["update_id"] for update in batch.payload[0][0]] == [1, 2]
+    assert client.hlen("undelivered") == 0  # recorded as unacknowledged: the copy is gone
+    batch.ack()
+
+    assert _gateway_publishes(url, [_tap(3), _tap(1), _tap(4)]) == [True, False, True]
+    assert client.llen("updates") == 2 and client.hlen("undelivered") == 2
+    taken = []
+    while (message := channel.basic_get("updates", no_ack=False)) is not None:
+        taken.append(message.payload[0][0]["update_id"])
+        message.ack()
+    assert taken == [3, 4]
+    assert client.hlen("undelivered") == 0 and client.zcard("undelivered_index") == 0
+    _sweep_later(channel, client, rounds=2)
+    assert client.llen("updates") == 0  # nothing was lost: nothing comes back
+
+
+def test_a_stripe_event_lost_between_its_queue_and_a_worker_comes_back_from_its_copy(copying):
+    """Stripe has its 200 once the event is queued and never sends it again: an event Redis hands to
+    a BRPOP and loses would be gone (the payment found only when its hold lapses). Its copy brings
+    it back; a repeated event id pushes and copies nothing."""
+    channel, client = copying
+    url = _url(client)
+    event = {"id": "evt_copy_1", "type": "checkout.session.completed", "data": {"object": {"id": "cs_1"}}}
+    assert _gateway_publishes(url, event=event) == [True]
+    assert _gateway_publishes(url, event=event) == [False]
+    assert client.llen("payments") == 1 and client.hlen("undelivered") == 1
+    client.rpop("payments")
+    channel.put_back_lost_in_handover(client, time.time())
+    assert client.llen("payments") == 0  # within the grace period: a live worker records in milliseconds
+    _sweep_later(channel, client)
+    back = channel.basic_get("payments", no_ack=False)
+    assert back.headers["task"] == "payments.handle_event" and back.payload[0] == [event]
+    back.ack()
+    assert client.hlen("undelivered") == 0 and client.hlen("unacked") == 0
+
+
 def test_a_task_message_whose_worker_died_between_brpop_and_its_record_runs_on_the_next_worker(tmp_path):
     """The real thing, end to end: a worker's main process stopped with its BRPOP waiting, a task
     published (Redis hands it to that BRPOP, off the queue), the worker SIGKILLed before it could
