@@ -172,6 +172,11 @@ class Drill:
             fault_info.update(probe_outcome(self.stack, fault_info))
         if fault == "worker_main":
             fault_info["sweeps"] = sweeps_since(began)
+            # What the workers' sweep pushed back from the copies in `undelivered` (core/broker.py):
+            # the message the stopped BRPOP took, 30 s after it was published, unless the inbox's
+            # sweep brought its updates back first.
+            fault_info["put_back_from_copies"] = self.stack.log_since(fault_info.get("log_from", 0)).count(
+                "broker_put_back_lost_in_handover")
         audited = time.monotonic()
         result = audit(self.stack, self.traffic, self.calls, phase=name)
         result["audit_s"] = round(time.monotonic() - audited, 1)
@@ -374,7 +379,8 @@ class Drill:
         pid = self.stack.pid(name)
         since = self.stack.log_size()
         probe = self._probe()
-        details: dict[str, Any] = {"process": name, "pid": pid, "unacked_messages_before": self._unacked()}
+        details: dict[str, Any] = {"process": name, "pid": pid, "unacked_messages_before": self._unacked(),
+                                   "log_from": since}
         os.kill(pid, signal.SIGSTOP)
         if probe is not None:
             sent = probe.buy()
@@ -725,6 +731,9 @@ def _fault_line(phase: dict, settings: dict) -> str:
         requeued = [u for sweep in d.get("sweeps", []) for u in sweep["requeued"]]
         parts.append(f"lost updates queued again by {d['requeued_by']} ({len(requeued)} update(s)"
                      + (", the probe's among them" if d.get("probe_update_id") in requeued else "") + ")")
+    if "put_back_from_copies" in d:
+        parts.append(f"the workers' sweep pushed lost task messages back from their copies {d['put_back_from_copies']} "
+                     "time(s)")
     if "probe_sees" in d:
         parts.append(f"in the end the probe's customer sees {SEES.get(d['probe_sees'], d['probe_sees'])}, "
                      f"the button press {'answered' if d.get('probe_tap_answered') else 'NOT answered'}")

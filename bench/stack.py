@@ -241,11 +241,15 @@ class Stack:
         except (psutil.Error, KeyError):
             return []
 
-    def worker_ready(self, name: str, since: int = 0) -> bool:
-        """The worker printed "ready." after byte `since` of the log (its start or restart)."""
+    def log_since(self, since: int) -> str:
+        """The supervised processes' output after byte `since` of the log (`log_size`)."""
         with (self.directory / "supervisor.log").open("rb") as log:
             log.seek(since)
-            text = log.read().decode(errors="replace")
+            return log.read().decode(errors="replace")
+
+    def worker_ready(self, name: str, since: int = 0) -> bool:
+        """The worker printed "ready." after byte `since` of the log (its start or restart)."""
+        text = self.log_since(since)
         prefix = re.compile(rf"^\S+ {re.escape(name)}\s+\| .*ready\.", re.MULTILINE)
         return bool(prefix.search(text))
 

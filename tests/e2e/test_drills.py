@@ -14,9 +14,10 @@ where the fault hurts most); each once lost something for good, and each has its
 * A worker's pool process SIGKILLed after the probe's commit, while Telegram was answering the
   button press: the answer was never given (now an outbox row its redelivery sends).
 * A worker's main process SIGKILLed with the probe's update taken by its BRPOP and not yet recorded
-  as unacknowledged: acknowledged to Telegram and gone (now the inbox keeps a copy, core.inbox; the
-  short drill sends `maintenance.requeue_lost_updates` with grace 0, as an operator would, instead of
-  waiting for beat's sweep after the visibility timeout + 15 s).
+  as unacknowledged: acknowledged to Telegram and gone (now the inbox keeps a copy, core.inbox, and
+  the broker one, core.broker, which the workers' sweep pushes back after 30 s; the short drill sends
+  `maintenance.requeue_lost_updates` with grace 0, as an operator would, instead of waiting for
+  either).
 """
 
 from __future__ import annotations
