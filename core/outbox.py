@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import contextlib
 import enum
 import json
 import time
@@ -36,11 +37,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import redis
 from sqlalchemy import Connection, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from core import db, faults, handover, marks, metrics
+from core import db, faults, handover, marks, metrics, redis_client
 from core import telegram as tg
 from core.handover import enqueue_after_commit
 from core.logging import get_logger
@@ -355,9 +357,43 @@ def _deliver(notification_id: int, connection: Connection | None) -> Delivery:
         if "message_id" not in progress:
             raise
         # Telegram has the message; only the commit that records it failed (Postgres went away
-        # right then). Record it on a fresh connection rather than let a retry send it again.
+        # right then). Note that in Redis first: if Postgres stays away longer than this task may
+        # wait, the next attempt at the row finds the note and marks it instead of sending again.
+        # Then record it on a fresh connection rather than let a retry send it again.
+        _note_sent_unrecorded(notification_id, progress["message_id"])
         _record_sent(notification_id, progress["message_id"])
         return Delivery.SENT
+
+
+# A send Telegram took whose "sent" could not be written: notification id → Telegram's message id
+# ("" for none), kept a week (far beyond any retry or the outbox sweeper's) or until it is recorded.
+_SENT_UNRECORDED_KEY = "outbox:sent_unrecorded:{}"
+_SENT_UNRECORDED_TTL_S = 7 * 24 * 3600
+
+
+def _note_sent_unrecorded(notification_id: int, message_id: int | None) -> None:
+    try:
+        redis_client.client().set(_SENT_UNRECORDED_KEY.format(notification_id),
+                                  "" if message_id is None else str(message_id), ex=_SENT_UNRECORDED_TTL_S)
+    except redis.RedisError as error:  # a second fault: the message may go out twice, as before
+        log.error("notification_send_not_noted", notification_id=notification_id, error=repr(error))
+
+
+def _sent_unrecorded(notification_id: int) -> tuple[bool, int | None]:
+    """Whether an earlier attempt sent this row without recording it, and Telegram's message id."""
+    try:
+        noted = redis_client.client().get(_SENT_UNRECORDED_KEY.format(notification_id))
+    except redis.RedisError:
+        return False, None  # Redis away: send (a note could only exist after a second fault)
+    if noted is None:
+        return False, None
+    return True, int(noted) if noted else None
+
+
+def _forget_sent_unrecorded(notification_id: int) -> None:
+    # Redis away: the note expires, and the row is marked, so it is never taken again.
+    with contextlib.suppress(redis.RedisError):
+        redis_client.client().delete(_SENT_UNRECORDED_KEY.format(notification_id))
 
 
 def _record_sent(notification_id: int, message_id: int | None, patience_s: float = 60.0) -> None:
@@ -373,6 +409,7 @@ def _record_sent(notification_id: int, message_id: int | None, patience_s: float
                             telegram_message_id=message_id, attempts=Notification.attempts + 1)
                 )
             log.warning("notification_recorded_late", notification_id=notification_id)
+            _forget_sent_unrecorded(notification_id)
             return
         except (sa_exc.OperationalError, sa_exc.InterfaceError):
             if time.monotonic() + pause > deadline:
@@ -387,6 +424,11 @@ def _send_and_record(notification_id: int, progress: dict[str, int | None], conn
         if row is None:
             return Sent(Delivery.ALREADY_DONE)
         if row.kind not in ANSWER_KINDS:  # answers are not messages: no turn under the rate limits
+            sent_before, message_id = _sent_unrecorded(row.id)
+            if sent_before:  # Telegram has it from an attempt whose record Postgres lost
+                _mark(conn, row.id, NotificationStatus.SENT, sent_at=datetime.now(UTC), message_id=message_id)
+                log.warning("notification_recorded_late", notification_id=row.id, by="a later attempt")
+                return Sent(Delivery.SENT, message_id)
             _take_turn(row.chat_id, MAX_INLINE_WAIT_SECONDS, paid=bool(row.payload.get("paid_broadcast")))
         return _attempt(conn, row, progress)
 

@@ -245,3 +245,36 @@ def test_an_earlier_edit_of_a_message_never_lands_after_a_later_one(stack, prepa
         stack.telegram.set_unreachable(False)
         pool.shutdown()
     assert _shown(stack, chat, message_id) == "Sold out, sorry"
+
+
+def test_a_message_telegram_took_while_postgres_went_away_is_not_sent_again(stack, monkeypatch):
+    """Telegram accepts the message, then Postgres goes away before its row is marked sent, and stays
+    away longer than the sender may wait to record it (a minute's outage outlasts the task's time
+    limit). The next attempt at the row (the task's retry, the sweeper) finds the send noted in
+    Redis and marks the row with Telegram's message id instead of sending it a second time."""
+    import psycopg2
+
+    chat = new_user_id()
+    stack.telegram.create_user(chat)
+    make_user(chat)
+    note_id = _record(chat, "outage", Reply(text="🔔 New near you: Bag of the day"))
+
+    def postgres_gone(*_args, **_kwargs):
+        raise sa.exc.OperationalError("UPDATE notifications", {},
+                                      psycopg2.OperationalError("server closed the connection"))
+
+    with monkeypatch.context() as outage:
+        outage.setattr(outbox, "_mark", postgres_gone)
+        outage.setattr(outbox, "_record_sent", postgres_gone)
+        with pytest.raises(sa.exc.OperationalError):
+            outbox.deliver(note_id)
+    assert _bot_texts(stack, chat) == ["🔔 New near you: Bag of the day"]
+    with db.session_scope() as session:
+        assert session.get(Notification, note_id).status == NotificationStatus.PENDING
+
+    assert _deliver_in_turn(note_id) == outbox.Delivery.SENT  # Postgres is back: the retry
+    assert _bot_texts(stack, chat) == ["🔔 New near you: Bag of the day"]  # once
+    (shown,) = [m for m in stack.telegram.messages(chat) if m.get("from", {}).get("is_bot")]
+    with db.session_scope() as session:
+        row = session.get(Notification, note_id)
+        assert (row.status, row.telegram_message_id) == (NotificationStatus.SENT, shown["message_id"])
