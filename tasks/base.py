@@ -79,10 +79,14 @@ def transient_reason(error: BaseException) -> str:
 
 class BaseTask(Task):
     autoretry_for = TRANSIENT_ERRORS
-    retry_backoff = 1  # 1 s, 2 s, 4 s ... with jitter
-    retry_backoff_max = 600
+    # 1, 2, 4, 8, then 16 s at most between attempts, each with full jitter. A task that kept failing
+    # through a minute without Postgres or Redis runs again at most 16 s after it is back; with a
+    # 600 s cap it waited minutes, and the drill with Postgres down 60 s still found a refund
+    # waiting. The retries keep the horizon the doubling gave (about 8 minutes on average).
+    retry_backoff = 1
+    retry_backoff_max = 16
     retry_jitter = True
-    max_retries = 10
+    max_retries = 60
 
     def before_start(self, task_id, args, kwargs) -> None:
         structlog.contextvars.clear_contextvars()

@@ -49,7 +49,7 @@ def _file_key(file_id: str) -> str:
     return hashlib.sha256(file_id.encode()).hexdigest()[:16]
 
 
-@app.task(name="images.process_offer_photo", base=BaseTask, bind=True, max_retries=8)
+@app.task(name="images.process_offer_photo", base=BaseTask, bind=True, max_retries=20)
 def process_offer_photo(self: BaseTask, offer_id: int, file_id: str) -> str:
     started = datetime.now(UTC)
     with session_scope() as session:

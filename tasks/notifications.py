@@ -81,7 +81,7 @@ def _senders() -> concurrent.futures.ThreadPoolExecutor:
     return _reply_senders[1]
 
 
-@app.task(name="notifications.deliver_in_order", base=BaseTask, bind=True, max_retries=20)
+@app.task(name="notifications.deliver_in_order", base=BaseTask, bind=True, max_retries=60)
 def deliver_in_order(self: BaseTask, notification_ids: list[int]) -> None:
     """Send these outbox messages one after another; each is sent at most once."""
     for position, notification_id in enumerate(notification_ids):
@@ -119,7 +119,7 @@ _EARLIER_UNSENT = (
     " AND created_at <= %(before)s AND kind <> %(answer)s)")
 
 
-@app.task(name="notifications.set_chat_commands", base=BaseTask, bind=True, max_retries=10)
+@app.task(name="notifications.set_chat_commands", base=BaseTask, bind=True, max_retries=30)
 def set_chat_commands(self: BaseTask, chat_id: int) -> str:
     """Give a chat the "/" menu and the menu button ("🗺 Map", when the Mini App has an address) in its
     person's language (handed over after /language, and at first contact in a language other than

@@ -43,7 +43,7 @@ def expire_checkout(order_id: int) -> str:
     return payments.expire_checkout(int(order_id)).value
 
 
-@app.task(name="payments.handle_event", base=BaseTask, bind=True, max_retries=12)
+@app.task(name="payments.handle_event", base=BaseTask, bind=True, max_retries=40)
 def handle_event(self: BaseTask, event: dict[str, Any]) -> str:
     """One Stripe event, as the gateway verified and queued it (trimmed: no personal data)."""
     try:
