@@ -290,25 +290,26 @@ def _waits_by_answer(result: dict) -> list[str]:
 # What limits each step of the flash sale's scaling (read off the CPU split above; the figures
 # themselves are in the table).
 SCALING_LIMITS = [
-    ("**What limits each step** (measured 2026-12-05, 00:10, on the AMD EPYC machine of the runs of the "
-     "day before, the same code as its 21:46 run but for the split of the waits by answer; the machine "
-     "was slower this hour: the peer took 9.9–10.3 ms per tap, 9.2 ms at 21:46 and 7.2 ms on the Xeon; "
-     "its speed drifts within the hour, so read ours next to the peer of the same run)."),
-    ("* 1 worker process: 10.8–11.0 s at 3.9 ms per tap: its one pool process is the bottleneck, busy "
-     "all the sale; 1.2 of the 2 cores are in use, the rest of the chain (Postgres 2.5 s, the fakes "
-     "1.7 s) waiting on it."),
-    ("* 2 processes: 8.4–8.6 s. 1.7 of the 2 cores are busy (14.6 CPU-seconds in 8.6 s: worker 8.9, "
-     "Postgres 2.9, the fakes 1.6, Redis 0.6, gateway 0.5), about 7.3 ms of the machine's CPU per tap. "
+    ("**What limits each step** (measured 2026-12-05, 01:58, on the AMD EPYC machine of the runs of the "
+     "day before, after this day's changes to the gateway's pushes, the outbox and the retries; the "
+     "machine's speed drifts within the hour: the peer took 8.1–8.6 ms per tap here, 9.9–10.3 ms at "
+     "00:10 the same night, 7.2 ms on the Xeon; so read ours next to the peer of the same run)."),
+    ("* 1 worker process: 9.7 s at 3.5–3.6 ms per tap: its one pool process is the bottleneck, busy "
+     "all the sale; 1.2 of the 2 cores are in use, the rest of the chain (Postgres 2.2 s, the fakes "
+     "1.5 s) waiting on it."),
+    ("* 2 processes: 6.6–6.8 s. 1.7 of the 2 cores are busy (11.4 CPU-seconds in 6.8 s: worker 6.9, "
+     "Postgres 2.3, the fakes 1.2, Redis 0.5, gateway 0.4), about 5.7 ms of the machine's CPU per tap. "
      "What keeps the cores from filling is waiting inside each task: every reply is still its own "
      "transaction (taken, sent, marked), and each winner's checkout waits for Stripe and for its "
      "commits. The 100 winners go first (the reservations and payments queues are asked first): their "
-     "Pay link after 2.1 s (median), while the 1,900 others wait for “sold out” behind the checkouts "
-     "(5.4 s). Worker CPU per tap is 4.2–4.4 ms, 0.43 of the peer's (0.40 at 21:46; 0.43 on the Xeon)."),
-    ("* 4 processes on 2 cores: 8.0–8.2 s, a little faster: the cores are fuller (1.9) but each tap costs "
-     "more (4.6–4.7 ms) as the processes take turns. More speed from here needs more cores (workers on "
+     "Pay link after 1.8–1.9 s (median), while the 1,900 others wait for “sold out” behind the "
+     "checkouts (4.2–4.3 s). Worker CPU per tap is 3.3–3.4 ms, 0.41 of the peer's (0.43 at 00:10; 0.43 "
+     "on the Xeon)."),
+    ("* 4 processes on 2 cores: 6.9–7.1 s, no faster: the cores are fuller (1.9) but each tap costs "
+     "more (4.0–4.1 ms) as the processes take turns. More speed from here needs more cores (workers on "
      "another machine, on the same Redis and Postgres) or less CPU per tap."),
     ("* The peer: its one process (one event loop, plus threads for the synchronous database and Stripe calls), "
-     "so one core at most (19.7–20.5 CPU-seconds in its 19.6–20.6 s), at 9.9–10.3 ms per tap. It records "
+     "so one core at most (16.1–17.2 CPU-seconds in its 16.0–16.9 s), at 8.1–8.6 ms per tap. It records "
      "nothing durable: no processed-update row, no outbox, no chat lock, no hand-over."),
     ("* Then Telegram itself: at the free tier's 30 messages/s, 2,000 answers alone take 71 s whatever the "
      "workers do."),
