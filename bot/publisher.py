@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 from celery import Celery
 
 from core import inbox
-from core.broker import UNDELIVERED_INDEX_KEY, UNDELIVERED_KEY
+from core.broker import KEEP_COPY_LUA, UNDELIVERED_INDEX_KEY, UNDELIVERED_KEY
 from core.celery_app import PUBLISHED_AT_HEADER
 from core.queues import HANDLE_UPDATE_TASK, HANDLE_UPDATES_TASK, UPDATES_QUEUE
 
@@ -42,15 +42,14 @@ DEDUP_KEY_PREFIX = "tg:update:"
 # kept in the inbox, stamped with Redis's clock, in the same script that queues it. When every
 # update is new the one message goes on the queue, else each new one's own (a repeat is never
 # handed to a worker again); whatever goes on the queue is copied until a worker records it.
-_ENQUEUE_NEW_SCRIPT = """
+_ENQUEUE_NEW_SCRIPT = KEEP_COPY_LUA + """
 local results = {}
 local fresh = {}
 local now = redis.call('TIME')
 local stamp = now[1] * 1000 + math.floor(now[2] / 1000)
 local function push(message, tag)
   redis.call('LPUSH', KEYS[1], message)
-  redis.call('HSET', KEYS[4], tag, KEYS[1] .. '\\n' .. message)
-  redis.call('ZADD', KEYS[5], ARGV[2], tag)
+  keep_copy(KEYS[4], KEYS[5], KEYS[1], message, tag, ARGV[2])
 end
 for i = 1, #KEYS - 5 do
   if redis.call('SET', KEYS[i + 5], '1', 'NX', 'EX', ARGV[1]) then

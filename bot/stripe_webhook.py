@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 
 from bot.publisher import BrokerUnavailable, TaskMessage, task_envelope
 from core import stripe_api
-from core.broker import UNDELIVERED_INDEX_KEY, UNDELIVERED_KEY
+from core.broker import KEEP_COPY_LUA, UNDELIVERED_INDEX_KEY, UNDELIVERED_KEY
 from core.logging import get_logger
 from core.settings import Settings
 
@@ -44,11 +44,10 @@ EVENTS = Counter("gateway_stripe_events_total", "Stripe webhook deliveries by ou
 # ARGV[1] = TTL, ARGV[2] = message, ARGV[3] = its delivery tag, ARGV[4] = now (the publisher's clock).
 # The message is copied until a worker records it: Stripe has its 200 and will not send the event
 # again, so a message lost between the queue and a worker's BRPOP must come back from the copy.
-_ENQUEUE_NEW_SCRIPT = """
+_ENQUEUE_NEW_SCRIPT = KEEP_COPY_LUA + """
 if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
   redis.call('LPUSH', KEYS[1], ARGV[2])
-  redis.call('HSET', KEYS[3], ARGV[3], KEYS[1] .. '\\n' .. ARGV[2])
-  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
+  keep_copy(KEYS[3], KEYS[4], KEYS[1], ARGV[2], ARGV[3], ARGV[4])
   return 1
 end
 return 0

@@ -166,6 +166,15 @@ class QoS(kombu_redis.QoS):
 UNDELIVERED_KEY = "undelivered"  # delivery tag → "<queue's list key>\n<message as pushed>"
 UNDELIVERED_INDEX_KEY = "undelivered_index"  # delivery tag → when published, or last seen queued
 
+# For a script that pushes a task message itself: keep its copy as `Channel.keep_copy` does, in the
+# same script as the push (the copy's format is `_copy`'s).
+KEEP_COPY_LUA = """
+local function keep_copy(copies, index, queue, message, tag, now)
+  redis.call('HSET', copies, tag, queue .. '\\n' .. message)
+  redis.call('ZADD', index, now, tag)
+end
+"""
+
 
 class Channel(kombu_redis.Channel):
     QoS = QoS
