@@ -366,7 +366,9 @@ def _deliver(notification_id: int, connection: Connection | None) -> Delivery:
 
 
 # A send Telegram took whose "sent" could not be written: notification id → Telegram's message id
-# ("" for none), kept a week (far beyond any retry or the outbox sweeper's) or until it is recorded.
+# ("" for none), kept a week (far beyond any retry or the outbox sweeper's). `_record_sent` deletes
+# it once it records the send; one a later attempt finds is left to expire, as that attempt's mark
+# commits only after it returns (the marked row is never taken again).
 _SENT_UNRECORDED_KEY = "outbox:sent_unrecorded:{}"
 _SENT_UNRECORDED_TTL_S = 7 * 24 * 3600
 
